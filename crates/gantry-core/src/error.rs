@@ -1,0 +1,27 @@
+//! Errors of the shared types: parsing digests and serializing canonical JSON.
+
+/// What can go wrong while handling the shared types.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A digest string was not `sha256:` followed by 64 lowercase hex digits.
+    #[error("invalid digest `{value}`: expected `sha256:` followed by 64 lowercase hex digits")]
+    InvalidDigest {
+        /// The text that failed to parse.
+        value: String,
+    },
+    /// A value could not be serialized to JSON.
+    #[error("cannot serialize to canonical JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Reading the bytes to hash failed.
+    #[error("cannot read {what} to hash it: {source}")]
+    Read {
+        /// What was being read (usually a path).
+        what: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

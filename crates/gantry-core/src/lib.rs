@@ -1,0 +1,34 @@
+/*!
+Shared types that flow between gantry's steps and crates.
+
+Every capability crate speaks in these types, so that the CLI can render them
+and the CI layer can publish them without knowing which capability produced
+them:
+
+- [`Verdict`] and [`ExitCode`]: the three-way contract `0` pass, `1` the
+  check said no, `2` the tool could not do its job.
+- [`Finding`]: one located observation (file, line, severity, stable code).
+- [`Digest`]: a `sha256:<hex>` content address, and [`canonical_json_digest`]
+  for manifests whose identity is the digest of their canonical JSON.
+- [`Secret`]: a string that never prints itself.
+
+```
+use gantry_core::{Digest, Verdict};
+
+let digest = Digest::of_bytes(b"hello");
+assert_eq!(digest.to_string().len(), "sha256:".len() + 64);
+assert_eq!(Verdict::Fail.exit_code().as_i32(), 1);
+```
+*/
+
+mod digest;
+mod error;
+mod finding;
+mod secret;
+mod verdict;
+
+pub use crate::digest::{Digest, canonical_json, canonical_json_digest};
+pub use crate::error::{Error, Result};
+pub use crate::finding::{Finding, Location, Severity};
+pub use crate::secret::Secret;
+pub use crate::verdict::{ExitCode, Verdict};
