@@ -34,7 +34,12 @@ pub struct Annotations {
 impl Annotations {
     /// A fresh annotation budget for one step.
     pub fn new(platform: Platform, limits: AnnotationLimits) -> Annotations {
-        Annotations { platform, limits, emitted: [0; 3], omitted: [0; 3] }
+        Annotations {
+            platform,
+            limits,
+            emitted: [0; 3],
+            omitted: [0; 3],
+        }
     }
 
     /// Writes one finding to `out`: a workflow command on GitHub, a readable
@@ -57,9 +62,22 @@ impl Annotations {
         let parts: Vec<String> = [Severity::Error, Severity::Warning, Severity::Notice]
             .into_iter()
             .filter(|&severity| self.omitted[severity_slot(severity)] > 0)
-            .map(|severity| format!("{} more {}(s)", self.omitted[severity_slot(severity)], severity.as_str()))
+            .map(|severity| {
+                format!(
+                    "{} more {}(s)",
+                    self.omitted[severity_slot(severity)],
+                    severity.as_str()
+                )
+            })
             .collect();
-        writeln!(out, "::notice title=gantry::{}", escape_data(&format!("{} not annotated; the step summary lists every finding", parts.join(", "))))
+        writeln!(
+            out,
+            "::notice title=gantry::{}",
+            escape_data(&format!(
+                "{} not annotated; the step summary lists every finding",
+                parts.join(", ")
+            ))
+        )
     }
 
     /// How many findings were counted but not annotated.
@@ -88,16 +106,31 @@ fn format_annotation(platform: Platform, finding: &Finding) -> String {
                     ("col", location.column),
                     ("endColumn", location.end_column),
                 ];
-                properties.extend(numbered.into_iter().filter_map(|(key, value)| Some(format!("{key}={}", value?))));
+                properties.extend(
+                    numbered
+                        .into_iter()
+                        .filter_map(|(key, value)| Some(format!("{key}={}", value?))),
+                );
             }
-            properties.push(format!("title={}", escape_property(&format!("{} ({})", finding.title, finding.code))));
-            format!("::{} {}::{}", finding.severity.as_str(), properties.join(","), escape_data(&finding.message))
+            properties.push(format!(
+                "title={}",
+                escape_property(&format!("{} ({})", finding.title, finding.code))
+            ));
+            format!(
+                "::{} {}::{}",
+                finding.severity.as_str(),
+                properties.join(","),
+                escape_data(&finding.message)
+            )
         }
         Platform::GitLab | Platform::Local => {
-            let location = finding.location.as_ref().map(|location| match location.line {
-                Some(line) => format!("\n  --> {}:{line}", location.path),
-                None => format!("\n  --> {}", location.path),
-            });
+            let location = finding
+                .location
+                .as_ref()
+                .map(|location| match location.line {
+                    Some(line) => format!("\n  --> {}:{line}", location.path),
+                    None => format!("\n  --> {}", location.path),
+                });
             format!(
                 "{}[{}]: {}: {}{}",
                 finding.severity.as_str(),
@@ -119,7 +152,11 @@ pub fn code_quality_report(findings: &[Finding]) -> serde_json::Value {
             let location = finding.location.as_ref()?;
             let line = location.line.unwrap_or(1);
             let fingerprint = Digest::of_bytes(
-                format!("{}\0{}\0{line}\0{}", finding.code, location.path, finding.message).as_bytes(),
+                format!(
+                    "{}\0{}\0{line}\0{}",
+                    finding.code, location.path, finding.message
+                )
+                .as_bytes(),
             );
             Some(json!({
                 "description": format!("{}: {}", finding.title, finding.message),
@@ -144,15 +181,22 @@ mod tests {
     use super::*;
 
     fn finding(severity: Severity, line: u64) -> Finding {
-        Finding::new("parse-error", severity, "Unparsable row", "expected `,` at byte 17\nrow: {\"a\": 1")
-            .at(Location::line("data/train,v2.jsonl", line))
+        Finding::new(
+            "parse-error",
+            severity,
+            "Unparsable row",
+            "expected `,` at byte 17\nrow: {\"a\": 1",
+        )
+        .at(Location::line("data/train,v2.jsonl", line))
     }
 
     #[test]
     fn github_annotations_escape_properties_and_message() {
         let mut out = Vec::new();
         let mut annotations = Annotations::new(Platform::GitHub, AnnotationLimits::default());
-        annotations.emit(&finding(Severity::Error, 3), &mut out).expect("emit");
+        annotations
+            .emit(&finding(Severity::Error, 3), &mut out)
+            .expect("emit");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             "::error file=data/train%2Cv2.jsonl,line=3,title=Unparsable row (parse-error)::expected `,` at byte 17%0Arow: {\"a\": 1\n"
@@ -162,10 +206,15 @@ mod tests {
     #[test]
     fn annotations_are_capped_per_severity_and_summarized() {
         let mut out = Vec::new();
-        let mut annotations = Annotations::new(Platform::GitHub, AnnotationLimits { per_severity: 2 });
+        let mut annotations =
+            Annotations::new(Platform::GitHub, AnnotationLimits { per_severity: 2 });
         for line in 0..5 {
-            annotations.emit(&finding(Severity::Error, line), &mut out).expect("emit");
-            annotations.emit(&finding(Severity::Warning, line), &mut out).expect("emit");
+            annotations
+                .emit(&finding(Severity::Error, line), &mut out)
+                .expect("emit");
+            annotations
+                .emit(&finding(Severity::Warning, line), &mut out)
+                .expect("emit");
         }
         annotations.finish(&mut out).expect("finish");
         let text = String::from_utf8(out).expect("utf8");
@@ -177,7 +226,10 @@ mod tests {
 
     #[test]
     fn code_quality_entries_have_the_gitlab_fields() {
-        let report = code_quality_report(&[finding(Severity::Warning, 7), Finding::new("x", Severity::Error, "no file", "m")]);
+        let report = code_quality_report(&[
+            finding(Severity::Warning, 7),
+            Finding::new("x", Severity::Error, "no file", "m"),
+        ]);
         let entries = report.as_array().expect("array");
         assert_eq!(entries.len(), 1);
         let entry = &entries[0];

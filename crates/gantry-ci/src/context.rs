@@ -48,16 +48,20 @@ impl RunContext {
         match platform {
             Platform::GitHub => {
                 let repository = get(EnvVars::GITHUB_REPOSITORY);
-                let server_url = get(EnvVars::GITHUB_SERVER_URL).unwrap_or_else(|| "https://github.com".to_owned());
+                let server_url = get(EnvVars::GITHUB_SERVER_URL)
+                    .unwrap_or_else(|| "https://github.com".to_owned());
                 let run_url = match (&repository, environment.get(EnvVars::GITHUB_RUN_ID)) {
-                    (Some(repository), Some(run_id)) => Some(format!("{server_url}/{repository}/actions/runs/{run_id}")),
+                    (Some(repository), Some(run_id)) => {
+                        Some(format!("{server_url}/{repository}/actions/runs/{run_id}"))
+                    }
                     _ => None,
                 };
                 let payload = match environment.get(EnvVars::GITHUB_EVENT_PATH) {
                     Some(path) => Some(read_event(path)?),
                     None => None,
                 };
-                let change_request = github_change_request(payload.as_ref(), environment.get(EnvVars::GITHUB_REF));
+                let change_request =
+                    github_change_request(payload.as_ref(), environment.get(EnvVars::GITHUB_REF));
                 Ok(RunContext {
                     platform: Some(platform),
                     repository,
@@ -66,7 +70,10 @@ impl RunContext {
                     git_ref: get(EnvVars::GITHUB_REF),
                     event: get(EnvVars::GITHUB_EVENT_NAME),
                     workflow: get(EnvVars::GITHUB_WORKFLOW),
-                    api_url: Some(get(EnvVars::GITHUB_API_URL).unwrap_or_else(|| "https://api.github.com".to_owned())),
+                    api_url: Some(
+                        get(EnvVars::GITHUB_API_URL)
+                            .unwrap_or_else(|| "https://api.github.com".to_owned()),
+                    ),
                     run_url,
                     change_request,
                 })
@@ -96,7 +103,10 @@ impl RunContext {
                     change_request,
                 })
             }
-            Platform::Local => Ok(RunContext { platform: Some(platform), ..RunContext::default() }),
+            Platform::Local => Ok(RunContext {
+                platform: Some(platform),
+                ..RunContext::default()
+            }),
         }
     }
 
@@ -111,24 +121,53 @@ impl RunContext {
 }
 
 fn read_event(path: &str) -> Result<serde_json::Value> {
-    let error = |reason: String| Error::CiFile { path: path.to_owned(), variable: EnvVars::GITHUB_EVENT_PATH.to_owned(), reason };
+    let error = |reason: String| Error::CiFile {
+        path: path.to_owned(),
+        variable: EnvVars::GITHUB_EVENT_PATH.to_owned(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
     serde_json::from_str(&text).map_err(|source| error(format!("not JSON: {source}")))
 }
 
-fn github_change_request(payload: Option<&serde_json::Value>, git_ref: Option<&str>) -> Option<ChangeRequest> {
-    let pull_request = payload.and_then(|payload| payload.get("pull_request")).filter(|value| value.is_object());
+fn github_change_request(
+    payload: Option<&serde_json::Value>,
+    git_ref: Option<&str>,
+) -> Option<ChangeRequest> {
+    let pull_request = payload
+        .and_then(|payload| payload.get("pull_request"))
+        .filter(|value| value.is_object());
     if let Some(pull_request) = pull_request {
         let number = pull_request.get("number")?.as_u64()?;
-        let head_repository = pull_request.pointer("/head/repo/full_name").and_then(serde_json::Value::as_str);
-        let base_repository = pull_request.pointer("/base/repo/full_name").and_then(serde_json::Value::as_str);
+        let head_repository = pull_request
+            .pointer("/head/repo/full_name")
+            .and_then(serde_json::Value::as_str);
+        let base_repository = pull_request
+            .pointer("/base/repo/full_name")
+            .and_then(serde_json::Value::as_str);
         // A deleted fork has `head.repo: null`; treat it as a fork too.
         let from_fork = head_repository.is_none() || head_repository != base_repository;
-        let head_sha = pull_request.pointer("/head/sha").and_then(serde_json::Value::as_str).map(str::to_owned);
-        return Some(ChangeRequest { number, head_sha, from_fork });
+        let head_sha = pull_request
+            .pointer("/head/sha")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        return Some(ChangeRequest {
+            number,
+            head_sha,
+            from_fork,
+        });
     }
-    let number = git_ref?.strip_prefix("refs/pull/")?.split('/').next()?.parse().ok()?;
-    Some(ChangeRequest { number, head_sha: None, from_fork: false })
+    let number = git_ref?
+        .strip_prefix("refs/pull/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some(ChangeRequest {
+        number,
+        head_sha: None,
+        from_fork: false,
+    })
 }
 
 #[cfg(test)]
@@ -151,26 +190,49 @@ mod tests {
             ("GITHUB_EVENT_NAME", "pull_request"),
             ("GITHUB_EVENT_PATH", event.to_str().expect("utf8")),
         ]);
-        let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-        assert_eq!(context.change_request, Some(ChangeRequest { number: 42, head_sha: Some("abc123".into()), from_fork: true }));
+        let context =
+            RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+        assert_eq!(
+            context.change_request,
+            Some(ChangeRequest {
+                number: 42,
+                head_sha: Some("abc123".into()),
+                from_fork: true
+            })
+        );
         assert_eq!(context.status_sha(), Some("abc123"));
-        assert_eq!(context.run_url.as_deref(), Some("https://github.com/org/gantry/actions/runs/7"));
+        assert_eq!(
+            context.run_url.as_deref(),
+            Some("https://github.com/org/gantry/actions/runs/7")
+        );
         assert_eq!(context.api_url.as_deref(), Some("https://api.github.com"));
     }
 
     #[test]
     fn github_pull_request_number_from_ref_without_payload() {
-        let environment = Environment::from_pairs([("GITHUB_REF", "refs/pull/17/merge"), ("GITHUB_SHA", "s")]);
-        let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-        assert_eq!(context.change_request.as_ref().map(|change| change.number), Some(17));
+        let environment =
+            Environment::from_pairs([("GITHUB_REF", "refs/pull/17/merge"), ("GITHUB_SHA", "s")]);
+        let context =
+            RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+        assert_eq!(
+            context.change_request.as_ref().map(|change| change.number),
+            Some(17)
+        );
         assert_eq!(context.status_sha(), Some("s"));
     }
 
     #[test]
     fn unreadable_event_payload_names_the_file() {
-        let environment = Environment::from_pairs([("GITHUB_EVENT_PATH", "/nonexistent/event.json")]);
-        let error = RunContext::from_environment(Platform::GitHub, &environment).expect_err("missing");
-        assert!(error.to_string().starts_with("cannot read /nonexistent/event.json (from $GITHUB_EVENT_PATH)"), "{error}");
+        let environment =
+            Environment::from_pairs([("GITHUB_EVENT_PATH", "/nonexistent/event.json")]);
+        let error =
+            RunContext::from_environment(Platform::GitHub, &environment).expect_err("missing");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read /nonexistent/event.json (from $GITHUB_EVENT_PATH)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -182,8 +244,16 @@ mod tests {
             ("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "77"),
             ("CI_COMMIT_SHA", "def"),
         ]);
-        let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
-        assert_eq!(context.change_request, Some(ChangeRequest { number: 9, head_sha: Some("def".into()), from_fork: true }));
+        let context =
+            RunContext::from_environment(Platform::GitLab, &environment).expect("context");
+        assert_eq!(
+            context.change_request,
+            Some(ChangeRequest {
+                number: 9,
+                head_sha: Some("def".into()),
+                from_fork: true
+            })
+        );
         assert_eq!(context.project_id.as_deref(), Some("5"));
     }
 }

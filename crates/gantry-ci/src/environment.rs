@@ -68,7 +68,8 @@ impl EnvVars {
     /// Project id the merge request targets.
     pub const CI_MERGE_REQUEST_PROJECT_ID: &'static str = "CI_MERGE_REQUEST_PROJECT_ID";
     /// Project id the merge request comes from (a fork when it differs).
-    pub const CI_MERGE_REQUEST_SOURCE_PROJECT_ID: &'static str = "CI_MERGE_REQUEST_SOURCE_PROJECT_ID";
+    pub const CI_MERGE_REQUEST_SOURCE_PROJECT_ID: &'static str =
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID";
     /// What started the pipeline on GitLab (`push`, `merge_request_event`, `schedule`…).
     pub const CI_PIPELINE_SOURCE: &'static str = "CI_PIPELINE_SOURCE";
     /// Pipeline id on GitLab.
@@ -116,27 +117,52 @@ impl Environment {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Environment {
-        let variables = pairs.into_iter().map(|(name, value)| (name.into(), value.into())).collect();
+        let variables = pairs
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
         Environment { variables }
     }
 
     /// The value of `name`, if it is set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.variables.get(name).map(String::as_str).filter(|value| !value.is_empty())
+        self.variables
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
     }
 
     /// Whether `name` is set to `true` (any case).
     pub fn is_true(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|value| value.eq_ignore_ascii_case("true"))
+        self.get(name)
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
     }
 
     /// All variables whose name starts with `prefix`, in name order.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.variables
             .range(prefix.to_owned()..)
             .take_while(move |(name, _)| name.starts_with(prefix))
             .map(|(name, value)| (name.as_str(), value.as_str()))
     }
+}
+
+/// Every credential gantry may read from the environment, to be masked
+/// before anything is printed.
+pub fn secrets_in_environment(environment: &Environment) -> Vec<gantry_core::Secret> {
+    [
+        EnvVars::GANTRY_GITHUB_TOKEN,
+        EnvVars::GITHUB_TOKEN,
+        EnvVars::GITLAB_TOKEN,
+        EnvVars::CI_JOB_TOKEN,
+    ]
+    .into_iter()
+    .filter_map(|name| environment.get(name))
+    .map(gantry_core::Secret::new)
+    .collect()
 }
 
 /// What the user asked for with `--ci`.
@@ -172,7 +198,9 @@ impl Platform {
             PlatformChoice::GitHub => Platform::GitHub,
             PlatformChoice::GitLab => Platform::GitLab,
             PlatformChoice::Local => Platform::Local,
-            PlatformChoice::Auto if environment.is_true(EnvVars::GITHUB_ACTIONS) => Platform::GitHub,
+            PlatformChoice::Auto if environment.is_true(EnvVars::GITHUB_ACTIONS) => {
+                Platform::GitHub
+            }
             PlatformChoice::Auto if environment.is_true(EnvVars::GITLAB_CI) => Platform::GitLab,
             PlatformChoice::Auto => Platform::Local,
         }
@@ -205,7 +233,11 @@ mod tests {
             (PlatformChoice::GitLab, &neither, Platform::GitLab),
         ];
         for (choice, environment, expected) in table {
-            assert_eq!(Platform::detect(choice, environment), expected, "{choice:?} {environment:?}");
+            assert_eq!(
+                Platform::detect(choice, environment),
+                expected,
+                "{choice:?} {environment:?}"
+            );
         }
     }
 
@@ -217,7 +249,10 @@ mod tests {
             ("INPUTS", "no"),
             ("HOME", "/root"),
         ]);
-        let names: Vec<_> = environment.with_prefix("INPUT_").map(|(name, _)| name).collect();
+        let names: Vec<_> = environment
+            .with_prefix("INPUT_")
+            .map(|(name, _)| name)
+            .collect();
         assert_eq!(names, ["INPUT_DATA", "INPUT_EVAL-SET"]);
     }
 }

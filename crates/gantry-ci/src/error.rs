@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum Error {
     /// An action input (or GitLab input variable) that no flag of the command matches.
-    #[error("unknown input `{input}` (from `{variable}`) for `gantry {command}`; known inputs: {known}")]
+    #[error(
+        "unknown input `{input}` (from `{variable}`) for `gantry {command}`; known inputs: {known}"
+    )]
     UnknownInput {
         /// The input name as the user wrote it.
         input: String,
@@ -17,7 +19,9 @@ pub enum Error {
         known: String,
     },
     /// A required input was given neither as a flag nor as an input.
-    #[error("input `{input}` is required by `gantry {command}`: set it under `with:` (GitHub), `inputs:` (GitLab) or pass `--{input}`")]
+    #[error(
+        "input `{input}` is required by `gantry {command}`: set it under `with:` (GitHub), `inputs:` (GitLab) or pass `--{input}`"
+    )]
     MissingInput {
         /// The input name.
         input: String,
@@ -25,7 +29,9 @@ pub enum Error {
         command: String,
     },
     /// A boolean input held something other than the six accepted spellings.
-    #[error("input `{input}` must be a boolean (true, True, TRUE, false, False or FALSE), got `{value}`")]
+    #[error(
+        "input `{input}` must be a boolean (true, True, TRUE, false, False or FALSE), got `{value}`"
+    )]
     InvalidBoolean {
         /// The input name.
         input: String,

@@ -25,11 +25,25 @@ impl StickyKey {
     /// sanitized so no user text can close the HTML comment early.
     pub fn marker(&self) -> String {
         let clean = |text: &str| -> String {
-            let kept: String = text.chars().map(|c| if c.is_alphanumeric() || "._-/ ".contains(c) { c } else { '_' }).collect();
+            let kept: String = text
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "._-/ ".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             // `--` may not appear inside an HTML comment.
             kept.replace("--", "-_")
         };
-        format!("<!-- gantry:sticky {} :: {} :: {} -->", clean(&self.workflow), clean(&self.command), clean(&self.name))
+        format!(
+            "<!-- gantry:sticky {} :: {} :: {} -->",
+            clean(&self.workflow),
+            clean(&self.command),
+            clean(&self.name)
+        )
     }
 }
 
@@ -156,15 +170,30 @@ impl ForgeClient {
                         platform: "GitHub",
                         reason: "no token: add `env: GITHUB_TOKEN: ${{ github.token }}` to the step (with `pull-requests: write`, `statuses: write` or `checks: write` permissions as needed)".to_owned(),
                     })?;
-                let repository = context.repository.as_deref().ok_or_else(|| Error::ForgeUnavailable {
-                    platform: "GitHub",
-                    reason: "$GITHUB_REPOSITORY is not set".to_owned(),
-                })?;
-                let api_url = context.api_url.as_deref().unwrap_or("https://api.github.com");
-                Ok(ForgeClient::GitHub(GitHubClient::new(api_url, repository, &Secret::new(token), policy)?))
+                let repository =
+                    context
+                        .repository
+                        .as_deref()
+                        .ok_or_else(|| Error::ForgeUnavailable {
+                            platform: "GitHub",
+                            reason: "$GITHUB_REPOSITORY is not set".to_owned(),
+                        })?;
+                let api_url = context
+                    .api_url
+                    .as_deref()
+                    .unwrap_or("https://api.github.com");
+                Ok(ForgeClient::GitHub(GitHubClient::new(
+                    api_url,
+                    repository,
+                    &Secret::new(token),
+                    policy,
+                )?))
             }
             Some(Platform::GitLab) => {
-                let token = match (environment.get(EnvVars::GITLAB_TOKEN), environment.get(EnvVars::CI_JOB_TOKEN)) {
+                let token = match (
+                    environment.get(EnvVars::GITLAB_TOKEN),
+                    environment.get(EnvVars::CI_JOB_TOKEN),
+                ) {
                     (Some(token), _) => GitLabToken::Private(Secret::new(token)),
                     (None, Some(token)) => GitLabToken::Job(Secret::new(token)),
                     (None, None) => {
@@ -174,15 +203,25 @@ impl ForgeClient {
                         });
                     }
                 };
-                let project = context.project_id.as_deref().or(context.repository.as_deref()).ok_or_else(|| Error::ForgeUnavailable {
-                    platform: "GitLab",
-                    reason: "$CI_PROJECT_ID is not set".to_owned(),
-                })?;
-                let api_url = context.api_url.as_deref().ok_or_else(|| Error::ForgeUnavailable {
-                    platform: "GitLab",
-                    reason: "$CI_API_V4_URL is not set".to_owned(),
-                })?;
-                Ok(ForgeClient::GitLab(GitLabClient::new(api_url, project, token, policy)?))
+                let project = context
+                    .project_id
+                    .as_deref()
+                    .or(context.repository.as_deref())
+                    .ok_or_else(|| Error::ForgeUnavailable {
+                        platform: "GitLab",
+                        reason: "$CI_PROJECT_ID is not set".to_owned(),
+                    })?;
+                let api_url =
+                    context
+                        .api_url
+                        .as_deref()
+                        .ok_or_else(|| Error::ForgeUnavailable {
+                            platform: "GitLab",
+                            reason: "$CI_API_V4_URL is not set".to_owned(),
+                        })?;
+                Ok(ForgeClient::GitLab(GitLabClient::new(
+                    api_url, project, token, policy,
+                )?))
             }
             Some(Platform::Local) | None => Err(Error::ForgeUnavailable {
                 platform: "forge",
@@ -200,7 +239,12 @@ impl ForgeClient {
     }
 
     /// Creates or edits the one comment on PR/MR `number` that carries `key`'s marker.
-    pub async fn upsert_sticky_comment(&self, number: u64, key: &StickyKey, body: &str) -> Result<CommentOutcome> {
+    pub async fn upsert_sticky_comment(
+        &self,
+        number: u64,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
         match self {
             ForgeClient::GitHub(client) => client.upsert_sticky_comment(number, key, body).await,
             ForgeClient::GitLab(client) => client.upsert_sticky_note(number, key, body).await,
@@ -241,9 +285,19 @@ impl ForgeClient {
     }
 
     /// Moves a deployment to `state`.
-    pub async fn set_deployment_state(&self, record: &DeploymentRecord, state: DeploymentState, description: &str, log_url: Option<&str>) -> Result<()> {
+    pub async fn set_deployment_state(
+        &self,
+        record: &DeploymentRecord,
+        state: DeploymentState,
+        description: &str,
+        log_url: Option<&str>,
+    ) -> Result<()> {
         match self {
-            ForgeClient::GitHub(client) => client.set_deployment_state(record, state, description, log_url).await,
+            ForgeClient::GitHub(client) => {
+                client
+                    .set_deployment_state(record, state, description, log_url)
+                    .await
+            }
             ForgeClient::GitLab(client) => client.set_deployment_state(record, state).await,
         }
     }
@@ -260,7 +314,10 @@ pub fn truncate_comment_body(body: &str, limit: usize, full_report_url: Option<&
         None => "\n\n---\n:warning: This comment was cut to fit the forge's limit; the full report is in the job's artifacts.\n".to_owned(),
     };
     let keep_chars = limit.saturating_sub(note.chars().count());
-    let byte_end = body.char_indices().nth(keep_chars).map_or(body.len(), |(index, _)| index);
+    let byte_end = body
+        .char_indices()
+        .nth(keep_chars)
+        .map_or(body.len(), |(index, _)| index);
     let cut = body[..byte_end].rfind('\n').unwrap_or(byte_end);
     format!("{}{note}", &body[..cut])
 }
@@ -271,8 +328,15 @@ mod tests {
 
     #[test]
     fn markers_cannot_be_closed_by_user_text() {
-        let key = StickyKey { workflow: "ci --> <script>".into(), command: "eval-gate".into(), name: "default".into() };
-        assert_eq!(key.marker(), "<!-- gantry:sticky ci -_ _script_ :: eval-gate :: default -->");
+        let key = StickyKey {
+            workflow: "ci --> <script>".into(),
+            command: "eval-gate".into(),
+            name: "default".into(),
+        };
+        assert_eq!(
+            key.marker(),
+            "<!-- gantry:sticky ci -_ _script_ :: eval-gate :: default -->"
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use serde_json::json;
 use gantry_core::Secret;
 
 use crate::error::{Error, Result};
-use crate::forge::{CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord, DeploymentState, StickyKey};
+use crate::forge::{
+    CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
+    DeploymentState, StickyKey,
+};
 use crate::http::{RawResponse, RetryPolicy, send_with_retry, transport_reason};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
@@ -29,7 +32,10 @@ pub struct GitHubClient {
 
 impl std::fmt::Debug for GitHubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitHubClient").field("api_url", &self.api_url).field("repository", &self.repository).finish_non_exhaustive()
+        f.debug_struct("GitHubClient")
+            .field("api_url", &self.api_url)
+            .field("repository", &self.repository)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,10 +55,20 @@ struct Created {
 
 impl GitHubClient {
     /// A client for `repository` (`owner/name`) at `api_url`.
-    pub fn new(api_url: &str, repository: &str, token: &Secret, policy: RetryPolicy) -> Result<GitHubClient> {
-        let unavailable = |reason: String| Error::ForgeUnavailable { platform: "GitHub", reason };
+    pub fn new(
+        api_url: &str,
+        repository: &str,
+        token: &Secret,
+        policy: RetryPolicy,
+    ) -> Result<GitHubClient> {
+        let unavailable = |reason: String| Error::ForgeUnavailable {
+            platform: "GitHub",
+            reason,
+        };
         if repository.split('/').count() != 2 || repository.split('/').any(str::is_empty) {
-            return Err(unavailable(format!("repository `{repository}` is not `owner/name`")));
+            return Err(unavailable(format!(
+                "repository `{repository}` is not `owner/name`"
+            )));
         }
         let octocrab = Octocrab::builder()
             .personal_token(token.expose().to_owned())
@@ -61,11 +77,23 @@ impl GitHubClient {
             .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
             .set_read_timeout(Some(policy.timeout))
             .build()
-            .map_err(|error| unavailable(format!("cannot build a client for {api_url}: {error}")))?;
-        Ok(GitHubClient { octocrab, api_url: api_url.trim_end_matches('/').to_owned(), repository: repository.to_owned(), policy })
+            .map_err(|error| {
+                unavailable(format!("cannot build a client for {api_url}: {error}"))
+            })?;
+        Ok(GitHubClient {
+            octocrab,
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            repository: repository.to_owned(),
+            policy,
+        })
     }
 
-    async fn request(&self, method: http::Method, path: &str, body: Option<&serde_json::Value>) -> Result<RawResponse> {
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse> {
         let url = format!("{}{path}", self.api_url);
         send_with_retry(&self.policy, method.as_str(), &url, || async {
             let response = match method {
@@ -76,23 +104,45 @@ impl GitHubClient {
             }
             .map_err(|error| transport_reason(&error))?;
             let (parts, body) = response.into_parts();
-            let bytes = body.collect().await.map_err(|error| transport_reason(&error))?.to_bytes();
-            Ok(RawResponse { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned() })
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|error| transport_reason(&error))?
+                .to_bytes();
+            Ok(RawResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            })
         })
         .await
     }
 
     /// Creates or edits the comment on PR `number` that carries `key`'s marker.
-    pub async fn upsert_sticky_comment(&self, number: u64, key: &StickyKey, body: &str) -> Result<CommentOutcome> {
+    pub async fn upsert_sticky_comment(
+        &self,
+        number: u64,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
         let marker = key.marker();
         let body = format!("{body}\n\n{marker}\n");
         let mut existing = None;
         for page in 1..=MAX_COMMENT_PAGES {
-            let path = format!("/repos/{}/issues/{number}/comments?per_page=100&page={page}", self.repository);
+            let path = format!(
+                "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
+                self.repository
+            );
             let response = self.request(http::Method::GET, &path, None).await?;
-            let comments: Vec<Comment> = response.json("GET", &format!("{}{path}", self.api_url))?;
+            let comments: Vec<Comment> =
+                response.json("GET", &format!("{}{path}", self.api_url))?;
             let n_comments = comments.len();
-            if let Some(comment) = comments.into_iter().find(|comment| comment.body.as_deref().is_some_and(|text| text.contains(&marker))) {
+            if let Some(comment) = comments.into_iter().find(|comment| {
+                comment
+                    .body
+                    .as_deref()
+                    .is_some_and(|text| text.contains(&marker))
+            }) {
                 existing = Some(comment);
                 break;
             }
@@ -103,15 +153,26 @@ impl GitHubClient {
         match existing {
             Some(comment) => {
                 let path = format!("/repos/{}/issues/comments/{}", self.repository, comment.id);
-                let response = self.request(http::Method::PATCH, &path, Some(&json!({ "body": body }))).await?;
-                let updated: Comment = response.json("PATCH", &format!("{}{path}", self.api_url))?;
-                Ok(CommentOutcome::Updated { id: updated.id, url: updated.html_url.or(comment.html_url) })
+                let response = self
+                    .request(http::Method::PATCH, &path, Some(&json!({ "body": body })))
+                    .await?;
+                let updated: Comment =
+                    response.json("PATCH", &format!("{}{path}", self.api_url))?;
+                Ok(CommentOutcome::Updated {
+                    id: updated.id,
+                    url: updated.html_url.or(comment.html_url),
+                })
             }
             None => {
                 let path = format!("/repos/{}/issues/{number}/comments", self.repository);
-                let response = self.request(http::Method::POST, &path, Some(&json!({ "body": body }))).await?;
+                let response = self
+                    .request(http::Method::POST, &path, Some(&json!({ "body": body })))
+                    .await?;
                 let created: Comment = response.json("POST", &format!("{}{path}", self.api_url))?;
-                Ok(CommentOutcome::Created { id: created.id, url: created.html_url })
+                Ok(CommentOutcome::Created {
+                    id: created.id,
+                    url: created.html_url,
+                })
             }
         }
     }
@@ -133,7 +194,9 @@ impl GitHubClient {
             body["target_url"] = json!(url);
         }
         let path = format!("/repos/{}/statuses/{}", self.repository, status.sha);
-        self.request(http::Method::POST, &path, Some(&body)).await.map(drop)
+        self.request(http::Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 
     /// Creates a completed check run (`POST /repos/{owner}/{repo}/check-runs`).
@@ -157,7 +220,9 @@ impl GitHubClient {
             body["details_url"] = json!(url);
         }
         let path = format!("/repos/{}/check-runs", self.repository);
-        self.request(http::Method::POST, &path, Some(&body)).await.map(drop)
+        self.request(http::Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 
     /// Creates a deployment (`POST /repos/{owner}/{repo}/deployments`).
@@ -176,14 +241,25 @@ impl GitHubClient {
         let response = self.request(http::Method::POST, &path, Some(&body)).await?;
         if response.status == 202 {
             // GitHub answers 202 when it merged the default branch instead of deploying.
-            return Err(Error::Http { method: "POST".into(), url, status: 202, message: Some("GitHub merged instead of creating a deployment".into()) });
+            return Err(Error::Http {
+                method: "POST".into(),
+                url,
+                status: 202,
+                message: Some("GitHub merged instead of creating a deployment".into()),
+            });
         }
         let created: Created = response.json("POST", &url)?;
         Ok(DeploymentRecord { id: created.id })
     }
 
     /// Adds a deployment status (`POST /repos/{owner}/{repo}/deployments/{id}/statuses`).
-    pub async fn set_deployment_state(&self, record: &DeploymentRecord, state: DeploymentState, description: &str, log_url: Option<&str>) -> Result<()> {
+    pub async fn set_deployment_state(
+        &self,
+        record: &DeploymentRecord,
+        state: DeploymentState,
+        description: &str,
+        log_url: Option<&str>,
+    ) -> Result<()> {
         let state = match state {
             DeploymentState::InProgress => "in_progress",
             DeploymentState::Success => "success",
@@ -194,8 +270,12 @@ impl GitHubClient {
         if let Some(url) = log_url {
             body["log_url"] = json!(url);
         }
-        let path = format!("/repos/{}/deployments/{}/statuses", self.repository, record.id);
-        self.request(http::Method::POST, &path, Some(&body)).await.map(drop)
+        let path = format!(
+            "/repos/{}/deployments/{}/statuses",
+            self.repository, record.id
+        );
+        self.request(http::Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 }
-

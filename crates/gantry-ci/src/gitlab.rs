@@ -6,7 +6,10 @@ use serde_json::json;
 use gantry_core::Secret;
 
 use crate::error::{Error, Result};
-use crate::forge::{CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord, DeploymentState, StickyKey};
+use crate::forge::{
+    CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord, DeploymentState,
+    StickyKey,
+};
 use crate::http::{RawResponse, RetryPolicy, send_with_retry, transport_reason};
 
 /// Pages of 100 notes gantry reads to find its sticky note.
@@ -46,15 +49,29 @@ struct Created {
 
 impl GitLabClient {
     /// A client for `project` (numeric id or `group/project` path) at `api_url` (`…/api/v4`).
-    pub fn new(api_url: &str, project: &str, token: GitLabToken, policy: RetryPolicy) -> Result<GitLabClient> {
+    pub fn new(
+        api_url: &str,
+        project: &str,
+        token: GitLabToken,
+        policy: RetryPolicy,
+    ) -> Result<GitLabClient> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(policy.timeout)
             .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| Error::ForgeUnavailable { platform: "GitLab", reason: format!("cannot build an HTTP client: {error}") })?;
+            .map_err(|error| Error::ForgeUnavailable {
+                platform: "GitLab",
+                reason: format!("cannot build an HTTP client: {error}"),
+            })?;
         let project = project.replace('/', "%2F");
-        Ok(GitLabClient { http, api_url: api_url.trim_end_matches('/').to_owned(), project, token, policy })
+        Ok(GitLabClient {
+            http,
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            project,
+            token,
+            policy,
+        })
     }
 
     fn require_write_token(&self, what: &str) -> Result<&Secret> {
@@ -62,42 +79,74 @@ impl GitLabClient {
             GitLabToken::Private(token) => Ok(token),
             GitLabToken::Job(_) => Err(Error::ForgeUnavailable {
                 platform: "GitLab",
-                reason: format!("CI_JOB_TOKEN cannot {what}; set GITLAB_TOKEN (a project access token with `api` scope) as a masked CI/CD variable"),
+                reason: format!(
+                    "CI_JOB_TOKEN cannot {what}; set GITLAB_TOKEN (a project access token with `api` scope) as a masked CI/CD variable"
+                ),
             }),
         }
     }
 
-    async fn request(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>) -> Result<RawResponse> {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse> {
         let url = format!("{}{path}", self.api_url);
         let (header, token) = match &self.token {
             GitLabToken::Private(token) => ("PRIVATE-TOKEN", token),
             GitLabToken::Job(token) => ("JOB-TOKEN", token),
         };
         send_with_retry(&self.policy, method.as_str(), &url, || async {
-            let mut request = self.http.request(method.clone(), &url).header(header, token.expose());
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header(header, token.expose());
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(|error| transport_reason(&error))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|error| transport_reason(&error))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.text().await.map_err(|error| transport_reason(&error))?;
-            Ok(RawResponse { status, headers, body })
+            let body = response
+                .text()
+                .await
+                .map_err(|error| transport_reason(&error))?;
+            Ok(RawResponse {
+                status,
+                headers,
+                body,
+            })
         })
         .await
     }
 
     /// Creates or edits the note on MR `iid` that carries `key`'s marker.
-    pub async fn upsert_sticky_note(&self, iid: u64, key: &StickyKey, body: &str) -> Result<CommentOutcome> {
+    pub async fn upsert_sticky_note(
+        &self,
+        iid: u64,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
         let marker = key.marker();
         let body = format!("{body}\n\n{marker}\n");
         let mut existing = None;
         for page in 1..=MAX_NOTE_PAGES {
-            let path = format!("/projects/{}/merge_requests/{iid}/notes?per_page=100&page={page}&sort=asc", self.project);
+            let path = format!(
+                "/projects/{}/merge_requests/{iid}/notes?per_page=100&page={page}&sort=asc",
+                self.project
+            );
             let response = self.request(reqwest::Method::GET, &path, None).await?;
             let notes: Vec<Note> = response.json("GET", &format!("{}{path}", self.api_url))?;
             let n_notes = notes.len();
-            if let Some(note) = notes.into_iter().find(|note| note.body.as_deref().is_some_and(|text| text.contains(&marker))) {
+            if let Some(note) = notes.into_iter().find(|note| {
+                note.body
+                    .as_deref()
+                    .is_some_and(|text| text.contains(&marker))
+            }) {
                 existing = Some(note);
                 break;
             }
@@ -108,16 +157,29 @@ impl GitLabClient {
         self.require_write_token("post merge request notes")?;
         match existing {
             Some(note) => {
-                let path = format!("/projects/{}/merge_requests/{iid}/notes/{}", self.project, note.id);
-                let response = self.request(reqwest::Method::PUT, &path, Some(&json!({ "body": body }))).await?;
+                let path = format!(
+                    "/projects/{}/merge_requests/{iid}/notes/{}",
+                    self.project, note.id
+                );
+                let response = self
+                    .request(reqwest::Method::PUT, &path, Some(&json!({ "body": body })))
+                    .await?;
                 let updated: Created = response.json("PUT", &format!("{}{path}", self.api_url))?;
-                Ok(CommentOutcome::Updated { id: updated.id, url: None })
+                Ok(CommentOutcome::Updated {
+                    id: updated.id,
+                    url: None,
+                })
             }
             None => {
                 let path = format!("/projects/{}/merge_requests/{iid}/notes", self.project);
-                let response = self.request(reqwest::Method::POST, &path, Some(&json!({ "body": body }))).await?;
+                let response = self
+                    .request(reqwest::Method::POST, &path, Some(&json!({ "body": body })))
+                    .await?;
                 let created: Created = response.json("POST", &format!("{}{path}", self.api_url))?;
-                Ok(CommentOutcome::Created { id: created.id, url: None })
+                Ok(CommentOutcome::Created {
+                    id: created.id,
+                    url: None,
+                })
             }
         }
     }
@@ -135,7 +197,9 @@ impl GitLabClient {
             body["target_url"] = json!(url);
         }
         let path = format!("/projects/{}/statuses/{}", self.project, status.sha);
-        self.request(reqwest::Method::POST, &path, Some(&body)).await.map(drop)
+        self.request(reqwest::Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 
     /// Creates a deployment (`POST /projects/:id/deployments`), in state `running`.
@@ -149,13 +213,19 @@ impl GitLabClient {
             "status": "running",
         });
         let path = format!("/projects/{}/deployments", self.project);
-        let response = self.request(reqwest::Method::POST, &path, Some(&body)).await?;
+        let response = self
+            .request(reqwest::Method::POST, &path, Some(&body))
+            .await?;
         let created: Created = response.json("POST", &format!("{}{path}", self.api_url))?;
         Ok(DeploymentRecord { id: created.id })
     }
 
     /// Updates a deployment's status (`PUT /projects/:id/deployments/:deployment_id`).
-    pub async fn set_deployment_state(&self, record: &DeploymentRecord, state: DeploymentState) -> Result<()> {
+    pub async fn set_deployment_state(
+        &self,
+        record: &DeploymentRecord,
+        state: DeploymentState,
+    ) -> Result<()> {
         self.require_write_token("update deployments")?;
         let status = match state {
             DeploymentState::InProgress => "running",
@@ -164,7 +234,12 @@ impl GitLabClient {
             DeploymentState::Inactive => "canceled",
         };
         let path = format!("/projects/{}/deployments/{}", self.project, record.id);
-        self.request(reqwest::Method::PUT, &path, Some(&json!({ "status": status }))).await.map(drop)
+        self.request(
+            reqwest::Method::PUT,
+            &path,
+            Some(&json!({ "status": status })),
+        )
+        .await
+        .map(drop)
     }
 }
-

@@ -37,12 +37,16 @@ pub struct InputSpec {
 /// `GANTRY_INPUT_EVAL_SET` on GitLab (variable names cannot hold hyphens).
 pub fn input_env_name(platform: Platform, name: &str) -> Option<String> {
     match platform {
-        Platform::GitHub => {
-            Some(format!("{}{}", EnvVars::GITHUB_INPUT_PREFIX, name.replace(' ', "_").to_uppercase()))
-        }
-        Platform::GitLab => {
-            Some(format!("{}{}", EnvVars::GITLAB_INPUT_PREFIX, name.replace(['-', ' '], "_").to_uppercase()))
-        }
+        Platform::GitHub => Some(format!(
+            "{}{}",
+            EnvVars::GITHUB_INPUT_PREFIX,
+            name.replace(' ', "_").to_uppercase()
+        )),
+        Platform::GitLab => Some(format!(
+            "{}{}",
+            EnvVars::GITLAB_INPUT_PREFIX,
+            name.replace(['-', ' '], "_").to_uppercase()
+        )),
         Platform::Local => None,
     }
 }
@@ -73,7 +77,11 @@ pub fn args_from_inputs(
                 input: variable[prefix.len()..].to_lowercase().replace('_', "-"),
                 variable: variable.to_owned(),
                 command: command.to_owned(),
-                known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
             });
         }
     }
@@ -81,13 +89,19 @@ pub fn args_from_inputs(
     let mut args = Vec::new();
     for spec in specs {
         let flag_given = given.iter().any(|name| name == &spec.name);
-        let value = environment.get(&variable_of(spec)).map(str::trim).unwrap_or_default();
+        let value = environment
+            .get(&variable_of(spec))
+            .map(str::trim)
+            .unwrap_or_default();
         if flag_given {
             continue;
         }
         if value.is_empty() {
             if spec.required {
-                return Err(Error::MissingInput { input: spec.name.clone(), command: command.to_owned() });
+                return Err(Error::MissingInput {
+                    input: spec.name.clone(),
+                    command: command.to_owned(),
+                });
             }
             continue;
         }
@@ -113,7 +127,10 @@ fn parse_boolean(input: &str, value: &str) -> Result<bool> {
     match value {
         "true" | "True" | "TRUE" => Ok(true),
         "false" | "False" | "FALSE" => Ok(false),
-        _ => Err(Error::InvalidBoolean { input: input.to_owned(), value: value.to_owned() }),
+        _ => Err(Error::InvalidBoolean {
+            input: input.to_owned(),
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -123,19 +140,39 @@ mod tests {
 
     fn specs() -> Vec<InputSpec> {
         vec![
-            InputSpec { name: "data".into(), kind: InputKind::List, required: true },
-            InputSpec { name: "eval-set".into(), kind: InputKind::Value, required: false },
-            InputSpec { name: "dry-run".into(), kind: InputKind::Switch, required: false },
+            InputSpec {
+                name: "data".into(),
+                kind: InputKind::List,
+                required: true,
+            },
+            InputSpec {
+                name: "eval-set".into(),
+                kind: InputKind::Value,
+                required: false,
+            },
+            InputSpec {
+                name: "dry-run".into(),
+                kind: InputKind::Switch,
+                required: false,
+            },
         ]
     }
 
-    fn check(platform: Platform, pairs: &[(&str, &str)], given: &[&str], expected: std::result::Result<&[&str], &str>) {
+    fn check(
+        platform: Platform,
+        pairs: &[(&str, &str)],
+        given: &[&str],
+        expected: std::result::Result<&[&str], &str>,
+    ) {
         let environment = Environment::from_pairs(pairs.iter().copied());
         let given: Vec<String> = given.iter().map(|name| (*name).to_owned()).collect();
         let actual = args_from_inputs(platform, &environment, "validate-data", &specs(), &given);
         match (actual, expected) {
             (Ok(args), Ok(expected)) => assert_eq!(args, expected, "{pairs:?}"),
-            (Err(error), Err(expected)) => assert!(error.to_string().contains(expected), "{error} lacks {expected:?}"),
+            (Err(error), Err(expected)) => assert!(
+                error.to_string().contains(expected),
+                "{error} lacks {expected:?}"
+            ),
             (actual, expected) => panic!("{pairs:?}: got {actual:?}, expected {expected:?}"),
         }
     }
@@ -144,30 +181,73 @@ mod tests {
     fn github_inputs_become_flags() {
         check(
             Platform::GitHub,
-            &[("INPUT_DATA", " a.jsonl\n\n  b.jsonl \n"), ("INPUT_EVAL-SET", "  ev.jsonl "), ("INPUT_DRY-RUN", "True")],
+            &[
+                ("INPUT_DATA", " a.jsonl\n\n  b.jsonl \n"),
+                ("INPUT_EVAL-SET", "  ev.jsonl "),
+                ("INPUT_DRY-RUN", "True"),
+            ],
             &[],
-            Ok(&["--data=a.jsonl", "--data=b.jsonl", "--eval-set=ev.jsonl", "--dry-run"]),
+            Ok(&[
+                "--data=a.jsonl",
+                "--data=b.jsonl",
+                "--eval-set=ev.jsonl",
+                "--dry-run",
+            ]),
         );
-        check(Platform::GitHub, &[("INPUT_DATA", "a"), ("INPUT_DRY-RUN", "FALSE")], &[], Ok(&["--data=a"]));
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "a"), ("INPUT_DRY-RUN", "FALSE")],
+            &[],
+            Ok(&["--data=a"]),
+        );
     }
 
     #[test]
     fn flags_on_the_command_line_win() {
-        check(Platform::GitHub, &[("INPUT_DATA", "a"), ("INPUT_EVAL-SET", "x")], &["eval-set"], Ok(&["--data=a"]));
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "a"), ("INPUT_EVAL-SET", "x")],
+            &["eval-set"],
+            Ok(&["--data=a"]),
+        );
         // A required input given as a flag needs no input.
         check(Platform::GitHub, &[], &["data"], Ok(&[]));
     }
 
     #[test]
     fn gitlab_inputs_use_underscored_names() {
-        check(Platform::GitLab, &[("GANTRY_INPUT_DATA", "a"), ("GANTRY_INPUT_EVAL_SET", "b")], &[], Ok(&["--data=a", "--eval-set=b"]));
+        check(
+            Platform::GitLab,
+            &[("GANTRY_INPUT_DATA", "a"), ("GANTRY_INPUT_EVAL_SET", "b")],
+            &[],
+            Ok(&["--data=a", "--eval-set=b"]),
+        );
     }
 
     #[test]
     fn bad_inputs_name_the_input() {
-        check(Platform::GitHub, &[("INPUT_DATA", "a"), ("INPUT_DRY-RUN", "yes")], &[], Err("input `dry-run` must be a boolean (true, True, TRUE, false, False or FALSE), got `yes`"));
-        check(Platform::GitHub, &[("INPUT_DATA", "a"), ("INPUT_EVALSET", "b")], &[], Err("unknown input `evalset` (from `INPUT_EVALSET`) for `gantry validate-data`; known inputs: data, eval-set, dry-run"));
-        check(Platform::GitHub, &[("INPUT_DATA", "  \n ")], &[], Err("input `data` is required by `gantry validate-data`"));
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "a"), ("INPUT_DRY-RUN", "yes")],
+            &[],
+            Err(
+                "input `dry-run` must be a boolean (true, True, TRUE, false, False or FALSE), got `yes`",
+            ),
+        );
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "a"), ("INPUT_EVALSET", "b")],
+            &[],
+            Err(
+                "unknown input `evalset` (from `INPUT_EVALSET`) for `gantry validate-data`; known inputs: data, eval-set, dry-run",
+            ),
+        );
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "  \n ")],
+            &[],
+            Err("input `data` is required by `gantry validate-data`"),
+        );
     }
 
     #[test]

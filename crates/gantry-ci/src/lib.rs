@@ -35,7 +35,9 @@ mod workflow_commands;
 
 pub use crate::annotations::{AnnotationLimits, Annotations, code_quality_report};
 pub use crate::context::{ChangeRequest, RunContext};
-pub use crate::environment::{EnvVars, Environment, Platform, PlatformChoice};
+pub use crate::environment::{
+    EnvVars, Environment, Platform, PlatformChoice, secrets_in_environment,
+};
 pub use crate::error::{Error, Result};
 pub use crate::forge::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,

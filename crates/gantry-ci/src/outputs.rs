@@ -42,11 +42,17 @@ impl OutputTarget {
                 Some(path) => (OutputTarget::GitHub { path: path.into() }, None),
                 None => (
                     OutputTarget::Local,
-                    Some("$GITHUB_OUTPUT is not set, so outputs are printed instead of set".to_owned()),
+                    Some(
+                        "$GITHUB_OUTPUT is not set, so outputs are printed instead of set"
+                            .to_owned(),
+                    ),
                 ),
             },
             Platform::GitLab => {
-                let path = environment.get(EnvVars::GANTRY_DOTENV).unwrap_or("gantry.env").into();
+                let path = environment
+                    .get(EnvVars::GANTRY_DOTENV)
+                    .unwrap_or("gantry.env")
+                    .into();
                 let prefix = environment
                     .get(EnvVars::GANTRY_OUTPUT_PREFIX)
                     .map_or_else(|| dotenv_key("", default_prefix) + "_", str::to_owned);
@@ -70,22 +76,31 @@ pub fn write_outputs(
             let delimiter = format!("ghadelimiter_{}", random_hex(16));
             let mut text = String::new();
             for (name, value) in outputs {
-                text.push_str(&github_output_block(name, value, &delimiter).map_err(|reason| Error::Output {
-                    name: name.clone(),
-                    path: path.display().to_string(),
-                    variable: EnvVars::GITHUB_OUTPUT.to_owned(),
-                    reason,
-                })?);
+                text.push_str(
+                    &github_output_block(name, value, &delimiter).map_err(|reason| {
+                        Error::Output {
+                            name: name.clone(),
+                            path: path.display().to_string(),
+                            variable: EnvVars::GITHUB_OUTPUT.to_owned(),
+                            reason,
+                        }
+                    })?,
+                );
             }
             append(path, &text).map_err(|source| Error::Output {
-                name: outputs.first().map(|(name, _)| name.clone()).unwrap_or_default(),
+                name: outputs
+                    .first()
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default(),
                 path: path.display().to_string(),
                 variable: EnvVars::GITHUB_OUTPUT.to_owned(),
                 reason: source.to_string(),
             })?;
         }
         OutputTarget::GitLab { path, prefix } => {
-            let mut used = std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0);
+            let mut used = std::fs::metadata(path)
+                .map(|metadata| metadata.len())
+                .unwrap_or(0);
             let mut text = String::new();
             for (name, value) in outputs {
                 let key = dotenv_key(prefix, name);
@@ -105,7 +120,10 @@ pub fn write_outputs(
                 text.push_str(&line);
             }
             append(path, &text).map_err(|source| Error::Output {
-                name: outputs.first().map(|(name, _)| name.clone()).unwrap_or_default(),
+                name: outputs
+                    .first()
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default(),
                 path: path.display().to_string(),
                 variable: EnvVars::GANTRY_DOTENV.to_owned(),
                 reason: source.to_string(),
@@ -113,7 +131,10 @@ pub fn write_outputs(
         }
         OutputTarget::Local => {
             for (name, value) in outputs {
-                writeln!(local, "{name}={value}").map_err(|source| Error::Write { path: "stdout".into(), source })?;
+                writeln!(local, "{name}={value}").map_err(|source| Error::Write {
+                    path: "stdout".into(),
+                    source,
+                })?;
             }
         }
     }
@@ -122,7 +143,11 @@ pub fn write_outputs(
 
 /// One output in the toolkit's heredoc form. Fails when the value or name
 /// contains the delimiter, which would let a value set other outputs.
-fn github_output_block(name: &str, value: &str, delimiter: &str) -> std::result::Result<String, String> {
+fn github_output_block(
+    name: &str,
+    value: &str,
+    delimiter: &str,
+) -> std::result::Result<String, String> {
     if name.contains(delimiter) || value.contains(delimiter) {
         return Err(format!("the value contains the delimiter `{delimiter}`"));
     }
@@ -135,12 +160,21 @@ fn github_output_block(name: &str, value: &str, delimiter: &str) -> std::result:
 /// `prefix` + `name` upper-cased, with every character outside `[A-Za-z0-9_]` as `_`.
 fn dotenv_key(prefix: &str, name: &str) -> String {
     let mut key = prefix.to_owned();
-    key.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+    key.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
     key
 }
 
 fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     file.write_all(text.as_bytes())?;
     file.flush()
 }
@@ -158,7 +192,10 @@ mod tests {
     use super::*;
 
     fn outputs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -167,41 +204,76 @@ mod tests {
         let path = directory.path().join("output");
         let target = OutputTarget::GitHub { path: path.clone() };
         let mut local = Vec::new();
-        write_outputs(&target, &outputs(&[("verdict", "pass"), ("report", "line one\nline two")]), &mut local).expect("write");
+        write_outputs(
+            &target,
+            &outputs(&[("verdict", "pass"), ("report", "line one\nline two")]),
+            &mut local,
+        )
+        .expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
-        let delimiter = text.lines().next().and_then(|line| line.strip_prefix("verdict<<")).expect("heredoc");
-        assert!(delimiter.starts_with("ghadelimiter_") && delimiter.len() == "ghadelimiter_".len() + 32, "{delimiter}");
-        assert_eq!(text, format!("verdict<<{delimiter}\npass\n{delimiter}\nreport<<{delimiter}\nline one\nline two\n{delimiter}\n"));
+        let delimiter = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("verdict<<"))
+            .expect("heredoc");
+        assert!(
+            delimiter.starts_with("ghadelimiter_") && delimiter.len() == "ghadelimiter_".len() + 32,
+            "{delimiter}"
+        );
+        assert_eq!(
+            text,
+            format!(
+                "verdict<<{delimiter}\npass\n{delimiter}\nreport<<{delimiter}\nline one\nline two\n{delimiter}\n"
+            )
+        );
         assert!(local.is_empty());
     }
 
     #[test]
     fn a_value_holding_the_delimiter_is_refused() {
-        let error = github_output_block("verdict", "pass\nEOF_X\nverdict=fail", "EOF_X").expect_err("refused");
+        let error = github_output_block("verdict", "pass\nEOF_X\nverdict=fail", "EOF_X")
+            .expect_err("refused");
         assert!(error.contains("delimiter"), "{error}");
     }
 
     #[test]
     fn unwritable_github_output_names_the_file() {
-        let target = OutputTarget::GitHub { path: "/nonexistent-dir/output".into() };
-        let error = write_outputs(&target, &outputs(&[("verdict", "pass")]), &mut Vec::new()).expect_err("unwritable");
+        let target = OutputTarget::GitHub {
+            path: "/nonexistent-dir/output".into(),
+        };
+        let error = write_outputs(&target, &outputs(&[("verdict", "pass")]), &mut Vec::new())
+            .expect_err("unwritable");
         let message = error.to_string();
-        assert!(message.contains("/nonexistent-dir/output") && message.contains("$GITHUB_OUTPUT"), "{message}");
+        assert!(
+            message.contains("/nonexistent-dir/output") && message.contains("$GITHUB_OUTPUT"),
+            "{message}"
+        );
     }
 
     #[test]
     fn gitlab_dotenv_respects_key_charset_lines_and_size() {
         let directory = tempfile::tempdir().expect("tempdir");
         let path = directory.path().join("gantry.env");
-        let target = OutputTarget::GitLab { path: path.clone(), prefix: "VALIDATE_DATA_".into() };
+        let target = OutputTarget::GitLab {
+            path: path.clone(),
+            prefix: "VALIDATE_DATA_".into(),
+        };
         let big = "x".repeat(6000);
         let warnings = write_outputs(
             &target,
-            &outputs(&[("dataset-digest", "sha256:ab"), ("report", "a\nb"), ("huge", &big), ("verdict", "warn")]),
+            &outputs(&[
+                ("dataset-digest", "sha256:ab"),
+                ("report", "a\nb"),
+                ("huge", &big),
+                ("verdict", "warn"),
+            ]),
             &mut Vec::new(),
         )
         .expect("write");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "VALIDATE_DATA_DATASET_DIGEST=sha256:ab\nVALIDATE_DATA_VERDICT=warn\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "VALIDATE_DATA_DATASET_DIGEST=sha256:ab\nVALIDATE_DATA_VERDICT=warn\n"
+        );
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("`report` holds several lines"));
         assert!(warnings[1].contains("`huge` would take") && warnings[1].contains("5 KB"));
@@ -210,15 +282,27 @@ mod tests {
     #[test]
     fn gitlab_prefix_defaults_to_the_command() {
         let environment = Environment::from_pairs([("GITLAB_CI", "true")]);
-        let (target, warning) = OutputTarget::from_environment(Platform::GitLab, &environment, "validate-data");
-        assert_eq!(target, OutputTarget::GitLab { path: "gantry.env".into(), prefix: "VALIDATE_DATA_".into() });
+        let (target, warning) =
+            OutputTarget::from_environment(Platform::GitLab, &environment, "validate-data");
+        assert_eq!(
+            target,
+            OutputTarget::GitLab {
+                path: "gantry.env".into(),
+                prefix: "VALIDATE_DATA_".into()
+            }
+        );
         assert!(warning.is_none());
     }
 
     #[test]
     fn local_outputs_are_printed() {
         let mut local = Vec::new();
-        write_outputs(&OutputTarget::Local, &outputs(&[("verdict", "fail")]), &mut local).expect("write");
+        write_outputs(
+            &OutputTarget::Local,
+            &outputs(&[("verdict", "fail")]),
+            &mut local,
+        )
+        .expect("write");
         assert_eq!(String::from_utf8(local).expect("utf8"), "verdict=fail\n");
     }
 }

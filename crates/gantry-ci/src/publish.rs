@@ -7,7 +7,10 @@ use gantry_core::{Secret, Verdict};
 use crate::context::RunContext;
 use crate::environment::{Environment, Platform};
 use crate::error::Error;
-use crate::forge::{CheckRun, CommentOutcome, CommitState, CommitStatus, ForgeClient, StickyKey, truncate_comment_body};
+use crate::forge::{
+    CheckRun, CommentOutcome, CommitState, CommitStatus, ForgeClient, StickyKey,
+    truncate_comment_body,
+};
 use crate::workflow_commands::escape_data;
 
 /// Keeps secrets out of logs: registers them with the runner (`::add-mask::`
@@ -25,7 +28,12 @@ impl Masker {
 
     /// Registers `secret`. On GitHub each of its lines is announced with
     /// `::add-mask::` on `out` before anything else could print it.
-    pub fn add(&mut self, platform: Platform, secret: &Secret, out: &mut dyn Write) -> std::io::Result<()> {
+    pub fn add(
+        &mut self,
+        platform: Platform,
+        secret: &Secret,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let value = secret.expose();
         if value.trim().is_empty() || self.secrets.iter().any(|known| known == value) {
             return Ok(());
@@ -37,7 +45,8 @@ impl Masker {
         }
         self.secrets.push(value.to_owned());
         // Longest first, so a secret that contains another is redacted whole.
-        self.secrets.sort_by_key(|known| std::cmp::Reverse(known.len()));
+        self.secrets
+            .sort_by_key(|known| std::cmp::Reverse(known.len()));
         Ok(())
     }
 
@@ -88,7 +97,11 @@ pub struct ForgeWriteReport {
 impl ForgeWriteReport {
     /// The status context used for a publication: `gantry/<command>`, plus `/<name>` unless it is `default`.
     pub fn status_context(key: &StickyKey) -> String {
-        if key.name == "default" { format!("gantry/{}", key.command) } else { format!("gantry/{}/{}", key.command, key.name) }
+        if key.name == "default" {
+            format!("gantry/{}", key.command)
+        } else {
+            format!("gantry/{}/{}", key.command, key.name)
+        }
     }
 }
 
@@ -96,7 +109,11 @@ impl ForgeWriteReport {
 /// written is reported in the returned notes and errors, so that a reporting
 /// problem never hides or changes the verdict. A fork PR's read-only token
 /// (403) becomes a note, not an error.
-pub async fn publish_to_forge(context: &RunContext, environment: &Environment, publication: &Publication) -> ForgeWriteReport {
+pub async fn publish_to_forge(
+    context: &RunContext,
+    environment: &Environment,
+    publication: &Publication,
+) -> ForgeWriteReport {
     let mut report = ForgeWriteReport::default();
     if context.platform == Some(Platform::Local) || context.platform.is_none() {
         return report;
@@ -104,38 +121,55 @@ pub async fn publish_to_forge(context: &RunContext, environment: &Environment, p
     let client = match ForgeClient::from_context(context, environment) {
         Ok(client) => client,
         Err(error) => {
-            report.notes.push(format!("{error}; the result is in the annotations and the job summary"));
+            report.notes.push(format!(
+                "{error}; the result is in the annotations and the job summary"
+            ));
             return report;
         }
     };
-    let from_fork = context.change_request.as_ref().is_some_and(|change| change.from_fork);
+    let from_fork = context
+        .change_request
+        .as_ref()
+        .is_some_and(|change| change.from_fork);
     let state = match publication.verdict {
         Verdict::Pass | Verdict::Warn => CommitState::Success,
         Verdict::Fail => CommitState::Failure,
     };
-    let record = |report: &mut ForgeWriteReport, what: &'static str, outcome: Result<(), Error>| match outcome {
+    let record = |report: &mut ForgeWriteReport, what: &'static str, outcome: Result<(), Error>| {
+        match outcome {
         Ok(()) => report.done.push(what),
         Err(error) if from_fork && matches!(error.http_status(), Some(403 | 404)) => report.notes.push(format!(
             "this change comes from a fork, whose token cannot write ({what} skipped: {error}); the result is in the annotations and the job summary"
         )),
         Err(Error::ForgeUnavailable { reason, .. }) => report.notes.push(format!("{what} skipped: {reason}")),
         Err(error) => report.errors.push((what, error)),
+    }
     };
 
     if publication.comment {
         match &context.change_request {
             Some(change) => {
-                let body = truncate_comment_body(&publication.markdown, client.comment_limit() - 200, context.run_url.as_deref());
-                let outcome = client.upsert_sticky_comment(change.number, &publication.key, &body).await;
+                let body = truncate_comment_body(
+                    &publication.markdown,
+                    client.comment_limit() - 200,
+                    context.run_url.as_deref(),
+                );
+                let outcome = client
+                    .upsert_sticky_comment(change.number, &publication.key, &body)
+                    .await;
                 let outcome = outcome.map(|comment| report.comment = Some(comment));
                 record(&mut report, "comment", outcome);
             }
-            None => report.notes.push("no pull or merge request for this run, so no comment was posted".to_owned()),
+            None => report
+                .notes
+                .push("no pull or merge request for this run, so no comment was posted".to_owned()),
         }
     }
     let Some(sha) = context.status_sha().map(str::to_owned) else {
         if publication.commit_status || publication.check_run {
-            report.notes.push("no commit SHA in the environment, so no status was set".to_owned());
+            report
+                .notes
+                .push("no commit SHA in the environment, so no status was set".to_owned());
         }
         return report;
     };
@@ -174,10 +208,23 @@ mod tests {
     fn masks_are_announced_once_per_line_and_redacted() {
         let mut masker = Masker::new();
         let mut out = Vec::new();
-        masker.add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out).expect("add");
-        masker.add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out).expect("add");
-        masker.add(Platform::GitHub, &Secret::new("-----BEGIN KEY-----\nabc\n"), &mut out).expect("add");
-        assert_eq!(String::from_utf8(out).expect("utf8"), "::add-mask::ghp_secret%251\n::add-mask::-----BEGIN KEY-----\n::add-mask::abc\n");
+        masker
+            .add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out)
+            .expect("add");
+        masker
+            .add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out)
+            .expect("add");
+        masker
+            .add(
+                Platform::GitHub,
+                &Secret::new("-----BEGIN KEY-----\nabc\n"),
+                &mut out,
+            )
+            .expect("add");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "::add-mask::ghp_secret%251\n::add-mask::-----BEGIN KEY-----\n::add-mask::abc\n"
+        );
         assert_eq!(masker.redact("token ghp_secret%1 used"), "token *** used");
     }
 
@@ -185,7 +232,9 @@ mod tests {
     fn gitlab_masks_are_redacted_without_commands() {
         let mut masker = Masker::new();
         let mut out = Vec::new();
-        masker.add(Platform::GitLab, &Secret::new("glpat-xyz"), &mut out).expect("add");
+        masker
+            .add(Platform::GitLab, &Secret::new("glpat-xyz"), &mut out)
+            .expect("add");
         assert!(out.is_empty());
         assert_eq!(masker.redact("glpat-xyz"), "***");
     }

@@ -12,30 +12,53 @@ pub const SUMMARY_LIMIT_BYTES: u64 = 1024 * 1024;
 /// Appends `markdown` to the summary file at `path`, truncating it at a line
 /// boundary with a note when the file would pass `limit_bytes`. `full_report`
 /// names where the untruncated report lives. Returns whether it truncated.
-pub fn append_summary(path: &Path, markdown: &str, limit_bytes: u64, full_report: Option<&str>) -> Result<bool> {
-    let write_error = |source| Error::Write { path: path.display().to_string(), source };
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+pub fn append_summary(
+    path: &Path,
+    markdown: &str,
+    limit_bytes: u64,
+    full_report: Option<&str>,
+) -> Result<bool> {
+    let write_error = |source| Error::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(write_error)?;
     }
-    let used = std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0);
+    let used = std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
     let note = format!(
         "\n\n> [!WARNING]\n> This summary was cut to stay under GitHub's 1 MiB limit.{}\n",
-        full_report.map(|report| format!(" The full report is in `{report}`.")).unwrap_or_default()
+        full_report
+            .map(|report| format!(" The full report is in `{report}`."))
+            .unwrap_or_default()
     );
     let room = limit_bytes.saturating_sub(used);
     let (text, truncated) = if (markdown.len() as u64) + 1 <= room {
         (format!("{markdown}\n"), false)
     } else {
-        let keep = usize::try_from(room.saturating_sub(note.len() as u64)).unwrap_or(usize::MAX).min(markdown.len());
+        let keep = usize::try_from(room.saturating_sub(note.len() as u64))
+            .unwrap_or(usize::MAX)
+            .min(markdown.len());
         // Cut at a line boundary (and so at a char boundary) so no table row or
         // multi-byte character is split.
-        let cut = markdown[..floor_char_boundary(markdown, keep)].rfind('\n').unwrap_or(0);
+        let cut = markdown[..floor_char_boundary(markdown, keep)]
+            .rfind('\n')
+            .unwrap_or(0);
         if cut == 0 && room < note.len() as u64 {
             return Ok(true);
         }
         (format!("{}{note}", &markdown[..cut]), true)
     };
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(write_error)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(write_error)?;
     file.write_all(text.as_bytes()).map_err(write_error)?;
     Ok(truncated)
 }
@@ -58,7 +81,10 @@ mod tests {
         let path = directory.path().join("summary.md");
         assert!(!append_summary(&path, "# one", 1000, None).expect("append"));
         assert!(!append_summary(&path, "# two", 1000, None).expect("append"));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "# one\n# two\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "# one\n# two\n"
+        );
     }
 
     #[test]
@@ -73,6 +99,10 @@ mod tests {
         assert!(text.len() as u64 <= 4096, "{}", text.len());
         assert!(text.contains("The full report is in `report.md`"));
         let before_note = text.split("\n\n> [!WARNING]").next().expect("note");
-        assert!(before_note.ends_with("| é |"), "cut mid-row: {:?}", &before_note[before_note.len() - 20..]);
+        assert!(
+            before_note.ends_with("| é |"),
+            "cut mid-row: {:?}",
+            &before_note[before_note.len() - 20..]
+        );
     }
 }

@@ -4,7 +4,9 @@ use crate::outputs::random_hex;
 
 /// Escapes a command's message the way `@actions/core` does.
 pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a command property (`file=`, `title=`…): as data, plus `:` and `,`.
@@ -17,7 +19,11 @@ pub fn group_start(platform: crate::Platform, name: &str, title: &str) -> String
     match platform {
         crate::Platform::GitHub => format!("::group::{}", escape_data(title)),
         crate::Platform::GitLab => {
-            format!("\x1b[0Ksection_start:{}:{}[collapsed=true]\r\x1b[0K{title}", unix_seconds(), section_name(name))
+            format!(
+                "\x1b[0Ksection_start:{}:{}[collapsed=true]\r\x1b[0K{title}",
+                unix_seconds(),
+                section_name(name)
+            )
         }
         crate::Platform::Local => format!("== {title}"),
     }
@@ -27,17 +33,32 @@ pub fn group_start(platform: crate::Platform, name: &str, title: &str) -> String
 pub fn group_end(platform: crate::Platform, name: &str) -> Option<String> {
     match platform {
         crate::Platform::GitHub => Some("::endgroup::".to_owned()),
-        crate::Platform::GitLab => Some(format!("\x1b[0Ksection_end:{}:{}\r\x1b[0K", unix_seconds(), section_name(name))),
+        crate::Platform::GitLab => Some(format!(
+            "\x1b[0Ksection_end:{}:{}\r\x1b[0K",
+            unix_seconds(),
+            section_name(name)
+        )),
         crate::Platform::Local => None,
     }
 }
 
 fn section_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
 }
 
 /// Stops the runner from interpreting workflow commands in untrusted text
@@ -51,7 +72,9 @@ pub struct StopCommands {
 impl StopCommands {
     /// A pause with a fresh random token.
     pub fn new() -> StopCommands {
-        StopCommands { token: random_hex(16) }
+        StopCommands {
+            token: random_hex(16),
+        }
     }
 
     /// The line that pauses command processing.
@@ -94,16 +117,30 @@ mod tests {
         let first = StopCommands::new();
         let second = StopCommands::new();
         assert_ne!(first.pause(), second.pause());
-        let token = first.pause().strip_prefix("::stop-commands::").expect("prefix").to_owned();
+        let token = first
+            .pause()
+            .strip_prefix("::stop-commands::")
+            .expect("prefix")
+            .to_owned();
         assert_eq!(token.len(), 32);
         assert_eq!(first.resume(), format!("::{token}::"));
     }
 
     #[test]
     fn groups_per_platform() {
-        assert_eq!(group_start(crate::Platform::GitHub, "x", "Rows 1:2"), "::group::Rows 1:2");
-        assert_eq!(group_end(crate::Platform::GitHub, "x").as_deref(), Some("::endgroup::"));
+        assert_eq!(
+            group_start(crate::Platform::GitHub, "x", "Rows 1:2"),
+            "::group::Rows 1:2"
+        );
+        assert_eq!(
+            group_end(crate::Platform::GitHub, "x").as_deref(),
+            Some("::endgroup::")
+        );
         let gitlab = group_start(crate::Platform::GitLab, "parse rows", "Rows");
-        assert!(gitlab.starts_with("\x1b[0Ksection_start:") && gitlab.contains(":parse_rows[collapsed=true]\r\x1b[0KRows"), "{gitlab:?}");
+        assert!(
+            gitlab.starts_with("\x1b[0Ksection_start:")
+                && gitlab.contains(":parse_rows[collapsed=true]\r\x1b[0KRows"),
+            "{gitlab:?}"
+        );
     }
 }

@@ -31,7 +31,12 @@ impl Digest {
                 Ok(0) => break,
                 Ok(n_read) => n_read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(Error::Read { what: what.to_owned(), source }),
+                Err(source) => {
+                    return Err(Error::Read {
+                        what: what.to_owned(),
+                        source,
+                    });
+                }
             };
             hasher.update(&buffer[..n_read]);
             n_bytes += n_read as u64;
@@ -68,7 +73,9 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(value: &str) -> Result<Digest> {
-        let invalid = || Error::InvalidDigest { value: value.to_owned() };
+        let invalid = || Error::InvalidDigest {
+            value: value.to_owned(),
+        };
         let hex = value.strip_prefix("sha256:").ok_or_else(invalid)?;
         if hex.len() != 64 {
             return Err(invalid());
@@ -123,8 +130,14 @@ mod tests {
     fn digest_of_known_vectors() {
         // NIST test vectors for SHA-256.
         let table = [
-            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                "abc",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
         ];
         for (input, hex) in table {
             assert_eq!(Digest::of_bytes(input.as_bytes()).hex(), hex, "{input:?}");
@@ -160,9 +173,17 @@ mod tests {
 
     #[test]
     fn canonical_json_ignores_key_order() {
-        let first: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": null}}"#).expect("json");
-        let second: serde_json::Value = serde_json::from_str(r#"{"a": {"c": null, "d": [1, 2]}, "b": 1}"#).expect("json");
-        assert_eq!(canonical_json(&first).expect("json"), br#"{"a":{"c":null,"d":[1,2]},"b":1}"#);
-        assert_eq!(canonical_json_digest(&first).expect("digest"), canonical_json_digest(&second).expect("digest"));
+        let first: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": null}}"#).expect("json");
+        let second: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"c": null, "d": [1, 2]}, "b": 1}"#).expect("json");
+        assert_eq!(
+            canonical_json(&first).expect("json"),
+            br#"{"a":{"c":null,"d":[1,2]},"b":1}"#
+        );
+        assert_eq!(
+            canonical_json_digest(&first).expect("digest"),
+            canonical_json_digest(&second).expect("digest")
+        );
     }
 }

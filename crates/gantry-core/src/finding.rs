@@ -47,12 +47,19 @@ pub struct Location {
 impl Location {
     /// A location covering a whole file.
     pub fn file(path: impl Into<String>) -> Location {
-        Location { path: path.into(), ..Location::default() }
+        Location {
+            path: path.into(),
+            ..Location::default()
+        }
     }
 
     /// A location at one line of a file.
     pub fn line(path: impl Into<String>, line: u64) -> Location {
-        Location { path: path.into(), line: Some(line), ..Location::default() }
+        Location {
+            path: path.into(),
+            line: Some(line),
+            ..Location::default()
+        }
     }
 }
 

@@ -1,0 +1,149 @@
+//! Argument definitions (clap derive): global flags and one `…Args` struct per subcommand.
+//!
+//! Every long flag of a subcommand is also an action input and a GitLab
+//! template input of the same name; doc comments become their descriptions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  passed (or the command did its job)
+  1  the gate, check or rollout said no (a verdict)
+  2  gantry could not do its job (bad input, unreachable service, bug)
+
+Inputs: in GitHub Actions every flag can be given as an action input
+(INPUT_<NAME>); in GitLab CI as a template input (GANTRY_INPUT_<NAME>).
+Flags on the command line win over inputs.";
+
+/// CI/CD for large language models: validate data, train, gate on evals,
+/// register and deploy models, the same on GitHub, GitLab and a laptop.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// How to print results: text for people, json for machines.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Which CI to behave as; auto detects GitHub Actions and GitLab CI.
+    #[arg(long, global = true, value_enum, default_value_t = CiChoice::Auto)]
+    pub ci: CiChoice,
+    /// Print only errors and the result.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Which CI to behave as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiChoice {
+    /// Detect from the environment.
+    Auto,
+    /// GitHub Actions.
+    Github,
+    /// GitLab CI.
+    Gitlab,
+    /// Neither: print outputs, write summaries to files.
+    Local,
+}
+
+/// gantry's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish a Markdown report to the job summary, a sticky PR/MR comment, a commit status or a check run.
+    Report(ReportArgs),
+}
+
+/// Arguments of `gantry report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Markdown file to publish.
+    #[arg(long, value_name = "PATH")]
+    pub file: std::path::PathBuf,
+    /// Name of the report: one sticky comment and one status per (workflow, name).
+    #[arg(long, default_value = "default", value_parser = parse_report_name)]
+    pub name: String,
+    /// Title of the status or check run (default: the report's first heading).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Verdict to report; the exit code follows it (fail exits 1).
+    #[arg(long, value_enum, default_value_t = VerdictArg::Pass)]
+    pub verdict: VerdictArg,
+    /// Where to publish, comma-separated: summary, comment, status, check.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "summary,comment,status"
+    )]
+    pub publish: Vec<PublishTarget>,
+}
+
+/// A verdict given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerdictArg {
+    /// Passed.
+    Pass,
+    /// Passed with warnings.
+    Warn,
+    /// Failed: exit 1.
+    Fail,
+}
+
+impl From<VerdictArg> for gantry_core::Verdict {
+    fn from(verdict: VerdictArg) -> gantry_core::Verdict {
+        match verdict {
+            VerdictArg::Pass => gantry_core::Verdict::Pass,
+            VerdictArg::Warn => gantry_core::Verdict::Warn,
+            VerdictArg::Fail => gantry_core::Verdict::Fail,
+        }
+    }
+}
+
+/// Where a report goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishTarget {
+    /// The job summary (GitHub) or a Markdown file (GitLab, local).
+    Summary,
+    /// A sticky comment on the pull or merge request, edited in place.
+    Comment,
+    /// A commit status named gantry/report[/NAME].
+    Status,
+    /// A GitHub check run (a commit status on GitLab).
+    Check,
+}
+
+fn parse_report_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("use 1 to 64 characters from A-Z, a-z, 0-9, '-', '_' and '.'".to_owned())
+    }
+}
+
+/// The clap command tree, for code generation and help rendering.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,69 @@
+//! Command handlers: one module per subcommand, and what they share.
+
+mod report;
+
+use anyhow::Result;
+use gantry_ci::{Environment, Masker, Platform, PlatformChoice, RunContext};
+use gantry_core::ExitCode;
+
+use crate::cli::{CiChoice, Cli, Command};
+use crate::printer::Printer;
+
+pub(crate) fn dispatch(
+    cli: &Cli,
+    environment: &Environment,
+    printer: &mut Printer,
+) -> Result<ExitCode> {
+    let session = Session::start(cli, environment, printer)?;
+    match &cli.command {
+        Command::Report(args) => report::run(args, &session, printer),
+    }
+}
+
+/// What every command knows about where it runs.
+#[derive(Debug)]
+pub(crate) struct Session<'a> {
+    pub(crate) environment: &'a Environment,
+    pub(crate) platform: Platform,
+    pub(crate) context: RunContext,
+    pub(crate) masker: Masker,
+}
+
+impl<'a> Session<'a> {
+    /// Detects the platform, reads the run context and masks every token in
+    /// the environment before anything else prints.
+    fn start(
+        cli: &Cli,
+        environment: &'a Environment,
+        printer: &mut Printer,
+    ) -> Result<Session<'a>> {
+        let choice = match cli.global.ci {
+            CiChoice::Auto => PlatformChoice::Auto,
+            CiChoice::Github => PlatformChoice::GitHub,
+            CiChoice::Gitlab => PlatformChoice::GitLab,
+            CiChoice::Local => PlatformChoice::Local,
+        };
+        let platform = Platform::detect(choice, environment);
+        printer.set_platform(platform);
+        let mut masker = Masker::new();
+        let mut commands = printer.commands();
+        for secret in gantry_ci::secrets_in_environment(environment) {
+            masker.add(platform, &secret, &mut commands)?;
+        }
+        let context = RunContext::from_environment(platform, environment)?;
+        Ok(Session {
+            environment,
+            platform,
+            context,
+            masker,
+        })
+    }
+
+    /// A single-threaded runtime for the forge calls of one command.
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(future))
+    }
+}

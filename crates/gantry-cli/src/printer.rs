@@ -1,0 +1,106 @@
+//! Where the CLI's text goes: data to stdout, diagnostics to stderr, workflow commands where the runner reads them.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use gantry_ci::{EnvVars, Environment, Platform, escape_data};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+
+/// Prints for the CLI. Library crates never print; they hand text here.
+#[derive(Debug)]
+pub(crate) struct Printer {
+    color: bool,
+    quiet: bool,
+    format: OutputFormat,
+    platform: Platform,
+}
+
+impl Printer {
+    pub(crate) fn new(environment: &Environment) -> Printer {
+        let color = environment.get(EnvVars::NO_COLOR).is_none() && std::io::stderr().is_terminal();
+        Printer {
+            color,
+            quiet: false,
+            format: OutputFormat::Text,
+            platform: Platform::Local,
+        }
+    }
+
+    pub(crate) fn configure(&mut self, global: &GlobalArgs) {
+        self.quiet = global.quiet;
+        self.format = global.format;
+    }
+
+    pub(crate) fn set_platform(&mut self, platform: Platform) {
+        self.platform = platform;
+    }
+
+    pub(crate) fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// A stream for workflow commands: stdout, unless stdout carries JSON.
+    pub(crate) fn commands(&self) -> Box<dyn std::io::Write> {
+        match self.format {
+            OutputFormat::Text => Box::new(std::io::stdout()),
+            OutputFormat::Json => Box::new(std::io::stderr()),
+        }
+    }
+
+    /// Data for the user on stdout.
+    pub(crate) fn data(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+    }
+
+    /// One JSON document on stdout.
+    pub(crate) fn json(&self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value)
+            .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
+        self.data(&text);
+    }
+
+    /// Progress and details, unless `--quiet`.
+    pub(crate) fn info(&self, text: &str) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }
+    }
+
+    pub(crate) fn warning(&self, text: &str) {
+        if self.platform == Platform::GitHub {
+            let _ = writeln!(
+                self.commands(),
+                "::warning title=gantry::{}",
+                escape_data(text)
+            );
+        } else {
+            let label = self.paint("warning", "33");
+            let _ = writeln!(std::io::stderr().lock(), "{label}: {text}");
+        }
+    }
+
+    pub(crate) fn error(&self, text: &str) {
+        if self.platform == Platform::GitHub {
+            let _ = writeln!(
+                self.commands(),
+                "::error title=gantry::{}",
+                escape_data(text)
+            );
+        }
+        let label = self.paint("error", "31");
+        let _ = writeln!(std::io::stderr().lock(), "{label}: {text}");
+    }
+
+    pub(crate) fn clap_error(&self, error: &clap::Error) {
+        let _ = error.print();
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[1;{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}

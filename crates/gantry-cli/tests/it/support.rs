@@ -1,0 +1,143 @@
+//! A `gantry` command with a clean environment and a scratch directory, like a CI step.
+
+use std::path::{Path, PathBuf};
+
+/// A scratch workspace plus the environment a step would see.
+pub(crate) struct Step {
+    pub(crate) directory: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Step {
+    /// A step on a laptop: no CI variables at all.
+    pub(crate) fn local() -> Step {
+        Step {
+            directory: tempfile::tempdir().expect("tempdir"),
+            env: vec![("NO_COLOR".into(), "1".into())],
+        }
+    }
+
+    /// A GitHub Actions step with `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` files.
+    pub(crate) fn github() -> Step {
+        let mut step = Step::local();
+        let output = step.path("github_output");
+        let summary = step.path("step_summary");
+        step.set("GITHUB_ACTIONS", "true")
+            .set("GITHUB_REPOSITORY", "org/models")
+            .set("GITHUB_SHA", "0000000000000000000000000000000000000merge")
+            .set("GITHUB_WORKFLOW", "eval")
+            .set("GITHUB_RUN_ID", "77")
+            .set("GITHUB_SERVER_URL", "https://github.test")
+            .set("GITHUB_OUTPUT", output.to_str().expect("utf8"))
+            .set("GITHUB_STEP_SUMMARY", summary.to_str().expect("utf8"))
+            .set("GANTRY_HTTP_BACKOFF_MS", "1");
+        step
+    }
+
+    /// A GitHub step for pull request `number`; `fork` makes the head a fork.
+    pub(crate) fn github_pull_request(number: u64, fork: bool) -> Step {
+        let mut step = Step::github();
+        let head_repository = if fork { "someone/models" } else { "org/models" };
+        let event = serde_json::json!({
+            "pull_request": {
+                "number": number,
+                "head": { "sha": "1111111111111111111111111111111111111head", "repo": { "full_name": head_repository } },
+                "base": { "repo": { "full_name": "org/models" } },
+            }
+        });
+        let path = step.write("event.json", &event.to_string());
+        step.set("GITHUB_EVENT_NAME", "pull_request")
+            .set("GITHUB_EVENT_PATH", path.to_str().expect("utf8"));
+        step
+    }
+
+    /// A GitLab merge request pipeline job.
+    pub(crate) fn gitlab_merge_request(iid: u64) -> Step {
+        let mut step = Step::local();
+        let dotenv = step.path("gantry.env");
+        let iid = iid.to_string();
+        step.set("GITLAB_CI", "true")
+            .set("CI_PROJECT_ID", "5")
+            .set("CI_PROJECT_PATH", "group/models")
+            .set("CI_COMMIT_SHA", "2222222222222222222222222222222222222sha")
+            .set("CI_MERGE_REQUEST_IID", &iid)
+            .set("CI_MERGE_REQUEST_PROJECT_ID", "5")
+            .set("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "5")
+            .set("CI_JOB_NAME", "eval")
+            .set("CI_JOB_URL", "https://gitlab.test/group/models/-/jobs/9")
+            .set("GANTRY_DOTENV", dotenv.to_str().expect("utf8"))
+            .set("GANTRY_HTTP_BACKOFF_MS", "1");
+        step
+    }
+
+    pub(crate) fn set(&mut self, name: &str, value: &str) -> &mut Step {
+        self.env.retain(|(existing, _)| existing != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.directory.path().join(name)
+    }
+
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write fixture");
+        path
+    }
+
+    pub(crate) fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Runs `gantry args…` in the workspace.
+    pub(crate) fn run(&self, args: &[&str]) -> Outcome {
+        let mut command = assert_cmd::Command::cargo_bin("gantry").expect("gantry binary");
+        command
+            .env_clear()
+            .current_dir(self.directory.path())
+            .args(args);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("run gantry");
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            root: self.directory.path().to_owned(),
+        }
+    }
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    root: PathBuf,
+}
+
+impl Outcome {
+    /// stdout and stderr with the scratch directory replaced by `[ROOT]`.
+    pub(crate) fn transcript(&self) -> String {
+        let root = self.root.to_string_lossy();
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+        .replace(root.as_ref(), "[ROOT]")
+    }
+
+    #[expect(
+        dead_code,
+        reason = "kept for tests that compare files under the workspace"
+    )]
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+}

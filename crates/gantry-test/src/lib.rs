@@ -1,0 +1,588 @@
+/*!
+Test support shared by gantry's crates.
+
+[`FakeForge`] stands in for the hosted GitHub and GitLab REST APIs, which
+are the only components gantry's tests do not run for real. It keeps state
+(comments, notes, statuses, check runs, deployments) so a second call sees
+the first one's effects, answers with the documented JSON shapes and error
+bodies, records every request, and can be told to fail the next calls to an
+endpoint with any status and headers (403, 404, 422, 429 with
+`Retry-After`, 500…).
+
+```no_run
+let forge = gantry_test::FakeForge::start();
+forge.fail_next("POST", "/comments", 429, &[("retry-after", "1")], 1);
+// … point gantry at forge.url() …
+assert_eq!(forge.requests().len(), 0);
+```
+*/
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A token the fake rejects with 401, as GitHub does for a revoked token.
+pub const BAD_TOKEN: &str = "bad-token";
+/// A token the fake accepts for reads but rejects with 403 for writes, like
+/// the read-only `GITHUB_TOKEN` of a pull request from a fork.
+pub const READ_ONLY_TOKEN: &str = "read-only-token";
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The credential sent (`Authorization`, `PRIVATE-TOKEN` or `JOB-TOKEN` value).
+    pub credential: Option<String>,
+    /// The JSON body, or `Null`.
+    pub body: Value,
+    /// The status the fake answered with.
+    pub status: u16,
+}
+
+#[derive(Debug)]
+struct Failure {
+    method: String,
+    path_contains: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    remaining: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    /// Comments (GitHub) and notes (GitLab) by PR/MR number: (id, body).
+    comments: BTreeMap<u64, Vec<(u64, String)>>,
+    statuses: Vec<Value>,
+    check_runs: Vec<Value>,
+    deployments: Vec<Value>,
+    deployment_statuses: Vec<Value>,
+    requests: Vec<RecordedRequest>,
+    failures: Vec<Failure>,
+}
+
+/// A fake GitHub (at `/`) and GitLab (at `/api/v4`) API on a loopback port.
+#[derive(Debug)]
+pub struct FakeForge {
+    url: String,
+    state: Arc<Mutex<State>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeForge {
+    /// Starts the server on `127.0.0.1` and an ephemeral port.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound: the test cannot run at all.
+    pub fn start() -> FakeForge {
+        let state = Arc::new(Mutex::new(State {
+            next_id: 1000,
+            ..State::default()
+        }));
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+        let server_state = Arc::clone(&state);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                address_sender
+                    .send(listener.local_addr().expect("local address"))
+                    .expect("send address");
+                let app = axum::Router::new().fallback(
+                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                        let state = Arc::clone(&server_state);
+                        async move { handle(&state, &method, &uri, &headers, &body) }
+                    },
+                );
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = shutdown_receiver.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let address = address_receiver.recv().expect("server address");
+        FakeForge {
+            url: format!("http://{address}"),
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The GitHub API base URL (`GITHUB_API_URL`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The GitLab API base URL (`CI_API_V4_URL`).
+    pub fn gitlab_url(&self) -> String {
+        format!("{}/api/v4", self.url)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the next `times` requests whose method is `method` and whose path
+    /// contains `path_contains` fail with `status` and `headers`.
+    pub fn fail_next(
+        &self,
+        method: &str,
+        path_contains: &str,
+        status: u16,
+        headers: &[(&str, &str)],
+        times: usize,
+    ) {
+        self.lock().failures.push(Failure {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            status,
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            remaining: times,
+        });
+    }
+
+    /// Adds an existing comment (or note) to PR/MR `number`; returns its id.
+    pub fn seed_comment(&self, number: u64, body: &str) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state
+            .comments
+            .entry(number)
+            .or_default()
+            .push((id, body.to_owned()));
+        id
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// The comments (or notes) on PR/MR `number`: (id, body).
+    pub fn comments(&self, number: u64) -> Vec<(u64, String)> {
+        self.lock()
+            .comments
+            .get(&number)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Commit statuses received, as sent plus `sha`.
+    pub fn statuses(&self) -> Vec<Value> {
+        self.lock().statuses.clone()
+    }
+
+    /// Check runs received.
+    pub fn check_runs(&self) -> Vec<Value> {
+        self.lock().check_runs.clone()
+    }
+
+    /// Deployments created.
+    pub fn deployments(&self) -> Vec<Value> {
+        self.lock().deployments.clone()
+    }
+
+    /// Deployment status changes received, each with `deployment_id`.
+    pub fn deployment_statuses(&self) -> Vec<Value> {
+        self.lock().deployment_statuses.clone()
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(
+    state: &Mutex<State>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let mut state = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = uri.path().to_owned();
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), ToString::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let credential = header("authorization")
+        .or_else(|| header("private-token"))
+        .or_else(|| header("job-token"));
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    };
+    let (status, extra_headers, answer) = route(
+        &mut state,
+        method,
+        &path,
+        uri.query().unwrap_or(""),
+        headers,
+        &body,
+    );
+    state.requests.push(RecordedRequest {
+        method: method.to_string(),
+        path: path_and_query,
+        credential,
+        body,
+        status: status.as_u16(),
+    });
+    let mut response = (status, axum::Json(answer)).into_response();
+    for (name, value) in extra_headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+type Answer = (StatusCode, Vec<(String, String)>, Value);
+
+fn answer(status: u16, value: Value) -> Answer {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Vec::new(),
+        value,
+    )
+}
+
+fn route(
+    state: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Answer {
+    if let Some(index) = state.failures.iter().position(|failure| {
+        failure.remaining > 0
+            && failure.method == method.as_str()
+            && path.contains(&failure.path_contains)
+    }) {
+        let failure = &mut state.failures[index];
+        failure.remaining -= 1;
+        let message = match failure.status {
+            401 => "Bad credentials",
+            403 => "Resource not accessible by integration",
+            404 => "Not Found",
+            422 => "Validation Failed",
+            429 => "API rate limit exceeded",
+            _ => "Server Error",
+        };
+        return (
+            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            failure.headers.clone(),
+            json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }),
+        );
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let page = query_number(query, "page").unwrap_or(1);
+    let per_page = query_number(query, "per_page").unwrap_or(30);
+    if segments.first() == Some(&"api") {
+        return gitlab(state, method, &segments, page, per_page, headers, body);
+    }
+    github(state, method, &segments, page, per_page, headers, body)
+}
+
+fn query_number(query: &str, name: &str) -> Option<usize> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+fn paginate(comments: &[(u64, String)], page: usize, per_page: usize) -> Vec<(u64, String)> {
+    comments
+        .iter()
+        .skip(page.saturating_sub(1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect()
+}
+
+fn github(
+    state: &mut State,
+    method: &Method,
+    segments: &[&str],
+    page: usize,
+    per_page: usize,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Answer {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let token = authorization.split_whitespace().nth(1).unwrap_or("");
+    if token.is_empty() || token == BAD_TOKEN {
+        return answer(
+            401,
+            json!({ "message": "Bad credentials", "documentation_url": "https://docs.github.com/rest" }),
+        );
+    }
+    if token == READ_ONLY_TOKEN && *method != Method::GET {
+        return answer(
+            403,
+            json!({ "message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest" }),
+        );
+    }
+    state.next_id += 1;
+    let id = state.next_id;
+    let comment_json = |id: u64, text: &str, owner: &str, repo: &str, number: u64| {
+        json!({
+            "id": id,
+            "node_id": format!("IC_{id}"),
+            "url": format!("https://api.github.test/repos/{owner}/{repo}/issues/comments/{id}"),
+            "html_url": format!("https://github.test/{owner}/{repo}/pull/{number}#issuecomment-{id}"),
+            "body": text,
+            "user": { "login": "github-actions[bot]", "id": 41898282, "type": "Bot" },
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        })
+    };
+    match (method.as_str(), segments) {
+        ("GET", ["repos", owner, repo, "issues", number, "comments"]) => {
+            let number = number.parse().unwrap_or(0);
+            let comments = paginate(
+                state
+                    .comments
+                    .get(&number)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+                page,
+                per_page,
+            );
+            answer(
+                200,
+                Value::Array(
+                    comments
+                        .iter()
+                        .map(|(id, text)| comment_json(*id, text, owner, repo, number))
+                        .collect(),
+                ),
+            )
+        }
+        ("POST", ["repos", owner, repo, "issues", number, "comments"]) => {
+            let number = number.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            if text.chars().count() > 65_536 {
+                return answer(
+                    422,
+                    json!({
+                        "message": "Validation Failed",
+                        "errors": [{ "resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)" }],
+                        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+                    }),
+                );
+            }
+            state
+                .comments
+                .entry(number)
+                .or_default()
+                .push((id, text.clone()));
+            answer(201, comment_json(id, &text, owner, repo, number))
+        }
+        ("PATCH", ["repos", owner, repo, "issues", "comments", comment_id]) => {
+            let comment_id: u64 = comment_id.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            for (number, comments) in &mut state.comments {
+                if let Some(comment) = comments.iter_mut().find(|(id, _)| *id == comment_id) {
+                    comment.1 = text.clone();
+                    let number = *number;
+                    return answer(200, comment_json(comment_id, &text, owner, repo, number));
+                }
+            }
+            answer(404, json!({ "message": "Not Found" }))
+        }
+        ("POST", ["repos", _, _, "statuses", sha]) => {
+            let state_name = body["state"].as_str().unwrap_or_default();
+            if !["error", "failure", "pending", "success"].contains(&state_name) {
+                return answer(
+                    422,
+                    json!({ "message": "Validation Failed", "errors": [{ "resource": "Status", "code": "custom", "field": "state", "message": "state is not included in the list" }] }),
+                );
+            }
+            let mut status = body.clone();
+            status["sha"] = json!(sha);
+            state.statuses.push(status.clone());
+            status["id"] = json!(id);
+            answer(201, status)
+        }
+        ("POST", ["repos", _, _, "check-runs"]) => {
+            let mut check_run = body.clone();
+            check_run["id"] = json!(id);
+            state.check_runs.push(check_run.clone());
+            answer(201, check_run)
+        }
+        ("POST", ["repos", _, _, "deployments"]) => {
+            let mut deployment = body.clone();
+            deployment["id"] = json!(id);
+            deployment["sha"] = body["ref"].clone();
+            state.deployments.push(deployment.clone());
+            answer(201, deployment)
+        }
+        ("POST", ["repos", _, _, "deployments", deployment_id, "statuses"]) => {
+            let mut status = body.clone();
+            status["id"] = json!(id);
+            status["deployment_id"] = json!(deployment_id.parse::<u64>().unwrap_or(0));
+            state.deployment_statuses.push(status.clone());
+            answer(201, status)
+        }
+        _ => answer(
+            404,
+            json!({ "message": "Not Found", "documentation_url": "https://docs.github.com/rest" }),
+        ),
+    }
+}
+
+fn gitlab(
+    state: &mut State,
+    method: &Method,
+    segments: &[&str],
+    page: usize,
+    per_page: usize,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Answer {
+    let private = headers
+        .get("private-token")
+        .and_then(|value| value.to_str().ok());
+    let job = headers
+        .get("job-token")
+        .and_then(|value| value.to_str().ok());
+    match (private, job) {
+        (Some(token), _) if token != BAD_TOKEN => {}
+        (None, Some(_)) if *method == Method::GET => {}
+        (None, Some(_)) => return answer(403, json!({ "message": "403 Forbidden" })),
+        _ => return answer(401, json!({ "message": "401 Unauthorized" })),
+    }
+    state.next_id += 1;
+    let id = state.next_id;
+    let note_json = |id: u64, text: &str| json!({ "id": id, "body": text, "author": { "username": "project_5_bot" }, "system": false, "noteable_type": "MergeRequest" });
+    match (method.as_str(), segments) {
+        ("GET", ["api", "v4", "projects", _, "merge_requests", iid, "notes"]) => {
+            let iid = iid.parse().unwrap_or(0);
+            let notes = paginate(
+                state.comments.get(&iid).map(Vec::as_slice).unwrap_or(&[]),
+                page,
+                per_page,
+            );
+            answer(
+                200,
+                Value::Array(
+                    notes
+                        .iter()
+                        .map(|(id, text)| note_json(*id, text))
+                        .collect(),
+                ),
+            )
+        }
+        ("POST", ["api", "v4", "projects", _, "merge_requests", iid, "notes"]) => {
+            let iid = iid.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            state
+                .comments
+                .entry(iid)
+                .or_default()
+                .push((id, text.clone()));
+            answer(201, note_json(id, &text))
+        }
+        (
+            "PUT",
+            [
+                "api",
+                "v4",
+                "projects",
+                _,
+                "merge_requests",
+                iid,
+                "notes",
+                note_id,
+            ],
+        ) => {
+            let iid = iid.parse().unwrap_or(0);
+            let note_id: u64 = note_id.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            match state
+                .comments
+                .get_mut(&iid)
+                .and_then(|notes| notes.iter_mut().find(|(id, _)| *id == note_id))
+            {
+                Some(note) => {
+                    note.1 = text.clone();
+                    answer(200, note_json(note_id, &text))
+                }
+                None => answer(404, json!({ "message": "404 Not found" })),
+            }
+        }
+        ("POST", ["api", "v4", "projects", _, "statuses", sha]) => {
+            let state_name = body["state"].as_str().unwrap_or_default();
+            if !["pending", "running", "success", "failed", "canceled"].contains(&state_name) {
+                return answer(
+                    400,
+                    json!({ "message": "state does not have a valid value" }),
+                );
+            }
+            let mut status = body.clone();
+            status["sha"] = json!(sha);
+            state.statuses.push(status.clone());
+            status["id"] = json!(id);
+            status["status"] = body["state"].clone();
+            answer(201, status)
+        }
+        ("POST", ["api", "v4", "projects", _, "deployments"]) => {
+            let mut deployment = body.clone();
+            deployment["id"] = json!(id);
+            deployment["iid"] = json!(state.deployments.len() + 1);
+            state.deployments.push(deployment.clone());
+            answer(201, deployment)
+        }
+        ("PUT", ["api", "v4", "projects", _, "deployments", deployment_id]) => {
+            let mut status = body.clone();
+            status["deployment_id"] = json!(deployment_id.parse::<u64>().unwrap_or(0));
+            state.deployment_statuses.push(status.clone());
+            answer(200, status)
+        }
+        _ => answer(404, json!({ "message": "404 Not found" })),
+    }
+}
