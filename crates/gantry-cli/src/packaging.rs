@@ -6,6 +6,9 @@
 
 use gantry_ci::{InputKind, InputSpec};
 
+/// gantry's version: the release the generated actions and templates point at.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The registry that hosts gantry's images.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/gantry-dev/gantry";
 

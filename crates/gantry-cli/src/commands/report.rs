@@ -139,10 +139,10 @@ pub(crate) fn run(args: &ReportArgs, session: &Session<'_>, printer: &Printer) -
 
 /// Where the summary goes: `$GITHUB_STEP_SUMMARY` on GitHub, else a file in the report directory.
 fn summary_path(session: &Session<'_>, name: &str) -> std::path::PathBuf {
-    if session.platform == Platform::GitHub {
-        if let Some(path) = session.environment.get(EnvVars::GITHUB_STEP_SUMMARY) {
-            return path.into();
-        }
+    if session.platform == Platform::GitHub
+        && let Some(path) = session.environment.get(EnvVars::GITHUB_STEP_SUMMARY)
+    {
+        return path.into();
     }
     let directory = session
         .environment

