@@ -120,13 +120,24 @@ fn install_debian_packages() -> Result<()> {
         "installing Debian packages: {}",
         missing.join(" ")
     ));
-    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
-    run_command(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    // As root (CI here) apt-get runs directly; on a hosted runner through sudo.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| {
+        let mut command = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run_command(&mut apt(&["update", "-qq"]))?;
+    run_command(apt(&["install", "-y", "-qq"]).args(&missing))
 }
 
 fn install_musl_target() -> Result<()> {
