@@ -38,7 +38,7 @@ pub fn append_summary(
             .unwrap_or_default()
     );
     let room = limit_bytes.saturating_sub(used);
-    let (text, truncated) = if (markdown.len() as u64) + 1 <= room {
+    let (text, truncated) = if (markdown.len() as u64) < room {
         (format!("{markdown}\n"), false)
     } else {
         let keep = usize::try_from(room.saturating_sub(note.len() as u64))

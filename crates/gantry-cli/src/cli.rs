@@ -83,9 +83,15 @@ pub struct ReportArgs {
     /// Title of the status or check run (default: the report's first heading).
     #[arg(long)]
     pub title: Option<String>,
-    /// Verdict to report; the exit code follows it (fail exits 1).
+    /// Verdict to report; the exit code follows it (fail exits 1). Findings can only make it worse.
     #[arg(long, value_enum, default_value_t = VerdictArg::Pass)]
     pub verdict: VerdictArg,
+    /// JSON file with an array of findings (code, severity, title, message, location) to annotate and list.
+    #[arg(long, value_name = "PATH")]
+    pub findings: Option<std::path::PathBuf>,
+    /// Treat warnings as failures: a warn verdict exits 1.
+    #[arg(long)]
+    pub strict: bool,
     /// Where to publish, comma-separated: summary, comment, status, check.
     #[arg(
         long,

@@ -66,7 +66,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[PackagedCommand {
             "The Markdown summary file written outside GitHub.",
         ),
     ],
-    code_quality: false,
+    code_quality: true,
     junit: false,
     icon: "message-square",
     color: "blue",
@@ -187,13 +187,19 @@ mod tests {
         let report = root.find_subcommand("report").expect("report");
         let inputs = inputs_of(report);
         let names: Vec<&str> = inputs.iter().map(|input| input.name.as_str()).collect();
-        assert_eq!(names, ["file", "name", "title", "verdict", "publish"]);
+        assert_eq!(
+            names,
+            [
+                "file", "name", "title", "verdict", "findings", "strict", "publish"
+            ]
+        );
         let file = &inputs[0];
         assert!(file.required && file.kind == InputKind::Value && file.default.is_none());
         let verdict = &inputs[3];
         assert_eq!(verdict.options, ["pass", "warn", "fail"]);
         assert_eq!(verdict.default.as_deref(), Some("pass"));
-        let publish = &inputs[4];
+        assert_eq!(inputs[5].kind, InputKind::Switch);
+        let publish = &inputs[6];
         assert!(publish.comma_separated);
         assert_eq!(publish.default.as_deref(), Some("summary,comment,status"));
     }

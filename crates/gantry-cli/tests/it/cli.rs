@@ -139,7 +139,7 @@ fn bad_inputs_are_named_and_exit_two() {
         ),
         (
             &[("INPUT_FILE", "r.md"), ("INPUT_FILES", "x")],
-            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, name, title, verdict, publish",
+            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, name, title, verdict, findings, strict, publish",
         ),
         (
             &[("INPUT_VERDICT", "pass")],
@@ -218,4 +218,178 @@ fn tokens_are_masked_before_anything_prints() {
     );
     assert!(!step.read("step_summary").contains("ghp_supersecret123"));
     assert!(step.read("step_summary").contains("the token is ***"));
+}
+
+fn findings_json(n_errors: usize, n_warnings: usize) -> String {
+    let mut findings = Vec::new();
+    for index in 0..n_errors {
+        findings.push(serde_json::json!({
+            "code": "parse-error", "severity": "error", "title": "Unparsable row",
+            "message": format!("expected `,` at byte {index}"),
+            "location": { "path": "data/train.jsonl", "line": index + 1 }
+        }));
+    }
+    for index in 0..n_warnings {
+        findings.push(serde_json::json!({
+            "code": "pii-email", "severity": "warning", "title": "Email address", "message": format!("row {index} | has an email")
+        }));
+    }
+    serde_json::Value::Array(findings).to_string()
+}
+
+#[test]
+fn findings_become_capped_annotations_a_table_and_a_failing_verdict() {
+    let mut step = Step::github();
+    step.write("r.md", "# Data check\n");
+    step.write("findings.json", &findings_json(12, 2));
+    step.set("INPUT_FILE", "r.md")
+        .set("INPUT_FINDINGS", "findings.json")
+        .set("INPUT_PUBLISH", "summary");
+    let outcome = step.run(&["report"]);
+    assert_eq!(
+        outcome.code,
+        1,
+        "errors make the verdict fail: {}",
+        outcome.transcript()
+    );
+    assert_eq!(
+        outcome
+            .stdout
+            .matches("::error file=data/train.jsonl,line=")
+            .count(),
+        10,
+        "{}",
+        outcome.stdout
+    );
+    assert!(outcome.stdout.contains("::error file=data/train.jsonl,line=1,title=Unparsable row (parse-error)::expected `%2C` at byte 0") || outcome.stdout.contains("::error file=data/train.jsonl,line=1,title=Unparsable row (parse-error)::expected `,` at byte 0"), "{}", outcome.stdout);
+    assert_eq!(
+        outcome
+            .stdout
+            .matches("::warning title=Email address (pii-email)::")
+            .count(),
+        2
+    );
+    assert!(outcome.stdout.contains("::notice title=gantry::2 more error(s) not annotated; the step summary lists every finding"), "{}", outcome.stdout);
+    let summary = step.read("step_summary");
+    assert!(
+        summary.contains("12 error(s), 2 warning(s), 0 notice(s)"),
+        "{summary}"
+    );
+    assert_eq!(summary.matches("| error | `parse-error` |").count(), 12);
+    assert!(
+        summary.contains("row 1 \\| has an email"),
+        "pipes in messages are escaped: {summary}"
+    );
+    let output = step.read("github_output");
+    assert!(
+        output.contains("\nfail\n")
+            && output.contains("errors<<")
+            && output.contains("\n12\n")
+            && output.contains("warnings<<"),
+        "{output}"
+    );
+}
+
+#[test]
+fn strict_turns_warnings_into_failures_and_rejects_non_boolean_inputs() {
+    let mut step = Step::github();
+    step.write("r.md", "# Data check\n");
+    step.write("findings.json", &findings_json(0, 1));
+    step.set("INPUT_FILE", "r.md")
+        .set("INPUT_FINDINGS", "findings.json")
+        .set("INPUT_PUBLISH", "summary");
+    assert_eq!(step.run(&["report"]).code, 0, "a warning alone passes");
+    step.set("INPUT_STRICT", "TRUE");
+    assert_eq!(step.run(&["report"]).code, 1, "strict: a warning fails");
+    step.set("INPUT_STRICT", "yes");
+    let outcome = step.run(&["report"]);
+    assert_eq!(outcome.code, 2, "{}", outcome.transcript());
+    assert!(
+        outcome.stderr.contains(
+            "input `strict` must be a boolean (true, True, TRUE, false, False or FALSE), got `yes`"
+        ),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn malformed_findings_name_the_file() {
+    let step = Step::local();
+    step.write("r.md", "# x\n");
+    step.write(
+        "findings.json",
+        r#"[{"code": "x", "severity": "fatal", "title": "t", "message": "m"}]"#,
+    );
+    let outcome = step.run(&["report", "--file", "r.md", "--findings", "findings.json"]);
+    assert_eq!(outcome.code, 2);
+    assert!(
+        outcome
+            .stderr
+            .contains("--findings findings.json is not a JSON array of findings"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("unknown variant `fatal`"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn gitlab_findings_go_to_a_code_quality_report() {
+    let step = Step::gitlab_merge_request(3);
+    step.write("r.md", "# x\n");
+    step.write("findings.json", &findings_json(2, 1));
+    let outcome = step.run(&[
+        "report",
+        "--file",
+        "r.md",
+        "--findings",
+        "findings.json",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(outcome.code, 1, "{}", outcome.transcript());
+    assert!(
+        outcome.stderr.contains(
+            "error[parse-error]: Unparsable row: expected `,` at byte 0\n  --> data/train.jsonl:1"
+        ),
+        "{}",
+        outcome.stderr
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/reports/codequality.json"))
+            .expect("code quality JSON");
+    let entries = report.as_array().expect("array");
+    assert_eq!(entries.len(), 2, "only findings with a location: {report}");
+    assert_eq!(entries[0]["severity"], "critical");
+    assert_eq!(entries[1]["location"]["lines"]["begin"], 2);
+}
+
+#[test]
+fn report_text_is_logged_in_a_group_with_workflow_commands_paused() {
+    let step = Step::github();
+    step.write(
+        "r.md",
+        "# Model output\n::error::this line came from a model\n",
+    );
+    let outcome = step.run(&["report", "--file", "r.md", "--publish", "summary"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| *line == "::group::Report: Model output")
+        .expect("group");
+    let token = lines[start + 1]
+        .strip_prefix("::stop-commands::")
+        .expect("paused right after the group opens");
+    assert_eq!(lines[start + 3], "::error::this line came from a model");
+    assert_eq!(
+        lines[start + 4],
+        format!("::{token}::"),
+        "resumed right after the report"
+    );
+    assert_eq!(lines[start + 5], "::endgroup::");
 }
