@@ -180,6 +180,10 @@ pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> 
         PathBuf::from("action.yml"),
         render(&environment, "root-action.yml.j2", &root_context)?,
     ));
+    // JSON Schemas of the data formats gantry reads and writes.
+    let mut schema = serde_json::to_string_pretty(&gantry_core::findings_schema())?;
+    schema.push('\n');
+    files.push((PathBuf::from("schemas/findings.schema.json"), schema));
     Ok(files)
 }
 

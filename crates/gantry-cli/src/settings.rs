@@ -19,7 +19,11 @@ pub(crate) fn resolve_argv(
         })
         .collect::<Result<_>>()?;
     let platform = Platform::detect(ci_choice(&argv), environment);
-    if platform == Platform::Local {
+    let asks_for_help = argv
+        .iter()
+        .take_while(|arg| *arg != "--")
+        .any(|arg| matches!(arg.as_str(), "--help" | "-h" | "--version" | "-V" | "help"));
+    if platform == Platform::Local || asks_for_help {
         return Ok(argv);
     }
     let root = crate::cli::command();
@@ -142,6 +146,16 @@ mod tests {
         )
         .expect("resolve");
         assert_eq!(argv, ["gantry", "report", "--ci", "gitlab", "--file=c.md"]);
+    }
+
+    #[test]
+    fn help_is_shown_even_when_inputs_are_missing() {
+        let argv = resolve(
+            &["gantry", "report", "--help"],
+            &[("GITHUB_ACTIONS", "true")],
+        )
+        .expect("resolve");
+        assert_eq!(argv, ["gantry", "report", "--help"]);
     }
 
     #[test]

@@ -3,7 +3,19 @@
 use serde::{Deserialize, Serialize};
 
 /// How much a finding matters. Ordered from least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Informational: shown, never blocks.
@@ -26,7 +38,8 @@ impl Severity {
 }
 
 /// Where in a file a finding points. Lines and columns are 1-based.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Location {
     /// Path relative to the workspace root, with `/` separators.
     pub path: String,
@@ -65,7 +78,8 @@ impl Location {
 
 /// One observation of a check, ready to become an annotation, a Code Quality
 /// entry, a SARIF result or a row in a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Finding {
     /// Stable kebab-case code of the check that produced it, e.g. `duplicate-record`.
     pub code: String,
@@ -103,4 +117,21 @@ impl Finding {
         self.location = Some(location);
         self
     }
+}
+
+/// The JSON Schema of a findings file: an array of [`Finding`].
+pub fn findings_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Vec<Finding>)).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "$id".to_owned(),
+            serde_json::json!("https://gantry.dev/schemas/findings.schema.json"),
+        );
+        object.insert("title".to_owned(), serde_json::json!("gantry findings"));
+        object.insert(
+            "description".to_owned(),
+            serde_json::json!("Findings for `gantry report --findings`: what a check saw, where, and how bad it is."),
+        );
+    }
+    schema
 }

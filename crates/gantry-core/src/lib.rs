@@ -29,6 +29,6 @@ mod verdict;
 
 pub use crate::digest::{Digest, canonical_json, canonical_json_digest};
 pub use crate::error::{Error, Result};
-pub use crate::finding::{Finding, Location, Severity};
+pub use crate::finding::{Finding, Location, Severity, findings_schema};
 pub use crate::secret::Secret;
 pub use crate::verdict::{ExitCode, Verdict};

@@ -226,6 +226,27 @@ fn check_jsonschema_accepts_workflows_actions_and_templates() {
     let (code, text) = validate("vendor.gitlab-ci", &parts, true);
     assert_eq!(code, 0, "{text}");
 
+    // The findings schema accepts what `gantry report --findings` reads and rejects a bad severity.
+    let schema = repository_root().join("schemas/findings.schema.json");
+    let good = scratch.path().join("findings.json");
+    std::fs::write(&good, r#"[{"code": "pii-email", "severity": "warning", "title": "Email", "message": "row 3", "location": {"path": "a.jsonl", "line": 3}}]"#).expect("write");
+    let bad = scratch.path().join("bad-findings.json");
+    std::fs::write(
+        &bad,
+        r#"[{"code": "pii-email", "severity": "fatal", "title": "Email", "message": "row 3"}]"#,
+    )
+    .expect("write");
+    let (code, text) = run(Command::new(&check)
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(&good));
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(Command::new(&check)
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(&bad));
+    assert_ne!(code, 0, "{text}");
+
     // The checks can fail: an action without `runs` is rejected.
     let broken = scratch.path().join("action.yml");
     std::fs::write(&broken, "name: x\ndescription: y\n").expect("write");
