@@ -68,7 +68,7 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
     step("running the test suite");
     let mut cargo_test = Command::new("cargo");
     cargo_test
-        .args(["test", "--workspace", "--locked"])
+        .args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .args(&args.cargo_test_args)
         .env("GANTRY_TOOLS_VENV", root.join(".venv-tools"))
         .env("GANTRY_NODE_MODULES", root.join("node_modules"))

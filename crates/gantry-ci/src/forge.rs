@@ -335,7 +335,7 @@ mod tests {
         };
         assert_eq!(
             key.marker(),
-            "<!-- gantry:sticky ci -_ _script_ :: eval-gate :: default -->"
+            "<!-- gantry:sticky ci -__ _script_ :: eval-gate :: default -->"
         );
     }
 
