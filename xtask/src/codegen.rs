@@ -184,6 +184,11 @@ pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> 
     let mut schema = serde_json::to_string_pretty(&gantry_core::findings_schema())?;
     schema.push('\n');
     files.push((PathBuf::from("schemas/findings.schema.json"), schema));
+    for (name, schema) in gantry_data::schemas() {
+        let mut text = serde_json::to_string_pretty(&schema)?;
+        text.push('\n');
+        files.push((Path::new("schemas").join(name), text));
+    }
     Ok(files)
 }
 
@@ -216,7 +221,7 @@ fn command_context(
                 InputKind::List => "list",
             },
             description: if input.kind == InputKind::List {
-                format!("{} One per line.", input.description)
+                format!("{}. One per line.", input.description.trim_end_matches('.'))
             } else {
                 input.description
             },

@@ -67,8 +67,66 @@ pub enum CiChoice {
 /// gantry's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check training data: parse, format rules, empty content, token limits, duplicates, secrets and personal data; write a data lock.
+    ValidateData(ValidateDataArgs),
     /// Publish a Markdown report to the job summary, a sticky PR/MR comment, a commit status or a check run.
     Report(ReportArgs),
+}
+
+/// Arguments of `gantry validate-data`.
+#[derive(Debug, Args)]
+pub struct ValidateDataArgs {
+    /// Data files, directories or glob patterns: .jsonl, .json, .csv, .txt, optionally .gz or .zst.
+    #[arg(long, required = true, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
+    pub data: Vec<String>,
+    /// Record format; auto detects it from the first record.
+    #[arg(long = "data-format", value_enum, default_value_t = DataFormatArg::Auto)]
+    pub data_format: DataFormatArg,
+    /// Tokenizer for token counts: o200k_base, cl100k_base or chars.
+    #[arg(long, default_value = "o200k_base", value_parser = ["o200k_base", "cl100k_base", "chars"])]
+    pub tokenizer: String,
+    /// Fail records with more tokens than this (e.g. 16385 for gpt-4o-mini fine-tuning).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// TOML file overriding check thresholds: [checks.<id>] warn, error, enabled.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Option<std::path::PathBuf>,
+    /// The data lock of an earlier run, to list files added, removed or changed.
+    #[arg(long, value_name = "PATH")]
+    pub previous_lock: Option<std::path::PathBuf>,
+    /// Directory for report.json, report.md and data.lock.
+    #[arg(long, value_name = "DIR", default_value = ".gantry/validate-data")]
+    pub out: std::path::PathBuf,
+    /// Name of this check: one sticky comment and one status per (workflow, name).
+    #[arg(long, default_value = "default", value_parser = parse_report_name)]
+    pub name: String,
+    /// Where to publish, comma-separated: summary, comment, status, check.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "summary,comment,status"
+    )]
+    pub publish: Vec<PublishTarget>,
+}
+
+/// A record format given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormatArg {
+    /// Detect from the first record.
+    Auto,
+    /// {"messages": [{"role", "content"}…]}
+    OpenaiChat,
+    /// {"conversations": [{"from", "value"}…]}
+    Sharegpt,
+    /// {"instruction", "input", "output"}
+    Alpaca,
+    /// {"prompt", "completion"}
+    PromptCompletion,
+    /// {"input", "preferred_output", "non_preferred_output"} or {"prompt", "chosen", "rejected"}
+    Preference,
+    /// {"text"}
+    Text,
 }
 
 /// Arguments of `gantry report`.

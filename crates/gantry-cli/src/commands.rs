@@ -1,6 +1,8 @@
 //! Command handlers: one module per subcommand, and what they share.
 
+mod publish;
 mod report;
+mod validate_data;
 
 use anyhow::Result;
 use gantry_ci::{Environment, Masker, Platform, PlatformChoice, RunContext};
@@ -17,6 +19,7 @@ pub(crate) fn dispatch(
     let session = Session::start(cli, environment, printer)?;
     match &cli.command {
         Command::Report(args) => report::run(args, &session, printer),
+        Command::ValidateData(args) => validate_data::run(args, &session, printer),
     }
 }
 

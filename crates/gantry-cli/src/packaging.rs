@@ -46,31 +46,67 @@ pub struct PackagedCommand {
 }
 
 /// Every packaged command. A capability adds its line here when it lands.
-pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[PackagedCommand {
-    command: "report",
-    action_name: "report",
-    title: "gantry report",
-    kind: ActionKind::Container,
-    outputs: &[
-        ("verdict", "The reported verdict: pass, warn or fail."),
-        (
-            "published",
-            "Comma-separated list of what was published (summary, comment, status, check).",
-        ),
-        (
-            "comment-url",
-            "Link to the sticky comment, when one was posted and the forge returned a link.",
-        ),
-        (
-            "summary-file",
-            "The Markdown summary file written outside GitHub.",
-        ),
-    ],
-    code_quality: true,
-    junit: false,
-    icon: "message-square",
-    color: "blue",
-}];
+pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
+    PackagedCommand {
+        command: "validate-data",
+        action_name: "validate-data",
+        title: "gantry validate-data",
+        kind: ActionKind::Container,
+        outputs: &[
+            ("verdict", "pass, warn or fail."),
+            ("report", "Path of report.json."),
+            ("lock", "Path of data.lock."),
+            (
+                "dataset-digest",
+                "sha256 digest of the dataset (from the data lock): the lineage the next steps carry.",
+            ),
+            ("records", "Records read."),
+            ("errors", "Checks that failed."),
+            ("warnings", "Checks that warned."),
+            (
+                "published",
+                "Comma-separated list of what was published (summary, comment, status, check).",
+            ),
+            (
+                "comment-url",
+                "Link to the sticky comment, when one was posted and the forge returned a link.",
+            ),
+            (
+                "summary-file",
+                "The Markdown summary file written outside GitHub.",
+            ),
+        ],
+        code_quality: true,
+        junit: false,
+        icon: "database",
+        color: "green",
+    },
+    PackagedCommand {
+        command: "report",
+        action_name: "report",
+        title: "gantry report",
+        kind: ActionKind::Container,
+        outputs: &[
+            ("verdict", "The reported verdict: pass, warn or fail."),
+            (
+                "published",
+                "Comma-separated list of what was published (summary, comment, status, check).",
+            ),
+            (
+                "comment-url",
+                "Link to the sticky comment, when one was posted and the forge returned a link.",
+            ),
+            (
+                "summary-file",
+                "The Markdown summary file written outside GitHub.",
+            ),
+        ],
+        code_quality: true,
+        junit: false,
+        icon: "message-square",
+        color: "blue",
+    },
+];
 
 /// One input of a command, with what the metadata generators need.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,12 @@ impl Digest {
         Ok((Digest(hasher.finalize().into()), n_bytes))
     }
 
+    /// A digest from the 32 bytes of a finished SHA-256, for callers that hash
+    /// while they stream for another purpose.
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
     /// The 64 hex digits without the `sha256:` prefix.
     pub fn hex(&self) -> String {
         let mut hex = String::with_capacity(64);

@@ -8,3 +8,5 @@ mod packaging;
 mod report;
 /// Shared helpers: a sandboxed `gantry` command.
 mod support;
+/// `gantry validate-data` on small datasets with planted defects.
+mod validate_data;

@@ -644,3 +644,190 @@ fn root_action_installer_verifies_the_checksum() {
     );
     assert!(github_path.is_empty() && !tampered.path().join("gantry-9.9.9/bin/gantry").exists());
 }
+
+fn chat_line(user: &str, assistant: &str) -> String {
+    serde_json::json!({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}).to_string()
+}
+
+/// A dataset with one planted duplicate and one email: a warning, not a failure.
+fn warn_dataset(directory: &Path) {
+    let mut lines: Vec<String> = (0..30)
+        .map(|index| chat_line(&format!("Question {index}?"), &format!("Answer {index}.")))
+        .collect();
+    lines.push(lines[7].clone());
+    lines.push(chat_line("mail ops@veldra-mail.com", "Done."));
+    std::fs::create_dir_all(directory.join("data")).expect("mkdir");
+    std::fs::write(directory.join("data/train.jsonl"), lines.join("\n") + "\n")
+        .expect("write dataset");
+}
+
+#[test]
+fn validate_data_action_runs_in_podman_and_its_report_matches_the_schemas() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tag = "localhost/gantry:conformance-validate";
+    if build_image(scratch.path(), "minimal", tag).is_none() {
+        return;
+    }
+    let action = repository_root().join("actions/validate-data/action.yml");
+    let metadata: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
+    let args: Vec<String> = metadata["runs"]["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|arg| arg.as_str().map(str::to_owned))
+        .collect();
+    let workspace = scratch.path().join("workspace");
+    let file_commands = scratch.path().join("file_commands");
+    std::fs::create_dir_all(&file_commands).expect("file_commands");
+    warn_dataset(&workspace);
+    std::fs::write(file_commands.join("output"), "").expect("output");
+    std::fs::write(file_commands.join("summary"), "").expect("summary");
+
+    let mut command = podman(scratch.path()).expect("podman");
+    command
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--workdir",
+            "/github/workspace",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/github/workspace", workspace.display()))
+        .arg("-v")
+        .arg(format!("{}:/github/file_commands", file_commands.display()))
+        .args([
+            "-e",
+            "GITHUB_OUTPUT=/github/file_commands/output",
+            "-e",
+            "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
+            "-e",
+            "GITHUB_ACTIONS=true",
+        ]);
+    for (name, value) in runner_inputs(
+        &action,
+        &[
+            ("data", "data/train.jsonl"),
+            ("tokenizer", "cl100k_base"),
+            ("publish", "summary"),
+        ],
+    ) {
+        command.arg("-e").arg(format!("{name}={value}"));
+    }
+    command.arg(tag).args(&args);
+    let (code, text) = run(&mut command);
+    assert_eq!(code, 0, "warnings pass:\n{text}");
+    assert!(text.contains("::warning file=data/train.jsonl,line=32,title=Personal data (pii)::email in `messages[0].content`"), "{text}");
+    let output = std::fs::read_to_string(file_commands.join("output")).expect("output");
+    assert!(
+        output.contains("\nwarn\n")
+            && output.contains("dataset-digest<<")
+            && output.contains("\n32\n"),
+        "{output}"
+    );
+    assert!(
+        std::fs::read_to_string(file_commands.join("summary"))
+            .expect("summary")
+            .contains("## gantry validate-data: ⚠️ warn")
+    );
+
+    // What the container wrote validates against the generated schemas.
+    let Some(check) = venv_tool("check-jsonschema") else {
+        return;
+    };
+    for (file, schema) in [
+        ("report.json", "validate-data-report.schema.json"),
+        ("data.lock", "data-lock.schema.json"),
+    ] {
+        let (code, text) = run(Command::new(&check)
+            .arg("--schemafile")
+            .arg(repository_root().join("schemas").join(schema))
+            .arg(workspace.join(".gantry/validate-data").join(file)));
+        assert_eq!(code, 0, "{file} against {schema}: {text}");
+    }
+}
+
+#[test]
+fn gitlab_ci_local_runs_validate_data_and_passes_the_digest_on() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let Some(_rsync) = system_tool("rsync") else {
+        return;
+    };
+    let Some(git) = system_tool("git") else {
+        return;
+    };
+    let project = tempfile::tempdir().expect("tempdir");
+    let directory = project.path();
+    std::fs::create_dir_all(directory.join("templates")).expect("templates");
+    std::fs::copy(
+        repository_root().join("gitlab-templates/validate-data.yml"),
+        directory.join("templates/validate-data.yml"),
+    )
+    .expect("copy template");
+    warn_dataset(directory);
+    std::fs::write(
+        directory.join(".gitlab-ci.yml"),
+        r#"stages: [data, train]
+include:
+  - local: templates/validate-data.yml
+    inputs:
+      stage: data
+      data: data/train.jsonl
+      tokenizer: chars
+      publish: summary
+train:
+  stage: train
+  needs: [gantry-validate-data]
+  script:
+    - echo "training on $VALIDATE_DATA_DATASET_DIGEST after a $VALIDATE_DATA_VERDICT verdict on $VALIDATE_DATA_RECORDS records"
+"#,
+    )
+    .expect("pipeline");
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.test",
+            "commit",
+            "--quiet",
+            "-m",
+            "pipeline",
+        ],
+    ] {
+        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
+        assert_eq!(code, 0, "git {args:?}: {text}");
+    }
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
+        .args(["--force-shell-executor", "--no-color"])
+        .current_dir(directory)
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI"));
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("after a warn verdict on 32 records"),
+        "dotenv outputs did not reach the train job:\n{text}"
+    );
+    assert!(text.contains("training on sha256:"), "{text}");
+    let code_quality = std::fs::read_to_string(directory.join(".gantry/reports/codequality.json"))
+        .unwrap_or_default();
+    assert!(
+        code_quality.contains("\"check_name\": \"pii\""),
+        "code quality report: {code_quality}"
+    );
+}

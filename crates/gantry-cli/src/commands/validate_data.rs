@@ -1,0 +1,339 @@
+//! `gantry validate-data`: check training data, write the report and the data lock, publish the verdict.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use gantry_core::{ExitCode, Finding, Location, Severity};
+use gantry_data::{
+    CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, validate,
+};
+use serde_json::json;
+
+use crate::cli::{DataFormatArg, ValidateDataArgs};
+use crate::commands::Session;
+use crate::commands::publish::{CommandResult, publish, write_json};
+use crate::commands::report::markdown_cell;
+use crate::printer::Printer;
+
+/// Examples annotated per check; the summary lists more.
+const ANNOTATED_PER_CHECK: usize = 5;
+
+pub(crate) fn run(
+    args: &ValidateDataArgs,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let policy = match &args.policy {
+        Some(path) => Policy::from_file(path)?,
+        None => Policy::default(),
+    };
+    let options = ValidateOptions {
+        data: args.data.clone(),
+        format: match args.data_format {
+            DataFormatArg::Auto => None,
+            DataFormatArg::OpenaiChat => Some(RecordFormat::OpenaiChat),
+            DataFormatArg::Sharegpt => Some(RecordFormat::Sharegpt),
+            DataFormatArg::Alpaca => Some(RecordFormat::Alpaca),
+            DataFormatArg::PromptCompletion => Some(RecordFormat::PromptCompletion),
+            DataFormatArg::Preference => Some(RecordFormat::Preference),
+            DataFormatArg::Text => Some(RecordFormat::Text),
+        },
+        tokenizer: args.tokenizer.clone(),
+        max_tokens: args.max_tokens,
+        previous_lock: args.previous_lock.clone(),
+        policy,
+    };
+    printer.info(&format!("validating {}", args.data.join(" ")));
+    let started = std::time::Instant::now();
+    let validation = validate(&options)?;
+    let elapsed = started.elapsed();
+    let report = &validation.report;
+
+    let report_path = args.out.join("report.json");
+    let markdown_path = args.out.join("report.md");
+    let lock_path = args.out.join("data.lock");
+    let markdown = session.masker.redact(&render_markdown(report));
+    write_json(&report_path, &serde_json::to_value(report)?)?;
+    write_json(&lock_path, &serde_json::to_value(&validation.lock)?)?;
+    std::fs::write(&markdown_path, &markdown)
+        .with_context(|| format!("cannot write {}", markdown_path.display()))?;
+    let bytes: u64 = report.files.iter().map(|file| file.bytes).sum();
+    printer.info(&format!(
+        "read {} records from {} file(s), {:.1} MB in {:.2} s",
+        report.records,
+        report.files.len(),
+        bytes as f64 / 1e6,
+        elapsed.as_secs_f64()
+    ));
+
+    let count = |status| {
+        report
+            .checks
+            .iter()
+            .filter(|check| check.status == status)
+            .count()
+    };
+    let outputs = vec![
+        ("report".to_owned(), report_path.display().to_string()),
+        ("lock".to_owned(), lock_path.display().to_string()),
+        (
+            "dataset-digest".to_owned(),
+            report.dataset_digest.to_string(),
+        ),
+        ("records".to_owned(), report.records.to_string()),
+        ("errors".to_owned(), count(CheckStatus::Fail).to_string()),
+        ("warnings".to_owned(), count(CheckStatus::Warn).to_string()),
+    ];
+    let result = CommandResult {
+        command: "validate-data",
+        name: args.name.clone(),
+        title: format!(
+            "validate-data: {} ({} records)",
+            report.verdict, report.records
+        ),
+        markdown,
+        verdict: report.verdict,
+        findings: findings_of(report),
+        targets: args.publish.clone(),
+        outputs,
+        full_report: Some(report_path.display().to_string()),
+        forge_errors_are_fatal: false,
+        json: json!({
+            "report": report_path,
+            "lock": lock_path,
+            "dataset_digest": report.dataset_digest,
+            "records": report.records,
+            "checks": report.checks.iter().map(|check| json!({"id": check.id, "status": check.status, "value": check.value, "count": check.count})).collect::<Vec<_>>(),
+        }),
+    };
+    publish(result, session, printer)
+}
+
+/// Annotations for the first examples of every check that warned or failed.
+fn findings_of(report: &Report) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for check in &report.checks {
+        let severity = match check.status {
+            CheckStatus::Fail => Severity::Error,
+            CheckStatus::Warn => Severity::Warning,
+            CheckStatus::Pass | CheckStatus::Skipped => continue,
+        };
+        for example in check.findings.iter().take(ANNOTATED_PER_CHECK) {
+            let mut finding = Finding::new(
+                check.id,
+                severity,
+                title_of(check.id),
+                example.message.clone(),
+            );
+            if let Some(snippet) = &example.excerpt {
+                finding.message = format!("{}: {snippet}", example.message);
+            }
+            let location = match example.line {
+                Some(line) => Location::line(&example.file, line),
+                None => Location::file(&example.file),
+            };
+            findings.push(finding.at(location));
+        }
+    }
+    findings
+}
+
+fn title_of(id: &str) -> &'static str {
+    match id {
+        "parse" => "Unparsable record",
+        "schema" => "Format rule broken",
+        "empty-content" => "Empty content",
+        "max-tokens" => "Too many tokens",
+        "exact-duplicates" => "Exact duplicate",
+        "normalized-duplicates" => "Near-identical duplicate",
+        "secrets" => "Secret in training data",
+        "pii" => "Personal data",
+        _ => "Data check",
+    }
+}
+
+fn status_badge(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Pass => "✅ pass",
+        CheckStatus::Warn => "⚠️ warn",
+        CheckStatus::Fail => "❌ fail",
+        CheckStatus::Skipped => "⏭️ skipped",
+    }
+}
+
+fn value_text(check: &CheckResult, value: f64) -> String {
+    if check.unit == "rate" {
+        format!("{:.2}%", value * 100.0)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn threshold_text(check: &CheckResult) -> String {
+    let comparison = if check.threshold.direction == "below" {
+        "<"
+    } else {
+        ">"
+    };
+    let mut parts = Vec::new();
+    if let Some(warn) = check.threshold.warn {
+        parts.push(format!("warn {comparison} {}", value_text(check, warn)));
+    }
+    if let Some(error) = check.threshold.error {
+        parts.push(format!("fail {comparison} {}", value_text(check, error)));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The Markdown report: verdict, check table, examples, duplicates, distributions, lock changes.
+pub(crate) fn render_markdown(report: &Report) -> String {
+    let mut text = String::new();
+    let verdict = match report.verdict {
+        gantry_core::Verdict::Pass => "✅ pass",
+        gantry_core::Verdict::Warn => "⚠️ warn",
+        gantry_core::Verdict::Fail => "❌ fail",
+    };
+    let _ = writeln!(text, "## gantry validate-data: {verdict}\n");
+    let _ = writeln!(
+        text,
+        "**{} records** in {} file(s) · format `{}` · tokenizer `{}` · dataset `{}`\n",
+        report.records,
+        report.files.len(),
+        report.format.map_or("unknown", RecordFormat::as_str),
+        report.tokenizer,
+        report.dataset_digest
+    );
+    let _ = writeln!(
+        text,
+        "| check | status | value | threshold | records |\n|---|---|---|---|---|"
+    );
+    for check in &report.checks {
+        let value = if check.status == CheckStatus::Skipped {
+            "—".to_owned()
+        } else {
+            value_text(check, check.value)
+        };
+        let _ = writeln!(
+            text,
+            "| `{}` | {} | {value} | {} | {} |",
+            check.id,
+            status_badge(check.status),
+            threshold_text(check),
+            check.count
+        );
+    }
+    let notes: Vec<&CheckResult> = report
+        .checks
+        .iter()
+        .filter(|check| check.note.is_some())
+        .collect();
+    for check in notes {
+        let _ = writeln!(
+            text,
+            "\n`{}` skipped: {}",
+            check.id,
+            check.note.as_deref().unwrap_or_default()
+        );
+    }
+    let flagged: Vec<&CheckResult> = report
+        .checks
+        .iter()
+        .filter(|check| {
+            matches!(check.status, CheckStatus::Warn | CheckStatus::Fail)
+                && !check.findings.is_empty()
+        })
+        .collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(
+            text,
+            "\n### Examples\n\n| check | where | what | excerpt (redacted) |\n|---|---|---|---|"
+        );
+        for check in flagged {
+            for example in check.findings.iter().take(10) {
+                let place = match (example.line, example.record) {
+                    (Some(line), _) => format!("`{}:{line}`", example.file),
+                    (None, Some(record)) => format!("`{}` record {record}", example.file),
+                    (None, None) => format!("`{}`", example.file),
+                };
+                let excerpt = example.excerpt.as_deref().map_or(String::new(), |snippet| {
+                    format!("`{}`", markdown_cell(&snippet.replace('`', "'")))
+                });
+                let _ = writeln!(
+                    text,
+                    "| `{}` | {place} | {} | {excerpt} |",
+                    check.id,
+                    markdown_cell(&example.message)
+                );
+            }
+        }
+    }
+    if !report.duplicate_clusters.is_empty() {
+        let _ = writeln!(
+            text,
+            "\n### Largest duplicate clusters\n\n| kind | size | members |\n|---|---|---|"
+        );
+        for cluster in &report.duplicate_clusters {
+            let members: Vec<String> = cluster
+                .members
+                .iter()
+                .take(5)
+                .map(|member| format!("`{member}`"))
+                .collect();
+            let more = if cluster.members.len() > 5 {
+                ", …"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                text,
+                "| {} | {} | {}{more} |",
+                cluster.kind,
+                cluster.size,
+                members.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "\n### Distributions\n\n| per record | min | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|"
+    );
+    for (name, distribution) in [
+        ("characters", &report.characters),
+        ("tokens", &report.tokens),
+        ("turns", &report.turns),
+    ] {
+        let _ = writeln!(
+            text,
+            "| {name} | {} | {} | {} | {} | {} | {:.1} |",
+            distribution.min,
+            distribution.p50,
+            distribution.p90,
+            distribution.p99,
+            distribution.max,
+            distribution.mean
+        );
+    }
+    if let Some(changes) = &report.lock_changes {
+        let _ = writeln!(text, "\n### Changes since the previous lock\n");
+        if changes.is_empty() {
+            let _ = writeln!(text, "No file changed.");
+        }
+        for path in &changes.added {
+            let _ = writeln!(text, "- added `{path}`");
+        }
+        for path in &changes.removed {
+            let _ = writeln!(text, "- removed `{path}`");
+        }
+        for (path, before, after) in &changes.changed {
+            let _ = writeln!(text, "- changed `{path}`: {before} → {after} records");
+        }
+        if changes.schema_changed {
+            let _ = writeln!(text, "- the schema fingerprint changed");
+        }
+    }
+    text
+}

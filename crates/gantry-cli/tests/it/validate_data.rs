@@ -1,0 +1,197 @@
+//! `gantry validate-data` end to end: inputs, files written, annotations, outputs, exit codes.
+
+use crate::support::Step;
+
+fn chat(user: &str, assistant: &str) -> String {
+    serde_json::json!({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}).to_string()
+}
+
+/// 20 clean records, then planted: 1 duplicate, 1 malformed line, 1 email, 1 secret.
+fn planted(step: &Step) {
+    let mut lines: Vec<String> = (0..20)
+        .map(|index| {
+            chat(
+                &format!("What is {index} plus {index}?"),
+                &format!("{}", index * 2),
+            )
+        })
+        .collect();
+    lines.push(lines[4].clone());
+    lines.push("{\"messages\": ".to_owned());
+    lines.push(chat("reach me at ana@veldra-mail.com", "Noted."));
+    lines.push(chat(
+        "token ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "Revoke it.",
+    ));
+    std::fs::create_dir_all(step.path("data")).expect("mkdir");
+    step.write("data/train.jsonl", &(lines.join("\n") + "\n"));
+    step.write(
+        "data/extra.jsonl",
+        &(chat("A different question?", "A different answer.") + "\n"),
+    );
+}
+
+#[test]
+fn github_step_writes_report_lock_annotations_and_outputs() {
+    let mut step = Step::github();
+    planted(&step);
+    step.set("INPUT_DATA", "data/train.jsonl\ndata/extra.jsonl\n")
+        .set("INPUT_TOKENIZER", "cl100k_base")
+        .set("INPUT_PUBLISH", "summary");
+    let outcome = step.run(&["validate-data"]);
+    assert_eq!(
+        outcome.code,
+        1,
+        "parse error and secret fail the gate: {}",
+        outcome.transcript()
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/validate-data/report.json")).expect("report.json");
+    assert_eq!(report["records"], 25);
+    assert_eq!(report["format"], "openai-chat");
+    let status = |id: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|check| check["id"] == id))
+            .map(|check| (check["status"].clone(), check["count"].clone()))
+            .expect(id)
+    };
+    assert_eq!(status("parse"), ("fail".into(), 1.into()));
+    assert_eq!(
+        status("exact-duplicates"),
+        ("warn".into(), 1.into()),
+        "1 of 25 is 4%: over the 1% warning, under the 5% error"
+    );
+    assert_eq!(status("secrets"), ("fail".into(), 1.into()));
+    assert_eq!(status("pii"), ("warn".into(), 1.into()));
+
+    let lock: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/validate-data/data.lock")).expect("data.lock");
+    assert_eq!(lock["records"], 25);
+    assert_eq!(lock["files"][0]["path"], "data/extra.jsonl");
+    assert_eq!(lock["files"][1]["records"], 24);
+
+    // Annotations point at the data files' lines; the secret itself never prints.
+    assert!(
+        outcome
+            .stdout
+            .contains("::error file=data/train.jsonl,line=22,title=Unparsable record (parse)::"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(outcome.stdout.contains("::error file=data/train.jsonl,line=24,title=Secret in training data (secrets)::github-token in `messages[0].content`"), "{}", outcome.stdout);
+    assert!(
+        !outcome.stdout.contains("ghp_0123456789")
+            && !step.read("step_summary").contains("ghp_0123456789")
+    );
+    assert!(
+        step.read("step_summary")
+            .contains("| `secrets` | ❌ fail | 1 | fail > 0 | 1 |"),
+        "{}",
+        step.read("step_summary")
+    );
+
+    let output = step.read("github_output");
+    for name in [
+        "verdict",
+        "report",
+        "lock",
+        "dataset-digest",
+        "records",
+        "errors",
+        "warnings",
+        "published",
+    ] {
+        assert!(
+            output.contains(&format!("{name}<<ghadelimiter_")),
+            "output {name} missing:\n{output}"
+        );
+    }
+    assert!(output.contains(&format!(
+        "\n{}\n",
+        lock["dataset_digest"].as_str().expect("digest")
+    )));
+}
+
+#[test]
+fn clean_data_passes_and_json_output_is_parseable() {
+    let step = Step::local();
+    let lines: Vec<String> = (0..12)
+        .map(|index| {
+            chat(
+                &format!("Capital of region {index}?"),
+                &format!("Town {index}."),
+            )
+        })
+        .collect();
+    step.write("clean.jsonl", &(lines.join("\n") + "\n"));
+    let outcome = step.run(&[
+        "--format",
+        "json",
+        "validate-data",
+        "--data",
+        "clean.jsonl",
+        "--tokenizer",
+        "chars",
+        "--max-tokens",
+        "200",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    let value: serde_json::Value = serde_json::from_str(&outcome.stdout).expect("stdout is JSON");
+    assert_eq!(value["verdict"], "pass");
+    assert_eq!(value["records"], 12);
+    assert!(
+        value["dataset_digest"]
+            .as_str()
+            .is_some_and(|digest| digest.starts_with("sha256:"))
+    );
+}
+
+#[test]
+fn bad_arguments_name_the_flag_or_file() {
+    let step = Step::local();
+    step.write("policy.toml", "[checks.dupes]\nwarn = 1\n");
+    step.write("t.jsonl", &(chat("q", "a") + "\n"));
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["validate-data", "--data", "missing/*.jsonl"],
+            "--data missing/*.jsonl matched no data files",
+        ),
+        (
+            &[
+                "validate-data",
+                "--data",
+                "t.jsonl",
+                "--policy",
+                "policy.toml",
+            ],
+            "--policy policy.toml: unknown check `dupes` under [checks]",
+        ),
+        (
+            &["validate-data", "--data", "t.jsonl", "--tokenizer", "gpt2"],
+            "invalid value 'gpt2' for '--tokenizer <TOKENIZER>'",
+        ),
+        (
+            &[
+                "validate-data",
+                "--data",
+                "t.jsonl",
+                "--previous-lock",
+                "nope.lock",
+            ],
+            "--previous-lock nope.lock: No such file or directory",
+        ),
+    ];
+    for (args, expected) in cases {
+        let outcome = step.run(args);
+        assert_eq!(outcome.code, 2, "{args:?}: {}", outcome.transcript());
+        assert!(
+            outcome.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in\n{}",
+            outcome.stderr
+        );
+    }
+}

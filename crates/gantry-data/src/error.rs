@@ -1,0 +1,112 @@
+//! Errors of validate-data: unusable input (exit 2), as opposed to failed checks (exit 1).
+
+use std::path::PathBuf;
+
+/// Why validate-data could not do its job. Each names the file, position, flag or field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `--data` matched no data file.
+    #[error(
+        "--data {patterns} matched no data files: expected .jsonl, .json, .csv, .parquet or .txt files (optionally .gz or .zst), or directories holding them"
+    )]
+    NoData {
+        /// The patterns as given.
+        patterns: String,
+    },
+    /// A `--data` glob pattern is malformed.
+    #[error("--data {pattern} is not a valid glob pattern: {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Compressed data is corrupt or truncated.
+    #[error("{}: corrupt or truncated {codec} data after {offset} decompressed bytes: {reason}", path.display())]
+    Decompress {
+        /// The file.
+        path: PathBuf,
+        /// gzip or zstd.
+        codec: &'static str,
+        /// Decompressed bytes read before the failure.
+        offset: u64,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The file has a data extension but holds binary content.
+    #[error("{}: not a text file (NUL byte at byte {offset}); expected {expected}", path.display())]
+    NotText {
+        /// The file.
+        path: PathBuf,
+        /// Where the NUL byte is.
+        offset: u64,
+        /// What the extension promised.
+        expected: &'static str,
+    },
+    /// A data file kind gantry recognizes but cannot read yet.
+    #[error("{}: {kind} files are not supported by this build; convert to JSONL or CSV", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The kind.
+        kind: &'static str,
+    },
+    /// `--shard` is not `I/N` with `1 <= I <= N`.
+    #[error("--shard {value} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")]
+    BadShard {
+        /// The value given.
+        value: String,
+    },
+    /// The policy file is unreadable or invalid.
+    #[error("--policy {}: {reason}", path.display())]
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+    /// A previous data lock is unreadable.
+    #[error("--previous-lock {}: {reason}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tokenizer could not be loaded.
+    #[error("--tokenizer {name}: {reason}")]
+    Tokenizer {
+        /// The tokenizer name or path.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Serializing a report failed.
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The error.
+        source: serde_json::Error,
+    },
+}
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

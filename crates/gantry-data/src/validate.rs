@@ -1,0 +1,1196 @@
+//! The validation engine: streams every file once, in parallel chunks, and folds the results.
+//!
+//! Files are read in order. A reader thread (the caller's) decompresses and
+//! hashes the bytes on disk, cuts the text into ~4 MiB chunks at line
+//! boundaries, and hands batches of chunks to rayon workers, which parse and
+//! check every record. Each chunk yields a [`Partial`]; partials are merged in
+//! chunk order, so the result does not depend on thread timing.
+//!
+//! Memory: the chunks in flight (about 4 MiB × 2 × threads) plus, for
+//! duplicate detection, one entry per distinct record in each of two hash
+//! maps — a 128-bit hash, a position and a count, about 80 bytes per distinct
+//! record per map.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use gantry_core::Digest;
+use rayon::prelude::*;
+use serde_json::Value;
+use sha2::Digest as _;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::error::{Error, Result};
+use crate::formats::{RecordFormat, inspect};
+use crate::histogram::LogHistogram;
+use crate::lock::{DataLock, LockedFile};
+use crate::policy::{CHECKS, Policy};
+use crate::report::{
+    CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
+};
+use crate::scan::{excerpt, scan};
+use crate::source::{DataFile, FileKind, discover};
+use crate::tokens::Tokenizer;
+
+/// Examples kept per check.
+const MAX_EXAMPLES: usize = 20;
+/// Target size of one chunk of text handed to a worker.
+const CHUNK_BYTES: usize = 4 << 20;
+/// A single record (line) larger than this is reported and skipped.
+const MAX_RECORD_BYTES: usize = 64 << 20;
+/// A `.json` array file larger than this must be converted to JSONL.
+const MAX_JSON_FILE_BYTES: usize = 1 << 30;
+/// Members listed per duplicate cluster.
+const MAX_CLUSTER_MEMBERS: usize = 10;
+/// Duplicate clusters listed per kind.
+const MAX_CLUSTERS: usize = 10;
+
+/// What to validate and how.
+#[derive(Debug, Clone)]
+pub struct ValidateOptions {
+    /// Files, directories or glob patterns.
+    pub data: Vec<String>,
+    /// The record format; detected from the first record when `None`.
+    pub format: Option<RecordFormat>,
+    /// `o200k_base`, `cl100k_base` or `chars`.
+    pub tokenizer: String,
+    /// Records with more tokens than this fail the `max-tokens` check.
+    pub max_tokens: Option<u64>,
+    /// A data lock from an earlier run, to list what changed.
+    pub previous_lock: Option<PathBuf>,
+    /// Thresholds.
+    pub policy: Policy,
+}
+
+/// The result of a validation: the report and the lock.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// Every check, with values, thresholds and examples.
+    pub report: Report,
+    /// Hashes and counts of what was read.
+    pub lock: DataLock,
+}
+
+/// A record's place: file index and line (or, for JSON arrays, record index).
+type Position = (u32, u64);
+
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    count: u64,
+    examples: Vec<Example>,
+}
+
+impl Tally {
+    fn add(&mut self, example: impl FnOnce() -> Example) {
+        self.count += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.count += other.count;
+        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(other.examples.into_iter().take(room));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Occurrence {
+    first: Position,
+    count: u64,
+    others: Vec<Position>,
+}
+
+fn merge_occurrences(into: &mut HashMap<u128, Occurrence>, other: HashMap<u128, Occurrence>) {
+    for (hash, occurrence) in other {
+        match into.get_mut(&hash) {
+            Some(existing) => {
+                // `other` comes later in the data, so `existing.first` stays first.
+                existing.count += occurrence.count;
+                for position in std::iter::once(occurrence.first).chain(occurrence.others) {
+                    if existing.others.len() + 1 < MAX_CLUSTER_MEMBERS {
+                        existing.others.push(position);
+                    }
+                }
+            }
+            None => {
+                into.insert(hash, occurrence);
+            }
+        }
+    }
+}
+
+fn record_occurrence(map: &mut HashMap<u128, Occurrence>, hash: u128, position: Position) -> bool {
+    match map.get_mut(&hash) {
+        Some(existing) => {
+            existing.count += 1;
+            if existing.others.len() + 1 < MAX_CLUSTER_MEMBERS {
+                existing.others.push(position);
+            }
+            true
+        }
+        None => {
+            map.insert(
+                hash,
+                Occurrence {
+                    first: position,
+                    count: 1,
+                    others: Vec::new(),
+                },
+            );
+            false
+        }
+    }
+}
+
+/// Results of a stretch of records, merged in data order.
+#[derive(Debug, Default)]
+struct Partial {
+    records: u64,
+    parse: Tally,
+    schema: Tally,
+    empty: Tally,
+    over_tokens: Tally,
+    secrets: Tally,
+    pii: Tally,
+    exact: HashMap<u128, Occurrence>,
+    normalized: HashMap<u128, Occurrence>,
+    characters: LogHistogram,
+    tokens: LogHistogram,
+    turns: LogHistogram,
+    roles: BTreeMap<String, u64>,
+    sensitive: BTreeMap<&'static str, u64>,
+    fields: BTreeSet<String>,
+}
+
+impl Partial {
+    fn merge(&mut self, other: Partial) {
+        self.records += other.records;
+        self.parse.merge(other.parse);
+        self.schema.merge(other.schema);
+        self.empty.merge(other.empty);
+        self.over_tokens.merge(other.over_tokens);
+        self.secrets.merge(other.secrets);
+        self.pii.merge(other.pii);
+        merge_occurrences(&mut self.exact, other.exact);
+        merge_occurrences(&mut self.normalized, other.normalized);
+        self.characters.merge(&other.characters);
+        self.tokens.merge(&other.tokens);
+        self.turns.merge(&other.turns);
+        for (role, count) in other.roles {
+            *self.roles.entry(role).or_insert(0) += count;
+        }
+        for (kind, count) in other.sensitive {
+            *self.sensitive.entry(kind).or_insert(0) += count;
+        }
+        self.fields.extend(other.fields);
+    }
+}
+
+/// Everything a worker needs to check records of one file.
+struct FileContext<'a> {
+    file_index: u32,
+    display: &'a str,
+    format: Option<RecordFormat>,
+    tokenizer: &'a Tokenizer,
+    max_tokens: Option<u64>,
+    scan_sensitive: bool,
+}
+
+/// Where a record came from, for examples.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// Line (1-based) or record index (0-based) for JSON arrays.
+    ordinal: u64,
+    byte: Option<u64>,
+    is_line: bool,
+}
+
+impl FileContext<'_> {
+    fn example(&self, origin: Origin, message: String, excerpt: Option<String>) -> Example {
+        Example {
+            file: self.display.to_owned(),
+            line: origin.is_line.then_some(origin.ordinal),
+            byte: origin.byte,
+            record: (!origin.is_line).then_some(origin.ordinal),
+            message,
+            excerpt,
+        }
+    }
+}
+
+/// A unit of work for a worker.
+enum Batch {
+    /// Raw text holding whole lines: JSONL records, or text lines.
+    Lines {
+        bytes: Vec<u8>,
+        first_line: u64,
+        first_byte: u64,
+        text: bool,
+    },
+    /// Records already split (JSON arrays, CSV rows): (origin, raw hash, value or parse error).
+    Records(Vec<(Origin, u128, std::result::Result<Value, String>)>),
+}
+
+/// Validates the data `options` names.
+pub fn validate(options: &ValidateOptions) -> Result<Validation> {
+    let files = discover(&options.data)?;
+    let tokenizer = Tokenizer::load(&options.tokenizer)?;
+    let previous = options
+        .previous_lock
+        .as_deref()
+        .map(DataLock::read)
+        .transpose()?;
+    let mut format = options.format;
+    let mut total = Partial::default();
+    let mut locked = Vec::new();
+    let mut file_reports = Vec::new();
+    let batch_size = 2 * rayon::current_num_threads().max(1);
+
+    for (file_index, file) in files.iter().enumerate() {
+        let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
+        let mut file_total = Partial::default();
+        let mut pending: Vec<Batch> = Vec::new();
+        let run = |pending: &mut Vec<Batch>,
+                   format: &mut Option<RecordFormat>,
+                   file_total: &mut Partial| {
+            if format.is_none() {
+                *format = pending.iter().find_map(detect_in_batch);
+            }
+            let context = FileContext {
+                file_index,
+                display: &file.display,
+                format: *format,
+                tokenizer: &tokenizer,
+                max_tokens: options.max_tokens,
+                scan_sensitive: options.policy.check("secrets").enabled
+                    || options.policy.check("pii").enabled,
+            };
+            let partials: Vec<Partial> = pending
+                .par_drain(..)
+                .map(|batch| process_batch(batch, &context))
+                .collect();
+            for partial in partials {
+                file_total.merge(partial);
+            }
+        };
+        let (sha256, size) = read_file(file, |batch| {
+            pending.push(batch);
+            if pending.len() >= batch_size {
+                run(&mut pending, &mut format, &mut file_total);
+            }
+        })?;
+        run(&mut pending, &mut format, &mut file_total);
+        locked.push(LockedFile {
+            path: file.display.clone(),
+            size,
+            sha256,
+            records: file_total.records,
+        });
+        file_reports.push(FileReport {
+            path: file.display.clone(),
+            records: file_total.records,
+            bytes: size,
+        });
+        total.merge(file_total);
+    }
+
+    let mut fingerprint_text = format.map_or("unknown", RecordFormat::as_str).to_owned();
+    for field in &total.fields {
+        fingerprint_text.push('\n');
+        fingerprint_text.push_str(field);
+    }
+    let lock = DataLock::new(locked, Digest::of_bytes(fingerprint_text.as_bytes()))?;
+    let lock_changes = previous.as_ref().map(|previous| lock.diff(previous));
+    let report = build_report(
+        options,
+        &files,
+        format,
+        &tokenizer,
+        total,
+        file_reports,
+        &lock,
+        lock_changes,
+    );
+    Ok(Validation { report, lock })
+}
+
+/// Streams `file` into batches, returning the SHA-256 and size of the bytes on disk.
+fn read_file(file: &DataFile, mut emit: impl FnMut(Batch)) -> Result<(Digest, u64)> {
+    let hashing = HashingReader::open(file)?;
+    let state = Rc::clone(&hashing.state);
+    let mut decoded: Box<dyn Read> = match file.compression {
+        crate::source::Compression::None => Box::new(hashing),
+        crate::source::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(hashing)),
+        crate::source::Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(hashing).map_err(|source| Error::Read {
+                path: file.path.clone(),
+                source,
+            })?,
+        ),
+    };
+    let decode_error = |offset: u64, source: std::io::Error| {
+        if file.compression == crate::source::Compression::None {
+            Error::Read {
+                path: file.path.clone(),
+                source,
+            }
+        } else {
+            Error::Decompress {
+                path: file.path.clone(),
+                codec: file.codec(),
+                offset,
+                reason: source.to_string(),
+            }
+        }
+    };
+    match file.kind {
+        FileKind::Jsonl | FileKind::Text => {
+            read_lines(file, &mut decoded, &decode_error, &mut emit)?
+        }
+        FileKind::Json => read_json_array(file, &mut decoded, &decode_error, &mut emit)?,
+        FileKind::Csv => read_csv(&mut decoded, &mut emit)?,
+        FileKind::Parquet => {
+            return Err(Error::Unsupported {
+                path: file.path.clone(),
+                kind: "Parquet",
+            });
+        }
+    }
+    // Hash whatever the decoder left unread (trailing bytes), so the digest covers the whole file.
+    drop(decoded);
+    let mut state = state.borrow_mut();
+    state.drain().map_err(|source| Error::Read {
+        path: file.path.clone(),
+        source,
+    })?;
+    let digest = Digest::from_bytes(state.hasher.clone().finalize().into());
+    Ok((digest, state.bytes))
+}
+
+struct HashState {
+    file: Option<std::fs::File>,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl HashState {
+    fn drain(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let mut buffer = vec![0_u8; 1 << 20];
+        loop {
+            let n_read = file.read(&mut buffer)?;
+            if n_read == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&buffer[..n_read]);
+            self.bytes += n_read as u64;
+        }
+    }
+}
+
+/// Reads the file on disk, hashing every byte that passes.
+struct HashingReader {
+    state: Rc<RefCell<HashState>>,
+}
+
+impl HashingReader {
+    fn open(file: &DataFile) -> Result<HashingReader> {
+        let handle = std::fs::File::open(&file.path).map_err(|source| Error::Read {
+            path: file.path.clone(),
+            source,
+        })?;
+        Ok(HashingReader {
+            state: Rc::new(RefCell::new(HashState {
+                file: Some(handle),
+                hasher: sha2::Sha256::new(),
+                bytes: 0,
+            })),
+        })
+    }
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let mut state = self.state.borrow_mut();
+        let Some(file) = state.file.as_mut() else {
+            return Ok(0);
+        };
+        let n_read = file.read(buffer)?;
+        state.hasher.update(&buffer[..n_read]);
+        state.bytes += n_read as u64;
+        Ok(n_read)
+    }
+}
+
+fn read_lines(
+    file: &DataFile,
+    decoded: &mut dyn Read,
+    decode_error: &dyn Fn(u64, std::io::Error) -> Error,
+    emit: &mut dyn FnMut(Batch),
+) -> Result<()> {
+    let text = file.kind == FileKind::Text;
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + (1 << 20));
+    let mut block = vec![0_u8; 1 << 20];
+    let mut next_line = 1_u64;
+    let mut next_byte = 0_u64;
+    let mut decoded_bytes = 0_u64;
+    let mut checked_binary = false;
+    loop {
+        let n_read = match decoded.read(&mut block) {
+            Ok(n_read) => n_read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(decode_error(decoded_bytes, error)),
+        };
+        if !checked_binary && (n_read > 0 || decoded_bytes > 0) {
+            let probe = &block[..n_read.min(8192)];
+            if let Some(offset) = memchr_nul(probe) {
+                return Err(Error::NotText {
+                    path: file.path.clone(),
+                    offset: offset as u64,
+                    expected: file.kind.expectation(),
+                });
+            }
+            checked_binary = true;
+        }
+        decoded_bytes += n_read as u64;
+        pending.extend_from_slice(&block[..n_read]);
+        let at_end = n_read == 0;
+        if pending.len() >= CHUNK_BYTES || at_end {
+            let cut = if at_end {
+                pending.len()
+            } else {
+                pending
+                    .iter()
+                    .rposition(|&byte| byte == b'\n')
+                    .map_or(0, |index| index + 1)
+            };
+            if cut == 0 && pending.len() > MAX_RECORD_BYTES {
+                // One line larger than any record should be: report it, skip to its end.
+                let oversized_line = next_line;
+                let oversized_byte = next_byte;
+                let mut skipped = pending.len() as u64;
+                pending.clear();
+                loop {
+                    let n_read = decoded
+                        .read(&mut block)
+                        .map_err(|error| decode_error(decoded_bytes, error))?;
+                    decoded_bytes += n_read as u64;
+                    if n_read == 0 {
+                        break;
+                    }
+                    if let Some(index) = block[..n_read].iter().position(|&byte| byte == b'\n') {
+                        skipped += index as u64 + 1;
+                        pending.extend_from_slice(&block[index + 1..n_read]);
+                        break;
+                    }
+                    skipped += n_read as u64;
+                }
+                let origin = Origin {
+                    ordinal: oversized_line,
+                    byte: Some(oversized_byte),
+                    is_line: true,
+                };
+                let message = format!(
+                    "record is {skipped} bytes, over the {} MiB limit per record; skipped",
+                    MAX_RECORD_BYTES >> 20
+                );
+                emit(Batch::Records(vec![(origin, 0, Err(message))]));
+                next_line += 1;
+                next_byte += skipped;
+                continue;
+            }
+            if cut > 0 {
+                let rest = pending.split_off(cut);
+                let bytes = std::mem::replace(&mut pending, rest);
+                let n_lines = bytes.iter().filter(|&&byte| byte == b'\n').count() as u64
+                    + u64::from(!bytes.ends_with(b"\n"));
+                let length = bytes.len() as u64;
+                emit(Batch::Lines {
+                    bytes,
+                    first_line: next_line,
+                    first_byte: next_byte,
+                    text,
+                });
+                next_line += n_lines;
+                next_byte += length;
+            }
+        }
+        if at_end {
+            return Ok(());
+        }
+    }
+}
+
+fn memchr_nul(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&byte| byte == 0)
+}
+
+fn read_json_array(
+    file: &DataFile,
+    decoded: &mut dyn Read,
+    decode_error: &dyn Fn(u64, std::io::Error) -> Error,
+    emit: &mut dyn FnMut(Batch),
+) -> Result<()> {
+    let mut bytes = Vec::new();
+    decoded
+        .take(MAX_JSON_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| decode_error(bytes.len() as u64, error))?;
+    if bytes.len() > MAX_JSON_FILE_BYTES {
+        return Err(Error::Unsupported {
+            path: file.path.clone(),
+            kind: "JSON array files over 1 GiB (use JSONL)",
+        });
+    }
+    if let Some(offset) = memchr_nul(&bytes[..bytes.len().min(8192)]) {
+        return Err(Error::NotText {
+            path: file.path.clone(),
+            offset: offset as u64,
+            expected: file.kind.expectation(),
+        });
+    }
+    let whole = Origin {
+        ordinal: 1,
+        byte: Some(0),
+        is_line: true,
+    };
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(error) => {
+            let origin = Origin {
+                ordinal: error.line() as u64,
+                byte: None,
+                is_line: true,
+            };
+            emit(Batch::Records(vec![(
+                origin,
+                0,
+                Err(format!("not valid JSON: {error}")),
+            )]));
+            return Ok(());
+        }
+    };
+    let Value::Array(records) = value else {
+        emit(Batch::Records(vec![(
+            whole,
+            0,
+            Err("a .json data file must hold an array of records".to_owned()),
+        )]));
+        return Ok(());
+    };
+    let mut batch = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        let raw = serde_json::to_vec(&record).unwrap_or_default();
+        batch.push((
+            Origin {
+                ordinal: index as u64,
+                byte: None,
+                is_line: false,
+            },
+            xxh3_128(&raw),
+            Ok(record),
+        ));
+        if batch.len() == 4096 {
+            emit(Batch::Records(std::mem::take(&mut batch)));
+        }
+    }
+    if !batch.is_empty() {
+        emit(Batch::Records(batch));
+    }
+    Ok(())
+}
+
+fn read_csv(decoded: &mut dyn Read, emit: &mut dyn FnMut(Batch)) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(decoded);
+    let headers: Vec<String> = match reader.headers() {
+        Ok(headers) => headers.iter().map(str::to_owned).collect(),
+        Err(error) => {
+            let origin = Origin {
+                ordinal: 1,
+                byte: Some(0),
+                is_line: true,
+            };
+            emit(Batch::Records(vec![(
+                origin,
+                0,
+                Err(format!("unreadable CSV header: {error}")),
+            )]));
+            return Ok(());
+        }
+    };
+    let mut batch = Vec::new();
+    let mut row = csv::StringRecord::new();
+    loop {
+        let position = reader.position().clone();
+        let origin = Origin {
+            ordinal: position.line(),
+            byte: Some(position.byte()),
+            is_line: true,
+        };
+        match reader.read_record(&mut row) {
+            Ok(false) => break,
+            Ok(true) => {
+                let origin = row.position().map_or(origin, |position| Origin {
+                    ordinal: position.line(),
+                    byte: Some(position.byte()),
+                    is_line: true,
+                });
+                let object: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().map(|field| Value::String(field.to_owned())))
+                    .collect();
+                let raw: Vec<u8> = row.iter().collect::<Vec<_>>().join("\u{1f}").into_bytes();
+                batch.push((origin, xxh3_128(&raw), Ok(Value::Object(object))));
+            }
+            Err(error) => {
+                let message = match error.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len,
+                        len,
+                        pos,
+                    } => {
+                        let origin_line = pos.as_ref().map_or(origin.ordinal, csv::Position::line);
+                        batch.push((
+                            Origin {
+                                ordinal: origin_line,
+                                byte: pos.as_ref().map(csv::Position::byte),
+                                is_line: true,
+                            },
+                            0,
+                            Err(format!(
+                                "row has {len} fields but the header has {expected_len}"
+                            )),
+                        ));
+                        continue;
+                    }
+                    csv::ErrorKind::Utf8 { err, .. } => {
+                        format!("invalid UTF-8 in field {}", err.field() + 1)
+                    }
+                    csv::ErrorKind::Io(io) => format!("read error: {io}"),
+                    _ => error.to_string(),
+                };
+                batch.push((origin, 0, Err(message)));
+                if matches!(error.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+            }
+        }
+        if batch.len() == 4096 {
+            emit(Batch::Records(std::mem::take(&mut batch)));
+        }
+    }
+    if !batch.is_empty() {
+        emit(Batch::Records(batch));
+    }
+    Ok(())
+}
+
+fn detect_in_batch(batch: &Batch) -> Option<RecordFormat> {
+    match batch {
+        Batch::Lines { text: true, .. } => Some(RecordFormat::Text),
+        Batch::Lines { bytes, .. } => bytes
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.trim_ascii().is_empty())
+            .find_map(|line| serde_json::from_slice::<Value>(line).ok())
+            .and_then(|value| RecordFormat::detect(&value)),
+        Batch::Records(records) => records
+            .iter()
+            .find_map(|(_, _, value)| value.as_ref().ok().and_then(RecordFormat::detect)),
+    }
+}
+
+fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
+    let mut partial = Partial::default();
+    match batch {
+        Batch::Lines {
+            bytes,
+            first_line,
+            first_byte,
+            text,
+        } => {
+            let mut byte = first_byte;
+            for (line_number, line) in
+                (first_line..).zip(bytes.split_inclusive(|&byte| byte == b'\n'))
+            {
+                let origin = Origin {
+                    ordinal: line_number,
+                    byte: Some(byte),
+                    is_line: true,
+                };
+                byte += line.len() as u64;
+                let content = line.strip_suffix(b"\n").unwrap_or(line);
+                let content = content.strip_suffix(b"\r").unwrap_or(content);
+                if text {
+                    let value = match std::str::from_utf8(content) {
+                        Ok(text) => Ok(serde_json::json!({ "text": text })),
+                        Err(error) => Err(format!(
+                            "invalid UTF-8 at byte {} of the line",
+                            error.valid_up_to()
+                        )),
+                    };
+                    process_record(origin, xxh3_128(content), value, context, &mut partial);
+                    continue;
+                }
+                if content.trim_ascii().is_empty() {
+                    continue;
+                }
+                let value = match std::str::from_utf8(content) {
+                    Err(error) => Err((
+                        format!("invalid UTF-8 at byte {} of the line", error.valid_up_to()),
+                        Some(error.valid_up_to()),
+                    )),
+                    Ok(text) => serde_json::from_str::<Value>(text).map_err(|error| {
+                        // serde_json counts columns in bytes from 1 on the record's single line.
+                        let column = error.column().saturating_sub(1);
+                        (format!("not valid JSON: {error}"), Some(column))
+                    }),
+                };
+                match value {
+                    Ok(value) => process_record(
+                        origin,
+                        xxh3_128(content.trim_ascii()),
+                        Ok(value),
+                        context,
+                        &mut partial,
+                    ),
+                    Err((message, column)) => {
+                        let origin = Origin {
+                            byte: origin.byte.map(|byte| byte + column.unwrap_or(0) as u64),
+                            ..origin
+                        };
+                        let snippet = String::from_utf8_lossy(&content[..content.len().min(200)])
+                            .into_owned();
+                        partial.records += 1;
+                        partial.parse.add(|| {
+                            context.example(origin, message, Some(excerpt(&snippet, 0, 80)))
+                        });
+                    }
+                }
+            }
+        }
+        Batch::Records(records) => {
+            for (origin, hash, value) in records {
+                process_record(origin, hash, value, context, &mut partial);
+            }
+        }
+    }
+    partial
+}
+
+fn process_record(
+    origin: Origin,
+    raw_hash: u128,
+    value: std::result::Result<Value, String>,
+    context: &FileContext<'_>,
+    partial: &mut Partial,
+) {
+    partial.records += 1;
+    let value = match value {
+        Ok(value) => value,
+        Err(message) => {
+            partial.parse.add(|| context.example(origin, message, None));
+            return;
+        }
+    };
+    let position = (context.file_index, origin.ordinal);
+    // Every record is checked, duplicates included: whether a record repeats an
+    // earlier one is only known after chunks merge, and counts must not depend
+    // on where chunk boundaries fall.
+    record_occurrence(&mut partial.exact, raw_hash, position);
+    collect_fields(&value, partial);
+    let Some(format) = context.format.or_else(|| RecordFormat::detect(&value)) else {
+        partial.schema.add(|| {
+            context.example(origin, "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --format".to_owned(), None)
+        });
+        return;
+    };
+    let inspection = inspect(format, &value);
+    let n_characters: u64 = inspection
+        .texts
+        .iter()
+        .map(|(_, text)| text.chars().count() as u64)
+        .sum();
+    let n_tokens = if inspection.messages.is_empty() {
+        inspection
+            .texts
+            .iter()
+            .map(|(_, text)| context.tokenizer.count(text))
+            .sum()
+    } else {
+        context.tokenizer.count_messages(&inspection.messages)
+    };
+    partial.characters.add(n_characters);
+    partial.tokens.add(n_tokens);
+    partial.turns.add(if inspection.messages.is_empty() {
+        1
+    } else {
+        inspection.messages.len() as u64
+    });
+    for message in &inspection.messages {
+        *partial.roles.entry(message.role.to_owned()).or_insert(0) += 1;
+    }
+    if !inspection.problems.is_empty() {
+        let message = match inspection.problems.len() {
+            1 => inspection.problems[0].clone(),
+            n => format!("{} (and {} more)", inspection.problems[0], n - 1),
+        };
+        partial
+            .schema
+            .add(|| context.example(origin, message, None));
+    }
+    if !inspection.empty_fields.is_empty() {
+        let fields = inspection.empty_fields.join(", ");
+        partial
+            .empty
+            .add(|| context.example(origin, format!("empty or whitespace-only: {fields}"), None));
+    }
+    if let Some(limit) = context.max_tokens
+        && n_tokens > limit
+    {
+        partial.over_tokens.add(|| {
+            context.example(
+                origin,
+                format!(
+                    "{n_tokens} tokens ({}), over --max-tokens {limit}",
+                    context.tokenizer.name()
+                ),
+                None,
+            )
+        });
+    }
+    let normalized = normalize(inspection.texts.iter().map(|(_, text)| *text));
+    if !normalized.is_empty() {
+        record_occurrence(
+            &mut partial.normalized,
+            xxh3_128(normalized.as_bytes()),
+            position,
+        );
+    }
+    if context.scan_sensitive {
+        let mut secret: Option<(String, String)> = None;
+        let mut personal: Option<(String, String)> = None;
+        for (field, text) in &inspection.texts {
+            for found in scan(text) {
+                *partial.sensitive.entry(found.kind.as_str()).or_insert(0) += 1;
+                let slot = if found.kind.is_secret() {
+                    &mut secret
+                } else {
+                    &mut personal
+                };
+                if slot.is_none() {
+                    *slot = Some((
+                        format!("{} in `{field}`", found.kind.as_str()),
+                        excerpt(text, found.range.start, 80),
+                    ));
+                }
+            }
+        }
+        if let Some((message, snippet)) = secret {
+            partial
+                .secrets
+                .add(|| context.example(origin, message, Some(snippet)));
+        }
+        if let Some((message, snippet)) = personal {
+            partial
+                .pii
+                .add(|| context.example(origin, message, Some(snippet)));
+        }
+    }
+}
+
+/// Field paths seen, with array indices folded: `messages[].content`.
+fn collect_fields(value: &Value, partial: &mut Partial) {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for (key, child) in object {
+        if partial.fields.len() > 256 {
+            return;
+        }
+        partial.fields.insert(key.clone());
+        if let Some(items) = child.as_array() {
+            for item in items.iter().take(4) {
+                if let Some(item) = item.as_object() {
+                    for item_key in item.keys() {
+                        partial.fields.insert(format!("{key}[].{item_key}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lowercased, punctuation removed, whitespace collapsed; fields joined by a separator.
+fn normalize<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    let mut normalized = String::new();
+    for (index, text) in texts.enumerate() {
+        if index > 0 {
+            normalized.push('\u{1f}');
+        }
+        let mut pending_space = false;
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                if pending_space && !normalized.is_empty() && !normalized.ends_with('\u{1f}') {
+                    normalized.push(' ');
+                }
+                pending_space = false;
+                normalized.extend(c.to_lowercase());
+            } else if c.is_whitespace() {
+                pending_space = true;
+            }
+        }
+    }
+    if normalized.chars().all(|c| c == '\u{1f}') {
+        String::new()
+    } else {
+        normalized
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "assembles the report from the engine's parts"
+)]
+fn build_report(
+    options: &ValidateOptions,
+    files: &[DataFile],
+    format: Option<RecordFormat>,
+    tokenizer: &Tokenizer,
+    total: Partial,
+    file_reports: Vec<FileReport>,
+    lock: &DataLock,
+    lock_changes: Option<crate::lock::LockDiff>,
+) -> Report {
+    let describe = |id: &str| {
+        CHECKS
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map_or("", |(_, description)| *description)
+    };
+    let records = total.records;
+    let rate = |count: u64| {
+        if records == 0 {
+            0.0
+        } else {
+            count as f64 / records as f64
+        }
+    };
+    let policy = &options.policy;
+    let duplicates = |map: &HashMap<u128, Occurrence>| {
+        map.values()
+            .map(|occurrence| occurrence.count - 1)
+            .sum::<u64>()
+    };
+    let cluster_examples = |map: &HashMap<u128, Occurrence>, kind: &str| -> Vec<Example> {
+        let mut clusters: Vec<&Occurrence> = map
+            .values()
+            .filter(|occurrence| occurrence.count > 1)
+            .collect();
+        clusters.sort_by_key(|occurrence| occurrence.first);
+        clusters
+            .iter()
+            .flat_map(|occurrence| {
+                occurrence
+                    .others
+                    .iter()
+                    .map(move |other| (*other, occurrence.first))
+            })
+            .take(MAX_EXAMPLES)
+            .map(|(position, first)| Example {
+                file: files[position.0 as usize].display.clone(),
+                line: Some(position.1),
+                byte: None,
+                record: None,
+                message: format!("{kind} duplicate of {}", place(files, first)),
+                excerpt: None,
+            })
+            .collect()
+    };
+    let n_exact = duplicates(&total.exact);
+    let n_normalized = duplicates(&total.normalized);
+    let mut checks = vec![
+        CheckResult::scored(
+            "parse",
+            describe("parse"),
+            "count",
+            policy.check("parse"),
+            total.parse.count as f64,
+            total.parse.count,
+            total.parse.examples,
+            false,
+        ),
+        CheckResult::scored(
+            "schema",
+            describe("schema"),
+            "count",
+            policy.check("schema"),
+            total.schema.count as f64,
+            total.schema.count,
+            total.schema.examples,
+            false,
+        ),
+        CheckResult::scored(
+            "empty-content",
+            describe("empty-content"),
+            "rate",
+            policy.check("empty-content"),
+            rate(total.empty.count),
+            total.empty.count,
+            total.empty.examples,
+            false,
+        ),
+    ];
+    checks.push(match options.max_tokens {
+        Some(_) => CheckResult::scored(
+            "max-tokens",
+            describe("max-tokens"),
+            "count",
+            policy.check("max-tokens"),
+            total.over_tokens.count as f64,
+            total.over_tokens.count,
+            total.over_tokens.examples,
+            false,
+        ),
+        None => CheckResult::skipped(
+            "max-tokens",
+            describe("max-tokens"),
+            "count",
+            "pass --max-tokens to check record lengths against a model's limit".to_owned(),
+        ),
+    });
+    checks.push(CheckResult::scored(
+        "exact-duplicates",
+        describe("exact-duplicates"),
+        "rate",
+        policy.check("exact-duplicates"),
+        rate(n_exact),
+        n_exact,
+        cluster_examples(&total.exact, "exact"),
+        false,
+    ));
+    checks.push(CheckResult::scored(
+        "normalized-duplicates",
+        describe("normalized-duplicates"),
+        "rate",
+        policy.check("normalized-duplicates"),
+        rate(n_normalized),
+        n_normalized,
+        cluster_examples(&total.normalized, "normalized"),
+        false,
+    ));
+    checks.push(CheckResult::scored(
+        "secrets",
+        describe("secrets"),
+        "count",
+        policy.check("secrets"),
+        total.secrets.count as f64,
+        total.secrets.count,
+        total.secrets.examples,
+        false,
+    ));
+    checks.push(CheckResult::scored(
+        "pii",
+        describe("pii"),
+        "rate",
+        policy.check("pii"),
+        rate(total.pii.count),
+        total.pii.count,
+        total.pii.examples,
+        false,
+    ));
+    checks.push(CheckResult::scored(
+        "min-records",
+        describe("min-records"),
+        "count",
+        policy.check("min-records"),
+        records as f64,
+        records,
+        Vec::new(),
+        true,
+    ));
+
+    let mut duplicate_clusters = Vec::new();
+    for (kind, map) in [("exact", &total.exact), ("normalized", &total.normalized)] {
+        let mut clusters: Vec<&Occurrence> = map
+            .values()
+            .filter(|occurrence| occurrence.count > 1)
+            .collect();
+        clusters.sort_by_key(|occurrence| (std::cmp::Reverse(occurrence.count), occurrence.first));
+        duplicate_clusters.extend(clusters.into_iter().take(MAX_CLUSTERS).map(|occurrence| {
+            DuplicateCluster {
+                kind,
+                size: occurrence.count,
+                members: std::iter::once(occurrence.first)
+                    .chain(occurrence.others.iter().copied())
+                    .map(|position| place(files, position))
+                    .collect(),
+            }
+        }));
+    }
+    let distribution = |histogram: &LogHistogram| Distribution {
+        min: histogram.min,
+        p50: histogram.quantile(0.5),
+        p90: histogram.quantile(0.9),
+        p99: histogram.quantile(0.99),
+        max: histogram.max,
+        mean: histogram.mean(),
+    };
+    Report {
+        version: REPORT_VERSION,
+        verdict: Report::verdict_of(&checks),
+        format,
+        tokenizer: tokenizer.name().to_owned(),
+        records,
+        dataset_digest: lock.dataset_digest,
+        files: file_reports,
+        characters: distribution(&total.characters),
+        tokens: distribution(&total.tokens),
+        turns: distribution(&total.turns),
+        roles: total.roles,
+        sensitive: total
+            .sensitive
+            .into_iter()
+            .map(|(kind, count)| (kind.to_owned(), count))
+            .collect(),
+        checks,
+        duplicate_clusters,
+        lock_changes,
+    }
+}
+
+fn place(files: &[DataFile], position: Position) -> String {
+    let file = &files[position.0 as usize];
+    match file.kind {
+        FileKind::Json => format!("{}#{}", file.display, position.1),
+        _ => format!("{}:{}", file.display, position.1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_ignores_case_punctuation_and_spacing() {
+        assert_eq!(
+            normalize(["Hello,   World!", "Fine."].into_iter()),
+            "hello world\u{1f}fine"
+        );
+        assert_eq!(
+            normalize(["hello world"].into_iter()),
+            normalize(["HELLO\tworld..."].into_iter())
+        );
+        assert_eq!(normalize(["  ", "!!"].into_iter()), "");
+    }
+}

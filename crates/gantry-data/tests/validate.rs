@@ -1,0 +1,451 @@
+//! The engine on a seeded synthetic dataset with planted defects: every count is exact.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use gantry_core::{Digest, Verdict};
+use gantry_data::{CheckStatus, Error, Policy, RecordFormat, Report, ValidateOptions, validate};
+
+/// A small deterministic generator (64-bit LCG), so the dataset is the same everywhere.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn word(&mut self) -> String {
+        const SYLLABLES: [&str; 16] = [
+            "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "qua", "bri", "dor", "fen",
+            "gal", "hur", "jin",
+        ];
+        (0..2 + self.next() % 3)
+            .map(|_| SYLLABLES[(self.next() % 16) as usize])
+            .collect()
+    }
+
+    fn sentence(&mut self, n_words: u64) -> String {
+        (0..n_words)
+            .map(|_| self.word())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn chat(user: &str, assistant: &str) -> String {
+    serde_json::json!({"messages": [
+        {"role": "system", "content": "You answer questions about the island of Veldra."},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": assistant},
+    ]})
+    .to_string()
+}
+
+/// Planted defects, and the counts validate-data must find.
+struct Planted {
+    lines: Vec<String>,
+    records: u64,
+}
+
+fn dataset() -> Planted {
+    let mut random = Seeded(42);
+    let mut lines: Vec<String> = (0..500)
+        .map(|index| {
+            chat(
+                &format!("Question {index}: {}?", random.sentence(8)),
+                &random.sentence(12),
+            )
+        })
+        .collect();
+    // 7 exact duplicates of earlier lines.
+    for index in [3, 50, 50, 120, 260, 261, 499] {
+        lines.push(lines[index].clone());
+    }
+    // 4 records equal to earlier ones after normalization (case, punctuation, spacing).
+    for index in [10, 11, 12, 13] {
+        let value: serde_json::Value = serde_json::from_str(&lines[index]).expect("json");
+        let user = value["messages"][1]["content"]
+            .as_str()
+            .expect("user")
+            .to_uppercase()
+            .replace('?', "!!");
+        let assistant = format!(
+            "  {}  ",
+            value["messages"][2]["content"].as_str().expect("assistant")
+        );
+        lines.push(chat(&user, &assistant));
+    }
+    // 3 malformed lines.
+    lines.push(r#"{"messages": [{"role": "user", "content": "cut off"#.to_owned());
+    lines.push("not json at all".to_owned());
+    lines.push(r#"{"messages": [}"#.to_owned());
+    // 5 role-order errors: two user turns in a row.
+    for index in 0..5 {
+        lines.push(
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("first {index} {}", random.sentence(4))},
+                {"role": "user", "content": "second"},
+                {"role": "assistant", "content": random.sentence(5)},
+            ]})
+            .to_string(),
+        );
+    }
+    // 2 secrets.
+    lines.push(chat(
+        &format!("my key is sk-proj-{}", "Zq9x".repeat(12)),
+        "Never share API keys.",
+    ));
+    lines.push(chat(
+        "deploy with AKIAIOSFODNN7EXAMPLE please",
+        "Rotate that key now.",
+    ));
+    // 6 emails (personal data).
+    for index in 0..6 {
+        lines.push(chat(
+            &format!(
+                "mail person{index}@veldra-mail.com about {}",
+                random.sentence(3)
+            ),
+            &random.sentence(6),
+        ));
+    }
+    // 2 empty assistant answers.
+    lines.push(chat(&random.sentence(6), "   "));
+    lines.push(chat(&random.sentence(6), ""));
+    let records = lines.len() as u64;
+    Planted { lines, records }
+}
+
+fn options(data: &[&Path]) -> ValidateOptions {
+    ValidateOptions {
+        data: data.iter().map(|path| path.display().to_string()).collect(),
+        format: None,
+        tokenizer: "cl100k_base".to_owned(),
+        max_tokens: Some(60),
+        previous_lock: None,
+        policy: Policy::default(),
+    }
+}
+
+fn check<'a>(report: &'a Report, id: &str) -> &'a gantry_data::CheckResult {
+    report
+        .checks
+        .iter()
+        .find(|check| check.id == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
+}
+
+fn write(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).expect("write dataset");
+}
+
+#[test]
+fn planted_defects_are_counted_exactly() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let path = directory.path().join("train.jsonl");
+    let planted = dataset();
+    write(&path, &planted.lines);
+    let validation = validate(&options(&[&path])).expect("validate");
+    let report = &validation.report;
+    assert_eq!(report.records, planted.records);
+    assert_eq!(report.format, Some(RecordFormat::OpenaiChat));
+    let counts: Vec<(&str, u64, CheckStatus)> = report
+        .checks
+        .iter()
+        .map(|check| (check.id, check.count, check.status))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("parse", 3, CheckStatus::Fail),
+            ("schema", 5, CheckStatus::Fail),
+            ("empty-content", 2, CheckStatus::Fail),
+            (
+                "max-tokens",
+                check(report, "max-tokens").count,
+                check(report, "max-tokens").status
+            ),
+            ("exact-duplicates", 7, CheckStatus::Warn),
+            ("normalized-duplicates", 7 + 4, CheckStatus::Warn),
+            ("secrets", 2, CheckStatus::Fail),
+            ("pii", 6, CheckStatus::Warn),
+            ("min-records", planted.records, CheckStatus::Pass),
+        ]
+    );
+    assert_eq!(report.verdict, Verdict::Fail);
+
+    // Locations are exact: the first malformed line is line 512 (500 + 7 + 4 + 1), at its first bad byte.
+    let parse = &check(report, "parse").findings[0];
+    assert_eq!(
+        (parse.file.as_str(), parse.line),
+        (path.to_str().expect("utf8"), Some(512))
+    );
+    assert!(
+        parse
+            .message
+            .starts_with("not valid JSON: EOF while parsing"),
+        "{}",
+        parse.message
+    );
+    let schema = &check(report, "schema").findings[0];
+    assert_eq!(schema.line, Some(515));
+    assert_eq!(
+        schema.message,
+        "`messages[1]` is a second user message in a row; user and assistant turns alternate"
+    );
+    // Secrets never appear in the report, only their kind.
+    let secrets = &check(report, "secrets").findings;
+    assert_eq!(secrets[0].message, "openai-key in `messages[1].content`");
+    let text = serde_json::to_string(report).expect("json");
+    assert!(
+        !text.contains("sk-proj-Zq9x") && !text.contains("AKIAIOSFODNN7EXAMPLE"),
+        "a secret leaked into the report"
+    );
+    assert!(text.contains("[REDACTED openai-key]"));
+    // The duplicate of line 51 appears twice, so its cluster has three members.
+    let cluster = report
+        .duplicate_clusters
+        .iter()
+        .find(|cluster| cluster.kind == "exact")
+        .expect("cluster");
+    assert_eq!(cluster.size, 3);
+    assert_eq!(cluster.members[0], format!("{}:51", path.display()));
+    assert_eq!(report.sensitive.get("email"), Some(&6));
+    assert_eq!(report.roles.get("system"), Some(&(planted.records - 3 - 5)));
+
+    // The lock hashes the bytes on disk.
+    let bytes = std::fs::read(&path).expect("read");
+    assert_eq!(validation.lock.files[0].sha256, Digest::of_bytes(&bytes));
+    assert_eq!(validation.lock.files[0].size, bytes.len() as u64);
+    assert_eq!(validation.lock.files[0].records, planted.records);
+}
+
+#[test]
+fn compressed_copies_give_the_same_counts() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let planted = dataset();
+    let plain = directory.path().join("plain/train.jsonl");
+    std::fs::create_dir_all(plain.parent().expect("parent")).expect("mkdir");
+    write(&plain, &planted.lines);
+    let text = std::fs::read(&plain).expect("read");
+    let gz = directory.path().join("train.jsonl.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).expect("create"),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(&text).expect("gzip");
+    encoder.finish().expect("finish");
+    let zst = directory.path().join("train.jsonl.zst");
+    std::fs::write(&zst, zstd::encode_all(&text[..], 3).expect("zstd")).expect("write");
+    let reference = validate(&options(&[&plain])).expect("plain");
+    for path in [&gz, &zst] {
+        let report = validate(&options(&[path])).expect("compressed").report;
+        let counts = |report: &Report| {
+            report
+                .checks
+                .iter()
+                .map(|check| (check.id, check.count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            counts(&report),
+            counts(&reference.report),
+            "{}",
+            path.display()
+        );
+        assert_eq!(report.tokens, reference.report.tokens);
+    }
+}
+
+#[test]
+fn many_chunks_give_the_same_result_as_one() {
+    // Over 4 MiB so the engine cuts several chunks and merges them.
+    let directory = tempfile::tempdir().expect("tempdir");
+    let path = directory.path().join("big.jsonl");
+    let planted = dataset();
+    let mut lines = Vec::new();
+    for round in 0..90 {
+        for line in &planted.lines {
+            lines.push(line.replace("Question ", &format!("Round {round} question ")));
+        }
+    }
+    write(&path, &lines);
+    assert!(std::fs::metadata(&path).expect("size").len() > 8 << 20);
+    let mut fast = options(&[&path]);
+    fast.tokenizer = "chars".to_owned();
+    let report = validate(&fast).expect("validate").report;
+    assert_eq!(report.records, 90 * planted.records);
+    assert_eq!(check(&report, "parse").count, 90 * 3);
+    assert_eq!(check(&report, "parse").findings[0].line, Some(512));
+    assert_eq!(check(&report, "parse").findings[1].line, Some(513));
+    // Every copy is counted, wherever the chunk boundaries fall.
+    assert_eq!(check(&report, "secrets").count, 90 * 2);
+    assert_eq!(check(&report, "pii").count, 90 * 6);
+    assert_eq!(check(&report, "schema").count, 90 * 5);
+    // Each round repeats 7 planted duplicates, and every line without a
+    // round number (4 normalized copies, 5 role errors, 2 secrets, 6 emails,
+    // 2 empty answers) repeats the first round's copy in the 89 rounds after it.
+    assert_eq!(
+        check(&report, "exact-duplicates").count,
+        90 * 7 + 89 * (4 + 5 + 2 + 6 + 2)
+    );
+}
+
+#[test]
+fn unusable_input_is_an_error_naming_the_file() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let planted = dataset();
+    let mut text = planted.lines.join("\n").into_bytes();
+    text.push(b'\n');
+
+    let truncated = directory.path().join("cut.jsonl.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&text).expect("gzip");
+    let compressed = encoder.finish().expect("finish");
+    std::fs::write(&truncated, &compressed[..compressed.len() / 2]).expect("write");
+    let error = validate(&options(&[&truncated])).expect_err("truncated gzip");
+    assert!(matches!(error, Error::Decompress { .. }), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "{}: corrupt or truncated gzip data after",
+            truncated.display()
+        )),
+        "{error}"
+    );
+
+    let binary = directory.path().join("weights.jsonl");
+    std::fs::write(&binary, [0x93, b'N', b'U', b'M', b'P', b'Y', 0, 0, 1, 2]).expect("write");
+    let error = validate(&options(&[&binary])).expect_err("binary");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: not a text file (NUL byte at byte 6); expected JSON Lines text",
+            binary.display()
+        )
+    );
+
+    let empty_directory = directory.path().join("nothing");
+    std::fs::create_dir_all(&empty_directory).expect("mkdir");
+    std::fs::write(empty_directory.join("README.md"), "# no data").expect("write");
+    let error = validate(&options(&[&empty_directory])).expect_err("no data");
+    assert!(
+        error.to_string().contains("matched no data files"),
+        "{error}"
+    );
+}
+
+#[test]
+fn awkward_files_become_findings_not_crashes() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let empty = directory.path().join("empty.jsonl");
+    std::fs::write(&empty, "").expect("write");
+    let report = validate(&options(&[&empty])).expect("empty file").report;
+    assert_eq!(report.records, 0);
+    assert_eq!(check(&report, "min-records").status, CheckStatus::Fail);
+    assert_eq!(
+        report.verdict,
+        Verdict::Fail,
+        "an empty dataset never passes silently"
+    );
+
+    let ragged = directory.path().join("pairs.csv");
+    std::fs::write(
+        &ragged,
+        "prompt,completion\nhello,world\nonly one field\nbye,now\n",
+    )
+    .expect("write");
+    let report = validate(&options(&[&ragged])).expect("csv").report;
+    assert_eq!(report.format, Some(RecordFormat::PromptCompletion));
+    assert_eq!(report.records, 3);
+    let parse = check(&report, "parse");
+    assert_eq!(parse.count, 1);
+    assert_eq!(parse.findings[0].line, Some(3));
+    assert_eq!(
+        parse.findings[0].message,
+        "row has 1 fields but the header has 2"
+    );
+
+    let invalid_utf8 = directory.path().join("latin1.jsonl");
+    std::fs::write(
+        &invalid_utf8,
+        b"{\"text\": \"caf\xe9\"}\n{\"text\": \"ok\"}\n",
+    )
+    .expect("write");
+    let report = validate(&options(&[&invalid_utf8])).expect("utf8").report;
+    assert_eq!(
+        check(&report, "parse").findings[0].message,
+        "invalid UTF-8 at byte 13 of the line"
+    );
+
+    let huge = directory.path().join("huge.jsonl");
+    let mut file = std::fs::File::create(&huge).expect("create");
+    writeln!(file, "{{\"text\": \"before\"}}").expect("write");
+    let chunk = vec![b'x'; 1 << 20];
+    file.write_all(b"{\"text\": \"").expect("write");
+    for _ in 0..65 {
+        file.write_all(&chunk).expect("write");
+    }
+    file.write_all(b"\"}\n{\"text\": \"after\"}\n")
+        .expect("write");
+    drop(file);
+    let report = validate(&options(&[&huge])).expect("huge line").report;
+    assert_eq!(report.records, 3);
+    let parse = check(&report, "parse");
+    assert_eq!(parse.findings[0].line, Some(2));
+    assert!(
+        parse.findings[0]
+            .message
+            .contains("over the 64 MiB limit per record; skipped"),
+        "{}",
+        parse.findings[0].message
+    );
+}
+
+#[test]
+fn json_arrays_and_text_files_are_read() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let json = directory.path().join("alpaca.json");
+    std::fs::write(&json, r#"[{"instruction": "add", "input": "1 2", "output": "3"}, {"instruction": "add", "output": 4}]"#).expect("write");
+    let report = validate(&options(&[&json])).expect("json").report;
+    assert_eq!(report.format, Some(RecordFormat::Alpaca));
+    let schema = check(&report, "schema");
+    assert_eq!(schema.count, 1);
+    assert_eq!(
+        (schema.findings[0].record, schema.findings[0].line),
+        (Some(1), None)
+    );
+
+    let text = directory.path().join("corpus.txt");
+    std::fs::write(&text, "one line\nanother line\none line\n").expect("write");
+    let report = validate(&options(&[&text])).expect("text").report;
+    assert_eq!(report.format, Some(RecordFormat::Text));
+    assert_eq!(report.records, 3);
+    assert_eq!(check(&report, "exact-duplicates").count, 1);
+}
+
+#[test]
+fn previous_lock_lists_changes() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let path = directory.path().join("train.jsonl");
+    write(&path, &dataset().lines[..100]);
+    let first = validate(&options(&[&path])).expect("first");
+    let lock_path = directory.path().join("data.lock");
+    std::fs::write(
+        &lock_path,
+        serde_json::to_string(&first.lock).expect("lock json"),
+    )
+    .expect("write lock");
+    write(&path, &dataset().lines[..120]);
+    let mut next_options = options(&[&path]);
+    next_options.previous_lock = Some(lock_path);
+    let next = validate(&next_options).expect("second");
+    let changes = next.report.lock_changes.expect("changes");
+    assert_eq!(changes.changed, [(path.display().to_string(), 100, 120)]);
+    assert_ne!(next.lock.dataset_digest, first.lock.dataset_digest);
+}
