@@ -94,6 +94,9 @@ pub struct ValidateDataArgs {
     /// The data lock of an earlier run, to list files added, removed or changed.
     #[arg(long, value_name = "PATH")]
     pub previous_lock: Option<std::path::PathBuf>,
+    /// Eval or benchmark files (any format) whose items must not appear in the training data.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
+    pub eval_set: Vec<String>,
     /// Directory for report.json, report.md and data.lock.
     #[arg(long, value_name = "DIR", default_value = ".gantry/validate-data")]
     pub out: std::path::PathBuf,

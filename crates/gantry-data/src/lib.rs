@@ -18,6 +18,7 @@ let validation = validate(&ValidateOptions {
     tokenizer: "o200k_base".into(),
     max_tokens: Some(16_385),
     previous_lock: None,
+    eval_set: vec!["evals/mmlu.jsonl".into()],
     policy: Policy::default(),
 })?;
 println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
@@ -25,6 +26,7 @@ println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
 ```
 */
 
+mod contamination;
 mod error;
 mod formats;
 mod histogram;
@@ -36,6 +38,7 @@ mod source;
 mod tokens;
 mod validate;
 
+pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};
 pub use crate::error::{Error, Result};
 pub use crate::formats::{Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;

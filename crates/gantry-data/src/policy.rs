@@ -87,6 +87,8 @@ impl Default for Policy {
             ("normalized-duplicates", check(Some(0.01), Some(0.05))),
             ("secrets", check(None, Some(0.0))),
             ("pii", check(Some(0.0), None)),
+            ("contamination", check(None, Some(0.0))),
+            ("contamination-partial", check(Some(0.0), None)),
             ("min-records", check(Some(10.0), Some(1.0))),
         ];
         Policy {

@@ -12,7 +12,7 @@
 //! record per map.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -23,6 +23,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::contamination::EvalIndex;
 use crate::error::{Error, Result};
 use crate::formats::{RecordFormat, inspect};
 use crate::histogram::LogHistogram;
@@ -61,6 +62,8 @@ pub struct ValidateOptions {
     pub max_tokens: Option<u64>,
     /// A data lock from an earlier run, to list what changed.
     pub previous_lock: Option<PathBuf>,
+    /// Eval or benchmark files to check for contamination (any format).
+    pub eval_set: Vec<String>,
     /// Thresholds.
     pub policy: Policy,
 }
@@ -165,6 +168,8 @@ struct Partial {
     roles: BTreeMap<String, u64>,
     sensitive: BTreeMap<&'static str, u64>,
     fields: BTreeSet<String>,
+    /// Per eval item: the n-grams found in training data and the first record holding one.
+    contamination: HashMap<u32, (HashSet<u64>, Position)>,
 }
 
 impl Partial {
@@ -188,6 +193,14 @@ impl Partial {
             *self.sensitive.entry(kind).or_insert(0) += count;
         }
         self.fields.extend(other.fields);
+        for (item, (ngrams, first)) in other.contamination {
+            let entry = self
+                .contamination
+                .entry(item)
+                .or_insert_with(|| (HashSet::new(), first));
+            entry.0.extend(ngrams);
+            entry.1 = entry.1.min(first);
+        }
     }
 }
 
@@ -199,6 +212,7 @@ struct FileContext<'a> {
     tokenizer: &'a Tokenizer,
     max_tokens: Option<u64>,
     scan_sensitive: bool,
+    eval: Option<&'a EvalIndex>,
 }
 
 /// Where a record came from, for examples.
@@ -245,6 +259,11 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         .as_deref()
         .map(DataLock::read)
         .transpose()?;
+    let eval = if options.eval_set.is_empty() {
+        None
+    } else {
+        Some(load_eval_set(&options.eval_set)?)
+    };
     let mut format = options.format;
     let mut total = Partial::default();
     let mut locked = Vec::new();
@@ -269,6 +288,7 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
                 max_tokens: options.max_tokens,
                 scan_sensitive: options.policy.check("secrets").enabled
                     || options.policy.check("pii").enabled,
+                eval: eval.as_ref(),
             };
             let partials: Vec<Partial> = pending
                 .par_drain(..)
@@ -315,6 +335,7 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         file_reports,
         &lock,
         lock_changes,
+        eval.as_ref(),
     );
     Ok(Validation { report, lock })
 }
@@ -907,6 +928,89 @@ fn process_record(
                 .add(|| context.example(origin, message, Some(snippet)));
         }
     }
+    if let Some(eval) = context.eval {
+        for (_, text) in &inspection.texts {
+            eval.find(text, |item, ngram| {
+                let entry = partial
+                    .contamination
+                    .entry(item)
+                    .or_insert_with(|| (HashSet::new(), position));
+                entry.0.insert(ngram);
+                entry.1 = entry.1.min(position);
+            });
+        }
+    }
+}
+
+/// Indexes every record of the eval files by its 13-grams.
+fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
+    let files = discover(patterns)?;
+    let mut index = EvalIndex::default();
+    for file in &files {
+        let mut batches = Vec::new();
+        read_file(file, |batch| batches.push(batch))?;
+        for batch in batches {
+            let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
+                Batch::Lines {
+                    bytes,
+                    first_line,
+                    text,
+                    ..
+                } => (first_line..)
+                    .zip(bytes.split(|&byte| byte == b'\n'))
+                    .filter(|(_, line)| !line.trim_ascii().is_empty())
+                    .map(|(line_number, line)| {
+                        let origin = Origin {
+                            ordinal: line_number,
+                            byte: None,
+                            is_line: true,
+                        };
+                        let value = if text {
+                            Ok(serde_json::json!({ "text": String::from_utf8_lossy(line) }))
+                        } else {
+                            serde_json::from_slice::<Value>(line).map_err(|error| error.to_string())
+                        };
+                        (origin, value)
+                    })
+                    .collect(),
+                Batch::Records(records) => records
+                    .into_iter()
+                    .map(|(origin, _, value)| (origin, value))
+                    .collect(),
+            };
+            for (origin, value) in records {
+                // An unparsable eval line is not this dataset's problem; it simply cannot be matched.
+                let Ok(value) = value else { continue };
+                let place = if origin.is_line {
+                    format!("{}:{}", file.display, origin.ordinal)
+                } else {
+                    format!("{}#{}", file.display, origin.ordinal)
+                };
+                let mut texts = Vec::new();
+                string_leaves(&value, &mut texts);
+                index.add(place, &texts);
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// Every string in a JSON value, in document order.
+fn string_leaves<'a>(value: &'a Value, texts: &mut Vec<&'a str>) {
+    match value {
+        Value::String(text) => texts.push(text),
+        Value::Array(items) => items.iter().for_each(|item| string_leaves(item, texts)),
+        Value::Object(object) => object
+            .iter()
+            .filter(|(key, _)| {
+                !matches!(
+                    key.as_str(),
+                    "id" | "role" | "type" | "from" | "tool_call_id"
+                )
+            })
+            .for_each(|(_, item)| string_leaves(item, texts)),
+        _ => {}
+    }
 }
 
 /// Field paths seen, with array indices folded: `messages[].content`.
@@ -971,6 +1075,7 @@ fn build_report(
     file_reports: Vec<FileReport>,
     lock: &DataLock,
     lock_changes: Option<crate::lock::LockDiff>,
+    eval: Option<&EvalIndex>,
 ) -> Report {
     let describe = |id: &str| {
         CHECKS
@@ -1109,6 +1214,93 @@ fn build_report(
         total.pii.examples,
         false,
     ));
+    match eval {
+        Some(eval) => {
+            let mut hits: Vec<(u32, f64, Position)> = total
+                .contamination
+                .iter()
+                .map(|(item, (ngrams, first))| {
+                    (
+                        *item,
+                        ngrams.len() as f64 / f64::from(eval.items[*item as usize].n_ngrams.max(1)),
+                        *first,
+                    )
+                })
+                .collect();
+            hits.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+            let examples = |minimum: f64| -> Vec<Example> {
+                hits.iter()
+                    .filter(|(_, coverage, _)| *coverage >= minimum)
+                    .take(MAX_EXAMPLES)
+                    .map(|(item, coverage, first)| {
+                        let item = &eval.items[*item as usize];
+                        let what = if item.short {
+                            "the whole item (under 13 words)".to_owned()
+                        } else {
+                            format!(
+                                "{:.0}% of its {} distinct 13-grams",
+                                coverage * 100.0,
+                                item.n_ngrams
+                            )
+                        };
+                        let (file, line) = item
+                            .place
+                            .rsplit_once(':')
+                            .map_or((item.place.clone(), None), |(file, line)| {
+                                (file.to_owned(), line.parse().ok())
+                            });
+                        Example {
+                            file,
+                            line,
+                            byte: None,
+                            record: None,
+                            message: format!(
+                                "eval item {}: {what} found in training data, first at {}",
+                                item.place,
+                                place(files, *first)
+                            ),
+                            excerpt: None,
+                        }
+                    })
+                    .collect()
+            };
+            let heavy = hits
+                .iter()
+                .filter(|(_, coverage, _)| *coverage >= 0.5)
+                .count() as u64;
+            let any = hits.len() as u64;
+            checks.push(CheckResult::scored(
+                "contamination",
+                describe("contamination"),
+                "count",
+                policy.check("contamination"),
+                heavy as f64,
+                heavy,
+                examples(0.5),
+                false,
+            ));
+            checks.push(CheckResult::scored(
+                "contamination-partial",
+                describe("contamination-partial"),
+                "count",
+                policy.check("contamination-partial"),
+                any as f64,
+                any,
+                examples(0.0),
+                false,
+            ));
+        }
+        None => {
+            for id in ["contamination", "contamination-partial"] {
+                checks.push(CheckResult::skipped(
+                    id,
+                    describe(id),
+                    "count",
+                    "pass --eval-set to check eval items against the training data".to_owned(),
+                ));
+            }
+        }
+    }
     checks.push(CheckResult::scored(
         "min-records",
         describe("min-records"),

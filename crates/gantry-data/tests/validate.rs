@@ -113,9 +113,13 @@ fn dataset() -> Planted {
             &random.sentence(6),
         ));
     }
-    // 2 empty assistant answers.
+    // 2 empty assistant answers (lines 527 and 528).
     lines.push(chat(&random.sentence(6), "   "));
     lines.push(chat(&random.sentence(6), ""));
+    // 3 answers far over the token limit.
+    for _ in 0..3 {
+        lines.push(chat(&random.sentence(6), &random.sentence(400)));
+    }
     let records = lines.len() as u64;
     Planted { lines, records }
 }
@@ -125,8 +129,9 @@ fn options(data: &[&Path]) -> ValidateOptions {
         data: data.iter().map(|path| path.display().to_string()).collect(),
         format: None,
         tokenizer: "cl100k_base".to_owned(),
-        max_tokens: Some(60),
+        max_tokens: Some(300),
         previous_lock: None,
+        eval_set: Vec::new(),
         policy: Policy::default(),
     }
 }
@@ -175,6 +180,8 @@ fn planted_defects_are_counted_exactly() {
             ("normalized-duplicates", 7 + 4, CheckStatus::Warn),
             ("secrets", 2, CheckStatus::Fail),
             ("pii", 6, CheckStatus::Warn),
+            ("contamination", 0, CheckStatus::Skipped),
+            ("contamination-partial", 0, CheckStatus::Skipped),
             ("min-records", planted.records, CheckStatus::Pass),
         ]
     );
@@ -290,10 +297,10 @@ fn many_chunks_give_the_same_result_as_one() {
     assert_eq!(check(&report, "schema").count, 90 * 5);
     // Each round repeats 7 planted duplicates, and every line without a
     // round number (4 normalized copies, 5 role errors, 2 secrets, 6 emails,
-    // 2 empty answers) repeats the first round's copy in the 89 rounds after it.
+    // 2 empty answers, 3 long answers) repeats the first round's copy in the 89 rounds after it.
     assert_eq!(
         check(&report, "exact-duplicates").count,
-        90 * 7 + 89 * (4 + 5 + 2 + 6 + 2)
+        90 * 7 + 89 * (4 + 5 + 2 + 6 + 2 + 3)
     );
 }
 
@@ -448,4 +455,85 @@ fn previous_lock_lists_changes() {
     let changes = next.report.lock_changes.expect("changes");
     assert_eq!(changes.changed, [(path.display().to_string(), 100, 120)]);
     assert_ne!(next.lock.dataset_digest, first.lock.dataset_digest);
+}
+
+#[test]
+fn contaminated_eval_items_are_reported_per_item() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let leaked = "Which of the following best describes the main function of the mitochondria in eukaryotic cells during aerobic respiration?";
+    let half = "In the novel the lighthouse keeper counts the ships that pass the northern cape every night until the winter storms arrive and the harbour freezes over completely.";
+    let mut lines = dataset().lines[..40].to_vec();
+    lines.push(chat(
+        &format!("Quiz time. {}", leaked.to_uppercase()),
+        "The powerhouse: it makes ATP.",
+    ));
+    // Only the first half of `half` (its first 16 words) appears in training.
+    let first_half: Vec<&str> = half.split(' ').take(16).collect();
+    lines.push(chat(&first_half.join(" "), "A story."));
+    lines.push(chat("Recite it: name the capital of Veldra", "Ostmark."));
+    let train = directory.path().join("train.jsonl");
+    write(&train, &lines);
+    let eval = directory.path().join("eval.jsonl");
+    let items = [
+        serde_json::json!({"id": "q1", "question": leaked, "choices": ["ATP synthesis", "protein folding"], "answer": 0}),
+        serde_json::json!({"id": "q2", "question": half, "answer": "storms"}),
+        serde_json::json!({"id": "q3", "question": "Name the capital of Veldra."}),
+        serde_json::json!({"id": "q4", "question": "An entirely different question about nothing that appears anywhere in the training records at all today."}),
+    ];
+    std::fs::write(
+        &eval,
+        items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .expect("write eval");
+    let mut with_eval = options(&[&train]);
+    with_eval.eval_set = vec![eval.display().to_string()];
+    let report = validate(&with_eval).expect("validate").report;
+    let heavy = check(&report, "contamination");
+    assert_eq!(
+        (heavy.count, heavy.status),
+        (2, CheckStatus::Fail),
+        "{:?}",
+        heavy.findings
+    );
+    let partial = check(&report, "contamination-partial");
+    assert_eq!(
+        (partial.count, partial.status),
+        (3, CheckStatus::Warn),
+        "{:?}",
+        partial.findings
+    );
+    let messages: Vec<String> = partial
+        .findings
+        .iter()
+        .map(|finding| {
+            finding
+                .message
+                .replace(&format!("{}/", directory.path().display()), "")
+        })
+        .collect();
+    // Sorted by coverage. q1's 18 question words give 6 of its 10 13-grams
+    // (the choices add 4 words); q2's first 16 words give 4 of its 16.
+    assert_eq!(
+        messages,
+        [
+            "eval item eval.jsonl:3: the whole item (under 13 words) found in training data, first at train.jsonl:43",
+            "eval item eval.jsonl:1: 60% of its 10 distinct 13-grams found in training data, first at train.jsonl:41",
+            "eval item eval.jsonl:2: 25% of its 16 distinct 13-grams found in training data, first at train.jsonl:42",
+        ]
+    );
+    assert_eq!(
+        partial.findings[1].line,
+        Some(1),
+        "examples point at the eval item"
+    );
+
+    let without = validate(&options(&[&train])).expect("validate").report;
+    assert_eq!(
+        check(&without, "contamination").status,
+        CheckStatus::Skipped
+    );
 }

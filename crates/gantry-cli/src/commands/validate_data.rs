@@ -41,6 +41,7 @@ pub(crate) fn run(
         tokenizer: args.tokenizer.clone(),
         max_tokens: args.max_tokens,
         previous_lock: args.previous_lock.clone(),
+        eval_set: args.eval_set.clone(),
         policy,
     };
     printer.info(&format!("validating {}", args.data.join(" ")));
@@ -148,6 +149,8 @@ fn title_of(id: &str) -> &'static str {
         "normalized-duplicates" => "Near-identical duplicate",
         "secrets" => "Secret in training data",
         "pii" => "Personal data",
+        "contamination" => "Eval item in training data",
+        "contamination-partial" => "Eval n-grams in training data",
         _ => "Data check",
     }
 }
