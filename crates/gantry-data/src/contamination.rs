@@ -103,7 +103,7 @@ impl EvalIndex {
 }
 
 /// Hashes of the normalized words of `text`: lowercased, punctuation dropped.
-fn word_hashes(text: &str) -> Vec<u64> {
+pub(crate) fn word_hashes(text: &str) -> Vec<u64> {
     let mut hashes = Vec::new();
     let mut word = String::new();
     for c in text.chars() {
@@ -121,7 +121,7 @@ fn word_hashes(text: &str) -> Vec<u64> {
 }
 
 /// An order-sensitive hash of a window of word hashes.
-fn combine(words: &[u64]) -> u64 {
+pub(crate) fn combine(words: &[u64]) -> u64 {
     words.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |hash, &word| {
         hash.rotate_left(23).wrapping_mul(0x0100_0000_01b3) ^ word
     })

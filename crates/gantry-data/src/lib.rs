@@ -31,6 +31,7 @@ mod error;
 mod formats;
 mod histogram;
 mod lock;
+mod neardup;
 mod policy;
 mod report;
 mod scan;
@@ -43,6 +44,10 @@ pub use crate::error::{Error, Result};
 pub use crate::formats::{Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;
 pub use crate::lock::{DataLock, LOCK_VERSION, LockDiff, LockedFile};
+pub use crate::neardup::{
+    BANDS, HASHES, JACCARD_THRESHOLD, ROWS, SHINGLE_WORDS, Signature, clusters, estimated_jaccard,
+    signature,
+};
 pub use crate::policy::{CHECKS, CheckPolicy, Policy};
 pub use crate::report::{
     CheckResult, CheckStatus, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION,

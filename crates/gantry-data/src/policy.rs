@@ -85,6 +85,7 @@ impl Default for Policy {
             ("max-tokens", check(None, Some(0.0))),
             ("exact-duplicates", check(Some(0.01), Some(0.05))),
             ("normalized-duplicates", check(Some(0.01), Some(0.05))),
+            ("near-duplicates", check(Some(0.05), None)),
             ("secrets", check(None, Some(0.0))),
             ("pii", check(Some(0.0), None)),
             ("contamination", check(None, Some(0.0))),

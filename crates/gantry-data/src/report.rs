@@ -167,7 +167,7 @@ impl CheckResult {
 /// A group of identical records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DuplicateCluster {
-    /// `exact` or `normalized`.
+    /// `exact`, `normalized` or `near`.
     pub kind: &'static str,
     /// Records in the cluster.
     pub size: u64,

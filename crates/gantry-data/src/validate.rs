@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::formats::{RecordFormat, inspect};
 use crate::histogram::LogHistogram;
 use crate::lock::{DataLock, LockedFile};
+use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard, signature};
 use crate::policy::{CHECKS, Policy};
 use crate::report::{
     CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
@@ -170,6 +171,8 @@ struct Partial {
     fields: BTreeSet<String>,
     /// Per eval item: the n-grams found in training data and the first record holding one.
     contamination: HashMap<u32, (HashSet<u64>, Position)>,
+    /// MinHash signatures in data order.
+    near: Vec<(Position, Signature)>,
 }
 
 impl Partial {
@@ -193,6 +196,7 @@ impl Partial {
             *self.sensitive.entry(kind).or_insert(0) += count;
         }
         self.fields.extend(other.fields);
+        self.near.extend(other.near);
         for (item, (ngrams, first)) in other.contamination {
             let entry = self
                 .contamination
@@ -213,6 +217,7 @@ struct FileContext<'a> {
     max_tokens: Option<u64>,
     scan_sensitive: bool,
     eval: Option<&'a EvalIndex>,
+    near_duplicates: bool,
 }
 
 /// Where a record came from, for examples.
@@ -289,6 +294,7 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
                 scan_sensitive: options.policy.check("secrets").enabled
                     || options.policy.check("pii").enabled,
                 eval: eval.as_ref(),
+                near_duplicates: options.policy.check("near-duplicates").enabled,
             };
             let partials: Vec<Partial> = pending
                 .par_drain(..)
@@ -928,6 +934,11 @@ fn process_record(
                 .add(|| context.example(origin, message, Some(snippet)));
         }
     }
+    if context.near_duplicates
+        && let Some(signature) = signature(inspection.texts.iter().map(|(_, text)| *text))
+    {
+        partial.near.push((position, signature));
+    }
     if let Some(eval) = context.eval {
         for (_, text) in &inspection.texts {
             eval.find(text, |item, ngram| {
@@ -1194,6 +1205,38 @@ fn build_report(
         cluster_examples(&total.normalized, "normalized"),
         false,
     ));
+    // Near duplicates: records in a MinHash cluster after its first member.
+    let (positions, signatures): (Vec<Position>, Vec<Signature>) =
+        total.near.iter().cloned().unzip();
+    let near_groups = near_clusters(&signatures);
+    let n_near: u64 = near_groups.iter().map(|group| group.len() as u64 - 1).sum();
+    let near_examples: Vec<Example> = near_groups
+        .iter()
+        .flat_map(|group| group[1..].iter().map(move |&member| (group[0], member)))
+        .take(MAX_EXAMPLES)
+        .map(|(first, member)| Example {
+            file: files[positions[member].0 as usize].display.clone(),
+            line: Some(positions[member].1),
+            byte: None,
+            record: None,
+            message: format!(
+                "near duplicate of {} (estimated Jaccard {:.2})",
+                place(files, positions[first]),
+                estimated_jaccard(&signatures[first], &signatures[member])
+            ),
+            excerpt: None,
+        })
+        .collect();
+    checks.push(CheckResult::scored(
+        "near-duplicates",
+        describe("near-duplicates"),
+        "rate",
+        policy.check("near-duplicates"),
+        rate(n_near),
+        n_near,
+        near_examples,
+        false,
+    ));
     checks.push(CheckResult::scored(
         "secrets",
         describe("secrets"),
@@ -1330,6 +1373,19 @@ fn build_report(
             }
         }));
     }
+    let mut near_sorted: Vec<&Vec<usize>> = near_groups.iter().collect();
+    near_sorted.sort_by_key(|group| (std::cmp::Reverse(group.len()), group[0]));
+    duplicate_clusters.extend(near_sorted.into_iter().take(MAX_CLUSTERS).map(|group| {
+        DuplicateCluster {
+            kind: "near",
+            size: group.len() as u64,
+            members: group
+                .iter()
+                .take(MAX_CLUSTER_MEMBERS)
+                .map(|&member| place(files, positions[member]))
+                .collect(),
+        }
+    }));
     let distribution = |histogram: &LogHistogram| Distribution {
         min: histogram.min,
         p50: histogram.quantile(0.5),

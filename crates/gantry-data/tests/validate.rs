@@ -120,6 +120,17 @@ fn dataset() -> Planted {
     for _ in 0..3 {
         lines.push(chat(&random.sentence(6), &random.sentence(400)));
     }
+    // 2 near duplicates: long answers copied with one word changed (lines 535 and 536
+    // copy 533 and 534), estimated Jaccard about 0.9.
+    let originals: Vec<String> = (0..2).map(|_| random.sentence(120)).collect();
+    for original in &originals {
+        lines.push(chat("Tell me a long story about Veldra.", original));
+    }
+    for original in &originals {
+        let mut words: Vec<&str> = original.split(' ').collect();
+        words[60] = "changed";
+        lines.push(chat("Tell me a long story about Veldra.", &words.join(" ")));
+    }
     let records = lines.len() as u64;
     Planted { lines, records }
 }
@@ -178,6 +189,8 @@ fn planted_defects_are_counted_exactly() {
             ),
             ("exact-duplicates", 7, CheckStatus::Warn),
             ("normalized-duplicates", 7 + 4, CheckStatus::Warn),
+            // Exact and normalized copies are near duplicates too.
+            ("near-duplicates", 7 + 4 + 2, CheckStatus::Pass),
             ("secrets", 2, CheckStatus::Fail),
             ("pii", 6, CheckStatus::Warn),
             ("contamination", 0, CheckStatus::Skipped),
@@ -223,6 +236,20 @@ fn planted_defects_are_counted_exactly() {
         .expect("cluster");
     assert_eq!(cluster.size, 3);
     assert_eq!(cluster.members[0], format!("{}:51", path.display()));
+    let near: Vec<&gantry_data::Example> = check(report, "near-duplicates")
+        .findings
+        .iter()
+        .filter(|example| example.line.is_some_and(|line| line > 534))
+        .collect();
+    assert_eq!(near.len(), 2, "{near:?}");
+    assert!(
+        near[0].message.starts_with(&format!(
+            "near duplicate of {}:533 (estimated Jaccard 0.",
+            path.display()
+        )),
+        "{}",
+        near[0].message
+    );
     assert_eq!(report.sensitive.get("email"), Some(&6));
     assert_eq!(report.roles.get("system"), Some(&(planted.records - 3 - 5)));
 
@@ -297,10 +324,10 @@ fn many_chunks_give_the_same_result_as_one() {
     assert_eq!(check(&report, "schema").count, 90 * 5);
     // Each round repeats 7 planted duplicates, and every line without a
     // round number (4 normalized copies, 5 role errors, 2 secrets, 6 emails,
-    // 2 empty answers, 3 long answers) repeats the first round's copy in the 89 rounds after it.
+    // 2 empty answers, 3 long answers, 4 near duplicates) repeats the first round's copy in the 89 rounds after it.
     assert_eq!(
         check(&report, "exact-duplicates").count,
-        90 * 7 + 89 * (4 + 5 + 2 + 6 + 2 + 3)
+        90 * 7 + 89 * (4 + 5 + 2 + 6 + 2 + 3 + 4)
     );
 }
 

@@ -1,0 +1,207 @@
+//! Near duplicates: MinHash over word 5-grams, 14 bands of 8 rows, confirmed on the full signature.
+//!
+//! The banding matches datatrove's defaults (14 × 8, word 5-grams on
+//! normalized text), so a pair with Jaccard similarity 0.8 becomes a
+//! candidate with probability 0.92 and one at 0.5 with probability 0.05.
+//! Candidates are confirmed when the Jaccard similarity estimated from all
+//! 112 hashes (kept as 8-bit b-bit MinHash values, bias-corrected) is at
+//! least 0.8. Each record keeps 112 + 14 × 8 bytes: its signature and band keys.
+
+use std::sync::LazyLock;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::contamination::{combine, word_hashes};
+
+/// Bands.
+pub const BANDS: usize = 14;
+/// Rows (hashes) per band.
+pub const ROWS: usize = 8;
+/// Hashes per signature.
+pub const HASHES: usize = BANDS * ROWS;
+/// Words per shingle.
+pub const SHINGLE_WORDS: usize = 5;
+/// Estimated Jaccard similarity at which a candidate pair is a near duplicate.
+pub const JACCARD_THRESHOLD: f64 = 0.8;
+
+/// A record's MinHash signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The low 8 bits of each of the 112 minimum hashes.
+    pub bits: [u8; HASHES],
+    /// One key per band: a hash of the band's 8 full minimum hashes.
+    pub bands: [u64; BANDS],
+}
+
+/// Multipliers and offsets of the 112 hash functions `a·x + b` (a odd), fixed
+/// by a seeded SplitMix64 so signatures are the same on every machine.
+static PERMUTATIONS: LazyLock<Vec<(u64, u64)>> = LazyLock::new(|| {
+    let mut state = 0x5eed_6a47_72e5_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..HASHES).map(|_| (next() | 1, next())).collect()
+});
+
+/// The signature of a text's word 5-grams; `None` when it has no words.
+pub fn signature<'a>(texts: impl Iterator<Item = &'a str>) -> Option<Signature> {
+    let words: Vec<u64> = texts.flat_map(word_hashes).collect();
+    if words.is_empty() {
+        return None;
+    }
+    let shingles: Vec<u64> = if words.len() < SHINGLE_WORDS {
+        vec![combine(&words)]
+    } else {
+        words.windows(SHINGLE_WORDS).map(combine).collect()
+    };
+    let mut minimums = [u64::MAX; HASHES];
+    for shingle in shingles {
+        for (minimum, (multiplier, offset)) in minimums.iter_mut().zip(PERMUTATIONS.iter()) {
+            let value = shingle.wrapping_mul(*multiplier).wrapping_add(*offset);
+            *minimum = (*minimum).min(value);
+        }
+    }
+    let mut signature = Signature {
+        bits: [0; HASHES],
+        bands: [0; BANDS],
+    };
+    for (bit, minimum) in signature.bits.iter_mut().zip(minimums.iter()) {
+        // The top bits of a minimum are nearly always zero, so keep 8 bits of
+        // a mixed copy instead (b-bit MinHash needs uniform bits).
+        let mut mixed = *minimum;
+        mixed = (mixed ^ (mixed >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        mixed = (mixed ^ (mixed >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        *bit = (mixed ^ (mixed >> 33)) as u8;
+    }
+    for (band, key) in signature.bands.iter_mut().enumerate() {
+        let mut bytes = [0_u8; ROWS * 8];
+        for (row, chunk) in bytes.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&minimums[band * ROWS + row].to_le_bytes());
+        }
+        *key = xxh3_64(&bytes) ^ (band as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    Some(signature)
+}
+
+/// Jaccard similarity estimated from two signatures, corrected for the
+/// chance that two different 8-bit values agree.
+pub fn estimated_jaccard(left: &Signature, right: &Signature) -> f64 {
+    let agreeing = left
+        .bits
+        .iter()
+        .zip(right.bits.iter())
+        .filter(|(a, b)| a == b)
+        .count() as f64
+        / HASHES as f64;
+    let chance = 1.0 / 256.0;
+    ((agreeing - chance) / (1.0 - chance)).clamp(0.0, 1.0)
+}
+
+/// Clusters of near-duplicate records: groups of signature indices, each
+/// sorted, clusters ordered by their first member. `signatures` are in data order.
+pub fn clusters(signatures: &[Signature]) -> Vec<Vec<usize>> {
+    let mut parent: Vec<usize> = (0..signatures.len()).collect();
+    fn find(parent: &mut [usize], mut node: usize) -> usize {
+        while parent[node] != node {
+            parent[node] = parent[parent[node]];
+            node = parent[node];
+        }
+        node
+    }
+    let mut keyed: Vec<(u64, usize)> = Vec::with_capacity(signatures.len());
+    for band in 0..BANDS {
+        keyed.clear();
+        keyed.extend(
+            signatures
+                .iter()
+                .enumerate()
+                .map(|(index, signature)| (signature.bands[band], index)),
+        );
+        keyed.sort_unstable();
+        for run in keyed.chunk_by(|left, right| left.0 == right.0) {
+            let first = run[0].1;
+            for &(_, other) in &run[1..] {
+                let (root_first, root_other) = (find(&mut parent, first), find(&mut parent, other));
+                if root_first != root_other
+                    && estimated_jaccard(&signatures[first], &signatures[other])
+                        >= JACCARD_THRESHOLD
+                {
+                    // The earlier record is the root, so each cluster is named by its first member.
+                    let (root, child) = if root_first < root_other {
+                        (root_first, root_other)
+                    } else {
+                        (root_other, root_first)
+                    };
+                    parent[child] = root;
+                }
+            }
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for index in 0..signatures.len() {
+        let root = find(&mut parent, index);
+        groups.entry(root).or_default().push(index);
+    }
+    groups
+        .into_values()
+        .filter(|group| group.len() > 1)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n_words: usize, seed: u64) -> Vec<String> {
+        let mut state = seed;
+        (0..n_words)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                format!("w{}", state >> 50)
+            })
+            .collect()
+    }
+
+    fn signature_of(words: &[String]) -> Signature {
+        signature(std::iter::once(words.join(" ").as_str())).expect("words")
+    }
+
+    #[test]
+    fn similar_texts_cluster_and_different_ones_do_not() {
+        let base = text(200, 1);
+        let mut edited = base.clone();
+        edited[100] = "changed".to_owned(); // One word: 5 of 196 shingles differ, J ≈ 0.95.
+        let mut rewritten = base.clone();
+        for word in rewritten.iter_mut().step_by(3) {
+            *word = "other".to_owned(); // Every third word: almost no shared 5-gram.
+        }
+        let unrelated = text(200, 2);
+        let signatures = vec![
+            signature_of(&base),
+            signature_of(&unrelated),
+            signature_of(&edited),
+            signature_of(&rewritten),
+        ];
+        let similarity = estimated_jaccard(&signatures[0], &signatures[2]);
+        assert!(similarity > 0.85, "one edit: {similarity}");
+        assert!(estimated_jaccard(&signatures[0], &signatures[3]) < 0.2);
+        assert_eq!(clusters(&signatures), vec![vec![0, 2]]);
+    }
+
+    #[test]
+    fn signatures_are_deterministic_and_normalized() {
+        let first =
+            signature(["Hello, World! This is a TEST of the system."].into_iter()).expect("words");
+        let second =
+            signature(["hello world this is a test of the system"].into_iter()).expect("words");
+        assert_eq!(first, second);
+        assert!(signature(["  ...  "].into_iter()).is_none());
+    }
+}
