@@ -94,10 +94,13 @@ pub struct ValidateDataArgs {
     /// The data lock of an earlier run, to list files added, removed or changed.
     #[arg(long, value_name = "PATH")]
     pub previous_lock: Option<std::path::PathBuf>,
+    /// Reference for drift: a summary.json from an earlier run, or the earlier data itself.
+    #[arg(long, value_name = "PATH")]
+    pub reference: Option<String>,
     /// Eval or benchmark files (any format) whose items must not appear in the training data.
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
     pub eval_set: Vec<String>,
-    /// Directory for report.json, report.md and data.lock.
+    /// Directory for report.json, report.md, summary.json and data.lock.
     #[arg(long, value_name = "DIR", default_value = ".gantry/validate-data")]
     pub out: std::path::PathBuf,
     /// Name of this check: one sticky comment and one status per (workflow, name).

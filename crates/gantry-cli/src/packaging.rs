@@ -57,6 +57,10 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             ("report", "Path of report.json."),
             ("lock", "Path of data.lock."),
             (
+                "summary",
+                "Path of summary.json: pass it as --reference next time to measure drift.",
+            ),
+            (
                 "dataset-digest",
                 "sha256 digest of the dataset (from the data lock): the lineage the next steps carry.",
             ),

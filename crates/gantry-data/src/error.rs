@@ -82,6 +82,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The drift reference is unusable.
+    #[error("--reference {}: {reason}", path.display())]
+    Reference {
+        /// The reference path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tokenizer could not be loaded.
     #[error("--tokenizer {name}: {reason}")]
     Tokenizer {

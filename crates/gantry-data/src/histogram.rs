@@ -8,7 +8,9 @@ const GAMMA: f64 = 1.02;
 
 /// A histogram of non-negative integers with logarithmic buckets. Merging
 /// adds counts, so shard summaries merge to exactly the unsharded histogram.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct LogHistogram {
     /// Count of exact zeros.
     pub zeros: u64,
@@ -74,6 +76,50 @@ impl LogHistogram {
             }
         }
         self.max
+    }
+
+    /// Fraction of values less than or equal to `value` (by bucket representative).
+    pub fn fraction_at_most(&self, value: u64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let mut below = self.zeros;
+        for (bucket, count) in &self.buckets {
+            if representative(*bucket) > value {
+                break;
+            }
+            below += count;
+        }
+        below as f64 / self.count as f64
+    }
+
+    /// (representative value, count) of every non-empty bucket, ascending.
+    pub fn points(&self) -> Vec<(u64, u64)> {
+        let mut points = Vec::with_capacity(self.buckets.len() + 1);
+        if self.zeros > 0 {
+            points.push((0, self.zeros));
+        }
+        points.extend(
+            self.buckets
+                .iter()
+                .map(|(bucket, count)| (representative(*bucket), *count)),
+        );
+        points
+    }
+
+    /// Standard deviation, from bucket representatives.
+    pub fn std_dev(&self) -> f64 {
+        if self.count < 2 {
+            return 0.0;
+        }
+        let mean = self.mean();
+        let variance: f64 = self
+            .points()
+            .iter()
+            .map(|(value, count)| (*value as f64 - mean).powi(2) * *count as f64)
+            .sum::<f64>()
+            / self.count as f64;
+        variance.sqrt()
     }
 
     /// The mean value.

@@ -19,6 +19,7 @@ let validation = validate(&ValidateOptions {
     max_tokens: Some(16_385),
     previous_lock: None,
     eval_set: vec!["evals/mmlu.jsonl".into()],
+    reference: Some("data/last-week/summary.json".into()),
     policy: Policy::default(),
 })?;
 println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
@@ -27,6 +28,7 @@ println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
 */
 
 mod contamination;
+mod drift;
 mod error;
 mod formats;
 mod histogram;
@@ -40,6 +42,7 @@ mod tokens;
 mod validate;
 
 pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};
+pub use crate::drift::{DriftMeasure, categorical_drift, numeric_drift};
 pub use crate::error::{Error, Result};
 pub use crate::formats::{Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;
@@ -51,7 +54,7 @@ pub use crate::neardup::{
 pub use crate::policy::{CHECKS, CheckPolicy, Policy};
 pub use crate::report::{
     CheckResult, CheckStatus, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION,
-    Report, Threshold,
+    Report, SUMMARY_VERSION, Summary, Threshold,
 };
 pub use crate::scan::{SensitiveKind, SensitiveMatch, redact, scan};
 pub use crate::source::{Compression, DataFile, FileKind, discover};
@@ -86,6 +89,14 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
                 "data-lock.schema.json",
                 "gantry data lock",
                 schemars::schema_for!(DataLock),
+            ),
+        ),
+        (
+            "data-summary.schema.json",
+            with_id(
+                "data-summary.schema.json",
+                "gantry data summary",
+                schemars::schema_for!(Summary),
             ),
         ),
     ]

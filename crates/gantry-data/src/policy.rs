@@ -90,6 +90,9 @@ impl Default for Policy {
             ("pii", check(Some(0.0), None)),
             ("contamination", check(None, Some(0.0))),
             ("contamination-partial", check(Some(0.0), None)),
+            ("drift-psi", check(Some(0.1), Some(0.25))),
+            ("drift-js", check(Some(0.1), None)),
+            ("drift-wasserstein", check(Some(0.1), None)),
             ("min-records", check(Some(10.0), Some(1.0))),
         ];
         Policy {

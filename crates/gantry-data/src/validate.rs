@@ -32,6 +32,7 @@ use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard, si
 use crate::policy::{CHECKS, Policy};
 use crate::report::{
     CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
+    SUMMARY_VERSION, Summary,
 };
 use crate::scan::{excerpt, scan};
 use crate::source::{DataFile, FileKind, discover};
@@ -65,17 +66,21 @@ pub struct ValidateOptions {
     pub previous_lock: Option<PathBuf>,
     /// Eval or benchmark files to check for contamination (any format).
     pub eval_set: Vec<String>,
+    /// A reference for drift: a `summary.json` from an earlier run, or data paths.
+    pub reference: Option<String>,
     /// Thresholds.
     pub policy: Policy,
 }
 
-/// The result of a validation: the report and the lock.
+/// The result of a validation: the report, the lock and the summary.
 #[derive(Debug, Clone)]
 pub struct Validation {
     /// Every check, with values, thresholds and examples.
     pub report: Report,
     /// Hashes and counts of what was read.
     pub lock: DataLock,
+    /// The distributions, for later drift checks.
+    pub summary: Summary,
 }
 
 /// A record's place: file index and line (or, for JSON arrays, record index).
@@ -264,6 +269,11 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         .as_deref()
         .map(DataLock::read)
         .transpose()?;
+    let reference = options
+        .reference
+        .as_deref()
+        .map(|reference| load_reference(reference, options))
+        .transpose()?;
     let eval = if options.eval_set.is_empty() {
         None
     } else {
@@ -332,6 +342,11 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
     }
     let lock = DataLock::new(locked, Digest::of_bytes(fingerprint_text.as_bytes()))?;
     let lock_changes = previous.as_ref().map(|previous| lock.diff(previous));
+    let (characters_histogram, tokens_histogram, turns_histogram) = (
+        total.characters.clone(),
+        total.tokens.clone(),
+        total.turns.clone(),
+    );
     let report = build_report(
         options,
         &files,
@@ -343,7 +358,33 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         lock_changes,
         eval.as_ref(),
     );
-    Ok(Validation { report, lock })
+    let summary = Summary {
+        kind: "gantry-data-summary".to_owned(),
+        version: SUMMARY_VERSION,
+        dataset_digest: lock.dataset_digest,
+        records: report.records,
+        format,
+        tokenizer: tokenizer.name().to_owned(),
+        characters: characters_histogram,
+        tokens: tokens_histogram,
+        turns: turns_histogram,
+        roles: report.roles.clone(),
+    };
+    let mut report = report;
+    if let Some((reference_name, reference)) = &reference {
+        add_drift(
+            &mut report,
+            &summary,
+            reference,
+            reference_name,
+            &options.policy,
+        );
+    }
+    Ok(Validation {
+        report,
+        lock,
+        summary,
+    })
 }
 
 /// Streams `file` into batches, returning the SHA-256 and size of the bytes on disk.
@@ -953,6 +994,152 @@ fn process_record(
     }
 }
 
+/// The reference summary: read from a `summary.json`, or computed from data paths.
+fn load_reference(reference: &str, options: &ValidateOptions) -> Result<(String, Summary)> {
+    let path = std::path::Path::new(reference);
+    let error = |reason: String| Error::Reference {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|extension| extension == "json")
+    {
+        let text = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|source| error(format!("not JSON: {source}")))?;
+        if value.get("kind").and_then(Value::as_str) == Some("gantry-data-summary") {
+            let summary: Summary = serde_json::from_value(value)
+                .map_err(|source| error(format!("not a gantry data summary: {source}")))?;
+            if summary.tokenizer != options.tokenizer {
+                return Err(error(format!(
+                    "its token counts use {}, not {}; pass --tokenizer {} to compare like with like",
+                    summary.tokenizer, options.tokenizer, summary.tokenizer
+                )));
+            }
+            return Ok((reference.to_owned(), summary));
+        }
+    }
+    let reference_options = ValidateOptions {
+        data: vec![reference.to_owned()],
+        reference: None,
+        eval_set: Vec::new(),
+        previous_lock: None,
+        ..options.clone()
+    };
+    let validation = validate(&reference_options).map_err(|source| error(source.to_string()))?;
+    Ok((reference.to_owned(), validation.summary))
+}
+
+/// Adds the drift measures and checks against `reference` to `report`.
+fn add_drift(
+    report: &mut Report,
+    current: &Summary,
+    reference: &Summary,
+    reference_name: &str,
+    policy: &Policy,
+) {
+    let mut measures = BTreeMap::new();
+    let mut notes = Vec::new();
+    for (name, reference_histogram, current_histogram) in [
+        ("characters", &reference.characters, &current.characters),
+        ("tokens", &reference.tokens, &current.tokens),
+        ("turns", &reference.turns, &current.turns),
+    ] {
+        if let Some(measure) = crate::drift::numeric_drift(reference_histogram, current_histogram) {
+            notes.push((
+                name,
+                measure,
+                format!(
+                    "p50 {} → {}",
+                    reference_histogram.quantile(0.5),
+                    current_histogram.quantile(0.5)
+                ),
+            ));
+            measures.insert(name.to_owned(), measure);
+        }
+    }
+    if let Some(measure) = crate::drift::categorical_drift(&reference.roles, &current.roles) {
+        notes.push(("roles", measure, "message shares by role".to_owned()));
+        measures.insert("roles".to_owned(), measure);
+    }
+    let describe = |id: &str| {
+        CHECKS
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map_or("", |(_, description)| *description)
+    };
+    let index = report
+        .checks
+        .iter()
+        .position(|check| check.id == "min-records")
+        .unwrap_or(report.checks.len());
+    let mut drift_checks = Vec::new();
+    for (id, value_of) in [
+        (
+            "drift-psi",
+            (|measure: &crate::drift::DriftMeasure| measure.psi)
+                as fn(&crate::drift::DriftMeasure) -> f64,
+        ),
+        ("drift-js", |measure| measure.jensen_shannon),
+        ("drift-wasserstein", |measure| {
+            measure.wasserstein.unwrap_or(0.0)
+        }),
+    ] {
+        let check_policy = policy.check(id);
+        let limit = check_policy
+            .warn
+            .or(check_policy.error)
+            .unwrap_or(f64::INFINITY);
+        let value = notes
+            .iter()
+            .map(|(_, measure, _)| value_of(measure))
+            .fold(0.0, f64::max);
+        let examples: Vec<Example> = notes
+            .iter()
+            .filter(|(_, measure, _)| value_of(measure) > limit)
+            .map(|(name, measure, detail)| Example {
+                file: reference_name.to_owned(),
+                line: None,
+                byte: None,
+                record: None,
+                message: format!(
+                    "{name}: PSI {:.3}, Jensen–Shannon {:.3}{} ({detail})",
+                    measure.psi,
+                    measure.jensen_shannon,
+                    measure
+                        .wasserstein
+                        .map(|distance| format!(", Wasserstein {distance:.3} sd"))
+                        .unwrap_or_default()
+                ),
+                excerpt: None,
+            })
+            .collect();
+        let count = examples.len() as u64;
+        drift_checks.push(CheckResult::scored(
+            id,
+            describe(id),
+            "effect size",
+            check_policy,
+            value,
+            count,
+            examples,
+            false,
+        ));
+    }
+    for (offset, check) in drift_checks.into_iter().enumerate() {
+        let position = index + offset;
+        if let Some(existing) = report.checks.iter().position(|known| known.id == check.id) {
+            report.checks[existing] = check;
+        } else {
+            report.checks.insert(position, check);
+        }
+    }
+    report.drift = Some(measures);
+    report.verdict = Report::verdict_of(&report.checks);
+}
+
 /// Indexes every record of the eval files by its 13-grams.
 fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
     let files = discover(patterns)?;
@@ -1344,6 +1531,16 @@ fn build_report(
             }
         }
     }
+    if options.reference.is_none() {
+        for id in ["drift-psi", "drift-js", "drift-wasserstein"] {
+            checks.push(CheckResult::skipped(
+                id,
+                describe(id),
+                "effect size",
+                "pass --reference (a summary.json or earlier data) to measure drift".to_owned(),
+            ));
+        }
+    }
     checks.push(CheckResult::scored(
         "min-records",
         describe("min-records"),
@@ -1413,6 +1610,7 @@ fn build_report(
             .collect(),
         checks,
         duplicate_clusters,
+        drift: None,
         lock_changes,
     }
 }

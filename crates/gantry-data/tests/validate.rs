@@ -143,6 +143,7 @@ fn options(data: &[&Path]) -> ValidateOptions {
         max_tokens: Some(300),
         previous_lock: None,
         eval_set: Vec::new(),
+        reference: None,
         policy: Policy::default(),
     }
 }
@@ -195,6 +196,9 @@ fn planted_defects_are_counted_exactly() {
             ("pii", 6, CheckStatus::Warn),
             ("contamination", 0, CheckStatus::Skipped),
             ("contamination-partial", 0, CheckStatus::Skipped),
+            ("drift-psi", 0, CheckStatus::Skipped),
+            ("drift-js", 0, CheckStatus::Skipped),
+            ("drift-wasserstein", 0, CheckStatus::Skipped),
             ("min-records", planted.records, CheckStatus::Pass),
         ]
     );
@@ -562,5 +566,83 @@ fn contaminated_eval_items_are_reported_per_item() {
     assert_eq!(
         check(&without, "contamination").status,
         CheckStatus::Skipped
+    );
+}
+
+#[test]
+fn drift_against_a_reference_dataset_or_its_summary() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let mut random = Seeded(9);
+    let write_set = |name: &str, answer_words: std::ops::Range<u64>, random: &mut Seeded| {
+        let lines: Vec<String> = (0..400)
+            .map(|index| {
+                let n_words =
+                    answer_words.start + random.next() % (answer_words.end - answer_words.start);
+                chat(
+                    &format!("Question {index} {}?", random.sentence(6)),
+                    &random.sentence(n_words),
+                )
+            })
+            .collect();
+        let path = directory.path().join(name);
+        write(&path, &lines);
+        path
+    };
+    let last_week = write_set("last-week.jsonl", 10..40, &mut random);
+    let this_week = write_set("this-week.jsonl", 10..40, &mut random);
+    let drifted = write_set("drifted.jsonl", 80..160, &mut random);
+
+    let mut calm_options = options(&[&this_week]);
+    calm_options.reference = Some(last_week.display().to_string());
+    let calm = validate(&calm_options).expect("calm");
+    assert_eq!(
+        check(&calm.report, "drift-psi").status,
+        CheckStatus::Pass,
+        "{:?}",
+        calm.report.drift
+    );
+    assert!(check(&calm.report, "drift-psi").value < 0.1);
+
+    let mut drift_options = options(&[&drifted]);
+    drift_options.reference = Some(last_week.display().to_string());
+    let moved = validate(&drift_options).expect("drifted");
+    let psi = check(&moved.report, "drift-psi");
+    assert_eq!(psi.status, CheckStatus::Fail, "{:?}", moved.report.drift);
+    assert!(
+        psi.findings
+            .iter()
+            .any(|finding| finding.message.starts_with("tokens: PSI ")),
+        "{:?}",
+        psi.findings
+    );
+    assert!(
+        moved
+            .report
+            .drift
+            .as_ref()
+            .is_some_and(|drift| drift["roles"].psi < 0.01),
+        "roles did not move"
+    );
+
+    // The reference's summary.json gives the same drift without re-reading its data.
+    let reference = validate(&options(&[&last_week])).expect("reference");
+    let summary_path = directory.path().join("summary.json");
+    std::fs::write(
+        &summary_path,
+        serde_json::to_string(&reference.summary).expect("json"),
+    )
+    .expect("write");
+    drift_options.reference = Some(summary_path.display().to_string());
+    let from_summary = validate(&drift_options).expect("from summary");
+    assert_eq!(from_summary.report.drift, moved.report.drift);
+
+    // A summary made with another tokenizer is refused, naming both.
+    drift_options.tokenizer = "chars".to_owned();
+    let error = validate(&drift_options).expect_err("tokenizer mismatch");
+    assert!(
+        error
+            .to_string()
+            .contains("its token counts use cl100k_base, not chars; pass --tokenizer cl100k_base"),
+        "{error}"
     );
 }

@@ -42,6 +42,7 @@ pub(crate) fn run(
         max_tokens: args.max_tokens,
         previous_lock: args.previous_lock.clone(),
         eval_set: args.eval_set.clone(),
+        reference: args.reference.clone(),
         policy,
     };
     printer.info(&format!("validating {}", args.data.join(" ")));
@@ -53,9 +54,11 @@ pub(crate) fn run(
     let report_path = args.out.join("report.json");
     let markdown_path = args.out.join("report.md");
     let lock_path = args.out.join("data.lock");
+    let summary_path = args.out.join("summary.json");
     let markdown = session.masker.redact(&render_markdown(report));
     write_json(&report_path, &serde_json::to_value(report)?)?;
     write_json(&lock_path, &serde_json::to_value(&validation.lock)?)?;
+    write_json(&summary_path, &serde_json::to_value(&validation.summary)?)?;
     std::fs::write(&markdown_path, &markdown)
         .with_context(|| format!("cannot write {}", markdown_path.display()))?;
     let bytes: u64 = report.files.iter().map(|file| file.bytes).sum();
@@ -77,6 +80,7 @@ pub(crate) fn run(
     let outputs = vec![
         ("report".to_owned(), report_path.display().to_string()),
         ("lock".to_owned(), lock_path.display().to_string()),
+        ("summary".to_owned(), summary_path.display().to_string()),
         (
             "dataset-digest".to_owned(),
             report.dataset_digest.to_string(),
@@ -152,6 +156,7 @@ fn title_of(id: &str) -> &'static str {
         "pii" => "Personal data",
         "contamination" => "Eval item in training data",
         "contamination-partial" => "Eval n-grams in training data",
+        "drift-psi" | "drift-js" | "drift-wasserstein" => "Distribution drift",
         _ => "Data check",
     }
 }
@@ -320,6 +325,22 @@ pub(crate) fn render_markdown(report: &Report) -> String {
             distribution.max,
             distribution.mean
         );
+    }
+    if let Some(drift) = &report.drift {
+        let _ = writeln!(
+            text,
+            "\n### Drift against the reference\n\n| distribution | PSI | Jensen–Shannon | Wasserstein (sd) |\n|---|---|---|---|"
+        );
+        for (name, measure) in drift {
+            let wasserstein = measure
+                .wasserstein
+                .map_or("—".to_owned(), |distance| format!("{distance:.3}"));
+            let _ = writeln!(
+                text,
+                "| {name} | {:.3} | {:.3} | {wasserstein} |",
+                measure.psi, measure.jensen_shannon
+            );
+        }
     }
     if let Some(changes) = &report.lock_changes {
         let _ = writeln!(text, "\n### Changes since the previous lock\n");

@@ -195,3 +195,24 @@ fn bad_arguments_name_the_flag_or_file() {
         );
     }
 }
+
+#[test]
+fn last_runs_summary_is_the_drift_reference_for_the_next() {
+    let step = Step::local();
+    let short: Vec<String> = (0..40).map(|index| chat(&format!("Short question {index}?"), &format!("Answer {index}."))).collect();
+    step.write("week1.jsonl", &(short.join("\n") + "\n"));
+    let first = step.run(&["validate-data", "--data", "week1.jsonl", "--tokenizer", "chars", "--out", "week1", "--publish", "summary"]);
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    assert!(first.stdout.contains("summary=week1/summary.json"), "{}", first.stdout);
+
+    let long: Vec<String> = (0..40)
+        .map(|index| chat(&format!("Short question {index}?"), &format!("A much longer answer number {index} that goes on and on about the island, its rivers, its moons and its harbours.")))
+        .collect();
+    step.write("week2.jsonl", &(long.join("\n") + "\n"));
+    let second = step.run(&["validate-data", "--data", "week2.jsonl", "--tokenizer", "chars", "--out", "week2", "--reference", "week1/summary.json", "--publish", "summary"]);
+    assert_eq!(second.code, 1, "drift fails the gate: {}", second.transcript());
+    let markdown = step.read("week2/report.md");
+    assert!(markdown.contains("| `drift-psi` | ❌ fail |"), "{markdown}");
+    assert!(markdown.contains("### Drift against the reference"), "{markdown}");
+    assert!(second.stderr.contains("error[drift-psi]: Distribution drift: characters: PSI "), "{}", second.stderr);
+}
