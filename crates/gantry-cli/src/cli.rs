@@ -77,8 +77,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ValidateDataArgs {
     /// Data files, directories or glob patterns: .jsonl, .json, .csv, .txt, optionally .gz or .zst.
-    #[arg(long, required = true, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
+    #[arg(long, required_unless_present = "merge", num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
     pub data: Vec<String>,
+    /// Check only shard I of N (every N-th record) and write shard-I-of-N.json for a later --merge.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "merge")]
+    pub shard: Option<gantry_data::Shard>,
+    /// Merge shard files (paths or globs) written by --shard jobs into one report, lock and summary.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH", conflicts_with = "data")]
+    pub merge: Vec<String>,
     /// Record format; auto detects it from the first record.
     #[arg(long = "data-format", value_enum, default_value_t = DataFormatArg::Auto)]
     pub data_format: DataFormatArg,
@@ -198,6 +204,12 @@ pub enum PublishTarget {
     Status,
     /// A GitHub check run (a commit status on GitLab).
     Check,
+}
+
+fn parse_shard(value: &str) -> Result<gantry_data::Shard, String> {
+    value
+        .parse()
+        .map_err(|_| "expected I/N with 1 <= I <= N, e.g. 1/4".to_owned())
 }
 
 fn parse_report_name(value: &str) -> Result<String, String> {

@@ -14,7 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const NGRAM_WORDS: usize = 13;
 
 /// One eval item: where it is, and how many distinct n-grams it has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvalItem {
     /// `file:line` (or `file#record`).
     pub place: String,

@@ -82,6 +82,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Shard files cannot be merged.
+    #[error("--merge: {reason}")]
+    Merge {
+        /// What is wrong and what would be right.
+        reason: String,
+    },
     /// The drift reference is unusable.
     #[error("--reference {}: {reason}", path.display())]
     Reference {

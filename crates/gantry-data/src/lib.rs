@@ -59,7 +59,10 @@ pub use crate::report::{
 pub use crate::scan::{SensitiveKind, SensitiveMatch, redact, scan};
 pub use crate::source::{Compression, DataFile, FileKind, discover};
 pub use crate::tokens::Tokenizer;
-pub use crate::validate::{ValidateOptions, Validation, validate};
+pub use crate::validate::{
+    SHARD_VERSION, Shard, ShardFile, ValidateOptions, Validation, merge_shards, validate,
+    validate_shard,
+};
 
 /// JSON Schemas of `report.json` and `data.lock`.
 pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {

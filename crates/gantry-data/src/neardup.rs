@@ -25,12 +25,44 @@ pub const SHINGLE_WORDS: usize = 5;
 pub const JACCARD_THRESHOLD: f64 = 0.8;
 
 /// A record's MinHash signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "SignatureData", try_from = "SignatureData")]
 pub struct Signature {
     /// The low 8 bits of each of the 112 minimum hashes.
     pub bits: [u8; HASHES],
     /// One key per band: a hash of the band's 8 full minimum hashes.
     pub bands: [u64; BANDS],
+}
+
+/// How a signature is stored in shard files (serde has no arrays over 32 long).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SignatureData {
+    bits: Vec<u8>,
+    bands: Vec<u64>,
+}
+
+impl From<Signature> for SignatureData {
+    fn from(signature: Signature) -> SignatureData {
+        SignatureData {
+            bits: signature.bits.to_vec(),
+            bands: signature.bands.to_vec(),
+        }
+    }
+}
+
+impl TryFrom<SignatureData> for Signature {
+    type Error = String;
+
+    fn try_from(data: SignatureData) -> Result<Signature, String> {
+        Ok(Signature {
+            bits: data.bits.try_into().map_err(|bits: Vec<u8>| {
+                format!("a signature has {HASHES} values, not {}", bits.len())
+            })?,
+            bands: data.bands.try_into().map_err(|bands: Vec<u64>| {
+                format!("a signature has {BANDS} bands, not {}", bands.len())
+            })?,
+        })
+    }
 }
 
 /// Multipliers and offsets of the 112 hash functions `a·x + b` (a odd), fixed

@@ -25,7 +25,7 @@ pub enum CheckStatus {
 }
 
 /// Where an example sits and what it shows, redacted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Example {
     /// The data file.
     pub file: String,

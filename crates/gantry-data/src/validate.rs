@@ -86,45 +86,64 @@ pub struct Validation {
 /// A record's place: file index and line (or, for JSON arrays, record index).
 type Position = (u32, u64);
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Tally {
     count: u64,
-    examples: Vec<Example>,
+    /// The first examples by position: merging keeps the smallest positions,
+    /// so the result does not depend on the order partials merge in.
+    examples: Vec<(Position, Example)>,
 }
 
 impl Tally {
-    fn add(&mut self, example: impl FnOnce() -> Example) {
+    fn add(&mut self, position: Position, example: impl FnOnce() -> Example) {
         self.count += 1;
         if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push(example());
+            self.examples.push((position, example()));
         }
     }
 
     fn merge(&mut self, other: Tally) {
         self.count += other.count;
-        let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
-        self.examples.extend(other.examples.into_iter().take(room));
+        self.examples.extend(other.examples);
+        self.examples.sort_by_key(|(position, _)| *position);
+        self.examples.truncate(MAX_EXAMPLES);
+    }
+
+    fn into_examples(self) -> Vec<Example> {
+        self.examples
+            .into_iter()
+            .map(|(_, example)| example)
+            .collect()
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Occurrence {
     first: Position,
     count: u64,
     others: Vec<Position>,
 }
 
+fn position_of(context: &FileContext<'_>, origin: Origin) -> Position {
+    (context.file_index, origin.ordinal)
+}
+
 fn merge_occurrences(into: &mut HashMap<u128, Occurrence>, other: HashMap<u128, Occurrence>) {
     for (hash, occurrence) in other {
         match into.get_mut(&hash) {
             Some(existing) => {
-                // `other` comes later in the data, so `existing.first` stays first.
+                // Keep the smallest positions, whichever partial they came from.
+                let mut members: Vec<Position> = std::iter::once(existing.first)
+                    .chain(existing.others.iter().copied())
+                    .chain(std::iter::once(occurrence.first))
+                    .chain(occurrence.others)
+                    .collect();
+                members.sort_unstable();
+                members.dedup();
+                members.truncate(MAX_CLUSTER_MEMBERS);
                 existing.count += occurrence.count;
-                for position in std::iter::once(occurrence.first).chain(occurrence.others) {
-                    if existing.others.len() + 1 < MAX_CLUSTER_MEMBERS {
-                        existing.others.push(position);
-                    }
-                }
+                existing.first = members[0];
+                existing.others = members[1..].to_vec();
             }
             None => {
                 into.insert(hash, occurrence);
@@ -156,8 +175,9 @@ fn record_occurrence(map: &mut HashMap<u128, Occurrence>, hash: u128, position: 
     }
 }
 
-/// Results of a stretch of records, merged in data order.
-#[derive(Debug, Default)]
+/// Results of a stretch of records. Merging is order-independent, so chunk
+/// and shard partials combine to the same result.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Partial {
     records: u64,
     parse: Tally,
@@ -172,7 +192,7 @@ struct Partial {
     tokens: LogHistogram,
     turns: LogHistogram,
     roles: BTreeMap<String, u64>,
-    sensitive: BTreeMap<&'static str, u64>,
+    sensitive: BTreeMap<String, u64>,
     fields: BTreeSet<String>,
     /// Per eval item: the n-grams found in training data and the first record holding one.
     contamination: HashMap<u32, (HashSet<u64>, Position)>,
@@ -223,6 +243,7 @@ struct FileContext<'a> {
     scan_sensitive: bool,
     eval: Option<&'a EvalIndex>,
     near_duplicates: bool,
+    shard: Option<Shard>,
 }
 
 /// Where a record came from, for examples.
@@ -260,20 +281,206 @@ enum Batch {
     Records(Vec<(Origin, u128, std::result::Result<Value, String>)>),
 }
 
+/// Which records a run checks: record ordinals (line numbers, or indices in
+/// JSON arrays) with `ordinal % count == index - 1`. Every shard reads and
+/// hashes every file, so each can vouch for the same data lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// 1-based shard number.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Shard> {
+        let invalid = || Error::BadShard {
+            value: value.to_owned(),
+        };
+        let (index, count) = value.split_once('/').ok_or_else(invalid)?;
+        let index: u32 = index.trim().parse().map_err(|_| invalid())?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+        if index == 0 || count == 0 || index > count {
+            return Err(invalid());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    fn includes(self, ordinal: u64) -> bool {
+        ordinal % u64::from(self.count) == u64::from(self.index - 1)
+    }
+}
+
+/// Version of shard files.
+pub const SHARD_VERSION: u32 = 1;
+
+/// What one shard of a CI matrix found: merged by [`merge_shards`] into the
+/// same report, lock and summary as one unsharded run.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardFile {
+    /// Always `gantry-data-shard`.
+    pub kind: String,
+    /// Format version.
+    pub version: u32,
+    /// Which shard this is.
+    pub shard: Shard,
+    /// The options that change what is found; every shard must agree.
+    pub settings: String,
+    format: Option<RecordFormat>,
+    files: Vec<DataFile>,
+    locked: Vec<LockedFile>,
+    eval_items: Option<Vec<crate::contamination::EvalItem>>,
+    partial: Partial,
+}
+
+/// Everything one pass over the data found, before scoring.
+struct Scan {
+    files: Vec<DataFile>,
+    format: Option<RecordFormat>,
+    total: Partial,
+    locked: Vec<LockedFile>,
+    eval_items: Option<Vec<crate::contamination::EvalItem>>,
+}
+
 /// Validates the data `options` names.
 pub fn validate(options: &ValidateOptions) -> Result<Validation> {
+    let scan = scan_data(options, None)?;
+    finish(options, scan)
+}
+
+/// Checks only `shard`'s records, for a CI matrix job; [`merge_shards`] combines the shards.
+pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFile> {
+    let scan = scan_data(options, Some(shard))?;
+    Ok(ShardFile {
+        kind: "gantry-data-shard".to_owned(),
+        version: SHARD_VERSION,
+        shard,
+        settings: settings_of(options),
+        format: scan.format,
+        files: scan.files,
+        locked: scan.locked,
+        eval_items: scan.eval_items,
+        partial: scan.total,
+    })
+}
+
+/// The options every shard must share, as text.
+fn settings_of(options: &ValidateOptions) -> String {
+    format!(
+        "format={:?} tokenizer={} max-tokens={:?} eval-set={:?} policy={:?}",
+        options.format, options.tokenizer, options.max_tokens, options.eval_set, options.policy
+    )
+}
+
+/// Merges shard files into one validation. `options` give the policy,
+/// reference and previous lock; the data options come from the shards.
+pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Validation> {
+    let mut shard_paths: Vec<PathBuf> = Vec::new();
+    for pattern in paths {
+        if pattern.contains(['*', '?', '[']) {
+            let matches = glob::glob(pattern).map_err(|error| Error::BadPattern {
+                pattern: pattern.clone(),
+                reason: error.to_string(),
+            })?;
+            shard_paths.extend(matches.filter_map(std::result::Result::ok));
+        } else {
+            shard_paths.push(PathBuf::from(pattern));
+        }
+    }
+    shard_paths.sort();
+    if shard_paths.is_empty() {
+        return Err(Error::Merge {
+            reason: format!("--merge {} matched no shard files", paths.join(" ")),
+        });
+    }
+    let mut shards: Vec<(PathBuf, ShardFile)> = Vec::new();
+    for path in shard_paths {
+        let error = |reason: String| Error::Merge {
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| error(source.to_string()))?;
+        let shard: ShardFile = serde_json::from_str(&text)
+            .map_err(|source| error(format!("not a gantry shard file: {source}")))?;
+        if shard.kind != "gantry-data-shard" || shard.version != SHARD_VERSION {
+            return Err(error(format!(
+                "not a version {SHARD_VERSION} gantry shard file"
+            )));
+        }
+        shards.push((path, shard));
+    }
+    shards.sort_by_key(|(_, shard)| shard.shard.index);
+    let count = shards[0].1.shard.count;
+    let indices: Vec<u32> = shards.iter().map(|(_, shard)| shard.shard.index).collect();
+    let expected: Vec<u32> = (1..=count).collect();
+    if indices != expected || shards.iter().any(|(_, shard)| shard.shard.count != count) {
+        return Err(Error::Merge {
+            reason: format!("expected shards 1..={count} of {count} once each, got {indices:?}"),
+        });
+    }
+    let (first_path, first) = &shards[0];
+    for (path, shard) in &shards[1..] {
+        let differs = |what: &str| Error::Merge {
+            reason: format!(
+                "{} and {} disagree on {what}: they did not run on the same data and options",
+                first_path.display(),
+                path.display()
+            ),
+        };
+        if shard.settings != first.settings {
+            return Err(differs("options"));
+        }
+        let hashes = |files: &[LockedFile]| {
+            files
+                .iter()
+                .map(|file| (file.path.clone(), file.sha256, file.size))
+                .collect::<Vec<_>>()
+        };
+        if hashes(&shard.locked) != hashes(&first.locked) {
+            return Err(differs("the data files (paths, sizes or SHA-256)"));
+        }
+    }
+    let mut shards = shards.into_iter().map(|(_, shard)| shard);
+    let Some(first) = shards.next() else {
+        return Err(Error::Merge {
+            reason: "no shard files".to_owned(),
+        });
+    };
+    let mut scan = Scan {
+        files: first.files,
+        format: first.format,
+        total: first.partial,
+        locked: first.locked,
+        eval_items: first.eval_items,
+    };
+    for shard in shards {
+        scan.format = scan.format.or(shard.format);
+        for (locked, other) in scan.locked.iter_mut().zip(&shard.locked) {
+            locked.records += other.records;
+        }
+        scan.total.merge(shard.partial);
+    }
+    // Settings come from the shards, thresholds from the merge job.
+    let mut merged_options = options.clone();
+    merged_options.max_tokens = parse_setting(&first.settings, "max-tokens=")
+        .and_then(|value| value.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+    merged_options.tokenizer = parse_setting(&first.settings, "tokenizer=")
+        .unwrap_or_default()
+        .to_owned();
+    finish(&merged_options, scan)
+}
+
+fn parse_setting<'a>(settings: &'a str, key: &str) -> Option<&'a str> {
+    settings.split(' ').find_map(|part| part.strip_prefix(key))
+}
+
+fn scan_data(options: &ValidateOptions, shard: Option<Shard>) -> Result<Scan> {
     let files = discover(&options.data)?;
     let tokenizer = Tokenizer::load(&options.tokenizer)?;
-    let previous = options
-        .previous_lock
-        .as_deref()
-        .map(DataLock::read)
-        .transpose()?;
-    let reference = options
-        .reference
-        .as_deref()
-        .map(|reference| load_reference(reference, options))
-        .transpose()?;
     let eval = if options.eval_set.is_empty() {
         None
     } else {
@@ -282,7 +489,6 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
     let mut format = options.format;
     let mut total = Partial::default();
     let mut locked = Vec::new();
-    let mut file_reports = Vec::new();
     let batch_size = 2 * rayon::current_num_threads().max(1);
 
     for (file_index, file) in files.iter().enumerate() {
@@ -305,6 +511,7 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
                     || options.policy.check("pii").enabled,
                 eval: eval.as_ref(),
                 near_duplicates: options.policy.check("near-duplicates").enabled,
+                shard,
             };
             let partials: Vec<Partial> = pending
                 .par_drain(..)
@@ -327,14 +534,47 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
             sha256,
             records: file_total.records,
         });
-        file_reports.push(FileReport {
-            path: file.display.clone(),
-            records: file_total.records,
-            bytes: size,
-        });
         total.merge(file_total);
     }
+    let eval_items = eval.map(|eval| eval.items);
+    Ok(Scan {
+        files,
+        format,
+        total,
+        locked,
+        eval_items,
+    })
+}
 
+/// Scores a scan: the lock, the report, the summary and drift.
+fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
+    let Scan {
+        files,
+        format,
+        mut total,
+        locked,
+        eval_items,
+    } = scan;
+    let previous = options
+        .previous_lock
+        .as_deref()
+        .map(DataLock::read)
+        .transpose()?;
+    let reference = options
+        .reference
+        .as_deref()
+        .map(|reference| load_reference(reference, options))
+        .transpose()?;
+    // Near-duplicate clustering needs signatures in data order.
+    total.near.sort_by_key(|(position, _)| *position);
+    let file_reports: Vec<FileReport> = locked
+        .iter()
+        .map(|file| FileReport {
+            path: file.path.clone(),
+            records: file.records,
+            bytes: file.size,
+        })
+        .collect();
     let mut fingerprint_text = format.map_or("unknown", RecordFormat::as_str).to_owned();
     for field in &total.fields {
         fingerprint_text.push('\n');
@@ -351,12 +591,12 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         options,
         &files,
         format,
-        &tokenizer,
+        &options.tokenizer,
         total,
         file_reports,
         &lock,
         lock_changes,
-        eval.as_ref(),
+        eval_items.as_deref(),
     );
     let summary = Summary {
         kind: "gantry-data-summary".to_owned(),
@@ -364,7 +604,7 @@ pub fn validate(options: &ValidateOptions) -> Result<Validation> {
         dataset_digest: lock.dataset_digest,
         records: report.records,
         format,
-        tokenizer: tokenizer.name().to_owned(),
+        tokenizer: options.tokenizer.clone(),
         characters: characters_histogram,
         tokens: tokens_histogram,
         turns: turns_histogram,
@@ -797,6 +1037,12 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
                     is_line: true,
                 };
                 byte += line.len() as u64;
+                if context
+                    .shard
+                    .is_some_and(|shard| !shard.includes(line_number))
+                {
+                    continue;
+                }
                 let content = line.strip_suffix(b"\n").unwrap_or(line);
                 let content = content.strip_suffix(b"\r").unwrap_or(content);
                 if text {
@@ -840,7 +1086,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
                         let snippet = String::from_utf8_lossy(&content[..content.len().min(200)])
                             .into_owned();
                         partial.records += 1;
-                        partial.parse.add(|| {
+                        partial.parse.add(position_of(context, origin), || {
                             context.example(origin, message, Some(excerpt(&snippet, 0, 80)))
                         });
                     }
@@ -849,6 +1095,12 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
         }
         Batch::Records(records) => {
             for (origin, hash, value) in records {
+                if context
+                    .shard
+                    .is_some_and(|shard| !shard.includes(origin.ordinal))
+                {
+                    continue;
+                }
                 process_record(origin, hash, value, context, &mut partial);
             }
         }
@@ -867,7 +1119,9 @@ fn process_record(
     let value = match value {
         Ok(value) => value,
         Err(message) => {
-            partial.parse.add(|| context.example(origin, message, None));
+            partial.parse.add(position_of(context, origin), || {
+                context.example(origin, message, None)
+            });
             return;
         }
     };
@@ -878,7 +1132,7 @@ fn process_record(
     record_occurrence(&mut partial.exact, raw_hash, position);
     collect_fields(&value, partial);
     let Some(format) = context.format.or_else(|| RecordFormat::detect(&value)) else {
-        partial.schema.add(|| {
+        partial.schema.add(position_of(context, origin), || {
             context.example(origin, "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --format".to_owned(), None)
         });
         return;
@@ -913,20 +1167,20 @@ fn process_record(
             1 => inspection.problems[0].clone(),
             n => format!("{} (and {} more)", inspection.problems[0], n - 1),
         };
-        partial
-            .schema
-            .add(|| context.example(origin, message, None));
+        partial.schema.add(position_of(context, origin), || {
+            context.example(origin, message, None)
+        });
     }
     if !inspection.empty_fields.is_empty() {
         let fields = inspection.empty_fields.join(", ");
-        partial
-            .empty
-            .add(|| context.example(origin, format!("empty or whitespace-only: {fields}"), None));
+        partial.empty.add(position_of(context, origin), || {
+            context.example(origin, format!("empty or whitespace-only: {fields}"), None)
+        });
     }
     if let Some(limit) = context.max_tokens
         && n_tokens > limit
     {
-        partial.over_tokens.add(|| {
+        partial.over_tokens.add(position_of(context, origin), || {
             context.example(
                 origin,
                 format!(
@@ -950,7 +1204,10 @@ fn process_record(
         let mut personal: Option<(String, String)> = None;
         for (field, text) in &inspection.texts {
             for found in scan(text) {
-                *partial.sensitive.entry(found.kind.as_str()).or_insert(0) += 1;
+                *partial
+                    .sensitive
+                    .entry(found.kind.as_str().to_owned())
+                    .or_insert(0) += 1;
                 let slot = if found.kind.is_secret() {
                     &mut secret
                 } else {
@@ -965,14 +1222,14 @@ fn process_record(
             }
         }
         if let Some((message, snippet)) = secret {
-            partial
-                .secrets
-                .add(|| context.example(origin, message, Some(snippet)));
+            partial.secrets.add(position_of(context, origin), || {
+                context.example(origin, message, Some(snippet))
+            });
         }
         if let Some((message, snippet)) = personal {
-            partial
-                .pii
-                .add(|| context.example(origin, message, Some(snippet)));
+            partial.pii.add(position_of(context, origin), || {
+                context.example(origin, message, Some(snippet))
+            });
         }
     }
     if context.near_duplicates
@@ -1268,12 +1525,12 @@ fn build_report(
     options: &ValidateOptions,
     files: &[DataFile],
     format: Option<RecordFormat>,
-    tokenizer: &Tokenizer,
+    tokenizer: &str,
     total: Partial,
     file_reports: Vec<FileReport>,
     lock: &DataLock,
     lock_changes: Option<crate::lock::LockDiff>,
-    eval: Option<&EvalIndex>,
+    eval_items: Option<&[crate::contamination::EvalItem]>,
 ) -> Report {
     let describe = |id: &str| {
         CHECKS
@@ -1330,7 +1587,7 @@ fn build_report(
             policy.check("parse"),
             total.parse.count as f64,
             total.parse.count,
-            total.parse.examples,
+            total.parse.clone().into_examples(),
             false,
         ),
         CheckResult::scored(
@@ -1340,7 +1597,7 @@ fn build_report(
             policy.check("schema"),
             total.schema.count as f64,
             total.schema.count,
-            total.schema.examples,
+            total.schema.clone().into_examples(),
             false,
         ),
         CheckResult::scored(
@@ -1350,7 +1607,7 @@ fn build_report(
             policy.check("empty-content"),
             rate(total.empty.count),
             total.empty.count,
-            total.empty.examples,
+            total.empty.clone().into_examples(),
             false,
         ),
     ];
@@ -1362,7 +1619,7 @@ fn build_report(
             policy.check("max-tokens"),
             total.over_tokens.count as f64,
             total.over_tokens.count,
-            total.over_tokens.examples,
+            total.over_tokens.clone().into_examples(),
             false,
         ),
         None => CheckResult::skipped(
@@ -1431,7 +1688,7 @@ fn build_report(
         policy.check("secrets"),
         total.secrets.count as f64,
         total.secrets.count,
-        total.secrets.examples,
+        total.secrets.clone().into_examples(),
         false,
     ));
     checks.push(CheckResult::scored(
@@ -1441,18 +1698,18 @@ fn build_report(
         policy.check("pii"),
         rate(total.pii.count),
         total.pii.count,
-        total.pii.examples,
+        total.pii.clone().into_examples(),
         false,
     ));
-    match eval {
-        Some(eval) => {
+    match eval_items {
+        Some(eval_items) => {
             let mut hits: Vec<(u32, f64, Position)> = total
                 .contamination
                 .iter()
                 .map(|(item, (ngrams, first))| {
                     (
                         *item,
-                        ngrams.len() as f64 / f64::from(eval.items[*item as usize].n_ngrams.max(1)),
+                        ngrams.len() as f64 / f64::from(eval_items[*item as usize].n_ngrams.max(1)),
                         *first,
                     )
                 })
@@ -1463,7 +1720,7 @@ fn build_report(
                     .filter(|(_, coverage, _)| *coverage >= minimum)
                     .take(MAX_EXAMPLES)
                     .map(|(item, coverage, first)| {
-                        let item = &eval.items[*item as usize];
+                        let item = &eval_items[*item as usize];
                         let what = if item.short {
                             "the whole item (under 13 words)".to_owned()
                         } else {
@@ -1595,7 +1852,7 @@ fn build_report(
         version: REPORT_VERSION,
         verdict: Report::verdict_of(&checks),
         format,
-        tokenizer: tokenizer.name().to_owned(),
+        tokenizer: tokenizer.to_owned(),
         records,
         dataset_digest: lock.dataset_digest,
         files: file_reports,

@@ -4,7 +4,10 @@ use std::io::Write as _;
 use std::path::Path;
 
 use gantry_core::{Digest, Verdict};
-use gantry_data::{CheckStatus, Error, Policy, RecordFormat, Report, ValidateOptions, validate};
+use gantry_data::{
+    CheckStatus, Error, Policy, RecordFormat, Report, Shard, ValidateOptions, merge_shards,
+    validate, validate_shard,
+};
 
 /// A small deterministic generator (64-bit LCG), so the dataset is the same everywhere.
 struct Seeded(u64);
@@ -645,4 +648,77 @@ fn drift_against_a_reference_dataset_or_its_summary() {
             .contains("its token counts use cl100k_base, not chars; pass --tokenizer cl100k_base"),
         "{error}"
     );
+}
+
+#[test]
+fn shards_merge_to_exactly_the_unsharded_result() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let planted = dataset();
+    let train = directory.path().join("train.jsonl");
+    write(&train, &planted.lines);
+    // A second file repeating some lines of the first, so duplicates cross files and shards.
+    let extra = directory.path().join("extra.jsonl");
+    write(&extra, &planted.lines[..60]);
+    let eval = directory.path().join("eval.jsonl");
+    let first_question: serde_json::Value = serde_json::from_str(&planted.lines[0]).expect("json");
+    std::fs::write(
+        &eval,
+        serde_json::json!({"question": first_question["messages"][1]["content"]}).to_string(),
+    )
+    .expect("write eval");
+    let mut all = options(&[&train, &extra]);
+    all.eval_set = vec![eval.display().to_string()];
+    let whole = validate(&all).expect("unsharded");
+
+    for count in [1_u32, 2, 3, 5] {
+        let mut paths = Vec::new();
+        for index in 1..=count {
+            let shard = validate_shard(&all, Shard { index, count }).expect("shard");
+            let path = directory
+                .path()
+                .join(format!("shard-{index}-of-{count}.json"));
+            std::fs::write(&path, serde_json::to_string(&shard).expect("shard json"))
+                .expect("write shard");
+            paths.push(path.display().to_string());
+        }
+        let merged = merge_shards(&all, &paths).expect("merge");
+        assert_eq!(
+            serde_json::to_value(&merged.report).expect("json"),
+            serde_json::to_value(&whole.report).expect("json"),
+            "{count} shards"
+        );
+        assert_eq!(merged.lock, whole.lock, "{count} shards");
+        assert_eq!(merged.summary, whole.summary, "{count} shards");
+    }
+
+    // A missing shard, or shards of different data, cannot merge.
+    let one = validate_shard(&all, Shard { index: 1, count: 2 }).expect("shard");
+    let lonely = directory.path().join("lonely.json");
+    std::fs::write(&lonely, serde_json::to_string(&one).expect("json")).expect("write");
+    let error = merge_shards(&all, &[lonely.display().to_string()]).expect_err("missing shard");
+    assert_eq!(
+        error.to_string(),
+        "--merge: expected shards 1..=2 of 2 once each, got [1]"
+    );
+    write(&train, &planted.lines[..100]);
+    let other = validate_shard(&all, Shard { index: 2, count: 2 }).expect("shard");
+    let stranger = directory.path().join("stranger.json");
+    std::fs::write(&stranger, serde_json::to_string(&other).expect("json")).expect("write");
+    let error = merge_shards(
+        &all,
+        &[lonely.display().to_string(), stranger.display().to_string()],
+    )
+    .expect_err("different data");
+    assert!(
+        error.to_string().contains("disagree on the data files"),
+        "{error}"
+    );
+
+    for bad in ["3/2", "0/2", "1/0", "2", "a/b"] {
+        let error = bad.parse::<Shard>().expect_err(bad);
+        assert_eq!(
+            error.to_string(),
+            format!("--shard {bad} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")
+        );
+    }
 }

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result};
 use gantry_core::{ExitCode, Finding, Location, Severity};
 use gantry_data::{
-    CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, validate,
+    CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, merge_shards,
+    validate, validate_shard,
 };
 use serde_json::json;
 
@@ -45,9 +46,49 @@ pub(crate) fn run(
         reference: args.reference.clone(),
         policy,
     };
-    printer.info(&format!("validating {}", args.data.join(" ")));
     let started = std::time::Instant::now();
-    let validation = validate(&options)?;
+    if let Some(shard) = args.shard {
+        printer.info(&format!(
+            "validating shard {}/{} of {}",
+            shard.index,
+            shard.count,
+            args.data.join(" ")
+        ));
+        let shard_file = validate_shard(&options, shard)?;
+        let path = args
+            .out
+            .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
+        write_json(&path, &serde_json::to_value(&shard_file)?)?;
+        printer.info(&format!(
+            "wrote {} in {:.2} s; merge the shards with --merge",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ));
+        let outputs = [("shard".to_owned(), path.display().to_string())];
+        let (target, warning) = gantry_ci::OutputTarget::from_environment(
+            session.platform,
+            session.environment,
+            "validate-data",
+        );
+        if let Some(warning) = warning {
+            printer.warning(&warning);
+        }
+        let mut local: Vec<u8> = Vec::new();
+        for warning in gantry_ci::write_outputs(&target, &outputs, &mut local)? {
+            printer.warning(&warning);
+        }
+        if !local.is_empty() {
+            printer.data(String::from_utf8_lossy(&local).trim_end());
+        }
+        return Ok(ExitCode::PASS);
+    }
+    let validation = if args.merge.is_empty() {
+        printer.info(&format!("validating {}", args.data.join(" ")));
+        validate(&options)?
+    } else {
+        printer.info(&format!("merging {}", args.merge.join(" ")));
+        merge_shards(&options, &args.merge)?
+    };
     let elapsed = started.elapsed();
     let report = &validation.report;
 

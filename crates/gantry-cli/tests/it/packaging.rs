@@ -89,8 +89,15 @@ fn files_in(directory: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The project's workflows and the example workflows shipped in the docs.
 fn workflows() -> Vec<PathBuf> {
-    files_in(&repository_root().join(".github/workflows"), "yml")
+    let mut workflows = files_in(&repository_root().join(".github/workflows"), "yml");
+    workflows.extend(
+        files_in(&repository_root().join("docs/examples"), "yml")
+            .into_iter()
+            .filter(|path| path.to_string_lossy().ends_with(".github.yml")),
+    );
+    workflows
 }
 
 fn action_files() -> Vec<PathBuf> {
@@ -829,5 +836,85 @@ train:
     assert!(
         code_quality.contains("\"check_name\": \"pii\""),
         "code quality report: {code_quality}"
+    );
+}
+
+#[test]
+fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
+    let Some(modules) = node_modules() else {
+        return;
+    };
+    let Some(_rsync) = system_tool("rsync") else {
+        return;
+    };
+    let Some(git) = system_tool("git") else {
+        return;
+    };
+    let project = tempfile::tempdir().expect("tempdir");
+    let directory = project.path();
+    std::fs::create_dir_all(directory.join("templates")).expect("templates");
+    std::fs::copy(
+        repository_root().join("gitlab-templates/validate-data.yml"),
+        directory.join("templates/validate-data.yml"),
+    )
+    .expect("copy template");
+    warn_dataset(directory);
+    // The shipped example, with its remote includes pointed at the local template.
+    let example = std::fs::read_to_string(
+        repository_root().join("docs/examples/validate-data-sharded.gitlab-ci.yml"),
+    )
+    .expect("example");
+    let pipeline = example.replace("remote: https://raw.githubusercontent.com/gantry-dev/gantry/<sha>/gitlab-templates/validate-data.yml", "local: templates/validate-data.yml");
+    assert_ne!(
+        pipeline, example,
+        "the example's include line changed; update this test"
+    );
+    std::fs::write(directory.join(".gitlab-ci.yml"), pipeline).expect("pipeline");
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.test",
+            "commit",
+            "--quiet",
+            "-m",
+            "pipeline",
+        ],
+    ] {
+        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
+        assert_eq!(code, 0, "git {args:?}: {text}");
+    }
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
+        .args(["--force-shell-executor", "--no-color"])
+        .current_dir(directory)
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI"));
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    for index in 1..=3 {
+        assert!(
+            text.contains(&format!("shard-{index}-of-3.json")),
+            "shard {index} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("merging .gantry/validate-data/shard-*.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("## gantry validate-data: ⚠️ warn")
+            && text.contains("**32 records** in 1 file(s)"),
+        "the merge job saw every record:\n{text}"
     );
 }

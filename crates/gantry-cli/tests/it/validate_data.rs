@@ -199,20 +199,154 @@ fn bad_arguments_name_the_flag_or_file() {
 #[test]
 fn last_runs_summary_is_the_drift_reference_for_the_next() {
     let step = Step::local();
-    let short: Vec<String> = (0..40).map(|index| chat(&format!("Short question {index}?"), &format!("Answer {index}."))).collect();
+    let short: Vec<String> = (0..40)
+        .map(|index| {
+            chat(
+                &format!("Short question {index}?"),
+                &format!("Answer {index}."),
+            )
+        })
+        .collect();
     step.write("week1.jsonl", &(short.join("\n") + "\n"));
-    let first = step.run(&["validate-data", "--data", "week1.jsonl", "--tokenizer", "chars", "--out", "week1", "--publish", "summary"]);
+    let first = step.run(&[
+        "validate-data",
+        "--data",
+        "week1.jsonl",
+        "--tokenizer",
+        "chars",
+        "--out",
+        "week1",
+        "--publish",
+        "summary",
+    ]);
     assert_eq!(first.code, 0, "{}", first.transcript());
-    assert!(first.stdout.contains("summary=week1/summary.json"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("summary=week1/summary.json"),
+        "{}",
+        first.stdout
+    );
 
     let long: Vec<String> = (0..40)
         .map(|index| chat(&format!("Short question {index}?"), &format!("A much longer answer number {index} that goes on and on about the island, its rivers, its moons and its harbours.")))
         .collect();
     step.write("week2.jsonl", &(long.join("\n") + "\n"));
-    let second = step.run(&["validate-data", "--data", "week2.jsonl", "--tokenizer", "chars", "--out", "week2", "--reference", "week1/summary.json", "--publish", "summary"]);
-    assert_eq!(second.code, 1, "drift fails the gate: {}", second.transcript());
+    let second = step.run(&[
+        "validate-data",
+        "--data",
+        "week2.jsonl",
+        "--tokenizer",
+        "chars",
+        "--out",
+        "week2",
+        "--reference",
+        "week1/summary.json",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(
+        second.code,
+        1,
+        "drift fails the gate: {}",
+        second.transcript()
+    );
     let markdown = step.read("week2/report.md");
     assert!(markdown.contains("| `drift-psi` | ❌ fail |"), "{markdown}");
-    assert!(markdown.contains("### Drift against the reference"), "{markdown}");
-    assert!(second.stderr.contains("error[drift-psi]: Distribution drift: characters: PSI "), "{}", second.stderr);
+    assert!(
+        markdown.contains("### Drift against the reference"),
+        "{markdown}"
+    );
+    assert!(
+        second
+            .stderr
+            .contains("error[drift-psi]: Distribution drift: characters: PSI "),
+        "{}",
+        second.stderr
+    );
+}
+
+#[test]
+fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
+    let step = Step::local();
+    planted(&step);
+    let common = ["--tokenizer", "chars", "--publish", "summary"];
+    let single = step.run(
+        &[
+            &["validate-data", "--data", "data", "--out", "single"][..],
+            &common,
+        ]
+        .concat(),
+    );
+    assert_eq!(single.code, 1, "{}", single.transcript());
+    for index in 1..=3 {
+        let shard = format!("{index}/3");
+        let outcome = step.run(
+            &[
+                &[
+                    "validate-data",
+                    "--data",
+                    "data",
+                    "--shard",
+                    &shard,
+                    "--out",
+                    "shards",
+                ][..],
+                &common,
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            outcome.code,
+            0,
+            "a shard job never gates: {}",
+            outcome.transcript()
+        );
+        assert!(
+            outcome
+                .stdout
+                .contains(&format!("shard=shards/shard-{index}-of-3.json")),
+            "{}",
+            outcome.stdout
+        );
+    }
+    let merged = step.run(
+        &[
+            &[
+                "validate-data",
+                "--merge",
+                "shards/*.json",
+                "--out",
+                "merged",
+            ][..],
+            &common[2..],
+        ]
+        .concat(),
+    );
+    assert_eq!(merged.code, 1, "{}", merged.transcript());
+    assert_eq!(
+        step.read("merged/report.json"),
+        step.read("single/report.json")
+    );
+    assert_eq!(step.read("merged/data.lock"), step.read("single/data.lock"));
+
+    let both = step.run(&[
+        "validate-data",
+        "--data",
+        "data",
+        "--merge",
+        "shards/*.json",
+    ]);
+    assert_eq!(both.code, 2);
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+    let bad = step.run(&["validate-data", "--data", "data", "--shard", "4/3"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains("invalid value '4/3' for '--shard <I/N>': expected I/N with 1 <= I <= N"),
+        "{}",
+        bad.stderr
+    );
 }
