@@ -107,7 +107,9 @@ pub(crate) fn word_hashes(text: &str) -> Vec<u64> {
     let mut hashes = Vec::new();
     let mut word = String::new();
     for c in text.chars() {
-        if c.is_alphanumeric() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        } else if !c.is_ascii() && c.is_alphanumeric() {
             word.extend(c.to_lowercase());
         } else if c.is_whitespace() && !word.is_empty() {
             hashes.push(xxh3_64(word.as_bytes()));

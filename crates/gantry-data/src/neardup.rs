@@ -28,7 +28,7 @@ pub const JACCARD_THRESHOLD: f64 = 0.8;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "SignatureData", try_from = "SignatureData")]
 pub struct Signature {
-    /// The low 8 bits of each of the 112 minimum hashes.
+    /// 8 mixed bits of each of the 112 minimum hashes.
     pub bits: [u8; HASHES],
     /// One key per band: a hash of the band's 8 full minimum hashes.
     pub bands: [u64; BANDS],
@@ -65,9 +65,9 @@ impl TryFrom<SignatureData> for Signature {
     }
 }
 
-/// Multipliers and offsets of the 112 hash functions `a·x + b` (a odd), fixed
+/// Multipliers and offsets of the 112 hash functions `a·x + b` mod 2³² (a odd), fixed
 /// by a seeded SplitMix64 so signatures are the same on every machine.
-static PERMUTATIONS: LazyLock<Vec<(u64, u64)>> = LazyLock::new(|| {
+static PERMUTATIONS: LazyLock<([u32; HASHES], [u32; HASHES])> = LazyLock::new(|| {
     let mut state = 0x5eed_6a47_72e5_u64;
     let mut next = move || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -76,7 +76,13 @@ static PERMUTATIONS: LazyLock<Vec<(u64, u64)>> = LazyLock::new(|| {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    (0..HASHES).map(|_| (next() | 1, next())).collect()
+    let mut multipliers = [0_u32; HASHES];
+    let mut offsets = [0_u32; HASHES];
+    for (multiplier, offset) in multipliers.iter_mut().zip(offsets.iter_mut()) {
+        *multiplier = (next() as u32) | 1;
+        *offset = next() as u32;
+    }
+    (multipliers, offsets)
 });
 
 /// The signature of a text's word 5-grams; `None` when it has no words.
@@ -90,11 +96,14 @@ pub fn signature<'a>(texts: impl Iterator<Item = &'a str>) -> Option<Signature> 
     } else {
         words.windows(SHINGLE_WORDS).map(combine).collect()
     };
-    let mut minimums = [u64::MAX; HASHES];
+    // 32-bit lanes: a·x + b over u32 vectorizes (8 lanes with AVX2), where
+    // 64-bit multiplies do not.
+    let (multipliers, offsets) = &*PERMUTATIONS;
+    let mut minimums = [u32::MAX; HASHES];
     for shingle in shingles {
-        for (minimum, (multiplier, offset)) in minimums.iter_mut().zip(PERMUTATIONS.iter()) {
-            let value = shingle.wrapping_mul(*multiplier).wrapping_add(*offset);
-            *minimum = (*minimum).min(value);
+        let shingle = (shingle ^ (shingle >> 32)) as u32;
+        for ((minimum, multiplier), offset) in minimums.iter_mut().zip(multipliers).zip(offsets) {
+            *minimum = (*minimum).min(shingle.wrapping_mul(*multiplier).wrapping_add(*offset));
         }
     }
     let mut signature = Signature {
@@ -104,14 +113,14 @@ pub fn signature<'a>(texts: impl Iterator<Item = &'a str>) -> Option<Signature> 
     for (bit, minimum) in signature.bits.iter_mut().zip(minimums.iter()) {
         // The top bits of a minimum are nearly always zero, so keep 8 bits of
         // a mixed copy instead (b-bit MinHash needs uniform bits).
-        let mut mixed = *minimum;
+        let mut mixed = u64::from(*minimum);
         mixed = (mixed ^ (mixed >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
         mixed = (mixed ^ (mixed >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         *bit = (mixed ^ (mixed >> 33)) as u8;
     }
     for (band, key) in signature.bands.iter_mut().enumerate() {
-        let mut bytes = [0_u8; ROWS * 8];
-        for (row, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut bytes = [0_u8; ROWS * 4];
+        for (row, chunk) in bytes.chunks_mut(4).enumerate() {
             chunk.copy_from_slice(&minimums[band * ROWS + row].to_le_bytes());
         }
         *key = xxh3_64(&bytes) ^ (band as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -93,12 +93,31 @@ pub struct SensitiveMatch {
     pub range: std::ops::Range<usize>,
 }
 
+/// What a text must contain for a rule to possibly match: checked before the
+/// regex, which is the expensive part.
+#[derive(Clone, Copy)]
+enum Needs {
+    /// This substring.
+    Literal(&'static str),
+    /// At least this many ASCII digits.
+    Digits(usize),
+    /// `=` or `:`, and one of these words in any ASCII case.
+    Assignment(&'static [&'static str]),
+}
+
 struct Rule {
     kind: SensitiveKind,
     regex: Regex,
-    /// A cheap substring every match contains, to skip the regex on most text.
-    needle: Option<&'static str>,
+    needs: Needs,
     validate: fn(&str) -> bool,
+}
+
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 fn always(_: &str) -> bool {
@@ -110,107 +129,107 @@ fn always(_: &str) -> bool {
     reason = "the patterns are constants checked by the tests"
 )]
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    let rule = |kind, pattern: &str, needle, validate| Rule {
+    let rule = |kind, pattern: &str, needs, validate| Rule {
         kind,
         regex: Regex::new(pattern).expect("valid rule pattern"),
-        needle,
+        needs,
         validate,
     };
     vec![
         rule(
             SensitiveKind::AnthropicKey,
             r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_\-]{80,}",
-            Some("sk-ant-"),
+            Needs::Literal("sk-ant-"),
             always,
         ),
         rule(
             SensitiveKind::OpenaiKey,
             r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b",
-            Some("sk-"),
+            Needs::Literal("sk-"),
             always,
         ),
         rule(
             SensitiveKind::HuggingfaceToken,
             r"\bhf_[A-Za-z]{34}\b",
-            Some("hf_"),
+            Needs::Literal("hf_"),
             always,
         ),
         rule(
             SensitiveKind::GithubToken,
             r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{82}\b",
-            Some("_"),
+            Needs::Literal("_"),
             always,
         ),
         rule(
             SensitiveKind::GitlabToken,
             r"\bglpat-[A-Za-z0-9_\-]{20,}",
-            Some("glpat-"),
+            Needs::Literal("glpat-"),
             always,
         ),
         rule(
             SensitiveKind::AwsAccessKey,
             r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
-            Some("A"),
+            Needs::Literal("A"),
             always,
         ),
         rule(
             SensitiveKind::GoogleApiKey,
             r"\bAIza[0-9A-Za-z_\-]{35}\b",
-            Some("AIza"),
+            Needs::Literal("AIza"),
             always,
         ),
         rule(
             SensitiveKind::SlackToken,
             r"\bxox[abprs]-[0-9A-Za-z\-]{10,}",
-            Some("xox"),
+            Needs::Literal("xox"),
             always,
         ),
         rule(
             SensitiveKind::PrivateKey,
             r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",
-            Some("PRIVATE KEY"),
+            Needs::Literal("PRIVATE KEY"),
             always,
         ),
         rule(
             SensitiveKind::Jwt,
             r"\beyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",
-            Some("eyJ"),
+            Needs::Literal("eyJ"),
             always,
         ),
         rule(
             SensitiveKind::GenericSecret,
             r#"(?i)(?:api[_-]?key|secret|token|passwd|password)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-/+=]{20,})"#,
-            None,
+            Needs::Assignment(&["key", "secret", "token", "passwd", "password"]),
             high_entropy_assignment,
         ),
         rule(
             SensitiveKind::Email,
             r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b",
-            Some("@"),
+            Needs::Literal("@"),
             always,
         ),
         rule(
             SensitiveKind::Phone,
             r"(?:\+\d{1,3}[ .\-]?)?\(?\b\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}\b",
-            None,
+            Needs::Digits(10),
             always,
         ),
         rule(
             SensitiveKind::IpAddress,
             r"\b(?:\d{1,3}\.){3}\d{1,3}\b",
-            Some("."),
+            Needs::Digits(4),
             public_ipv4,
         ),
         rule(
             SensitiveKind::CardNumber,
             r"\b\d(?:[ \-]?\d){12,18}\b",
-            None,
+            Needs::Digits(13),
             luhn_valid,
         ),
         rule(
             SensitiveKind::Iban,
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
-            None,
+            Needs::Digits(4),
             iban_valid,
         ),
     ]
@@ -220,8 +239,20 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// rule to claim a span wins, secrets before personal data).
 pub fn scan(text: &str) -> Vec<SensitiveMatch> {
     let mut matches: Vec<SensitiveMatch> = Vec::new();
+    let n_digits = text.bytes().filter(u8::is_ascii_digit).count();
+    let has_assignment = text.bytes().any(|byte| byte == b'=' || byte == b':');
     for rule in RULES.iter() {
-        if rule.needle.is_some_and(|needle| !text.contains(needle)) {
+        let possible = match rule.needs {
+            Needs::Literal(needle) => text.contains(needle),
+            Needs::Digits(minimum) => n_digits >= minimum,
+            Needs::Assignment(words) => {
+                has_assignment
+                    && words
+                        .iter()
+                        .any(|word| contains_ignore_ascii_case(text, word))
+            }
+        };
+        if !possible {
             continue;
         }
         for found in rule.regex.find_iter(text) {

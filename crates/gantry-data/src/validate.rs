@@ -1491,29 +1491,44 @@ fn collect_fields(value: &Value, partial: &mut Partial) {
 }
 
 /// Lowercased, punctuation removed, whitespace collapsed; fields joined by a separator.
-fn normalize<'a>(texts: impl Iterator<Item = &'a str>) -> String {
-    let mut normalized = String::new();
+/// Empty when no field has a letter or digit.
+fn normalize<'a>(texts: impl Iterator<Item = &'a str> + Clone) -> String {
+    let capacity = texts.clone().map(|text| text.len() + 1).sum();
+    let mut normalized = String::with_capacity(capacity);
+    let mut has_content = false;
     for (index, text) in texts.enumerate() {
         if index > 0 {
             normalized.push('\u{1f}');
         }
         let mut pending_space = false;
+        let mut field_start = true;
         for c in text.chars() {
-            if c.is_alphanumeric() {
-                if pending_space && !normalized.is_empty() && !normalized.ends_with('\u{1f}') {
+            let alphanumeric = if c.is_ascii() {
+                c.is_ascii_alphanumeric()
+            } else {
+                c.is_alphanumeric()
+            };
+            if alphanumeric {
+                if pending_space && !field_start {
                     normalized.push(' ');
                 }
                 pending_space = false;
-                normalized.extend(c.to_lowercase());
+                field_start = false;
+                has_content = true;
+                if c.is_ascii() {
+                    normalized.push(c.to_ascii_lowercase());
+                } else {
+                    normalized.extend(c.to_lowercase());
+                }
             } else if c.is_whitespace() {
                 pending_space = true;
             }
         }
     }
-    if normalized.chars().all(|c| c == '\u{1f}') {
-        String::new()
-    } else {
+    if has_content {
         normalized
+    } else {
+        String::new()
     }
 }
 
