@@ -81,7 +81,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             ),
         ],
         code_quality: true,
-        junit: false,
+        junit: true,
         icon: "database",
         color: "green",
     },

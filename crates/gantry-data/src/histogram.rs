@@ -107,6 +107,38 @@ impl LogHistogram {
         points
     }
 
+    /// Median absolute deviation from the median, from bucket representatives.
+    pub fn mad(&self) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let median = self.quantile(0.5);
+        let mut deviations: Vec<(u64, u64)> = self
+            .points()
+            .into_iter()
+            .map(|(value, count)| (value.abs_diff(median), count))
+            .collect();
+        deviations.sort_unstable();
+        let half = self.count.div_ceil(2);
+        let mut seen = 0;
+        for (deviation, count) in deviations {
+            seen += count;
+            if seen >= half {
+                return deviation;
+            }
+        }
+        0
+    }
+
+    /// Values greater than `threshold` (by bucket representative).
+    pub fn count_above(&self, threshold: u64) -> u64 {
+        self.points()
+            .into_iter()
+            .filter(|(value, _)| *value > threshold)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     /// Standard deviation, from bucket representatives.
     pub fn std_dev(&self) -> f64 {
         if self.count < 2 {
@@ -161,6 +193,17 @@ mod tests {
         }
         assert_eq!(histogram.quantile(0.0), 1);
         assert_eq!(histogram.quantile(1.0), 10_000);
+    }
+
+    #[test]
+    fn median_absolute_deviation_and_tail_counts() {
+        let mut histogram = LogHistogram::default();
+        for value in [10_u64, 10, 11, 12, 9, 10, 500] {
+            histogram.add(value);
+        }
+        assert_eq!(histogram.quantile(0.5), 10);
+        assert_eq!(histogram.mad(), 1);
+        assert_eq!(histogram.count_above(10 + 5), 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// Every check, by stable id, with its description.
+/// Every check, by stable id, with its description, in report order.
 pub const CHECKS: &[(&str, &str)] = &[
     ("parse", "records that are not valid JSON (or CSV) — count"),
     ("schema", "records that break the format's rules — count"),
@@ -25,12 +25,40 @@ pub const CHECKS: &[(&str, &str)] = &[
         "records whose text equals an earlier record's after lowercasing and removing punctuation and extra spaces (exact duplicates included) — rate",
     ),
     (
+        "near-duplicates",
+        "records whose word 5-gram MinHash (14 bands × 8 rows) matches an earlier record's at estimated Jaccard ≥ 0.8 — rate",
+    ),
+    (
         "secrets",
         "records holding a credential (API keys, private keys, JWTs…) — count",
     ),
     (
         "pii",
         "records holding personal data (emails, phones, public IPs, card numbers, IBANs) — rate",
+    ),
+    (
+        "contamination",
+        "eval items with at least half of their 13-grams (or, under 13 words, the whole item) in the training data — count",
+    ),
+    (
+        "contamination-partial",
+        "eval items with any 13-gram in the training data — count",
+    ),
+    (
+        "outliers",
+        "largest share of records beyond the median + 5 × MAD in characters, tokens or turns — rate",
+    ),
+    (
+        "drift-psi",
+        "largest population stability index against --reference over characters, tokens, turns and roles",
+    ),
+    (
+        "drift-js",
+        "largest Jensen–Shannon distance against --reference over the same distributions",
+    ),
+    (
+        "drift-wasserstein",
+        "largest Wasserstein-1 distance against --reference, in reference standard deviations",
     ),
     (
         "min-records",
@@ -86,6 +114,7 @@ impl Default for Policy {
             ("exact-duplicates", check(Some(0.01), Some(0.05))),
             ("normalized-duplicates", check(Some(0.01), Some(0.05))),
             ("near-duplicates", check(Some(0.05), None)),
+            ("outliers", check(Some(0.01), None)),
             ("secrets", check(None, Some(0.0))),
             ("pii", check(Some(0.0), None)),
             ("contamination", check(None, Some(0.0))),
@@ -141,6 +170,21 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_check_has_a_description_and_a_default() {
+        let defaults = Policy::default();
+        let described: Vec<&str> = CHECKS.iter().map(|(id, _)| *id).collect();
+        let with_defaults: Vec<&str> = defaults.checks.keys().map(String::as_str).collect();
+        let mut sorted = described.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, with_defaults);
+        assert!(
+            CHECKS
+                .iter()
+                .all(|(_, description)| !description.is_empty())
+        );
+    }
 
     #[test]
     fn files_override_defaults_and_reject_unknown_checks() {

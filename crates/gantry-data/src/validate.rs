@@ -124,6 +124,12 @@ struct Occurrence {
     others: Vec<Position>,
 }
 
+/// Keeps the [`MAX_EXAMPLES`] largest values, ties by position, in a stable order.
+fn keep_largest(values: &mut Vec<(u64, Position)>) {
+    values.sort_unstable_by(|left, right| right.0.cmp(&left.0).then(left.1.cmp(&right.1)));
+    values.truncate(MAX_EXAMPLES);
+}
+
 fn position_of(context: &FileContext<'_>, origin: Origin) -> Position {
     (context.file_index, origin.ordinal)
 }
@@ -198,6 +204,8 @@ struct Partial {
     contamination: HashMap<u32, (HashSet<u64>, Position)>,
     /// MinHash signatures in data order.
     near: Vec<(Position, Signature)>,
+    /// The largest records by characters, tokens and turns: (value, position).
+    largest: [Vec<(u64, Position)>; 3],
 }
 
 impl Partial {
@@ -222,6 +230,10 @@ impl Partial {
         }
         self.fields.extend(other.fields);
         self.near.extend(other.near);
+        for (mine, theirs) in self.largest.iter_mut().zip(other.largest) {
+            mine.extend(theirs);
+            keep_largest(mine);
+        }
         for (item, (ngrams, first)) in other.contamination {
             let entry = self
                 .contamination
@@ -1153,6 +1165,21 @@ fn process_record(
         context.tokenizer.count_messages(&inspection.messages)
     };
     partial.characters.add(n_characters);
+    let n_turns = if inspection.messages.is_empty() {
+        1
+    } else {
+        inspection.messages.len() as u64
+    };
+    for (largest, value) in partial
+        .largest
+        .iter_mut()
+        .zip([n_characters, n_tokens, n_turns])
+    {
+        largest.push((value, position));
+        if largest.len() > 2 * MAX_EXAMPLES {
+            keep_largest(largest);
+        }
+    }
     partial.tokens.add(n_tokens);
     partial.turns.add(if inspection.messages.is_empty() {
         1
@@ -1803,6 +1830,53 @@ fn build_report(
             }
         }
     }
+    // Outliers: records beyond the median plus five median absolute deviations.
+    let mut outlier_rate: f64 = 0.0;
+    let mut outlier_count = 0;
+    let mut outlier_examples = Vec::new();
+    for (name, histogram, largest) in [
+        ("characters", &total.characters, &total.largest[0]),
+        ("tokens", &total.tokens, &total.largest[1]),
+        ("turns", &total.turns, &total.largest[2]),
+    ] {
+        let median = histogram.quantile(0.5);
+        // A floor on the spread (a tenth of the median, at least 1) keeps
+        // near-constant distributions, where the MAD is 0, from flagging
+        // every record one above the median.
+        let spread = histogram.mad().max(median / 10).max(1);
+        let threshold = median + 5 * spread;
+        let above = histogram.count_above(threshold);
+        if rate(above) > outlier_rate {
+            outlier_rate = rate(above);
+            outlier_count = above;
+        }
+        let mut largest = largest.clone();
+        keep_largest(&mut largest);
+        for (value, position) in largest
+            .into_iter()
+            .filter(|(value, _)| *value > threshold)
+            .take(5)
+        {
+            outlier_examples.push(Example {
+                file: files[position.0 as usize].display.clone(),
+                line: Some(position.1),
+                byte: None,
+                record: None,
+                message: format!("{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"),
+                excerpt: None,
+            });
+        }
+    }
+    checks.push(CheckResult::scored(
+        "outliers",
+        describe("outliers"),
+        "rate",
+        policy.check("outliers"),
+        outlier_rate,
+        outlier_count,
+        outlier_examples,
+        false,
+    ));
     if options.reference.is_none() {
         for id in ["drift-psi", "drift-js", "drift-wasserstein"] {
             checks.push(CheckResult::skipped(

@@ -111,6 +111,15 @@ pub(crate) fn run(
         elapsed.as_secs_f64()
     ));
 
+    if session.platform == gantry_ci::Platform::GitLab {
+        let path = crate::commands::publish::report_directory(session).join("junit.xml");
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let xml = session.masker.redact(&junit_of(report));
+        std::fs::write(&path, xml).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let count = |status| {
         report
             .checks
@@ -155,6 +164,53 @@ pub(crate) fn run(
     publish(result, session, printer)
 }
 
+/// One JUnit test case per check, for GitLab's merge request test summary.
+fn junit_of(report: &Report) -> String {
+    use gantry_ci::{JunitCase, JunitOutcome};
+    let cases: Vec<JunitCase> = report
+        .checks
+        .iter()
+        .map(|check| {
+            let measured = format!(
+                "{} = {} ({})",
+                check.id,
+                value_text(check, check.value),
+                threshold_text(check)
+            );
+            let examples: Vec<String> = check
+                .findings
+                .iter()
+                .map(|example| {
+                    let place = example.line.map_or_else(
+                        || example.file.clone(),
+                        |line| format!("{}:{line}", example.file),
+                    );
+                    format!("{place}: {}", example.message)
+                })
+                .collect();
+            let outcome = match check.status {
+                CheckStatus::Fail => JunitOutcome::Failed {
+                    message: measured,
+                    details: examples.join("\n"),
+                },
+                CheckStatus::Warn => {
+                    JunitOutcome::Passed(format!("warning: {measured}\n{}", examples.join("\n")))
+                }
+                CheckStatus::Pass => JunitOutcome::Passed(measured),
+                CheckStatus::Skipped => {
+                    JunitOutcome::Skipped(check.note.clone().unwrap_or_default())
+                }
+            };
+            JunitCase {
+                name: check.id.to_owned(),
+                class_name: "gantry.validate-data".to_owned(),
+                outcome,
+            }
+        })
+        .collect();
+    gantry_ci::junit_report("gantry validate-data", &cases)
+}
+
 /// Annotations for the first examples of every check that warned or failed.
 fn findings_of(report: &Report) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -197,6 +253,7 @@ fn title_of(id: &str) -> &'static str {
         "pii" => "Personal data",
         "contamination" => "Eval item in training data",
         "contamination-partial" => "Eval n-grams in training data",
+        "outliers" => "Length outlier",
         "drift-psi" | "drift-js" | "drift-wasserstein" => "Distribution drift",
         _ => "Data check",
     }

@@ -350,3 +350,41 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         bad.stderr
     );
 }
+
+#[test]
+fn gitlab_jobs_get_junit_and_code_quality_reports() {
+    let mut step = Step::gitlab_merge_request(2);
+    planted(&step);
+    step.set("GANTRY_INPUT_DATA", "data/train.jsonl")
+        .set("GANTRY_INPUT_TOKENIZER", "chars")
+        .set("GANTRY_INPUT_PUBLISH", "summary");
+    let outcome = step.run(&["validate-data"]);
+    assert_eq!(outcome.code, 1, "{}", outcome.transcript());
+    let junit = step.read(".gantry/reports/junit.xml");
+    assert!(
+        junit.contains("<testsuite name=\"gantry validate-data\""),
+        "{junit}"
+    );
+    assert!(junit.contains("<testcase name=\"secrets\" classname=\"gantry.validate-data\"><failure message=\"secrets = 1 (fail &gt; 0)\">data/train.jsonl:24: github-token in `messages[0].content`</failure></testcase>"), "{junit}");
+    assert!(junit.contains("<testcase name=\"max-tokens\" classname=\"gantry.validate-data\"><skipped message=\"pass --max-tokens"), "{junit}");
+    assert!(
+        !junit.contains("ghp_0123456789"),
+        "a secret leaked into the JUnit report"
+    );
+    let code_quality: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/reports/codequality.json")).expect("code quality");
+    assert!(
+        code_quality
+            .as_array()
+            .is_some_and(|entries| entries
+                .iter()
+                .any(|entry| entry["check_name"] == "parse"
+                    && entry["location"]["lines"]["begin"] == 22)),
+        "{code_quality}"
+    );
+    let dotenv = step.read("gantry.env");
+    assert!(
+        dotenv.starts_with("VALIDATE_DATA_VERDICT=fail\n"),
+        "{dotenv}"
+    );
+}
