@@ -88,6 +88,9 @@ pub struct ValidateDataArgs {
     /// Record format; auto detects it from the first record.
     #[arg(long = "data-format", value_enum, default_value_t = DataFormatArg::Auto)]
     pub data_format: DataFormatArg,
+    /// JSON Schema every record must match, for record shapes of no known format.
+    #[arg(long, value_name = "PATH")]
+    pub schema: Option<std::path::PathBuf>,
     /// Tokenizer for token counts: o200k_base, cl100k_base or chars.
     #[arg(long, default_value = "o200k_base", value_parser = ["o200k_base", "cl100k_base", "chars"])]
     pub tokenizer: String,

@@ -35,6 +35,12 @@ impl Printer {
         self.platform = platform;
     }
 
+    /// Whether progress lines are wanted: not with `--quiet`, and only where
+    /// someone watches (a terminal, or a CI log).
+    pub(crate) fn shows_progress(&self, in_ci: bool) -> bool {
+        !self.quiet && (in_ci || std::io::stderr().is_terminal())
+    }
+
     pub(crate) fn format(&self) -> OutputFormat {
         self.format
     }

@@ -82,6 +82,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The `--schema` file is unusable.
+    #[error("--schema {}: {reason}", path.display())]
+    Schema {
+        /// The schema file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Shard files cannot be merged.
     #[error("--merge: {reason}")]
     Merge {

@@ -20,6 +20,7 @@ let validation = validate(&ValidateOptions {
     previous_lock: None,
     eval_set: vec!["evals/mmlu.jsonl".into()],
     reference: Some("data/last-week/summary.json".into()),
+    schema: None,
     policy: Policy::default(),
 })?;
 println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
@@ -60,8 +61,8 @@ pub use crate::scan::{SensitiveKind, SensitiveMatch, redact, scan};
 pub use crate::source::{Compression, DataFile, FileKind, discover};
 pub use crate::tokens::Tokenizer;
 pub use crate::validate::{
-    SHARD_VERSION, Shard, ShardFile, ValidateOptions, Validation, merge_shards, validate,
-    validate_shard,
+    Progress, SHARD_VERSION, Shard, ShardFile, ValidateOptions, Validation, merge_shards, validate,
+    validate_shard, validate_with_progress,
 };
 
 /// JSON Schemas of `report.json` and `data.lock`.

@@ -68,6 +68,8 @@ pub struct ValidateOptions {
     pub eval_set: Vec<String>,
     /// A reference for drift: a `summary.json` from an earlier run, or data paths.
     pub reference: Option<String>,
+    /// A JSON Schema every record must match (for custom record shapes).
+    pub schema: Option<PathBuf>,
     /// Thresholds.
     pub policy: Policy,
 }
@@ -256,6 +258,7 @@ struct FileContext<'a> {
     eval: Option<&'a EvalIndex>,
     near_duplicates: bool,
     shard: Option<Shard>,
+    schema: Option<&'a jsonschema::Validator>,
 }
 
 /// Where a record came from, for examples.
@@ -359,15 +362,34 @@ struct Scan {
     eval_items: Option<Vec<crate::contamination::EvalItem>>,
 }
 
+/// How far a validation has come, for progress lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes on disk read so far.
+    pub bytes_read: u64,
+    /// Bytes on disk in all files.
+    pub bytes_total: u64,
+    /// Records checked so far.
+    pub records: u64,
+}
+
 /// Validates the data `options` names.
 pub fn validate(options: &ValidateOptions) -> Result<Validation> {
-    let scan = scan_data(options, None)?;
+    validate_with_progress(options, &mut |_| {})
+}
+
+/// Validates the data `options` names, calling `progress` as the files are read.
+pub fn validate_with_progress(
+    options: &ValidateOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Validation> {
+    let scan = scan_data(options, None, progress)?;
     finish(options, scan)
 }
 
 /// Checks only `shard`'s records, for a CI matrix job; [`merge_shards`] combines the shards.
 pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFile> {
-    let scan = scan_data(options, Some(shard))?;
+    let scan = scan_data(options, Some(shard), &mut |_| {})?;
     Ok(ShardFile {
         kind: "gantry-data-shard".to_owned(),
         version: SHARD_VERSION,
@@ -384,9 +406,27 @@ pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFi
 /// The options every shard must share, as text.
 fn settings_of(options: &ValidateOptions) -> String {
     format!(
-        "format={:?} tokenizer={} max-tokens={:?} eval-set={:?} policy={:?}",
-        options.format, options.tokenizer, options.max_tokens, options.eval_set, options.policy
+        "format={:?} tokenizer={} max-tokens={:?} eval-set={:?} schema={:?} policy={:?}",
+        options.format,
+        options.tokenizer,
+        options.max_tokens,
+        options.eval_set,
+        options.schema,
+        options.policy
     )
+}
+
+/// Compiles the JSON Schema at `path` (local `$ref`s only).
+fn load_schema(path: &std::path::Path) -> Result<jsonschema::Validator> {
+    let error = |reason: String| Error::Schema {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
+    let schema: Value =
+        serde_json::from_str(&text).map_err(|source| error(format!("not JSON: {source}")))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|source| error(format!("not a valid JSON Schema: {source}")))
 }
 
 /// Merges shard files into one validation. `options` give the policy,
@@ -490,8 +530,13 @@ fn parse_setting<'a>(settings: &'a str, key: &str) -> Option<&'a str> {
     settings.split(' ').find_map(|part| part.strip_prefix(key))
 }
 
-fn scan_data(options: &ValidateOptions, shard: Option<Shard>) -> Result<Scan> {
+fn scan_data(
+    options: &ValidateOptions,
+    shard: Option<Shard>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Scan> {
     let files = discover(&options.data)?;
+    let schema = options.schema.as_deref().map(load_schema).transpose()?;
     let tokenizer = Tokenizer::load(&options.tokenizer)?;
     let eval = if options.eval_set.is_empty() {
         None
@@ -502,6 +547,12 @@ fn scan_data(options: &ValidateOptions, shard: Option<Shard>) -> Result<Scan> {
     let mut total = Partial::default();
     let mut locked = Vec::new();
     let batch_size = 2 * rayon::current_num_threads().max(1);
+    let bytes_total: u64 = files
+        .iter()
+        .filter_map(|file| std::fs::metadata(&file.path).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    let mut bytes_done = 0_u64;
 
     for (file_index, file) in files.iter().enumerate() {
         let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
@@ -524,6 +575,7 @@ fn scan_data(options: &ValidateOptions, shard: Option<Shard>) -> Result<Scan> {
                 eval: eval.as_ref(),
                 near_duplicates: options.policy.check("near-duplicates").enabled,
                 shard,
+                schema: schema.as_ref(),
             };
             let partials: Vec<Partial> = pending
                 .par_drain(..)
@@ -533,13 +585,24 @@ fn scan_data(options: &ValidateOptions, shard: Option<Shard>) -> Result<Scan> {
                 file_total.merge(partial);
             }
         };
-        let (sha256, size) = read_file(file, |batch| {
+        let (sha256, size) = read_file(file, |batch, bytes| {
             pending.push(batch);
             if pending.len() >= batch_size {
                 run(&mut pending, &mut format, &mut file_total);
+                progress(Progress {
+                    bytes_read: bytes_done + bytes,
+                    bytes_total,
+                    records: total.records + file_total.records,
+                });
             }
         })?;
         run(&mut pending, &mut format, &mut file_total);
+        bytes_done += size;
+        progress(Progress {
+            bytes_read: bytes_done,
+            bytes_total,
+            records: total.records + file_total.records,
+        });
         locked.push(LockedFile {
             path: file.display.clone(),
             size,
@@ -640,9 +703,18 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
 }
 
 /// Streams `file` into batches, returning the SHA-256 and size of the bytes on disk.
-fn read_file(file: &DataFile, mut emit: impl FnMut(Batch)) -> Result<(Digest, u64)> {
+fn read_file(
+    file: &DataFile,
+    mut emit_with_bytes: impl FnMut(Batch, u64),
+) -> Result<(Digest, u64)> {
     let hashing = HashingReader::open(file)?;
     let state = Rc::clone(&hashing.state);
+    let progress_state = Rc::clone(&hashing.state);
+    // Batches go out between reads, when nothing else borrows the state.
+    let mut emit = |batch: Batch| {
+        let bytes = progress_state.try_borrow().map_or(0, |state| state.bytes);
+        emit_with_bytes(batch, bytes);
+    };
     let mut decoded: Box<dyn Read> = match file.compression {
         crate::source::Compression::None => Box::new(hashing),
         crate::source::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(hashing)),
@@ -1143,13 +1215,35 @@ fn process_record(
     // on where chunk boundaries fall.
     record_occurrence(&mut partial.exact, raw_hash, position);
     collect_fields(&value, partial);
-    let Some(format) = context.format.or_else(|| RecordFormat::detect(&value)) else {
-        partial.schema.add(position_of(context, origin), || {
-            context.example(origin, "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --format".to_owned(), None)
-        });
-        return;
+    let detected = context.format.or_else(|| RecordFormat::detect(&value));
+    let mut inspection = match detected {
+        Some(format) => inspect(format, &value),
+        // A custom schema describes records of no known format: check every string.
+        None if context.schema.is_some() => inspect_leaves(&value),
+        None => {
+            partial.schema.add(position_of(context, origin), || {
+                context.example(
+                    origin,
+                    "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --data-format or --schema".to_owned(),
+                    None,
+                )
+            });
+            return;
+        }
     };
-    let inspection = inspect(format, &value);
+    if let Some(validator) = context.schema {
+        for error in validator.iter_errors(&value).take(3) {
+            let path = error.instance_path().to_string();
+            let at = if path.is_empty() {
+                "the record".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            inspection
+                .problems
+                .push(format!("{at} does not match --schema: {error}"));
+        }
+    }
     let n_characters: u64 = inspection
         .texts
         .iter()
@@ -1430,7 +1524,7 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
     let mut index = EvalIndex::default();
     for file in &files {
         let mut batches = Vec::new();
-        read_file(file, |batch| batches.push(batch))?;
+        read_file(file, |batch, _| batches.push(batch))?;
         for batch in batches {
             let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
                 Batch::Lines {
@@ -1475,6 +1569,45 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
         }
     }
     Ok(index)
+}
+
+/// An inspection of a custom record: every string is a text, named by its JSON pointer.
+fn inspect_leaves(value: &Value) -> crate::formats::Inspection<'_> {
+    fn walk<'a>(
+        value: &'a Value,
+        path: &mut String,
+        inspection: &mut crate::formats::Inspection<'a>,
+    ) {
+        match value {
+            Value::String(text) => {
+                if text.trim().is_empty() {
+                    inspection.empty_fields.push(path.clone());
+                }
+                inspection.texts.push((path.clone(), text));
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    let length = path.len();
+                    path.push_str(&format!("/{index}"));
+                    walk(item, path, inspection);
+                    path.truncate(length);
+                }
+            }
+            Value::Object(object) => {
+                for (key, item) in object {
+                    let length = path.len();
+                    path.push('/');
+                    path.push_str(key);
+                    walk(item, path, inspection);
+                    path.truncate(length);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut inspection = crate::formats::Inspection::default();
+    walk(value, &mut String::new(), &mut inspection);
+    inspection
 }
 
 /// Every string in a JSON value, in document order.
@@ -1862,7 +1995,9 @@ fn build_report(
                 line: Some(position.1),
                 byte: None,
                 record: None,
-                message: format!("{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"),
+                message: format!(
+                    "{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"
+                ),
                 excerpt: None,
             });
         }

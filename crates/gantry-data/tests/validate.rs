@@ -147,6 +147,7 @@ fn options(data: &[&Path]) -> ValidateOptions {
         previous_lock: None,
         eval_set: Vec::new(),
         reference: None,
+        schema: None,
         policy: Policy::default(),
     }
 }
@@ -723,4 +724,53 @@ fn shards_merge_to_exactly_the_unsharded_result() {
             format!("--shard {bad} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")
         );
     }
+}
+
+#[test]
+fn custom_records_are_checked_against_a_json_schema() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let schema = directory.path().join("qa.schema.json");
+    std::fs::write(&schema, r#"{"type": "object", "required": ["q", "a"], "properties": {"q": {"type": "string", "minLength": 1}, "a": {"type": "string"}}, "additionalProperties": false}"#).expect("write schema");
+    let data = directory.path().join("qa.jsonl");
+    let lines = [
+        r#"{"q": "capital of Veldra?", "a": "Ostmark"}"#,
+        r#"{"q": "two moons?", "a": "Ise and Corran"}"#,
+        r#"{"q": "", "a": "empty question"}"#,
+        r#"{"q": "missing answer"}"#,
+        r#"{"q": "capital of Veldra?", "a": "Ostmark"}"#,
+        r#"{"q": "contact?", "a": "write to ana@veldra-mail.com", "extra": 1}"#,
+    ];
+    std::fs::write(&data, lines.join("\n")).expect("write data");
+    let mut custom = options(&[&data]);
+    custom.schema = Some(schema.clone());
+    let report = validate(&custom).expect("validate").report;
+    assert_eq!(report.format, None);
+    let schema_check = check(&report, "schema");
+    assert_eq!(schema_check.count, 3, "{:?}", schema_check.findings);
+    let messages: Vec<&str> = schema_check
+        .findings
+        .iter()
+        .map(|finding| finding.message.as_str())
+        .collect();
+    assert!(
+        messages[0].starts_with("`/q` does not match --schema: "),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("the record does not match --schema: "),
+        "{messages:?}"
+    );
+    assert_eq!(check(&report, "exact-duplicates").count, 1);
+    assert_eq!(check(&report, "pii").count, 1);
+    assert_eq!(check(&report, "empty-content").count, 1);
+
+    std::fs::write(&schema, r#"{"type": "nonsense"}"#).expect("write schema");
+    let error = validate(&custom).expect_err("bad schema");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "--schema {}: not a valid JSON Schema",
+            schema.display()
+        )),
+        "{error}"
+    );
 }

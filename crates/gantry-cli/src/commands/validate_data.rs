@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use gantry_core::{ExitCode, Finding, Location, Severity};
 use gantry_data::{
     CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, merge_shards,
-    validate, validate_shard,
+    validate_shard, validate_with_progress,
 };
 use serde_json::json;
 
@@ -44,6 +44,7 @@ pub(crate) fn run(
         previous_lock: args.previous_lock.clone(),
         eval_set: args.eval_set.clone(),
         reference: args.reference.clone(),
+        schema: args.schema.clone(),
         policy,
     };
     let started = std::time::Instant::now();
@@ -84,7 +85,27 @@ pub(crate) fn run(
     }
     let validation = if args.merge.is_empty() {
         printer.info(&format!("validating {}", args.data.join(" ")));
-        validate(&options)?
+        let mut last_line = std::time::Instant::now();
+        let show = printer.shows_progress(session.platform != gantry_ci::Platform::Local);
+        validate_with_progress(&options, &mut |progress| {
+            if !show || last_line.elapsed() < std::time::Duration::from_secs(2) {
+                return;
+            }
+            last_line = std::time::Instant::now();
+            let seconds = started.elapsed().as_secs_f64().max(1e-3);
+            let rate = progress.bytes_read as f64 / seconds;
+            let remaining =
+                progress.bytes_total.saturating_sub(progress.bytes_read) as f64 / rate.max(1.0);
+            printer.info(&format!(
+                "validate-data: {:.0} of {:.0} MB ({:.0}%), {} records, {:.0} MB/s, about {:.0} s left",
+                progress.bytes_read as f64 / 1e6,
+                progress.bytes_total as f64 / 1e6,
+                100.0 * progress.bytes_read as f64 / progress.bytes_total.max(1) as f64,
+                progress.records,
+                rate / 1e6,
+                remaining
+            ));
+        })?
     } else {
         printer.info(&format!("merging {}", args.merge.join(" ")));
         merge_shards(&options, &args.merge)?
@@ -142,10 +163,7 @@ pub(crate) fn run(
     let result = CommandResult {
         command: "validate-data",
         name: args.name.clone(),
-        title: format!(
-            "validate-data: {} ({} records)",
-            report.verdict, report.records
-        ),
+        title: format!("validate-data on {} records", report.records),
         markdown,
         verdict: report.verdict,
         findings: findings_of(report),
