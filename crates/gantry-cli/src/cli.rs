@@ -76,7 +76,7 @@ pub enum Command {
 /// Arguments of `gantry validate-data`.
 #[derive(Debug, Args)]
 pub struct ValidateDataArgs {
-    /// Data files, directories or glob patterns: .jsonl, .json, .csv, .txt, optionally .gz or .zst.
+    /// Data files, directories or glob patterns: .jsonl, .json, .csv, .txt (optionally .gz or .zst) and .parquet.
     #[arg(long, required_unless_present = "merge", num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
     pub data: Vec<String>,
     /// Check only shard I of N (every N-th record) and write shard-I-of-N.json for a later --merge.

@@ -2,7 +2,7 @@
 `validate-data`: fast, LLM-native checks of training data, and the data lock.
 
 [`validate`] streams every file once — JSONL, JSON arrays, CSV and text,
-optionally gzip or zstd compressed — in parallel chunks, checks each record
+optionally gzip or zstd compressed, and Parquet — in parallel chunks, checks each record
 against its format (OpenAI chat, ShareGPT, Alpaca, prompt/completion,
 preference pairs, text), counts tokens with real BPE tables, finds exact and
 normalized duplicates, secrets and personal data, and returns a [`Report`]

@@ -707,6 +707,9 @@ fn read_file(
     file: &DataFile,
     mut emit_with_bytes: impl FnMut(Batch, u64),
 ) -> Result<(Digest, u64)> {
+    if file.kind == FileKind::Parquet {
+        return read_parquet(file, &mut emit_with_bytes);
+    }
     let hashing = HashingReader::open(file)?;
     let state = Rc::clone(&hashing.state);
     let progress_state = Rc::clone(&hashing.state);
@@ -746,12 +749,7 @@ fn read_file(
         }
         FileKind::Json => read_json_array(file, &mut decoded, &decode_error, &mut emit)?,
         FileKind::Csv => read_csv(&mut decoded, &mut emit)?,
-        FileKind::Parquet => {
-            return Err(Error::Unsupported {
-                path: file.path.clone(),
-                kind: "Parquet",
-            });
-        }
+        FileKind::Parquet => unreachable_parquet(file)?,
     }
     // Hash whatever the decoder left unread (trailing bytes), so the digest covers the whole file.
     drop(decoded);
@@ -918,6 +916,90 @@ fn read_lines(
             return Ok(());
         }
     }
+}
+
+/// Parquet files are read by [`read_parquet`], never through a decompressor.
+fn unreachable_parquet(file: &DataFile) -> Result<()> {
+    Err(Error::Unsupported {
+        path: file.path.clone(),
+        kind: "compressed Parquet (Parquet compresses its own pages)",
+    })
+}
+
+/// Reads a Parquet file row by row: each row becomes a JSON record. Parquet
+/// needs random access, so the SHA-256 is a separate pass over the file.
+fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Digest, u64)> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    if file.compression != crate::source::Compression::None {
+        unreachable_parquet(file)?;
+    }
+    let read_error = |source: std::io::Error| Error::Read {
+        path: file.path.clone(),
+        source,
+    };
+    let handle = std::fs::File::open(&file.path).map_err(read_error)?;
+    let (digest, size) = Digest::of_reader(std::io::BufReader::new(&handle), &file.display)
+        .map_err(|error| read_error(std::io::Error::other(error.to_string())))?;
+    let whole_file = Origin {
+        ordinal: 0,
+        byte: None,
+        is_line: false,
+    };
+    let reader = match SerializedFileReader::new(handle) {
+        Ok(reader) => reader,
+        Err(error) => {
+            emit(
+                Batch::Records(vec![(
+                    whole_file,
+                    0,
+                    Err(format!("not a readable Parquet file: {error}")),
+                )]),
+                size,
+            );
+            return Ok((digest, size));
+        }
+    };
+    let rows = match reader.get_row_iter(None) {
+        Ok(rows) => rows,
+        Err(error) => {
+            emit(
+                Batch::Records(vec![(
+                    whole_file,
+                    0,
+                    Err(format!("unreadable Parquet schema: {error}")),
+                )]),
+                size,
+            );
+            return Ok((digest, size));
+        }
+    };
+    let mut batch = Vec::new();
+    for (index, row) in rows.enumerate() {
+        let origin = Origin {
+            ordinal: index as u64,
+            byte: None,
+            is_line: false,
+        };
+        match row {
+            Ok(row) => {
+                let value = row.to_json_value();
+                let raw = serde_json::to_vec(&value).unwrap_or_default();
+                batch.push((origin, xxh3_128(&raw), Ok(value)));
+            }
+            Err(error) => {
+                // A corrupt page ends the file: report where, keep what was read.
+                batch.push((origin, 0, Err(format!("unreadable Parquet row: {error}"))));
+                break;
+            }
+        }
+        if batch.len() == 4096 {
+            emit(Batch::Records(std::mem::take(&mut batch)), size);
+        }
+    }
+    if !batch.is_empty() {
+        emit(Batch::Records(batch), size);
+    }
+    Ok((digest, size))
 }
 
 fn memchr_nul(bytes: &[u8]) -> Option<usize> {
@@ -2099,7 +2181,7 @@ fn build_report(
 fn place(files: &[DataFile], position: Position) -> String {
     let file = &files[position.0 as usize];
     match file.kind {
-        FileKind::Json => format!("{}#{}", file.display, position.1),
+        FileKind::Json | FileKind::Parquet => format!("{}#{}", file.display, position.1),
         _ => format!("{}:{}", file.display, position.1),
     }
 }

@@ -774,3 +774,105 @@ fn custom_records_are_checked_against_a_json_schema() {
         "{error}"
     );
 }
+
+fn write_parquet(path: &Path, schema: &str, columns: &[Vec<&str>]) {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    let schema = std::sync::Arc::new(parse_message_type(schema).expect("schema"));
+    let properties = std::sync::Arc::new(WriterProperties::builder().build());
+    let mut writer = SerializedFileWriter::new(
+        std::fs::File::create(path).expect("create"),
+        schema,
+        properties,
+    )
+    .expect("writer");
+    let mut row_group = writer.next_row_group().expect("row group");
+    let mut index = 0;
+    while let Some(mut column) = row_group.next_column().expect("column") {
+        let values: Vec<ByteArray> = columns[index]
+            .iter()
+            .map(|value| ByteArray::from(*value))
+            .collect();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .expect("write column");
+        column.close().expect("close column");
+        index += 1;
+    }
+    row_group.close().expect("close row group");
+    writer.close().expect("close file");
+}
+
+#[test]
+fn parquet_files_are_read_row_by_row() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let pairs = directory.path().join("pairs.parquet");
+    write_parquet(
+        &pairs,
+        "message schema { REQUIRED BYTE_ARRAY prompt (UTF8); REQUIRED BYTE_ARRAY completion (UTF8); }",
+        &[
+            vec![
+                "capital of Veldra?",
+                "two moons?",
+                "capital of Veldra?",
+                "mail?",
+            ],
+            vec![
+                "Ostmark",
+                "Ise and Corran",
+                "Ostmark",
+                "ana@veldra-mail.com",
+            ],
+        ],
+    );
+    let validation = validate(&options(&[&pairs])).expect("parquet");
+    let report = &validation.report;
+    assert_eq!(report.format, Some(RecordFormat::PromptCompletion));
+    assert_eq!(report.records, 4);
+    assert_eq!(check(report, "exact-duplicates").count, 1);
+    assert_eq!(
+        report.duplicate_clusters[0].members,
+        [
+            format!("{}#0", pairs.display()),
+            format!("{}#2", pairs.display())
+        ]
+    );
+    assert_eq!(check(report, "pii").count, 1);
+    assert_eq!(
+        validation.lock.files[0].sha256,
+        Digest::of_bytes(&std::fs::read(&pairs).expect("read"))
+    );
+
+    // A Parquet file of some other shape: every row is a schema finding.
+    let other = directory.path().join("metrics.parquet");
+    write_parquet(
+        &other,
+        "message schema { REQUIRED BYTE_ARRAY run (UTF8); }",
+        &[vec!["a", "b"]],
+    );
+    let report = validate(&options(&[&other])).expect("other").report;
+    assert_eq!(check(&report, "schema").count, 2);
+    assert!(
+        check(&report, "schema").findings[0]
+            .message
+            .starts_with("record has none of the keys of a known format")
+    );
+
+    // Bytes that are not Parquet: one parse finding naming the file.
+    let broken = directory.path().join("broken.parquet");
+    std::fs::write(&broken, b"PAR1 this is not really parquet").expect("write");
+    let report = validate(&options(&[&broken])).expect("broken").report;
+    let parse = check(&report, "parse");
+    assert_eq!(parse.count, 1);
+    assert!(
+        parse.findings[0]
+            .message
+            .starts_with("not a readable Parquet file"),
+        "{}",
+        parse.findings[0].message
+    );
+    assert_eq!(report.verdict, Verdict::Fail);
+}
