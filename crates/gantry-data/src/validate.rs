@@ -929,7 +929,7 @@ fn unreachable_parquet(file: &DataFile) -> Result<()> {
 /// Reads a Parquet file row by row: each row becomes a JSON record. Parquet
 /// needs random access, so the SHA-256 is a separate pass over the file.
 fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Digest, u64)> {
-    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    use parquet::file::reader::SerializedFileReader;
     if file.compression != crate::source::Compression::None {
         unreachable_parquet(file)?;
     }
@@ -945,31 +945,11 @@ fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Di
         byte: None,
         is_line: false,
     };
-    let reader = match SerializedFileReader::new(handle) {
-        Ok(reader) => reader,
+    let rows = match SerializedFileReader::new(handle) {
+        Ok(reader) => reader.into_iter(),
         Err(error) => {
-            emit(
-                Batch::Records(vec![(
-                    whole_file,
-                    0,
-                    Err(format!("not a readable Parquet file: {error}")),
-                )]),
-                size,
-            );
-            return Ok((digest, size));
-        }
-    };
-    let rows = match reader.get_row_iter(None) {
-        Ok(rows) => rows,
-        Err(error) => {
-            emit(
-                Batch::Records(vec![(
-                    whole_file,
-                    0,
-                    Err(format!("unreadable Parquet schema: {error}")),
-                )]),
-                size,
-            );
+            let message = format!("not a readable Parquet file: {error}");
+            emit(Batch::Records(vec![(whole_file, 0, Err(message))]), size);
             return Ok((digest, size));
         }
     };

@@ -336,14 +336,40 @@ fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> 
         .collect()
 }
 
-#[test]
-fn container_action_runs_in_podman_like_the_github_runner() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let tag = "localhost/gantry:conformance";
-    if build_image(scratch.path(), "minimal", tag).is_none() {
-        return;
+/// A container action run the way the GitHub runner runs it.
+struct ActionRun {
+    code: i32,
+    text: String,
+    workspace: PathBuf,
+    file_commands: PathBuf,
+}
+
+impl ActionRun {
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.file_commands.join("output")).expect("read output")
     }
-    let action = repository_root().join("actions/report/action.yml");
+
+    fn summary(&self) -> String {
+        std::fs::read_to_string(self.file_commands.join("summary")).expect("read summary")
+    }
+}
+
+/// Builds the image and runs `actions/<action>` in podman as the runner does:
+/// workspace and file-command mounts, `INPUT_*` for every input (defaults
+/// included, `with` values winning), the action's `args`. `None` when podman
+/// or the static binary is missing (and services are not required).
+fn run_container_action(
+    scratch: &Path,
+    tag: &str,
+    action: &str,
+    with: &[(&str, &str)],
+    setup: impl FnOnce(&Path),
+) -> Option<ActionRun> {
+    build_image(scratch, "minimal", tag)?;
+    let action = repository_root()
+        .join("actions")
+        .join(action)
+        .join("action.yml");
     let metadata: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
     assert_eq!(metadata["runs"]["using"].as_str(), Some("docker"));
@@ -353,20 +379,14 @@ fn container_action_runs_in_podman_like_the_github_runner() {
         .iter()
         .filter_map(|arg| arg.as_str().map(str::to_owned))
         .collect();
-
-    let workspace = scratch.path().join("workspace");
-    let file_commands = scratch.path().join("file_commands");
+    let workspace = scratch.join("workspace");
+    let file_commands = scratch.join("file_commands");
     std::fs::create_dir_all(&workspace).expect("workspace");
     std::fs::create_dir_all(&file_commands).expect("file_commands");
-    std::fs::write(
-        workspace.join("eval.md"),
-        "# Eval gate\n\n| metric | delta |\n|---|---|\n| accuracy | -3.1 |\n",
-    )
-    .expect("report");
     std::fs::write(file_commands.join("output"), "").expect("output");
     std::fs::write(file_commands.join("summary"), "").expect("summary");
-
-    let mut command = podman(scratch.path()).expect("podman");
+    setup(&workspace);
+    let mut command = podman(scratch)?;
     command
         .args([
             "run",
@@ -394,48 +414,71 @@ fn container_action_runs_in_podman_like_the_github_runner() {
             "-e",
             "GITHUB_WORKSPACE=/github/workspace",
         ]);
-    for (name, value) in runner_inputs(
-        &action,
-        &[
-            ("file", "eval.md"),
-            ("verdict", "fail"),
-            ("publish", "summary"),
-        ],
-    ) {
+    for (name, value) in runner_inputs(&action, with) {
         command.arg("-e").arg(format!("{name}={value}"));
     }
     command.arg(tag).args(&args);
     let (code, text) = run(&mut command);
-    assert_eq!(
-        code, 1,
-        "a failing verdict exits 1 inside the container too:\n{text}"
-    );
+    Some(ActionRun {
+        code,
+        text,
+        workspace,
+        file_commands,
+    })
+}
 
-    let output = std::fs::read_to_string(file_commands.join("output")).expect("read output");
+#[test]
+fn container_action_runs_in_podman_like_the_github_runner() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let tag = "localhost/gantry:conformance";
+    let with = [
+        ("file", "eval.md"),
+        ("verdict", "fail"),
+        ("publish", "summary"),
+    ];
+    let Some(run_result) =
+        run_container_action(scratch.path(), tag, "report", &with, |workspace| {
+            std::fs::write(
+                workspace.join("eval.md"),
+                "# Eval gate\n\n| metric | delta |\n|---|---|\n| accuracy | -3.1 |\n",
+            )
+            .expect("report");
+        })
+    else {
+        return;
+    };
+    assert_eq!(
+        run_result.code, 1,
+        "a failing verdict exits 1 inside the container too:\n{}",
+        run_result.text
+    );
+    let output = run_result.output();
     let delimiter = output
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("verdict<<"))
         .unwrap_or_else(|| panic!("no verdict output:\n{output}"));
     assert!(output.starts_with(&format!("verdict<<{delimiter}\nfail\n{delimiter}\npublished<<{delimiter}\nsummary\n{delimiter}\n")), "{output}");
-    let summary = std::fs::read_to_string(file_commands.join("summary")).expect("read summary");
-    assert!(summary.contains("| accuracy | -3.1 |"), "{summary}");
+    assert!(
+        run_result.summary().contains("| accuracy | -3.1 |"),
+        "{}",
+        run_result.summary()
+    );
 
     // A missing required input fails with exit 2 and names the input.
     let mut command = podman(scratch.path()).expect("podman");
-    command
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-e",
-            "GITHUB_ACTIONS=true",
-            "-e",
-            "INPUT_VERDICT=pass",
-            tag,
-        ])
-        .args(&args);
+    command.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "GITHUB_ACTIONS=true",
+        "-e",
+        "INPUT_VERDICT=pass",
+        tag,
+        "report",
+    ]);
     let (code, text) = run(&mut command);
     assert_eq!(code, 2, "{text}");
     assert!(
@@ -497,30 +540,64 @@ fn shell_image_runs_gantry_from_a_gitlab_style_script() {
     );
 }
 
-#[test]
-fn gitlab_ci_local_runs_the_template_and_passes_dotenv_outputs_on() {
-    let Some(modules) = node_modules() else {
-        return;
-    };
-    let Some(_rsync) = system_tool("rsync") else {
-        return;
-    };
-    let Some(git) = system_tool("git") else {
-        return;
-    };
-    let gitlab_ci_local = modules.join(".bin/gitlab-ci-local");
+/// Runs `pipeline` with gitlab-ci-local's shell executor in a fresh git
+/// project holding `templates/<template>.yml` and whatever `setup` writes, with
+/// the freshly built `gantry` first on PATH. `None` when a tool is missing
+/// (and services are not required).
+fn run_gitlab_pipeline(
+    template: &str,
+    pipeline: &str,
+    setup: impl FnOnce(&Path),
+) -> Option<(tempfile::TempDir, i32, String)> {
+    let modules = node_modules()?;
+    system_tool("rsync")?;
+    let git = system_tool("git")?;
     let project = tempfile::tempdir().expect("tempdir");
     let directory = project.path();
     std::fs::create_dir_all(directory.join("templates")).expect("templates");
     std::fs::copy(
-        repository_root().join("gitlab-templates/report.yml"),
-        directory.join("templates/report.yml"),
+        repository_root()
+            .join("gitlab-templates")
+            .join(format!("{template}.yml")),
+        directory.join("templates").join(format!("{template}.yml")),
     )
     .expect("copy template");
-    std::fs::write(directory.join("eval.md"), "# Weekly eval\n\nno drift\n").expect("report");
-    std::fs::write(
-        directory.join(".gitlab-ci.yml"),
-        r#"stages: [check, after]
+    setup(directory);
+    std::fs::write(directory.join(".gitlab-ci.yml"), pipeline).expect("pipeline");
+    let commit = [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.test",
+        "commit",
+        "--quiet",
+        "-m",
+        "pipeline",
+    ];
+    for args in [&["init", "--quiet"][..], &["add", "."], &commit] {
+        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
+        assert_eq!(code, 0, "git {args:?}: {text}");
+    }
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
+        .args(["--force-shell-executor", "--no-color"])
+        .current_dir(directory)
+        .env("PATH", path)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI"));
+    Some((project, code, text))
+}
+
+#[test]
+fn gitlab_ci_local_runs_the_template_and_passes_dotenv_outputs_on() {
+    let pipeline = r#"stages: [check, after]
 include:
   - local: templates/report.yml
     inputs:
@@ -535,40 +612,12 @@ read-outputs:
   needs: [weekly-report]
   script:
     - echo "downstream sees verdict=$WEEKLY_VERDICT published=$WEEKLY_PUBLISHED"
-"#,
-    )
-    .expect("pipeline");
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.test",
-            "commit",
-            "--quiet",
-            "-m",
-            "pipeline",
-        ],
-    ] {
-        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
-        assert_eq!(code, 0, "git {args:?}: {text}");
-    }
-    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
-        .parent()
-        .expect("bin dir")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
-    let (code, text) = run(Command::new(&gitlab_ci_local)
-        .args(["--force-shell-executor", "--no-color"])
-        .current_dir(directory)
-        .env("PATH", path)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITLAB_CI"));
+"#;
+    let Some((_project, code, text)) = run_gitlab_pipeline("report", pipeline, |directory| {
+        std::fs::write(directory.join("eval.md"), "# Weekly eval\n\nno drift\n").expect("report");
+    }) else {
+        return;
+    };
     assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
     assert!(
         text.contains("downstream sees verdict=warn published=summary"),
@@ -671,63 +720,24 @@ fn warn_dataset(directory: &Path) {
 #[test]
 fn validate_data_action_runs_in_podman_and_its_report_matches_the_schemas() {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let tag = "localhost/gantry:conformance-validate";
-    if build_image(scratch.path(), "minimal", tag).is_none() {
+    let with = [
+        ("data", "data/train.jsonl"),
+        ("tokenizer", "cl100k_base"),
+        ("publish", "summary"),
+    ];
+    let Some(run_result) = run_container_action(
+        scratch.path(),
+        "localhost/gantry:conformance-validate",
+        "validate-data",
+        &with,
+        warn_dataset,
+    ) else {
         return;
-    }
-    let action = repository_root().join("actions/validate-data/action.yml");
-    let metadata: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
-    let args: Vec<String> = metadata["runs"]["args"]
-        .as_sequence()
-        .expect("args")
-        .iter()
-        .filter_map(|arg| arg.as_str().map(str::to_owned))
-        .collect();
-    let workspace = scratch.path().join("workspace");
-    let file_commands = scratch.path().join("file_commands");
-    std::fs::create_dir_all(&file_commands).expect("file_commands");
-    warn_dataset(&workspace);
-    std::fs::write(file_commands.join("output"), "").expect("output");
-    std::fs::write(file_commands.join("summary"), "").expect("summary");
-
-    let mut command = podman(scratch.path()).expect("podman");
-    command
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--workdir",
-            "/github/workspace",
-        ])
-        .arg("-v")
-        .arg(format!("{}:/github/workspace", workspace.display()))
-        .arg("-v")
-        .arg(format!("{}:/github/file_commands", file_commands.display()))
-        .args([
-            "-e",
-            "GITHUB_OUTPUT=/github/file_commands/output",
-            "-e",
-            "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
-            "-e",
-            "GITHUB_ACTIONS=true",
-        ]);
-    for (name, value) in runner_inputs(
-        &action,
-        &[
-            ("data", "data/train.jsonl"),
-            ("tokenizer", "cl100k_base"),
-            ("publish", "summary"),
-        ],
-    ) {
-        command.arg("-e").arg(format!("{name}={value}"));
-    }
-    command.arg(tag).args(&args);
-    let (code, text) = run(&mut command);
-    assert_eq!(code, 0, "warnings pass:\n{text}");
+    };
+    let text = &run_result.text;
+    assert_eq!(run_result.code, 0, "warnings pass:\n{text}");
     assert!(text.contains("::warning file=data/train.jsonl,line=32,title=Personal data (pii)::email in `messages[0].content`"), "{text}");
-    let output = std::fs::read_to_string(file_commands.join("output")).expect("output");
+    let output = run_result.output();
     assert!(
         output.contains("\nwarn\n")
             && output.contains("dataset-digest<<")
@@ -735,8 +745,8 @@ fn validate_data_action_runs_in_podman_and_its_report_matches_the_schemas() {
         "{output}"
     );
     assert!(
-        std::fs::read_to_string(file_commands.join("summary"))
-            .expect("summary")
+        run_result
+            .summary()
             .contains("## gantry validate-data: ⚠️ warn")
     );
 
@@ -747,38 +757,24 @@ fn validate_data_action_runs_in_podman_and_its_report_matches_the_schemas() {
     for (file, schema) in [
         ("report.json", "validate-data-report.schema.json"),
         ("data.lock", "data-lock.schema.json"),
+        ("summary.json", "data-summary.schema.json"),
     ] {
         let (code, text) = run(Command::new(&check)
             .arg("--schemafile")
             .arg(repository_root().join("schemas").join(schema))
-            .arg(workspace.join(".gantry/validate-data").join(file)));
+            .arg(
+                run_result
+                    .workspace
+                    .join(".gantry/validate-data")
+                    .join(file),
+            ));
         assert_eq!(code, 0, "{file} against {schema}: {text}");
     }
 }
 
 #[test]
 fn gitlab_ci_local_runs_validate_data_and_passes_the_digest_on() {
-    let Some(modules) = node_modules() else {
-        return;
-    };
-    let Some(_rsync) = system_tool("rsync") else {
-        return;
-    };
-    let Some(git) = system_tool("git") else {
-        return;
-    };
-    let project = tempfile::tempdir().expect("tempdir");
-    let directory = project.path();
-    std::fs::create_dir_all(directory.join("templates")).expect("templates");
-    std::fs::copy(
-        repository_root().join("gitlab-templates/validate-data.yml"),
-        directory.join("templates/validate-data.yml"),
-    )
-    .expect("copy template");
-    warn_dataset(directory);
-    std::fs::write(
-        directory.join(".gitlab-ci.yml"),
-        r#"stages: [data, train]
+    let pipeline = r#"stages: [data, train]
 include:
   - local: templates/validate-data.yml
     inputs:
@@ -791,116 +787,52 @@ train:
   needs: [gantry-validate-data]
   script:
     - echo "training on $VALIDATE_DATA_DATASET_DIGEST after a $VALIDATE_DATA_VERDICT verdict on $VALIDATE_DATA_RECORDS records"
-"#,
-    )
-    .expect("pipeline");
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.test",
-            "commit",
-            "--quiet",
-            "-m",
-            "pipeline",
-        ],
-    ] {
-        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
-        assert_eq!(code, 0, "git {args:?}: {text}");
-    }
-    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
-        .parent()
-        .expect("bin dir")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
-    let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
-        .args(["--force-shell-executor", "--no-color"])
-        .current_dir(directory)
-        .env("PATH", path)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITLAB_CI"));
+"#;
+    let Some((project, code, text)) = run_gitlab_pipeline("validate-data", pipeline, warn_dataset)
+    else {
+        return;
+    };
     assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
     assert!(
         text.contains("after a warn verdict on 32 records"),
         "dotenv outputs did not reach the train job:\n{text}"
     );
     assert!(text.contains("training on sha256:"), "{text}");
-    let code_quality = std::fs::read_to_string(directory.join(".gantry/reports/codequality.json"))
-        .unwrap_or_default();
+    let code_quality =
+        std::fs::read_to_string(project.path().join(".gantry/reports/codequality.json"))
+            .unwrap_or_default();
     assert!(
         code_quality.contains("\"check_name\": \"pii\""),
         "code quality report: {code_quality}"
+    );
+    let junit = std::fs::read_to_string(project.path().join(".gantry/reports/junit.xml"))
+        .unwrap_or_default();
+    assert!(
+        junit.contains("<testcase name=\"pii\""),
+        "junit report: {junit}"
     );
 }
 
 #[test]
 fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
-    let Some(modules) = node_modules() else {
-        return;
-    };
-    let Some(_rsync) = system_tool("rsync") else {
-        return;
-    };
-    let Some(git) = system_tool("git") else {
-        return;
-    };
-    let project = tempfile::tempdir().expect("tempdir");
-    let directory = project.path();
-    std::fs::create_dir_all(directory.join("templates")).expect("templates");
-    std::fs::copy(
-        repository_root().join("gitlab-templates/validate-data.yml"),
-        directory.join("templates/validate-data.yml"),
-    )
-    .expect("copy template");
-    warn_dataset(directory);
     // The shipped example, with its remote includes pointed at the local template.
     let example = std::fs::read_to_string(
         repository_root().join("docs/examples/validate-data-sharded.gitlab-ci.yml"),
     )
     .expect("example");
-    let pipeline = example.replace("remote: https://raw.githubusercontent.com/gantry-dev/gantry/<sha>/gitlab-templates/validate-data.yml", "local: templates/validate-data.yml");
+    let pipeline = example.replace(
+        "remote: https://raw.githubusercontent.com/gantry-dev/gantry/<sha>/gitlab-templates/validate-data.yml",
+        "local: templates/validate-data.yml",
+    );
     assert_ne!(
         pipeline, example,
         "the example's include line changed; update this test"
     );
-    std::fs::write(directory.join(".gitlab-ci.yml"), pipeline).expect("pipeline");
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.test",
-            "commit",
-            "--quiet",
-            "-m",
-            "pipeline",
-        ],
-    ] {
-        let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
-        assert_eq!(code, 0, "git {args:?}: {text}");
-    }
-    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
-        .parent()
-        .expect("bin dir")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
-    let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
-        .args(["--force-shell-executor", "--no-color"])
-        .current_dir(directory)
-        .env("PATH", path)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITLAB_CI"));
+    let Some((_project, code, text)) =
+        run_gitlab_pipeline("validate-data", &pipeline, warn_dataset)
+    else {
+        return;
+    };
     assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
     for index in 1..=3 {
         assert!(
