@@ -112,17 +112,9 @@ pub struct ValidateDataArgs {
     /// Directory for report.json, report.md, summary.json and data.lock.
     #[arg(long, value_name = "DIR", default_value = ".gantry/validate-data")]
     pub out: std::path::PathBuf,
-    /// Name of this check: one sticky comment and one status per (workflow, name).
-    #[arg(long, default_value = "default", value_parser = parse_report_name)]
-    pub name: String,
-    /// Where to publish, comma-separated: summary, comment, status, check.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "summary,comment,status"
-    )]
-    pub publish: Vec<PublishTarget>,
+    /// Where and under which name the result is published.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
 }
 
 /// A record format given on the command line.
@@ -150,9 +142,6 @@ pub struct ReportArgs {
     /// Markdown file to publish.
     #[arg(long, value_name = "PATH")]
     pub file: std::path::PathBuf,
-    /// Name of the report: one sticky comment and one status per (workflow, name).
-    #[arg(long, default_value = "default", value_parser = parse_report_name)]
-    pub name: String,
     /// Title of the status or check run (default: the report's first heading).
     #[arg(long)]
     pub title: Option<String>,
@@ -165,6 +154,17 @@ pub struct ReportArgs {
     /// Treat warnings as failures: a warn verdict exits 1.
     #[arg(long)]
     pub strict: bool,
+    /// Where and under which name the report is published.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
+}
+
+/// Where a result is published, shared by every command that publishes one.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Name of this result: one sticky comment and one status per (workflow, command, name).
+    #[arg(long, default_value = "default", value_parser = parse_report_name)]
+    pub name: String,
     /// Where to publish, comma-separated: summary, comment, status, check.
     #[arg(
         long,

@@ -230,15 +230,15 @@ mod tests {
         assert_eq!(
             names,
             [
-                "file", "name", "title", "verdict", "findings", "strict", "publish"
+                "file", "title", "verdict", "findings", "strict", "name", "publish"
             ]
         );
         let file = &inputs[0];
         assert!(file.required && file.kind == InputKind::Value && file.default.is_none());
-        let verdict = &inputs[3];
+        let verdict = &inputs[2];
         assert_eq!(verdict.options, ["pass", "warn", "fail"]);
         assert_eq!(verdict.default.as_deref(), Some("pass"));
-        assert_eq!(inputs[5].kind, InputKind::Switch);
+        assert_eq!(inputs[4].kind, InputKind::Switch);
         let publish = &inputs[6];
         assert!(publish.comma_separated);
         assert_eq!(publish.default.as_deref(), Some("summary,comment,status"));

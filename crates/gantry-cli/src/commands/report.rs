@@ -52,12 +52,12 @@ pub(crate) fn run(args: &ReportArgs, session: &Session<'_>, printer: &Printer) -
     }
     let result = CommandResult {
         command: "report",
-        name: args.name.clone(),
+        name: args.publishing.name.clone(),
         title,
         markdown,
         verdict,
         findings,
-        targets: args.publish.clone(),
+        targets: args.publishing.publish.clone(),
         outputs,
         full_report: Some(args.file.display().to_string()),
         // Publishing is this command's whole job, so a refused write is an error.

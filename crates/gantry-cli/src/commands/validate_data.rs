@@ -162,12 +162,12 @@ pub(crate) fn run(
     ];
     let result = CommandResult {
         command: "validate-data",
-        name: args.name.clone(),
+        name: args.publishing.name.clone(),
         title: format!("validate-data on {} records", report.records),
         markdown,
         verdict: report.verdict,
         findings: findings_of(report),
-        targets: args.publish.clone(),
+        targets: args.publishing.publish.clone(),
         outputs,
         full_report: Some(report_path.display().to_string()),
         forge_errors_are_fatal: false,

@@ -139,7 +139,7 @@ fn bad_inputs_are_named_and_exit_two() {
         ),
         (
             &[("INPUT_FILE", "r.md"), ("INPUT_FILES", "x")],
-            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, name, title, verdict, findings, strict, publish",
+            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, title, verdict, findings, strict, name, publish",
         ),
         (
             &[("INPUT_VERDICT", "pass")],
