@@ -1784,6 +1784,23 @@ fn build_report(
         }
     };
     let policy = &options.policy;
+    let score = |id: &'static str,
+                 unit: &'static str,
+                 value: f64,
+                 count: u64,
+                 examples: Vec<Example>,
+                 lower_is_worse: bool| {
+        CheckResult::scored(
+            id,
+            describe(id),
+            unit,
+            policy.check(id),
+            value,
+            count,
+            examples,
+            lower_is_worse,
+        )
+    };
     let duplicates = |map: &HashMap<u128, Occurrence>| {
         map.values()
             .map(|occurrence| occurrence.count - 1)
@@ -1804,44 +1821,37 @@ fn build_report(
                     .map(move |other| (*other, occurrence.first))
             })
             .take(MAX_EXAMPLES)
-            .map(|(position, first)| Example {
-                file: files[position.0 as usize].display.clone(),
-                line: Some(position.1),
-                byte: None,
-                record: None,
-                message: format!("{kind} duplicate of {}", place(files, first)),
-                excerpt: None,
+            .map(|(position, first)| {
+                example_at(
+                    files,
+                    position,
+                    format!("{kind} duplicate of {}", place(files, first)),
+                )
             })
             .collect()
     };
     let n_exact = duplicates(&total.exact);
     let n_normalized = duplicates(&total.normalized);
     let mut checks = vec![
-        CheckResult::scored(
+        score(
             "parse",
-            describe("parse"),
             "count",
-            policy.check("parse"),
             total.parse.count as f64,
             total.parse.count,
             total.parse.clone().into_examples(),
             false,
         ),
-        CheckResult::scored(
+        score(
             "schema",
-            describe("schema"),
             "count",
-            policy.check("schema"),
             total.schema.count as f64,
             total.schema.count,
             total.schema.clone().into_examples(),
             false,
         ),
-        CheckResult::scored(
+        score(
             "empty-content",
-            describe("empty-content"),
             "rate",
-            policy.check("empty-content"),
             rate(total.empty.count),
             total.empty.count,
             total.empty.clone().into_examples(),
@@ -1849,11 +1859,9 @@ fn build_report(
         ),
     ];
     checks.push(match options.max_tokens {
-        Some(_) => CheckResult::scored(
+        Some(_) => score(
             "max-tokens",
-            describe("max-tokens"),
             "count",
-            policy.check("max-tokens"),
             total.over_tokens.count as f64,
             total.over_tokens.count,
             total.over_tokens.clone().into_examples(),
@@ -1866,21 +1874,17 @@ fn build_report(
             "pass --max-tokens to check record lengths against a model's limit".to_owned(),
         ),
     });
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "exact-duplicates",
-        describe("exact-duplicates"),
         "rate",
-        policy.check("exact-duplicates"),
         rate(n_exact),
         n_exact,
         cluster_examples(&total.exact, "exact"),
         false,
     ));
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "normalized-duplicates",
-        describe("normalized-duplicates"),
         "rate",
-        policy.check("normalized-duplicates"),
         rate(n_normalized),
         n_normalized,
         cluster_examples(&total.normalized, "normalized"),
@@ -1895,44 +1899,37 @@ fn build_report(
         .iter()
         .flat_map(|group| group[1..].iter().map(move |&member| (group[0], member)))
         .take(MAX_EXAMPLES)
-        .map(|(first, member)| Example {
-            file: files[positions[member].0 as usize].display.clone(),
-            line: Some(positions[member].1),
-            byte: None,
-            record: None,
-            message: format!(
-                "near duplicate of {} (estimated Jaccard {:.2})",
-                place(files, positions[first]),
-                estimated_jaccard(&signatures[first], &signatures[member])
-            ),
-            excerpt: None,
+        .map(|(first, member)| {
+            example_at(
+                files,
+                positions[member],
+                format!(
+                    "near duplicate of {} (estimated Jaccard {:.2})",
+                    place(files, positions[first]),
+                    estimated_jaccard(&signatures[first], &signatures[member])
+                ),
+            )
         })
         .collect();
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "near-duplicates",
-        describe("near-duplicates"),
         "rate",
-        policy.check("near-duplicates"),
         rate(n_near),
         n_near,
         near_examples,
         false,
     ));
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "secrets",
-        describe("secrets"),
         "count",
-        policy.check("secrets"),
         total.secrets.count as f64,
         total.secrets.count,
         total.secrets.clone().into_examples(),
         false,
     ));
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "pii",
-        describe("pii"),
         "rate",
-        policy.check("pii"),
         rate(total.pii.count),
         total.pii.count,
         total.pii.clone().into_examples(),
@@ -1993,21 +1990,17 @@ fn build_report(
                 .filter(|(_, coverage, _)| *coverage >= 0.5)
                 .count() as u64;
             let any = hits.len() as u64;
-            checks.push(CheckResult::scored(
+            checks.push(score(
                 "contamination",
-                describe("contamination"),
                 "count",
-                policy.check("contamination"),
                 heavy as f64,
                 heavy,
                 examples(0.5),
                 false,
             ));
-            checks.push(CheckResult::scored(
+            checks.push(score(
                 "contamination-partial",
-                describe("contamination-partial"),
                 "count",
-                policy.check("contamination-partial"),
                 any as f64,
                 any,
                 examples(0.0),
@@ -2052,23 +2045,18 @@ fn build_report(
             .filter(|(value, _)| *value > threshold)
             .take(5)
         {
-            outlier_examples.push(Example {
-                file: files[position.0 as usize].display.clone(),
-                line: Some(position.1),
-                byte: None,
-                record: None,
-                message: format!(
+            outlier_examples.push(example_at(
+                files,
+                position,
+                format!(
                     "{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"
                 ),
-                excerpt: None,
-            });
+            ));
         }
     }
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "outliers",
-        describe("outliers"),
         "rate",
-        policy.check("outliers"),
         outlier_rate,
         outlier_count,
         outlier_examples,
@@ -2084,11 +2072,9 @@ fn build_report(
             ));
         }
     }
-    checks.push(CheckResult::scored(
+    checks.push(score(
         "min-records",
-        describe("min-records"),
         "count",
-        policy.check("min-records"),
         records as f64,
         records,
         Vec::new(),
@@ -2155,6 +2141,21 @@ fn build_report(
         duplicate_clusters,
         drift: None,
         lock_changes,
+    }
+}
+
+/// An example pointing at the record at `position`: a line, or for JSON
+/// arrays and Parquet files, a record index.
+fn example_at(files: &[DataFile], position: Position, message: String) -> Example {
+    let file = &files[position.0 as usize];
+    let by_record = matches!(file.kind, FileKind::Json | FileKind::Parquet);
+    Example {
+        file: file.display.clone(),
+        line: (!by_record).then_some(position.1),
+        byte: None,
+        record: by_record.then_some(position.1),
+        message,
+        excerpt: None,
     }
 }
 
