@@ -91,8 +91,8 @@ pub struct ValidateDataArgs {
     /// JSON Schema every record must match, for record shapes of no known format.
     #[arg(long, value_name = "PATH")]
     pub schema: Option<std::path::PathBuf>,
-    /// Tokenizer for token counts: o200k_base, cl100k_base or chars.
-    #[arg(long, default_value = "o200k_base", value_parser = ["o200k_base", "cl100k_base", "chars"])]
+    /// Tokenizer for token counts: o200k_base, cl100k_base, chars, or the path of a Hugging Face tokenizer.json.
+    #[arg(long, default_value = "o200k_base")]
     pub tokenizer: String,
     /// Fail records with more tokens than this (e.g. 16385 for gpt-4o-mini fine-tuning).
     #[arg(long, value_name = "N")]

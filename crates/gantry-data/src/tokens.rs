@@ -14,6 +14,8 @@ pub enum Tokenizer {
     Cl100kBase(Arc<tiktoken_rs::CoreBPE>),
     /// Unicode scalar values: fast, and honest about not being tokens.
     Chars,
+    /// A Hugging Face `tokenizer.json`, by path.
+    HuggingFace(Arc<tokenizers::Tokenizer>, Arc<str>),
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -33,19 +35,22 @@ impl Tokenizer {
             "o200k_base" => Ok(Tokenizer::O200kBase(Arc::new(tiktoken_rs::o200k_base().map_err(|source| error(source.to_string()))?))),
             "cl100k_base" => Ok(Tokenizer::Cl100kBase(Arc::new(tiktoken_rs::cl100k_base().map_err(|source| error(source.to_string()))?))),
             "chars" => Ok(Tokenizer::Chars),
-            other if other.ends_with("tokenizer.json") => Err(error(
-                "Hugging Face tokenizer.json files are not supported by this build yet; use o200k_base, cl100k_base or chars".to_owned(),
-            )),
-            _ => Err(error("expected o200k_base, cl100k_base or chars".to_owned())),
+            path if path.ends_with(".json") => {
+                let tokenizer = tokenizers::Tokenizer::from_file(path)
+                    .map_err(|source| error(format!("not a readable Hugging Face tokenizer.json: {source}")))?;
+                Ok(Tokenizer::HuggingFace(Arc::new(tokenizer), Arc::from(path)))
+            }
+            _ => Err(error("expected o200k_base, cl100k_base, chars or the path of a Hugging Face tokenizer.json".to_owned())),
         }
     }
 
     /// The name, as `--tokenizer` spells it.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Tokenizer::O200kBase(_) => "o200k_base",
             Tokenizer::Cl100kBase(_) => "cl100k_base",
             Tokenizer::Chars => "chars",
+            Tokenizer::HuggingFace(_, path) => path,
         }
     }
 
@@ -56,6 +61,11 @@ impl Tokenizer {
                 bpe.encode_ordinary(text).len() as u64
             }
             Tokenizer::Chars => text.chars().count() as u64,
+            // Special tokens are not added: the count is the text's own tokens.
+            Tokenizer::HuggingFace(tokenizer, _) => tokenizer.encode(text, false).map_or_else(
+                |_| text.chars().count() as u64,
+                |encoding| encoding.len() as u64,
+            ),
         }
     }
 
@@ -95,7 +105,36 @@ mod tests {
         let error = Tokenizer::load("gpt2").expect_err("unknown");
         assert_eq!(
             error.to_string(),
-            "--tokenizer gpt2: expected o200k_base, cl100k_base or chars"
+            "--tokenizer gpt2: expected o200k_base, cl100k_base, chars or the path of a Hugging Face tokenizer.json"
+        );
+    }
+
+    #[test]
+    fn hugging_face_tokenizer_files_count_their_own_tokens() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("tokenizer.json");
+        std::fs::write(
+            &path,
+            r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+                "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+                "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2}, "unk_token": "[UNK]"}}"#,
+        )
+        .expect("write");
+        let tokenizer = Tokenizer::load(path.to_str().expect("utf8")).expect("load");
+        assert_eq!(tokenizer.count("hello world"), 2);
+        assert_eq!(
+            tokenizer.count("hello brave new world!"),
+            5,
+            "unknown words and punctuation are tokens too"
+        );
+        assert_eq!(tokenizer.name(), path.to_str().expect("utf8"));
+        std::fs::write(&path, "{}").expect("write");
+        let error = Tokenizer::load(path.to_str().expect("utf8")).expect_err("broken");
+        assert!(
+            error
+                .to_string()
+                .contains("not a readable Hugging Face tokenizer.json"),
+            "{error}"
         );
     }
 }

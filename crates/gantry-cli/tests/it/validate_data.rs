@@ -172,7 +172,7 @@ fn bad_arguments_name_the_flag_or_file() {
         ),
         (
             &["validate-data", "--data", "t.jsonl", "--tokenizer", "gpt2"],
-            "invalid value 'gpt2' for '--tokenizer <TOKENIZER>'",
+            "--tokenizer gpt2: expected o200k_base, cl100k_base, chars or the path of a Hugging Face tokenizer.json",
         ),
         (
             &[
