@@ -248,8 +248,7 @@ fn command_context(
         version,
         inputs,
         outputs: packaged
-            .outputs
-            .iter()
+            .all_outputs()
             .map(|(name, description)| OutputContext { name, description })
             .collect(),
         job_name: format!("gantry-{}", packaged.command),

@@ -33,7 +33,7 @@ pub struct PackagedCommand {
     pub title: &'static str,
     /// How it is packaged for GitHub.
     pub kind: ActionKind,
-    /// Outputs it sets, with descriptions.
+    /// Outputs of its own, with descriptions; [`PUBLISH_OUTPUTS`] come with every command.
     pub outputs: &'static [(&'static str, &'static str)],
     /// Whether it writes a GitLab Code Quality report.
     pub code_quality: bool,
@@ -45,6 +45,33 @@ pub struct PackagedCommand {
     pub color: &'static str,
 }
 
+/// Outputs every command sets when it publishes its result (`commands/publish.rs`).
+pub const PUBLISH_OUTPUTS: &[(&str, &str)] = &[
+    ("verdict", "pass, warn or fail."),
+    (
+        "published",
+        "Comma-separated list of what was published (summary, comment, status, check).",
+    ),
+    (
+        "comment-url",
+        "Link to the sticky comment, when one was posted and the forge returned a link.",
+    ),
+    (
+        "summary-file",
+        "The Markdown summary file written outside GitHub.",
+    ),
+];
+
+impl PackagedCommand {
+    /// Every output the command sets: the verdict, its own, then the publishing ones.
+    pub fn all_outputs(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+        PUBLISH_OUTPUTS[..1]
+            .iter()
+            .chain(self.outputs)
+            .chain(&PUBLISH_OUTPUTS[1..])
+    }
+}
+
 /// Every packaged command. A capability adds its line here when it lands.
 pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
     PackagedCommand {
@@ -53,7 +80,6 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         title: "gantry validate-data",
         kind: ActionKind::Container,
         outputs: &[
-            ("verdict", "pass, warn or fail."),
             ("report", "Path of report.json."),
             ("lock", "Path of data.lock."),
             (
@@ -67,18 +93,6 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             ("records", "Records read."),
             ("errors", "Checks that failed."),
             ("warnings", "Checks that warned."),
-            (
-                "published",
-                "Comma-separated list of what was published (summary, comment, status, check).",
-            ),
-            (
-                "comment-url",
-                "Link to the sticky comment, when one was posted and the forge returned a link.",
-            ),
-            (
-                "summary-file",
-                "The Markdown summary file written outside GitHub.",
-            ),
         ],
         code_quality: true,
         junit: true,
@@ -90,21 +104,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         action_name: "report",
         title: "gantry report",
         kind: ActionKind::Container,
-        outputs: &[
-            ("verdict", "The reported verdict: pass, warn or fail."),
-            (
-                "published",
-                "Comma-separated list of what was published (summary, comment, status, check).",
-            ),
-            (
-                "comment-url",
-                "Link to the sticky comment, when one was posted and the forge returned a link.",
-            ),
-            (
-                "summary-file",
-                "The Markdown summary file written outside GitHub.",
-            ),
-        ],
+        outputs: &[],
         code_quality: true,
         junit: false,
         icon: "message-square",

@@ -346,6 +346,10 @@ pub struct ShardFile {
     pub shard: Shard,
     /// The options that change what is found; every shard must agree.
     pub settings: String,
+    /// The tokenizer behind the token counts.
+    tokenizer: String,
+    /// The token limit the shards checked against.
+    max_tokens: Option<u64>,
     format: Option<RecordFormat>,
     files: Vec<DataFile>,
     locked: Vec<LockedFile>,
@@ -395,6 +399,8 @@ pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFi
         version: SHARD_VERSION,
         shard,
         settings: settings_of(options),
+        tokenizer: options.tokenizer.clone(),
+        max_tokens: options.max_tokens,
         format: scan.format,
         files: scan.files,
         locked: scan.locked,
@@ -518,16 +524,9 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
     }
     // Settings come from the shards, thresholds from the merge job.
     let mut merged_options = options.clone();
-    merged_options.max_tokens = parse_setting(&first.settings, "max-tokens=")
-        .and_then(|value| value.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
-    merged_options.tokenizer = parse_setting(&first.settings, "tokenizer=")
-        .unwrap_or_default()
-        .to_owned();
+    merged_options.max_tokens = first.max_tokens;
+    merged_options.tokenizer = first.tokenizer;
     finish(&merged_options, scan)
-}
-
-fn parse_setting<'a>(settings: &'a str, key: &str) -> Option<&'a str> {
-    settings.split(' ').find_map(|part| part.strip_prefix(key))
 }
 
 fn scan_data(
