@@ -751,7 +751,7 @@ mod tests {
             .collect();
         assert_eq!(heavy, b"yo\n");
         let short = example_of(&[m("user", "a long question"), m("assistant", "yo")], 8);
-        assert_eq!(short.bytes, b"ant: yo\n");
+        assert_eq!(short.bytes, b"tant: yo\n");
     }
 
     #[test]
