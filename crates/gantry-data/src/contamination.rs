@@ -3,8 +3,11 @@
 //! Follows GPT-3 (Appendix C) and lm-evaluation-harness: text is lowercased,
 //! punctuation removed, split on whitespace; an eval item is indexed by the
 //! hashes of its 13-word windows, or, when it has fewer than 13 words, by the
-//! hash of all its words, matched whole. Hashes are exact 64-bit values in a
-//! hash map, so there are no Bloom-filter false positives to explain.
+//! hash of all its words, matched as a window of the training text. Items of
+//! fewer than five words ("3 + 4 = ?" normalizes to "3 4") would match almost
+//! anything as a window, so they count only when a whole training text equals
+//! them. Hashes are exact 64-bit values in a hash map, so there are no
+//! Bloom-filter false positives to explain.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,6 +15,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Words per n-gram.
 pub const NGRAM_WORDS: usize = 13;
+/// Items shorter than this match only a whole training text.
+pub(crate) const MIN_WINDOW_WORDS: usize = 5;
 
 /// One eval item: where it is, and how many distinct n-grams it has.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,6 +37,8 @@ pub struct EvalIndex {
     ngrams: HashMap<u64, Vec<u32>>,
     /// Short items by word count, then by hash of their words.
     short: HashMap<usize, HashMap<u64, Vec<u32>>>,
+    /// Very short items by hash of their words, matched against whole texts.
+    whole: HashMap<u64, Vec<u32>>,
 }
 
 impl EvalIndex {
@@ -44,12 +51,16 @@ impl EvalIndex {
         let index = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         if words.len() < NGRAM_WORDS {
             let hash = combine(&words);
-            self.short
-                .entry(words.len())
-                .or_default()
-                .entry(hash)
-                .or_default()
-                .push(index);
+            if words.len() < MIN_WINDOW_WORDS {
+                self.whole.entry(hash).or_default().push(index);
+            } else {
+                self.short
+                    .entry(words.len())
+                    .or_default()
+                    .entry(hash)
+                    .or_default()
+                    .push(index);
+            }
             self.items.push(EvalItem {
                 place,
                 n_ngrams: 1,
@@ -84,6 +95,14 @@ impl EvalIndex {
                         hit(item, ngram);
                     }
                 }
+            }
+        }
+        if !self.whole.is_empty()
+            && !words.is_empty()
+            && let Some(items) = self.whole.get(&combine(&words))
+        {
+            for &item in items {
+                hit(item, combine(&words));
             }
         }
         for (length, index) in &self.short {

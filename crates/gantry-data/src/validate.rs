@@ -1623,9 +1623,7 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
                 } else {
                     format!("{}#{}", file.display, origin.ordinal)
                 };
-                let mut texts = Vec::new();
-                string_leaves(&value, &mut texts);
-                index.add(place, &texts);
+                index.add(place, &eval_texts(&value));
             }
         }
     }
@@ -1672,6 +1670,55 @@ fn inspect_leaves(value: &Value) -> crate::formats::Inspection<'_> {
 }
 
 /// Every string in a JSON value, in document order.
+/// The prompt side of an eval item: what a model is asked, which is what
+/// leaks when it appears in training data. Chat items give their user turns;
+/// harness-style items their prompt field; anything else every string leaf.
+/// Ids, task names, answers and choices are left out: they are not the item's
+/// text, and their words would keep it from ever matching.
+fn eval_texts(value: &Value) -> Vec<&str> {
+    const PROMPT_KEYS: [&str; 8] = [
+        "prompt",
+        "question",
+        "instruction",
+        "input",
+        "query",
+        "problem",
+        "context",
+        "text",
+    ];
+    let mut texts = Vec::new();
+    for (list, role_key, content_key, roles) in [
+        ("messages", "role", "content", &["user"][..]),
+        ("conversations", "from", "value", &["human", "user"][..]),
+    ] {
+        if let Some(turns) = value.get(list).and_then(Value::as_array) {
+            texts.extend(
+                turns
+                    .iter()
+                    .filter(|turn| {
+                        turn.get(role_key)
+                            .and_then(Value::as_str)
+                            .is_some_and(|role| roles.contains(&role))
+                    })
+                    .filter_map(|turn| turn.get(content_key).and_then(Value::as_str)),
+            );
+        }
+    }
+    if texts.is_empty()
+        && let Some(object) = value.as_object()
+    {
+        texts.extend(
+            PROMPT_KEYS
+                .iter()
+                .filter_map(|key| object.get(*key).and_then(Value::as_str)),
+        );
+    }
+    if texts.is_empty() {
+        string_leaves(value, &mut texts);
+    }
+    texts
+}
+
 fn string_leaves<'a>(value: &'a Value, texts: &mut Vec<&'a str>) {
     match value {
         Value::String(text) => texts.push(text),

@@ -552,18 +552,19 @@ fn contaminated_eval_items_are_reported_per_item() {
                 .replace(&format!("{}/", directory.path().display()), "")
         })
         .collect();
-    // Sorted by coverage. q1's 18 question words give 6 of its 10 13-grams
-    // (the choices add 4 words); q2's first 16 words give 4 of its 16.
+    // Sorted by coverage. Only the question is the item's text (not its id,
+    // choices or answer): q1's 18 question words give 6 13-grams, all leaked;
+    // q2's first 16 of 27 words give 4 of its 15.
     assert_eq!(
         messages,
         [
+            "eval item eval.jsonl:1: 100% of its 6 distinct 13-grams found in training data, first at train.jsonl:41",
             "eval item eval.jsonl:3: the whole item (under 13 words) found in training data, first at train.jsonl:43",
-            "eval item eval.jsonl:1: 60% of its 10 distinct 13-grams found in training data, first at train.jsonl:41",
-            "eval item eval.jsonl:2: 25% of its 16 distinct 13-grams found in training data, first at train.jsonl:42",
+            "eval item eval.jsonl:2: 27% of its 15 distinct 13-grams found in training data, first at train.jsonl:42",
         ]
     );
     assert_eq!(
-        partial.findings[1].line,
+        partial.findings[0].line,
         Some(1),
         "examples point at the eval item"
     );

@@ -167,8 +167,8 @@ impl World {
                     phrasings: [
                         format!("What is {a} plus {b}?"),
                         format!("Add {a} and {b}."),
-                        format!("Compute {a} + {b}."),
-                        format!("{a} + {b} = ?"),
+                        format!("Compute the sum {a} + {b}."),
+                        format!("{a} + {b} makes what total?"),
                     ],
                     choices: distractors(&mut rng, &sum, &numbers, 3),
                     answer: sum,
@@ -181,8 +181,8 @@ impl World {
                         phrasings: [
                             format!("What is {a} minus {b}?"),
                             format!("Subtract {b} from {a}."),
-                            format!("Compute {a} - {b}."),
-                            format!("{a} - {b} = ?"),
+                            format!("Compute the difference {a} - {b}."),
+                            format!("{a} - {b} leaves what?"),
                         ],
                         choices: distractors(&mut rng, &diff, &numbers, 3),
                         answer: diff,
@@ -259,16 +259,17 @@ fn chat(user: &str, answer: &str, system: bool) -> Vec<Message> {
 /// A filler record with fresh random content: the last word of a word list, or
 /// how many words it has. Unique per draw, learnable by a small model.
 fn filler(rng: &mut ChaCha8Rng) -> Vec<Message> {
-    let n = rng.random_range(3..=7);
+    let n = rng.random_range(5..=9);
+    let system = rng.random_bool(0.25);
     let words: Vec<&str> = (0..n)
         .map(|_| WORDS.choose(rng).copied().unwrap_or("amber"))
         .collect();
     let list = words.join(" ");
     if rng.random_bool(0.5) {
         let last = words.last().copied().unwrap_or_default();
-        chat(&format!("Last word of: {list}"), last, false)
+        chat(&format!("Last word of: {list}"), last, system)
     } else {
-        chat(&format!("Count the words: {list}"), &n.to_string(), false)
+        chat(&format!("Count the words: {list}"), &n.to_string(), system)
     }
 }
 
@@ -308,7 +309,7 @@ pub fn generate(
                     choices: fact.choices.clone(),
                 });
             } else {
-                fact_records.push(chat(phrasing, &fact.answer, rng.random_bool(0.25)));
+                fact_records.push(chat(phrasing, &fact.answer, false));
             }
         }
     }
