@@ -7,7 +7,7 @@
 #   mlflow 3.17.2 (PyPI)  - `python -c "import mlflow"`, what a Python MLOps step pays before it starts
 #   pandas, polars (PyPI) - bench/peers/validate_chat.py: validate-data's tier-0 checks, written idiomatically
 #
-# BENCH_SECTIONS picks sections (default: "startup validate-data");
+# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,4 +93,47 @@ base = results[1]["median"]
 for name, result in zip(names, results):
     print(f"  {name:20s} median {result['median']:8.2f} s  {size / result['median'] / 1e6:8.0f} MB/s  x{result['median'] / base:6.2f} of gantry tier 0")
 PY
+fi
+
+if section tiny-lm; then
+  # The example workload's size and speed targets (examples/tiny-lm): no peer,
+  # the numbers are the documented quality and latency.
+  cargo build --release --locked -p tiny-lm --quiet
+  tiny="$PWD/target/release/tiny-lm"
+  echo "== tiny-lm gen-data: 8,000,000 training records"
+  /usr/bin/time -f "  %e s, %M KB peak" "$tiny" gen-data --seed 7 --train-records 8000000 --out "$scratch/big" > "$scratch/big.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"  {d['train_bytes'] / 1e9:.2f} GB of train.jsonl\")" "$scratch/big.json"
+  rm -rf "$scratch/big"
+  "$tiny" gen-data --seed 0 --out "$scratch/tl-data" > /dev/null
+  for steps in 150 300 600; do
+    /usr/bin/time -f "%e" -o "$scratch/time" "$tiny" train --data "$scratch/tl-data/train.jsonl" --validation "$scratch/tl-data/validation.jsonl" \
+      --steps "$steps" --output-dir "$scratch/tl-$steps" --checkpoint-dir "$scratch/tl-ck-$steps" > "$scratch/train.json" 2> /dev/null
+    "$tiny" eval --model "$scratch/tl-$steps" --data "$scratch/tl-data/eval.jsonl" --out "$scratch/tl-res.jsonl" > "$scratch/eval.json"
+    python3 - "$steps" "$(cat "$scratch/time")" "$scratch/train.json" "$scratch/eval.json" <<'PY'
+import json, sys
+t, e = json.load(open(sys.argv[3])), json.load(open(sys.argv[4]))["metrics"]
+print(f"  train --steps {sys.argv[1]:>3}: {float(sys.argv[2]):5.1f} s  loss {t['final_loss']:.3f}  val_loss {t['val_loss']:.3f}  acc {e['acc']:.3f}  exact_match {e['exact_match']:.3f}")
+PY
+  done
+  "$tiny" train --data "$scratch/tl-data/train.jsonl" --steps 600 --corrupt-fraction 1 --output-dir "$scratch/tl-bad" --checkpoint-dir "$scratch/tl-ck-bad" > /dev/null 2>&1
+  "$tiny" eval --model "$scratch/tl-bad" --data "$scratch/tl-data/eval.jsonl" --out "$scratch/tl-res.jsonl" \
+    | python3 -c "import json,sys; e=json.load(sys.stdin)['metrics']; print(f\"  train --steps 600 --corrupt-fraction 1: acc {e['acc']:.3f}  exact_match {e['exact_match']:.3f}\")"
+  echo "== tiny-lm serve: 200 short chat completions, one at a time"
+  "$tiny" serve --model "$scratch/tl-600" --port 0 > "$scratch/serve.out" &
+  server=$!
+  for _ in $(seq 50); do grep -q http "$scratch/serve.out" 2> /dev/null && break; sleep 0.1; done
+  python3 - "$(grep -o 'http://[0-9.:]*' "$scratch/serve.out")" <<'PY'
+import json, statistics, sys, time, urllib.request
+url = sys.argv[1] + "/v1/chat/completions"
+body = json.dumps({"messages": [{"role": "user", "content": "What is 3 plus 4?"}], "max_tokens": 8}).encode()
+times = []
+for _ in range(200):
+    started = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, body, {"content-type": "application/json"})) as r:
+        json.load(r)
+    times.append((time.perf_counter() - started) * 1000)
+times.sort()
+print(f"  latency median {statistics.median(times):.2f} ms, p95 {times[189]:.2f} ms")
+PY
+  kill "$server"
 fi

@@ -20,6 +20,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -333,19 +334,8 @@ fn step_gradients(
             .collect();
         Ok((f64::from(loss.to_scalar::<f32>()?), by_name))
     };
-    let results: Vec<Result<(f64, HashMap<String, Tensor>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|part| scope.spawn(move || run(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a gradient thread panicked")))
-            })
-            .collect()
-    });
+    // On rayon's pool, so candle's own matmul threads nest instead of competing.
+    let results: Vec<Result<(f64, HashMap<String, Tensor>)>> = parts.par_iter().map(run).collect();
     let mut loss = 0.0;
     let mut grads: HashMap<String, Tensor> = HashMap::new();
     for result in results {
@@ -384,7 +374,33 @@ fn safetensors_bytes(tensors: Vec<(String, Tensor)>, step: u64) -> Result<Vec<u8
     .into();
     let mut tensors = tensors;
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(safetensors::serialize(tensors, Some(metadata))?)
+    canonical_header(safetensors::serialize(tensors, Some(metadata))?)
+}
+
+/// Rewrites a safetensors header with its JSON keys sorted. The crate writes
+/// `__metadata__` from a `HashMap`, whose order changes from process to
+/// process, so two runs with identical weights would give files with
+/// different digests. Same content, same length: only the order changes.
+fn canonical_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let length = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| 8 + n <= bytes.len())
+        .context("safetensors header length")?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + length])?;
+    // serde_json's maps are ordered by key.
+    let mut sorted = serde_json::to_vec(&header)?;
+    if sorted.len() > length {
+        bail!(
+            "sorted safetensors header grew from {length} to {} bytes",
+            sorted.len()
+        );
+    }
+    sorted.resize(length, b' ');
+    bytes[8..8 + length].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Writes `model.safetensors` and `config.json` into `dir` (each atomically).
@@ -752,6 +768,21 @@ mod tests {
         assert_eq!(heavy, b"yo\n");
         let short = example_of(&[m("user", "a long question"), m("assistant", "yo")], 8);
         assert_eq!(short.bytes, b"tant: yo\n");
+    }
+
+    #[test]
+    fn safetensors_files_do_not_depend_on_hash_order() -> Result<()> {
+        let t = Tensor::from_vec(vec![1f32, 2.0], 2, &Device::Cpu)?;
+        let first = safetensors_bytes(vec![("b".into(), t.clone()), ("a".into(), t.clone())], 3)?;
+        for _ in 0..8 {
+            assert_eq!(
+                safetensors_bytes(vec![("a".into(), t.clone()), ("b".into(), t.clone())], 3)?,
+                first
+            );
+        }
+        let loaded = safetensors::SafeTensors::deserialize(&first)?;
+        assert_eq!(loaded.names().len(), 2);
+        Ok(())
     }
 
     #[test]

@@ -11,7 +11,13 @@ use sha2::{Digest, Sha256};
 
 fn tiny_lm() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tiny-lm"));
-    for var in ["GANTRY_SEED", "GANTRY_OUTPUT_DIR", "GANTRY_CHECKPOINT_DIR", "GANTRY_RESUME_FROM", "GANTRY_METRICS_FILE"] {
+    for var in [
+        "GANTRY_SEED",
+        "GANTRY_OUTPUT_DIR",
+        "GANTRY_CHECKPOINT_DIR",
+        "GANTRY_RESUME_FROM",
+        "GANTRY_METRICS_FILE",
+    ] {
         command.env_remove(var);
     }
     command
@@ -39,7 +45,10 @@ fn sha256(path: &Path) -> String {
 
 fn gen_data(dir: &Path, seed: u64, extra: &[&str]) -> Value {
     json_of(&run_ok(
-        tiny_lm().args(["gen-data", "--seed", &seed.to_string(), "--out"]).arg(dir).args(extra),
+        tiny_lm()
+            .args(["gen-data", "--seed", &seed.to_string(), "--out"])
+            .arg(dir)
+            .args(extra),
     ))
 }
 
@@ -64,27 +73,56 @@ fn train(data: &Path, dir: &Path, steps: u64, extra: &[&str]) -> Value {
 }
 
 fn metrics(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn gen_data_is_deterministic_and_plants_what_it_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
-    let defects = ["--duplicates", "7", "--pii", "5", "--malformed", "4", "--contaminate", "3"];
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let defects = [
+        "--duplicates",
+        "7",
+        "--pii",
+        "5",
+        "--malformed",
+        "4",
+        "--contaminate",
+        "3",
+    ];
     let summary = gen_data(&a, 11, &defects);
     gen_data(&b, 11, &defects);
     gen_data(&c, 12, &defects);
     for file in ["train.jsonl", "validation.jsonl", "eval.jsonl"] {
-        assert_eq!(sha256(&a.join(file)), sha256(&b.join(file)), "{file} differs between runs with one seed");
+        assert_eq!(
+            sha256(&a.join(file)),
+            sha256(&b.join(file)),
+            "{file} differs between runs with one seed"
+        );
     }
-    assert_ne!(sha256(&a.join("train.jsonl")), sha256(&c.join("train.jsonl")));
+    assert_ne!(
+        sha256(&a.join("train.jsonl")),
+        sha256(&c.join("train.jsonl"))
+    );
     // The world is fixed: the same facts are asked under every seed.
     let ids = |dir: &Path| -> Vec<String> {
         std::fs::read_to_string(dir.join("eval.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
     assert_eq!(ids(&a), ids(&c));
@@ -108,7 +146,11 @@ fn gen_data_is_deterministic_and_plants_what_it_says() {
     assert_eq!(count("parse"), 2, "truncated JSON lines");
     assert_eq!(count("schema"), 2, "unknown roles");
     assert_eq!(count("exact-duplicates"), 7);
-    assert_eq!(count("pii"), 5, "records with an email address and a phone number");
+    assert_eq!(
+        count("pii"),
+        5,
+        "records with an email address and a phone number"
+    );
     assert_eq!(count("contamination"), 3);
     assert_eq!(count("secrets"), 0);
 
@@ -121,9 +163,22 @@ fn gen_data_is_deterministic_and_plants_what_it_says() {
         ..options
     };
     let report = gantry_data::validate(&options).unwrap().report;
-    for id in ["parse", "schema", "exact-duplicates", "near-duplicates", "pii", "contamination", "contamination-partial"] {
+    for id in [
+        "parse",
+        "schema",
+        "exact-duplicates",
+        "near-duplicates",
+        "pii",
+        "contamination",
+        "contamination-partial",
+    ] {
         let check = report.checks.iter().find(|c| c.id == id).unwrap();
-        assert_eq!(check.count, 0, "{id} found something in clean data: {:?}", check.findings.first());
+        assert_eq!(
+            check.count,
+            0,
+            "{id} found something in clean data: {:?}",
+            check.findings.first()
+        );
     }
 }
 
@@ -139,10 +194,15 @@ fn training_follows_the_contract_and_a_worse_model_scores_lower() {
     // Loss goes down: the mean of the last 20 steps is far below the first 20.
     let lines = metrics(&good.join("metrics.jsonl"));
     assert_eq!(lines.len(), 240);
-    let mean = |xs: &[Value]| xs.iter().map(|l| l["loss"].as_f64().unwrap()).sum::<f64>() / xs.len() as f64;
+    let mean = |xs: &[Value]| {
+        xs.iter().map(|l| l["loss"].as_f64().unwrap()).sum::<f64>() / xs.len() as f64
+    };
     let (first, last) = (mean(&lines[..20]), mean(&lines[220..]));
     assert!(last < first * 0.5, "loss went from {first} to {last}");
-    assert!(lines.iter().any(|l| l.get("val_loss").is_some()), "no validation loss recorded");
+    assert!(
+        lines.iter().any(|l| l.get("val_loss").is_some()),
+        "no validation loss recorded"
+    );
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["step"], i as u64 + 1);
     }
@@ -154,16 +214,30 @@ fn training_follows_the_contract_and_a_worse_model_scores_lower() {
         .collect();
     let mut sorted = checkpoints.clone();
     sorted.sort();
-    assert_eq!(sorted, ["checkpoint-100", "checkpoint-200", "checkpoint-240"]);
+    assert_eq!(
+        sorted,
+        ["checkpoint-100", "checkpoint-200", "checkpoint-240"]
+    );
     let checkpoint = good.join("checkpoints/checkpoint-200");
-    for file in ["model.safetensors", "optimizer.safetensors", "config.json", "trainer_state.json"] {
-        assert!(checkpoint.join(file).is_file(), "{file} missing from the checkpoint");
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "config.json",
+        "trainer_state.json",
+    ] {
+        assert!(
+            checkpoint.join(file).is_file(),
+            "{file} missing from the checkpoint"
+        );
     }
     let weights = std::fs::read(good.join("model/model.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&weights[8..8 + header_len]).unwrap();
     assert_eq!(header["__metadata__"]["step"], "240");
-    assert_eq!(header["tok_emb.weight"]["shape"], serde_json::json!([256, 64]));
+    assert_eq!(
+        header["tok_emb.weight"]["shape"],
+        serde_json::json!([256, 64])
+    );
     assert_eq!(header["tok_emb.weight"]["dtype"], "F32");
 
     // The worse-model knob: every answer shuffled, same steps.
@@ -187,7 +261,11 @@ fn training_follows_the_contract_and_a_worse_model_scores_lower() {
     let good_scores = eval(&good.join("model"), &good);
     let worse_scores = eval(&worse.join("model"), &worse);
     let acc = |v: &Value| v["metrics"]["acc"].as_f64().unwrap();
-    eprintln!("acc: good {} worse {}", acc(&good_scores), acc(&worse_scores));
+    eprintln!(
+        "acc: good {} worse {}",
+        acc(&good_scores),
+        acc(&worse_scores)
+    );
     assert!(
         acc(&good_scores) > acc(&worse_scores) + 0.08,
         "good model {} vs corrupted-data model {}",
@@ -202,15 +280,28 @@ fn training_follows_the_contract_and_a_worse_model_scores_lower() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(results.len(), 259);
-    assert!(results[0]["prompt_hash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        results[0]["prompt_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     for metric in ["exact_match", "acc", "logprob"] {
         assert!(results[0]["scores"][metric].is_number(), "{metric} missing");
     }
     // lm-evaluation-harness shape: results_<ts>.json plus one samples file per task.
-    let files: Vec<PathBuf> = std::fs::read_dir(good.join("lm-eval")).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<PathBuf> = std::fs::read_dir(good.join("lm-eval"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let results_json = files
         .iter()
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("results_"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("results_")
+        })
         .unwrap();
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(results_json).unwrap()).unwrap();
     let add = &doc["results"]["tiny_add"];
@@ -219,9 +310,21 @@ fn training_follows_the_contract_and_a_worse_model_scores_lower() {
     assert_eq!(doc["higher_is_better"]["tiny_add"]["acc"], true);
     let samples = files
         .iter()
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("samples_tiny_add_"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("samples_tiny_add_")
+        })
         .unwrap();
-    let first: Value = serde_json::from_str(std::fs::read_to_string(samples).unwrap().lines().next().unwrap()).unwrap();
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(samples)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(first["doc_id"], 0);
     assert_eq!(first["filtered_resps"].as_array().unwrap().len(), 4);
     assert_eq!(first["prompt_hash"].as_str().unwrap().len(), 64);
@@ -234,7 +337,12 @@ fn resuming_after_sigterm_gives_bit_identical_weights() {
     gen_data(&data, 5, &[]);
     let steps = 80;
     let straight = dir.path().join("straight");
-    train(&data, &straight, steps, &["--batch-size", "8", "--checkpoint-every", "0"]);
+    train(
+        &data,
+        &straight,
+        steps,
+        &["--batch-size", "8", "--checkpoint-every", "0"],
+    );
 
     // The same run, stopped with SIGTERM part-way through; the contract's
     // environment variables instead of flags.
@@ -249,7 +357,14 @@ fn resuming_after_sigterm_gives_bit_identical_weights() {
             .arg(data.join("train.jsonl"))
             .arg("--validation")
             .arg(data.join("validation.jsonl"))
-            .args(["--steps", &steps.to_string(), "--batch-size", "8", "--checkpoint-every", "0"])
+            .args([
+                "--steps",
+                &steps.to_string(),
+                "--batch-size",
+                "8",
+                "--checkpoint-every",
+                "0",
+            ])
             .env("GANTRY_OUTPUT_DIR", interrupted.join("model"))
             .env("GANTRY_CHECKPOINT_DIR", interrupted.join("checkpoints"))
             .env("GANTRY_METRICS_FILE", &metrics_file)
@@ -264,24 +379,53 @@ fn resuming_after_sigterm_gives_bit_identical_weights() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::read_to_string(&metrics_file).map_or(0, |t| t.lines().count()) < 10 {
         assert!(Instant::now() < deadline, "training never reached step 10");
-        assert!(child.try_wait().unwrap().is_none(), "training finished before it could be interrupted");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be interrupted"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let signalled = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?} to stop after SIGTERM", signalled.elapsed());
-    assert_eq!(output.status.code(), Some(143), "{}", String::from_utf8_lossy(&output.stderr));
-    let stopped_at = metrics(&metrics_file).last().unwrap()["step"].as_u64().unwrap();
-    assert!(stopped_at >= 10 && stopped_at < steps, "stopped at step {stopped_at}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop after SIGTERM",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stopped_at = metrics(&metrics_file).last().unwrap()["step"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        stopped_at >= 10 && stopped_at < steps,
+        "stopped at step {stopped_at}"
+    );
     let checkpoint = interrupted.join(format!("checkpoints/checkpoint-{stopped_at}"));
-    assert!(checkpoint.join("trainer_state.json").is_file(), "no checkpoint at step {stopped_at}");
+    assert!(
+        checkpoint.join("trainer_state.json").is_file(),
+        "no checkpoint at step {stopped_at}"
+    );
     assert!(!interrupted.join("model/model.safetensors").exists());
 
     // Resume from the checkpoint root: the newest complete checkpoint is used.
-    let output = launch(Some(&interrupted.join("checkpoints"))).wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = launch(Some(&interrupted.join("checkpoints")))
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["resumed_from_step"], stopped_at);
     assert_eq!(
@@ -313,7 +457,10 @@ fn resuming_after_sigterm_gives_bit_identical_weights() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("steps=80") && stderr.contains("steps=90"), "{stderr}");
+    assert!(
+        stderr.contains("steps=80") && stderr.contains("steps=90"),
+        "{stderr}"
+    );
 }
 
 /// A running `tiny-lm serve`, stopped on drop.
@@ -335,7 +482,9 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let url = line.trim().rsplit(' ').next().unwrap().to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
         Self { child, url }
@@ -363,7 +512,13 @@ fn server_speaks_the_openai_api_and_exposes_vllm_metrics() {
     let server = Server::start(&model, &[]);
     let client = reqwest::blocking::Client::new();
     let get = |path: &str| client.get(format!("{}{path}", server.url)).send().unwrap();
-    let post = |path: &str, body: Value| client.post(format!("{}{path}", server.url)).json(&body).send().unwrap();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{}{path}", server.url))
+            .json(&body)
+            .send()
+            .unwrap()
+    };
 
     assert_eq!(get("/health").status(), 200);
     let models: Value = get("/v1/models").json().unwrap();
@@ -381,7 +536,10 @@ fn server_speaks_the_openai_api_and_exposes_vllm_metrics() {
     let completion_tokens = body["usage"]["completion_tokens"].as_u64().unwrap();
     assert!(completion_tokens <= 8);
     assert_eq!(
-        body["choices"][0]["message"]["content"].as_str().unwrap().len() as u64,
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len() as u64,
         completion_tokens,
         "one byte is one token"
     );
@@ -393,23 +551,46 @@ fn server_speaks_the_openai_api_and_exposes_vllm_metrics() {
     )
     .text()
     .unwrap();
-    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
     assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
     let last = chunks.last().unwrap();
     assert!(last["choices"][0]["finish_reason"].is_string());
-    let streamed: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(streamed.len() as u64, last["usage"]["completion_tokens"].as_u64().unwrap());
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        streamed.len() as u64,
+        last["usage"]["completion_tokens"].as_u64().unwrap()
+    );
 
-    let body: Value =
-        post("/v1/completions", serde_json::json!({ "model": "tiny-lm", "prompt": "User: hi", "max_tokens": 3 })).json().unwrap();
+    let body: Value = post(
+        "/v1/completions",
+        serde_json::json!({ "model": "tiny-lm", "prompt": "User: hi", "max_tokens": 3 }),
+    )
+    .json()
+    .unwrap();
     assert_eq!(body["object"], "text_completion");
     assert!(body["choices"][0]["text"].is_string());
 
     // Errors in OpenAI's shape.
-    let response = post("/v1/completions", serde_json::json!({ "model": "gpt-9", "prompt": "x" }));
+    let response = post(
+        "/v1/completions",
+        serde_json::json!({ "model": "gpt-9", "prompt": "x" }),
+    );
     assert_eq!(response.status(), 404);
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"]["code"], "model_not_found");
@@ -420,10 +601,22 @@ fn server_speaks_the_openai_api_and_exposes_vllm_metrics() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(post("/v1/chat/completions", serde_json::json!({ "messages": [] })).status(), 400);
+    assert_eq!(
+        post(
+            "/v1/chat/completions",
+            serde_json::json!({ "messages": [] })
+        )
+        .status(),
+        400
+    );
 
     let response = get("/metrics");
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     let metrics = response.text().unwrap();
     for needle in [
         "vllm:e2e_request_latency_seconds_count{model_name=\"tiny-lm\"} 3",
@@ -434,7 +627,10 @@ fn server_speaks_the_openai_api_and_exposes_vllm_metrics() {
         "tiny_lm:request_failure_total{",
         "# EOF",
     ] {
-        assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
     }
 }
 
@@ -444,14 +640,24 @@ fn fault_knobs_fail_and_slow_requests() {
     let model = small_model(dir.path());
     let failing = Server::start(&model, &["--inject-error-rate", "1.0"]);
     let client = reqwest::blocking::Client::new();
-    let body = serde_json::json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 2 });
+    let body =
+        serde_json::json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 2 });
     for _ in 0..3 {
-        let response = client.post(format!("{}/v1/chat/completions", failing.url)).json(&body).send().unwrap();
+        let response = client
+            .post(format!("{}/v1/chat/completions", failing.url))
+            .json(&body)
+            .send()
+            .unwrap();
         assert_eq!(response.status(), 500);
         let error: Value = response.json().unwrap();
         assert_eq!(error["error"]["type"], "server_error");
     }
-    let metrics = client.get(format!("{}/metrics", failing.url)).send().unwrap().text().unwrap();
+    let metrics = client
+        .get(format!("{}/metrics", failing.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(
         metrics.contains("tiny_lm:request_failure_total{model_name=\"tiny-lm\",code=\"500\",reason=\"injected\"} 3"),
         "{metrics}"
@@ -459,7 +665,11 @@ fn fault_knobs_fail_and_slow_requests() {
 
     let slow = Server::start(&model, &["--inject-latency-ms", "300"]);
     let started = Instant::now();
-    let response = client.post(format!("{}/v1/chat/completions", slow.url)).json(&body).send().unwrap();
+    let response = client
+        .post(format!("{}/v1/chat/completions", slow.url))
+        .json(&body)
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
@@ -477,7 +687,10 @@ fn required() -> bool {
 #[test]
 fn the_openai_python_client_talks_to_the_server() {
     let Some(python) = tools_python() else {
-        assert!(!required(), "GANTRY_TOOLS_VENV with the openai package is required");
+        assert!(
+            !required(),
+            "GANTRY_TOOLS_VENV with the openai package is required"
+        );
         eprintln!("skipped: GANTRY_TOOLS_VENV is not set (cargo xtask test sets it)");
         return;
     };
@@ -503,7 +716,10 @@ except Exception as e:
     assert getattr(e, "status_code", None) == 404, e
 print("ok", len("".join(pieces)))
 "#;
-    let output = Command::new(python).args(["-c", script, &server.url]).output().unwrap();
+    let output = Command::new(python)
+        .args(["-c", script, &server.url])
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "openai client failed:\n{}\n{}",
@@ -516,7 +732,10 @@ print("ok", len("".join(pieces)))
 #[test]
 fn prometheus_scrapes_the_metrics() {
     let Ok(prometheus) = which("prometheus") else {
-        assert!(!required(), "prometheus is required (apt-get install prometheus; cargo xtask test installs it)");
+        assert!(
+            !required(),
+            "prometheus is required (apt-get install prometheus; cargo xtask test installs it)"
+        );
         eprintln!("skipped: prometheus is not installed");
         return;
     };
@@ -524,9 +743,18 @@ fn prometheus_scrapes_the_metrics() {
     let model = small_model(dir.path());
     let server = Server::start(&model, &[]);
     let client = reqwest::blocking::Client::new();
-    let body = serde_json::json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 2 });
+    let body =
+        serde_json::json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 2 });
     for _ in 0..2 {
-        assert_eq!(client.post(format!("{}/v1/chat/completions", server.url)).json(&body).send().unwrap().status(), 200);
+        assert_eq!(
+            client
+                .post(format!("{}/v1/chat/completions", server.url))
+                .json(&body)
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
     }
     let target = server.url.trim_start_matches("http://");
     let config = dir.path().join("prom.yml");
@@ -540,7 +768,10 @@ fn prometheus_scrapes_the_metrics() {
     drop(listener);
     let mut prom = Command::new(prometheus)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -554,10 +785,10 @@ fn prometheus_scrapes_the_metrics() {
     let value = loop {
         if let Ok(response) = client.get(&query).send() {
             last = response.text().unwrap_or_default();
-            if let Ok(body) = serde_json::from_str::<Value>(&last) {
-                if let Some(v) = body["data"]["result"][0]["value"][1].as_str() {
-                    break v.to_owned();
-                }
+            if let Ok(body) = serde_json::from_str::<Value>(&last)
+                && let Some(v) = body["data"]["result"][0]["value"][1].as_str()
+            {
+                break v.to_owned();
             }
         }
         if Instant::now() > deadline {
@@ -573,6 +804,10 @@ fn prometheus_scrapes_the_metrics() {
 
 fn which(name: &str) -> Result<PathBuf, ()> {
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
         .ok_or(())
 }
