@@ -1,0 +1,43 @@
+//! Errors of eval-gate: all mean "could not decide" (exit 2), never a verdict.
+
+use std::path::PathBuf;
+
+/// Why eval-gate could not reach a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A results file is not what it should be.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// The policy file is invalid.
+    #[error("{}: {message}", path.display())]
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The runs cannot be compared: different tasks, prompts, shots or limits.
+    #[error("baseline and candidate are not comparable:\n  - {}", differences.join("\n  - "))]
+    NotComparable {
+        /// Each difference, named.
+        differences: Vec<String>,
+    },
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

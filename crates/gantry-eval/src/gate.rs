@@ -1,0 +1,485 @@
+//! The decision: comparability first, then one row per gated metric, then a verdict.
+//!
+//! Per row, with `d` the change in the better direction and `[lo, hi]` its
+//! interval: **pass** when `lo ≥ -margin` (non-inferior); **fail** when
+//! `hi < -margin` and, with no margin, the Holm-adjusted p-value is below
+//! alpha; **inconclusive** otherwise — the interval straddles the margin and
+//! the data cannot say. A floor, a cap on new failures, or too few items can
+//! fail or hold a row regardless.
+
+use std::collections::BTreeMap;
+
+use gantry_core::Verdict;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::policy::{InconclusiveIs, Policy, Severity, higher_is_better};
+use crate::results::{MetricData, MetricKey, ResultSet, Source};
+use crate::stats::{self, Comparison, Reported, Settings};
+
+/// Version of `gate.json`.
+pub const GATE_SCHEMA_VERSION: u32 = 1;
+/// Item ids listed per row for pass→fail flips.
+const LISTED_FLIPS: usize = 20;
+
+/// A row's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RowVerdict {
+    /// Non-inferior (or better).
+    Pass,
+    /// A regression the data supports, a floor missed, or too many new failures.
+    Fail,
+    /// The interval straddles the margin: not enough evidence either way.
+    Inconclusive,
+}
+
+/// One gated metric.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RuleRow {
+    /// The rule that gated it.
+    pub rule: String,
+    /// Task.
+    pub task: String,
+    /// Metric (lm-eval: `metric,filter`).
+    pub metric: String,
+    /// What failing does.
+    pub severity: Severity,
+    /// Whether higher is better.
+    pub higher_is_better: bool,
+    /// The comparison (candidate minus baseline, in the metric's own units).
+    #[serde(flatten)]
+    pub comparison: Comparison,
+    /// p-value after Holm correction across blocking rules.
+    pub p_adjusted: f64,
+    /// Baseline items with no candidate score (counted as the worst score).
+    pub missing: usize,
+    /// Ids of items that went from pass to fail (the first few).
+    pub new_failure_ids: Vec<String>,
+    /// The rule's floor, if any.
+    pub floor: Option<f64>,
+    /// The rule's margin.
+    pub margin: f64,
+    /// The outcome.
+    pub verdict: RowVerdict,
+    /// Why, in words.
+    pub reasons: Vec<String>,
+}
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunInfo {
+    /// The file or directory read.
+    pub path: String,
+    /// The producer.
+    pub source: Source,
+    /// The model, as the producer recorded it.
+    pub model: Option<String>,
+}
+
+/// `gate.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GateReport {
+    /// Version of this format.
+    pub schema_version: u32,
+    /// The overall verdict.
+    pub verdict: Verdict,
+    /// The policy applied (the default one when no file was given).
+    pub policy: Policy,
+    /// Where the policy came from: a path, or `default`.
+    pub policy_source: String,
+    /// The baseline.
+    pub baseline: RunInfo,
+    /// The candidate.
+    pub candidate: RunInfo,
+    /// One row per gated metric.
+    pub rows: Vec<RuleRow>,
+    /// Metrics no rule selects.
+    pub not_gated: Vec<String>,
+    /// Rows that failed.
+    pub regressions: usize,
+    /// Rows with a significant improvement.
+    pub improvements: usize,
+    /// Rows that were inconclusive.
+    pub inconclusive: usize,
+}
+
+fn comparability(baseline: &ResultSet, candidate: &ResultSet) -> Vec<String> {
+    let mut differences = Vec::new();
+    for (task, b) in &baseline.tasks {
+        let Some(c) = candidate.tasks.get(task) else {
+            continue;
+        };
+        let mut differ = |what: &str, left: &Option<String>, right: &Option<String>| {
+            if let (Some(l), Some(r)) = (left, right)
+                && l != r
+            {
+                differences.push(format!(
+                    "task {task}: {what} differs (baseline {l}, candidate {r})"
+                ));
+            }
+        };
+        differ("task hash", &b.hash, &c.hash);
+        differ("task version", &b.version, &c.version);
+        differ("n-shot", &b.n_shot, &c.n_shot);
+        for (side, facts) in [("baseline", b), ("candidate", c)] {
+            if let Some((original, effective)) = facts.samples
+                && effective < original
+            {
+                differences.push(format!(
+                        "task {task}: the {side} ran with --limit ({effective} of {original} samples); compare full runs"
+                    ));
+            }
+        }
+    }
+    if let (Some(l), Some(r)) = (&baseline.chat_template, &candidate.chat_template)
+        && l != r
+    {
+        differences.push(format!(
+            "chat template differs (baseline {l}, candidate {r})"
+        ));
+    }
+    for (key, b) in &baseline.metrics {
+        let Some(c) = candidate.metrics.get(key) else {
+            continue;
+        };
+        let mut mismatched = Vec::new();
+        for (id, item) in &b.items {
+            let Some(other) = c.items.get(id) else {
+                continue;
+            };
+            let differs = |l: &Option<String>, r: &Option<String>| matches!((l, r), (Some(l), Some(r)) if l != r);
+            if differs(&item.prompt_hash, &other.prompt_hash)
+                || differs(&item.doc_hash, &other.doc_hash)
+            {
+                mismatched.push(id.as_str());
+            }
+        }
+        if !mismatched.is_empty() {
+            differences.push(format!(
+                "{key}: {} items were asked differently (prompt or document hash differs), first: {}",
+                mismatched.len(),
+                mismatched.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    differences
+}
+
+struct Paired {
+    baseline: Vec<f64>,
+    candidate: Vec<f64>,
+    missing: usize,
+    flips: Vec<String>,
+}
+
+fn pair(b: &MetricData, c: &MetricData, higher: bool) -> Paired {
+    let observed = || {
+        b.items
+            .values()
+            .chain(c.items.values())
+            .flat_map(|i| i.values.iter().copied())
+    };
+    // A missing item scores the worst: 0 (or 1) for pass/fail metrics, else the worst value seen.
+    let binary = observed().all(|v| v == 0.0 || v == 1.0);
+    let (lowest, highest) = if binary {
+        (0.0, 1.0)
+    } else {
+        observed().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+    };
+    let worst = if higher { lowest } else { highest };
+    let mut out = Paired {
+        baseline: Vec::new(),
+        candidate: Vec::new(),
+        missing: 0,
+        flips: Vec::new(),
+    };
+    for (id, item) in &b.items {
+        let Some(base) = item.mean() else { continue };
+        let cand = match c.items.get(id).and_then(|i| i.mean()) {
+            Some(v) => v,
+            None => {
+                out.missing += 1;
+                worst
+            }
+        };
+        let passed = |v: f64| if higher { v >= 0.5 } else { v < 0.5 };
+        if passed(base) && !passed(cand) {
+            out.flips.push(id.clone());
+        }
+        out.baseline.push(base);
+        out.candidate.push(cand);
+    }
+    out
+}
+
+/// Compares `candidate` with `baseline` under `policy`.
+pub fn evaluate_gate(
+    baseline: &ResultSet,
+    candidate: &ResultSet,
+    policy: &Policy,
+    policy_source: &str,
+) -> Result<GateReport> {
+    let differences = comparability(baseline, candidate);
+    if !differences.is_empty() {
+        return Err(Error::NotComparable { differences });
+    }
+    let d = &policy.defaults;
+    let settings = Settings {
+        alpha: d.alpha,
+        confidence: d.confidence,
+        resamples: d.resamples,
+        seed: d.seed,
+    };
+    let mut rows = Vec::new();
+    let mut not_gated = Vec::new();
+    let mut missing_metrics = Vec::new();
+    for (key, b) in &baseline.metrics {
+        let Some(rule) = policy.rule_for(baseline.source, key) else {
+            not_gated.push(key.to_string());
+            continue;
+        };
+        let higher = higher_is_better(rule.direction, b.higher_is_better, &key.metric);
+        let Some(c) = candidate.metrics.get(key) else {
+            missing_metrics.push(key.clone());
+            continue;
+        };
+        let mut reasons = Vec::new();
+        let (comparison, missing, flips) = if !b.items.is_empty() {
+            let paired = pair(b, c, higher);
+            if paired.missing > 0 {
+                reasons.push(format!(
+                    "{} baseline items have no candidate score (counted as the worst score)",
+                    paired.missing
+                ));
+            }
+            let mut seed_settings = settings;
+            // A per-metric stream: rows do not depend on which other metrics exist.
+            seed_settings.seed = settings.seed ^ fnv(&key.to_string());
+            (
+                stats::paired(&paired.baseline, &paired.candidate, seed_settings),
+                paired.missing,
+                paired.flips,
+            )
+        } else {
+            match (b.aggregate, c.aggregate) {
+                (Some(ba), Some(ca)) if ba.stderr.is_some() && ca.stderr.is_some() => {
+                    reasons.push("approximate: no per-item data, unpaired z-test from the reported standard errors".into());
+                    let reported = |a: crate::results::Aggregate| Reported {
+                        value: a.value,
+                        stderr: a.stderr.unwrap_or(0.0),
+                        n: a.n.unwrap_or(0),
+                    };
+                    (
+                        stats::unpaired(reported(ba), reported(ca), settings),
+                        0,
+                        Vec::new(),
+                    )
+                }
+                _ => {
+                    not_gated.push(format!("{key} (no per-item scores and no standard errors)"));
+                    continue;
+                }
+            }
+        };
+        rows.push(RuleRow {
+            rule: rule.label(),
+            task: key.task.clone(),
+            metric: key.metric.clone(),
+            severity: rule.severity,
+            higher_is_better: higher,
+            comparison,
+            p_adjusted: 1.0,
+            missing,
+            new_failure_ids: flips.into_iter().take(LISTED_FLIPS).collect(),
+            floor: rule.floor,
+            margin: rule.margin,
+            verdict: RowVerdict::Pass,
+            reasons,
+        });
+    }
+    if !missing_metrics.is_empty() {
+        return Err(Error::NotComparable {
+            differences: missing_metrics
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k}: in the baseline but not in the candidate ({})",
+                        candidate.path.display()
+                    )
+                })
+                .collect(),
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::NotComparable {
+            differences: vec![
+                "no metric is both gated by the policy and scored in both runs".into(),
+            ],
+        });
+    }
+
+    // Holm across blocking rows.
+    let blocking: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].severity == Severity::Block)
+        .collect();
+    let adjusted = stats::holm(
+        &blocking
+            .iter()
+            .map(|&i| rows[i].comparison.p_value)
+            .collect::<Vec<_>>(),
+    );
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.p_adjusted = blocking
+            .iter()
+            .position(|&b| b == i)
+            .map_or(row.comparison.p_value, |k| adjusted[k]);
+    }
+
+    let rule_of = |row: &RuleRow| policy.rules.iter().find(|r| r.label() == row.rule);
+    for row in &mut rows {
+        let c = &row.comparison;
+        let (lo, hi) = if row.higher_is_better {
+            (c.ci_low, c.ci_high)
+        } else {
+            (-c.ci_high, -c.ci_low)
+        };
+        let mut verdict = if lo >= -row.margin {
+            RowVerdict::Pass
+        } else if hi < -row.margin && (row.margin > 0.0 || row.p_adjusted < d.alpha) {
+            row.reasons.push(format!(
+                "regression: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below {}",
+                if row.margin > 0.0 {
+                    format!("the margin -{}", row.margin)
+                } else {
+                    "zero".into()
+                }
+            ));
+            RowVerdict::Fail
+        } else {
+            row.reasons.push(format!(
+                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], straddles {}",
+                if row.margin > 0.0 {
+                    format!("the margin -{}", row.margin)
+                } else {
+                    "zero".into()
+                }
+            ));
+            RowVerdict::Inconclusive
+        };
+        if c.n < d.min_items && verdict != RowVerdict::Fail {
+            row.reasons
+                .push(format!("only {} items (min_items is {})", c.n, d.min_items));
+            verdict = RowVerdict::Inconclusive;
+        }
+        if let Some(floor) = row.floor {
+            let below = if row.higher_is_better {
+                c.candidate < floor
+            } else {
+                c.candidate > floor
+            };
+            if below {
+                row.reasons.push(format!(
+                    "candidate {:.4} misses the floor {floor}",
+                    c.candidate
+                ));
+                verdict = RowVerdict::Fail;
+            }
+        }
+        if let (Some(max), Some(new_failures)) = (
+            rule_of(row).and_then(|r| r.max_new_failures),
+            c.new_failures,
+        ) && new_failures > max
+        {
+            row.reasons.push(format!(
+                "{new_failures} items went from pass to fail (at most {max} allowed)"
+            ));
+            verdict = RowVerdict::Fail;
+        }
+        row.verdict = verdict;
+    }
+
+    let mut verdict = Verdict::Pass;
+    let raise = |v: &mut Verdict, to: Verdict| {
+        if (to == Verdict::Fail) || (to == Verdict::Warn && *v == Verdict::Pass) {
+            *v = to;
+        }
+    };
+    for row in &rows {
+        match (row.severity, row.verdict) {
+            (Severity::Block, RowVerdict::Fail) => raise(&mut verdict, Verdict::Fail),
+            (Severity::Block, RowVerdict::Inconclusive) => raise(
+                &mut verdict,
+                if d.inconclusive == InconclusiveIs::Block {
+                    Verdict::Fail
+                } else {
+                    Verdict::Warn
+                },
+            ),
+            (Severity::Warn, RowVerdict::Fail | RowVerdict::Inconclusive) => {
+                raise(&mut verdict, Verdict::Warn)
+            }
+            _ => {}
+        }
+    }
+    let improvements = rows
+        .iter()
+        .filter(|r| {
+            let lo = if r.higher_is_better {
+                r.comparison.ci_low
+            } else {
+                -r.comparison.ci_high
+            };
+            lo > 0.0 && r.p_adjusted < d.alpha
+        })
+        .count();
+    let info = |set: &ResultSet| RunInfo {
+        path: set.path.display().to_string(),
+        source: set.source,
+        model: set.model.clone(),
+    };
+    Ok(GateReport {
+        schema_version: GATE_SCHEMA_VERSION,
+        verdict,
+        policy: policy.clone(),
+        policy_source: policy_source.to_owned(),
+        baseline: info(baseline),
+        candidate: info(candidate),
+        regressions: rows
+            .iter()
+            .filter(|r| r.verdict == RowVerdict::Fail)
+            .count(),
+        inconclusive: rows
+            .iter()
+            .filter(|r| r.verdict == RowVerdict::Inconclusive)
+            .count(),
+        improvements,
+        rows,
+        not_gated,
+    })
+}
+
+/// A stable 64-bit hash of a name (FNV-1a), for per-metric resampling streams.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Per-task means of a result set, for summaries.
+pub fn means(set: &ResultSet) -> BTreeMap<MetricKey, f64> {
+    set.metrics
+        .iter()
+        .filter_map(|(k, m)| {
+            let values: Vec<f64> = m.items.values().filter_map(|i| i.mean()).collect();
+            let mean = if values.is_empty() {
+                m.aggregate.map(|a| a.value)?
+            } else {
+                values.iter().sum::<f64>() / values.len() as f64
+            };
+            Some((k.clone(), mean))
+        })
+        .collect()
+}

@@ -1,0 +1,34 @@
+//! eval-gate: read evaluation results from any producer, compare a candidate
+//! with a baseline item by item under a policy, and decide pass, fail or
+//! inconclusive with the statistics shown.
+//!
+//! - [`results`]: readers (gantry-native JSONL, lm-evaluation-harness).
+//! - [`stats`]: exact McNemar, paired BCa bootstrap, unpaired z-test, Holm.
+//! - [`policy`]: rules (selectors, direction, floor, margin, new failures,
+//!   severity) and defaults, from TOML.
+//! - [`gate`]: comparability checks, per-rule rows, verdicts, `gate.json`.
+
+pub mod error;
+pub mod gate;
+pub mod policy;
+pub mod results;
+pub mod stats;
+
+pub use error::{Error, Result};
+pub use gate::{GATE_SCHEMA_VERSION, GateReport, RowVerdict, RuleRow, evaluate_gate};
+pub use policy::{Direction, Policy, Rule, Severity};
+pub use results::{MetricKey, ResultSet, Source, read};
+
+/// JSON Schemas of the files eval-gate writes and reads, for `schemas/`.
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "gate.schema.json",
+            serde_json::to_value(schemars::schema_for!(GateReport)).unwrap_or_default(),
+        ),
+        (
+            "eval-policy.schema.json",
+            serde_json::to_value(schemars::schema_for!(Policy)).unwrap_or_default(),
+        ),
+    ]
+}

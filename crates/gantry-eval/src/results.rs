@@ -1,0 +1,433 @@
+//! Evaluation results from any producer, as per-item scores by (task, metric).
+//!
+//! Readers: gantry-native JSONL (one line per item: `id`, `task`,
+//! `prompt_hash`, `scores`, `error`) and lm-evaluation-harness output (a
+//! `results_<ts>.json` with, beside it, `samples_<task>_<ts>.jsonl` files).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Where a result set came from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// gantry-native results JSONL.
+    Gantry,
+    /// lm-evaluation-harness results JSON (and samples JSONL).
+    LmEval,
+}
+
+impl Source {
+    /// The name used in policies and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Gantry => "gantry",
+            Source::LmEval => "lm-eval",
+        }
+    }
+}
+
+/// A metric of a task, e.g. (`arc_easy`, `acc,none`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct MetricKey {
+    /// Task name.
+    pub task: String,
+    /// Metric name (lm-eval: `metric,filter`).
+    pub metric: String,
+}
+
+impl std::fmt::Display for MetricKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.task, self.metric)
+    }
+}
+
+/// One item's scores for one metric (several with repeats) and its hashes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemScores {
+    /// Scores, one per repeat.
+    pub values: Vec<f64>,
+    /// Hash of the prompt the model saw.
+    pub prompt_hash: Option<String>,
+    /// Hash of the eval document.
+    pub doc_hash: Option<String>,
+}
+
+impl ItemScores {
+    /// The mean over repeats.
+    pub fn mean(&self) -> Option<f64> {
+        (!self.values.is_empty())
+            .then(|| self.values.iter().sum::<f64>() / self.values.len() as f64)
+    }
+}
+
+/// A reported aggregate (for sources without per-item data, and for checks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    /// Reported value.
+    pub value: f64,
+    /// Reported standard error (`None` for lm-eval's `"N/A"`).
+    pub stderr: Option<f64>,
+    /// Items behind it.
+    pub n: Option<usize>,
+}
+
+/// Everything known about one metric.
+#[derive(Debug, Clone, Default)]
+pub struct MetricData {
+    /// Per-item scores by item id.
+    pub items: BTreeMap<String, ItemScores>,
+    /// The producer's own aggregate, when it reports one.
+    pub aggregate: Option<Aggregate>,
+    /// Direction, when the producer says.
+    pub higher_is_better: Option<bool>,
+}
+
+/// What must match for two runs to be comparable, per task.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TaskFacts {
+    /// lm-eval `task_hashes`.
+    pub hash: Option<String>,
+    /// lm-eval `versions`.
+    pub version: Option<String>,
+    /// lm-eval `n-shot`.
+    pub n_shot: Option<String>,
+    /// `(original, effective)` samples: effective < original means `--limit`.
+    pub samples: Option<(u64, u64)>,
+}
+
+/// One run's results.
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    /// The producer.
+    pub source: Source,
+    /// The file or directory read.
+    pub path: PathBuf,
+    /// Metrics.
+    pub metrics: BTreeMap<MetricKey, MetricData>,
+    /// Comparability facts by task.
+    pub tasks: BTreeMap<String, TaskFacts>,
+    /// Model name as recorded by the producer.
+    pub model: Option<String>,
+    /// Chat template hash (lm-eval `chat_template_sha`).
+    pub chat_template: Option<String>,
+}
+
+fn score_value(value: &Value) -> Option<f64> {
+    match value {
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        Value::Number(n) => n.as_f64().filter(|v| v.is_finite()),
+        _ => None,
+    }
+}
+
+/// Reads a result file or directory, detecting the producer.
+pub fn read(path: &Path) -> Result<ResultSet> {
+    if path.is_dir() {
+        let results = newest_results_json(path)?.ok_or_else(|| Error::Input {
+            path: path.to_owned(),
+            line: None,
+            message:
+                "a directory of results must hold an lm-evaluation-harness results_<timestamp>.json"
+                    .into(),
+        })?;
+        return read_lm_eval(&results);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&text) {
+        if object.get("results").is_some_and(Value::is_object)
+            && (object.contains_key("versions")
+                || object.contains_key("n-shot")
+                || object.contains_key("configs"))
+        {
+            return read_lm_eval(path);
+        }
+        if object.contains_key("evalId")
+            || object
+                .get("results")
+                .and_then(|r| r.get("version"))
+                .is_some()
+        {
+            return Err(Error::Input {
+                path: path.to_owned(),
+                line: None,
+                message: "promptfoo output is not read yet; give gantry-native JSONL or lm-evaluation-harness results".into(),
+            });
+        }
+    }
+    match serde_json::from_str::<Value>(first) {
+        Ok(Value::Object(o)) if o.contains_key("scores") => read_native(path, &text),
+        _ => Err(Error::Input {
+            path: path.to_owned(),
+            line: Some(1),
+            message: "not a results file gantry reads: expected gantry-native JSONL (objects with `id` and `scores`) \
+                      or an lm-evaluation-harness results_<timestamp>.json (or its directory)"
+                .into(),
+        }),
+    }
+}
+
+fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
+    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut model = None;
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| Error::Input {
+            path: path.to_owned(),
+            line: Some(index + 1),
+            message,
+        };
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let id = match value.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(err("`id` (a string or number) is missing".into())),
+        };
+        let task = value
+            .get("task")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        let prompt_hash = value
+            .get("prompt_hash")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if model.is_none() {
+            model = value
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        let scores = value
+            .get("scores")
+            .and_then(Value::as_object)
+            .ok_or_else(|| err("`scores` must be an object of metric → number".into()))?;
+        for (metric, score) in scores {
+            let key = MetricKey {
+                task: task.clone(),
+                metric: metric.clone(),
+            };
+            let item = metrics
+                .entry(key)
+                .or_default()
+                .items
+                .entry(id.clone())
+                .or_default();
+            if item.prompt_hash.is_none() {
+                item.prompt_hash = prompt_hash.clone();
+            }
+            match score {
+                Value::Null => {} // an errored attempt: no score, counted as missing
+                other => item.values.push(score_value(other).ok_or_else(|| {
+                    err(format!(
+                        "`scores.{metric}` is {other}; scores are numbers or booleans"
+                    ))
+                })?),
+            }
+        }
+    }
+    if metrics.is_empty() {
+        return Err(Error::Input {
+            path: path.to_owned(),
+            line: None,
+            message: "no scored items".into(),
+        });
+    }
+    Ok(ResultSet {
+        source: Source::Gantry,
+        path: path.to_owned(),
+        metrics,
+        tasks: BTreeMap::new(),
+        model,
+        chat_template: None,
+    })
+}
+
+fn newest_results_json(dir: &Path) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("results_") && n.ends_with(".json"))
+        })
+        .collect();
+    found.sort();
+    Ok(found.pop())
+}
+
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// lm-evaluation-harness: `results_<ts>.json`, and the `samples_<task>_<ts>.jsonl`
+/// files beside it (same timestamp) for per-item scores.
+fn read_lm_eval(path: &Path) -> Result<ResultSet> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| Error::Input {
+        path: path.to_owned(),
+        line: Some(e.line()),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    let results = doc
+        .get("results")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::Input {
+            path: path.to_owned(),
+            line: None,
+            message: "`results` must be an object of task → metrics".into(),
+        })?;
+    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut tasks = BTreeMap::new();
+    for (task, values) in results {
+        let Some(values) = values.as_object() else {
+            continue;
+        };
+        let effective = doc["n-samples"][task]["effective"].as_u64();
+        let original = doc["n-samples"][task]["original"].as_u64();
+        for (name, value) in values {
+            if name == "alias" || name == "sample_len" || name.contains("_stderr") {
+                continue;
+            }
+            let Some(number) = score_value(value) else {
+                continue;
+            };
+            // Keys are `metric,filter`; pre-0.4 files use a bare `metric`.
+            let (metric, filter) = name.split_once(',').unwrap_or((name.as_str(), ""));
+            let stderr_key = if filter.is_empty() {
+                format!("{metric}_stderr")
+            } else {
+                format!("{metric}_stderr,{filter}")
+            };
+            let stderr = values.get(&stderr_key).and_then(score_value);
+            let data = metrics
+                .entry(MetricKey {
+                    task: task.clone(),
+                    metric: name.clone(),
+                })
+                .or_default();
+            data.aggregate = Some(Aggregate {
+                value: number,
+                stderr,
+                n: effective
+                    .or_else(|| values.get("sample_len").and_then(Value::as_u64))
+                    .map(|n| n as usize),
+            });
+            data.higher_is_better = doc["higher_is_better"][task][metric].as_bool();
+        }
+        tasks.insert(
+            task.clone(),
+            TaskFacts {
+                hash: doc["task_hashes"][task].as_str().map(str::to_owned),
+                version: as_text(&doc["versions"][task]),
+                n_shot: as_text(&doc["n-shot"][task]),
+                samples: original.zip(effective),
+            },
+        );
+    }
+    // Per-item samples beside the results file: samples_<task>_<same timestamp>.jsonl.
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let timestamp = stem.strip_prefix("results_").unwrap_or("");
+    if let Some(dir) = path.parent() {
+        for task in tasks.keys() {
+            let samples = dir.join(format!("samples_{task}_{timestamp}.jsonl"));
+            if samples.is_file() {
+                read_lm_eval_samples(&samples, task, &mut metrics)?;
+            }
+        }
+    }
+    Ok(ResultSet {
+        source: Source::LmEval,
+        path: path.to_owned(),
+        metrics,
+        tasks,
+        model: doc
+            .get("model_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        chat_template: doc
+            .get("chat_template_sha")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+fn read_lm_eval_samples(
+    path: &Path,
+    task: &str,
+    metrics: &mut BTreeMap<MetricKey, MetricData>,
+) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| Error::Input {
+            path: path.to_owned(),
+            line: Some(index + 1),
+            message,
+        };
+        let sample: Value =
+            serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let doc_id = as_text(&sample["doc_id"]).ok_or_else(|| err("`doc_id` is missing".into()))?;
+        let filter = sample["filter"].as_str().unwrap_or("none");
+        let names: Vec<String> = sample["metrics"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for metric in names {
+            // Corpus metrics (bleu, f1, …) store a (gold, prediction) pair, not a score.
+            let Some(score) = score_value(&sample[&metric]) else {
+                continue;
+            };
+            let key = MetricKey {
+                task: task.to_owned(),
+                metric: format!("{metric},{filter}"),
+            };
+            let item = metrics
+                .entry(key)
+                .or_default()
+                .items
+                .entry(doc_id.clone())
+                .or_default();
+            item.values.push(score);
+            item.prompt_hash = sample["prompt_hash"].as_str().map(str::to_owned);
+            item.doc_hash = sample["doc_hash"].as_str().map(str::to_owned);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! eval-gate's statistics against scipy/statsmodels, and its verdicts on known cases.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use gantry_core::Verdict;
+use gantry_eval::stats::{self, Method, Reported, Settings};
+use gantry_eval::{Error, Policy, RowVerdict, evaluate_gate, read};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn settings() -> Settings {
+    Settings {
+        alpha: 0.05,
+        confidence: 0.95,
+        resamples: 20_000,
+        seed: 7,
+    }
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn statistics_agree_with_scipy_and_statsmodels() {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("stats.json")).unwrap())
+            .unwrap();
+    for case in doc["paired"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let c = stats::paired(
+            &floats(&case["baseline"]),
+            &floats(&case["candidate"]),
+            settings(),
+        );
+        // Interval bounds: scipy resamples with its own generator, so allow
+        // Monte Carlo error (binary: one item in 400 is 0.0025).
+        let tolerance = if case["kind"] == "binary" {
+            0.0051
+        } else {
+            0.0008
+        };
+        for (bound, ours) in [("ci_low", c.ci_low), ("ci_high", c.ci_high)] {
+            let theirs = case[bound].as_f64().unwrap();
+            assert!(
+                (ours - theirs).abs() <= tolerance,
+                "{name} {bound}: gantry {ours}, scipy {theirs}"
+            );
+        }
+        if case["kind"] == "binary" {
+            assert_eq!(c.method, Method::McnemarExact);
+            let theirs = case["p_value"].as_f64().unwrap();
+            assert!(
+                (c.p_value - theirs).abs() <= 1e-9 * theirs.max(1e-12) + 1e-15,
+                "{name} p: gantry {}, statsmodels {theirs}",
+                c.p_value
+            );
+        } else {
+            // The bootstrap p-value and the paired t-test agree on the call.
+            let t = case["t_test_p_value"].as_f64().unwrap();
+            assert_eq!(
+                c.p_value < 0.05,
+                t < 0.05,
+                "{name}: bootstrap p {} vs t-test p {t}",
+                c.p_value
+            );
+        }
+    }
+    for case in doc["unpaired_z"].as_array().unwrap() {
+        let reported = |v: &str, s: &str| Reported {
+            value: case[v].as_f64().unwrap(),
+            stderr: case[s].as_f64().unwrap(),
+            n: 1000,
+        };
+        let c = stats::unpaired(
+            reported("baseline", "baseline_stderr"),
+            reported("candidate", "candidate_stderr"),
+            settings(),
+        );
+        for (field, ours) in [
+            ("p_value", c.p_value),
+            ("ci_low", c.ci_low),
+            ("ci_high", c.ci_high),
+        ] {
+            let theirs = case[field].as_f64().unwrap();
+            assert!(
+                (ours - theirs).abs() < 1e-9,
+                "z-test {field}: gantry {ours}, scipy {theirs}"
+            );
+        }
+    }
+    let adjusted = stats::holm(&floats(&doc["holm"]["p_values"]));
+    for (ours, theirs) in adjusted.iter().zip(floats(&doc["holm"]["adjusted"])) {
+        assert!(
+            (ours - theirs).abs() < 1e-12,
+            "holm: gantry {ours}, statsmodels {theirs}"
+        );
+    }
+}
+
+#[test]
+fn bootstrap_is_deterministic_for_a_seed() {
+    let base: Vec<f64> = (0..300).map(|i| f64::from(i % 7) / 7.0).collect();
+    let cand: Vec<f64> = (0..300).map(|i| f64::from((i * 3) % 11) / 11.0).collect();
+    assert_eq!(
+        stats::paired(&base, &cand, settings()),
+        stats::paired(&base, &cand, settings())
+    );
+    let other = Settings {
+        seed: 8,
+        ..settings()
+    };
+    assert_ne!(
+        stats::paired(&base, &cand, settings()).ci_low,
+        stats::paired(&base, &cand, other).ci_low
+    );
+}
+
+/// A 64-bit LCG so planted datasets are the same everywhere.
+struct Lcg(u64);
+
+impl Lcg {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Writes gantry-native results: `scores[i]` per item, one metric `correct`.
+fn native(dir: &Path, name: &str, scores: &[f64]) -> PathBuf {
+    let path = dir.join(format!("{name}.jsonl"));
+    let lines: Vec<String> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(r#"{{"id":"q{i}","task":"qa","prompt_hash":"sha256:{i:x}","scores":{{"correct":{s}}}}}"#))
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Baseline accuracy `p`; the candidate loses `down` and gains `up` of the items.
+fn planted(n: usize, p: f64, down: f64, up: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Lcg(seed);
+    let base: Vec<f64> = (0..n).map(|_| f64::from(rng.uniform() < p)).collect();
+    let cand = base
+        .iter()
+        .map(|&b| {
+            let r = rng.uniform();
+            if b == 1.0 && r < down / p {
+                0.0
+            } else if b == 0.0 && r < up / (1.0 - p) {
+                1.0
+            } else {
+                b
+            }
+        })
+        .collect();
+    (base, cand)
+}
+
+fn gate(base: &[f64], cand: &[f64]) -> gantry_eval::GateReport {
+    let dir = tempfile::tempdir().unwrap();
+    let b = read(&native(dir.path(), "base", base)).unwrap();
+    let c = read(&native(dir.path(), "cand", cand)).unwrap();
+    evaluate_gate(&b, &c, &Policy::default(), "default").unwrap()
+}
+
+#[test]
+fn an_a_a_run_never_fails() {
+    for seed in 0..20 {
+        let (base, _) = planted(500, 0.7, 0.0, 0.0, seed);
+        let report = gate(&base, &base);
+        assert_eq!(report.verdict, Verdict::Pass, "seed {seed}");
+        assert_eq!(report.rows[0].verdict, RowVerdict::Pass);
+    }
+}
+
+#[test]
+fn a_two_point_regression_over_5000_items_fails() {
+    let (base, cand) = planted(5000, 0.70, 0.04, 0.02, 42);
+    let report = gate(&base, &cand);
+    let row = &report.rows[0];
+    assert!(
+        (row.comparison.delta - (-0.02)).abs() < 0.006,
+        "planted -0.02, measured {}",
+        row.comparison.delta
+    );
+    assert_eq!(row.verdict, RowVerdict::Fail, "{row:?}");
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(report.regressions, 1);
+    assert!(row.comparison.p_value < 0.001);
+    assert!(row.comparison.mde > 0.0 && row.comparison.mde < 0.02);
+    assert_eq!(
+        row.comparison.new_failures,
+        Some(row.comparison.new_failures.unwrap())
+    );
+    assert_eq!(row.new_failure_ids.len(), 20, "the first flips are listed");
+}
+
+#[test]
+fn a_one_point_drop_over_200_items_is_inconclusive() {
+    let (base, mut cand) = planted(200, 0.7, 0.0, 0.0, 5);
+    // Exactly two items (1 point) flip from pass to fail.
+    let mut flipped = 0;
+    for (b, c) in base.iter().zip(cand.iter_mut()) {
+        if *b == 1.0 && flipped < 2 {
+            *c = 0.0;
+            flipped += 1;
+        }
+    }
+    let report = gate(&base, &cand);
+    let row = &report.rows[0];
+    assert!((row.comparison.delta + 0.01).abs() < 1e-12);
+    assert_eq!(row.verdict, RowVerdict::Inconclusive, "{row:?}");
+    assert_eq!(
+        report.verdict,
+        Verdict::Warn,
+        "inconclusive warns under the default policy"
+    );
+    // Two discordant pairs out of 200: McNemar cannot reject (p = 0.5).
+    assert!(
+        (row.comparison.p_value - 0.5).abs() < 1e-12,
+        "{}",
+        row.comparison.p_value
+    );
+}
+
+#[test]
+fn a_clear_improvement_passes() {
+    let (base, cand) = planted(1000, 0.5, 0.01, 0.08, 9);
+    let report = gate(&base, &cand);
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert_eq!(report.improvements, 1);
+    assert!(report.rows[0].comparison.ci_low > 0.0);
+}
+
+#[test]
+fn tiny_lm_results_gate_a_worse_model() {
+    let dir = fixtures().join("tiny-lm");
+    // Native JSONL, and lm-evaluation-harness results with their samples.
+    for (layout, good, bad) in [
+        (
+            "native",
+            dir.join("good/results.jsonl"),
+            dir.join("corrupted/results.jsonl"),
+        ),
+        (
+            "lm-eval",
+            dir.join("good/lm-eval"),
+            dir.join("corrupted/lm-eval"),
+        ),
+    ] {
+        let baseline = read(&good).unwrap();
+        assert!(
+            baseline.metrics.values().all(|m| !m.items.is_empty()),
+            "{layout}: per-item scores were read"
+        );
+        let same = evaluate_gate(
+            &baseline,
+            &read(&good).unwrap(),
+            &Policy::default(),
+            "default",
+        )
+        .unwrap();
+        assert_eq!(same.verdict, Verdict::Pass, "{layout}: A/A");
+        let worse = evaluate_gate(
+            &baseline,
+            &read(&bad).unwrap(),
+            &Policy::default(),
+            "default",
+        )
+        .unwrap();
+        assert_eq!(
+            worse.verdict,
+            Verdict::Fail,
+            "{layout}: the corrupted-data model must fail"
+        );
+        let acc = worse
+            .rows
+            .iter()
+            .find(|r| r.task == "tiny_add" || (r.task == "add" && r.metric == "acc"))
+            .unwrap();
+        assert_eq!(acc.verdict, RowVerdict::Fail, "{layout}: {acc:?}");
+        if layout == "lm-eval" {
+            assert!(worse.rows.iter().all(|r| r.metric.ends_with(",none")));
+            assert_eq!(
+                worse.rows[0].comparison.n,
+                baseline.metrics.values().next().unwrap().items.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn runs_that_differ_in_setup_are_not_comparable() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("tiny-lm/good/lm-eval");
+    let copy = |name: &str, edit: &dyn Fn(&mut Value)| -> PathBuf {
+        let target = dir.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            if file.starts_with("results_") {
+                let mut doc: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                edit(&mut doc);
+                std::fs::write(target.join(&file), serde_json::to_string(&doc).unwrap()).unwrap();
+            } else {
+                std::fs::copy(&path, target.join(&file)).unwrap();
+            }
+        }
+        target
+    };
+    let baseline = read(&source).unwrap();
+    let shots = read(&copy("shots", &|d| d["n-shot"]["tiny_add"] = 5.into())).unwrap();
+    let limited = read(&copy("limited", &|d| {
+        d["n-samples"]["tiny_add"]["effective"] = 50.into()
+    }))
+    .unwrap();
+    for (candidate, expected) in [
+        (
+            shots,
+            "task tiny_add: n-shot differs (baseline 0, candidate 5)",
+        ),
+        (limited, "ran with --limit (50 of 100 samples)"),
+    ] {
+        match evaluate_gate(&baseline, &candidate, &Policy::default(), "default") {
+            Err(Error::NotComparable { differences }) => {
+                assert!(
+                    differences.iter().any(|d| d.contains(expected)),
+                    "{differences:?}"
+                );
+            }
+            other => panic!("expected not comparable, got {other:?}"),
+        }
+    }
+    // Different prompts for the same item ids: not comparable either.
+    let base = native(dir.path(), "b", &[1.0, 0.0, 1.0]);
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&base)
+            .unwrap()
+            .replace("sha256:1", "sha256:ff"),
+    )
+    .unwrap();
+    let error = evaluate_gate(
+        &read(&base).unwrap(),
+        &read(&other).unwrap(),
+        &Policy::default(),
+        "default",
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("1 items were asked differently"),
+        "{error}"
+    );
+}
+
+#[test]
+fn policy_floors_margins_and_new_failure_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = planted(2000, 0.7, 0.012, 0.0, 3);
+    let b = read(&native(dir.path(), "base", &base)).unwrap();
+    let c = read(&native(dir.path(), "cand", &cand)).unwrap();
+    let policy_file = |text: &str| -> Policy {
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        Policy::from_file(&path).unwrap()
+    };
+    // A 1.2-point drop: within a 5-point margin it passes (non-inferior)…
+    let lenient = policy_file("[[rule]]\nmargin = 0.05\n");
+    assert_eq!(
+        evaluate_gate(&b, &c, &lenient, "p").unwrap().verdict,
+        Verdict::Pass
+    );
+    // …a floor above the candidate fails it…
+    let floor = policy_file("[[rule]]\nmargin = 0.05\nfloor = 0.75\n");
+    let report = evaluate_gate(&b, &c, &floor, "p").unwrap();
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(
+        report.rows[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("misses the floor 0.75"))
+    );
+    // …and so does a cap on items going from pass to fail.
+    let capped = policy_file("[[rule]]\nmargin = 0.05\nmax_new_failures = 3\n");
+    let report = evaluate_gate(&b, &c, &capped, "p").unwrap();
+    assert_eq!(report.rows[0].verdict, RowVerdict::Fail);
+    // A warn-severity rule never fails the gate.
+    let warn = policy_file("[[rule]]\nfloor = 0.99\nseverity = \"warn\"\n");
+    assert_eq!(
+        evaluate_gate(&b, &c, &warn, "p").unwrap().verdict,
+        Verdict::Warn
+    );
+    // Inconclusive can be made to block.
+    let strict = policy_file("[defaults]\ninconclusive = \"block\"\n[[rule]]\n");
+    let (base, cand) = planted(100, 0.7, 0.01, 0.0, 4);
+    let b = read(&native(dir.path(), "b2", &base)).unwrap();
+    let c = read(&native(dir.path(), "c2", &cand)).unwrap();
+    let report = evaluate_gate(&b, &c, &strict, "p").unwrap();
+    if report.rows[0].verdict == RowVerdict::Inconclusive {
+        assert_eq!(report.verdict, Verdict::Fail);
+    }
+}
+
+#[test]
+fn missing_candidate_items_count_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = vec![1.0; 100];
+    let b = read(&native(dir.path(), "b", &base)).unwrap();
+    let c = read(&native(dir.path(), "c", &base[..60])).unwrap();
+    let report = evaluate_gate(&b, &c, &Policy::default(), "default").unwrap();
+    let row = &report.rows[0];
+    assert_eq!(row.missing, 40);
+    assert!((row.comparison.candidate - 0.6).abs() < 1e-12);
+    assert_eq!(row.verdict, RowVerdict::Fail);
+}
+
+#[test]
+fn bad_results_files_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    std::fs::write(
+        &path,
+        "{\"id\":\"a\",\"scores\":{\"acc\":1}}\n{\"id\":\"b\",\"scores\":{\"acc\":\"yes\"}}\n",
+    )
+    .unwrap();
+    let error = read(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("r.jsonl:2") && error.contains("scores.acc"),
+        "{error}"
+    );
+    std::fs::write(&path, "name,score\n").unwrap();
+    let error = read(&path).unwrap_err().to_string();
+    assert!(error.contains("not a results file"), "{error}");
+}
+
+#[test]
+fn unpaired_fallback_is_labelled_approximate() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("tiny-lm/good/lm-eval");
+    let results = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("results_")
+        })
+        .unwrap();
+    // Only the results JSON, no samples: aggregates and standard errors only.
+    let only = dir.path().join(results.file_name().unwrap());
+    std::fs::copy(&results, &only).unwrap();
+    let set = read(&only).unwrap();
+    let report = evaluate_gate(&set, &set, &Policy::default(), "default").unwrap();
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|r| r.comparison.method == Method::UnpairedZ)
+    );
+    assert!(report.rows[0].reasons[0].starts_with("approximate"));
+    // Without pairing, even identical aggregates leave an interval around zero:
+    // never a failure, but not a pass either.
+    assert_eq!(report.verdict, Verdict::Warn);
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|r| r.verdict != RowVerdict::Fail && r.comparison.delta == 0.0)
+    );
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|r| r.verdict == RowVerdict::Inconclusive)
+    );
+}
