@@ -63,6 +63,7 @@ struct CommandContext {
     dotenv: String,
     code_quality: bool,
     junit: bool,
+    metrics: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,7 +185,10 @@ pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> 
     let mut schema = serde_json::to_string_pretty(&gantry_core::findings_schema())?;
     schema.push('\n');
     files.push((PathBuf::from("schemas/findings.schema.json"), schema));
-    for (name, schema) in gantry_data::schemas() {
+    for (name, schema) in gantry_data::schemas()
+        .into_iter()
+        .chain(gantry_eval::schemas())
+    {
         let mut text = serde_json::to_string_pretty(&schema)?;
         text.push('\n');
         files.push((Path::new("schemas").join(name), text));
@@ -256,6 +260,7 @@ fn command_context(
         dotenv: format!("gantry-{}.env", packaged.command),
         code_quality: packaged.code_quality,
         junit: packaged.junit,
+        metrics: packaged.metrics,
     })
 }
 

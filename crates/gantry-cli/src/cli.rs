@@ -71,6 +71,28 @@ pub enum Command {
     ValidateData(ValidateDataArgs),
     /// Publish a Markdown report to the job summary, a sticky PR/MR comment, a commit status or a check run.
     Report(ReportArgs),
+    /// Compare a candidate's evaluation with a baseline's, item by item: pass, fail or inconclusive, with intervals.
+    EvalGate(EvalGateArgs),
+}
+
+/// Arguments of `gantry eval-gate`.
+#[derive(Debug, Args)]
+pub struct EvalGateArgs {
+    /// The candidate's results: gantry-native JSONL, or an lm-evaluation-harness results JSON or its directory.
+    #[arg(long, value_name = "PATH")]
+    pub candidate: std::path::PathBuf,
+    /// The baseline's results (the production model's blessed evaluation), in any format --candidate takes.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: std::path::PathBuf,
+    /// TOML policy: rules by source/task/metric with floor, margin, max_new_failures, severity; [defaults] alpha, confidence, resamples, min_items, seed.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Option<std::path::PathBuf>,
+    /// Directory for gate.json and gate.md.
+    #[arg(long, value_name = "DIR", default_value = ".gantry/eval-gate")]
+    pub out: std::path::PathBuf,
+    /// Where and under which name the verdict is published.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
 }
 
 /// Arguments of `gantry validate-data`.

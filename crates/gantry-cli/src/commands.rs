@@ -1,5 +1,6 @@
 //! Command handlers: one module per subcommand, and what they share.
 
+mod eval_gate;
 mod publish;
 mod report;
 mod validate_data;
@@ -19,6 +20,7 @@ pub(crate) fn dispatch(
     let session = Session::start(cli, environment, printer)?;
     match &cli.command {
         Command::Report(args) => report::run(args, &session, printer),
+        Command::EvalGate(args) => eval_gate::run(args, &session, printer),
         Command::ValidateData(args) => validate_data::run(args, &session, printer),
     }
 }

@@ -39,6 +39,8 @@ pub struct PackagedCommand {
     pub code_quality: bool,
     /// Whether it writes a JUnit report.
     pub junit: bool,
+    /// Whether it writes a GitLab metrics report (OpenMetrics text).
+    pub metrics: bool,
     /// Feather icon for the Marketplace.
     pub icon: &'static str,
     /// Branding colour.
@@ -96,6 +98,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         ],
         code_quality: true,
         junit: true,
+        metrics: false,
         icon: "database",
         color: "green",
     },
@@ -107,8 +110,32 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         outputs: &[],
         code_quality: true,
         junit: false,
+        metrics: false,
         icon: "message-square",
         color: "blue",
+    },
+    PackagedCommand {
+        command: "eval-gate",
+        action_name: "eval-gate",
+        title: "gantry eval-gate",
+        kind: ActionKind::Container,
+        outputs: &[
+            ("report", "Path of gate.json."),
+            (
+                "regressions",
+                "Gated metrics that regressed (rows that failed).",
+            ),
+            ("improvements", "Gated metrics that improved significantly."),
+            (
+                "inconclusive",
+                "Gated metrics whose interval straddles the margin.",
+            ),
+        ],
+        code_quality: false,
+        junit: true,
+        metrics: true,
+        icon: "check-square",
+        color: "purple",
     },
 ];
 

@@ -358,6 +358,13 @@ pub fn evaluate_gate(
                 }
             ));
             RowVerdict::Fail
+        } else if hi < -row.margin {
+            row.reasons.push(format!(
+                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below zero, but the test \
+                 is not significant after Holm correction (p = {:.4}, alpha {})",
+                row.p_adjusted, d.alpha
+            ));
+            RowVerdict::Inconclusive
         } else {
             row.reasons.push(format!(
                 "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], straddles {}",

@@ -850,3 +850,101 @@ fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
         "the merge job saw every record:\n{text}"
     );
 }
+
+/// tiny-lm's lm-evaluation-harness output for a good model and one trained for
+/// fewer steps (real producer output, `crates/gantry-eval/tests/fixtures/tiny-lm`).
+fn tiny_lm_results(directory: &Path) {
+    let fixtures = repository_root().join("crates/gantry-eval/tests/fixtures/tiny-lm");
+    for model in ["good", "fewer-steps"] {
+        let target = directory.join("evals").join(model);
+        std::fs::create_dir_all(&target).expect("mkdir");
+        std::fs::copy(
+            fixtures.join(model).join("results.jsonl"),
+            target.join("results.jsonl"),
+        )
+        .expect("copy results");
+        for entry in std::fs::read_dir(fixtures.join(model).join("lm-eval")).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            std::fs::create_dir_all(target.join("lm-eval")).expect("mkdir");
+            std::fs::copy(
+                &path,
+                target.join("lm-eval").join(path.file_name().expect("name")),
+            )
+            .expect("copy samples");
+        }
+    }
+}
+
+#[test]
+fn eval_gate_action_runs_in_podman_and_fails_a_regressed_model() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let with = [
+        ("baseline", "evals/good/lm-eval"),
+        ("candidate", "evals/fewer-steps/lm-eval"),
+        ("publish", "summary"),
+    ];
+    let Some(run_result) = run_container_action(
+        scratch.path(),
+        "localhost/gantry:conformance-eval",
+        "eval-gate",
+        &with,
+        tiny_lm_results,
+    ) else {
+        return;
+    };
+    let text = &run_result.text;
+    assert_eq!(run_result.code, 1, "a regression exits 1:\n{text}");
+    assert!(
+        text.contains("::error title=tiny_add/acc%2Cnone%3A -0.2600"),
+        "{text}"
+    );
+    let output = run_result.output();
+    assert!(
+        output.contains("\nfail\n") && output.contains("regressions<<"),
+        "{output}"
+    );
+    assert!(
+        run_result
+            .summary()
+            .contains("## gantry eval-gate: ❌ fail")
+    );
+    let Some(check) = venv_tool("check-jsonschema") else {
+        return;
+    };
+    let (code, text) = run(Command::new(&check)
+        .arg("--schemafile")
+        .arg(repository_root().join("schemas/gate.schema.json"))
+        .arg(run_result.workspace.join(".gantry/eval-gate/gate.json")));
+    assert_eq!(code, 0, "gate.json against its schema: {text}");
+}
+
+#[test]
+fn gitlab_ci_local_runs_eval_gate_with_junit_and_metrics_reports() {
+    let pipeline = r#"stages: [gate]
+include:
+  - local: templates/eval-gate.yml
+    inputs:
+      stage: gate
+      baseline: evals/good/results.jsonl
+      candidate: evals/good/results.jsonl
+      publish: summary
+"#;
+    let Some((project, code, text)) = run_gitlab_pipeline("eval-gate", pipeline, tiny_lm_results)
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "an A/A gate passes:\n{text}");
+    assert!(text.contains("## gantry eval-gate: ✅ pass"), "{text}");
+    let junit = std::fs::read_to_string(project.path().join(".gantry/reports/junit.xml"))
+        .unwrap_or_default();
+    assert!(
+        junit.contains("<testcase name=\"add/acc\""),
+        "junit report: {junit}"
+    );
+    let metrics = std::fs::read_to_string(project.path().join(".gantry/reports/metrics.txt"))
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("eval_gate_delta{task=\"add\",metric=\"acc\"} 0"),
+        "metrics report: {metrics}"
+    );
+}

@@ -1,0 +1,339 @@
+//! `gantry eval-gate`: compare a candidate's evaluation with a baseline's and publish the verdict.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use gantry_core::{ExitCode, Finding, Severity};
+use gantry_eval::{GateReport, Policy, RowVerdict, evaluate_gate, read};
+use serde_json::json;
+
+use crate::cli::EvalGateArgs;
+use crate::commands::Session;
+use crate::commands::publish::{CommandResult, publish, report_directory, write_json};
+use crate::commands::report::markdown_cell;
+use crate::printer::Printer;
+
+/// Item ids shown per row in the pass→fail list.
+const SHOWN_FLIPS: usize = 10;
+
+pub(crate) fn run(
+    args: &EvalGateArgs,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let (policy, policy_source) = match &args.policy {
+        Some(path) => (Policy::from_file(path)?, path.display().to_string()),
+        None => (Policy::default(), "default".to_owned()),
+    };
+    if args.policy.is_none() {
+        printer.info(
+            "no --policy: using the default — block on a statistically significant regression of any metric \
+             (alpha 0.05, Holm-corrected), warn when inconclusive",
+        );
+    }
+    let baseline = read(&args.baseline)?;
+    let candidate = read(&args.candidate)?;
+    let report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
+
+    let gate_path = args.out.join("gate.json");
+    let markdown_path = args.out.join("gate.md");
+    let markdown = session.masker.redact(&render_markdown(&report));
+    write_json(&gate_path, &serde_json::to_value(&report)?)?;
+    std::fs::write(&markdown_path, &markdown)
+        .with_context(|| format!("cannot write {}", markdown_path.display()))?;
+    printer.info(&format!(
+        "{} gated metrics: {} regressed, {} inconclusive, {} improved; wrote {}",
+        report.rows.len(),
+        report.regressions,
+        report.inconclusive,
+        report.improvements,
+        gate_path.display()
+    ));
+
+    if session.platform == gantry_ci::Platform::GitLab {
+        let directory = report_directory(session);
+        std::fs::create_dir_all(&directory)
+            .with_context(|| format!("cannot create {}", directory.display()))?;
+        let junit = directory.join("junit.xml");
+        std::fs::write(&junit, session.masker.redact(&junit_of(&report)))
+            .with_context(|| format!("cannot write {}", junit.display()))?;
+        let metrics = directory.join("metrics.txt");
+        std::fs::write(&metrics, metrics_of(&report))
+            .with_context(|| format!("cannot write {}", metrics.display()))?;
+    }
+
+    let outputs = vec![
+        ("report".to_owned(), gate_path.display().to_string()),
+        ("regressions".to_owned(), report.regressions.to_string()),
+        ("improvements".to_owned(), report.improvements.to_string()),
+        ("inconclusive".to_owned(), report.inconclusive.to_string()),
+    ];
+    let result = CommandResult {
+        command: "eval-gate",
+        name: args.publishing.name.clone(),
+        title: format!(
+            "eval-gate: {} regressed, {} inconclusive, {} improved",
+            report.regressions, report.inconclusive, report.improvements
+        ),
+        markdown,
+        verdict: report.verdict,
+        findings: findings_of(&report),
+        targets: args.publishing.publish.clone(),
+        outputs,
+        full_report: Some(gate_path.display().to_string()),
+        forge_errors_are_fatal: false,
+        json: json!({
+            "report": gate_path,
+            "regressions": report.regressions,
+            "improvements": report.improvements,
+            "inconclusive": report.inconclusive,
+            "rows": report.rows.iter().map(|r| json!({
+                "task": r.task, "metric": r.metric, "verdict": r.verdict,
+                "baseline": r.comparison.baseline, "candidate": r.comparison.candidate,
+                "delta": r.comparison.delta, "ci_low": r.comparison.ci_low, "ci_high": r.comparison.ci_high,
+                "p_value": r.comparison.p_value, "p_adjusted": r.p_adjusted, "n": r.comparison.n, "mde": r.comparison.mde,
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    publish(result, session, printer)
+}
+
+fn verdict_word(verdict: RowVerdict) -> &'static str {
+    match verdict {
+        RowVerdict::Pass => "✅ pass",
+        RowVerdict::Fail => "❌ fail",
+        RowVerdict::Inconclusive => "⚠️ inconclusive",
+    }
+}
+
+fn p_text(p: f64) -> String {
+    if p < 0.0001 {
+        "<0.0001".to_owned()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+fn render_markdown(report: &GateReport) -> String {
+    let mut out = String::new();
+    let verdict = match report.verdict {
+        gantry_core::Verdict::Pass => "✅ pass",
+        gantry_core::Verdict::Warn => "⚠️ warn",
+        gantry_core::Verdict::Fail => "❌ fail",
+    };
+    let _ = writeln!(out, "## gantry eval-gate: {verdict}\n");
+    let _ = writeln!(
+        out,
+        "{} gated metrics: **{} regressed**, {} inconclusive, {} improved. \
+         Δ is candidate − baseline with its {:.0}% interval; p is two-sided, Holm-corrected across blocking rules.\n",
+        report.rows.len(),
+        report.regressions,
+        report.inconclusive,
+        report.improvements,
+        report.policy.defaults.confidence * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| task | metric | baseline | candidate | Δ (CI) | p (Holm) | n | MDE | verdict |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for row in &report.rows {
+        let c = &row.comparison;
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {:.4} | {:.4} | {:+.4} [{:+.4}, {:+.4}] | {} | {} | {:.4} | {} |",
+            markdown_cell(&row.task),
+            markdown_cell(&row.metric),
+            if row.higher_is_better { " ↑" } else { " ↓" },
+            c.baseline,
+            c.candidate,
+            c.delta,
+            c.ci_low,
+            c.ci_high,
+            p_text(row.p_adjusted),
+            c.n,
+            c.mde,
+            verdict_word(row.verdict)
+        );
+    }
+    let explained: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| !r.reasons.is_empty() && r.verdict != RowVerdict::Pass)
+        .collect();
+    if !explained.is_empty() {
+        let _ = writeln!(out, "\n### Why\n");
+        for row in explained {
+            let _ = writeln!(
+                out,
+                "- **{}/{}**: {}",
+                markdown_cell(&row.task),
+                markdown_cell(&row.metric),
+                markdown_cell(&row.reasons.join("; "))
+            );
+        }
+    }
+    let flipped: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| !r.new_failure_ids.is_empty())
+        .collect();
+    if !flipped.is_empty() {
+        let _ = writeln!(out, "\n### Items that went from pass to fail\n");
+        for row in flipped {
+            let total = row
+                .comparison
+                .new_failures
+                .unwrap_or(row.new_failure_ids.len());
+            let shown: Vec<String> = row
+                .new_failure_ids
+                .iter()
+                .take(SHOWN_FLIPS)
+                .map(|id| format!("`{}`", markdown_cell(id)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- {}/{}: {total} items ({} fixed): {}{}",
+                markdown_cell(&row.task),
+                markdown_cell(&row.metric),
+                row.comparison.new_passes.unwrap_or(0),
+                shown.join(", "),
+                if total > shown.len() { ", …" } else { "" }
+            );
+        }
+    }
+    if !report.not_gated.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNot gated (no rule selects them): {}",
+            markdown_cell(&report.not_gated.join(", "))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n<details><summary>Runs, policy and method</summary>\n"
+    );
+    for (side, run) in [
+        ("baseline", &report.baseline),
+        ("candidate", &report.candidate),
+    ] {
+        let _ = writeln!(
+            out,
+            "- {side}: `{}` ({}{})",
+            markdown_cell(&run.path),
+            run.source.as_str(),
+            run.model
+                .as_deref()
+                .map(|m| format!(", model {}", markdown_cell(m)))
+                .unwrap_or_default()
+        );
+    }
+    let d = &report.policy.defaults;
+    let _ = writeln!(
+        out,
+        "- policy: {} (alpha {}, {} bootstrap resamples, seed {}, min items {}, inconclusive {:?})",
+        markdown_cell(&report.policy_source),
+        d.alpha,
+        d.resamples,
+        d.seed,
+        d.min_items,
+        d.inconclusive
+    );
+    let _ = writeln!(
+        out,
+        "- binary scores: exact McNemar test; continuous scores: paired bootstrap; intervals: BCa bootstrap over items; \
+         MDE: the change detectable with 80% power.\n\n</details>"
+    );
+    out
+}
+
+fn findings_of(report: &GateReport) -> Vec<Finding> {
+    report
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let severity = match row.verdict {
+                RowVerdict::Fail => Severity::Error,
+                RowVerdict::Inconclusive => Severity::Warning,
+                RowVerdict::Pass => return None,
+            };
+            let c = &row.comparison;
+            Some(Finding::new(
+                if row.verdict == RowVerdict::Fail {
+                    "eval-regression"
+                } else {
+                    "eval-inconclusive"
+                },
+                severity,
+                format!(
+                    "{}/{}: {:+.4} [{:+.4}, {:+.4}]",
+                    row.task, row.metric, c.delta, c.ci_low, c.ci_high
+                ),
+                row.reasons.join("; "),
+            ))
+        })
+        .collect()
+}
+
+fn junit_of(report: &GateReport) -> String {
+    use gantry_ci::{JunitCase, JunitOutcome};
+    let cases: Vec<JunitCase> = report
+        .rows
+        .iter()
+        .map(|row| {
+            let c = &row.comparison;
+            let measured = format!(
+                "baseline {:.4}, candidate {:.4}, delta {:+.4} [{:+.4}, {:+.4}], p {}, n {}",
+                c.baseline,
+                c.candidate,
+                c.delta,
+                c.ci_low,
+                c.ci_high,
+                p_text(row.p_adjusted),
+                c.n
+            );
+            let outcome = match row.verdict {
+                RowVerdict::Fail => JunitOutcome::Failed {
+                    message: measured,
+                    details: row.reasons.join("\n"),
+                },
+                RowVerdict::Inconclusive => JunitOutcome::Passed(format!(
+                    "inconclusive: {measured}\n{}",
+                    row.reasons.join("\n")
+                )),
+                RowVerdict::Pass => JunitOutcome::Passed(measured),
+            };
+            JunitCase {
+                name: format!("{}/{}", row.task, row.metric),
+                class_name: "gantry.eval-gate".to_owned(),
+                outcome,
+            }
+        })
+        .collect();
+    gantry_ci::junit_report("gantry eval-gate", &cases)
+}
+
+/// GitLab's metrics report: `name value` lines; the merge request widget shows changes.
+fn metrics_of(report: &GateReport) -> String {
+    let label = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::new();
+    for row in &report.rows {
+        let labels = format!(
+            "task=\"{}\",metric=\"{}\"",
+            label(&row.task),
+            label(&row.metric)
+        );
+        let _ = writeln!(
+            out,
+            "eval_gate_candidate{{{labels}}} {}",
+            row.comparison.candidate
+        );
+        let _ = writeln!(
+            out,
+            "eval_gate_baseline{{{labels}}} {}",
+            row.comparison.baseline
+        );
+        let _ = writeln!(out, "eval_gate_delta{{{labels}}} {}", row.comparison.delta);
+    }
+    out
+}
