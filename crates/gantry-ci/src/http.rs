@@ -55,7 +55,7 @@ impl RetryPolicy {
     }
 
     /// Full-jitter exponential backoff before attempt `attempt` (1-based retry count).
-    fn backoff(&self, retry: u32) -> Duration {
+    pub fn backoff(&self, retry: u32) -> Duration {
         let ceiling = self
             .base_delay
             .saturating_mul(1_u32 << retry.min(16))
@@ -66,7 +66,7 @@ impl RetryPolicy {
 
     /// How long to wait before retrying a response, or `None` when it must not be retried.
     /// `Err` carries why a retryable response is not retried (the wait is too long).
-    fn retry_delay(
+    pub fn retry_delay(
         &self,
         retry: u32,
         status: u16,
@@ -183,7 +183,7 @@ where
 }
 
 /// The innermost cause of a transport error: "connection refused" rather than a chain of wrappers.
-pub(crate) fn transport_reason(error: &dyn std::error::Error) -> String {
+pub fn transport_reason(error: &dyn std::error::Error) -> String {
     let mut reason = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

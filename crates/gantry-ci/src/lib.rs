@@ -46,7 +46,7 @@ pub use crate::forge::{
 };
 pub use crate::github::GitHubClient;
 pub use crate::gitlab::{GitLabClient, GitLabToken};
-pub use crate::http::RetryPolicy;
+pub use crate::http::{RetryPolicy, transport_reason};
 pub use crate::inputs::{InputKind, InputSpec, args_from_inputs, input_env_name};
 pub use crate::junit::{JunitCase, JunitOutcome, junit_report};
 pub use crate::outputs::{OutputTarget, write_outputs};

@@ -73,6 +73,106 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare a candidate's evaluation with a baseline's, item by item: pass, fail or inconclusive, with intervals.
     EvalGate(EvalGateArgs),
+    /// Run an eval set against an OpenAI-compatible endpoint and write per-item results for eval-gate.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `gantry eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// Model name sent with each request.
+    #[arg(long)]
+    pub model: String,
+    /// Eval items (JSONL): id, messages or prompt, expected, and optionally choices, task, pattern.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: std::path::PathBuf,
+    /// Scorers, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "normalized-exact"
+    )]
+    pub scorer: Vec<ScorerArg>,
+    /// Which API to call.
+    #[arg(long, value_enum, default_value_t = ApiArg::Chat)]
+    pub api: ApiArg,
+    /// Times each item is asked (eval-gate averages repeats per item).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeats: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Seconds before one request times out.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Attempts per request: 429, 5xx and connection errors are retried with backoff, honouring Retry-After.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+    /// max_tokens of each request.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Relative tolerance of the numeric scorer.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tolerance: f64,
+    /// Environment variable holding the API key, sent as a bearer token and masked in every log.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Directory for results.jsonl and summary.json.
+    #[arg(long, value_name = "DIR", default_value = ".gantry/eval")]
+    pub out: std::path::PathBuf,
+    /// Where and under which name the summary is published.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
+}
+
+/// A scorer given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScorerArg {
+    /// The response equals expected exactly (trimmed).
+    Exact,
+    /// Equal after lowercasing and dropping punctuation.
+    NormalizedExact,
+    /// The response contains expected (normalized).
+    Contains,
+    /// The response matches the item's pattern (or expected) as a regular expression.
+    Regex,
+    /// The response names the expected choice, by text or letter.
+    Choice,
+    /// The response is valid JSON.
+    JsonValid,
+    /// The first number in the response is within --tolerance of expected.
+    Numeric,
+}
+
+impl From<ScorerArg> for gantry_eval::runner::Scorer {
+    fn from(scorer: ScorerArg) -> Self {
+        use gantry_eval::runner::Scorer;
+        match scorer {
+            ScorerArg::Exact => Scorer::Exact,
+            ScorerArg::NormalizedExact => Scorer::NormalizedExact,
+            ScorerArg::Contains => Scorer::Contains,
+            ScorerArg::Regex => Scorer::Regex,
+            ScorerArg::Choice => Scorer::Choice,
+            ScorerArg::JsonValid => Scorer::JsonValid,
+            ScorerArg::Numeric => Scorer::Numeric,
+        }
+    }
+}
+
+/// Which OpenAI API `gantry eval` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// /chat/completions with messages.
+    Chat,
+    /// /completions with a prompt.
+    Completions,
 }
 
 /// Arguments of `gantry eval-gate`.

@@ -1,5 +1,6 @@
 //! Command handlers: one module per subcommand, and what they share.
 
+mod eval;
 mod eval_gate;
 mod publish;
 mod report;
@@ -21,6 +22,7 @@ pub(crate) fn dispatch(
     match &cli.command {
         Command::Report(args) => report::run(args, &session, printer),
         Command::EvalGate(args) => eval_gate::run(args, &session, printer),
+        Command::Eval(args) => eval::run(args, &session, printer),
         Command::ValidateData(args) => validate_data::run(args, &session, printer),
     }
 }
@@ -54,6 +56,13 @@ impl<'a> Session<'a> {
         let mut commands = printer.commands();
         for secret in gantry_ci::secrets_in_environment(environment) {
             masker.add(platform, &secret, &mut commands)?;
+        }
+        if let Command::Eval(args) = &cli.command
+            && let Some(key) = environment
+                .get(&args.api_key_env)
+                .filter(|key| !key.is_empty())
+        {
+            masker.add(platform, &gantry_core::Secret::new(key), &mut commands)?;
         }
         let context = RunContext::from_environment(platform, environment)?;
         Ok(Session {

@@ -31,6 +31,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The endpoint answered no request.
+    #[error("{message}")]
+    Unreachable {
+        /// Which host failed and why.
+        message: String,
+    },
     /// The runs cannot be compared: different tasks, prompts, shots or limits.
     #[error("baseline and candidate are not comparable:\n  - {}", differences.join("\n  - "))]
     NotComparable {

@@ -7,11 +7,13 @@
 //! - [`policy`]: rules (selectors, direction, floor, margin, new failures,
 //!   severity) and defaults, from TOML.
 //! - [`gate`]: comparability checks, per-rule rows, verdicts, `gate.json`.
+//! - [`runner`]: `gantry eval`, an eval set against an OpenAI-compatible endpoint.
 
 pub mod error;
 pub mod gate;
 pub mod policy;
 pub mod results;
+pub mod runner;
 pub mod stats;
 
 pub use error::{Error, Result};

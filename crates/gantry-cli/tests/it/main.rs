@@ -2,6 +2,8 @@
 
 /// Help, version, exit codes, inputs and their errors.
 mod cli;
+/// `gantry eval` against tiny-lm's OpenAI-compatible server.
+mod eval;
 /// `gantry eval-gate` on tiny-lm's real evaluation results.
 mod eval_gate;
 /// What gantry ships (actions, templates, image, installer), checked with the real tools.

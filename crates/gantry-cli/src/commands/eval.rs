@@ -1,0 +1,152 @@
+//! `gantry eval`: an eval set against an OpenAI-compatible endpoint, results for eval-gate.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use gantry_core::{ExitCode, Secret, Verdict};
+use gantry_eval::runner::{Api, RunOptions, RunSummary, run as run_eval};
+use serde_json::json;
+
+use crate::cli::{ApiArg, EvalArgs};
+use crate::commands::Session;
+use crate::commands::publish::{CommandResult, publish, write_json};
+use crate::commands::report::markdown_cell;
+use crate::printer::Printer;
+
+pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
+    let api_key = session
+        .environment
+        .get(&args.api_key_env)
+        .filter(|key| !key.is_empty())
+        .map(Secret::new);
+    let retry = gantry_ci::RetryPolicy {
+        attempts: args.attempts,
+        timeout: Duration::from_secs(args.timeout),
+        ..gantry_ci::RetryPolicy::from_environment(session.environment)
+    };
+    let options = RunOptions {
+        endpoint: args.endpoint.clone(),
+        model: args.model.clone(),
+        dataset: args.dataset.clone(),
+        scorers: args.scorer.iter().map(|s| (*s).into()).collect(),
+        api: match args.api {
+            ApiArg::Chat => Api::Chat,
+            ApiArg::Completions => Api::Completions,
+        },
+        repeats: args.repeats as usize,
+        concurrency: args.concurrency as usize,
+        retry,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        tolerance: args.tolerance,
+        api_key,
+    };
+    printer.info(&format!(
+        "asking {} at {} ({} concurrent, {} attempts, {} s timeout)",
+        args.model, args.endpoint, args.concurrency, args.attempts, args.timeout
+    ));
+    let (results, summary) = run_eval(&options)?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let results_path = args.out.join("results.jsonl");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&results_path)
+            .with_context(|| format!("cannot write {}", results_path.display()))?,
+    );
+    for result in &results {
+        // Responses can quote anything, a key included: redact what gantry writes.
+        let line = session.masker.redact(&serde_json::to_string(result)?);
+        writeln!(file, "{line}")?;
+    }
+    file.flush()?;
+    let summary_path = args.out.join("summary.json");
+    write_json(&summary_path, &serde_json::to_value(&summary)?)?;
+    for result in results.iter().filter(|r| r.error.is_some()).take(3) {
+        printer.warning(&format!(
+            "item {} (repeat {}): {}",
+            result.id,
+            result.repeat,
+            session
+                .masker
+                .redact(result.error.as_deref().unwrap_or_default())
+        ));
+    }
+    printer.info(&format!(
+        "{} requests in {:.1} s, {} failed; wrote {}",
+        summary.requests,
+        summary.seconds,
+        summary.errors,
+        results_path.display()
+    ));
+
+    let verdict = if summary.errors == 0 {
+        Verdict::Pass
+    } else {
+        Verdict::Warn
+    };
+    let markdown = session
+        .masker
+        .redact(&render_markdown(args, &summary, verdict));
+    let outputs = vec![
+        ("results".to_owned(), results_path.display().to_string()),
+        ("summary".to_owned(), summary_path.display().to_string()),
+        ("requests".to_owned(), summary.requests.to_string()),
+        ("errors".to_owned(), summary.errors.to_string()),
+    ];
+    let result = CommandResult {
+        command: "eval",
+        name: args.publishing.name.clone(),
+        title: format!("eval of {} on {} items", args.model, summary.items),
+        markdown,
+        verdict,
+        findings: Vec::new(),
+        targets: args.publishing.publish.clone(),
+        outputs,
+        full_report: Some(results_path.display().to_string()),
+        forge_errors_are_fatal: false,
+        json: json!({ "results": results_path, "summary": summary }),
+    };
+    publish(result, session, printer)
+}
+
+fn render_markdown(args: &EvalArgs, summary: &RunSummary, verdict: Verdict) -> String {
+    let mut out = String::new();
+    let word = if verdict == Verdict::Pass {
+        "✅ pass"
+    } else {
+        "⚠️ warn"
+    };
+    let _ = writeln!(out, "## gantry eval: {word}\n");
+    let _ = writeln!(
+        out,
+        "**{}** on {} items × {} repeats against `{}` · {} failed requests · latency p50 {} ms, p95 {} ms · {:.1} s\n",
+        markdown_cell(&args.model),
+        summary.items,
+        args.repeats,
+        markdown_cell(&args.endpoint),
+        summary.errors,
+        summary
+            .latency_p50_ms
+            .map_or("–".into(), |v| format!("{v:.0}")),
+        summary
+            .latency_p95_ms
+            .map_or("–".into(), |v| format!("{v:.0}")),
+        summary.seconds
+    );
+    let _ = writeln!(out, "| task | metric | mean |");
+    let _ = writeln!(out, "|---|---|---|");
+    for (task, metrics) in &summary.metrics {
+        for (metric, mean) in metrics {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {mean:.4} |",
+                markdown_cell(task),
+                markdown_cell(metric)
+            );
+        }
+    }
+    out
+}

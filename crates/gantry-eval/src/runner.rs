@@ -1,0 +1,646 @@
+//! `gantry eval`: run an eval set against an OpenAI-compatible endpoint and
+//! write gantry-native results, one line per item and repeat.
+//!
+//! Requests go out with bounded concurrency, a timeout each, and retries with
+//! full-jitter backoff on 429, 5xx and connection errors (honouring
+//! `Retry-After`, through the same policy as gantry's forge calls). An item
+//! whose every attempt failed is written with its error and no scores, so
+//! eval-gate counts it against the candidate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gantry_ci::RetryPolicy;
+use gantry_core::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// A scorer: how a response is compared with the item's expected answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scorer {
+    /// The response equals `expected` exactly.
+    Exact,
+    /// Equal after lowercasing, trimming, dropping punctuation and collapsing spaces.
+    NormalizedExact,
+    /// The normalized response contains the normalized `expected`.
+    Contains,
+    /// `expected` (or the item's `pattern`) is a regular expression the response matches.
+    Regex,
+    /// Multiple choice: the response names the expected choice (its text or its letter).
+    Choice,
+    /// The response is valid JSON.
+    JsonValid,
+    /// The first number in the response is within the tolerance of `expected`.
+    Numeric,
+}
+
+impl Scorer {
+    /// The metric name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scorer::Exact => "exact",
+            Scorer::NormalizedExact => "normalized_exact",
+            Scorer::Contains => "contains",
+            Scorer::Regex => "regex",
+            Scorer::Choice => "choice",
+            Scorer::JsonValid => "json_valid",
+            Scorer::Numeric => "numeric",
+        }
+    }
+}
+
+/// Which endpoint to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST {endpoint}/chat/completions` with `messages`.
+    Chat,
+    /// `POST {endpoint}/completions` with `prompt`.
+    Completions,
+}
+
+/// One eval item.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Item {
+    /// Stable id.
+    pub id: Value,
+    /// Task name (default `default`).
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Chat messages.
+    #[serde(default)]
+    pub messages: Option<Vec<Value>>,
+    /// Or a plain prompt.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// The expected answer.
+    #[serde(default)]
+    pub expected: Option<Value>,
+    /// Multiple-choice options.
+    #[serde(default)]
+    pub choices: Option<Vec<String>>,
+    /// A regular expression for the `regex` scorer (else `expected` is the pattern).
+    #[serde(default)]
+    pub pattern: Option<String>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Base URL, e.g. `http://127.0.0.1:8000/v1`.
+    pub endpoint: String,
+    /// Model name sent with each request.
+    pub model: String,
+    /// The eval items (JSONL).
+    pub dataset: PathBuf,
+    /// Scorers.
+    pub scorers: Vec<Scorer>,
+    /// Chat or completions.
+    pub api: Api,
+    /// Times each item is asked.
+    pub repeats: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Timeout and retries.
+    pub retry: RetryPolicy,
+    /// `max_tokens` of each request.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Relative tolerance of the `numeric` scorer.
+    pub tolerance: f64,
+    /// Bearer token, if the endpoint needs one.
+    pub api_key: Option<Secret>,
+}
+
+/// One result line (gantry-native format).
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemResult {
+    /// Item id.
+    pub id: String,
+    /// Task.
+    pub task: String,
+    /// Repeat index (0-based).
+    pub repeat: usize,
+    /// `sha256:` of the request's prompt (messages or prompt, canonical JSON).
+    pub prompt_hash: String,
+    /// The model's answer.
+    pub response: Option<String>,
+    /// The expected answer.
+    pub expected: Option<Value>,
+    /// Scores by metric (`null` when the request failed).
+    pub scores: BTreeMap<String, Option<f64>>,
+    /// Milliseconds from sending to the full answer (the successful attempt).
+    pub latency_ms: Option<f64>,
+    /// Token usage as the endpoint reported it.
+    pub tokens: Option<Value>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why no answer came back.
+    pub error: Option<String>,
+    /// The model asked.
+    pub model: String,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Items in the dataset.
+    pub items: usize,
+    /// Requests made (items × repeats).
+    pub requests: usize,
+    /// Requests that failed after every retry.
+    pub errors: usize,
+    /// Mean of each metric by task (over successful requests).
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Median latency in milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile latency in milliseconds.
+    pub latency_p95_ms: Option<f64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Reads eval items from JSONL.
+pub fn read_items(path: &Path) -> Result<Vec<Item>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut items = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| Error::Input {
+            path: path.to_owned(),
+            line: Some(index + 1),
+            message,
+        };
+        let item: Item =
+            serde_json::from_str(line).map_err(|e| err(format!("not an eval item: {e}")))?;
+        if item.messages.is_none() && item.prompt.is_none() {
+            return Err(err(
+                "an item needs `messages` (chat) or `prompt` (text)".into()
+            ));
+        }
+        if matches!(item.id, Value::Null | Value::Object(_) | Value::Array(_)) {
+            return Err(err("`id` must be a string or a number".into()));
+        }
+        items.push(item);
+    }
+    if items.is_empty() {
+        return Err(Error::Input {
+            path: path.to_owned(),
+            line: None,
+            message: "no eval items".into(),
+        });
+    }
+    Ok(items)
+}
+
+fn normalize(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn expected_text(item: &Item) -> Option<String> {
+    match item.expected.as_ref()? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn first_number(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        let numeric = c.is_ascii_digit()
+            || ((c == '-' || c == '+') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit));
+        if numeric {
+            start = Some(i);
+            break;
+        }
+    }
+    let start = start?;
+    let end = text[start..]
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == 'E'))
+        .map_or(text.len(), |(i, _)| start + i);
+    text[start..end]
+        .trim_end_matches('.')
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// Scores one response. `None`: the scorer does not apply (e.g. no expected answer).
+pub fn score(
+    scorer: Scorer,
+    item: &Item,
+    response: &str,
+    tolerance: f64,
+) -> Result<Option<f64>, String> {
+    let hit = |b: bool| Some(if b { 1.0 } else { 0.0 });
+    let expected = expected_text(item);
+    Ok(match scorer {
+        Scorer::Exact => expected.map(|e| response.trim() == e.trim()).and_then(hit),
+        Scorer::NormalizedExact => expected
+            .map(|e| normalize(response) == normalize(&e))
+            .and_then(hit),
+        Scorer::Contains => expected
+            .map(|e| normalize(response).contains(&normalize(&e)))
+            .and_then(hit),
+        Scorer::Regex => {
+            let Some(pattern) = item.pattern.clone().or(expected) else {
+                return Ok(None);
+            };
+            let regex = regex::Regex::new(&pattern)
+                .map_err(|e| format!("pattern {pattern:?} is not a regular expression: {e}"))?;
+            hit(regex.is_match(response))
+        }
+        Scorer::Choice => {
+            let (Some(expected), Some(choices)) = (expected, item.choices.as_ref()) else {
+                return Ok(None);
+            };
+            let answer = normalize(response);
+            let index = choices
+                .iter()
+                .position(|c| normalize(c) == normalize(&expected));
+            let letter = index
+                .and_then(|i| u8::try_from(i).ok())
+                .map(|i| char::from(b'a' + i).to_string());
+            let named = choices
+                .iter()
+                .filter(|c| {
+                    answer == normalize(c) || answer.starts_with(&format!("{} ", normalize(c)))
+                })
+                .count();
+            hit(answer == normalize(&expected)
+                || letter
+                    .as_deref()
+                    .is_some_and(|l| answer == l || answer.starts_with(&format!("{l} ")))
+                || (named == 1 && answer.starts_with(&normalize(&expected))))
+        }
+        Scorer::JsonValid => hit(serde_json::from_str::<Value>(response.trim()).is_ok()),
+        Scorer::Numeric => {
+            let Some(target) = expected.and_then(|e| first_number(&e)) else {
+                return Ok(None);
+            };
+            hit(first_number(response)
+                .is_some_and(|v| (v - target).abs() <= tolerance * target.abs().max(1.0)))
+        }
+    })
+}
+
+fn prompt_hash(item: &Item) -> String {
+    let value = match (&item.messages, &item.prompt) {
+        (Some(m), _) => json!({ "messages": m }),
+        (None, Some(p)) => json!({ "prompt": p }),
+        (None, None) => Value::Null,
+    };
+    // serde_json sorts object keys: the hash does not depend on field order.
+    let canonical = serde_json::to_string(&value).unwrap_or_default();
+    format!("sha256:{:x}", Sha256::digest(canonical.as_bytes()))
+}
+
+fn request_body(options: &RunOptions, item: &Item) -> Value {
+    match options.api {
+        Api::Chat => {
+            let messages = item.messages.clone().unwrap_or_else(|| {
+                vec![json!({ "role": "user", "content": item.prompt.clone().unwrap_or_default() })]
+            });
+            json!({ "model": options.model, "messages": messages, "max_tokens": options.max_tokens, "temperature": options.temperature })
+        }
+        Api::Completions => {
+            let prompt = item.prompt.clone().unwrap_or_else(|| {
+                item.messages
+                    .iter()
+                    .flatten()
+                    .filter_map(|m| m.get("content").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            json!({ "model": options.model, "prompt": prompt, "max_tokens": options.max_tokens, "temperature": options.temperature })
+        }
+    }
+}
+
+struct Answer {
+    text: String,
+    tokens: Option<Value>,
+    latency_ms: f64,
+}
+
+/// Calls the endpoint for one item, retrying as the policy allows.
+async fn ask(
+    client: &reqwest::Client,
+    options: &RunOptions,
+    url: &str,
+    body: &Value,
+) -> (std::result::Result<Answer, String>, u32) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut request = client.post(url).json(body).timeout(options.retry.timeout);
+        if let Some(key) = &options.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let started = Instant::now();
+        let outcome = request.send().await;
+        let last = attempt >= options.retry.attempts;
+        let wait = match outcome {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let text = response.text().await.unwrap_or_default();
+                if (200..300).contains(&status) {
+                    return match parse_answer(options.api, &text) {
+                        Ok((content, tokens)) => (
+                            Ok(Answer {
+                                text: content,
+                                tokens,
+                                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                            }),
+                            attempt,
+                        ),
+                        Err(e) => (Err(format!("POST {url}: {e}")), attempt),
+                    };
+                }
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| text.chars().take(200).collect());
+                let failure = format!("POST {url}: HTTP {status}: {message}");
+                match options.retry.retry_delay(attempt - 1, status, &headers) {
+                    Some(Ok(wait)) if !last => wait,
+                    Some(Err(reason)) => return (Err(format!("{failure} ({reason})")), attempt),
+                    _ => {
+                        return (
+                            Err(format!(
+                                "{failure}{}",
+                                if last && attempt > 1 {
+                                    format!(" after {attempt} attempts")
+                                } else {
+                                    String::new()
+                                }
+                            )),
+                            attempt,
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                let failure = format!("POST {url}: {}", gantry_ci::transport_reason(&error));
+                if last {
+                    return (Err(format!("{failure} after {attempt} attempts")), attempt);
+                }
+                options.retry.backoff(attempt - 1)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn parse_answer(api: Api, text: &str) -> std::result::Result<(String, Option<Value>), String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let choice = &value["choices"][0];
+    let content = match api {
+        Api::Chat => choice["message"]["content"].as_str(),
+        Api::Completions => choice["text"].as_str(),
+    }
+    .ok_or_else(|| "the answer has no choices[0] text".to_owned())?;
+    Ok((content.to_owned(), value.get("usage").cloned()))
+}
+
+fn id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs every item `repeats` times and returns the results in dataset order.
+pub fn run(options: &RunOptions) -> Result<(Vec<ItemResult>, RunSummary)> {
+    let items = read_items(&options.dataset)?;
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Read {
+            path: options.dataset.clone(),
+            source,
+        })?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::Input {
+            path: options.dataset.clone(),
+            line: None,
+            message: format!("HTTP client: {e}"),
+        })?;
+    let base = options.endpoint.trim_end_matches('/');
+    let url = match options.api {
+        Api::Chat => format!("{base}/chat/completions"),
+        Api::Completions => format!("{base}/completions"),
+    };
+    let items = Arc::new(items);
+    let jobs: Vec<(usize, usize)> = (0..items.len())
+        .flat_map(|i| (0..options.repeats.max(1)).map(move |r| (i, r)))
+        .collect();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let answers = runtime.block_on(async {
+        let mut handles = Vec::with_capacity(jobs.len());
+        for &(index, _) in &jobs {
+            let permit = Arc::clone(&semaphore);
+            let client = client.clone();
+            let options = options.clone();
+            let url = url.clone();
+            let body = request_body(&options, &items[index]);
+            handles.push(tokio::spawn(async move {
+                let _permit = permit.acquire_owned().await;
+                ask(&client, &options, &url, &body).await
+            }));
+        }
+        let mut answers = Vec::with_capacity(handles.len());
+        for handle in handles {
+            answers.push(
+                handle
+                    .await
+                    .unwrap_or_else(|e| (Err(format!("request task failed: {e}")), 0)),
+            );
+        }
+        answers
+    });
+
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut latencies = Vec::new();
+    for ((index, repeat), (answer, attempts)) in jobs.into_iter().zip(answers) {
+        let item = &items[index];
+        let mut scores = BTreeMap::new();
+        let (response, latency_ms, tokens, error) = match answer {
+            Ok(answer) => {
+                for scorer in &options.scorers {
+                    let value = score(*scorer, item, &answer.text, options.tolerance).map_err(
+                        |message| Error::Input {
+                            path: options.dataset.clone(),
+                            line: None,
+                            message: format!("item {}: {message}", id_text(&item.id)),
+                        },
+                    )?;
+                    if let Some(value) = value {
+                        scores.insert(scorer.name().to_owned(), Some(value));
+                    }
+                }
+                latencies.push(answer.latency_ms);
+                (
+                    Some(answer.text),
+                    Some(answer.latency_ms),
+                    answer.tokens,
+                    None,
+                )
+            }
+            Err(error) => {
+                for scorer in &options.scorers {
+                    scores.insert(scorer.name().to_owned(), None);
+                }
+                (None, None, None, Some(error))
+            }
+        };
+        results.push(ItemResult {
+            id: id_text(&item.id),
+            task: item.task.clone().unwrap_or_else(|| "default".into()),
+            repeat,
+            prompt_hash: prompt_hash(item),
+            response,
+            expected: item.expected.clone(),
+            scores,
+            latency_ms,
+            tokens,
+            attempts,
+            error,
+            model: options.model.clone(),
+        });
+    }
+    let errors = results.iter().filter(|r| r.error.is_some()).count();
+    if errors == results.len() {
+        let first = results
+            .first()
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
+        return Err(Error::Unreachable {
+            message: format!("every request failed; the first: {first}"),
+        });
+    }
+    let mut sums: BTreeMap<String, BTreeMap<String, (f64, usize)>> = BTreeMap::new();
+    for result in &results {
+        for (metric, value) in &result.scores {
+            if let Some(v) = value {
+                let entry = sums
+                    .entry(result.task.clone())
+                    .or_default()
+                    .entry(metric.clone())
+                    .or_default();
+                entry.0 += v;
+                entry.1 += 1;
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        (!latencies.is_empty())
+            .then(|| latencies[((latencies.len() - 1) as f64 * q).round() as usize])
+    };
+    let summary = RunSummary {
+        items: items.len(),
+        requests: results.len(),
+        errors,
+        metrics: sums
+            .into_iter()
+            .map(|(task, metrics)| {
+                (
+                    task,
+                    metrics
+                        .into_iter()
+                        .map(|(m, (s, n))| (m, s / n.max(1) as f64))
+                        .collect(),
+                )
+            })
+            .collect(),
+        latency_p50_ms: quantile(0.5),
+        latency_p95_ms: quantile(0.95),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((results, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(expected: &str, choices: Option<Vec<&str>>) -> Item {
+        Item {
+            id: json!("x"),
+            task: None,
+            messages: None,
+            prompt: Some("q".into()),
+            expected: Some(json!(expected)),
+            choices: choices.map(|c| c.into_iter().map(str::to_owned).collect()),
+            pattern: None,
+        }
+    }
+
+    #[test]
+    fn scorers() {
+        let s = |scorer, item: &Item, response| score(scorer, item, response, 1e-6).ok().flatten();
+        let paris = item("Paris", None);
+        assert_eq!(s(Scorer::Exact, &paris, " Paris "), Some(1.0));
+        assert_eq!(s(Scorer::Exact, &paris, "paris"), Some(0.0));
+        assert_eq!(s(Scorer::NormalizedExact, &paris, "paris."), Some(1.0));
+        assert_eq!(
+            s(Scorer::Contains, &paris, "It is Paris, of course"),
+            Some(1.0)
+        );
+        assert_eq!(
+            s(Scorer::Regex, &item("^P[a-z]+s$", None), "Paris"),
+            Some(1.0)
+        );
+        let choice = item("Lyon", Some(vec!["Paris", "Lyon", "Nice"]));
+        assert_eq!(s(Scorer::Choice, &choice, "B"), Some(1.0));
+        assert_eq!(s(Scorer::Choice, &choice, "b) Lyon"), Some(1.0));
+        assert_eq!(s(Scorer::Choice, &choice, "Lyon"), Some(1.0));
+        assert_eq!(s(Scorer::Choice, &choice, "A"), Some(0.0));
+        assert_eq!(s(Scorer::JsonValid, &paris, "{\"a\": 1}"), Some(1.0));
+        assert_eq!(s(Scorer::JsonValid, &paris, "{a: 1}"), Some(0.0));
+        assert_eq!(
+            s(Scorer::Numeric, &item("42", None), "The answer is 42."),
+            Some(1.0)
+        );
+        assert_eq!(
+            s(Scorer::Numeric, &item("-3.5", None), "x = -3.5"),
+            Some(1.0)
+        );
+        assert_eq!(s(Scorer::Numeric, &item("42", None), "41"), Some(0.0));
+        assert!(score(Scorer::Regex, &item("(", None), "x", 0.0).is_err());
+    }
+}
