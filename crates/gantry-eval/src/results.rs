@@ -1,8 +1,9 @@
 //! Evaluation results from any producer, as per-item scores by (task, metric).
 //!
 //! Readers: gantry-native JSONL (one line per item: `id`, `task`,
-//! `prompt_hash`, `scores`, `error`) and lm-evaluation-harness output (a
-//! `results_<ts>.json` with, beside it, `samples_<task>_<ts>.jsonl` files).
+//! `prompt_hash`, `scores`, `error`), lm-evaluation-harness output (a
+//! `results_<ts>.json` with, beside it, `samples_<task>_<ts>.jsonl` files)
+//! and promptfoo output JSON (`promptfoo eval -o out.json`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub enum Source {
     Gantry,
     /// lm-evaluation-harness results JSON (and samples JSONL).
     LmEval,
+    /// promptfoo `eval -o out.json` output (results version 2 or 3).
+    Promptfoo,
 }
 
 impl Source {
@@ -29,6 +32,7 @@ impl Source {
         match self {
             Source::Gantry => "gantry",
             Source::LmEval => "lm-eval",
+            Source::Promptfoo => "promptfoo",
         }
     }
 }
@@ -160,11 +164,7 @@ pub fn read(path: &Path) -> Result<ResultSet> {
                 .and_then(|r| r.get("version"))
                 .is_some()
         {
-            return Err(Error::Input {
-                path: path.to_owned(),
-                line: None,
-                message: "promptfoo output is not read yet; give gantry-native JSONL or lm-evaluation-harness results".into(),
-            });
+            return read_promptfoo(path, &Value::Object(object));
         }
     }
     match serde_json::from_str::<Value>(first) {
@@ -172,8 +172,8 @@ pub fn read(path: &Path) -> Result<ResultSet> {
         _ => Err(Error::Input {
             path: path.to_owned(),
             line: Some(1),
-            message: "not a results file gantry reads: expected gantry-native JSONL (objects with `id` and `scores`) \
-                      or an lm-evaluation-harness results_<timestamp>.json (or its directory)"
+            message: "not a results file gantry reads: expected gantry-native JSONL (objects with `id` and `scores`), \
+                      an lm-evaluation-harness results_<timestamp>.json (or its directory), or promptfoo output JSON"
                 .into(),
         }),
     }
@@ -430,4 +430,111 @@ fn read_lm_eval_samples(
         }
     }
     Ok(())
+}
+
+/// promptfoo: one row per (test case, prompt, provider, repeat). Items are
+/// keyed by `metadata.testCaseId`, else by a hash of the test case
+/// (description and vars) and the prompt index, so two runs with different
+/// providers pair up. Task: the prompt's label. Metrics: `pass` (binary),
+/// `score`, and each named score. A row that errored (`failureReason` 2)
+/// has no scores: it is missing, not failed.
+fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
+    let err = |message: String| Error::Input {
+        path: path.to_owned(),
+        line: None,
+        message,
+    };
+    let results = &doc["results"];
+    let version = results["version"].as_u64().unwrap_or(0);
+    if version < 2 {
+        return Err(err(format!(
+            "promptfoo results version {version}: gantry reads versions 2 and 3 (promptfoo 0.30+)"
+        )));
+    }
+    let rows = results["results"]
+        .as_array()
+        .ok_or_else(|| err("`results.results` must be an array".into()))?;
+    let labels: Vec<String> = results["prompts"]
+        .as_array()
+        .map(|prompts| {
+            prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    p["label"]
+                        .as_str()
+                        .map_or_else(|| format!("prompt-{i}"), str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let prompt = row["promptIdx"].as_u64().unwrap_or(0) as usize;
+        let test = &row["testCase"];
+        let id = match test["metadata"]["testCaseId"].as_str() {
+            Some(id) => id.to_owned(),
+            None => {
+                // serde_json writes object keys sorted: a stable hash of the case.
+                let canonical = serde_json::to_string(&serde_json::json!({
+                    "description": test["description"], "vars": test["vars"], "prompt": prompt,
+                }))
+                .unwrap_or_default();
+                let digest = sha2::Digest::finalize(sha2::Digest::chain_update(
+                    sha2::Sha256::default(),
+                    canonical.as_bytes(),
+                ));
+                format!("{:x}", digest)[..16].to_owned()
+            }
+        };
+        let task = labels
+            .get(prompt)
+            .cloned()
+            .unwrap_or_else(|| format!("prompt-{prompt}"));
+        let errored = row["failureReason"].as_u64() == Some(2)
+            || (row["error"].is_string() && row["success"].is_null());
+        let mut scores: Vec<(String, Option<f64>)> = vec![
+            (
+                "pass".to_owned(),
+                row["success"].as_bool().map(|b| if b { 1.0 } else { 0.0 }),
+            ),
+            ("score".to_owned(), score_value(&row["score"])),
+        ];
+        if let Some(named) = row["namedScores"].as_object() {
+            scores.extend(named.iter().map(|(name, v)| (name.clone(), score_value(v))));
+        }
+        if scores.iter().all(|(_, v)| v.is_none()) && !errored {
+            return Err(err(format!(
+                "results.results[{index}] has no success, score or namedScores"
+            )));
+        }
+        for (metric, value) in scores {
+            let item = metrics
+                .entry(MetricKey {
+                    task: task.clone(),
+                    metric,
+                })
+                .or_insert_with(|| MetricData {
+                    higher_is_better: Some(true),
+                    ..MetricData::default()
+                })
+                .items
+                .entry(id.clone())
+                .or_default();
+            if let (false, Some(v)) = (errored, value) {
+                item.values.push(v);
+            }
+        }
+    }
+    if metrics.is_empty() {
+        return Err(err("no results rows".into()));
+    }
+    Ok(ResultSet {
+        source: Source::Promptfoo,
+        path: path.to_owned(),
+        metrics,
+        tasks: BTreeMap::new(),
+        model: None,
+        chat_template: None,
+    })
 }

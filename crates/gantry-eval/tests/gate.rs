@@ -492,3 +492,102 @@ fn unpaired_fallback_is_labelled_approximate() {
             .any(|r| r.verdict == RowVerdict::Inconclusive)
     );
 }
+
+/// promptfoo `eval -o out.json` output in the documented v3 shape.
+fn promptfoo(
+    dir: &Path,
+    name: &str,
+    provider: &str,
+    passes: &[bool],
+    errored: &[usize],
+    with_ids: bool,
+) -> PathBuf {
+    let rows: Vec<Value> = passes
+        .iter()
+        .enumerate()
+        .map(|(i, pass)| {
+            let mut metadata = serde_json::json!({});
+            if with_ids {
+                metadata["testCaseId"] = format!("case-{i}").into();
+            }
+            let mut row = serde_json::json!({
+                "testIdx": i, "promptIdx": 0, "provider": { "id": provider },
+                "testCase": { "description": format!("case {i}"), "vars": { "q": format!("question {i}") }, "metadata": metadata },
+                "success": pass, "score": if *pass { 1.0 } else { 0.25 }, "failureReason": if *pass { 0 } else { 1 },
+                "namedScores": { "Tone": if *pass { 0.9 } else { 0.4 } },
+                "latencyMs": 800, "cost": 0.0004,
+                "gradingResult": { "pass": pass, "score": if *pass { 1.0 } else { 0.25 }, "reason": "" },
+            });
+            if errored.contains(&i) {
+                row["success"] = false.into();
+                row["failureReason"] = 2.into();
+                row["error"] = "API error: 503".into();
+                row["score"] = 0.into();
+            }
+            row
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "evalId": format!("eval-{name}"), "shareableUrl": null, "config": {}, "metadata": {},
+        "results": {
+            "version": 3, "timestamp": "2026-11-28T12:00:00.000Z",
+            "prompts": [{ "label": "qa-prompt", "provider": provider, "metrics": {} }],
+            "results": rows,
+            "stats": { "successes": 0, "failures": 0, "errors": errored.len(), "tokenUsage": {} },
+        },
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn promptfoo_outputs_pair_by_test_case_and_keep_errors_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = planted(400, 0.8, 0.15, 0.0, 21);
+    let as_bool = |v: &[f64]| v.iter().map(|x| *x == 1.0).collect::<Vec<_>>();
+    for with_ids in [true, false] {
+        let b = read(&promptfoo(
+            dir.path(),
+            "base",
+            "openai:gpt-4o-mini",
+            &as_bool(&base),
+            &[],
+            with_ids,
+        ))
+        .unwrap();
+        // A different provider (the candidate model), three rows that errored.
+        let c = read(&promptfoo(
+            dir.path(),
+            "cand",
+            "openai:ft:candidate",
+            &as_bool(&cand),
+            &[0, 1, 2],
+            with_ids,
+        ))
+        .unwrap();
+        assert_eq!(b.source, gantry_eval::Source::Promptfoo);
+        let key = gantry_eval::MetricKey {
+            task: "qa-prompt".into(),
+            metric: "pass".into(),
+        };
+        assert_eq!(b.metrics[&key].items.len(), 400);
+        let errored = c.metrics[&key]
+            .items
+            .values()
+            .filter(|i| i.values.is_empty())
+            .count();
+        assert_eq!(errored, 3, "errors are missing scores, not failures");
+        let report = evaluate_gate(&b, &c, &Policy::default(), "default").unwrap();
+        let pass = report.rows.iter().find(|r| r.metric == "pass").unwrap();
+        assert_eq!(pass.missing, 3);
+        assert_eq!(
+            pass.comparison.n, 400,
+            "paired across providers (with_ids = {with_ids})"
+        );
+        assert_eq!(pass.verdict, RowVerdict::Fail);
+        assert!(report.rows.iter().any(|r| r.metric == "Tone"));
+        let same = evaluate_gate(&b, &b, &Policy::default(), "default").unwrap();
+        assert_eq!(same.verdict, Verdict::Pass);
+    }
+}
