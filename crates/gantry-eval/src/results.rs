@@ -3,7 +3,8 @@
 //! Readers: gantry-native JSONL (one line per item: `id`, `task`,
 //! `prompt_hash`, `scores`, `error`), lm-evaluation-harness output (a
 //! `results_<ts>.json` with, beside it, `samples_<task>_<ts>.jsonl` files)
-//! and promptfoo output JSON (`promptfoo eval -o out.json`).
+//! promptfoo output JSON (`promptfoo eval -o out.json`) and inspect_ai logs
+//! (`.eval` zips or `.json`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub enum Source {
     LmEval,
     /// promptfoo `eval -o out.json` output (results version 2 or 3).
     Promptfoo,
+    /// inspect_ai logs: `.eval` (zip) or `.json`.
+    Inspect,
 }
 
 impl Source {
@@ -33,6 +36,7 @@ impl Source {
             Source::Gantry => "gantry",
             Source::LmEval => "lm-eval",
             Source::Promptfoo => "promptfoo",
+            Source::Inspect => "inspect",
         }
     }
 }
@@ -145,6 +149,9 @@ pub fn read(path: &Path) -> Result<ResultSet> {
         })?;
         return read_lm_eval(&results);
     }
+    if path.extension().is_some_and(|e| e == "eval") {
+        return read_inspect_zip(path);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
@@ -166,6 +173,11 @@ pub fn read(path: &Path) -> Result<ResultSet> {
         {
             return read_promptfoo(path, &Value::Object(object));
         }
+        if object.contains_key("eval") && object.contains_key("status") {
+            let header = Value::Object(object);
+            let samples = header["samples"].as_array().cloned().unwrap_or_default();
+            return read_inspect(path, &header, header.get("reductions"), &samples);
+        }
     }
     match serde_json::from_str::<Value>(first) {
         Ok(Value::Object(o)) if o.contains_key("scores") => read_native(path, &text),
@@ -173,7 +185,8 @@ pub fn read(path: &Path) -> Result<ResultSet> {
             path: path.to_owned(),
             line: Some(1),
             message: "not a results file gantry reads: expected gantry-native JSONL (objects with `id` and `scores`), \
-                      an lm-evaluation-harness results_<timestamp>.json (or its directory), or promptfoo output JSON"
+                      an lm-evaluation-harness results_<timestamp>.json (or its directory), promptfoo output JSON, \
+                      or an inspect_ai log (.eval or .json)"
                 .into(),
         }),
     }
@@ -535,6 +548,176 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
         metrics,
         tasks: BTreeMap::new(),
         model: None,
+        chat_template: None,
+    })
+}
+
+/// inspect_ai's `value_to_float`: C = 1, P = 0.5, I = N = 0, numbers,
+/// numeric strings, yes/no and true/false.
+fn inspect_value(value: &Value) -> Option<f64> {
+    match value {
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "c" | "yes" | "true" => Some(1.0),
+            "p" => Some(0.5),
+            "i" | "n" | "no" | "false" => Some(0.0),
+            other => other.parse::<f64>().ok().filter(|v| v.is_finite()),
+        },
+        other => score_value(other),
+    }
+}
+
+/// An inspect_ai `.eval` log: a zip with `header.json`, `reductions.json`
+/// (epoch-reduced per-sample values, the best paired input) and
+/// `samples/<id>_epoch_<n>.json`; members are DEFLATE or zstd.
+fn read_inspect_zip(path: &Path) -> Result<ResultSet> {
+    let err = |message: String| Error::Input {
+        path: path.to_owned(),
+        line: None,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| err(format!("not an inspect_ai .eval log (a zip): {e}")))?;
+    let mut member = |name: &str| -> Result<Option<Value>> {
+        let mut entry = match archive.by_name(name) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(err(format!("{name}: {e}"))),
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text)
+            .map_err(|e| err(format!("{name}: {e}")))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| err(format!("{name}: not valid JSON: {e}")))
+    };
+    let header = member("header.json")?
+        .ok_or_else(|| err("no header.json: not an inspect_ai log".into()))?;
+    let reductions = member("reductions.json")?;
+    let mut samples = Vec::new();
+    if reductions.is_none() {
+        let names: Vec<String> = archive
+            .file_names()
+            .filter(|n| n.starts_with("samples/") && n.ends_with(".json"))
+            .map(str::to_owned)
+            .collect();
+        for name in names {
+            let mut entry = archive
+                .by_name(&name)
+                .map_err(|e| err(format!("{name}: {e}")))?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text)
+                .map_err(|e| err(format!("{name}: {e}")))?;
+            samples.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| err(format!("{name}: not valid JSON: {e}")))?,
+            );
+        }
+    }
+    read_inspect(path, &header, reductions.as_ref(), &samples)
+}
+
+fn read_inspect(
+    path: &Path,
+    header: &Value,
+    reductions: Option<&Value>,
+    samples: &[Value],
+) -> Result<ResultSet> {
+    let err = |message: String| Error::Input {
+        path: path.to_owned(),
+        line: None,
+        message,
+    };
+    let status = header["status"].as_str().unwrap_or("unknown");
+    if status != "success" {
+        return Err(err(format!(
+            "the inspect run's status is {status:?}: gate only on complete runs (status \"success\")"
+        )));
+    }
+    let eval = &header["eval"];
+    let task = eval["task"].as_str().unwrap_or("inspect").to_owned();
+    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut push = |scorer: &str, id: &Value, value: &Value| {
+        let (Some(id), Some(v)) = (as_text(id), inspect_value(value)) else {
+            return;
+        };
+        metrics
+            .entry(MetricKey {
+                task: task.clone(),
+                metric: scorer.to_owned(),
+            })
+            .or_default()
+            .items
+            .entry(id)
+            .or_default()
+            .values
+            .push(v);
+    };
+    if let Some(reductions) = reductions.and_then(Value::as_array) {
+        for reduction in reductions {
+            let scorer = reduction["scorer"].as_str().unwrap_or("score");
+            for sample in reduction["samples"].as_array().into_iter().flatten() {
+                push(scorer, &sample["sample_id"], &sample["value"]);
+            }
+        }
+    } else {
+        // Per-epoch sample scores: epochs become repeats, averaged per item.
+        for sample in samples {
+            for (scorer, score) in sample["scores"].as_object().into_iter().flatten() {
+                push(scorer, &sample["id"], &score["value"]);
+            }
+        }
+    }
+    if metrics.is_empty() {
+        // No per-sample data: the aggregate scores, for the approximate z-test.
+        for score in header["results"]["scores"].as_array().into_iter().flatten() {
+            let scorer = score["name"].as_str().unwrap_or("score");
+            let metrics_of = &score["metrics"];
+            for (name, metric) in metrics_of.as_object().into_iter().flatten() {
+                if name == "stderr" {
+                    continue;
+                }
+                let Some(value) = score_value(&metric["value"]) else {
+                    continue;
+                };
+                metrics
+                    .entry(MetricKey {
+                        task: task.clone(),
+                        metric: format!("{scorer}/{name}"),
+                    })
+                    .or_default()
+                    .aggregate = Some(Aggregate {
+                    value,
+                    stderr: score_value(&metrics_of["stderr"]["value"]),
+                    n: header["results"]["completed_samples"]
+                        .as_u64()
+                        .map(|n| n as usize),
+                });
+            }
+        }
+    }
+    if metrics.is_empty() {
+        return Err(err("no scores in the inspect log".into()));
+    }
+    let mut tasks = BTreeMap::new();
+    tasks.insert(
+        task.clone(),
+        TaskFacts {
+            hash: None,
+            version: as_text(&eval["task_version"]),
+            n_shot: None,
+            samples: None,
+        },
+    );
+    Ok(ResultSet {
+        source: Source::Inspect,
+        path: path.to_owned(),
+        metrics,
+        tasks,
+        model: eval["model"].as_str().map(str::to_owned),
         chat_template: None,
     })
 }

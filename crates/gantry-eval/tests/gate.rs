@@ -591,3 +591,76 @@ fn promptfoo_outputs_pair_by_test_case_and_keep_errors_apart() {
         assert_eq!(same.verdict, Verdict::Pass);
     }
 }
+
+/// An inspect_ai `.eval` log: a zip with header.json and reductions.json
+/// (zstd, as inspect writes from 0.3.206) and a sample (DEFLATE).
+fn inspect_log(dir: &Path, name: &str, grades: &[&str], status: &str) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join(format!("{name}.eval"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let zstd =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Zstd);
+    let deflate = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let header = serde_json::json!({
+        "version": 2, "status": status,
+        "eval": { "task": "theory_of_mind", "task_version": 0, "model": format!("openai/{name}"), "dataset": { "samples": grades.len() } },
+        "results": { "total_samples": grades.len(), "completed_samples": grades.len(), "scores": [] },
+    });
+    zip.start_file("header.json", zstd).unwrap();
+    zip.write_all(header.to_string().as_bytes()).unwrap();
+    let samples: Vec<Value> = grades
+        .iter()
+        .enumerate()
+        .map(|(i, g)| serde_json::json!({ "sample_id": i + 1, "value": g, "answer": "…" }))
+        .collect();
+    let reductions = serde_json::json!([{ "scorer": "model_graded_fact", "reducer": "mean", "samples": samples }]);
+    zip.start_file("reductions.json", zstd).unwrap();
+    zip.write_all(reductions.to_string().as_bytes()).unwrap();
+    zip.start_file("samples/1_epoch_1.json", deflate).unwrap();
+    zip.write_all(b"{\"id\": 1, \"epoch\": 1, \"scores\": {}}")
+        .unwrap();
+    zip.finish().unwrap();
+    path
+}
+
+#[test]
+fn inspect_logs_are_read_from_zip_members_in_zstd_and_deflate() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Vec<&str> = (0..300)
+        .map(|i| if i % 10 < 8 { "C" } else { "I" })
+        .collect();
+    // The candidate loses 45 items and gets partial credit on 10.
+    let cand: Vec<&str> = (0..300)
+        .map(|i| {
+            if i % 10 < 8 && i < 225 {
+                "C"
+            } else if i % 30 == 29 {
+                "P"
+            } else {
+                "I"
+            }
+        })
+        .collect();
+    let b = read(&inspect_log(dir.path(), "base", &base, "success")).unwrap();
+    let c = read(&inspect_log(dir.path(), "cand", &cand, "success")).unwrap();
+    assert_eq!(b.source, gantry_eval::Source::Inspect);
+    assert_eq!(b.model.as_deref(), Some("openai/base"));
+    let key = gantry_eval::MetricKey {
+        task: "theory_of_mind".into(),
+        metric: "model_graded_fact".into(),
+    };
+    assert!((gantry_eval::gate::means(&b)[&key] - 0.8).abs() < 1e-12);
+    let report = evaluate_gate(&b, &c, &Policy::default(), "default").unwrap();
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(
+        report.rows[0].comparison.method,
+        Method::PairedBootstrap,
+        "P = 0.5 makes the scores continuous"
+    );
+    // Only complete runs are gated.
+    let error = read(&inspect_log(dir.path(), "broken", &base, "error"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("status is \"error\""), "{error}");
+}
