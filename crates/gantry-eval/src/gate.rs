@@ -96,6 +96,8 @@ pub struct GateReport {
     pub rows: Vec<RuleRow>,
     /// Metrics no rule selects.
     pub not_gated: Vec<String>,
+    /// Rules that selected no metric (a typo in a selector gates nothing).
+    pub unused_rules: Vec<String>,
     /// Rows that failed.
     pub regressions: usize,
     /// Rows with a significant improvement.
@@ -442,6 +444,12 @@ pub fn evaluate_gate(
             lo > 0.0 && r.p_adjusted < d.alpha
         })
         .count();
+    let unused_rules = policy
+        .rules
+        .iter()
+        .map(|rule| rule.label())
+        .filter(|label| !rows.iter().any(|row| &row.rule == label))
+        .collect();
     let info = |set: &ResultSet| RunInfo {
         path: set.path.display().to_string(),
         source: set.source,
@@ -465,6 +473,7 @@ pub fn evaluate_gate(
         improvements,
         rows,
         not_gated,
+        unused_rules,
     })
 }
 

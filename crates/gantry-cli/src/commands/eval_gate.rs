@@ -34,6 +34,11 @@ pub(crate) fn run(
     let baseline = read(&args.baseline)?;
     let candidate = read(&args.candidate)?;
     let report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
+    for rule in &report.unused_rules {
+        printer.warning(&format!(
+            "{policy_source}: rule {rule:?} selects no metric of these results; check its selector"
+        ));
+    }
 
     let gate_path = args.out.join("gate.json");
     let markdown_path = args.out.join("gate.md");
