@@ -7,7 +7,7 @@
 #   mlflow 3.17.2 (PyPI)  - `python -c "import mlflow"`, what a Python MLOps step pays before it starts
 #   pandas, polars (PyPI) - bench/peers/validate_chat.py: validate-data's tier-0 checks, written idiomatically
 #
-# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm"; default: the first two);
+# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,4 +136,29 @@ times.sort()
 print(f"  latency median {statistics.median(times):.2f} ms, p95 {times[189]:.2f} ms")
 PY
   kill "$server"
+fi
+
+if section eval-gate; then
+  # 200,000 paired items x 50 binary metrics x 10,000 resamples (BENCH_EVAL_ITEMS, BENCH_EVAL_METRICS).
+  items="${BENCH_EVAL_ITEMS:-200000}"
+  metrics="${BENCH_EVAL_METRICS:-50}"
+  peer_metrics="${BENCH_EVAL_PEER_METRICS:-2}"
+  if [ ! -x "$peers/scipy/bin/python" ]; then
+    python3 -m venv "$peers/scipy"
+    "$peers/scipy/bin/pip" install --quiet --disable-pip-version-check numpy scipy statsmodels
+  fi
+  evals="$peers/eval-$items-$metrics"
+  [ -f "$evals/candidate.jsonl" ] || python3 bench/generate_eval.py "$evals" "$items" "$metrics"
+  printf '[defaults]\nresamples = 10000\n[[rule]]\n' > "$scratch/policy.toml"
+  echo "== eval-gate: $items paired items x $metrics binary metrics x 10,000 resamples"
+  /usr/bin/time -f "  gantry eval-gate: %e s, %M KB peak" "$gantry" --quiet eval-gate --baseline "$evals/baseline.jsonl" \
+    --candidate "$evals/candidate.jsonl" --policy "$scratch/policy.toml" --publish summary --out "$scratch/gate" > /dev/null || true
+  /usr/bin/time -o "$scratch/peer.time" -f "  numpy/scipy peer ($peer_metrics of $metrics metrics): %e s, %M KB peak" \
+    "$peers/scipy/bin/python" bench/peers/eval_gate.py "$evals/baseline.jsonl" "$evals/candidate.jsonl" 10000 "$peer_metrics" \
+    2> /dev/null | sed 's/^/  peer: /'
+  cat "$scratch/peer.time"
+  python3 -c "
+n, b = $items, 10000
+print(f'  bound assumed for resampling items one by one: n x B x 8 bytes = {n * b * 8 / 1e9:.0f} GB of random reads per metric,')
+print(f'  {n * b * 8 / 10e9:.1f} s per metric at 10 GB/s; gantry draws multinomial counts of the distinct differences instead')"
 fi

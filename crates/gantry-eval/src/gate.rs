@@ -150,11 +150,11 @@ fn comparability(baseline: &ResultSet, candidate: &ResultSet) -> Vec<String> {
             let Some(other) = c.items.get(id) else {
                 continue;
             };
-            let differs = |l: &Option<String>, r: &Option<String>| matches!((l, r), (Some(l), Some(r)) if l != r);
+            let differs = |l: &Option<std::sync::Arc<str>>, r: &Option<std::sync::Arc<str>>| matches!((l, r), (Some(l), Some(r)) if l != r);
             if differs(&item.prompt_hash, &other.prompt_hash)
                 || differs(&item.doc_hash, &other.doc_hash)
             {
-                mismatched.push(id.as_str());
+                mismatched.push(&**id);
             }
         }
         if !mismatched.is_empty() {
@@ -209,7 +209,7 @@ fn pair(b: &MetricData, c: &MetricData, higher: bool) -> Paired {
         };
         let passed = |v: f64| if higher { v >= 0.5 } else { v < 0.5 };
         if passed(base) && !passed(cand) {
-            out.flips.push(id.clone());
+            out.flips.push(id.to_string());
         }
         out.baseline.push(base);
         out.candidate.push(cand);

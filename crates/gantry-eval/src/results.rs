@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -64,9 +65,9 @@ pub struct ItemScores {
     /// Scores, one per repeat.
     pub values: Vec<f64>,
     /// Hash of the prompt the model saw.
-    pub prompt_hash: Option<String>,
+    pub prompt_hash: Option<Arc<str>>,
     /// Hash of the eval document.
-    pub doc_hash: Option<String>,
+    pub doc_hash: Option<Arc<str>>,
 }
 
 impl ItemScores {
@@ -92,7 +93,10 @@ pub struct Aggregate {
 #[derive(Debug, Clone, Default)]
 pub struct MetricData {
     /// Per-item scores by item id.
-    pub items: BTreeMap<String, ItemScores>,
+    /// In the order the file lists them (pairing follows the baseline's
+    /// order, so resampling is reproducible); ids and hashes are shared, not
+    /// copied, across an item's metrics.
+    pub items: indexmap::IndexMap<Arc<str>, ItemScores>,
     /// The producer's own aggregate, when it reports one.
     pub aggregate: Option<Aggregate>,
     /// Direction, when the producer says.
@@ -206,9 +210,9 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
         };
         let value: Value =
             serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        let id = match value.get("id") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+        let id: Arc<str> = match value.get("id") {
+            Some(Value::String(s)) => Arc::from(s.as_str()),
+            Some(Value::Number(n)) => Arc::from(n.to_string()),
             _ => return Err(err("`id` (a string or number) is missing".into())),
         };
         let task = value
@@ -216,10 +220,10 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_owned();
-        let prompt_hash = value
+        let prompt_hash: Option<Arc<str>> = value
             .get("prompt_hash")
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(Arc::from);
         if model.is_none() {
             model = value
                 .get("model")
@@ -435,11 +439,11 @@ fn read_lm_eval_samples(
                 .entry(key)
                 .or_default()
                 .items
-                .entry(doc_id.clone())
+                .entry(Arc::from(doc_id.as_str()))
                 .or_default();
             item.values.push(score);
-            item.prompt_hash = sample["prompt_hash"].as_str().map(str::to_owned);
-            item.doc_hash = sample["doc_hash"].as_str().map(str::to_owned);
+            item.prompt_hash = sample["prompt_hash"].as_str().map(Arc::from);
+            item.doc_hash = sample["doc_hash"].as_str().map(Arc::from);
         }
     }
     Ok(())
@@ -532,7 +536,7 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
                     ..MetricData::default()
                 })
                 .items
-                .entry(id.clone())
+                .entry(Arc::from(id.as_str()))
                 .or_default();
             if let (false, Some(v)) = (errored, value) {
                 item.values.push(v);
@@ -651,7 +655,7 @@ fn read_inspect(
             })
             .or_default()
             .items
-            .entry(id)
+            .entry(Arc::from(id))
             .or_default()
             .values
             .push(v);
