@@ -127,6 +127,9 @@ pub struct EvalArgs {
     /// Directory for results.jsonl and summary.json.
     #[arg(long, value_name = "DIR", default_value = ".gantry/eval")]
     pub out: std::path::PathBuf,
+    /// Continue an interrupted run: keep the answers in --out's results.jsonl.partial and ask only the rest.
+    #[arg(long)]
+    pub resume: bool,
     /// Where and under which name the summary is published.
     #[command(flatten)]
     pub publishing: PublishArgs,

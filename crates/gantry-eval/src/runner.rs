@@ -119,7 +119,7 @@ pub struct RunOptions {
 }
 
 /// One result line (gantry-native format).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemResult {
     /// Item id.
     pub id: String,
@@ -156,6 +156,8 @@ pub struct RunSummary {
     pub requests: usize,
     /// Requests that failed after every retry.
     pub errors: usize,
+    /// Requests answered by an earlier, interrupted run (`--resume`).
+    pub resumed: usize,
     /// Mean of each metric by task (over successful requests).
     pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// Median latency in milliseconds.
@@ -439,17 +441,140 @@ fn id_text(id: &Value) -> String {
     }
 }
 
+fn item_result(
+    options: &RunOptions,
+    item: &Item,
+    repeat: usize,
+    answer: std::result::Result<Answer, String>,
+    attempts: u32,
+) -> Result<ItemResult> {
+    let mut scores = BTreeMap::new();
+    let (response, latency_ms, tokens, error) = match answer {
+        Ok(answer) => {
+            for scorer in &options.scorers {
+                let value =
+                    score(*scorer, item, &answer.text, options.tolerance).map_err(|message| {
+                        Error::Input {
+                            path: options.dataset.clone(),
+                            line: None,
+                            message: format!("item {}: {message}", id_text(&item.id)),
+                        }
+                    })?;
+                if let Some(value) = value {
+                    scores.insert(scorer.name().to_owned(), Some(value));
+                }
+            }
+            (
+                Some(answer.text),
+                Some(answer.latency_ms),
+                answer.tokens,
+                None,
+            )
+        }
+        Err(error) => {
+            for scorer in &options.scorers {
+                scores.insert(scorer.name().to_owned(), None);
+            }
+            (None, None, None, Some(error))
+        }
+    };
+    Ok(ItemResult {
+        id: id_text(&item.id),
+        task: item.task.clone().unwrap_or_else(|| "default".into()),
+        repeat,
+        prompt_hash: prompt_hash(item),
+        response,
+        expected: item.expected.clone(),
+        scores,
+        latency_ms,
+        tokens,
+        attempts,
+        error,
+        model: options.model.clone(),
+    })
+}
+
+/// Where results are appended as they complete, so an interrupted run loses
+/// at most the requests in flight and `--resume` asks only what is missing.
+pub struct Journal<'a> {
+    /// The JSONL file appended to (one whole line per result, flushed).
+    pub path: PathBuf,
+    /// Keep the successful results already in it and skip those requests.
+    pub resume: bool,
+    /// Applied to every line before it is written (secret redaction).
+    pub redact: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+impl std::fmt::Debug for Journal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("resume", &self.resume)
+            .finish()
+    }
+}
+
+/// Successful results already in a journal, by (id, repeat). A torn last line
+/// (an interrupted write) does not parse and is asked again.
+fn journaled(path: &Path) -> Result<BTreeMap<(String, usize), ItemResult>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<ItemResult>(line).ok())
+        .filter(|r| r.error.is_none())
+        .map(|r| ((r.id.clone(), r.repeat), r))
+        .collect())
+}
+
 /// Runs every item `repeats` times and returns the results in dataset order.
-pub fn run(options: &RunOptions) -> Result<(Vec<ItemResult>, RunSummary)> {
+pub fn run(
+    options: &RunOptions,
+    journal: Option<&Journal<'_>>,
+) -> Result<(Vec<ItemResult>, RunSummary)> {
+    use std::io::Write as _;
     let items = read_items(&options.dataset)?;
+    let mut done = match journal {
+        Some(j) if j.resume => journaled(&j.path)?,
+        _ => BTreeMap::new(),
+    };
+    let mut sink = match journal {
+        Some(j) => {
+            if let Some(parent) = j.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Read {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(j.resume)
+                .write(true)
+                .truncate(!j.resume)
+                .open(&j.path)
+                .map_err(|source| Error::Read {
+                    path: j.path.clone(),
+                    source,
+                })?;
+            Some((file, j))
+        }
+        None => None,
+    };
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|source| Error::Read {
-            path: options.dataset.clone(),
-            source,
+        .map_err(|e| Error::Unreachable {
+            message: format!("cannot start the HTTP runtime: {e}"),
         })?;
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -465,13 +590,27 @@ pub fn run(options: &RunOptions) -> Result<(Vec<ItemResult>, RunSummary)> {
         Api::Completions => format!("{base}/completions"),
     };
     let items = Arc::new(items);
-    let jobs: Vec<(usize, usize)> = (0..items.len())
+    let all_jobs: Vec<(usize, usize)> = (0..items.len())
         .flat_map(|i| (0..options.repeats.max(1)).map(move |r| (i, r)))
+        .collect();
+    let resumed: Vec<(usize, ItemResult)> = all_jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(order, &(i, r))| {
+            done.remove(&(id_text(&items[i].id), r))
+                .map(|result| (order, result))
+        })
+        .collect();
+    let jobs: Vec<(usize, (usize, usize))> = all_jobs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(order, _)| !resumed.iter().any(|(o, _)| o == order))
         .collect();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let answers = runtime.block_on(async {
         let mut handles = Vec::with_capacity(jobs.len());
-        for &(index, _) in &jobs {
+        for &(_, (index, _)) in &jobs {
             let permit = Arc::clone(&semaphore);
             let client = client.clone();
             let options = options.clone();
@@ -482,66 +621,32 @@ pub fn run(options: &RunOptions) -> Result<(Vec<ItemResult>, RunSummary)> {
                 ask(&client, &options, &url, &body).await
             }));
         }
-        let mut answers = Vec::with_capacity(handles.len());
-        for handle in handles {
-            answers.push(
-                handle
-                    .await
-                    .unwrap_or_else(|e| (Err(format!("request task failed: {e}")), 0)),
-            );
+        let mut built: Vec<(usize, ItemResult)> = Vec::with_capacity(handles.len());
+        for (handle, &(order, (index, repeat))) in handles.into_iter().zip(&jobs) {
+            let (answer, attempts) = handle
+                .await
+                .unwrap_or_else(|e| (Err(format!("request task failed: {e}")), 0));
+            let result = item_result(options, &items[index], repeat, answer, attempts)?;
+            if let Some((file, journal)) = sink.as_mut() {
+                let line =
+                    (journal.redact)(&serde_json::to_string(&result).unwrap_or_default()) + "\n";
+                // One write of a whole line, flushed: a crash tears at most this line.
+                file.write_all(line.as_bytes())
+                    .and_then(|()| file.flush())
+                    .map_err(|source| Error::Read {
+                        path: journal.path.clone(),
+                        source,
+                    })?;
+            }
+            built.push((order, result));
         }
-        answers
-    });
-
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut latencies = Vec::new();
-    for ((index, repeat), (answer, attempts)) in jobs.into_iter().zip(answers) {
-        let item = &items[index];
-        let mut scores = BTreeMap::new();
-        let (response, latency_ms, tokens, error) = match answer {
-            Ok(answer) => {
-                for scorer in &options.scorers {
-                    let value = score(*scorer, item, &answer.text, options.tolerance).map_err(
-                        |message| Error::Input {
-                            path: options.dataset.clone(),
-                            line: None,
-                            message: format!("item {}: {message}", id_text(&item.id)),
-                        },
-                    )?;
-                    if let Some(value) = value {
-                        scores.insert(scorer.name().to_owned(), Some(value));
-                    }
-                }
-                latencies.push(answer.latency_ms);
-                (
-                    Some(answer.text),
-                    Some(answer.latency_ms),
-                    answer.tokens,
-                    None,
-                )
-            }
-            Err(error) => {
-                for scorer in &options.scorers {
-                    scores.insert(scorer.name().to_owned(), None);
-                }
-                (None, None, None, Some(error))
-            }
-        };
-        results.push(ItemResult {
-            id: id_text(&item.id),
-            task: item.task.clone().unwrap_or_else(|| "default".into()),
-            repeat,
-            prompt_hash: prompt_hash(item),
-            response,
-            expected: item.expected.clone(),
-            scores,
-            latency_ms,
-            tokens,
-            attempts,
-            error,
-            model: options.model.clone(),
-        });
-    }
+        Ok::<_, Error>(built)
+    })?;
+    let resumed_count = resumed.len();
+    let mut ordered: Vec<(usize, ItemResult)> = resumed.into_iter().chain(answers).collect();
+    ordered.sort_by_key(|(order, _)| *order);
+    let results: Vec<ItemResult> = ordered.into_iter().map(|(_, r)| r).collect();
+    let mut latencies: Vec<f64> = results.iter().filter_map(|r| r.latency_ms).collect();
     let errors = results.iter().filter(|r| r.error.is_some()).count();
     if errors == results.len() {
         let first = results
@@ -575,6 +680,7 @@ pub fn run(options: &RunOptions) -> Result<(Vec<ItemResult>, RunSummary)> {
         items: items.len(),
         requests: results.len(),
         errors,
+        resumed: resumed_count,
         metrics: sums
             .into_iter()
             .map(|(task, metrics)| {

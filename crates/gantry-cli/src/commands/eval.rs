@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use gantry_core::{ExitCode, Secret, Verdict};
-use gantry_eval::runner::{Api, RunOptions, RunSummary, run as run_eval};
+use gantry_eval::runner::{Api, Journal, RunOptions, RunSummary, run as run_eval};
 use serde_json::json;
 
 use crate::cli::{ApiArg, EvalArgs};
 use crate::commands::Session;
 use crate::commands::publish::{CommandResult, publish, write_json};
-use crate::commands::report::markdown_cell;
+use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
 
 pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
@@ -47,21 +47,39 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         "asking {} at {} ({} concurrent, {} attempts, {} s timeout)",
         args.model, args.endpoint, args.concurrency, args.attempts, args.timeout
     ));
-    let (results, summary) = run_eval(&options)?;
-
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let results_path = args.out.join("results.jsonl");
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&results_path)
-            .with_context(|| format!("cannot write {}", results_path.display()))?,
-    );
-    for result in &results {
-        // Responses can quote anything, a key included: redact what gantry writes.
-        let line = session.masker.redact(&serde_json::to_string(result)?);
-        writeln!(file, "{line}")?;
+    let partial = args.out.join("results.jsonl.partial");
+    // Responses can quote anything, a key included: redact what gantry writes.
+    let redact = |line: &str| session.masker.redact(line);
+    let journal = Journal {
+        path: partial.clone(),
+        resume: args.resume,
+        redact: &redact,
+    };
+    let (results, summary) = run_eval(&options, Some(&journal))?;
+    if summary.resumed > 0 {
+        printer.info(&format!(
+            "kept {} answers from {}",
+            summary.resumed,
+            partial.display()
+        ));
     }
-    file.flush()?;
+    let mut text = String::new();
+    for result in &results {
+        text.push_str(&session.masker.redact(&serde_json::to_string(result)?));
+        text.push('\n');
+    }
+    // The finished file appears whole (temporary file, then rename), in dataset order.
+    let temporary = args.out.join(".results.jsonl.tmp");
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &results_path)
+        .with_context(|| format!("cannot write {}", results_path.display()))?;
+    let _ = std::fs::remove_file(&partial);
     let summary_path = args.out.join("summary.json");
     write_json(&summary_path, &serde_json::to_value(&summary)?)?;
     for result in results.iter().filter(|r| r.error.is_some()).take(3) {
@@ -114,12 +132,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
 
 fn render_markdown(args: &EvalArgs, summary: &RunSummary, verdict: Verdict) -> String {
     let mut out = String::new();
-    let word = if verdict == Verdict::Pass {
-        "✅ pass"
-    } else {
-        "⚠️ warn"
-    };
-    let _ = writeln!(out, "## gantry eval: {word}\n");
+    let _ = writeln!(out, "## gantry eval: {}\n", verdict_badge(verdict));
     let _ = writeln!(
         out,
         "**{}** on {} items × {} repeats against `{}` · {} failed requests · latency p50 {} ms, p95 {} ms · {:.1} s\n",

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::cli::EvalGateArgs;
 use crate::commands::Session;
 use crate::commands::publish::{CommandResult, publish, report_directory, write_json};
-use crate::commands::report::markdown_cell;
+use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
 
 /// Item ids shown per row in the pass→fail list.
@@ -121,12 +121,11 @@ fn p_text(p: f64) -> String {
 
 fn render_markdown(report: &GateReport) -> String {
     let mut out = String::new();
-    let verdict = match report.verdict {
-        gantry_core::Verdict::Pass => "✅ pass",
-        gantry_core::Verdict::Warn => "⚠️ warn",
-        gantry_core::Verdict::Fail => "❌ fail",
-    };
-    let _ = writeln!(out, "## gantry eval-gate: {verdict}\n");
+    let _ = writeln!(
+        out,
+        "## gantry eval-gate: {}\n",
+        verdict_badge(report.verdict)
+    );
     let _ = writeln!(
         out,
         "{} gated metrics: **{} regressed**, {} inconclusive, {} improved. \

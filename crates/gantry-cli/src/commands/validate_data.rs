@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cli::{DataFormatArg, ValidateDataArgs};
 use crate::commands::Session;
 use crate::commands::publish::{CommandResult, publish, write_json};
-use crate::commands::report::markdown_cell;
+use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
 
 /// Examples annotated per check; the summary lists more.
@@ -317,12 +317,11 @@ fn threshold_text(check: &CheckResult) -> String {
 /// The Markdown report: verdict, check table, examples, duplicates, distributions, lock changes.
 pub(crate) fn render_markdown(report: &Report) -> String {
     let mut text = String::new();
-    let verdict = match report.verdict {
-        gantry_core::Verdict::Pass => "✅ pass",
-        gantry_core::Verdict::Warn => "⚠️ warn",
-        gantry_core::Verdict::Fail => "❌ fail",
-    };
-    let _ = writeln!(text, "## gantry validate-data: {verdict}\n");
+    let _ = writeln!(
+        text,
+        "## gantry validate-data: {}\n",
+        verdict_badge(report.verdict)
+    );
     let _ = writeln!(
         text,
         "**{} records** in {} file(s) · format `{}` · tokenizer `{}` · dataset `{}`\n",

@@ -250,3 +250,65 @@ fn a_server_that_always_fails_or_is_gone_is_exit_2_naming_it() {
         outcome.transcript()
     );
 }
+
+#[test]
+fn an_interrupted_run_resumes_from_its_journal() {
+    let step = Step::local();
+    let server = serve(&step.path("tiny"), &[]);
+    let dataset = step.path("tiny/eval40.jsonl").display().to_string();
+    let endpoint = format!("{}/v1", server.url);
+    let args = [
+        "eval",
+        "--endpoint",
+        &endpoint,
+        "--model",
+        "tiny-lm",
+        "--dataset",
+        &dataset,
+        "--max-tokens",
+        "8",
+    ];
+    let outcome = step.run(&args);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    assert!(
+        !step.path(".gantry/eval/results.jsonl.partial").exists(),
+        "the journal is removed when the run completes"
+    );
+    let complete = step.read(".gantry/eval/results.jsonl");
+
+    // An interrupted run: 10 answers journaled, the 11th torn mid-line.
+    let lines: Vec<&str> = complete.lines().collect();
+    let mut journal = lines[..10].join("\n");
+    journal.push('\n');
+    journal.push_str(&lines[10][..lines[10].len() / 2]);
+    std::fs::write(step.path(".gantry/eval/results.jsonl.partial"), journal).expect("journal");
+    std::fs::remove_file(step.path(".gantry/eval/results.jsonl")).expect("remove");
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let outcome = step.run(&resumed);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    assert!(
+        outcome.stderr.contains("kept 10 answers"),
+        "{}",
+        outcome.transcript()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/eval/summary.json")).expect("summary");
+    assert_eq!(
+        (summary["resumed"].as_u64(), summary["requests"].as_u64()),
+        (Some(10), Some(40))
+    );
+    // Same answers, same order (greedy decoding), whatever was resumed.
+    let strip = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("line");
+                (v["id"].to_string(), v["response"].to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&step.read(".gantry/eval/results.jsonl")),
+        strip(&complete)
+    );
+}
