@@ -601,11 +601,12 @@ pub fn run(
                 .map(|result| (order, result))
         })
         .collect();
+    let kept: std::collections::HashSet<usize> = resumed.iter().map(|(order, _)| *order).collect();
     let jobs: Vec<(usize, (usize, usize))> = all_jobs
         .iter()
         .copied()
         .enumerate()
-        .filter(|(order, _)| !resumed.iter().any(|(o, _)| o == order))
+        .filter(|(order, _)| !kept.contains(order))
         .collect();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let answers = runtime.block_on(async {
