@@ -47,3 +47,34 @@ pub enum Error {
 
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A problem with an input file, at a line when known.
+    pub(crate) fn input(
+        path: &std::path::Path,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::Input {
+            path: path.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// A whole text file, or an error naming it.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The non-blank lines of a JSONL text with their 1-based line numbers.
+pub(crate) fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| (index + 1, line))
+}

@@ -60,6 +60,8 @@ pub struct RuleRow {
     pub floor: Option<f64>,
     /// The rule's margin.
     pub margin: f64,
+    /// The rule's cap on items going from pass to fail.
+    pub max_new_failures: Option<usize>,
     /// The outcome.
     pub verdict: RowVerdict,
     /// Why, in words.
@@ -238,11 +240,13 @@ pub fn evaluate_gate(
     let mut rows = Vec::new();
     let mut not_gated = Vec::new();
     let mut missing_metrics = Vec::new();
+    let mut selected = vec![false; policy.rules.len()];
     for (key, b) in &baseline.metrics {
-        let Some(rule) = policy.rule_for(baseline.source, key) else {
+        let Some((rule_index, rule)) = policy.rule_for(baseline.source, key) else {
             not_gated.push(key.to_string());
             continue;
         };
+        selected[rule_index] = true;
         let higher = higher_is_better(rule.direction, b.higher_is_better, &key.metric);
         let Some(c) = candidate.metrics.get(key) else {
             missing_metrics.push(key.clone());
@@ -298,6 +302,7 @@ pub fn evaluate_gate(
             new_failure_ids: flips.into_iter().take(LISTED_FLIPS).collect(),
             floor: rule.floor,
             margin: rule.margin,
+            max_new_failures: rule.max_new_failures,
             verdict: RowVerdict::Pass,
             reasons,
         });
@@ -340,7 +345,6 @@ pub fn evaluate_gate(
             .map_or(row.comparison.p_value, |k| adjusted[k]);
     }
 
-    let rule_of = |row: &RuleRow| policy.rules.iter().find(|r| r.label() == row.rule);
     for row in &mut rows {
         let c = &row.comparison;
         let (lo, hi) = if row.higher_is_better {
@@ -348,16 +352,16 @@ pub fn evaluate_gate(
         } else {
             (-c.ci_high, -c.ci_low)
         };
+        let bound = if row.margin > 0.0 {
+            format!("the margin -{}", row.margin)
+        } else {
+            "zero".to_owned()
+        };
         let mut verdict = if lo >= -row.margin {
             RowVerdict::Pass
         } else if hi < -row.margin && (row.margin > 0.0 || row.p_adjusted < d.alpha) {
             row.reasons.push(format!(
-                "regression: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below {}",
-                if row.margin > 0.0 {
-                    format!("the margin -{}", row.margin)
-                } else {
-                    "zero".into()
-                }
+                "regression: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below {bound}"
             ));
             RowVerdict::Fail
         } else if hi < -row.margin {
@@ -369,12 +373,7 @@ pub fn evaluate_gate(
             RowVerdict::Inconclusive
         } else {
             row.reasons.push(format!(
-                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], straddles {}",
-                if row.margin > 0.0 {
-                    format!("the margin -{}", row.margin)
-                } else {
-                    "zero".into()
-                }
+                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], straddles {bound}"
             ));
             RowVerdict::Inconclusive
         };
@@ -397,10 +396,8 @@ pub fn evaluate_gate(
                 verdict = RowVerdict::Fail;
             }
         }
-        if let (Some(max), Some(new_failures)) = (
-            rule_of(row).and_then(|r| r.max_new_failures),
-            c.new_failures,
-        ) && new_failures > max
+        if let (Some(max), Some(new_failures)) = (row.max_new_failures, c.new_failures)
+            && new_failures > max
         {
             row.reasons.push(format!(
                 "{new_failures} items went from pass to fail (at most {max} allowed)"
@@ -410,29 +407,23 @@ pub fn evaluate_gate(
         row.verdict = verdict;
     }
 
-    let mut verdict = Verdict::Pass;
-    let raise = |v: &mut Verdict, to: Verdict| {
-        if (to == Verdict::Fail) || (to == Verdict::Warn && *v == Verdict::Pass) {
-            *v = to;
-        }
-    };
-    for row in &rows {
-        match (row.severity, row.verdict) {
-            (Severity::Block, RowVerdict::Fail) => raise(&mut verdict, Verdict::Fail),
-            (Severity::Block, RowVerdict::Inconclusive) => raise(
-                &mut verdict,
-                if d.inconclusive == InconclusiveIs::Block {
-                    Verdict::Fail
-                } else {
-                    Verdict::Warn
-                },
-            ),
-            (Severity::Warn, RowVerdict::Fail | RowVerdict::Inconclusive) => {
-                raise(&mut verdict, Verdict::Warn)
+    // The worst row decides (Pass < Warn < Fail).
+    let verdict = rows
+        .iter()
+        .map(|row| match (row.severity, row.verdict) {
+            (Severity::Block, RowVerdict::Fail) => Verdict::Fail,
+            (Severity::Block, RowVerdict::Inconclusive)
+                if d.inconclusive == InconclusiveIs::Block =>
+            {
+                Verdict::Fail
             }
-            _ => {}
-        }
-    }
+            (Severity::Block | Severity::Warn, RowVerdict::Fail | RowVerdict::Inconclusive) => {
+                Verdict::Warn
+            }
+            _ => Verdict::Pass,
+        })
+        .max()
+        .unwrap_or(Verdict::Pass);
     let improvements = rows
         .iter()
         .filter(|r| {
@@ -447,8 +438,9 @@ pub fn evaluate_gate(
     let unused_rules = policy
         .rules
         .iter()
-        .map(|rule| rule.label())
-        .filter(|label| !rows.iter().any(|row| &row.rule == label))
+        .zip(&selected)
+        .filter(|(_, selected)| !**selected)
+        .map(|(rule, _)| rule.label())
         .collect();
     let info = |set: &ResultSet| RunInfo {
         path: set.path.display().to_string(),

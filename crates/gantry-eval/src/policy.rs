@@ -28,7 +28,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, read_text};
 use crate::results::{MetricKey, Source};
 
 /// The whole policy.
@@ -213,10 +213,7 @@ impl Default for Policy {
 impl Policy {
     /// Reads and checks a TOML policy file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_text(path)?;
         let policy: Policy = toml::from_str(&text).map_err(|e| Error::Policy {
             path: path.to_owned(),
             message: e.to_string(),
@@ -273,9 +270,12 @@ impl Policy {
         Ok(())
     }
 
-    /// The first rule gating `key` from `source`.
-    pub fn rule_for(&self, source: Source, key: &MetricKey) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matches(source, key))
+    /// The first rule gating `key` from `source`, with its index.
+    pub fn rule_for(&self, source: Source, key: &MetricKey) -> Option<(usize, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(source, key))
     }
 }
 

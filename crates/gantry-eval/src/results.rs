@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, jsonl_lines, read_text};
 
 /// Where a result set came from.
 #[derive(
@@ -156,10 +156,7 @@ pub fn read(path: &Path) -> Result<ResultSet> {
     if path.extension().is_some_and(|e| e == "eval") {
         return read_inspect_zip(path);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&text) {
         if object.get("results").is_some_and(Value::is_object)
@@ -199,15 +196,8 @@ pub fn read(path: &Path) -> Result<ResultSet> {
 fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
     let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
     let mut model = None;
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| Error::Input {
-            path: path.to_owned(),
-            line: Some(index + 1),
-            message,
-        };
+    for (number, line) in jsonl_lines(text) {
+        let err = |message: String| Error::input(path, Some(number), message);
         let value: Value =
             serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
         let id: Arc<str> = match value.get("id") {
@@ -304,10 +294,7 @@ fn as_text(value: &Value) -> Option<String> {
 /// lm-evaluation-harness: `results_<ts>.json`, and the `samples_<task>_<ts>.jsonl`
 /// files beside it (same timestamp) for per-item scores.
 fn read_lm_eval(path: &Path) -> Result<ResultSet> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| Error::Input {
         path: path.to_owned(),
         line: Some(e.line()),
@@ -401,19 +388,9 @@ fn read_lm_eval_samples(
     task: &str,
     metrics: &mut BTreeMap<MetricKey, MetricData>,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| Error::Input {
-            path: path.to_owned(),
-            line: Some(index + 1),
-            message,
-        };
+    let text = read_text(path)?;
+    for (number, line) in jsonl_lines(&text) {
+        let err = |message: String| Error::input(path, Some(number), message);
         let sample: Value =
             serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
         let doc_id = as_text(&sample["doc_id"]).ok_or_else(|| err("`doc_id` is missing".into()))?;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, jsonl_lines, read_text};
 
 /// A scorer: how a response is compared with the item's expected answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -170,20 +170,10 @@ pub struct RunSummary {
 
 /// Reads eval items from JSONL.
 pub fn read_items(path: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     let mut items = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| Error::Input {
-            path: path.to_owned(),
-            line: Some(index + 1),
-            message,
-        };
+    for (number, line) in jsonl_lines(&text) {
+        let err = |message: String| Error::input(path, Some(number), message);
         let item: Item =
             serde_json::from_str(line).map_err(|e| err(format!("not an eval item: {e}")))?;
         if item.messages.is_none() && item.prompt.is_none() {

@@ -613,6 +613,22 @@ struct StreamState {
     queue: std::collections::VecDeque<Event>,
 }
 
+/// A client that hangs up mid-stream: the request is counted as aborted, as
+/// vLLM does, and no longer as running.
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if !self.done {
+            let labels = self.state.labels();
+            self.state.metrics.running.get_or_create(&labels).dec();
+            self.state
+                .metrics
+                .success
+                .get_or_create(&self.state.with("finished_reason", "abort"))
+                .inc();
+        }
+    }
+}
+
 impl StreamState {
     fn chunk(&self, text: Option<&str>, finish_reason: Option<&str>) -> Value {
         match self.kind {

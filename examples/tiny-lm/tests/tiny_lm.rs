@@ -811,3 +811,50 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         })
         .ok_or(())
 }
+
+#[test]
+fn a_client_that_hangs_up_mid_stream_is_counted_as_aborted() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_model(dir.path());
+    let server = Server::start(&model, &[]);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    // A long streamed completion; read the headers and the first event, then hang up.
+    let body = r#"{"prompt":"x","max_tokens":1024,"stream":true,"stop":["never-stop-here"]}"#;
+    let mut socket = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        socket,
+        "POST /v1/completions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 256];
+    let read = socket.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..read]).contains("200 OK"));
+    drop(socket);
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let finished = metrics.contains("finished_reason=\"abort\"} 1")
+            || metrics.contains("finished_reason=\"stop\"} 1")
+            || metrics.contains("finished_reason=\"length\"} 1");
+        if finished {
+            assert!(
+                metrics.contains("vllm:num_requests_running{model_name=\"tiny-lm\"} 0"),
+                "a finished or abandoned request still counts as running:\n{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never finished:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
