@@ -32,6 +32,8 @@ pub struct RunContext {
     pub event: Option<String>,
     /// Workflow name (GitHub) or job name (GitLab): part of sticky comment keys.
     pub workflow: Option<String>,
+    /// Who triggered the run: the GitHub actor, the GitLab user, or the local user.
+    pub actor: Option<String>,
     /// Base URL of the REST API.
     pub api_url: Option<String>,
     /// Link to this run's log page.
@@ -70,6 +72,7 @@ impl RunContext {
                     git_ref: get(EnvVars::GITHUB_REF),
                     event: get(EnvVars::GITHUB_EVENT_NAME),
                     workflow: get(EnvVars::GITHUB_WORKFLOW),
+                    actor: get(EnvVars::GITHUB_ACTOR),
                     api_url: Some(
                         get(EnvVars::GITHUB_API_URL)
                             .unwrap_or_else(|| "https://api.github.com".to_owned()),
@@ -98,6 +101,7 @@ impl RunContext {
                     git_ref: get(EnvVars::CI_COMMIT_REF_NAME),
                     event: get(EnvVars::CI_PIPELINE_SOURCE),
                     workflow: get(EnvVars::CI_JOB_NAME),
+                    actor: get(EnvVars::GITLAB_USER_LOGIN),
                     api_url: get(EnvVars::CI_API_V4_URL),
                     run_url: get(EnvVars::CI_JOB_URL),
                     change_request,
@@ -105,6 +109,7 @@ impl RunContext {
             }
             Platform::Local => Ok(RunContext {
                 platform: Some(platform),
+                actor: get(EnvVars::USER),
                 ..RunContext::default()
             }),
         }

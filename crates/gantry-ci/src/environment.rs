@@ -35,6 +35,8 @@ impl EnvVars {
     pub const GITHUB_EVENT_PATH: &'static str = "GITHUB_EVENT_PATH";
     /// Name of the workflow on GitHub.
     pub const GITHUB_WORKFLOW: &'static str = "GITHUB_WORKFLOW";
+    /// The user who triggered the run.
+    pub const GITHUB_ACTOR: &'static str = "GITHUB_ACTOR";
     /// Job id on GitHub.
     pub const GITHUB_JOB: &'static str = "GITHUB_JOB";
     /// Run id on GitHub.
@@ -78,6 +80,10 @@ impl EnvVars {
     pub const CI_JOB_URL: &'static str = "CI_JOB_URL";
     /// Job name on GitLab.
     pub const CI_JOB_NAME: &'static str = "CI_JOB_NAME";
+    /// The user who started the job.
+    pub const GITLAB_USER_LOGIN: &'static str = "GITLAB_USER_LOGIN";
+    /// The local user (outside CI).
+    pub const USER: &'static str = "USER";
     /// Directory of the checkout on GitLab.
     pub const CI_PROJECT_DIR: &'static str = "CI_PROJECT_DIR";
     /// Where gantry writes the dotenv report on GitLab (default `gantry.env`).

@@ -75,6 +75,140 @@ pub enum Command {
     EvalGate(EvalGateArgs),
     /// Run an eval set against an OpenAI-compatible endpoint and write per-item results for eval-gate.
     Eval(EvalArgs),
+    /// Register a model directory as a content-addressed version with lineage: every file hashed, pickles scanned, stored atomically.
+    Register(RegisterArgs),
+    /// Inspect and manage registered models: list, show, versions, alias, verify, pull, diff, events.
+    Registry(RegistryArgs),
+}
+
+/// The default registry: the file registry in the workspace.
+pub const DEFAULT_REGISTRY: &str = "file:.gantry/registry";
+
+/// Arguments of `gantry register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The model directory (a training run's output): every file below it except hidden ones is registered.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: std::path::PathBuf,
+    /// The model's name: lowercase letters and digits separated by '.', '_' or '-'.
+    #[arg(long)]
+    pub name: String,
+    /// Where to register: file:PATH.
+    #[arg(long, value_name = "URI", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
+    /// auto (the next patch version) or X.Y.Z. Registering content that is already registered returns its version.
+    #[arg(long, default_value = "auto")]
+    pub version: String,
+    /// Aliases to point at the version (e.g. candidate); each move is recorded as an event.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "ALIAS")]
+    pub alias: Vec<String>,
+    /// The run.json of the training run (lineage).
+    #[arg(long, value_name = "PATH")]
+    pub run_record: Option<std::path::PathBuf>,
+    /// The data.lock of the training data, from gantry validate-data (lineage).
+    #[arg(long, value_name = "PATH")]
+    pub data_lock: Option<std::path::PathBuf>,
+    /// The gate.json of the eval-gate this model passed (lineage).
+    #[arg(long, value_name = "PATH")]
+    pub gate_report: Option<std::path::PathBuf>,
+    /// The model's own evaluation results, stored as the baseline later gates compare with (registry:NAME@ALIAS).
+    #[arg(long, value_name = "PATH")]
+    pub eval_results: Option<std::path::PathBuf>,
+    /// Free metadata, KEY=VALUE, repeatable.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+    /// Register pickle checkpoints whose imports can run code on load (prefer safetensors).
+    #[arg(long)]
+    pub allow_pickle: bool,
+}
+
+/// Arguments of `gantry registry`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The registry: file:PATH.
+    #[arg(long, global = true, value_name = "URI", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RegistryCommand,
+}
+
+/// `gantry registry` subcommands. A REF is NAME, NAME@VERSION, NAME@ALIAS or NAME@sha256:DIGEST.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// List registered models with their latest version and aliases.
+    List,
+    /// Print a version's manifest.
+    Show {
+        /// The version: NAME, NAME@VERSION, NAME@ALIAS or NAME@sha256:DIGEST.
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// List a model's versions with their digests and aliases.
+    Versions {
+        /// The model.
+        name: String,
+    },
+    /// Point an alias at a version, with a compare-and-swap on where it points now.
+    Alias {
+        /// The version to point at: NAME@VERSION, NAME@ALIAS or NAME@sha256:DIGEST.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// The alias, e.g. production.
+        alias: String,
+        /// The digest the alias must point at now, or none if it must not exist; without it the move is unconditional.
+        #[arg(long, value_name = "DIGEST|none")]
+        expect: Option<String>,
+    },
+    /// Re-hash every stored file and lineage document and check the lineage chain; exit 1 on any mismatch.
+    Verify {
+        /// The version.
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Download a version into a directory, verifying each file while it streams.
+    Pull {
+        /// The version.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// The directory to write into.
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
+    /// Compare two versions: files, parameters, lineage and metadata.
+    Diff {
+        /// The first version.
+        #[arg(value_name = "REF")]
+        from: String,
+        /// The second version.
+        #[arg(value_name = "REF")]
+        to: String,
+    },
+    /// Print a model's event log: registrations and alias moves (who, when, from, to).
+    Events {
+        /// The model.
+        name: String,
+    },
+}
+
+fn parse_metadata(value: &str) -> Result<(String, String), String> {
+    let Some((key, text)) = value.split_once('=') else {
+        return Err("expected KEY=VALUE".to_owned());
+    };
+    let key_ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok {
+        return Err(format!(
+            "metadata key {key:?}: use 1 to 128 characters from A-Z, a-z, 0-9, '-', '_' and '.'"
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("metadata {key}: the value has control characters"));
+    }
+    Ok((key.to_owned(), text.to_owned()))
 }
 
 /// Arguments of `gantry eval`.

@@ -3,6 +3,8 @@
 mod eval;
 mod eval_gate;
 mod publish;
+mod register;
+mod registry;
 mod report;
 mod validate_data;
 
@@ -24,6 +26,28 @@ pub(crate) fn dispatch(
         Command::EvalGate(args) => eval_gate::run(args, &session, printer),
         Command::Eval(args) => eval::run(args, &session, printer),
         Command::ValidateData(args) => validate_data::run(args, &session, printer),
+        Command::Register(args) => {
+            verdicts_of_registry(register::run(args, &session, printer), printer)
+        }
+        Command::Registry(args) => {
+            verdicts_of_registry(registry::run(args, &session, printer), printer)
+        }
+    }
+}
+
+/// A registry error that is a verdict (a tampered file, an alias someone
+/// else moved, an unsafe pickle) exits 1, not 2.
+fn verdicts_of_registry(result: Result<ExitCode>, printer: &Printer) -> Result<ExitCode> {
+    match result {
+        Err(error)
+            if error
+                .downcast_ref::<gantry_registry::Error>()
+                .is_some_and(gantry_registry::Error::is_verdict) =>
+        {
+            printer.error(&format!("{error:#}"));
+            Ok(ExitCode::VERDICT_NO)
+        }
+        other => other,
     }
 }
 

@@ -11,6 +11,7 @@ them:
 - [`Digest`]: a `sha256:<hex>` content address, and [`canonical_json_digest`]
   for manifests whose identity is the digest of their canonical JSON.
 - [`Secret`]: a string that never prints itself.
+- [`ModelManifest`]: a registered model version; its identity is [`ModelManifest::digest`].
 
 ```
 use gantry_core::{Digest, Verdict};
@@ -24,11 +25,16 @@ assert_eq!(Verdict::Fail.exit_code().as_i32(), 1);
 mod digest;
 mod error;
 mod finding;
+mod manifest;
 mod secret;
 mod verdict;
 
 pub use crate::digest::{Digest, canonical_json, canonical_json_digest};
 pub use crate::error::{Error, Result};
 pub use crate::finding::{Finding, Location, Severity, findings_schema};
+pub use crate::manifest::{
+    DataLink, DocumentLink, GateLink, GitLineage, Lineage, MANIFEST_SCHEMA_VERSION, ManifestFile,
+    ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
+};
 pub use crate::secret::Secret;
 pub use crate::verdict::{ExitCode, Verdict};

@@ -1,0 +1,254 @@
+//! `gantry register`: hash, inspect and store a model directory as a version with lineage.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use gantry_core::{ExitCode, GitLineage, Verdict};
+use gantry_registry::{LineageSources, ModelSource, RegisterRequest, VersionRequest};
+use serde_json::json;
+
+use crate::cli::{PublishTarget, RegisterArgs};
+use crate::commands::Session;
+use crate::commands::publish::{CommandResult, publish};
+use crate::commands::registry::{files_table, open_registry};
+use crate::printer::Printer;
+
+pub(crate) fn run(
+    args: &RegisterArgs,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    gantry_registry::validate_name(&args.name).context("--name")?;
+    for alias in &args.alias {
+        gantry_registry::validate_alias(alias).context("--alias")?;
+    }
+    let version = match args.version.as_str() {
+        "auto" => VersionRequest::Auto,
+        text => VersionRequest::Exact(gantry_registry::parse_version(text).context("--version")?),
+    };
+    let registry = open_registry(&args.registry)?;
+    let started = std::time::Instant::now();
+    let source = ModelSource::read(&args.model_dir, args.allow_pickle)?;
+    if !source.skipped.is_empty() {
+        printer.info(&format!(
+            "left out hidden entries of {}: {}",
+            args.model_dir.display(),
+            source.skipped.join(", ")
+        ));
+    }
+    for file in &source.files {
+        if let Some(pickle) = &file.pickle {
+            if pickle.unsafe_imports.is_empty() {
+                printer.warning(&format!(
+                    "{}: a pickle checkpoint (tensor imports only); safetensors loads without running code",
+                    file.path
+                ));
+            } else {
+                printer.warning(&format!(
+                    "{}: registered with --allow-pickle although loading it imports {}",
+                    file.path,
+                    pickle.unsafe_imports.join(", ")
+                ));
+            }
+        }
+    }
+    let lineage = LineageSources {
+        run_record: args.run_record.clone(),
+        data_lock: args.data_lock.clone(),
+        gate_report: args.gate_report.clone(),
+        eval_results: args.eval_results.clone(),
+        git: git_lineage(session),
+    }
+    .read()?;
+    if let Some(gate) = &lineage.lineage.gate
+        && gate.verdict == Verdict::Fail
+    {
+        printer.warning(&format!(
+            "--gate-report {}: the gate's verdict is fail; the version records it, and deploy-canary refuses it",
+            gate.document.file_name
+        ));
+    }
+    let actor = session
+        .context
+        .actor
+        .clone()
+        .unwrap_or_else(|| "unknown".to_owned());
+    let request = RegisterRequest {
+        name: &args.name,
+        version,
+        source: &source,
+        lineage: &lineage,
+        metadata: args.metadata.iter().cloned().collect::<BTreeMap<_, _>>(),
+        aliases: args.alias.clone(),
+        actor,
+    };
+    let registration = registry.register(&request)?;
+    let elapsed = started.elapsed();
+    let manifest = &registration.manifest;
+    let reference = format!("{}@{}", manifest.name, registration.digest);
+    let total = manifest.total_size();
+    printer.info(&format!(
+        "{} {} {} ({}): {} files, {} bytes, {} stored, in {:.2}s ({:.0} MB/s) in {}",
+        if registration.created {
+            "registered"
+        } else {
+            "already registered:"
+        },
+        manifest.name,
+        manifest.version,
+        registration.digest,
+        manifest.files.len(),
+        total,
+        registration.bytes_stored,
+        elapsed.as_secs_f64(),
+        total as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9),
+        registry.uri()
+    ));
+    for event in &registration.alias_moves {
+        printer.info(&format!(
+            "alias {} → {} (was {})",
+            event.alias.as_deref().unwrap_or_default(),
+            event.version,
+            event
+                .previous
+                .as_ref()
+                .map_or("unset".to_owned(), |previous| previous.version.clone())
+        ));
+    }
+
+    let mut markdown = String::new();
+    let _ = writeln!(
+        markdown,
+        "## gantry register: {} {}\n",
+        manifest.name, manifest.version
+    );
+    let _ = writeln!(
+        markdown,
+        "{} `{}` in `{}`: {} files, {} bytes.\n",
+        if registration.created {
+            "Registered"
+        } else {
+            "Already registered as"
+        },
+        registration.digest,
+        registry.uri(),
+        manifest.files.len(),
+        total
+    );
+    markdown.push_str(&files_table(manifest));
+    let lineage_lines: Vec<String> = manifest
+        .lineage
+        .documents()
+        .into_iter()
+        .map(|(role, link)| format!("- {role}: `{}` `{}`", link.file_name, link.digest))
+        .chain(
+            manifest
+                .lineage
+                .git
+                .iter()
+                .map(|git| format!("- commit: `{}`", git.commit)),
+        )
+        .collect();
+    if !lineage_lines.is_empty() {
+        let _ = writeln!(markdown, "\n### Lineage\n\n{}", lineage_lines.join("\n"));
+    }
+    let markdown = session.masker.redact(&markdown);
+    let outputs = vec![
+        ("name".to_owned(), manifest.name.clone()),
+        ("version".to_owned(), manifest.version.clone()),
+        ("digest".to_owned(), registration.digest.to_string()),
+        ("uri".to_owned(), registry.uri()),
+        ("reference".to_owned(), reference.clone()),
+        ("created".to_owned(), registration.created.to_string()),
+    ];
+    let result = CommandResult {
+        command: "register",
+        name: args.name.clone(),
+        title: format!("register: {} {}", manifest.name, manifest.version),
+        markdown,
+        verdict: Verdict::Pass,
+        findings: Vec::new(),
+        targets: vec![PublishTarget::Summary],
+        outputs,
+        full_report: None,
+        forge_errors_are_fatal: false,
+        json: json!({
+            "name": manifest.name,
+            "version": manifest.version,
+            "digest": registration.digest,
+            "uri": registry.uri(),
+            "reference": reference,
+            "created": registration.created,
+            "bytes_stored": registration.bytes_stored,
+            "alias_moves": registration.alias_moves,
+            "manifest": manifest,
+        }),
+    };
+    publish(result, session, printer)
+}
+
+/// The commit being built: from the CI context, else from `git` in the
+/// working directory. Credentials in a remote URL are dropped.
+fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
+    if let Some(commit) = &session.context.sha {
+        return Some(GitLineage {
+            repository: session.context.repository.clone(),
+            commit: commit.clone(),
+            git_ref: session.context.git_ref.clone(),
+        });
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let repository =
+        git(&["config", "--get", "remote.origin.url"]).map(|url| without_credentials(&url));
+    let git_ref = git(&["symbolic-ref", "-q", "HEAD"]);
+    Some(GitLineage {
+        repository,
+        commit,
+        git_ref,
+    })
+}
+
+/// `https://user:token@host/path` → `https://host/path`.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn remote_urls_lose_their_credentials() {
+        assert_eq!(
+            without_credentials("https://x-access-token:ghs_abc@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+        assert_eq!(
+            without_credentials("https://github.com/o/r"),
+            "https://github.com/o/r"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Errors of the registry: each names the file, model, version or host involved.
+
+use std::path::PathBuf;
+
+use gantry_core::Digest;
+
+/// What can go wrong while registering, resolving, verifying or pulling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`cannot read`, `cannot write`, …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The model directory or a lineage file is not usable as given.
+    #[error("{0}")]
+    Input(String),
+    /// A pickle-based checkpoint imports something that can run code.
+    #[error(
+        "{path}: pickle imports that can run code on load: {}; convert the checkpoint to safetensors, or pass --allow-pickle if you trust its producer",
+        imports.join(", ")
+    )]
+    UnsafePickle {
+        /// The file, relative to the model directory.
+        path: String,
+        /// The imports no allow-list vouches for.
+        imports: Vec<String>,
+    },
+    /// A name, version or alias is not valid.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// `model name`, `version` or `alias`.
+        what: &'static str,
+        /// The rejected text.
+        value: String,
+        /// What a valid one looks like.
+        reason: &'static str,
+    },
+    /// A file changed while it was being hashed.
+    #[error("{} changed while it was being hashed ({what}); wait for the writer to finish and register again", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        what: String,
+    },
+    /// No such model, version, alias or digest.
+    #[error("{0}")]
+    NotFound(String),
+    /// The requested version exists with different content.
+    #[error(
+        "{name} {version} is already registered with digest {existing}; this model's digest is {new}. Versions are immutable: register it as another version (or --version auto)"
+    )]
+    VersionTaken {
+        /// The model.
+        name: String,
+        /// The version asked for.
+        version: String,
+        /// The digest registered under it.
+        existing: Digest,
+        /// The digest of what was being registered.
+        new: Digest,
+    },
+    /// An alias moved between reading it and the compare-and-swap.
+    #[error(
+        "{name}@{alias} is {actual}, not the expected {expected}: someone else moved it; read the alias again and retry"
+    )]
+    AliasConflict {
+        /// The model.
+        name: String,
+        /// The alias.
+        alias: String,
+        /// What the caller expected the alias to point at.
+        expected: String,
+        /// What it points at.
+        actual: String,
+    },
+    /// Stored content does not match its digest.
+    #[error("{what}: expected {expected}, found {actual}")]
+    Tampered {
+        /// The file or document.
+        what: String,
+        /// The digest recorded in the manifest.
+        expected: Digest,
+        /// The digest of the bytes found.
+        actual: Digest,
+    },
+    /// A registry document is not what this build can read.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The document.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A manifest could not be serialized or digested.
+    #[error(transparent)]
+    Core(#[from] gantry_core::Error),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Whether the error is a verdict (the registry said no: a tampered file,
+    /// an alias someone else moved, an unsafe pickle) rather than a failure to
+    /// do the job. Verdicts exit 1, failures 2.
+    pub fn is_verdict(&self) -> bool {
+        matches!(
+            self,
+            Error::Tampered { .. } | Error::AliasConflict { .. } | Error::UnsafePickle { .. }
+        )
+    }
+}
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
