@@ -7,8 +7,10 @@
 #   mlflow 3.17.2 (PyPI)  - `python -c "import mlflow"`, what a Python MLOps step pays before it starts
 #   pandas, polars (PyPI) - bench/peers/validate_chat.py: validate-data's tier-0 checks, written idiomatically
 #
-# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate"; default: the first two);
-# BENCH_DATA_MB sizes the generated dataset (default 1024).
+#   huggingface_hub 2.4.0 (PyPI) - its sha256 helper (`huggingface_hub.utils.sha.sha_fileobj`), what an upload hashes with
+#
+# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register"; default: the first two);
+# BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${BENCH_RUNS:-30}"
@@ -161,4 +163,45 @@ if section eval-gate; then
 n, b = $items, 10000
 print(f'  bound assumed for resampling items one by one: n x B x 8 bytes = {n * b * 8 / 1e9:.0f} GB of random reads per metric,')
 print(f'  {n * b * 8 / 10e9:.1f} s per metric at 10 GB/s; gantry draws multinomial counts of the distinct differences instead')"
+fi
+
+if section register; then
+  # A model directory of four equal shards (the Hugging Face layout), hashed
+  # by gantry on all cores and by the usual tools one file after another.
+  model_mb="${BENCH_MODEL_MB:-4096}"
+  if [ ! -x "$peers/hf/bin/python" ]; then
+    python3 -m venv "$peers/hf"
+    "$peers/hf/bin/pip" install --quiet --disable-pip-version-check huggingface_hub==2.4.0
+  fi
+  model="$peers/model-${model_mb}mb"
+  if [ ! -f "$model/model-00004-of-00004.safetensors" ]; then
+    mkdir -p "$model"
+    for shard in 1 2 3 4; do
+      head -c "$((model_mb / 4))M" /dev/urandom > "$model/model-0000$shard-of-00004.safetensors"
+    done
+    echo '{"architectures": ["Bench"]}' > "$model/config.json"
+  fi
+  files=("$model"/*)
+  echo "== register: hashing $(du -sh "$model" | cut -f1) in ${#files[@]} files (page cache warm)"
+  hyperfine --warmup 1 --runs 5 --export-json "$out/register-hash.json" \
+    "$gantry --quiet register --dry-run --model-dir $model --name bench --registry file:$scratch/registry" \
+    "sha256sum ${files[*]}" \
+    "sh -c 'for f in ${files[*]}; do openssl dgst -sha256 \$f; done'" \
+    "$peers/hf/bin/python -c 'import sys; from huggingface_hub.utils.sha import sha_fileobj; [sha_fileobj(open(f, \"rb\")) for f in sys.argv[1:]]' ${files[*]}"
+  echo "== register: hashing and storing into a file registry vs copying the files"
+  hyperfine --warmup 1 --runs 5 --export-json "$out/register-store.json" \
+    --prepare "rm -rf $scratch/registry $scratch/copy" \
+    "$gantry --quiet register --model-dir $model --name bench --registry file:$scratch/registry" \
+    "cp -r $model $scratch/copy"
+  python3 - "$out/register-hash.json" "$out/register-store.json" "$(du -sb "$model" | cut -f1)" <<'PY'
+import json, sys
+size = int(sys.argv[3])
+for path, names in [(sys.argv[1], ["gantry (all cores)", "sha256sum", "openssl dgst, file by file", "huggingface_hub sha_fileobj"]),
+                    (sys.argv[2], ["gantry register (hash + store)", "cp -r (store only)"])]:
+    results = json.load(open(path))["results"]
+    base = results[0]["median"]
+    for name, result in zip(names, results):
+        print(f"  {name:32s} median {result['median']:7.2f} s  {size / result['median'] / 1e9:5.2f} GB/s  x{result['median'] / base:5.2f} of gantry")
+PY
+  rm -rf "$scratch/registry" "$scratch/copy"
 fi

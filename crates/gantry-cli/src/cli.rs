@@ -120,6 +120,9 @@ pub struct RegisterArgs {
     /// Register pickle checkpoints whose imports can run code on load (prefer safetensors).
     #[arg(long)]
     pub allow_pickle: bool,
+    /// Hash, inspect and check lineage, print the digest and whether it is registered, store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `gantry registry`.
@@ -318,9 +321,12 @@ pub struct EvalGateArgs {
     /// The candidate's results: gantry-native JSONL, or an lm-evaluation-harness results JSON or its directory.
     #[arg(long, value_name = "PATH")]
     pub candidate: std::path::PathBuf,
-    /// The baseline's results (the production model's blessed evaluation), in any format --candidate takes.
-    #[arg(long, value_name = "PATH")]
-    pub baseline: std::path::PathBuf,
+    /// The baseline's results (the production model's blessed evaluation), in any format --candidate takes, or registry:NAME@ALIAS for the evaluation registered with that version.
+    #[arg(long, value_name = "PATH|registry:REF")]
+    pub baseline: String,
+    /// The registry registry:REF baselines are read from: file:PATH.
+    #[arg(long, value_name = "URI", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
     /// TOML policy: rules by source/task/metric with floor, margin, max_new_failures, severity; [defaults] alpha, confidence, resamples, min_items, seed.
     #[arg(long, value_name = "PATH")]
     pub policy: Option<std::path::PathBuf>,

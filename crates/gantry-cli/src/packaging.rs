@@ -137,6 +137,37 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         icon: "check-square",
         color: "purple",
     },
+    PackagedCommand {
+        command: "register",
+        action_name: "register-model",
+        title: "gantry register",
+        kind: ActionKind::Container,
+        outputs: &[
+            ("name", "The model's name."),
+            (
+                "version",
+                "The version registered (or the existing one for content already registered).",
+            ),
+            (
+                "digest",
+                "The manifest digest (sha256): the model's identity, what deploys pin.",
+            ),
+            ("uri", "The registry's URI."),
+            (
+                "reference",
+                "NAME@sha256:DIGEST, for gantry registry and deploy steps.",
+            ),
+            (
+                "created",
+                "false when the same content was already registered.",
+            ),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        icon: "package",
+        color: "orange",
+    },
 ];
 
 /// One input of a command, with what the metadata generators need.
@@ -165,7 +196,14 @@ pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
         .filter(|arg| !arg.is_global_set() && !arg.is_hide_set())
         .filter_map(|arg| {
             let name = arg.get_long()?.to_owned();
-            if name == "help" || name == "version" {
+            // clap's own --help and --version, not a command's `--version X`.
+            if matches!(
+                arg.get_action(),
+                clap::ArgAction::Help
+                    | clap::ArgAction::HelpShort
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            ) {
                 return None;
             }
             let kind = match arg.get_action() {

@@ -182,6 +182,12 @@ impl ModelSource {
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|file| file.size).sum()
     }
+
+    /// Hashes every file on all cores, largest first, storing nothing.
+    /// Digests come back in the files' order.
+    pub fn hash(&self) -> Result<Vec<Digest>> {
+        parallel_largest_first(&self.files, |file| file.size, |file| hash_file(file, None))
+    }
 }
 
 /// Reads safetensors headers and scans pickles, in parallel.

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::cli::EvalGateArgs;
 use crate::commands::Session;
 use crate::commands::publish::{CommandResult, publish, report_directory, write_json};
+use crate::commands::registry::fetch_evaluation;
 use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
 
@@ -31,9 +32,34 @@ pub(crate) fn run(
              (alpha 0.05, Holm-corrected), warn when inconclusive",
         );
     }
-    let baseline = read(&args.baseline)?;
+    // A registry baseline is fetched (verified against its digest) into a
+    // scratch directory that lives until the gate is decided.
+    let (baseline_path, _scratch, provenance) = match args.baseline.strip_prefix("registry:") {
+        Some(reference) => {
+            let fetched = fetch_evaluation(&args.registry, reference)?;
+            printer.info(&format!(
+                "baseline: the evaluation registered with {} {} ({})",
+                fetched.resolved.manifest.name,
+                fetched.resolved.manifest.version,
+                fetched.resolved.digest
+            ));
+            let provenance = format!(
+                "registry:{reference} = {}@{} ({}) in {}",
+                fetched.resolved.manifest.name,
+                fetched.resolved.manifest.version,
+                fetched.resolved.digest,
+                args.registry
+            );
+            (fetched.path, Some(fetched.scratch), Some(provenance))
+        }
+        None => (std::path::PathBuf::from(&args.baseline), None, None),
+    };
+    let baseline = read(&baseline_path)?;
     let candidate = read(&args.candidate)?;
-    let report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
+    let mut report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
+    if let Some(provenance) = provenance {
+        report.baseline.path = provenance;
+    }
     for rule in &report.unused_rules {
         printer.warning(&format!(
             "{policy_source}: rule {rule:?} selects no metric of these results; check its selector"

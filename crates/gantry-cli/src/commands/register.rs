@@ -83,6 +83,9 @@ pub(crate) fn run(
         aliases: args.alias.clone(),
         actor,
     };
+    if args.dry_run {
+        return dry_run(&request, registry.as_ref(), started, printer);
+    }
     let registration = registry.register(&request)?;
     let elapsed = started.elapsed();
     let manifest = &registration.manifest;
@@ -186,6 +189,54 @@ pub(crate) fn run(
         }),
     };
     publish(result, session, printer)
+}
+
+/// `--dry-run`: the digest the model would have, and whether it is registered.
+fn dry_run(
+    request: &RegisterRequest<'_>,
+    registry: &dyn gantry_registry::Registry,
+    started: std::time::Instant,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let digests = request.source.hash()?;
+    let manifest = gantry_registry::build_manifest(
+        request.name,
+        &request.source.files,
+        &digests,
+        &request.lineage.lineage,
+        &request.metadata,
+    );
+    let digest = manifest.digest()?;
+    let existing = registry
+        .versions(request.name)?
+        .into_iter()
+        .find(|resolved| resolved.digest == digest);
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = request.source.total_size();
+    match printer.format() {
+        crate::cli::OutputFormat::Json => printer.json(&json!({
+            "name": request.name,
+            "digest": digest,
+            "registered_as": existing.as_ref().map(|resolved| &resolved.manifest.version),
+            "manifest": manifest,
+        })),
+        crate::cli::OutputFormat::Text => {
+            printer.info(&format!(
+                "dry run: {} files, {total} bytes hashed in {elapsed:.2}s ({:.0} MB/s); nothing stored",
+                manifest.files.len(),
+                total as f64 / 1e6 / elapsed.max(1e-9)
+            ));
+            printer.data(&format!(
+                "{}@{digest} {}",
+                request.name,
+                match &existing {
+                    Some(resolved) => format!("is registered as {}", resolved.manifest.version),
+                    None => format!("is not registered in {}", registry.uri()),
+                }
+            ));
+        }
+    }
+    Ok(ExitCode::PASS)
 }
 
 /// The commit being built: from the CI context, else from `git` in the

@@ -1,6 +1,7 @@
 //! `gantry registry …`: list, show, versions, alias, verify, pull, diff, events — on any backend.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 
 use anyhow::{Context as _, Result, bail};
 use gantry_core::{Digest, ExitCode, ModelManifest};
@@ -32,6 +33,57 @@ pub(crate) fn open_registry(uri: &str) -> Result<Box<dyn Registry>> {
 pub(crate) fn parse_reference(text: &str) -> Result<Reference> {
     text.parse::<Reference>()
         .with_context(|| format!("{text:?} is not a model reference (NAME, NAME@VERSION, NAME@ALIAS or NAME@sha256:DIGEST)"))
+}
+
+/// A registered version's evaluation results, fetched into a scratch directory.
+pub(crate) struct FetchedEvaluation {
+    /// The version.
+    pub(crate) resolved: Resolved,
+    /// The results file, under its registered name.
+    pub(crate) path: std::path::PathBuf,
+    /// Removed on drop.
+    pub(crate) scratch: tempfile::TempDir,
+}
+
+/// Resolves `reference` in the registry at `uri` and fetches the evaluation
+/// results registered with it (`gantry register --eval-results`), checking
+/// their digest.
+pub(crate) fn fetch_evaluation(uri: &str, reference: &str) -> Result<FetchedEvaluation> {
+    let registry = open_registry(uri)?;
+    let resolved = registry.resolve(&parse_reference(reference)?)?;
+    let Some(link) = resolved.manifest.lineage.evaluation.clone() else {
+        bail!(
+            "registry:{reference} resolves to {} {} ({}), which was registered without evaluation results; register the baseline with --eval-results",
+            resolved.manifest.name,
+            resolved.manifest.version,
+            resolved.digest
+        );
+    };
+    let mut bytes = Vec::new();
+    registry
+        .open_blob(&resolved.manifest.name, &link.digest)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the evaluation of {reference} from {uri}"))?;
+    let actual = Digest::of_bytes(&bytes);
+    if actual != link.digest {
+        return Err(gantry_registry::Error::Tampered {
+            what: format!("the evaluation results of {reference}"),
+            expected: link.digest,
+            actual,
+        }
+        .into());
+    }
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let file_name = std::path::Path::new(&link.file_name)
+        .file_name()
+        .map_or_else(|| "results.jsonl".into(), std::ffi::OsStr::to_os_string);
+    let path = scratch.path().join(file_name);
+    std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(FetchedEvaluation {
+        resolved,
+        path,
+        scratch,
+    })
 }
 
 pub(crate) fn run(

@@ -1,25 +1,10 @@
 //! `gantry eval` against a real OpenAI-compatible server: tiny-lm's.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::support::Step;
-
-/// The tiny-lm binary beside gantry's (built by `cargo test --workspace`;
-/// built here when this package is tested alone).
-fn tiny_lm() -> PathBuf {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_gantry")).with_file_name("tiny-lm");
-    if !binary.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tiny-lm"])
-            .status()
-            .expect("cargo build -p tiny-lm");
-        assert!(status.success(), "building tiny-lm failed");
-    }
-    binary
-}
+use crate::support::{Step, tiny_lm};
 
 /// A running `tiny-lm serve` on a briefly trained model, stopped on drop.
 struct Server {

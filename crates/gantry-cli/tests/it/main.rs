@@ -8,6 +8,8 @@ mod eval;
 mod eval_gate;
 /// What gantry ships (actions, templates, image, installer), checked with the real tools.
 mod packaging;
+/// `gantry register` and `gantry registry` on a trained tiny-lm.
+mod register;
 /// `gantry report` against the fake GitHub and GitLab APIs.
 mod report;
 /// Shared helpers: a sandboxed `gantry` command.

@@ -919,6 +919,71 @@ fn eval_gate_action_runs_in_podman_and_fails_a_regressed_model() {
 }
 
 #[test]
+fn register_model_action_runs_in_podman_and_its_manifest_matches_the_schema() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let with = [
+        ("model-dir", "model"),
+        ("name", "tiny"),
+        ("alias", "candidate"),
+        ("metadata", "owner=ml\nstage=ci"),
+    ];
+    let Some(run_result) = run_container_action(
+        scratch.path(),
+        "localhost/gantry:conformance-register",
+        "register-model",
+        &with,
+        |workspace| {
+            let model = workspace.join("model");
+            std::fs::create_dir_all(&model).expect("mkdir");
+            let header = r#"{"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}}"#;
+            let mut weights = (header.len() as u64).to_le_bytes().to_vec();
+            weights.extend_from_slice(header.as_bytes());
+            weights.extend_from_slice(&[0; 8]);
+            std::fs::write(model.join("model.safetensors"), weights).expect("write");
+            std::fs::write(model.join("config.json"), "{}").expect("write");
+        },
+    ) else {
+        return;
+    };
+    let text = &run_result.text;
+    assert_eq!(run_result.code, 0, "{text}");
+    let output = run_result.output();
+    for name in [
+        "name<<",
+        "version<<",
+        "digest<<",
+        "uri<<",
+        "reference<<",
+        "created<<",
+    ] {
+        assert!(output.contains(name), "{name} missing:\n{output}");
+    }
+    assert!(output.contains("\n0.1.0\n"), "{output}");
+    assert!(
+        run_result
+            .summary()
+            .contains("## gantry register: tiny 0.1.0"),
+        "{}",
+        run_result.summary()
+    );
+    let manifest = run_result
+        .workspace
+        .join(".gantry/registry/models/tiny/versions/0.1.0.json");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("JSON");
+    assert_eq!(stored["metadata"]["stage"], "ci");
+    assert_eq!(stored["files"][1]["safetensors"]["dtypes"]["BF16"], 4);
+    let Some(check) = venv_tool("check-jsonschema") else {
+        return;
+    };
+    let (code, text) = run(Command::new(&check)
+        .arg("--schemafile")
+        .arg(repository_root().join("schemas/model-manifest.schema.json"))
+        .arg(&manifest));
+    assert_eq!(code, 0, "the manifest against its schema: {text}");
+}
+
+#[test]
 fn gitlab_ci_local_runs_eval_gate_with_junit_and_metrics_reports() {
     let pipeline = r#"stages: [gate]
 include:

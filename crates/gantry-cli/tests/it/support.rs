@@ -90,6 +90,24 @@ impl Step {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
+    /// Starts `gantry args…` in the workspace without waiting for it.
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command
+            .env_clear()
+            .current_dir(self.directory.path())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command.spawn().expect("start gantry")
+    }
+
     /// Runs `gantry args…` in the workspace.
     pub(crate) fn run(&self, args: &[&str]) -> Outcome {
         let mut command = assert_cmd::Command::cargo_bin("gantry").expect("gantry binary");
@@ -140,4 +158,36 @@ impl Outcome {
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// The tiny-lm binary beside gantry's (built by `cargo test --workspace`;
+/// built here when this package is tested alone).
+pub(crate) fn tiny_lm() -> PathBuf {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_gantry")).with_file_name("tiny-lm");
+    if !binary.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "tiny-lm"])
+            .status()
+            .expect("cargo build -p tiny-lm");
+        assert!(status.success(), "building tiny-lm failed");
+    }
+    binary
+}
+
+/// The outputs in a `$GITHUB_OUTPUT` file (`name<<DELIMITER` blocks).
+pub(crate) fn github_outputs(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut outputs = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some((name, delimiter)) = line.split_once("<<") else {
+            continue;
+        };
+        let value: Vec<&str> = lines
+            .by_ref()
+            .take_while(|line| *line != delimiter)
+            .collect();
+        outputs.insert(name.to_owned(), value.join("\n"));
+    }
+    outputs
 }

@@ -1,0 +1,532 @@
+//! `gantry register` and `gantry registry` on a trained tiny-lm: lineage from
+//! validate-data to eval-gate, registry baselines, concurrency, crashes and
+//! the verdicts (exit 1) and errors (exit 2) users see.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Step, github_outputs, tiny_lm};
+
+/// Generates tiny-lm's data and trains a model for a few steps in `dir`.
+fn trained_model(dir: &Path) -> PathBuf {
+    let tiny = tiny_lm();
+    let run = |command: &mut Command| {
+        let output = command.output().expect("tiny-lm");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(Command::new(&tiny)
+        .args(["gen-data", "--out"])
+        .arg(dir.join("data")));
+    run(Command::new(&tiny)
+        .args(["train", "--steps", "3", "--batch-size", "4", "--data"])
+        .arg(dir.join("data/train.jsonl"))
+        .arg("--output-dir")
+        .arg(dir.join("model"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints")));
+    dir.join("model")
+}
+
+fn fixture(relative: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../gantry-eval/tests/fixtures/tiny-lm")
+        .join(relative)
+        .display()
+        .to_string()
+}
+
+fn sha256(path: &Path) -> String {
+    gantry_core::Digest::of_bytes(&std::fs::read(path).expect("read")).to_string()
+}
+
+#[test]
+fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_a_baseline() {
+    let mut step = Step::github();
+    step.set("GITHUB_ACTOR", "release-bot")
+        .set("GITHUB_REF", "refs/heads/main");
+    let model = trained_model(step.directory.path());
+
+    // The data lock comes from the real validate-data.
+    let validated = step.run(&[
+        "validate-data",
+        "--data",
+        "data/train.jsonl",
+        "--tokenizer",
+        "chars",
+        "--publish",
+        "summary",
+    ]);
+    assert!(validated.code <= 1, "{}", validated.transcript());
+    let lock = step.path(".gantry/validate-data/data.lock");
+    let lock_json: serde_json::Value =
+        serde_json::from_str(&step.read(".gantry/validate-data/data.lock")).expect("lock");
+    // run.json as train-on-runner writes it (docs/register-model.md lists the fields read).
+    step.write(
+        "run.json",
+        &serde_json::json!({
+            "run_id": "run-42",
+            "data": {"dataset_digest": lock_json["dataset_digest"], "lock_digest": sha256(&lock)},
+            "outputs": [{"path": "model.safetensors", "sha256": sha256(&model.join("model.safetensors"))}],
+        })
+        .to_string(),
+    );
+    // The gate report comes from the real eval-gate.
+    let gated = step.run(&[
+        "eval-gate",
+        "--baseline",
+        &fixture("good/results.jsonl"),
+        "--candidate",
+        &fixture("good/results.jsonl"),
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(gated.code, 0, "{}", gated.transcript());
+
+    let registered = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--run-record",
+        "run.json",
+        "--data-lock",
+        ".gantry/validate-data/data.lock",
+        "--gate-report",
+        ".gantry/eval-gate/gate.json",
+        "--eval-results",
+        &fixture("good/results.jsonl"),
+        "--alias",
+        "production",
+        "--metadata",
+        "owner=ml-platform",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    let outputs = github_outputs(&step.read("github_output"));
+    assert_eq!(outputs["name"], "tiny-lm");
+    assert_eq!(outputs["version"], "0.1.0");
+    assert!(outputs["digest"].starts_with("sha256:"), "{outputs:?}");
+    assert_eq!(outputs["uri"], "file:.gantry/registry");
+    assert_eq!(
+        outputs["reference"],
+        format!("tiny-lm@{}", outputs["digest"])
+    );
+    let summary = step.read("step_summary");
+    assert!(
+        summary.contains("## gantry register: tiny-lm 0.1.0"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("`model.safetensors`") && summary.contains("137536 parameters"),
+        "{summary}"
+    );
+
+    let shown = step.run(&["registry", "show", "tiny-lm@production"]);
+    assert_eq!(shown.code, 0, "{}", shown.transcript());
+    let manifest: serde_json::Value = serde_json::from_str(&shown.stdout).expect("manifest JSON");
+    assert_eq!(
+        manifest["lineage"]["git"]["commit"],
+        "0000000000000000000000000000000000000merge"
+    );
+    assert_eq!(manifest["lineage"]["git"]["repository"], "org/models");
+    assert_eq!(
+        manifest["lineage"]["data"]["dataset_digest"],
+        lock_json["dataset_digest"]
+    );
+    assert_eq!(manifest["lineage"]["gate"]["verdict"], "pass");
+    assert_eq!(manifest["lineage"]["run"]["run_id"], "run-42");
+    assert_eq!(manifest["metadata"]["owner"], "ml-platform");
+
+    let verified = step.run(&["registry", "verify", "tiny-lm@production"]);
+    assert_eq!(verified.code, 0, "{}", verified.transcript());
+    for line in [
+        "lineage data.lock → run.json: ok",
+        "lineage run.json → model files: ok",
+        "lineage gate.json: ok (verdict pass)",
+        "3 files and 4 lineage documents verified",
+    ] {
+        assert!(
+            verified.stderr.contains(line),
+            "{line}\n{}",
+            verified.transcript()
+        );
+    }
+
+    // The registered evaluation is the baseline of the next gate.
+    let same = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@production",
+        "--candidate",
+        &fixture("good/results.jsonl"),
+        "--publish",
+        "summary",
+        "--out",
+        "gate-same",
+    ]);
+    assert_eq!(same.code, 0, "{}", same.transcript());
+    let gate: serde_json::Value =
+        serde_json::from_str(&step.read("gate-same/gate.json")).expect("gate.json");
+    let provenance = gate["baseline"]["path"].as_str().unwrap_or_default();
+    assert!(
+        provenance.starts_with("registry:tiny-lm@production = tiny-lm@0.1.0 (sha256:"),
+        "{provenance}"
+    );
+    let worse = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@production",
+        "--candidate",
+        &fixture("fewer-steps/results.jsonl"),
+        "--publish",
+        "summary",
+        "--out",
+        "gate-worse",
+    ]);
+    assert_eq!(worse.code, 1, "{}", worse.transcript());
+    let missing = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@staging",
+        "--candidate",
+        &fixture("good/results.jsonl"),
+    ]);
+    assert_eq!(missing.code, 2, "{}", missing.transcript());
+    assert!(
+        missing
+            .stderr
+            .contains("no alias \"staging\" (aliases: production)"),
+        "{}",
+        missing.transcript()
+    );
+
+    // A second version without lineage; diff and the event log.
+    std::fs::write(model.join("README.md"), "# tiny-lm\n").expect("write");
+    let second = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--alias",
+        "candidate",
+    ]);
+    assert_eq!(second.code, 0, "{}", second.transcript());
+    let diff = step.run(&[
+        "registry",
+        "diff",
+        "tiny-lm@production",
+        "tiny-lm@candidate",
+    ]);
+    assert_eq!(diff.code, 0, "{}", diff.transcript());
+    assert!(diff.stdout.contains("+ README.md"), "{}", diff.transcript());
+    assert!(
+        diff.stdout.contains("3 files unchanged"),
+        "{}",
+        diff.transcript()
+    );
+    assert!(
+        diff.stdout.contains("lineage dataset: sha256:"),
+        "{}",
+        diff.transcript()
+    );
+    let events = step.run(&["registry", "events", "tiny-lm"]);
+    assert!(
+        events
+            .stdout
+            .contains("release-bot  production: unset → 0.1.0"),
+        "{}",
+        events.transcript()
+    );
+    assert!(
+        events.stdout.contains("release-bot  registered 0.1.1"),
+        "{}",
+        events.transcript()
+    );
+}
+
+#[test]
+fn concurrent_registrations_and_kill_9_never_lose_or_break_a_version() {
+    let step = Step::local();
+    let model = trained_model(step.directory.path());
+    let mut children: Vec<_> = (0..16)
+        .map(|index| {
+            let metadata = format!("attempt={index}");
+            step.spawn(&[
+                "register",
+                "--model-dir",
+                "model",
+                "--name",
+                "tiny",
+                "--metadata",
+                &metadata,
+            ])
+        })
+        .collect();
+    for child in &mut children {
+        let status = child.wait().expect("wait");
+        assert!(status.success());
+    }
+    let versions = step.run(&["--format", "json", "registry", "versions", "tiny"]);
+    let versions: Vec<serde_json::Value> =
+        serde_json::from_str(&versions.stdout).expect("versions JSON");
+    assert_eq!(versions.len(), 16);
+    let mut digests: Vec<&str> = versions
+        .iter()
+        .filter_map(|v| v["digest"].as_str())
+        .collect();
+    digests.sort_unstable();
+    digests.dedup();
+    assert_eq!(digests.len(), 16);
+
+    // A big file makes registration slow enough to be killed mid-way.
+    let big = model.join("shard-00001.bin");
+    std::fs::write(&big, vec![7_u8; 96 << 20]).expect("write");
+    let mut killed_mid_way = 0;
+    for delay_ms in [0, 5, 20, 50, 100] {
+        let mut child = step.spawn(&["register", "--model-dir", "model", "--name", "big"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        if status.code().is_none() {
+            killed_mid_way += 1;
+        }
+        let listed = step.run(&["--format", "json", "registry", "versions", "big"]);
+        if listed.code == 0 {
+            let verified = step.run(&["registry", "verify", "big"]);
+            assert_eq!(
+                verified.code,
+                0,
+                "a visible version must be whole: {}",
+                verified.transcript()
+            );
+        } else {
+            assert!(
+                listed.stderr.contains("no model \"big\""),
+                "{}",
+                listed.transcript()
+            );
+        }
+    }
+    assert!(killed_mid_way > 0, "no registration was interrupted");
+    let finished = step.run(&["register", "--model-dir", "model", "--name", "big"]);
+    assert_eq!(finished.code, 0, "{}", finished.transcript());
+    let verified = step.run(&["registry", "verify", "big"]);
+    assert_eq!(verified.code, 0, "{}", verified.transcript());
+    let listed = step.run(&["--format", "json", "registry", "versions", "big"]);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&listed.stdout).expect("versions JSON");
+    assert_eq!(listed.len(), 1);
+}
+
+#[test]
+fn verdicts_exit_1_and_errors_exit_2_naming_the_problem() {
+    let step = Step::local();
+    let model = trained_model(step.directory.path());
+
+    let bad_name = step.run(&["register", "--model-dir", "model", "--name", "../etc"]);
+    assert_eq!(bad_name.code, 2, "{}", bad_name.transcript());
+    assert!(
+        bad_name.stderr.contains("invalid model name \"../etc\""),
+        "{}",
+        bad_name.transcript()
+    );
+    let missing = step.run(&["register", "--model-dir", "nowhere", "--name", "tiny"]);
+    assert_eq!(missing.code, 2, "{}", missing.transcript());
+    assert!(
+        missing.stderr.contains("--model-dir nowhere"),
+        "{}",
+        missing.transcript()
+    );
+    let oci = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--registry",
+        "oci://127.0.0.1:1/models",
+    ]);
+    assert_eq!(oci.code, 2, "{}", oci.transcript());
+    assert!(oci.stderr.contains("--registry"), "{}", oci.transcript());
+    let bad_metadata = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--metadata",
+        "novalue",
+    ]);
+    assert_eq!(bad_metadata.code, 2, "{}", bad_metadata.transcript());
+    assert!(
+        bad_metadata.stderr.contains("KEY=VALUE"),
+        "{}",
+        bad_metadata.transcript()
+    );
+
+    let dry = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--dry-run",
+    ]);
+    assert_eq!(dry.code, 0, "{}", dry.transcript());
+    assert!(
+        dry.stdout
+            .contains("is not registered in file:.gantry/registry"),
+        "{}",
+        dry.transcript()
+    );
+    assert!(
+        !step.path(".gantry/registry/blobs").exists(),
+        "a dry run stores nothing"
+    );
+    let registered = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    let digest = registered
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("digest="))
+        .expect("digest output")
+        .to_owned();
+
+    let dry = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.stdout
+            .contains(&format!("tiny@{digest} is registered as 0.1.0")),
+        "{}",
+        dry.transcript()
+    );
+
+    // Alias compare-and-swap: a stale expectation is "someone else moved it".
+    let conflict = step.run(&[
+        "registry",
+        "alias",
+        "tiny@0.1.0",
+        "production",
+        "--expect",
+        "none",
+    ]);
+    assert_eq!(conflict.code, 1, "{}", conflict.transcript());
+    assert!(
+        conflict.stderr.contains("someone else moved it"),
+        "{}",
+        conflict.transcript()
+    );
+    let swap = step.run(&[
+        "registry",
+        "alias",
+        "tiny@0.1.0",
+        "staging",
+        "--expect",
+        "none",
+    ]);
+    assert_eq!(swap.code, 0, "{}", swap.transcript());
+    let swap = step.run(&[
+        "registry",
+        "alias",
+        "tiny@0.1.0",
+        "production",
+        "--expect",
+        &digest,
+    ]);
+    assert_eq!(swap.code, 0, "{}", swap.transcript());
+    let bad_expect = step.run(&[
+        "registry",
+        "alias",
+        "tiny@0.1.0",
+        "production",
+        "--expect",
+        "sha256:12",
+    ]);
+    assert_eq!(bad_expect.code, 2, "{}", bad_expect.transcript());
+
+    // A malicious pickle is refused (exit 1) unless --allow-pickle.
+    let script = "import os, pickle, sys\nclass P:\n    def __reduce__(self):\n        return (os.system, ('id',))\nopen(sys.argv[1], 'wb').write(pickle.dumps(P(), protocol=4))\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(model.join("optimizer.pt"))
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    let refused = step.run(&["register", "--model-dir", "model", "--name", "tiny"]);
+    assert_eq!(refused.code, 1, "{}", refused.transcript());
+    assert!(
+        refused
+            .stderr
+            .contains("optimizer.pt: pickle imports that can run code on load: posix.system"),
+        "{}",
+        refused.transcript()
+    );
+    let allowed = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--allow-pickle",
+    ]);
+    assert_eq!(allowed.code, 0, "{}", allowed.transcript());
+    assert!(
+        allowed
+            .stderr
+            .contains("registered with --allow-pickle although loading it imports posix.system"),
+        "{}",
+        allowed.transcript()
+    );
+    std::fs::remove_file(model.join("optimizer.pt")).expect("remove");
+
+    // A tampered blob: verify exits 1 naming the file and both digests.
+    let weights = sha256(&model.join("model.safetensors"));
+    let blob = step
+        .path(".gantry/registry/blobs/sha256")
+        .join(weights.trim_start_matches("sha256:"));
+    let mut permissions = std::fs::metadata(&blob).expect("blob").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&blob, permissions).expect("chmod");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(&blob, &bytes).expect("write");
+    let tampered = step.run(&["registry", "verify", "tiny@0.1.0"]);
+    assert_eq!(tampered.code, 1, "{}", tampered.transcript());
+    assert!(
+        tampered.stderr.contains(&format!(
+            "model.safetensors: tampered: the manifest records {weights}"
+        )),
+        "{}",
+        tampered.transcript()
+    );
+    let pulled = step.run(&["registry", "pull", "tiny@0.1.0", "--to", "pulled"]);
+    assert_eq!(pulled.code, 1, "{}", pulled.transcript());
+    assert!(!step.path("pulled/model.safetensors").exists());
+    let unknown = step.run(&["registry", "show", "tiny@9.9.9"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.contains("tiny@9.9.9 is not registered"),
+        "{}",
+        unknown.transcript()
+    );
+}

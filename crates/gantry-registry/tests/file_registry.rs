@@ -1,0 +1,536 @@
+//! The file registry: idempotence, concurrency, aliases with compare-and-swap,
+//! tamper detection, streaming pulls, pickle refusal and the lineage chain.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gantry_core::{Digest, Verdict};
+use gantry_registry::{
+    Error, Expectation, FileRegistry, LineageInput, LineageSources, ModelSource, Reference,
+    RegisterRequest, Registration, Registry, VersionRequest,
+};
+
+/// A safetensors file with one F32 tensor of `values`.
+fn safetensors(values: &[f32]) -> Vec<u8> {
+    let header = format!(
+        r#"{{"__metadata__":{{"format":"pt"}},"w":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{}]}}}}"#,
+        values.len(),
+        values.len() * 4
+    );
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    for value in values {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
+}
+
+fn model_dir(root: &Path, values: &[f32]) -> PathBuf {
+    let dir = root.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.safetensors"), safetensors(values)).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"hidden": 4}"#).unwrap();
+    std::fs::write(dir.join("README.md"), "# tiny\n").unwrap();
+    dir
+}
+
+fn register(
+    registry: &FileRegistry,
+    dir: &Path,
+    lineage: &LineageInput,
+    metadata: &[(&str, &str)],
+    version: VersionRequest,
+    aliases: &[&str],
+) -> Result<Registration, Error> {
+    let source = ModelSource::read(dir, false)?;
+    registry.register(&RegisterRequest {
+        name: "tiny",
+        version,
+        source: &source,
+        lineage,
+        metadata: metadata
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+        aliases: aliases.iter().map(|alias| (*alias).to_owned()).collect(),
+        actor: "tester".to_owned(),
+    })
+}
+
+fn reference(text: &str) -> Reference {
+    text.parse().unwrap()
+}
+
+#[test]
+fn the_same_content_registers_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[1.0, 2.0]);
+    let registry = FileRegistry::new(work.path().join("registry"));
+    let lineage = LineageInput::default();
+    let first = register(&registry, &dir, &lineage, &[], VersionRequest::Auto, &[]).unwrap();
+    assert!(first.created);
+    assert_eq!(first.manifest.version, "0.1.0");
+    assert_eq!(first.bytes_stored, first.manifest.total_size());
+    let weights = first.manifest.file("model.safetensors").unwrap();
+    let summary = weights.safetensors.as_ref().unwrap();
+    assert_eq!((summary.tensors, summary.parameters), (1, 2));
+    assert_eq!(
+        weights.media_type,
+        "application/vnd.cncf.model.weight.v1.raw"
+    );
+
+    let second = register(&registry, &dir, &lineage, &[], VersionRequest::Auto, &[]).unwrap();
+    assert!(!second.created);
+    assert_eq!(second.digest, first.digest);
+    assert_eq!(second.bytes_stored, 0);
+    assert_eq!(registry.versions("tiny").unwrap().len(), 1);
+
+    // Different metadata is a different model; an explicit version that is
+    // taken by other content is refused.
+    let third = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[("owner", "ml")],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(third.manifest.version, "0.1.1");
+    let taken = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[("owner", "other")],
+        VersionRequest::Exact(semver::Version::new(0, 1, 0)),
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(taken, Error::VersionTaken { .. }), "{taken}");
+    assert!(
+        taken.to_string().contains(&first.digest.to_string()),
+        "{taken}"
+    );
+}
+
+#[test]
+fn sixteen_concurrent_registrations_get_sixteen_versions() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[1.0; 64]);
+    let root = work.path().join("registry");
+    let digests: Vec<Digest> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|index| {
+                let (dir, root) = (&dir, &root);
+                scope.spawn(move || {
+                    // Separate registry values open separate lock files, as
+                    // separate processes would.
+                    let registry = FileRegistry::new(root);
+                    let run = index.to_string();
+                    register(
+                        &registry,
+                        dir,
+                        &LineageInput::default(),
+                        &[("run", &run)],
+                        VersionRequest::Auto,
+                        &[],
+                    )
+                    .unwrap()
+                    .digest
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let registry = FileRegistry::new(&root);
+    let versions = registry.versions("tiny").unwrap();
+    assert_eq!(versions.len(), 16);
+    let mut names: Vec<String> = versions
+        .iter()
+        .map(|v| v.manifest.version.clone())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), 16);
+    assert_eq!(names.last().unwrap(), "0.1.15");
+    for digest in digests {
+        assert!(versions.iter().any(|v| v.digest == digest));
+    }
+    let registered = registry
+        .events("tiny")
+        .unwrap()
+        .iter()
+        .filter(|event| event.action == "registered")
+        .count();
+    assert_eq!(registered, 16);
+    // Only three distinct blobs were stored, however many writers raced.
+    let blobs = std::fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 3);
+}
+
+#[test]
+fn aliases_move_by_compare_and_swap_and_are_logged() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[1.0]);
+    let registry = FileRegistry::new(work.path().join("registry"));
+    let lineage = LineageInput::default();
+    let one = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[],
+        VersionRequest::Auto,
+        &["candidate"],
+    )
+    .unwrap();
+    assert_eq!(one.alias_moves.len(), 1);
+    let two = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[("v", "2")],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    let v1 = registry.resolve(&reference("tiny@0.1.0")).unwrap();
+    let v2 = registry.resolve(&reference("tiny@0.1.1")).unwrap();
+    assert_eq!(
+        registry
+            .resolve(&reference("tiny@candidate"))
+            .unwrap()
+            .digest,
+        one.digest
+    );
+    assert_eq!(
+        registry.resolve(&reference("tiny")).unwrap().digest,
+        two.digest
+    );
+    assert_eq!(
+        registry
+            .resolve(&reference(&format!("tiny@{}", two.digest)))
+            .unwrap()
+            .manifest
+            .version,
+        "0.1.1"
+    );
+
+    registry
+        .move_alias("production", &v1, &Expectation::Absent, "alice")
+        .unwrap();
+    let conflict = registry
+        .move_alias("production", &v2, &Expectation::Absent, "bob")
+        .unwrap_err();
+    assert!(matches!(conflict, Error::AliasConflict { .. }));
+    assert!(conflict.is_verdict());
+    assert!(
+        conflict.to_string().contains("someone else moved it"),
+        "{conflict}"
+    );
+    let stale = registry
+        .move_alias("production", &v2, &Expectation::Digest(two.digest), "bob")
+        .unwrap_err();
+    assert!(matches!(stale, Error::AliasConflict { .. }));
+    let moved = registry
+        .move_alias("production", &v2, &Expectation::Digest(one.digest), "bob")
+        .unwrap();
+    assert_eq!(moved.previous.unwrap().digest, one.digest);
+    assert_eq!(
+        registry.aliases("tiny").unwrap()["production"].version,
+        "0.1.1"
+    );
+
+    let events = registry.events("tiny").unwrap();
+    let moves: Vec<_> = events
+        .iter()
+        .filter(|event| event.action == "alias-moved")
+        .collect();
+    assert_eq!(moves.len(), 3);
+    assert_eq!(moves[2].actor, "bob");
+    assert_eq!(moves[2].alias.as_deref(), Some("production"));
+
+    // A torn last line (a crash mid-append) is ignored and repaired.
+    let log = work.path().join("registry/models/tiny/events.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"time\":\"2026");
+    std::fs::write(&log, text).unwrap();
+    assert_eq!(registry.events("tiny").unwrap().len(), events.len());
+    registry
+        .move_alias("production", &v1, &Expectation::Any, "carol")
+        .unwrap();
+    assert_eq!(registry.events("tiny").unwrap().len(), events.len() + 1);
+    assert_eq!(
+        registry.aliases("tiny").unwrap()["production"].version,
+        "0.1.0"
+    );
+}
+
+#[test]
+fn verify_and_pull_catch_a_tampered_blob() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[1.0, 2.0, 3.0]);
+    let root = work.path().join("registry");
+    let registry = FileRegistry::new(&root);
+    let registration = register(
+        &registry,
+        &dir,
+        &LineageInput::default(),
+        &[],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    let resolved = registry.resolve(&reference("tiny@0.1.0")).unwrap();
+    let report = gantry_registry::verify(&registry, &resolved).unwrap();
+    assert!(report.ok(), "{:?}", report.problems());
+    assert_eq!(report.files.len(), 3);
+
+    let pulled = work.path().join("pulled");
+    let pull = gantry_registry::pull(&registry, &resolved, &pulled).unwrap();
+    assert_eq!((pull.written, pull.already_present), (3, 0));
+    assert_eq!(
+        std::fs::read(pulled.join("model.safetensors")).unwrap(),
+        std::fs::read(dir.join("model.safetensors")).unwrap()
+    );
+    let again = gantry_registry::pull(&registry, &resolved, &pulled).unwrap();
+    assert_eq!((again.written, again.already_present), (0, 3));
+    // A pulled directory registers as the same model (the manifest it
+    // carries is hidden).
+    let re = register(
+        &registry,
+        &pulled,
+        &LineageInput::default(),
+        &[],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(re.digest, registration.digest);
+
+    let weights = resolved.manifest.file("model.safetensors").unwrap();
+    let blob = root.join("blobs/sha256").join(weights.digest.hex());
+    let mut permissions = std::fs::metadata(&blob).unwrap().permissions();
+    assert!(permissions.readonly(), "blobs are stored read-only");
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&blob, permissions).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let report = gantry_registry::verify(&registry, &resolved).unwrap();
+    assert!(!report.ok());
+    let problems = report.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("model.safetensors: tampered"),
+        "{}",
+        problems[0]
+    );
+    assert!(problems[0].contains(&weights.digest.to_string()));
+    assert!(problems[0].contains(&Digest::of_bytes(&bytes).to_string()));
+
+    let fresh = work.path().join("fresh");
+    let error = gantry_registry::pull(&registry, &resolved, &fresh).unwrap_err();
+    assert!(matches!(error, Error::Tampered { .. }), "{error}");
+    assert!(
+        !fresh.join("model.safetensors").exists(),
+        "a tampered file never lands"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&fresh)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // An edited manifest is caught by its registered digest.
+    let manifest_path = root.join("models/tiny/versions/0.1.0.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(
+        &manifest_path,
+        text.replace("\"format\": \"pt\"", "\"format\": \"tf\""),
+    )
+    .unwrap();
+    let edited = registry.resolve(&reference("tiny@0.1.0")).unwrap();
+    let report = gantry_registry::verify(&registry, &edited).unwrap();
+    assert!(
+        report
+            .problems()
+            .iter()
+            .any(|problem| problem.contains("edited after registration"))
+    );
+}
+
+/// Pickles made by CPython itself: a payload that runs `os.system`, in
+/// every protocol, raw and inside a torch-style zip; and a harmless one.
+fn python_pickles(dir: &Path) {
+    let script = r#"
+import collections, os, pickle, sys, zipfile
+out = sys.argv[1]
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+for protocol in range(0, 6):
+    with open(f"{out}/evil-p{protocol}.pkl", "wb") as f:
+        pickle.dump({"weights": Payload()}, f, protocol=protocol)
+with zipfile.ZipFile(f"{out}/evil.pt", "w") as archive:
+    archive.writestr("archive/data.pkl", pickle.dumps(Payload(), protocol=2))
+    archive.writestr("archive/data/0", b"\0" * 16)
+with open(f"{out}/safe.bin", "wb") as f:
+    pickle.dump(collections.OrderedDict(a=[1, 2], b=(3.0, "x")), f, protocol=4)
+"#;
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .status()
+        .expect("python3 is needed to make real pickles");
+    assert!(status.success());
+}
+
+#[test]
+fn pickles_that_run_code_are_refused_unless_allowed() {
+    let work = tempfile::tempdir().unwrap();
+    let pickles = work.path().join("pickles");
+    std::fs::create_dir(&pickles).unwrap();
+    python_pickles(&pickles);
+    for protocol in 0..6 {
+        let path = pickles.join(format!("evil-p{protocol}.pkl"));
+        let summary = gantry_registry::pickle::scan_file(&path).unwrap().unwrap();
+        assert_eq!(
+            summary.unsafe_imports,
+            vec!["posix.system".to_owned()],
+            "protocol {protocol}"
+        );
+    }
+    let zipped = gantry_registry::pickle::scan_file(&pickles.join("evil.pt"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(zipped.unsafe_imports, vec!["posix.system".to_owned()]);
+    let safe = gantry_registry::pickle::scan_file(&pickles.join("safe.bin"))
+        .unwrap()
+        .unwrap();
+    assert!(safe.unsafe_imports.is_empty(), "{safe:?}");
+    assert_eq!(safe.imports, vec!["collections.OrderedDict".to_owned()]);
+
+    let dir = model_dir(work.path(), &[1.0]);
+    std::fs::copy(pickles.join("evil.pt"), dir.join("pytorch_model.pt")).unwrap();
+    let error = ModelSource::read(&dir, false).unwrap_err();
+    assert!(error.is_verdict());
+    let message = error.to_string();
+    assert!(
+        message.contains("pytorch_model.pt")
+            && message.contains("posix.system")
+            && message.contains("safetensors"),
+        "{message}"
+    );
+    let allowed = ModelSource::read(&dir, true).unwrap();
+    let file = allowed
+        .files
+        .iter()
+        .find(|file| file.path == "pytorch_model.pt")
+        .unwrap();
+    assert_eq!(
+        file.pickle.as_ref().unwrap().unsafe_imports,
+        vec!["posix.system".to_owned()]
+    );
+}
+
+#[test]
+fn the_lineage_chain_links_data_run_model_and_gate() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[4.0, 5.0]);
+    let dataset = Digest::of_bytes(b"dataset");
+    let lock = work.path().join("data.lock");
+    std::fs::write(
+        &lock,
+        format!(r#"{{"version":1,"dataset_digest":"{dataset}","records":3}}"#),
+    )
+    .unwrap();
+    let lock_digest = Digest::of_bytes(&std::fs::read(&lock).unwrap());
+    let weights_digest = Digest::of_bytes(&std::fs::read(dir.join("model.safetensors")).unwrap());
+    let run = work.path().join("run.json");
+    let gate = work.path().join("gate.json");
+    std::fs::write(&gate, r#"{"schema_version":1,"verdict":"pass"}"#).unwrap();
+    let write_run = |dataset: Digest, weights: Digest| {
+        std::fs::write(
+            &run,
+            serde_json::json!({
+                "run_id": "run-7",
+                "data": {"dataset_digest": dataset, "lock_digest": lock_digest},
+                "outputs": [{"path": "model.safetensors", "sha256": weights}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+    };
+    let sources = LineageSources {
+        run_record: Some(run.clone()),
+        data_lock: Some(lock.clone()),
+        gate_report: Some(gate.clone()),
+        eval_results: None,
+        git: None,
+    };
+
+    // A run that trained on other data does not link to this lock.
+    write_run(Digest::of_bytes(b"other data"), weights_digest);
+    let error = sources.read().unwrap_err().to_string();
+    assert!(
+        error.contains("lineage does not link up") && error.contains("data.lock"),
+        "{error}"
+    );
+
+    write_run(dataset, weights_digest);
+    let lineage = sources.read().unwrap();
+    assert_eq!(
+        lineage.lineage.data.as_ref().unwrap().dataset_digest,
+        dataset
+    );
+    assert_eq!(
+        lineage.lineage.gate.as_ref().unwrap().verdict,
+        Verdict::Pass
+    );
+    assert_eq!(
+        lineage.lineage.run.as_ref().unwrap().run_id.as_deref(),
+        Some("run-7")
+    );
+    let registry = FileRegistry::new(work.path().join("registry"));
+    register(&registry, &dir, &lineage, &[], VersionRequest::Auto, &[]).unwrap();
+    let resolved = registry.resolve(&reference("tiny")).unwrap();
+    let report = gantry_registry::verify(&registry, &resolved).unwrap();
+    assert!(report.ok(), "{:?}", report.problems());
+    assert_eq!(report.documents.len(), 3);
+    let outcomes: Vec<(&str, &str)> = report
+        .chain
+        .iter()
+        .map(|check| (check.check.as_str(), check.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("data.lock → run.json", "ok"),
+            ("run.json → model files", "ok"),
+            ("gate.json", "ok")
+        ]
+    );
+
+    // A run whose recorded output is not the registered file is caught by verify.
+    write_run(dataset, Digest::of_bytes(b"other weights"));
+    let lineage = sources.read().unwrap();
+    register(&registry, &dir, &lineage, &[], VersionRequest::Auto, &[]).unwrap();
+    let resolved = registry.resolve(&reference("tiny@0.1.1")).unwrap();
+    let report = gantry_registry::verify(&registry, &resolved).unwrap();
+    assert!(!report.ok());
+    assert!(
+        report.problems()[0].contains("the run wrote"),
+        "{:?}",
+        report.problems()
+    );
+}
