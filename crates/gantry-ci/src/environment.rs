@@ -47,6 +47,24 @@ impl EnvVars {
     pub const GITHUB_SERVER_URL: &'static str = "GITHUB_SERVER_URL";
     /// Workspace directory on GitHub.
     pub const GITHUB_WORKSPACE: &'static str = "GITHUB_WORKSPACE";
+    /// User name for `--registry oci://…`.
+    pub const GANTRY_REGISTRY_USERNAME: &'static str = "GANTRY_REGISTRY_USERNAME";
+    /// Password or token for `--registry oci://…` and `mlflow+http(s)://…`.
+    pub const GANTRY_REGISTRY_PASSWORD: &'static str = "GANTRY_REGISTRY_PASSWORD";
+    /// GitLab's container registry host.
+    pub const CI_REGISTRY: &'static str = "CI_REGISTRY";
+    /// GitLab's user for its container registry.
+    pub const CI_REGISTRY_USER: &'static str = "CI_REGISTRY_USER";
+    /// GitLab's password for its container registry (the job token).
+    pub const CI_REGISTRY_PASSWORD: &'static str = "CI_REGISTRY_PASSWORD";
+    /// Docker's configuration directory.
+    pub const DOCKER_CONFIG: &'static str = "DOCKER_CONFIG";
+    /// The home directory (for `~/.docker/config.json`).
+    pub const HOME: &'static str = "HOME";
+    /// podman's auth file.
+    pub const REGISTRY_AUTH_FILE: &'static str = "REGISTRY_AUTH_FILE";
+    /// The runtime directory (for podman's `containers/auth.json`).
+    pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
     /// A token for gantry only; wins over `GITHUB_TOKEN`.
     pub const GANTRY_GITHUB_TOKEN: &'static str = "GANTRY_GITHUB_TOKEN";
     /// The workflow's token, passed to gantry through `env:`.
@@ -164,6 +182,8 @@ pub fn secrets_in_environment(environment: &Environment) -> Vec<gantry_core::Sec
         EnvVars::GITHUB_TOKEN,
         EnvVars::GITLAB_TOKEN,
         EnvVars::CI_JOB_TOKEN,
+        EnvVars::GANTRY_REGISTRY_PASSWORD,
+        EnvVars::CI_REGISTRY_PASSWORD,
     ]
     .into_iter()
     .filter_map(|name| environment.get(name))

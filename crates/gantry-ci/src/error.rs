@@ -38,6 +38,9 @@ pub enum Error {
         /// What it held.
         value: String,
     },
+    /// Credentials in the environment or a credentials file are unusable.
+    #[error("{0}")]
+    Input(String),
     /// An output could not be written.
     #[error("cannot write output `{name}` to {path} (from ${variable}): {reason}")]
     Output {

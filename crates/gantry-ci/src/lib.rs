@@ -31,6 +31,7 @@ mod inputs;
 mod junit;
 mod outputs;
 mod publish;
+mod registry_login;
 mod summary;
 mod workflow_commands;
 
@@ -51,6 +52,7 @@ pub use crate::inputs::{InputKind, InputSpec, args_from_inputs, input_env_name};
 pub use crate::junit::{JunitCase, JunitOutcome, junit_report};
 pub use crate::outputs::{OutputTarget, write_outputs};
 pub use crate::publish::{ForgeWriteReport, Masker, Publication, publish_to_forge};
+pub use crate::registry_login::{RegistryLogin, registry_login};
 pub use crate::summary::{SUMMARY_LIMIT_BYTES, append_summary};
 pub use crate::workflow_commands::{
     StopCommands, escape_data, escape_property, group_end, group_start,

@@ -99,6 +99,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A remote registry failed or answered something unusable; names the host.
+    #[error("{0}")]
+    Remote(String),
     /// A manifest could not be serialized or digested.
     #[error(transparent)]
     Core(#[from] gantry_core::Error),

@@ -9,7 +9,7 @@ evaluation results) digested and cross-checked. The manifest's digest is the
 model's identity; registering the same content twice gives one version.
 
 Backends implement [`Registry`]: [`FileRegistry`] (the embedded default,
-`file:PATH`). The CLI wires a URI to a backend; other crates see only the
+`file:PATH`) and [`OciRegistry`] (`oci://HOST/REPO`). The CLI wires a URI to a backend; other crates see only the
 trait and [`gantry_core`]'s manifest types. [`verify`], [`pull`] and
 [`diff`] work on any backend.
 */
@@ -18,6 +18,7 @@ mod error;
 mod file;
 mod lineage;
 mod names;
+mod oci;
 mod ops;
 pub mod pickle;
 mod safetensors;
@@ -33,6 +34,7 @@ pub use crate::error::{Error, Result};
 pub use crate::file::FileRegistry;
 pub use crate::lineage::{ChainCheck, LineageInput, LineageSources, chain_checks};
 pub use crate::names::{Reference, Selector, parse_version, validate_alias, validate_name};
+pub use crate::oci::{Credentials, OciOptions, OciRegistry};
 pub use crate::ops::{
     Diff, FileChange, FileCheck, PULLED_MANIFEST, PullReport, VerifyReport, build_manifest, diff,
     pull, verify,

@@ -41,6 +41,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// Tag prefixes the OCI backend uses for its own records.
+pub(crate) const RESERVED_TAG_PREFIXES: &[&str] = &["digest-", "event-"];
+
 /// Checks an alias: a lowercase letter, then lowercase letters, digits, `-`
 /// or `_`; it must not look like a version or a digest.
 pub fn validate_alias(alias: &str) -> Result<()> {
@@ -50,14 +53,17 @@ pub fn validate_alias(alias: &str) -> Result<()> {
         && alias.bytes().all(|byte| {
             byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'-' | b'_')
         })
-        && alias != "sha256";
+        && alias != "sha256"
+        && !RESERVED_TAG_PREFIXES
+            .iter()
+            .any(|prefix| alias.starts_with(prefix));
     if valid {
         Ok(())
     } else {
         Err(Error::InvalidName {
             what: "alias",
             value: alias.to_owned(),
-            reason: "use a lowercase letter followed by lowercase letters, digits, '-' or '_' (e.g. production, canary)",
+            reason: "use a lowercase letter followed by lowercase letters, digits, '-' or '_' (e.g. production, canary), not starting with digest- or event-",
         })
     }
 }

@@ -254,6 +254,34 @@ pub fn media_type(path: &str) -> &'static str {
     }
 }
 
+impl SourceFile {
+    /// Fails if the file changed since the directory was read.
+    pub fn check_unchanged(&self, bytes_read: u64) -> Result<()> {
+        let after = Stamp::of(&self.absolute)?;
+        let changed = if bytes_read != self.stamp.size {
+            Some(format!(
+                "read {bytes_read} bytes, expected {}",
+                self.stamp.size
+            ))
+        } else if after != self.stamp {
+            Some(if after.size != self.stamp.size {
+                format!("size {} → {}", self.stamp.size, after.size)
+            } else {
+                "modification time or inode changed".to_owned()
+            })
+        } else {
+            None
+        };
+        match changed {
+            Some(what) => Err(Error::Changed {
+                path: self.absolute.clone(),
+                what,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Hashes `file`, copying it to `sink` on the way when one is given, and
 /// fails if the file changed while it was read (its size, modification
 /// time or inode differ from when the directory was read, or it yielded a
@@ -278,24 +306,7 @@ pub fn hash_file(file: &SourceFile, mut sink: Option<&mut dyn Write>) -> Result<
         }
         total += n_read as u64;
     }
-    let after = Stamp::of(&file.absolute)?;
-    let changed = if total != file.stamp.size {
-        Some(format!("read {total} bytes, expected {}", file.stamp.size))
-    } else if after != file.stamp {
-        Some(if after.size != file.stamp.size {
-            format!("size {} → {}", file.stamp.size, after.size)
-        } else {
-            "modification time or inode changed".to_owned()
-        })
-    } else {
-        None
-    };
-    if let Some(what) = changed {
-        return Err(Error::Changed {
-            path: file.absolute.clone(),
-            what,
-        });
-    }
+    file.check_unchanged(total)?;
     Ok(Digest::from_bytes(hasher.finalize().into()))
 }
 
@@ -306,16 +317,26 @@ pub fn parallel_largest_first<T: Sync, R: Send>(
     size: impl Fn(&T) -> u64 + Sync,
     work: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1);
+    parallel_largest_first_on(cores, items, size, work)
+}
+
+/// [`parallel_largest_first`] on at most `workers` threads (network
+/// transfers are bounded by the server, not the cores).
+pub(crate) fn parallel_largest_first_on<T: Sync, R: Send>(
+    workers: usize,
+    items: &[T],
+    size: impl Fn(&T) -> u64 + Sync,
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&index| std::cmp::Reverse(size(&items[index])));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .min(items.len())
-        .max(1);
+    let workers = workers.min(items.len()).max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {

@@ -36,7 +36,7 @@ pub(crate) fn run(
     // scratch directory that lives until the gate is decided.
     let (baseline_path, _scratch, provenance) = match args.baseline.strip_prefix("registry:") {
         Some(reference) => {
-            let fetched = fetch_evaluation(&args.registry, reference)?;
+            let fetched = fetch_evaluation(&args.registry, reference, session.environment)?;
             printer.info(&format!(
                 "baseline: the evaluation registered with {} {} ({})",
                 fetched.resolved.manifest.name,

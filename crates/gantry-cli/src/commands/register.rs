@@ -27,7 +27,7 @@ pub(crate) fn run(
         "auto" => VersionRequest::Auto,
         text => VersionRequest::Exact(gantry_registry::parse_version(text).context("--version")?),
     };
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry, session.environment)?;
     let started = std::time::Instant::now();
     let source = ModelSource::read(&args.model_dir, args.allow_pickle)?;
     if !source.skipped.is_empty() {

@@ -12,20 +12,43 @@ use crate::cli::{OutputFormat, RegistryArgs, RegistryCommand};
 use crate::commands::Session;
 use crate::printer::Printer;
 
-/// Opens the registry a URI names.
-pub(crate) fn open_registry(uri: &str) -> Result<Box<dyn Registry>> {
+/// Opens the registry a URI names, with credentials for its host from the
+/// environment (see `gantry_ci::registry_login`).
+pub(crate) fn open_registry(
+    uri: &str,
+    environment: &gantry_ci::Environment,
+) -> Result<Box<dyn Registry>> {
     if let Some(path) = uri.strip_prefix("file:") {
         if path.is_empty() {
             bail!("--registry {uri:?}: file: needs a path, e.g. file:.gantry/registry");
         }
         return Ok(Box::new(FileRegistry::new(path)));
     }
+    if uri.starts_with("oci://") || uri.starts_with("oci+http://") {
+        let host = uri
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        let credentials = gantry_ci::registry_login(environment, host)
+            .with_context(|| format!("credentials for {host}"))?
+            .map(|login| gantry_registry::Credentials {
+                username: login.username,
+                password: login.password,
+            });
+        let options = gantry_registry::OciOptions {
+            credentials,
+            retry: gantry_ci::RetryPolicy::from_environment(environment),
+            ..gantry_registry::OciOptions::default()
+        };
+        return Ok(Box::new(gantry_registry::OciRegistry::new(uri, options)?));
+    }
     let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
     match scheme {
-        "oci" | "mlflow+http" | "mlflow+https" => bail!(
-            "--registry {uri:?}: the {scheme} backend is not available in this build yet; use file:PATH"
+        "mlflow+http" | "mlflow+https" => bail!(
+            "--registry {uri:?}: the MLflow backend is not available in this build yet; use file:PATH or oci://HOST/REPO"
         ),
-        _ => bail!("--registry {uri:?}: expected file:PATH (e.g. file:.gantry/registry)"),
+        _ => bail!(
+            "--registry {uri:?}: expected file:PATH (e.g. file:.gantry/registry) or oci://HOST[:PORT]/REPOSITORY"
+        ),
     }
 }
 
@@ -48,8 +71,12 @@ pub(crate) struct FetchedEvaluation {
 /// Resolves `reference` in the registry at `uri` and fetches the evaluation
 /// results registered with it (`gantry register --eval-results`), checking
 /// their digest.
-pub(crate) fn fetch_evaluation(uri: &str, reference: &str) -> Result<FetchedEvaluation> {
-    let registry = open_registry(uri)?;
+pub(crate) fn fetch_evaluation(
+    uri: &str,
+    reference: &str,
+    environment: &gantry_ci::Environment,
+) -> Result<FetchedEvaluation> {
+    let registry = open_registry(uri, environment)?;
     let resolved = registry.resolve(&parse_reference(reference)?)?;
     let Some(link) = resolved.manifest.lineage.evaluation.clone() else {
         bail!(
@@ -91,7 +118,7 @@ pub(crate) fn run(
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry, session.environment)?;
     let actor = session
         .context
         .actor

@@ -352,7 +352,28 @@ fn verdicts_exit_1_and_errors_exit_2_naming_the_problem() {
         "oci://127.0.0.1:1/models",
     ]);
     assert_eq!(oci.code, 2, "{}", oci.transcript());
-    assert!(oci.stderr.contains("--registry"), "{}", oci.transcript());
+    assert!(
+        oci.stderr
+            .contains("http://127.0.0.1:1/v2/models/tiny/blobs/")
+            && oci.stderr.contains("Connection refused"),
+        "an unreachable registry is named: {}",
+        oci.transcript()
+    );
+    let unknown = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--registry",
+        "s3://bucket/models",
+    ]);
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.contains("expected file:PATH"),
+        "{}",
+        unknown.transcript()
+    );
     let bad_metadata = step.run(&[
         "register",
         "--model-dir",
@@ -528,5 +549,104 @@ fn verdicts_exit_1_and_errors_exit_2_naming_the_problem() {
         unknown.stderr.contains("tiny@9.9.9 is not registered"),
         "{}",
         unknown.transcript()
+    );
+}
+
+#[test]
+fn an_oci_registry_with_token_auth_works_from_the_command_line() {
+    let Some(server) = gantry_test::OciRegistryServer::start() else {
+        return;
+    };
+    let mut step = Step::local();
+    step.set("GANTRY_HTTP_BACKOFF_MS", "1");
+    let model = trained_model(step.directory.path());
+    let uri = format!("oci://{}/models", server.address);
+
+    let anonymous = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--registry",
+        &uri,
+    ]);
+    assert_eq!(anonymous.code, 2, "{}", anonymous.transcript());
+    assert!(
+        anonymous.stderr.contains("refused anonymous access"),
+        "{}",
+        anonymous.transcript()
+    );
+
+    step.set("GANTRY_REGISTRY_USERNAME", gantry_test::OCI_USER)
+        .set("GANTRY_REGISTRY_PASSWORD", gantry_test::OCI_PASSWORD);
+    let registered = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--registry",
+        &uri,
+        "--eval-results",
+        &fixture("good/results.jsonl"),
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    assert!(!registered.stderr.contains(gantry_test::OCI_PASSWORD));
+    let verified = step.run(&[
+        "registry",
+        "verify",
+        "tiny-lm@production",
+        "--registry",
+        &uri,
+    ]);
+    assert_eq!(verified.code, 0, "{}", verified.transcript());
+    assert!(
+        verified
+            .stderr
+            .contains("3 files and 1 lineage documents verified"),
+        "{}",
+        verified.transcript()
+    );
+    let pulled = step.run(&[
+        "registry",
+        "pull",
+        "tiny-lm@production",
+        "--to",
+        "pulled",
+        "--registry",
+        &uri,
+    ]);
+    assert_eq!(pulled.code, 0, "{}", pulled.transcript());
+    assert_eq!(
+        std::fs::read(step.path("pulled/model.safetensors")).expect("pulled"),
+        std::fs::read(model.join("model.safetensors")).expect("model")
+    );
+    let gate = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@production",
+        "--registry",
+        &uri,
+        "--candidate",
+        &fixture("fewer-steps/results.jsonl"),
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(
+        gate.code,
+        1,
+        "the worse candidate fails against the OCI baseline: {}",
+        gate.transcript()
+    );
+    let listed = step.run(&["registry", "list", "--registry", &uri]);
+    assert!(
+        listed
+            .stdout
+            .contains("tiny-lm  1 versions, latest 0.1.0  production=0.1.0"),
+        "{}",
+        listed.transcript()
     );
 }

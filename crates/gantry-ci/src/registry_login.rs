@@ -1,0 +1,190 @@
+//! Credentials for a container/model registry host, from where CI and
+//! developers keep them.
+
+use crate::environment::{EnvVars, Environment};
+use crate::error::{Error, Result};
+
+/// A user name and password (or token) for a registry host.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: gantry_core::Secret,
+    /// Where it came from, for messages (never the value).
+    pub source: String,
+}
+
+/// The credentials for `host` (`name[:port]`), first found of:
+/// `GANTRY_REGISTRY_USERNAME` + `GANTRY_REGISTRY_PASSWORD`; GitLab's
+/// `CI_REGISTRY_USER` + `CI_REGISTRY_PASSWORD` when `host` is
+/// `CI_REGISTRY`; `GITHUB_ACTOR` + `GITHUB_TOKEN` for `ghcr.io`; the
+/// Docker config (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`)
+/// and podman's auth file (`$REGISTRY_AUTH_FILE`,
+/// `$XDG_RUNTIME_DIR/containers/auth.json`).
+pub fn registry_login(environment: &Environment, host: &str) -> Result<Option<RegistryLogin>> {
+    let get = |name: &str| environment.get(name).filter(|value| !value.is_empty());
+    match (
+        get(EnvVars::GANTRY_REGISTRY_USERNAME),
+        get(EnvVars::GANTRY_REGISTRY_PASSWORD),
+    ) {
+        (Some(username), Some(password)) => {
+            return Ok(Some(RegistryLogin {
+                username: username.to_owned(),
+                password: gantry_core::Secret::new(password),
+                source: "GANTRY_REGISTRY_USERNAME/GANTRY_REGISTRY_PASSWORD".to_owned(),
+            }));
+        }
+        (Some(_), None) => {
+            return Err(Error::Input(
+                "GANTRY_REGISTRY_USERNAME is set but GANTRY_REGISTRY_PASSWORD is not".to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::Input(
+                "GANTRY_REGISTRY_PASSWORD is set but GANTRY_REGISTRY_USERNAME is not".to_owned(),
+            ));
+        }
+        (None, None) => {}
+    }
+    if get(EnvVars::CI_REGISTRY) == Some(host)
+        && let (Some(username), Some(password)) = (
+            get(EnvVars::CI_REGISTRY_USER),
+            get(EnvVars::CI_REGISTRY_PASSWORD),
+        )
+    {
+        return Ok(Some(RegistryLogin {
+            username: username.to_owned(),
+            password: gantry_core::Secret::new(password),
+            source: "CI_REGISTRY_USER/CI_REGISTRY_PASSWORD".to_owned(),
+        }));
+    }
+    if host == "ghcr.io"
+        && let (Some(username), Some(password)) =
+            (get(EnvVars::GITHUB_ACTOR), get(EnvVars::GITHUB_TOKEN))
+    {
+        return Ok(Some(RegistryLogin {
+            username: username.to_owned(),
+            password: gantry_core::Secret::new(password),
+            source: "GITHUB_ACTOR/GITHUB_TOKEN".to_owned(),
+        }));
+    }
+    let mut files = Vec::new();
+    if let Some(dir) = get(EnvVars::DOCKER_CONFIG) {
+        files.push(std::path::Path::new(dir).join("config.json"));
+    } else if let Some(home) = get(EnvVars::HOME) {
+        files.push(std::path::Path::new(home).join(".docker/config.json"));
+    }
+    if let Some(file) = get(EnvVars::REGISTRY_AUTH_FILE) {
+        files.push(file.into());
+    } else if let Some(dir) = get(EnvVars::XDG_RUNTIME_DIR) {
+        files.push(std::path::Path::new(dir).join("containers/auth.json"));
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|error| Error::Input(format!("{}: not JSON: {error}", file.display())))?;
+        let Some(entry) = value["auths"]
+            .as_object()
+            .and_then(|auths| {
+                auths.iter().find(|(key, _)| {
+                    let key = key
+                        .trim_start_matches("https://")
+                        .trim_start_matches("http://")
+                        .trim_end_matches('/');
+                    key == host || key.split('/').next() == Some(host)
+                })
+            })
+            .map(|(_, entry)| entry)
+        else {
+            continue;
+        };
+        let (username, password) = if let Some(auth) = entry["auth"].as_str() {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    Error::Input(format!(
+                        "{}: the auth entry for {host} is not base64 of user:password",
+                        file.display()
+                    ))
+                })?;
+            match decoded.split_once(':') {
+                Some((username, password)) => (username.to_owned(), password.to_owned()),
+                None => {
+                    return Err(Error::Input(format!(
+                        "{}: the auth entry for {host} is not user:password",
+                        file.display()
+                    )));
+                }
+            }
+        } else {
+            match (entry["username"].as_str(), entry["password"].as_str()) {
+                (Some(username), Some(password)) => (username.to_owned(), password.to_owned()),
+                _ => continue,
+            }
+        };
+        return Ok(Some(RegistryLogin {
+            username,
+            password: gantry_core::Secret::new(password),
+            source: file.display().to_string(),
+        }));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_wins_then_ci_then_docker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".docker")).unwrap();
+        std::fs::write(
+            dir.path().join(".docker/config.json"),
+            r#"{"auths": {"registry.example:5000": {"auth": "YWxpY2U6czNjcjN0"}}}"#,
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let environment = Environment::from_pairs([("HOME", home)]);
+        let login = registry_login(&environment, "registry.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.username, "alice");
+        assert_eq!(login.password.expose(), "s3cr3t");
+        assert!(
+            registry_login(&environment, "other.example")
+                .unwrap()
+                .is_none()
+        );
+
+        let environment = Environment::from_pairs([
+            ("HOME", home),
+            ("GANTRY_REGISTRY_USERNAME", "bot"),
+            ("GANTRY_REGISTRY_PASSWORD", "pw"),
+        ]);
+        let login = registry_login(&environment, "registry.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.username, "bot");
+        let environment = Environment::from_pairs([("GANTRY_REGISTRY_USERNAME", "bot")]);
+        let error = registry_login(&environment, "x").unwrap_err().to_string();
+        assert!(error.contains("GANTRY_REGISTRY_PASSWORD is not"), "{error}");
+
+        let environment = Environment::from_pairs([
+            ("CI_REGISTRY", "registry.gitlab.example"),
+            ("CI_REGISTRY_USER", "gitlab-ci-token"),
+            ("CI_REGISTRY_PASSWORD", "job"),
+        ]);
+        let login = registry_login(&environment, "registry.gitlab.example")
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.username, "gitlab-ci-token");
+    }
+}
