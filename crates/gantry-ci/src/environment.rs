@@ -51,6 +51,12 @@ impl EnvVars {
     pub const GANTRY_REGISTRY_USERNAME: &'static str = "GANTRY_REGISTRY_USERNAME";
     /// Password or token for `--registry oci://…` and `mlflow+http(s)://…`.
     pub const GANTRY_REGISTRY_PASSWORD: &'static str = "GANTRY_REGISTRY_PASSWORD";
+    /// Bearer token for an MLflow server (`--registry mlflow+http(s)://…`).
+    pub const MLFLOW_TRACKING_TOKEN: &'static str = "MLFLOW_TRACKING_TOKEN";
+    /// Basic-auth user for an MLflow server.
+    pub const MLFLOW_TRACKING_USERNAME: &'static str = "MLFLOW_TRACKING_USERNAME";
+    /// Basic-auth password for an MLflow server.
+    pub const MLFLOW_TRACKING_PASSWORD: &'static str = "MLFLOW_TRACKING_PASSWORD";
     /// GitLab's container registry host.
     pub const CI_REGISTRY: &'static str = "CI_REGISTRY";
     /// GitLab's user for its container registry.
@@ -184,6 +190,8 @@ pub fn secrets_in_environment(environment: &Environment) -> Vec<gantry_core::Sec
         EnvVars::CI_JOB_TOKEN,
         EnvVars::GANTRY_REGISTRY_PASSWORD,
         EnvVars::CI_REGISTRY_PASSWORD,
+        EnvVars::MLFLOW_TRACKING_TOKEN,
+        EnvVars::MLFLOW_TRACKING_PASSWORD,
     ]
     .into_iter()
     .filter_map(|name| environment.get(name))

@@ -137,6 +137,39 @@ pub fn registry_login(environment: &Environment, host: &str) -> Result<Option<Re
     Ok(None)
 }
 
+/// How to authenticate to an MLflow server, from MLflow's own variables.
+#[derive(Debug, Clone)]
+pub enum MlflowLogin {
+    /// `MLFLOW_TRACKING_TOKEN`: a bearer token (also what GitLab's MLflow API takes).
+    Token(gantry_core::Secret),
+    /// `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`.
+    Basic(String, gantry_core::Secret),
+}
+
+/// MLflow credentials from the environment, if any.
+pub fn mlflow_login(environment: &Environment) -> Result<Option<MlflowLogin>> {
+    let get = |name: &str| environment.get(name).filter(|value| !value.is_empty());
+    if let Some(token) = get(EnvVars::MLFLOW_TRACKING_TOKEN) {
+        return Ok(Some(MlflowLogin::Token(gantry_core::Secret::new(token))));
+    }
+    match (
+        get(EnvVars::MLFLOW_TRACKING_USERNAME),
+        get(EnvVars::MLFLOW_TRACKING_PASSWORD),
+    ) {
+        (Some(user), Some(password)) => Ok(Some(MlflowLogin::Basic(
+            user.to_owned(),
+            gantry_core::Secret::new(password),
+        ))),
+        (Some(_), None) => Err(Error::Input(
+            "MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is not".to_owned(),
+        )),
+        (None, Some(_)) => Err(Error::Input(
+            "MLFLOW_TRACKING_PASSWORD is set but MLFLOW_TRACKING_USERNAME is not".to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

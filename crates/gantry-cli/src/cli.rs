@@ -93,7 +93,7 @@ pub struct RegisterArgs {
     /// The model's name: lowercase letters and digits separated by '.', '_' or '-'.
     #[arg(long)]
     pub name: String,
-    /// Where to register: file:PATH or oci://HOST[:PORT]/REPOSITORY (credentials from GANTRY_REGISTRY_USERNAME/GANTRY_REGISTRY_PASSWORD or docker login).
+    /// Where to register: file:PATH, oci://HOST[:PORT]/REPOSITORY (credentials: GANTRY_REGISTRY_USERNAME/GANTRY_REGISTRY_PASSWORD or docker login) or mlflow+http(s)://HOST[:PORT] (MLFLOW_TRACKING_TOKEN).
     #[arg(long, value_name = "URI", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
     /// auto (the next patch version) or X.Y.Z. Registering content that is already registered returns its version.
@@ -128,7 +128,7 @@ pub struct RegisterArgs {
 /// Arguments of `gantry registry`.
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// The registry: file:PATH or oci://HOST[:PORT]/REPOSITORY.
+    /// The registry: file:PATH, oci://HOST[:PORT]/REPOSITORY or mlflow+http(s)://HOST[:PORT].
     #[arg(long, global = true, value_name = "URI", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
     /// What to do.
@@ -324,7 +324,7 @@ pub struct EvalGateArgs {
     /// The baseline's results (the production model's blessed evaluation), in any format --candidate takes, or registry:NAME@ALIAS for the evaluation registered with that version.
     #[arg(long, value_name = "PATH|registry:REF")]
     pub baseline: String,
-    /// The registry registry:REF baselines are read from: file:PATH or oci://HOST[:PORT]/REPOSITORY.
+    /// The registry registry:REF baselines are read from: file:PATH, oci://HOST[:PORT]/REPOSITORY or mlflow+http(s)://HOST[:PORT].
     #[arg(long, value_name = "URI", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
     /// TOML policy: rules by source/task/metric with floor, margin, max_new_failures, severity; [defaults] alpha, confidence, resamples, min_items, seed.

@@ -9,7 +9,8 @@ evaluation results) digested and cross-checked. The manifest's digest is the
 model's identity; registering the same content twice gives one version.
 
 Backends implement [`Registry`]: [`FileRegistry`] (the embedded default,
-`file:PATH`) and [`OciRegistry`] (`oci://HOST/REPO`). The CLI wires a URI to a backend; other crates see only the
+`file:PATH`) [`OciRegistry`] (`oci://HOST/REPO`) and [`MlflowRegistry`]
+(`mlflow+http(s)://HOST`). The CLI wires a URI to a backend; other crates see only the
 trait and [`gantry_core`]'s manifest types. [`verify`], [`pull`] and
 [`diff`] work on any backend.
 */
@@ -17,6 +18,7 @@ trait and [`gantry_core`]'s manifest types. [`verify`], [`pull`] and
 mod error;
 mod file;
 mod lineage;
+mod mlflow;
 mod names;
 mod oci;
 mod ops;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::error::{Error, Result};
 pub use crate::file::FileRegistry;
 pub use crate::lineage::{ChainCheck, LineageInput, LineageSources, chain_checks};
+pub use crate::mlflow::{MlflowAuth, MlflowOptions, MlflowRegistry};
 pub use crate::names::{Reference, Selector, parse_version, validate_alias, validate_name};
 pub use crate::oci::{Credentials, OciOptions, OciRegistry};
 pub use crate::ops::{

@@ -19,7 +19,9 @@ assert_eq!(forge.requests().len(), 0);
 
 mod oci;
 
-pub use crate::oci::{DroppingProxy, OCI_PASSWORD, OCI_USER, OciRegistryServer, require_tool};
+pub use crate::oci::{
+    DroppingProxy, MlflowServer, OCI_PASSWORD, OCI_USER, OciRegistryServer, require_tool,
+};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

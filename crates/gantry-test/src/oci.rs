@@ -418,3 +418,91 @@ fn pump_cutting(
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
 }
+
+/// A running `mlflow server` (SQLite store, artifacts proxied), stopped on drop.
+pub struct MlflowServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The directory holding the database and artifacts.
+    pub directory: tempfile::TempDir,
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MlflowServer {
+    /// Starts the `mlflow` of `$GANTRY_MLFLOW_VENV` (set by `cargo xtask
+    /// test`) on a free loopback port, or returns `None` (a skip) when it is
+    /// not installed and services are optional.
+    ///
+    /// # Panics
+    /// When MLflow is missing under `GANTRY_REQUIRE_SERVICES`, or the server
+    /// is not healthy within 90 s.
+    pub fn start() -> Option<MlflowServer> {
+        let mlflow = std::env::var_os("GANTRY_MLFLOW_VENV")
+            .map(|venv| PathBuf::from(venv).join("bin/mlflow"))
+            .filter(|path| path.is_file());
+        let Some(mlflow) = mlflow else {
+            assert!(
+                !services_required(),
+                "MLflow is required (GANTRY_REQUIRE_SERVICES is set) but $GANTRY_MLFLOW_VENV/bin/mlflow does not exist; run `cargo xtask test`"
+            );
+            #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+            {
+                eprintln!("skipping: GANTRY_MLFLOW_VENV is not set (cargo xtask test sets it)");
+            }
+            return None;
+        };
+        let directory = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = std::fs::File::create(directory.path().join("mlflow.log")).expect("log");
+        let child = Command::new(mlflow)
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+            ])
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                directory.path().join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(directory.path().join("artifacts"))
+            .current_dir(directory.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start mlflow server");
+        let server = MlflowServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            directory,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = write!(stream, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.contains(" 200 ") && answer.ends_with("OK") {
+                    return Some(server);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "mlflow server did not become healthy: {}",
+            std::fs::read_to_string(server.directory.path().join("mlflow.log")).unwrap_or_default()
+        );
+    }
+}

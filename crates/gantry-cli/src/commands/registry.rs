@@ -41,15 +41,26 @@ pub(crate) fn open_registry(
         };
         return Ok(Box::new(gantry_registry::OciRegistry::new(uri, options)?));
     }
-    let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
-    match scheme {
-        "mlflow+http" | "mlflow+https" => bail!(
-            "--registry {uri:?}: the MLflow backend is not available in this build yet; use file:PATH or oci://HOST/REPO"
-        ),
-        _ => bail!(
-            "--registry {uri:?}: expected file:PATH (e.g. file:.gantry/registry) or oci://HOST[:PORT]/REPOSITORY"
-        ),
+    if uri.starts_with("mlflow+http://") || uri.starts_with("mlflow+https://") {
+        let auth = gantry_ci::mlflow_login(environment)
+            .context("MLflow credentials")?
+            .map(|login| match login {
+                gantry_ci::MlflowLogin::Token(token) => gantry_registry::MlflowAuth::Token(token),
+                gantry_ci::MlflowLogin::Basic(user, password) => {
+                    gantry_registry::MlflowAuth::Basic(user, password)
+                }
+            });
+        let options = gantry_registry::MlflowOptions {
+            auth,
+            retry: gantry_ci::RetryPolicy::from_environment(environment),
+        };
+        return Ok(Box::new(gantry_registry::MlflowRegistry::new(
+            uri, options,
+        )?));
     }
+    bail!(
+        "--registry {uri:?}: expected file:PATH (e.g. file:.gantry/registry), oci://HOST[:PORT]/REPOSITORY or mlflow+http(s)://HOST[:PORT]"
+    )
 }
 
 /// Parses a REF argument.

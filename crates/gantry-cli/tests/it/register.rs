@@ -650,3 +650,69 @@ fn an_oci_registry_with_token_auth_works_from_the_command_line() {
         listed.transcript()
     );
 }
+
+#[test]
+fn an_mlflow_server_works_from_the_command_line() {
+    let Some(server) = gantry_test::MlflowServer::start() else {
+        return;
+    };
+    let step = Step::local();
+    trained_model(step.directory.path());
+    let uri = format!("mlflow+{}", server.url);
+    let registered = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--registry",
+        &uri,
+        "--eval-results",
+        &fixture("good/results.jsonl"),
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    let again = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny-lm",
+        "--registry",
+        &uri,
+        "--eval-results",
+        &fixture("good/results.jsonl"),
+    ]);
+    assert!(
+        again.stdout.contains("created=false"),
+        "{}",
+        again.transcript()
+    );
+    let verified = step.run(&[
+        "registry",
+        "verify",
+        "tiny-lm@production",
+        "--registry",
+        &uri,
+    ]);
+    assert_eq!(verified.code, 0, "{}", verified.transcript());
+    let gate = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@production",
+        "--registry",
+        &uri,
+        "--candidate",
+        &fixture("good/results.jsonl"),
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(gate.code, 0, "{}", gate.transcript());
+    let events = step.run(&["registry", "events", "tiny-lm", "--registry", &uri]);
+    assert!(
+        events.stdout.contains("production: unset → 0.1.0"),
+        "{}",
+        events.transcript()
+    );
+}

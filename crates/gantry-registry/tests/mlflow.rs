@@ -1,0 +1,270 @@
+//! The MLflow backend against a real `mlflow server` (SQLite store,
+//! artifacts through its proxy): round trips, idempotence by the digest tag,
+//! concurrent registrations, aliases with compare-and-swap and their events.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gantry_core::Digest;
+use gantry_registry::{
+    Error, Expectation, LineageInput, LineageSources, MlflowOptions, MlflowRegistry, ModelSource,
+    Reference, RegisterRequest, Registry, VersionRequest,
+};
+use gantry_test::MlflowServer;
+
+fn model_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("tokenizer")).unwrap();
+    let header = r#"{"w":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]}}"#;
+    let mut weights = (header.len() as u64).to_le_bytes().to_vec();
+    weights.extend_from_slice(header.as_bytes());
+    weights.extend_from_slice(&[1; 12]);
+    std::fs::write(dir.join("model.safetensors"), weights).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"hidden": 4}"#).unwrap();
+    std::fs::write(dir.join("tokenizer/vocab file.json"), r#"{"a": 1}"#).unwrap();
+    dir
+}
+
+fn registry(server: &MlflowServer) -> MlflowRegistry {
+    let options = MlflowOptions {
+        auth: None,
+        retry: gantry_ci::RetryPolicy {
+            base_delay: std::time::Duration::from_millis(5),
+            ..gantry_ci::RetryPolicy::default()
+        },
+    };
+    MlflowRegistry::new(&format!("mlflow+{}", server.url), options).unwrap()
+}
+
+fn register(
+    registry: &dyn Registry,
+    dir: &Path,
+    lineage: &LineageInput,
+    metadata: &[(&str, &str)],
+    aliases: &[&str],
+) -> Result<gantry_registry::Registration, Error> {
+    let source = ModelSource::read(dir, false)?;
+    registry.register(&RegisterRequest {
+        name: "tiny",
+        version: VersionRequest::Auto,
+        source: &source,
+        lineage,
+        metadata: metadata
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+        aliases: aliases.iter().map(|alias| (*alias).to_owned()).collect(),
+        actor: "tester".to_owned(),
+    })
+}
+
+#[test]
+fn mlflow_round_trips_versions_aliases_and_events() {
+    let Some(server) = MlflowServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), "model");
+    let results = work.path().join("results.jsonl");
+    std::fs::write(&results, "{\"id\":\"1\",\"scores\":{\"acc\":1}}\n").unwrap();
+    let lineage = LineageSources {
+        eval_results: Some(results.clone()),
+        ..LineageSources::default()
+    }
+    .read()
+    .unwrap();
+    let registry = registry(&server);
+
+    let first = register(&registry, &dir, &lineage, &[], &["candidate"]).unwrap();
+    assert!(first.created);
+    assert_eq!(first.manifest.version, "0.1.0");
+    let again = register(&registry, &dir, &lineage, &[], &[]).unwrap();
+    assert!(!again.created);
+    assert_eq!(again.digest, first.digest);
+    let second = register(&registry, &dir, &lineage, &[("run", "2")], &[]).unwrap();
+    assert_eq!(second.manifest.version, "0.1.1");
+    assert_eq!(registry.models().unwrap(), vec!["tiny".to_owned()]);
+    let versions = registry.versions("tiny").unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.manifest.version.as_str())
+            .collect::<Vec<_>>(),
+        ["0.1.0", "0.1.1"]
+    );
+
+    let resolved = registry
+        .resolve(&"tiny@candidate".parse::<Reference>().unwrap())
+        .unwrap();
+    assert_eq!(resolved.digest, first.digest);
+    let report = gantry_registry::verify(&registry, &resolved).unwrap();
+    assert!(report.ok(), "{:?}", report.problems());
+    assert_eq!(report.documents.len(), 1);
+    let pulled = work.path().join("pulled");
+    gantry_registry::pull(&registry, &resolved, &pulled).unwrap();
+    assert_eq!(
+        std::fs::read(pulled.join("tokenizer/vocab file.json")).unwrap(),
+        std::fs::read(dir.join("tokenizer/vocab file.json")).unwrap()
+    );
+
+    let v2 = registry
+        .resolve(&"tiny@0.1.1".parse::<Reference>().unwrap())
+        .unwrap();
+    let conflict = registry
+        .move_alias("candidate", &v2, &Expectation::Absent, "bob")
+        .unwrap_err();
+    assert!(
+        matches!(conflict, Error::AliasConflict { .. }),
+        "{conflict}"
+    );
+    registry
+        .move_alias("candidate", &v2, &Expectation::Digest(first.digest), "bob")
+        .unwrap();
+    registry
+        .move_alias("production", &resolved, &Expectation::Absent, "carol")
+        .unwrap();
+    let aliases = registry.aliases("tiny").unwrap();
+    assert_eq!(aliases["candidate"].version, "0.1.1");
+    assert_eq!(aliases["production"].version, "0.1.0");
+    let events = registry.events("tiny").unwrap();
+    let moves: Vec<_> = events
+        .iter()
+        .filter(|event| event.action == "alias-moved")
+        .collect();
+    assert_eq!(moves.len(), 3);
+    assert!(
+        moves.iter().any(
+            |event| event.actor == "bob" && event.previous.as_ref().unwrap().version == "0.1.0"
+        )
+    );
+
+    // What MLflow itself shows: tags on the version, files in the run.
+    let client = reqwest::blocking::Client::new();
+    let found: serde_json::Value = client
+        .get(format!(
+            "{}/api/2.0/mlflow/model-versions/search",
+            server.url
+        ))
+        .query(&[(
+            "filter",
+            format!("name='tiny' AND tags.`gantry.digest`='{}'", first.digest),
+        )])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let version = &found["model_versions"][0];
+    let source = version["source"].as_str().unwrap();
+    assert!(
+        source.starts_with("mlflow-artifacts:/") && source.ends_with("/artifacts/model"),
+        "{source}"
+    );
+    let path = source.trim_start_matches("mlflow-artifacts:/");
+    let weights = client
+        .get(format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{path}/model.safetensors",
+            server.url
+        ))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(
+        Digest::of_bytes(&weights),
+        first.manifest.file("model.safetensors").unwrap().digest
+    );
+}
+
+#[test]
+fn concurrent_registrations_get_distinct_versions() {
+    let Some(server) = MlflowServer::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), "model");
+    let url = server.url.clone();
+    let versions: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|index| {
+                let (dir, url) = (&dir, &url);
+                scope.spawn(move || {
+                    let registry =
+                        MlflowRegistry::new(&format!("mlflow+{url}"), MlflowOptions::default())
+                            .unwrap();
+                    let run = index.to_string();
+                    register(
+                        &registry,
+                        dir,
+                        &LineageInput::default(),
+                        &[("run", &run)],
+                        &[],
+                    )
+                    .unwrap()
+                    .manifest
+                    .version
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let mut sorted = versions.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 4, "{versions:?}");
+    assert_eq!(registry(&server).versions("tiny").unwrap().len(), 4);
+
+    // The same content registered four times at once is one version.
+    let digests: Vec<(Digest, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (dir, url) = (&dir, &url);
+                scope.spawn(move || {
+                    let registry =
+                        MlflowRegistry::new(&format!("mlflow+{url}"), MlflowOptions::default())
+                            .unwrap();
+                    let registered = register(
+                        &registry,
+                        dir,
+                        &LineageInput::default(),
+                        &[("run", "same")],
+                        &[],
+                    )
+                    .unwrap();
+                    (registered.digest, registered.created)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    assert!(digests.iter().all(|(digest, _)| *digest == digests[0].0));
+    assert_eq!(
+        digests.iter().filter(|(_, created)| *created).count(),
+        1,
+        "{digests:?}"
+    );
+    assert_eq!(registry(&server).versions("tiny").unwrap().len(), 5);
+
+    let unreachable = MlflowRegistry::new(
+        "mlflow+http://127.0.0.1:1",
+        MlflowOptions {
+            retry: gantry_ci::RetryPolicy {
+                attempts: 1,
+                ..gantry_ci::RetryPolicy::default()
+            },
+            ..MlflowOptions::default()
+        },
+    )
+    .unwrap();
+    let error = unreachable.versions("tiny").unwrap_err().to_string();
+    assert!(
+        error.contains("http://127.0.0.1:1/api/2.0/mlflow/model-versions/search"),
+        "{error}"
+    );
+}
