@@ -8,8 +8,10 @@
 #   pandas, polars (PyPI) - bench/peers/validate_chat.py: validate-data's tier-0 checks, written idiomatically
 #
 #   huggingface_hub 2.4.0 (PyPI) - its sha256 helper (`huggingface_hub.utils.sha.sha_fileobj`), what an upload hashes with
+#   oras 0.2.43 (PyPI)   - oras-py pushing the same files to the same local OCI registry
+#   mlflow 3.17.2        - `mlflow.log_artifacts` to the same local MLflow server
 #
-# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register"; default: the first two);
+# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register upload"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -208,4 +210,72 @@ for path, names in [(sys.argv[1], ["gantry (all cores)", "sha256sum", "openssl d
         print(f"  {name:32s} median {result['median']:7.2f} s  {size / result['median'] / 1e9:5.2f} GB/s  x{result['median'] / base:5.2f} of gantry")
 PY
   rm -rf "$scratch/registry" "$scratch/copy"
+fi
+
+if section upload; then
+  # Uploading a model: gantry register against oras-py (OCI) and MLflow's
+  # own client (MLflow), to the same local servers, BENCH_UPLOAD_MB in four shards.
+  upload_mb="${BENCH_UPLOAD_MB:-1024}"
+  command -v docker-registry > /dev/null || { echo "bench: docker-registry is missing (apt-get install docker-registry)" >&2; exit 2; }
+  if [ ! -x "$peers/oras/bin/python" ]; then
+    python3 -m venv "$peers/oras"
+    "$peers/oras/bin/pip" install --quiet --disable-pip-version-check oras==0.2.43
+  fi
+  if [ ! -x "$peers/mlflow/bin/python" ]; then
+    python3 -m venv "$peers/mlflow"
+    "$peers/mlflow/bin/pip" install --quiet --disable-pip-version-check mlflow==3.17.2
+  fi
+  model="$peers/upload-${upload_mb}mb"
+  if [ ! -f "$model/model-00004-of-00004.safetensors" ]; then
+    mkdir -p "$model"
+    for shard in 1 2 3 4; do
+      bytes=$((upload_mb / 4 * 1048576))
+      python3 -c "import json, struct, sys; h = json.dumps({'w': {'dtype': 'U8', 'shape': [$bytes], 'data_offsets': [0, $bytes]}}).encode(); sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h)" \
+        > "$model/model-0000$shard-of-00004.safetensors"
+      head -c "$bytes" /dev/urandom >> "$model/model-0000$shard-of-00004.safetensors"
+    done
+  fi
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/oci}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$scratch" "$port" > "$scratch/registry.yml"
+  docker-registry serve "$scratch/registry.yml" 2> /dev/null &
+  registry_pid=$!
+  mport=$((port + 1))
+  "$peers/mlflow/bin/mlflow" server --host 127.0.0.1 --port "$mport" --workers 1 \
+    --backend-store-uri "sqlite:///$scratch/mlflow.db" --artifacts-destination "$scratch/artifacts" > /dev/null 2>&1 &
+  mlflow_pid=$!
+  for _ in $(seq 120); do curl -fs "http://127.0.0.1:$mport/health" > /dev/null 2>&1 && break; sleep 0.5; done
+  files=("$model"/*)
+  echo "== upload: $(du -sh "$model" | cut -f1) in ${#files[@]} files to a local OCI registry and a local MLflow server"
+  cat > "$scratch/oras_push.py" <<'PY'
+import os, sys, oras.client
+port, files = sys.argv[1], sys.argv[2:]
+os.chdir(os.path.dirname(files[0]))
+client = oras.client.OrasClient(hostname=f"127.0.0.1:{port}", insecure=True)
+client.push(target=f"127.0.0.1:{port}/bench/oras:v1", files=[os.path.basename(f) for f in files], disable_path_validation=True)
+PY
+  cat > "$scratch/mlflow_log.py" <<'PY'
+import sys, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("bench")
+with mlflow.start_run():
+    mlflow.log_artifacts(sys.argv[2], "model")
+PY
+  hyperfine --warmup 1 --runs 5 --export-json "$out/upload-oci.json" \
+    --prepare "rm -rf $scratch/oci/docker" \
+    "$gantry --quiet register --model-dir $model --name bench --registry oci://127.0.0.1:$port/bench" \
+    "$peers/oras/bin/python $scratch/oras_push.py $port ${files[*]}"
+  hyperfine --warmup 1 --runs 5 --export-json "$out/upload-mlflow.json" \
+    "$gantry --quiet register --model-dir $model --name bench --registry mlflow+http://127.0.0.1:$mport" \
+    "$peers/mlflow/bin/python $scratch/mlflow_log.py http://127.0.0.1:$mport $model"
+  kill "$registry_pid" "$mlflow_pid" 2> /dev/null || true
+  python3 - "$out/upload-oci.json" "$out/upload-mlflow.json" "$(du -sb "$model" | cut -f1)" <<'PY'
+import json, sys
+size = int(sys.argv[3])
+for path, names in [(sys.argv[1], ["gantry register (OCI)", "oras-py push"]),
+                    (sys.argv[2], ["gantry register (MLflow)", "mlflow.log_artifacts"])]:
+    results = json.load(open(path))["results"]
+    base = results[0]["median"]
+    for name, result in zip(names, results):
+        print(f"  {name:28s} median {result['median']:7.2f} s  {size / result['median'] / 1e9:5.2f} GB/s  x{result['median'] / base:5.2f} of gantry")
+PY
 fi

@@ -123,6 +123,9 @@ pub struct RegisterArgs {
     /// Hash, inspect and check lineage, print the digest and whether it is registered, store nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write an in-toto statement (SLSA provenance v1) whose subject is the manifest digest, for cosign or actions/attest to sign.
+    #[arg(long, value_name = "PATH")]
+    pub provenance: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `gantry registry`.

@@ -161,6 +161,10 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
                 "created",
                 "false when the same content was already registered.",
             ),
+            (
+                "provenance",
+                "Path of the in-toto statement, when --provenance was given.",
+            ),
         ],
         code_quality: false,
         junit: false,

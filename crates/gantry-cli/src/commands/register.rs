@@ -120,6 +120,19 @@ pub(crate) fn run(
         ));
     }
 
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.provenance {
+        let statement = provenance(&registration, &registry.uri(), session);
+        crate::commands::publish::write_json(path, &statement)?;
+        printer.info(&format!(
+            "wrote the provenance of {} ({}) to {}",
+            reference,
+            "in-toto statement, SLSA provenance v1",
+            path.display()
+        ));
+        outputs.push(("provenance".to_owned(), path.display().to_string()));
+    }
+
     let mut markdown = String::new();
     let _ = writeln!(
         markdown,
@@ -157,14 +170,17 @@ pub(crate) fn run(
         let _ = writeln!(markdown, "\n### Lineage\n\n{}", lineage_lines.join("\n"));
     }
     let markdown = session.masker.redact(&markdown);
-    let outputs = vec![
-        ("name".to_owned(), manifest.name.clone()),
-        ("version".to_owned(), manifest.version.clone()),
-        ("digest".to_owned(), registration.digest.to_string()),
-        ("uri".to_owned(), registry.uri()),
-        ("reference".to_owned(), reference.clone()),
-        ("created".to_owned(), registration.created.to_string()),
-    ];
+    outputs.splice(
+        0..0,
+        [
+            ("name".to_owned(), manifest.name.clone()),
+            ("version".to_owned(), manifest.version.clone()),
+            ("digest".to_owned(), registration.digest.to_string()),
+            ("uri".to_owned(), registry.uri()),
+            ("reference".to_owned(), reference.clone()),
+            ("created".to_owned(), registration.created.to_string()),
+        ],
+    );
     let result = CommandResult {
         command: "register",
         name: args.name.clone(),
@@ -189,6 +205,63 @@ pub(crate) fn run(
         }),
     };
     publish(result, session, printer)
+}
+
+/// An in-toto v1 statement with an SLSA provenance v1 predicate: the
+/// subject is the manifest digest (the model's identity), the resolved
+/// dependencies the commit and each lineage document.
+fn provenance(
+    registration: &gantry_registry::Registration,
+    registry: &str,
+    session: &Session<'_>,
+) -> serde_json::Value {
+    let manifest = &registration.manifest;
+    let mut dependencies = Vec::new();
+    if let Some(git) = &manifest.lineage.git {
+        let uri = match (&git.repository, &git.git_ref) {
+            (Some(repository), Some(git_ref)) => format!("git+{repository}@{git_ref}"),
+            (Some(repository), None) => format!("git+{repository}"),
+            _ => "git".to_owned(),
+        };
+        dependencies.push(json!({"uri": uri, "digest": {"gitCommit": git.commit}}));
+    }
+    for (role, link) in manifest.lineage.documents() {
+        dependencies.push(json!({
+            "name": link.file_name,
+            "digest": {"sha256": link.digest.hex()},
+            "annotations": {"role": role},
+        }));
+    }
+    let builder = session
+        .context
+        .run_url
+        .clone()
+        .unwrap_or_else(|| "local".to_owned());
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{
+            "name": format!("{}@{}", manifest.name, manifest.version),
+            "digest": {"sha256": registration.digest.hex()},
+        }],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://github.com/gantry-dev/gantry/register/v1",
+                "externalParameters": {
+                    "name": manifest.name,
+                    "version": manifest.version,
+                    "registry": registry,
+                    "metadata": manifest.metadata,
+                },
+                "internalParameters": {"gantry": env!("CARGO_PKG_VERSION")},
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": builder},
+                "metadata": {"startedOn": manifest.created},
+            },
+        },
+    })
 }
 
 /// `--dry-run`: the digest the model would have, and whether it is registered.

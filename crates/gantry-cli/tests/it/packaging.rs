@@ -773,6 +773,46 @@ fn validate_data_action_runs_in_podman_and_its_report_matches_the_schemas() {
 }
 
 #[test]
+fn gitlab_ci_local_registers_a_model_and_passes_its_digest_on() {
+    let pipeline = r#"stages: [register, deploy]
+include:
+  - local: templates/register-model.yml
+    inputs:
+      stage: register
+      model-dir: model
+      name: tiny
+      alias: candidate
+deploy:
+  stage: deploy
+  needs: [gantry-register]
+  script:
+    - echo "deploying $REGISTER_REFERENCE as version $REGISTER_VERSION"
+"#;
+    let Some((project, code, text)) = run_gitlab_pipeline("register-model", pipeline, |root| {
+        let model = root.join("model");
+        std::fs::create_dir_all(&model).expect("mkdir");
+        let header = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut weights = (header.len() as u64).to_le_bytes().to_vec();
+        weights.extend_from_slice(header.as_bytes());
+        weights.extend_from_slice(&[0; 8]);
+        std::fs::write(model.join("model.safetensors"), weights).expect("write");
+    }) else {
+        return;
+    };
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("deploying tiny@sha256:") && text.contains("as version 0.1.0"),
+        "dotenv outputs did not reach the deploy job:\n{text}"
+    );
+    assert!(
+        project
+            .path()
+            .join(".gantry/registry/models/tiny/versions/0.1.0.json")
+            .is_file()
+    );
+}
+
+#[test]
 fn gitlab_ci_local_runs_validate_data_and_passes_the_digest_on() {
     let pipeline = r#"stages: [data, train]
 include:

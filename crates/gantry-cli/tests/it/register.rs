@@ -104,6 +104,8 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         "production",
         "--metadata",
         "owner=ml-platform",
+        "--provenance",
+        "provenance.json",
     ]);
     assert_eq!(registered.code, 0, "{}", registered.transcript());
     let outputs = github_outputs(&step.read("github_output"));
@@ -115,6 +117,33 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         outputs["reference"],
         format!("tiny-lm@{}", outputs["digest"])
     );
+    let statement: serde_json::Value =
+        serde_json::from_str(&step.read("provenance.json")).expect("provenance JSON");
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            statement["subject"][0]["digest"]["sha256"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        outputs["digest"]
+    );
+    let dependencies = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("dependencies");
+    assert_eq!(
+        dependencies[0]["digest"]["gitCommit"],
+        "0000000000000000000000000000000000000merge"
+    );
+    assert!(
+        dependencies
+            .iter()
+            .any(|dependency| dependency["digest"]["sha256"].as_str()
+                == sha256(&lock).strip_prefix("sha256:"))
+    );
+    assert_eq!(outputs["provenance"], "provenance.json");
     let summary = step.read("step_summary");
     assert!(
         summary.contains("## gantry register: tiny-lm 0.1.0"),
