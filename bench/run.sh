@@ -236,7 +236,7 @@ if section upload; then
     done
   fi
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/oci}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$scratch" "$port" > "$scratch/registry.yml"
+  printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/oci}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$scratch" "$port" > "$scratch/registry.yml"
   docker-registry serve "$scratch/registry.yml" 2> /dev/null &
   registry_pid=$!
   mport=$((port + 1))

@@ -243,7 +243,7 @@ impl OciRegistryServer {
 
         let port = free_port();
         let config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {data}}}\n  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{port}}}\nauth:\n  token:\n    realm: http://{token_address}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {cert}\n",
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {data}}}\n  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{port}}}\nauth:\n  token:\n    realm: http://{token_address}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {cert}\n",
             data = dir.join("data").display(),
             cert = dir.join("cert.pem").display(),
         );
