@@ -769,8 +769,19 @@ impl OciRegistry {
                 "{repository}:{reference}: the config is not a model manifest: {error}"
             ))
         })?;
+        let resolved = Resolved::new(model)?;
+        // The digest recorded at registration: an edited config is caught.
+        if let Some(recorded) = manifest.annotations.get("org.gantry.model.digest")
+            && *recorded != resolved.digest.to_string()
+        {
+            return Err(Error::Tampered {
+                what: format!("the manifest of {repository}:{reference}"),
+                expected: recorded.parse()?,
+                actual: resolved.digest,
+            });
+        }
         Ok(Some(StoredVersion {
-            resolved: Resolved::new(model)?,
+            resolved,
             oci_digest,
             actor: manifest.annotations.get("org.gantry.actor").cloned(),
         }))
