@@ -77,6 +77,28 @@ pub struct RunInfo {
     pub source: Source,
     /// The model, as the producer recorded it.
     pub model: Option<String>,
+    /// The registered version the results belong to, for registry baselines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<RegisteredVersion>,
+}
+
+/// A registered model version whose evaluation a gate used.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RegisteredVersion {
+    /// The reference given, e.g. `registry:support-bot@production`.
+    pub reference: String,
+    /// The registry.
+    pub registry: String,
+    /// The model.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// When it was registered.
+    pub created: String,
+    /// Days between registration and the gate.
+    pub age_days: Option<f64>,
 }
 
 /// `gate.json`.
@@ -446,6 +468,7 @@ pub fn evaluate_gate(
         path: set.path.display().to_string(),
         source: set.source,
         model: set.model.clone(),
+        registered: None,
     };
     Ok(GateReport {
         schema_version: GATE_SCHEMA_VERSION,

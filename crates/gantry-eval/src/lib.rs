@@ -17,8 +17,10 @@ pub mod runner;
 pub mod stats;
 
 pub use error::{Error, Result};
-pub use gate::{GATE_SCHEMA_VERSION, GateReport, RowVerdict, RuleRow, evaluate_gate};
-pub use policy::{Direction, Policy, Rule, Severity};
+pub use gate::{
+    GATE_SCHEMA_VERSION, GateReport, RegisteredVersion, RowVerdict, RuleRow, evaluate_gate,
+};
+pub use policy::{BaselineFacts, BaselineRequirements, Direction, Policy, Rule, Severity};
 pub use results::{MetricKey, ResultSet, Source, read};
 
 /// JSON Schemas of the files eval-gate writes and reads, for `schemas/`.

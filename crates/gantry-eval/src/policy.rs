@@ -9,6 +9,10 @@
 //! seed = 0              # resampling seed (in the report)
 //! inconclusive = "warn" # or "block"
 //!
+//! [baseline]
+//! from_registry = true  # only registry:NAME@ALIAS baselines
+//! max_age_days = 30     # registered at most 30 days ago
+//!
 //! [[rule]]
 //! name = "accuracy"
 //! select = { source = "lm-eval", task = "mmlu*", metric = "acc,*" }
@@ -38,9 +42,61 @@ pub struct Policy {
     /// Statistical settings.
     #[serde(default)]
     pub defaults: Defaults,
+    /// What the baseline must be.
+    #[serde(default)]
+    pub baseline: BaselineRequirements,
     /// Rules, first match wins.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+}
+
+/// What a baseline must be before anything is compared with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineRequirements {
+    /// The baseline must come from a registry (`--baseline registry:NAME@ALIAS`): the blessed results, not any file.
+    pub from_registry: bool,
+    /// The baseline's version must have been registered at most this many days ago.
+    pub max_age_days: Option<f64>,
+}
+
+/// What is known about the baseline when the requirements are checked.
+#[derive(Debug, Clone, Default)]
+pub struct BaselineFacts {
+    /// Whether it was resolved from a registry.
+    pub from_registry: bool,
+    /// Days since its version was registered, when known.
+    pub age_days: Option<f64>,
+}
+
+impl BaselineRequirements {
+    /// Checks the baseline; every unmet requirement is one difference of
+    /// an [`Error::NotComparable`].
+    pub fn check(&self, facts: &BaselineFacts) -> Result<()> {
+        let mut differences = Vec::new();
+        if self.from_registry && !facts.from_registry {
+            differences.push(
+                "the policy requires a registry baseline (--baseline registry:NAME@ALIAS); a file was given"
+                    .to_owned(),
+            );
+        }
+        if let Some(limit) = self.max_age_days {
+            match facts.age_days {
+                Some(age) if age > limit => differences.push(format!(
+                    "the baseline was registered {age:.1} days ago; the policy allows {limit} (baseline.max_age_days): evaluate and register a fresh one"
+                )),
+                Some(_) => {}
+                None => differences.push(format!(
+                    "the policy allows a baseline at most {limit} days old, but a file's age is unknown: use a registry baseline"
+                )),
+            }
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotComparable { differences })
+        }
+    }
 }
 
 /// Statistical settings shared by every rule.
@@ -205,6 +261,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             defaults: Defaults::default(),
+            baseline: BaselineRequirements::default(),
             rules: vec![Rule::everything()],
         }
     }
@@ -243,6 +300,13 @@ impl Policy {
             return Err(format!(
                 "defaults.resamples = {} is too few for an interval; use at least 1000",
                 d.resamples
+            ));
+        }
+        if let Some(days) = self.baseline.max_age_days
+            && !(days > 0.0 && days.is_finite())
+        {
+            return Err(format!(
+                "baseline.max_age_days = {days} must be a positive number of days"
             ));
         }
         if self.rules.is_empty() {

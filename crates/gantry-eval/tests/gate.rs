@@ -678,3 +678,34 @@ fn inspect_logs_are_read_from_zip_members_in_zstd_and_deflate() {
         .to_string();
     assert!(error.contains("status is \"error\""), "{error}");
 }
+
+#[test]
+fn baseline_requirements_name_what_is_missing() {
+    use gantry_eval::{BaselineFacts, BaselineRequirements};
+    let strict = BaselineRequirements {
+        from_registry: true,
+        max_age_days: Some(30.0),
+    };
+    let fresh = BaselineFacts {
+        from_registry: true,
+        age_days: Some(2.0),
+    };
+    strict.check(&fresh).unwrap();
+    let Err(Error::NotComparable { differences }) = strict.check(&BaselineFacts::default()) else {
+        panic!("a file baseline of unknown age passes a strict policy");
+    };
+    assert_eq!(differences.len(), 2, "{differences:?}");
+    assert!(differences[0].contains("registry baseline"));
+    assert!(differences[1].contains("age is unknown"));
+    let old = BaselineFacts {
+        from_registry: true,
+        age_days: Some(45.5),
+    };
+    let Err(Error::NotComparable { differences }) = strict.check(&old) else {
+        panic!("a 45-day-old baseline passes a 30-day limit");
+    };
+    assert!(differences[0].contains("45.5 days ago"), "{differences:?}");
+    BaselineRequirements::default()
+        .check(&BaselineFacts::default())
+        .unwrap();
+}

@@ -34,31 +34,60 @@ pub(crate) fn run(
     }
     // A registry baseline is fetched (verified against its digest) into a
     // scratch directory that lives until the gate is decided.
-    let (baseline_path, _scratch, provenance) = match args.baseline.strip_prefix("registry:") {
+    let (baseline_path, _scratch, registered) = match args.baseline.strip_prefix("registry:") {
         Some(reference) => {
             let fetched = fetch_evaluation(&args.registry, reference, session.environment)?;
+            let manifest = &fetched.resolved.manifest;
+            let age_days = chrono::DateTime::parse_from_rfc3339(&manifest.created)
+                .ok()
+                .map(|created| {
+                    (chrono::Utc::now() - created.with_timezone(&chrono::Utc)).num_milliseconds()
+                        as f64
+                        / 86_400_000.0
+                });
             printer.info(&format!(
-                "baseline: the evaluation registered with {} {} ({})",
-                fetched.resolved.manifest.name,
-                fetched.resolved.manifest.version,
-                fetched.resolved.digest
-            ));
-            let provenance = format!(
-                "registry:{reference} = {}@{} ({}) in {}",
-                fetched.resolved.manifest.name,
-                fetched.resolved.manifest.version,
+                "baseline: the evaluation registered with {} {} ({}){}",
+                manifest.name,
+                manifest.version,
                 fetched.resolved.digest,
-                args.registry
-            );
-            (fetched.path, Some(fetched.scratch), Some(provenance))
+                age_days.map_or(String::new(), |age| format!(", {age:.1} days ago"))
+            ));
+            let registered = gantry_eval::RegisteredVersion {
+                reference: args.baseline.clone(),
+                registry: args.registry.clone(),
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                digest: fetched.resolved.digest.to_string(),
+                created: manifest.created.clone(),
+                age_days,
+            };
+            (
+                fetched.path.clone(),
+                Some(fetched.scratch),
+                Some(registered),
+            )
         }
         None => (std::path::PathBuf::from(&args.baseline), None, None),
     };
+    policy.baseline.check(&gantry_eval::BaselineFacts {
+        from_registry: registered.is_some(),
+        age_days: registered
+            .as_ref()
+            .and_then(|registered| registered.age_days),
+    })?;
     let baseline = read(&baseline_path)?;
     let candidate = read(&args.candidate)?;
     let mut report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
-    if let Some(provenance) = provenance {
-        report.baseline.path = provenance;
+    if let Some(registered) = registered {
+        report.baseline.path = format!(
+            "{} = {}@{} ({}) in {}",
+            registered.reference,
+            registered.name,
+            registered.version,
+            registered.digest,
+            registered.registry
+        );
+        report.baseline.registered = Some(registered);
     }
     for rule in &report.unused_rules {
         printer.warning(&format!(
@@ -255,6 +284,20 @@ fn render_markdown(report: &GateReport) -> String {
             run.model
                 .as_deref()
                 .map(|m| format!(", model {}", markdown_cell(m)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(registered) = &report.baseline.registered {
+        let _ = writeln!(
+            out,
+            "- baseline version: {} {} (`{}`), registered {}{}",
+            markdown_cell(&registered.name),
+            markdown_cell(&registered.version),
+            registered.digest,
+            markdown_cell(&registered.created),
+            registered
+                .age_days
+                .map(|age| format!(", {age:.1} days before this gate"))
                 .unwrap_or_default()
         );
     }

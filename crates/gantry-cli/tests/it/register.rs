@@ -205,6 +205,62 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         provenance.starts_with("registry:tiny-lm@production = tiny-lm@0.1.0 (sha256:"),
         "{provenance}"
     );
+    assert_eq!(gate["baseline"]["registered"]["version"], "0.1.0");
+    assert_eq!(gate["baseline"]["registered"]["name"], "tiny-lm");
+    assert!(
+        step.read("gate-same/gate.md")
+            .contains("- baseline version: tiny-lm 0.1.0")
+    );
+
+    // Baseline requirements in the policy: a file is refused where a
+    // registry baseline is required, and so is a baseline that is too old.
+    step.write(
+        "strict.toml",
+        "[baseline]\nfrom_registry = true\n\n[[rule]]\n",
+    );
+    let file_baseline = step.run(&[
+        "eval-gate",
+        "--baseline",
+        &fixture("good/results.jsonl"),
+        "--candidate",
+        &fixture("good/results.jsonl"),
+        "--policy",
+        "strict.toml",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(file_baseline.code, 2, "{}", file_baseline.transcript());
+    assert!(
+        file_baseline
+            .stderr
+            .contains("requires a registry baseline"),
+        "{}",
+        file_baseline.transcript()
+    );
+    // Registration times have whole seconds: wait past one, so the
+    // baseline is certainly older than the 0.09 s the policy allows.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    step.write(
+        "fresh.toml",
+        "[baseline]\nfrom_registry = true\nmax_age_days = 0.000001\n\n[[rule]]\n",
+    );
+    let stale = step.run(&[
+        "eval-gate",
+        "--baseline",
+        "registry:tiny-lm@production",
+        "--candidate",
+        &fixture("good/results.jsonl"),
+        "--policy",
+        "fresh.toml",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(stale.code, 2, "{}", stale.transcript());
+    assert!(
+        stale.stderr.contains("baseline.max_age_days"),
+        "{}",
+        stale.transcript()
+    );
     let worse = step.run(&[
         "eval-gate",
         "--baseline",
