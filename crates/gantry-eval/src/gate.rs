@@ -241,6 +241,43 @@ fn pair(b: &MetricData, c: &MetricData, higher: bool) -> Paired {
     out
 }
 
+/// Corpus-metric statistics of the baseline's items and the candidate's
+/// (averaged over repeats), in the baseline's order; a missing candidate
+/// item gets the worst statistics.
+fn pair_corpus(
+    b: &MetricData,
+    c: &MetricData,
+    kind: crate::corpus::Corpus,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, usize) {
+    let average = |rows: &[Vec<f64>]| -> Option<Vec<f64>> {
+        let first = rows.first()?;
+        let mut total = vec![0.0; first.len()];
+        for row in rows {
+            for (slot, value) in total.iter_mut().zip(row) {
+                *slot += value;
+            }
+        }
+        Some(total.into_iter().map(|v| v / rows.len() as f64).collect())
+    };
+    let (mut base, mut cand, mut missing) = (Vec::new(), Vec::new(), 0);
+    for (id, item) in &b.items {
+        let Some(base_stats) = average(&item.stats) else {
+            continue;
+        };
+        let cand_stats = c
+            .items
+            .get(id)
+            .and_then(|i| average(&i.stats))
+            .unwrap_or_else(|| {
+                missing += 1;
+                kind.worst(&base_stats)
+            });
+        base.push(base_stats);
+        cand.push(cand_stats);
+    }
+    (base, cand, missing)
+}
+
 /// Compares `candidate` with `baseline` under `policy`.
 pub fn evaluate_gate(
     baseline: &ResultSet,
@@ -275,7 +312,27 @@ pub fn evaluate_gate(
             continue;
         };
         let mut reasons = Vec::new();
-        let (comparison, missing, flips) = if !b.items.is_empty() {
+        let corpus = b.corpus.filter(|kind| c.corpus == Some(*kind));
+        let (comparison, missing, flips) = if let Some(kind) = corpus {
+            let (base, cand, missing) = pair_corpus(b, c, kind);
+            if missing > 0 {
+                reasons.push(format!(
+                    "{missing} baseline items have no candidate output (counted as the worst)"
+                ));
+            }
+            let mut seed_settings = settings;
+            seed_settings.seed = settings.seed ^ fnv(&key.to_string());
+            (
+                stats::corpus(
+                    &base,
+                    &cand,
+                    &|stats: &[f64]| kind.score(stats),
+                    seed_settings,
+                ),
+                missing,
+                Vec::new(),
+            )
+        } else if !b.items.is_empty() {
             let paired = pair(b, c, higher);
             if paired.missing > 0 {
                 reasons.push(format!(

@@ -3,12 +3,15 @@
 //! inconclusive with the statistics shown.
 //!
 //! - [`results`]: readers (gantry-native JSONL, lm-evaluation-harness).
-//! - [`stats`]: exact McNemar, paired BCa bootstrap, unpaired z-test, Holm.
+//! - [`stats`]: exact McNemar, paired BCa bootstrap, corpus-metric bootstrap
+//!   over item indices, unpaired z-test, Holm.
+//! - [`corpus`]: BLEU (sacrebleu), F1 and MCC from per-item statistics.
 //! - [`policy`]: rules (selectors, direction, floor, margin, new failures,
 //!   severity) and defaults, from TOML.
 //! - [`gate`]: comparability checks, per-rule rows, verdicts, `gate.json`.
 //! - [`runner`]: `gantry eval`, an eval set against an OpenAI-compatible endpoint.
 
+pub mod corpus;
 pub mod error;
 pub mod gate;
 pub mod policy;

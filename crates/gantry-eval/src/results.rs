@@ -68,6 +68,8 @@ pub struct ItemScores {
     pub prompt_hash: Option<Arc<str>>,
     /// Hash of the eval document.
     pub doc_hash: Option<Arc<str>>,
+    /// Corpus metrics: the item's sufficient statistics, one vector per repeat.
+    pub stats: Vec<Vec<f64>>,
 }
 
 impl ItemScores {
@@ -101,6 +103,9 @@ pub struct MetricData {
     pub aggregate: Option<Aggregate>,
     /// Direction, when the producer says.
     pub higher_is_better: Option<bool>,
+    /// A corpus metric (BLEU, F1, MCC): the score of the set is recomputed
+    /// from the items' statistics, not averaged.
+    pub corpus: Option<crate::corpus::Corpus>,
 }
 
 /// What must match for two runs to be comparable, per task.
@@ -404,13 +409,27 @@ fn read_lm_eval_samples(
             })
             .unwrap_or_default();
         for metric in names {
-            // Corpus metrics (bleu, f1, …) store a (gold, prediction) pair, not a score.
-            let Some(score) = score_value(&sample[&metric]) else {
-                continue;
-            };
             let key = MetricKey {
                 task: task.to_owned(),
                 metric: format!("{metric},{filter}"),
+            };
+            // Corpus metrics (bleu, f1, mcc) log a [gold, prediction] pair, not a score.
+            if let Some(corpus) = crate::corpus::Corpus::from_metric(&metric)
+                && sample[&metric].is_array()
+            {
+                let stats = corpus
+                    .item_stats(&sample[&metric])
+                    .map_err(|message| err(format!("`{metric}`: {message}")))?;
+                let data = metrics.entry(key).or_default();
+                data.corpus = Some(corpus);
+                let item = data.items.entry(Arc::from(doc_id.as_str())).or_default();
+                item.stats.push(stats);
+                item.prompt_hash = sample["prompt_hash"].as_str().map(Arc::from);
+                item.doc_hash = sample["doc_hash"].as_str().map(Arc::from);
+                continue;
+            }
+            let Some(score) = score_value(&sample[&metric]) else {
+                continue;
             };
             let item = metrics
                 .entry(key)

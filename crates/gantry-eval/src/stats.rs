@@ -32,6 +32,9 @@ pub enum Method {
     PairedBootstrap,
     /// Unpaired z-test from reported standard errors (approximate: no per-item data).
     UnpairedZ,
+    /// A corpus metric (BLEU, F1, MCC) recomputed on paired bootstrap
+    /// resamples of the item indices; percentile interval.
+    CorpusBootstrap,
 }
 
 /// The comparison of one metric: candidate minus baseline.
@@ -228,6 +231,95 @@ fn bca_interval(diffs: &[f64], sorted_means: &[f64], confidence: f64) -> (f64, f
         percentile(sorted_means, low),
         percentile(sorted_means, high),
     )
+}
+
+/// Compares a corpus metric on paired items: `baseline[i]` and
+/// `candidate[i]` are the sufficient statistics of the same item, `score`
+/// turns summed statistics into the metric. Resamples draw item indices
+/// with replacement (the same indices for both sides) and recompute both
+/// scores; the interval is the percentile interval of the differences, the
+/// p-value the share of resampled differences at least as far from the
+/// observed one as it is from zero.
+pub fn corpus(
+    baseline: &[Vec<f64>],
+    candidate: &[Vec<f64>],
+    score: &(dyn Fn(&[f64]) -> f64 + Sync),
+    settings: Settings,
+) -> Comparison {
+    use rayon::prelude::*;
+    let n = baseline.len().min(candidate.len());
+    let width = baseline.first().map_or(0, Vec::len);
+    let sum = |rows: &[Vec<f64>], pick: &mut dyn FnMut() -> usize| {
+        let mut total = vec![0.0; width];
+        for _ in 0..n {
+            for (slot, value) in total.iter_mut().zip(&rows[pick()]) {
+                *slot += value;
+            }
+        }
+        total
+    };
+    let mut identity = 0..n;
+    let base_score = score(&sum(baseline, &mut || identity.next().unwrap_or(0)));
+    let mut identity = 0..n;
+    let cand_score = score(&sum(candidate, &mut || identity.next().unwrap_or(0)));
+    let delta = cand_score - base_score;
+    let resamples = settings.resamples.max(1);
+    let chunks = resamples.div_ceil(CHUNK);
+    let mut deltas: Vec<f64> = if n == 0 {
+        vec![0.0; resamples]
+    } else {
+        (0..chunks)
+            .into_par_iter()
+            .flat_map_iter(|chunk| {
+                let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+                rng.set_stream(chunk as u64);
+                let size = CHUNK.min(resamples - chunk * CHUNK);
+                let mut out = Vec::with_capacity(size);
+                let mut indices = vec![0_usize; n];
+                for _ in 0..size {
+                    for index in &mut indices {
+                        *index = rng.random_range(0..n);
+                    }
+                    let mut next = indices.iter().copied();
+                    let b = score(&sum(baseline, &mut || next.next().unwrap_or(0)));
+                    let mut next = indices.iter().copied();
+                    let c = score(&sum(candidate, &mut || next.next().unwrap_or(0)));
+                    out.push(c - b);
+                }
+                out
+            })
+            .collect()
+    };
+    deltas.sort_by(f64::total_cmp);
+    let alpha = (1.0 - settings.confidence) / 2.0;
+    let (ci_low, ci_high) = if n == 0 {
+        (0.0, 0.0)
+    } else {
+        (percentile(&deltas, alpha), percentile(&deltas, 1.0 - alpha))
+    };
+    let spread = sample_sd(&deltas);
+    let extreme = deltas
+        .iter()
+        .filter(|d| (*d - delta).abs() >= delta.abs())
+        .count();
+    let p_value = if spread == 0.0 {
+        if delta == 0.0 { 1.0 } else { 0.0 }
+    } else {
+        ((1 + extreme) as f64 / (deltas.len() + 1) as f64).min(1.0)
+    };
+    Comparison {
+        n,
+        baseline: base_score,
+        candidate: cand_score,
+        delta,
+        ci_low,
+        ci_high,
+        p_value,
+        mde: (z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * spread,
+        method: Method::CorpusBootstrap,
+        new_failures: None,
+        new_passes: None,
+    }
 }
 
 /// Settings of a paired comparison.

@@ -709,3 +709,166 @@ fn baseline_requirements_name_what_is_missing() {
         .check(&BaselineFacts::default())
         .unwrap();
 }
+
+#[test]
+fn corpus_bleu_f1_and_mcc_match_sacrebleu_and_scikit_learn() {
+    use gantry_eval::corpus::{Corpus, bleu_stats};
+    let fixtures: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("corpus.json")).unwrap())
+            .unwrap();
+    for (index, case) in fixtures["bleu"].as_array().unwrap().iter().enumerate() {
+        let mut total = vec![0.0; 10];
+        for (refs, hyp) in case["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["hyps"].as_array().unwrap())
+        {
+            let refs: Vec<&str> = refs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            for (slot, value) in total
+                .iter_mut()
+                .zip(bleu_stats(&refs, hyp.as_str().unwrap()))
+            {
+                *slot += value;
+            }
+        }
+        let expected = case["bleu"].as_f64().unwrap();
+        let actual = Corpus::Bleu.score(&total);
+        assert!(
+            (actual - expected).abs() < 1e-9,
+            "case {index}: {actual} vs sacrebleu {expected}"
+        );
+    }
+    for case in fixtures["labels"].as_array().unwrap() {
+        let mut total = vec![0.0; 4];
+        for (gold, pred) in case["gold"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["pred"].as_array().unwrap())
+        {
+            let stats = Corpus::F1
+                .item_stats(&serde_json::json!([gold, pred]))
+                .unwrap();
+            for (slot, value) in total.iter_mut().zip(stats) {
+                *slot += value;
+            }
+        }
+        assert!((Corpus::F1.score(&total) - case["f1"].as_f64().unwrap()).abs() < 1e-12);
+        assert!((Corpus::Mcc.score(&total) - case["mcc"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    assert!(Corpus::F1.item_stats(&serde_json::json!([2, 1])).is_err());
+}
+
+/// An lm-evaluation-harness run of a translation task scored by corpus BLEU.
+fn bleu_run(dir: &Path, hyps: &[String], refs: &[String]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut samples = String::new();
+    for (index, (hyp, reference)) in hyps.iter().zip(refs).enumerate() {
+        samples.push_str(
+            &serde_json::json!({
+                "doc_id": index, "filter": "none", "metrics": ["bleu"],
+                "bleu": [reference, hyp], "doc_hash": format!("d{index}"), "prompt_hash": format!("p{index}"),
+            })
+            .to_string(),
+        );
+        samples.push('\n');
+    }
+    std::fs::write(dir.join("samples_wmt_2026-01-01T00-00-00.jsonl"), samples).unwrap();
+    let n = hyps.len();
+    let results = serde_json::json!({
+        "results": {"wmt": {"alias": "wmt", "bleu,none": 0.0, "bleu_stderr,none": "N/A"}},
+        "n-samples": {"wmt": {"effective": n, "original": n}},
+        "higher_is_better": {"wmt": {"bleu": true}},
+        "task_hashes": {"wmt": "abc"},
+        "versions": {"wmt": 1},
+        "n-shot": {"wmt": 0},
+        "configs": {"wmt": {"task": "wmt"}},
+        "config": {"model": "hf"},
+        "model_name": "m",
+    });
+    std::fs::write(
+        dir.join("results_2026-01-01T00-00-00.json"),
+        results.to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn corpus_bleu_is_gated_by_resampling_items() {
+    let work = tempfile::tempdir().unwrap();
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "with", "dog", "and", "bird",
+    ];
+    let refs: Vec<String> = (0..200)
+        .map(|i| {
+            (0..8)
+                .map(|j| words[(i * 7 + j * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    // The baseline gets most of each sentence right; the candidate drops to
+    // two words on 60% of the items.
+    let good: Vec<String> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 5 == 0 {
+                r.split(' ').rev().collect::<Vec<_>>().join(" ")
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    let bad: Vec<String> = good
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if i % 5 < 3 {
+                h.split(' ').take(2).collect::<Vec<_>>().join(" ")
+            } else {
+                h.clone()
+            }
+        })
+        .collect();
+    bleu_run(&work.path().join("base"), &good, &refs);
+    bleu_run(&work.path().join("cand"), &bad, &refs);
+    let base = read(&work.path().join("base")).unwrap();
+    let cand = read(&work.path().join("cand")).unwrap();
+
+    let same = evaluate_gate(&base, &base, &Policy::default(), "default").unwrap();
+    assert_eq!(same.verdict, Verdict::Pass);
+    let row = &same.rows[0];
+    assert_eq!(row.metric, "bleu,none");
+    assert_eq!(row.comparison.method, Method::CorpusBootstrap);
+    assert_eq!(row.comparison.delta, 0.0);
+    assert!(
+        row.comparison.baseline > 50.0,
+        "{}",
+        row.comparison.baseline
+    );
+
+    let worse = evaluate_gate(&base, &cand, &Policy::default(), "default").unwrap();
+    assert_eq!(worse.verdict, Verdict::Fail);
+    let row = &worse.rows[0];
+    assert_eq!(row.verdict, RowVerdict::Fail);
+    assert!(
+        row.comparison.delta < -10.0 && row.comparison.ci_high < 0.0,
+        "{:?}",
+        row.comparison
+    );
+    assert!(row.comparison.p_value < 0.01);
+    // The interval holds the point estimate, and the run is reproducible.
+    assert!(
+        row.comparison.ci_low <= row.comparison.delta
+            && row.comparison.delta <= row.comparison.ci_high
+    );
+    let again = evaluate_gate(&base, &cand, &Policy::default(), "default").unwrap();
+    assert_eq!(again.rows[0].comparison, row.comparison);
+}
