@@ -99,6 +99,8 @@ pub struct RegisteredVersion {
     pub created: String,
     /// Days between registration and the gate.
     pub age_days: Option<f64>,
+    /// The commit the version was built from.
+    pub commit: Option<String>,
 }
 
 /// `gate.json`.
@@ -163,6 +165,13 @@ fn comparability(baseline: &ResultSet, candidate: &ResultSet) -> Vec<String> {
     {
         differences.push(format!(
             "chat template differs (baseline {l}, candidate {r})"
+        ));
+    }
+    if let (Some(l), Some(r)) = (&baseline.judge, &candidate.judge)
+        && l != r
+    {
+        differences.push(format!(
+            "judge model differs (baseline {l}, candidate {r}): scores graded by different models do not compare"
         ));
     }
     for (key, b) in &baseline.metrics {

@@ -136,6 +136,8 @@ pub struct ResultSet {
     pub model: Option<String>,
     /// Chat template hash (lm-eval `chat_template_sha`).
     pub chat_template: Option<String>,
+    /// The model that graded the answers (LLM-as-judge), when the producer records one.
+    pub judge: Option<String>,
 }
 
 fn score_value(value: &Value) -> Option<f64> {
@@ -201,6 +203,7 @@ pub fn read(path: &Path) -> Result<ResultSet> {
 fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
     let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
     let mut model = None;
+    let mut judge = None;
     for (number, line) in jsonl_lines(text) {
         let err = |message: String| Error::input(path, Some(number), message);
         let value: Value =
@@ -222,6 +225,12 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
         if model.is_none() {
             model = value
                 .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        if judge.is_none() {
+            judge = value
+                .get("judge")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
         }
@@ -267,6 +276,7 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
         tasks: BTreeMap::new(),
         model,
         chat_template: None,
+        judge,
     })
 }
 
@@ -385,6 +395,7 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
             .get("chat_template_sha")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        judge: None,
     })
 }
 
@@ -549,6 +560,14 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
         tasks: BTreeMap::new(),
         model: None,
         chat_template: None,
+        // The grading provider of llm-rubric and other model-graded asserts.
+        judge: {
+            let provider = &doc["config"]["defaultTest"]["options"]["provider"];
+            provider
+                .as_str()
+                .or_else(|| provider["id"].as_str())
+                .map(str::to_owned)
+        },
     })
 }
 
@@ -719,5 +738,16 @@ fn read_inspect(
         tasks,
         model: eval["model"].as_str().map(str::to_owned),
         chat_template: None,
+        // The grader: a model role, or a model-graded scorer's `model` parameter.
+        judge: eval["model_roles"]["grader"]["model"]
+            .as_str()
+            .or_else(|| {
+                header["results"]["scores"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|score| score["params"]["model"].as_str())
+            })
+            .map(str::to_owned),
     })
 }

@@ -872,3 +872,53 @@ fn corpus_bleu_is_gated_by_resampling_items() {
     let again = evaluate_gate(&base, &cand, &Policy::default(), "default").unwrap();
     assert_eq!(again.rows[0].comparison, row.comparison);
 }
+
+#[test]
+fn results_graded_by_different_judges_are_not_comparable() {
+    let work = tempfile::tempdir().unwrap();
+    let write = |name: &str, judge: &str| {
+        let lines: String = (0..40)
+            .map(|i| {
+                format!(
+                    "{{\"id\":\"q{i}\",\"judge\":\"{judge}\",\"scores\":{{\"correct\":{}}}}}\n",
+                    i % 2
+                )
+            })
+            .collect();
+        let path = work.path().join(name);
+        std::fs::write(&path, lines).unwrap();
+        read(&path).unwrap()
+    };
+    let base = write("base.jsonl", "gpt-4o-2024-08-06");
+    let same = write("same.jsonl", "gpt-4o-2024-08-06");
+    let other = write("other.jsonl", "claude-judge-1");
+    assert_eq!(base.judge.as_deref(), Some("gpt-4o-2024-08-06"));
+    evaluate_gate(&base, &same, &Policy::default(), "default").unwrap();
+    let Err(Error::NotComparable { differences }) =
+        evaluate_gate(&base, &other, &Policy::default(), "default")
+    else {
+        panic!("different judges compared");
+    };
+    assert!(
+        differences[0].contains("judge model differs"),
+        "{differences:?}"
+    );
+}
+
+#[test]
+fn promptfoo_records_its_grading_provider_as_the_judge() {
+    let work = tempfile::tempdir().unwrap();
+    let path = promptfoo(
+        work.path(),
+        "graded",
+        "openai:gpt-4o-mini",
+        &[true, false],
+        &[],
+        true,
+    );
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["config"] =
+        serde_json::json!({"defaultTest": {"options": {"provider": {"id": "openai:gpt-4o"}}}});
+    std::fs::write(&path, doc.to_string()).unwrap();
+    assert_eq!(read(&path).unwrap().judge.as_deref(), Some("openai:gpt-4o"));
+}

@@ -60,6 +60,7 @@ pub(crate) fn run(
                 digest: fetched.resolved.digest.to_string(),
                 created: manifest.created.clone(),
                 age_days,
+                commit: manifest.lineage.git.as_ref().map(|git| git.commit.clone()),
             };
             (
                 fetched.path.clone(),
@@ -290,10 +291,15 @@ fn render_markdown(report: &GateReport) -> String {
     if let Some(registered) = &report.baseline.registered {
         let _ = writeln!(
             out,
-            "- baseline version: {} {} (`{}`), registered {}{}",
+            "- baseline version: {} {} (`{}`){}, registered {}{}",
             markdown_cell(&registered.name),
             markdown_cell(&registered.version),
             registered.digest,
+            registered
+                .commit
+                .as_deref()
+                .map(|commit| format!(" from commit `{}`", markdown_cell(commit)))
+                .unwrap_or_default(),
             markdown_cell(&registered.created),
             registered
                 .age_days
