@@ -240,7 +240,7 @@ if section upload; then
   docker-registry serve "$scratch/registry.yml" 2> /dev/null &
   registry_pid=$!
   mport=$((port + 1))
-  "$peers/mlflow/bin/mlflow" server --host 127.0.0.1 --port "$mport" --workers 1 \
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$peers/mlflow/bin/mlflow" server --host 127.0.0.1 --port "$mport" --workers 1 \
     --backend-store-uri "sqlite:///$scratch/mlflow.db" --artifacts-destination "$scratch/artifacts" > /dev/null 2>&1 &
   mlflow_pid=$!
   for _ in $(seq 120); do curl -fs "http://127.0.0.1:$mport/health" > /dev/null 2>&1 && break; sleep 0.5; done
@@ -267,7 +267,9 @@ PY
   hyperfine --warmup 1 --runs 5 --export-json "$out/upload-mlflow.json" \
     "$gantry --quiet register --model-dir $model --name bench --registry mlflow+http://127.0.0.1:$mport" \
     "$peers/mlflow/bin/python $scratch/mlflow_log.py http://127.0.0.1:$mport $model"
-  kill "$registry_pid" "$mlflow_pid" 2> /dev/null || true
+  # mlflow server runs workers as children: end its whole process group.
+  kill "$registry_pid" 2> /dev/null || true
+  kill -- "-$mlflow_pid" 2> /dev/null || true
   python3 - "$out/upload-oci.json" "$out/upload-mlflow.json" "$(du -sb "$model" | cut -f1)" <<'PY'
 import json, sys
 size = int(sys.argv[3])

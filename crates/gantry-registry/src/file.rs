@@ -29,7 +29,8 @@ use crate::ops::build_manifest;
 use crate::source::{hash_file, parallel_largest_first};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
-    VersionRequest, next_version, now,
+    VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
+    unchanged_event,
 };
 
 /// Temporary files older than this are left over from a crash.
@@ -260,43 +261,10 @@ impl FileRegistry {
     ) -> Result<Option<Event>> {
         let name = &target.manifest.name;
         let current = Self::aliases_from(&self.read_events(name)?).remove(alias);
-        let describe = |target: &Option<AliasTarget>| match target {
-            Some(target) => format!("{} ({})", target.digest, target.version),
-            None => "unset".to_owned(),
-        };
-        let matches = match expect {
-            Expectation::Any => true,
-            Expectation::Absent => current.is_none(),
-            Expectation::Digest(digest) => current
-                .as_ref()
-                .is_some_and(|current| current.digest == *digest),
-        };
-        if !matches {
-            return Err(Error::AliasConflict {
-                name: name.clone(),
-                alias: alias.to_owned(),
-                expected: match expect {
-                    Expectation::Digest(digest) => digest.to_string(),
-                    _ => "unset".to_owned(),
-                },
-                actual: describe(&current),
-            });
-        }
-        if current
-            .as_ref()
-            .is_some_and(|current| current.digest == target.digest)
-        {
+        if !check_expectation(name, alias, current.as_ref(), expect, target)? {
             return Ok(None);
         }
-        let event = Event {
-            time: now(),
-            actor: actor.to_owned(),
-            action: "alias-moved".to_owned(),
-            version: target.manifest.version.clone(),
-            digest: target.digest,
-            alias: Some(alias.to_owned()),
-            previous: current,
-        };
+        let event = alias_event(alias, target, actor, current);
         self.append_event(name, &event)?;
         Ok(Some(event))
     }
@@ -445,14 +413,9 @@ impl Registry for FileRegistry {
                 (resolved, true)
             }
         };
-        let mut alias_moves = Vec::new();
-        for alias in &request.aliases {
-            if let Some(event) =
-                self.move_alias_locked(alias, &resolved, &Expectation::Any, &request.actor)?
-            {
-                alias_moves.push(event);
-            }
-        }
+        let alias_moves = move_aliases(&request.aliases, |alias| {
+            self.move_alias_locked(alias, &resolved, &Expectation::Any, &request.actor)
+        })?;
         Ok(Registration {
             manifest: resolved.manifest,
             digest,
@@ -503,21 +466,9 @@ impl Registry for FileRegistry {
         validate_name(name)?;
         self.ensure_dirs(name)?;
         let _lock = self.lock(name)?;
-        match self.move_alias_locked(alias, target, expect, actor)? {
-            Some(event) => Ok(event),
-            None => Ok(Event {
-                time: now(),
-                actor: actor.to_owned(),
-                action: "alias-unchanged".to_owned(),
-                version: target.manifest.version.clone(),
-                digest: target.digest,
-                alias: Some(alias.to_owned()),
-                previous: Some(AliasTarget {
-                    version: target.manifest.version.clone(),
-                    digest: target.digest,
-                }),
-            }),
-        }
+        Ok(self
+            .move_alias_locked(alias, target, expect, actor)?
+            .unwrap_or_else(|| unchanged_event(alias, target, actor)))
     }
 
     fn events(&self, name: &str) -> Result<Vec<Event>> {

@@ -237,6 +237,82 @@ pub trait Registry: Send + Sync {
     }
 }
 
+/// Checks a compare-and-swap: `current` is where `alias` of `name` points
+/// now. `Ok(true)` when the move is allowed and would change something,
+/// `Ok(false)` when the alias already points at `target`.
+pub(crate) fn check_expectation(
+    name: &str,
+    alias: &str,
+    current: Option<&AliasTarget>,
+    expect: &Expectation,
+    target: &Resolved,
+) -> Result<bool> {
+    let matches = match expect {
+        Expectation::Any => true,
+        Expectation::Absent => current.is_none(),
+        Expectation::Digest(digest) => current.is_some_and(|current| current.digest == *digest),
+    };
+    if !matches {
+        return Err(Error::AliasConflict {
+            name: name.to_owned(),
+            alias: alias.to_owned(),
+            expected: match expect {
+                Expectation::Digest(digest) => digest.to_string(),
+                _ => "unset".to_owned(),
+            },
+            actual: current.map_or("unset".to_owned(), |current| {
+                format!("{} ({})", current.digest, current.version)
+            }),
+        });
+    }
+    Ok(current.is_none_or(|current| current.digest != target.digest))
+}
+
+/// The event of `alias` moving from `previous` to `target`.
+pub(crate) fn alias_event(
+    alias: &str,
+    target: &Resolved,
+    actor: &str,
+    previous: Option<AliasTarget>,
+) -> Event {
+    Event {
+        time: now(),
+        actor: actor.to_owned(),
+        action: "alias-moved".to_owned(),
+        version: target.manifest.version.clone(),
+        digest: target.digest,
+        alias: Some(alias.to_owned()),
+        previous,
+    }
+}
+
+/// What `move_alias` answers when the alias already points at `target`.
+pub(crate) fn unchanged_event(alias: &str, target: &Resolved, actor: &str) -> Event {
+    let here = AliasTarget {
+        version: target.manifest.version.clone(),
+        digest: target.digest,
+    };
+    Event {
+        action: "alias-unchanged".to_owned(),
+        ..alias_event(alias, target, actor, Some(here))
+    }
+}
+
+/// Points each alias of a registration at its version, with `mover`
+/// (a backend's move without compare-and-swap); returns the moves made.
+pub(crate) fn move_aliases(
+    aliases: &[String],
+    mut mover: impl FnMut(&str) -> Result<Option<Event>>,
+) -> Result<Vec<Event>> {
+    let mut moves = Vec::new();
+    for alias in aliases {
+        if let Some(event) = mover(alias)? {
+            moves.push(event);
+        }
+    }
+    Ok(moves)
+}
+
 /// The version after the highest of `existing`: its patch bumped, or `0.1.0`.
 pub fn next_version<'a>(existing: impl IntoIterator<Item = &'a str>) -> semver::Version {
     existing

@@ -33,7 +33,8 @@ use crate::ops::build_manifest;
 use crate::source::{SourceFile, parallel_largest_first_on};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
-    VersionRequest, next_version, now,
+    VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
+    unchanged_event,
 };
 
 const EXPERIMENT: &str = "gantry-models";
@@ -658,30 +659,7 @@ impl MlflowRegistry {
             )));
         };
         let current = self.current_alias(name, alias)?;
-        let matches = match expect {
-            Expectation::Any => true,
-            Expectation::Absent => current.is_none(),
-            Expectation::Digest(digest) => current
-                .as_ref()
-                .is_some_and(|current| current.digest == *digest),
-        };
-        if !matches {
-            return Err(Error::AliasConflict {
-                name: name.clone(),
-                alias: alias.to_owned(),
-                expected: match expect {
-                    Expectation::Digest(digest) => digest.to_string(),
-                    _ => "unset".to_owned(),
-                },
-                actual: current.map_or("unset".to_owned(), |current| {
-                    format!("{} ({})", current.digest, current.version)
-                }),
-            });
-        }
-        if current
-            .as_ref()
-            .is_some_and(|current| current.digest == target.digest)
-        {
+        if !check_expectation(name, alias, current.as_ref(), expect, target)? {
             return Ok(None);
         }
         self.call(
@@ -690,15 +668,7 @@ impl MlflowRegistry {
             &[],
             Some(json!({"name": name, "alias": alias, "version": number.to_string()})),
         )?;
-        let event = Event {
-            time: now(),
-            actor: actor.to_owned(),
-            action: "alias-moved".to_owned(),
-            version: target.manifest.version.clone(),
-            digest: target.digest,
-            alias: Some(alias.to_owned()),
-            previous: current,
-        };
+        let event = alias_event(alias, target, actor, current);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_nanos())
@@ -810,14 +780,9 @@ impl Registry for MlflowRegistry {
                     resolved.manifest.version
                 )));
             }
-            let mut alias_moves = Vec::new();
-            for alias in &request.aliases {
-                if let Some(event) =
-                    self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)?
-                {
-                    alias_moves.push(event);
-                }
-            }
+            let alias_moves = move_aliases(&request.aliases, |alias| {
+                self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)
+            })?;
             return Ok(Registration {
                 manifest: resolved.manifest,
                 digest,
@@ -910,14 +875,9 @@ impl Registry for MlflowRegistry {
         finish_run("FINISHED");
 
         let resolved = Resolved { manifest, digest };
-        let mut alias_moves = Vec::new();
-        for alias in &request.aliases {
-            if let Some(event) =
-                self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)?
-            {
-                alias_moves.push(event);
-            }
-        }
+        let alias_moves = move_aliases(&request.aliases, |alias| {
+            self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)
+        })?;
         Ok(Registration {
             manifest: resolved.manifest,
             digest,
@@ -1001,21 +961,9 @@ impl Registry for MlflowRegistry {
         actor: &str,
     ) -> Result<Event> {
         validate_alias(alias)?;
-        match self.move_alias_inner(alias, target, expect, actor)? {
-            Some(event) => Ok(event),
-            None => Ok(Event {
-                time: now(),
-                actor: actor.to_owned(),
-                action: "alias-unchanged".to_owned(),
-                version: target.manifest.version.clone(),
-                digest: target.digest,
-                alias: Some(alias.to_owned()),
-                previous: Some(AliasTarget {
-                    version: target.manifest.version.clone(),
-                    digest: target.digest,
-                }),
-            }),
-        }
+        Ok(self
+            .move_alias_inner(alias, target, expect, actor)?
+            .unwrap_or_else(|| unchanged_event(alias, target, actor)))
     }
 
     fn events(&self, name: &str) -> Result<Vec<Event>> {

@@ -44,7 +44,8 @@ use crate::ops::build_manifest;
 use crate::source::{SourceFile, parallel_largest_first_on};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
-    VersionRequest, next_version, now,
+    VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
+    unchanged_event,
 };
 
 const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -936,30 +937,7 @@ impl OciRegistry {
                     digest: stored.resolved.digest,
                 })
         });
-        let matches = match expect {
-            Expectation::Any => true,
-            Expectation::Absent => current.is_none(),
-            Expectation::Digest(digest) => current
-                .as_ref()
-                .is_some_and(|current| current.digest == *digest),
-        };
-        if !matches {
-            return Err(Error::AliasConflict {
-                name: name.clone(),
-                alias: alias.to_owned(),
-                expected: match expect {
-                    Expectation::Digest(digest) => digest.to_string(),
-                    _ => "unset".to_owned(),
-                },
-                actual: current.map_or("unset".to_owned(), |current| {
-                    format!("{} ({})", current.digest, current.version)
-                }),
-            });
-        }
-        if current
-            .as_ref()
-            .is_some_and(|current| current.digest == target.digest)
-        {
+        if !check_expectation(name, alias, current.as_ref(), expect, target)? {
             return Ok(None);
         }
         let bytes = self
@@ -979,15 +957,7 @@ impl OciRegistry {
                 actual: "another version, written at the same time".to_owned(),
             });
         }
-        let event = Event {
-            time: now(),
-            actor: actor.to_owned(),
-            action: "alias-moved".to_owned(),
-            version: target.manifest.version.clone(),
-            digest: target.digest,
-            alias: Some(alias.to_owned()),
-            previous: current,
-        };
+        let event = alias_event(alias, target, actor, current);
         self.record_event(&repository, &event)?;
         Ok(Some(event))
     }
@@ -1154,14 +1124,9 @@ impl Registry for OciRegistry {
             }
             (Resolved { manifest, digest }, true)
         };
-        let mut alias_moves = Vec::new();
-        for alias in &request.aliases {
-            if let Some(event) =
-                self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)?
-            {
-                alias_moves.push(event);
-            }
-        }
+        let alias_moves = move_aliases(&request.aliases, |alias| {
+            self.move_alias_inner(alias, &resolved, &Expectation::Any, &request.actor)
+        })?;
         Ok(Registration {
             manifest: resolved.manifest,
             digest,
@@ -1257,21 +1222,9 @@ impl Registry for OciRegistry {
         actor: &str,
     ) -> Result<Event> {
         validate_alias(alias)?;
-        match self.move_alias_inner(alias, target, expect, actor)? {
-            Some(event) => Ok(event),
-            None => Ok(Event {
-                time: now(),
-                actor: actor.to_owned(),
-                action: "alias-unchanged".to_owned(),
-                version: target.manifest.version.clone(),
-                digest: target.digest,
-                alias: Some(alias.to_owned()),
-                previous: Some(AliasTarget {
-                    version: target.manifest.version.clone(),
-                    digest: target.digest,
-                }),
-            }),
-        }
+        Ok(self
+            .move_alias_inner(alias, target, expect, actor)?
+            .unwrap_or_else(|| unchanged_event(alias, target, actor)))
     }
 
     fn events(&self, name: &str) -> Result<Vec<Event>> {

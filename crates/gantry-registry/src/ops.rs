@@ -2,16 +2,15 @@
 //! pulling it, and comparing two versions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use gantry_core::{Digest, Lineage, MANIFEST_SCHEMA_VERSION, ManifestFile, ModelManifest};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::lineage::{ChainCheck, chain_checks, check_document};
-use crate::source::{SourceFile, parallel_largest_first};
+use crate::source::{SourceFile, hash_stream, parallel_largest_first};
 use crate::{Registry, Resolved};
 
 /// The name a pulled model's manifest is written under (hidden, so that
@@ -125,32 +124,6 @@ impl VerifyReport {
         }
         problems
     }
-}
-
-/// Hashes everything `reader` yields, copying it to `sink` when given.
-fn hash_stream(
-    mut reader: impl Read,
-    mut sink: Option<&mut dyn Write>,
-    what: &str,
-) -> Result<(Digest, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0_u8; 1 << 20];
-    let mut total = 0_u64;
-    loop {
-        let n_read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n_read) => n_read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(Error::io("cannot read", what)(error)),
-        };
-        hasher.update(&buffer[..n_read]);
-        if let Some(sink) = sink.as_mut() {
-            sink.write_all(&buffer[..n_read])
-                .map_err(Error::io("cannot write", what))?;
-        }
-        total += n_read as u64;
-    }
-    Ok((Digest::from_bytes(hasher.finalize().into()), total))
 }
 
 fn check_of(

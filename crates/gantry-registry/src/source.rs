@@ -286,9 +286,20 @@ impl SourceFile {
 /// fails if the file changed while it was read (its size, modification
 /// time or inode differ from when the directory was read, or it yielded a
 /// different number of bytes).
-pub fn hash_file(file: &SourceFile, mut sink: Option<&mut dyn Write>) -> Result<Digest> {
-    let mut reader =
+pub fn hash_file(file: &SourceFile, sink: Option<&mut dyn Write>) -> Result<Digest> {
+    let reader =
         std::fs::File::open(&file.absolute).map_err(Error::io("cannot open", &file.absolute))?;
+    let (digest, total) = hash_stream(reader, sink, &file.absolute.display().to_string())?;
+    file.check_unchanged(total)?;
+    Ok(digest)
+}
+
+/// Hashes everything `reader` yields, copying it to `sink` when given.
+pub(crate) fn hash_stream(
+    mut reader: impl Read,
+    mut sink: Option<&mut dyn Write>,
+    what: &str,
+) -> Result<(Digest, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0_u8; BLOCK];
     let mut total = 0_u64;
@@ -297,17 +308,16 @@ pub fn hash_file(file: &SourceFile, mut sink: Option<&mut dyn Write>) -> Result<
             Ok(0) => break,
             Ok(n_read) => n_read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(Error::io("cannot read", &file.absolute)(error)),
+            Err(error) => return Err(Error::io("cannot read", what)(error)),
         };
         hasher.update(&buffer[..n_read]);
         if let Some(sink) = sink.as_mut() {
             sink.write_all(&buffer[..n_read])
-                .map_err(Error::io("cannot copy", &file.absolute))?;
+                .map_err(Error::io("cannot write", what))?;
         }
         total += n_read as u64;
     }
-    file.check_unchanged(total)?;
-    Ok(Digest::from_bytes(hasher.finalize().into()))
+    Ok((Digest::from_bytes(hasher.finalize().into()), total))
 }
 
 /// Runs `work` on every item on all cores, largest first (so one big file

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -429,8 +430,20 @@ pub struct MlflowServer {
 }
 
 impl Drop for MlflowServer {
+    /// `mlflow server` runs uvicorn workers as children: the whole process
+    /// group goes, not just the launcher (leaked workers once filled the
+    /// machine's memory).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -462,6 +475,9 @@ impl MlflowServer {
         let port = free_port();
         let log = std::fs::File::create(directory.path().join("mlflow.log")).expect("log");
         let child = Command::new(mlflow)
+            .process_group(0)
+            // No background job runner: a dozen worker processes the tests do not use.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .args([
                 "server",
                 "--host",
