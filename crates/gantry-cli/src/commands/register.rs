@@ -65,7 +65,7 @@ pub(crate) fn run(
         && gate.verdict == Verdict::Fail
     {
         printer.warning(&format!(
-            "--gate-report {}: the gate's verdict is fail; the version records it, and deploy-canary refuses it",
+            "--gate-report {}: the gate's verdict is fail; the version records it for deploys to see",
             gate.document.file_name
         ));
     }
