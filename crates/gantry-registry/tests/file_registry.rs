@@ -2,14 +2,16 @@
 //! tamper detection, streaming pulls, pickle refusal and the lineage chain.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{reference, register_as as register};
 use gantry_core::{Digest, Verdict};
 use gantry_registry::{
-    Error, Expectation, FileRegistry, LineageInput, LineageSources, ModelSource, Reference,
-    RegisterRequest, Registration, Registry, VersionRequest,
+    Error, Expectation, FileRegistry, LineageInput, LineageSources, ModelSource, Registry,
+    VersionRequest,
 };
 
 /// A safetensors file with one F32 tensor of `values`.
@@ -36,31 +38,12 @@ fn model_dir(root: &Path, values: &[f32]) -> PathBuf {
     dir
 }
 
-fn register(
-    registry: &FileRegistry,
-    dir: &Path,
-    lineage: &LineageInput,
-    metadata: &[(&str, &str)],
-    version: VersionRequest,
-    aliases: &[&str],
-) -> Result<Registration, Error> {
-    let source = ModelSource::read(dir, false)?;
-    registry.register(&RegisterRequest {
-        name: "tiny",
-        version,
-        source: &source,
-        lineage,
-        metadata: metadata
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        aliases: aliases.iter().map(|alias| (*alias).to_owned()).collect(),
-        actor: "tester".to_owned(),
-    })
-}
-
-fn reference(text: &str) -> Reference {
-    text.parse().unwrap()
+#[test]
+fn the_file_registry_passes_the_round_trip_every_backend_passes() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = model_dir(work.path(), &[1.0, 2.0, 3.0]);
+    let registry = FileRegistry::new(work.path().join("registry"));
+    common::round_trip(&registry, &dir, &LineageInput::default(), work.path());
 }
 
 #[test]

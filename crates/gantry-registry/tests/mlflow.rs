@@ -3,14 +3,13 @@
 //! concurrent registrations, aliases with compare-and-swap and their events.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::register;
 use gantry_core::Digest;
-use gantry_registry::{
-    Error, Expectation, LineageInput, LineageSources, MlflowOptions, MlflowRegistry, ModelSource,
-    Reference, RegisterRequest, Registry, VersionRequest,
-};
+use gantry_registry::{LineageInput, LineageSources, MlflowOptions, MlflowRegistry, Registry};
 use gantry_test::MlflowServer;
 
 fn model_dir(root: &Path, name: &str) -> PathBuf {
@@ -37,28 +36,6 @@ fn registry(server: &MlflowServer) -> MlflowRegistry {
     MlflowRegistry::new(&format!("mlflow+{}", server.url), options).unwrap()
 }
 
-fn register(
-    registry: &dyn Registry,
-    dir: &Path,
-    lineage: &LineageInput,
-    metadata: &[(&str, &str)],
-    aliases: &[&str],
-) -> Result<gantry_registry::Registration, Error> {
-    let source = ModelSource::read(dir, false)?;
-    registry.register(&RegisterRequest {
-        name: "tiny",
-        version: VersionRequest::Auto,
-        source: &source,
-        lineage,
-        metadata: metadata
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        aliases: aliases.iter().map(|alias| (*alias).to_owned()).collect(),
-        actor: "tester".to_owned(),
-    })
-}
-
 #[test]
 fn mlflow_round_trips_versions_aliases_and_events() {
     let Some(server) = MlflowServer::start() else {
@@ -76,68 +53,7 @@ fn mlflow_round_trips_versions_aliases_and_events() {
     .unwrap();
     let registry = registry(&server);
 
-    let first = register(&registry, &dir, &lineage, &[], &["candidate"]).unwrap();
-    assert!(first.created);
-    assert_eq!(first.manifest.version, "0.1.0");
-    let again = register(&registry, &dir, &lineage, &[], &[]).unwrap();
-    assert!(!again.created);
-    assert_eq!(again.digest, first.digest);
-    let second = register(&registry, &dir, &lineage, &[("run", "2")], &[]).unwrap();
-    assert_eq!(second.manifest.version, "0.1.1");
-    assert_eq!(registry.models().unwrap(), vec!["tiny".to_owned()]);
-    let versions = registry.versions("tiny").unwrap();
-    assert_eq!(
-        versions
-            .iter()
-            .map(|v| v.manifest.version.as_str())
-            .collect::<Vec<_>>(),
-        ["0.1.0", "0.1.1"]
-    );
-
-    let resolved = registry
-        .resolve(&"tiny@candidate".parse::<Reference>().unwrap())
-        .unwrap();
-    assert_eq!(resolved.digest, first.digest);
-    let report = gantry_registry::verify(&registry, &resolved).unwrap();
-    assert!(report.ok(), "{:?}", report.problems());
-    assert_eq!(report.documents.len(), 1);
-    let pulled = work.path().join("pulled");
-    gantry_registry::pull(&registry, &resolved, &pulled).unwrap();
-    assert_eq!(
-        std::fs::read(pulled.join("tokenizer/vocab file.json")).unwrap(),
-        std::fs::read(dir.join("tokenizer/vocab file.json")).unwrap()
-    );
-
-    let v2 = registry
-        .resolve(&"tiny@0.1.1".parse::<Reference>().unwrap())
-        .unwrap();
-    let conflict = registry
-        .move_alias("candidate", &v2, &Expectation::Absent, "bob")
-        .unwrap_err();
-    assert!(
-        matches!(conflict, Error::AliasConflict { .. }),
-        "{conflict}"
-    );
-    registry
-        .move_alias("candidate", &v2, &Expectation::Digest(first.digest), "bob")
-        .unwrap();
-    registry
-        .move_alias("production", &resolved, &Expectation::Absent, "carol")
-        .unwrap();
-    let aliases = registry.aliases("tiny").unwrap();
-    assert_eq!(aliases["candidate"].version, "0.1.1");
-    assert_eq!(aliases["production"].version, "0.1.0");
-    let events = registry.events("tiny").unwrap();
-    let moves: Vec<_> = events
-        .iter()
-        .filter(|event| event.action == "alias-moved")
-        .collect();
-    assert_eq!(moves.len(), 3);
-    assert!(
-        moves.iter().any(
-            |event| event.actor == "bob" && event.previous.as_ref().unwrap().version == "0.1.0"
-        )
-    );
+    let (first, _) = common::round_trip(&registry, &dir, &lineage, work.path());
 
     // What MLflow itself shows: tags on the version, files in the run.
     let client = reqwest::blocking::Client::new();

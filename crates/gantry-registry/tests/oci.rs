@@ -3,13 +3,14 @@
 //! dropped connections, and the errors users see.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::register;
 use gantry_core::Digest;
 use gantry_registry::{
-    Credentials, Error, Expectation, LineageInput, LineageSources, ModelSource, OciOptions,
-    OciRegistry, Reference, RegisterRequest, Registry, VersionRequest,
+    Credentials, LineageInput, LineageSources, OciOptions, OciRegistry, Reference, Registry,
 };
 use gantry_test::{DroppingProxy, OCI_PASSWORD, OCI_USER, OciRegistryServer};
 
@@ -48,28 +49,6 @@ fn options(password: Option<&str>) -> OciOptions {
         chunk_size: 1 << 20,
         concurrency: 4,
     }
-}
-
-fn register(
-    registry: &dyn Registry,
-    dir: &Path,
-    lineage: &LineageInput,
-    metadata: &[(&str, &str)],
-    aliases: &[&str],
-) -> Result<gantry_registry::Registration, Error> {
-    let source = ModelSource::read(dir, false)?;
-    registry.register(&RegisterRequest {
-        name: "tiny",
-        version: VersionRequest::Auto,
-        source: &source,
-        lineage,
-        metadata: metadata
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        aliases: aliases.iter().map(|alias| (*alias).to_owned()).collect(),
-        actor: "tester".to_owned(),
-    })
 }
 
 /// A bearer token for `scope`, fetched the way any client would.
@@ -131,69 +110,10 @@ fn a_model_round_trips_and_reads_back_as_a_plain_oci_artifact() {
     let uri = format!("oci://{}/models", server.address);
     let registry = OciRegistry::new(&uri, options(Some(OCI_PASSWORD))).unwrap();
 
-    let first = register(&registry, &dir, &lineage, &[], &["candidate"]).unwrap();
-    assert!(first.created);
-    assert_eq!(first.manifest.version, "0.1.0");
+    let (first, _) = common::round_trip(&registry, &dir, &lineage, work.path());
     assert_eq!(
         first.bytes_stored,
         first.manifest.total_size() + first.manifest.lineage.data.as_ref().unwrap().document.size
-    );
-    let again = register(&registry, &dir, &lineage, &[], &[]).unwrap();
-    assert!(!again.created);
-    assert_eq!(again.digest, first.digest);
-    assert_eq!(again.bytes_stored, 0, "every blob was already there");
-    let second = register(&registry, &dir, &lineage, &[("run", "2")], &[]).unwrap();
-    assert_eq!(second.manifest.version, "0.1.1");
-
-    let versions = registry.versions("tiny").unwrap();
-    assert_eq!(versions.len(), 2);
-    assert_eq!(registry.models().unwrap(), vec!["tiny".to_owned()]);
-    let resolved = registry
-        .resolve(&"tiny@candidate".parse::<Reference>().unwrap())
-        .unwrap();
-    assert_eq!(resolved.digest, first.digest);
-    let report = gantry_registry::verify(&registry, &resolved).unwrap();
-    assert!(report.ok(), "{:?}", report.problems());
-    assert_eq!(report.documents.len(), 1);
-    let pulled = work.path().join("pulled");
-    gantry_registry::pull(&registry, &resolved, &pulled).unwrap();
-    assert_eq!(
-        std::fs::read(pulled.join("model.safetensors")).unwrap(),
-        std::fs::read(dir.join("model.safetensors")).unwrap()
-    );
-
-    // Compare-and-swap on aliases, and the moves as events.
-    let v2 = registry
-        .resolve(&"tiny@0.1.1".parse::<Reference>().unwrap())
-        .unwrap();
-    let conflict = registry
-        .move_alias("candidate", &v2, &Expectation::Absent, "bob")
-        .unwrap_err();
-    assert!(
-        matches!(conflict, Error::AliasConflict { .. }),
-        "{conflict}"
-    );
-    registry
-        .move_alias("candidate", &v2, &Expectation::Digest(first.digest), "bob")
-        .unwrap();
-    assert_eq!(
-        registry.aliases("tiny").unwrap()["candidate"].version,
-        "0.1.1"
-    );
-    let events = registry.events("tiny").unwrap();
-    let moves: Vec<_> = events
-        .iter()
-        .filter(|event| event.action == "alias-moved")
-        .collect();
-    assert_eq!(moves.len(), 2);
-    assert_eq!(moves[1].actor, "bob");
-    assert_eq!(moves[1].previous.as_ref().unwrap().version, "0.1.0");
-    assert_eq!(
-        events
-            .iter()
-            .filter(|event| event.action == "registered")
-            .count(),
-        2
     );
 
     // Any OCI client can read it: plain HTTP with a token.
