@@ -17,6 +17,7 @@ trait and [`gantry_core`]'s manifest types. [`verify`], [`pull`] and
 
 mod error;
 mod file;
+mod http;
 mod lineage;
 mod mlflow;
 mod names;

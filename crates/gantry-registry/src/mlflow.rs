@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::http::send_with_retries;
 use crate::names::{validate_alias, validate_name};
 use crate::ops::build_manifest;
 use crate::source::{SourceFile, parallel_largest_first_on};
@@ -170,45 +171,23 @@ impl MlflowRegistry {
         json_body: bool,
     ) -> Result<Response> {
         let what = format!("{method} {}", url.split('?').next().unwrap_or(url));
-        let mut retry = 0;
-        loop {
-            let mut request = self
-                .authorize(self.client.request(method.clone(), url))
-                .timeout(self.options.retry.timeout.max(Duration::from_secs(60)));
-            if let Some(body) = body() {
-                if json_body {
-                    request = request.header("content-type", "application/json");
-                }
-                request = request.body(body);
-            }
-            match request.send() {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    match self
-                        .options
-                        .retry
-                        .retry_delay(retry, status, response.headers())
-                    {
-                        Some(Ok(delay)) if retry + 1 < self.options.retry.attempts => {
-                            retry += 1;
-                            std::thread::sleep(delay);
-                        }
-                        _ => return Ok(response),
+        send_with_retries(
+            &self.options.retry,
+            &what,
+            || {
+                let mut request = self
+                    .authorize(self.client.request(method.clone(), url))
+                    .timeout(self.options.retry.timeout.max(Duration::from_secs(60)));
+                if let Some(body) = body() {
+                    if json_body {
+                        request = request.header("content-type", "application/json");
                     }
+                    request = request.body(body);
                 }
-                Err(error) if retry + 1 < self.options.retry.attempts && !error.is_builder() => {
-                    retry += 1;
-                    std::thread::sleep(self.options.retry.backoff(retry));
-                }
-                Err(error) => {
-                    return Err(Error::Remote(format!(
-                        "{what}: {} (after {} attempts)",
-                        gantry_ci::transport_reason(&error),
-                        retry + 1
-                    )));
-                }
-            }
-        }
+                request.send()
+            },
+            |_| Ok(false),
+        )
     }
 
     /// A JSON call of the tracking API; `Ok(None)` for `RESOURCE_DOES_NOT_EXIST`.

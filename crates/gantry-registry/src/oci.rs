@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::http::send_with_retries;
 use crate::names::{RESERVED_TAG_PREFIXES, validate_alias, validate_name};
 use crate::ops::build_manifest;
 use crate::source::{SourceFile, parallel_largest_first_on};
@@ -240,67 +241,41 @@ impl OciRegistry {
         headers: &[(header::HeaderName, String)],
         body: &dyn Fn() -> Option<Vec<u8>>,
     ) -> Result<Response> {
+        let what = format!("{method} {}", redacted(url));
         let mut authenticated_again = false;
-        let mut retry = 0;
-        loop {
-            let mut request = self
-                .client
-                .request(method.clone(), url.clone())
-                .timeout(self.options.retry.timeout.max(Duration::from_secs(60)));
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            if let Some(token) = self
-                .tokens
-                .lock()
-                .ok()
-                .and_then(|tokens| tokens.get(scope).cloned())
-            {
-                request = request.bearer_auth(token);
-            } else if self.basic.lock().is_ok_and(|basic| *basic)
-                && let Some(credentials) = &self.options.credentials
-            {
-                request =
-                    request.basic_auth(&credentials.username, Some(credentials.password.expose()));
-            }
-            if let Some(bytes) = body() {
-                request = request.body(bytes);
-            }
-            let what = format!("{method} {}", redacted(url));
-            match request.send() {
-                Ok(response)
-                    if response.status() == StatusCode::UNAUTHORIZED && !authenticated_again =>
+        send_with_retries(
+            &self.options.retry,
+            &what,
+            || {
+                let mut request = self
+                    .client
+                    .request(method.clone(), url.clone())
+                    .timeout(self.options.retry.timeout.max(Duration::from_secs(60)))
+                    .headers(self.auth_headers(scope));
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                if !request_has_token(&self.tokens, scope)
+                    && self.basic.lock().is_ok_and(|basic| *basic)
+                    && let Some(credentials) = &self.options.credentials
                 {
+                    request = request
+                        .basic_auth(&credentials.username, Some(credentials.password.expose()));
+                }
+                if let Some(bytes) = body() {
+                    request = request.body(bytes);
+                }
+                request.send()
+            },
+            |response| {
+                if response.status() == StatusCode::UNAUTHORIZED && !authenticated_again {
                     authenticated_again = true;
-                    self.authenticate(&response, scope, &what)?;
+                    self.authenticate(response, scope, &what)?;
+                    return Ok(true);
                 }
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    match self
-                        .options
-                        .retry
-                        .retry_delay(retry, status, response.headers())
-                    {
-                        Some(Ok(delay)) if retry + 1 < self.options.retry.attempts => {
-                            retry += 1;
-                            std::thread::sleep(delay);
-                        }
-                        _ => return Ok(response),
-                    }
-                }
-                Err(error) if retry + 1 < self.options.retry.attempts && !error.is_builder() => {
-                    retry += 1;
-                    std::thread::sleep(self.options.retry.backoff(retry));
-                }
-                Err(error) => {
-                    return Err(Error::Remote(format!(
-                        "{what}: {} (after {} attempts)",
-                        gantry_ci::transport_reason(&error),
-                        retry + 1
-                    )));
-                }
-            }
-        }
+                Ok(false)
+            },
+        )
     }
 
     /// Answers a 401: fetch a token from the Bearer realm, or switch to Basic.
@@ -961,6 +936,11 @@ impl OciRegistry {
         self.record_event(&repository, &event)?;
         Ok(Some(event))
     }
+}
+
+/// Whether a bearer token for `scope` is cached.
+fn request_has_token(tokens: &Mutex<HashMap<String, String>>, scope: &str) -> bool {
+    tokens.lock().is_ok_and(|tokens| tokens.contains_key(scope))
 }
 
 fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
