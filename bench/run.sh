@@ -28,6 +28,20 @@ gantry="$PWD/target/release/gantry"
 
 section() { case " $sections " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
+# A model directory of four equal safetensors shards of random bytes (one U8
+# tensor each, so the headers are valid), `$2` MiB in all, made once.
+make_model() {
+  local dir="$1" total_mb="$2" bytes shard
+  [ -f "$dir/model-00004-of-00004.safetensors" ] && return
+  mkdir -p "$dir"
+  bytes=$((total_mb / 4 * 1048576))
+  for shard in 1 2 3 4; do
+    python3 -c "import json, struct, sys; h = json.dumps({'w': {'dtype': 'U8', 'shape': [$bytes], 'data_offsets': [0, $bytes]}}).encode(); sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h)" \
+      > "$dir/model-0000$shard-of-00004.safetensors"
+    head -c "$bytes" /dev/urandom >> "$dir/model-0000$shard-of-00004.safetensors"
+  done
+}
+
 if section startup && [ ! -x "$peers/mlflow/bin/python" ]; then
   python3 -m venv "$peers/mlflow"
   "$peers/mlflow/bin/pip" install --quiet --disable-pip-version-check mlflow==3.17.2
@@ -176,17 +190,8 @@ if section register; then
     "$peers/hf/bin/pip" install --quiet --disable-pip-version-check huggingface_hub==2.4.0
   fi
   model="$peers/model-${model_mb}mb"
-  if [ ! -f "$model/model-00004-of-00004.safetensors" ]; then
-    mkdir -p "$model"
-    for shard in 1 2 3 4; do
-      # A valid safetensors file: one U8 tensor of random bytes.
-      bytes=$((model_mb / 4 * 1048576))
-      python3 -c "import json, struct, sys; h = json.dumps({'w': {'dtype': 'U8', 'shape': [$bytes], 'data_offsets': [0, $bytes]}}).encode(); sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h)" \
-        > "$model/model-0000$shard-of-00004.safetensors"
-      head -c "$bytes" /dev/urandom >> "$model/model-0000$shard-of-00004.safetensors"
-    done
-    echo '{"architectures": ["Bench"]}' > "$model/config.json"
-  fi
+  make_model "$model" "$model_mb"
+  [ -f "$model/config.json" ] || echo '{"architectures": ["Bench"]}' > "$model/config.json"
   files=("$model"/*)
   echo "== register: hashing $(du -sh "$model" | cut -f1) in ${#files[@]} files (page cache warm)"
   hyperfine --warmup 1 --runs 5 --export-json "$out/register-hash.json" \
@@ -226,15 +231,7 @@ if section upload; then
     "$peers/mlflow/bin/pip" install --quiet --disable-pip-version-check mlflow==3.17.2
   fi
   model="$peers/upload-${upload_mb}mb"
-  if [ ! -f "$model/model-00004-of-00004.safetensors" ]; then
-    mkdir -p "$model"
-    for shard in 1 2 3 4; do
-      bytes=$((upload_mb / 4 * 1048576))
-      python3 -c "import json, struct, sys; h = json.dumps({'w': {'dtype': 'U8', 'shape': [$bytes], 'data_offsets': [0, $bytes]}}).encode(); sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h)" \
-        > "$model/model-0000$shard-of-00004.safetensors"
-      head -c "$bytes" /dev/urandom >> "$model/model-0000$shard-of-00004.safetensors"
-    done
-  fi
+  make_model "$model" "$upload_mb"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/oci}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$scratch" "$port" > "$scratch/registry.yml"
   docker-registry serve "$scratch/registry.yml" 2> /dev/null &

@@ -382,11 +382,13 @@ pub(crate) fn parallel_largest_first_on<T: Sync, R: Send>(
     if let Some(error) = first_error.into_inner().ok().flatten() {
         return Err(error);
     }
-    let results = results.into_inner().unwrap_or_default();
-    Ok(results
-        .into_iter()
-        .map(|result| result.expect("every item was processed"))
-        .collect())
+    // Every item has a result unless a worker died, which the scope turns
+    // into a panic above; say so rather than return fewer results.
+    results
+        .into_inner()
+        .ok()
+        .and_then(|results| results.into_iter().collect::<Option<Vec<R>>>())
+        .ok_or_else(|| Error::Input("a worker stopped before finishing its files".to_owned()))
 }
 
 #[cfg(test)]
