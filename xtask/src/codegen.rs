@@ -188,6 +188,9 @@ pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> 
     let mut schema = serde_json::to_string_pretty(&gantry_core::manifest_schema())?;
     schema.push('\n');
     files.push((PathBuf::from("schemas/model-manifest.schema.json"), schema));
+    let mut schema = serde_json::to_string_pretty(&gantry_train::run_record_schema())?;
+    schema.push('\n');
+    files.push((PathBuf::from("schemas/run-record.schema.json"), schema));
     for (name, schema) in gantry_data::schemas()
         .into_iter()
         .chain(gantry_eval::schemas())

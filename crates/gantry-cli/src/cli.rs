@@ -79,6 +79,86 @@ pub enum Command {
     Register(RegisterArgs),
     /// Inspect and manage registered models: list, show, versions, alias, verify, pull, diff, events.
     Registry(RegistryArgs),
+    /// Run a training command on this runner's GPUs (or through Slurm): GPU locks, restarts from checkpoints, metrics, MLflow tracking, run.json.
+    Train(TrainArgs),
+}
+
+/// Arguments of `gantry train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The training command, split into words like a shell would (quotes work) but run without one unless --shell; or give it after --.
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// The training command's words, after --.
+    #[arg(last = true, value_name = "ARGS", hide = true)]
+    pub trailing: Vec<String>,
+    /// Run the command line through sh -c (pipes, &&, variable expansion).
+    #[arg(long)]
+    pub shell: bool,
+    /// GPUs to lease: a count, all, auto (all, or none on a host without GPUs), none, or indices (0,3). Leased GPUs are locked so no other job on the host gets them.
+    #[arg(long, default_value = "auto", value_name = "N|all|auto|none|LIST")]
+    pub gpus: String,
+    /// Wait this long for the GPUs to be free (e.g. 30m) instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_for_gpus: Option<std::time::Duration>,
+    /// Directory of the per-GPU lock files, shared by every job on the host.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_GPU_LOCK_DIR)]
+    pub lock_dir: std::path::PathBuf,
+    /// Where the run directory goes: run.json, metrics.svg and, unless given elsewhere, checkpoints/, output/ and metrics.jsonl.
+    #[arg(long, value_name = "DIR", default_value = ".gantry/train")]
+    pub run_dir: std::path::PathBuf,
+    /// GANTRY_CHECKPOINT_DIR: checkpoint-<step> directories; a restart resumes from the newest complete one (default RUN_DIR/checkpoints).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// GANTRY_OUTPUT_DIR: where the final model is written; every file in it is hashed into run.json (default RUN_DIR/output).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<std::path::PathBuf>,
+    /// GANTRY_METRICS_FILE: JSON Lines with an integer step and numbers, followed while the command runs (default RUN_DIR/metrics.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// Restarts after a failed attempt, each from the newest complete checkpoint.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub max_restarts: u32,
+    /// Wait before the first restart; doubled for each further one (at most 5m).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub restart_backoff: std::time::Duration,
+    /// Wall time for the whole run, restarts included; then the command is stopped like a cancelled job.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// After SIGTERM (job cancelled, --timeout), how long the command has to checkpoint before it is killed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace_period: std::time::Duration,
+    /// GANTRY_SEED for the command.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Configuration files of the run: hashed into run.json's config digest.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "FILE")]
+    pub config: Vec<std::path::PathBuf>,
+    /// The data.lock from gantry validate-data: the dataset digest goes into run.json (lineage).
+    #[arg(long, value_name = "FILE")]
+    pub data_lock: Option<std::path::PathBuf>,
+    /// MLflow tracking server (http(s)://HOST[:PORT]): params, metrics by step, tags and run.json are logged there (MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD).
+    #[arg(long, value_name = "URI")]
+    pub tracking_uri: Option<String>,
+    /// The MLflow experiment (created when missing).
+    #[arg(long, default_value = "gantry", value_name = "NAME")]
+    pub experiment: String,
+    /// Params to log with the run, KEY=VALUE, repeatable (hyperparameters).
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub param: Vec<(String, String)>,
+    /// The run's id (default: the UTC time and 8 random hex digits).
+    #[arg(long, value_name = "ID", value_parser = parse_report_name)]
+    pub run_id: Option<String>,
+    /// Name of this run in the job summary.
+    #[arg(long, default_value = "default", value_parser = parse_report_name)]
+    pub name: String,
+}
+
+/// Where GPU lock files live unless --lock-dir says otherwise.
+pub const DEFAULT_GPU_LOCK_DIR: &str = "/tmp/gantry-gpu-locks";
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    gantry_train::launch::parse_duration(text)
 }
 
 /// The default registry: the file registry in the workspace.

@@ -6,6 +6,7 @@ mod publish;
 mod register;
 mod registry;
 mod report;
+mod train;
 mod validate_data;
 
 use anyhow::Result;
@@ -32,6 +33,7 @@ pub(crate) fn dispatch(
         Command::Registry(args) => {
             verdicts_of_registry(registry::run(args, &session, printer), printer)
         }
+        Command::Train(args) => train::run(args, &session, printer),
     }
 }
 

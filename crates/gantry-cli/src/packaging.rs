@@ -172,6 +172,31 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         icon: "package",
         color: "orange",
     },
+    PackagedCommand {
+        command: "train",
+        action_name: "train-on-runner",
+        title: "gantry train",
+        kind: ActionKind::Composite,
+        outputs: &[
+            ("run-id", "The run's id."),
+            ("status", "succeeded, failed, timed_out or cancelled."),
+            ("run-record", "Path of run.json."),
+            ("checkpoint", "The newest complete checkpoint left, if any."),
+            (
+                "output-dir",
+                "The directory the final model was written to (GANTRY_OUTPUT_DIR): give it to register-model's model-dir.",
+            ),
+            (
+                "final-metrics",
+                "The last value of every metric, as a JSON object.",
+            ),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        icon: "cpu",
+        color: "red",
+    },
 ];
 
 /// One input of a command, with what the metadata generators need.

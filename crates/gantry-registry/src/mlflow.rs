@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use gantry_ci::RetryPolicy;
 use gantry_core::{Digest, ModelManifest, Secret};
-use reqwest::blocking::{Body, Client, Response};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::Method;
+use reqwest::blocking::Body;
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::http::send_with_retries;
+use crate::mlflow_api::MlflowApi;
 use crate::names::{validate_alias, validate_name};
 use crate::ops::build_manifest;
 use crate::source::{SourceFile, parallel_largest_first_on};
@@ -71,9 +71,7 @@ enum Allocation {
 #[derive(Debug)]
 pub struct MlflowRegistry {
     uri: String,
-    base: String,
-    client: Client,
-    options: MlflowOptions,
+    api: MlflowApi,
 }
 
 /// A version as MLflow holds it.
@@ -123,161 +121,17 @@ impl MlflowRegistry {
     /// A registry at `uri` (`mlflow+http(s)://HOST[:PORT][/PATH]`).
     pub fn new(uri: &str, options: MlflowOptions) -> Result<MlflowRegistry> {
         let base = parse_uri(uri)?;
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))?;
         Ok(MlflowRegistry {
             uri: uri.to_owned(),
-            base,
-            client,
-            options,
+            api: MlflowApi::new(&base, options)?,
         })
-    }
-
-    fn host(&self) -> String {
-        url::Url::parse(&self.base)
-            .ok()
-            .and_then(|url| {
-                url.host_str().map(|host| match url.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host.to_owned(),
-                })
-            })
-            .unwrap_or_else(|| self.base.clone())
-    }
-
-    fn authorize(
-        &self,
-        request: reqwest::blocking::RequestBuilder,
-    ) -> reqwest::blocking::RequestBuilder {
-        match &self.options.auth {
-            Some(MlflowAuth::Token(token)) => request.bearer_auth(token.expose()),
-            Some(MlflowAuth::Basic(user, password)) => {
-                request.basic_auth(user, Some(password.expose()))
-            }
-            None => request,
-        }
-    }
-
-    /// Sends a request, retrying 429/5xx and connection errors.
-    fn send(
-        &self,
-        method: Method,
-        url: &str,
-        body: &dyn Fn() -> Option<Body>,
-        json_body: bool,
-    ) -> Result<Response> {
-        let what = format!("{method} {}", url.split('?').next().unwrap_or(url));
-        send_with_retries(
-            &self.options.retry,
-            &what,
-            || {
-                let mut request = self
-                    .authorize(self.client.request(method.clone(), url))
-                    .timeout(self.options.retry.timeout.max(Duration::from_secs(60)));
-                if let Some(body) = body() {
-                    if json_body {
-                        request = request.header("content-type", "application/json");
-                    }
-                    request = request.body(body);
-                }
-                request.send()
-            },
-            |_| Ok(false),
-        )
-    }
-
-    /// A JSON call of the tracking API; `Ok(None)` for `RESOURCE_DOES_NOT_EXIST`.
-    fn call(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> Result<Option<Value>> {
-        let mut url = url::Url::parse(&format!("{}/api/2.0/mlflow/{path}", self.base))
-            .map_err(|error| Error::Input(format!("bad MLflow URL: {error}")))?;
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let text = body.map(|body| body.to_string());
-        let response = self.send(
-            method.clone(),
-            url.as_str(),
-            &|| text.clone().map(Body::from),
-            true,
-        )?;
-        let status = response.status();
-        let payload: Value = response.json().unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(Some(payload));
-        }
-        let code = payload["error_code"].as_str().unwrap_or_default();
-        let message = payload["message"].as_str().unwrap_or_default();
-        // A missing alias is INVALID_PARAMETER_VALUE "… alias X not found".
-        let missing = code == "RESOURCE_DOES_NOT_EXIST"
-            || (status == StatusCode::NOT_FOUND && code.is_empty())
-            || (code == "INVALID_PARAMETER_VALUE" && message.ends_with("not found."));
-        if missing {
-            return Ok(None);
-        }
-        let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            "; set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        } else {
-            ""
-        };
-        Err(Error::Remote(format!(
-            "{method} /api/2.0/mlflow/{path} on {}: {status} {code}: {message}{hint}",
-            self.host()
-        )))
-    }
-
-    fn artifact_url(&self, run_path: &str, path: &str) -> String {
-        let encoded: Vec<String> = path
-            .split('/')
-            .map(|part| {
-                url::form_urlencoded::byte_serialize(part.as_bytes())
-                    .collect::<String>()
-                    .replace('+', "%20")
-            })
-            .collect();
-        format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{run_path}/{}",
-            self.base,
-            encoded.join("/")
-        )
-    }
-
-    fn put_artifact(&self, run_path: &str, path: &str, bytes: &[u8]) -> Result<()> {
-        let url = self.artifact_url(run_path, path);
-        let response = self.send(
-            Method::PUT,
-            &url,
-            &|| Some(Body::from(bytes.to_vec())),
-            false,
-        )?;
-        self.expect_ok(response, &format!("uploading {path}"))
-    }
-
-    fn expect_ok(&self, response: Response, what: &str) -> Result<()> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = response.text().unwrap_or_default();
-        Err(Error::Remote(format!(
-            "{what} to {}: {status}: {}",
-            self.host(),
-            text.chars().take(300).collect::<String>()
-        )))
     }
 
     /// Uploads a file while hashing it; retried whole on failure.
     fn upload_file(&self, run_path: &str, file: &SourceFile) -> Result<Digest> {
-        let url = self.artifact_url(run_path, &format!("model/{}", file.path));
+        let url = self
+            .api
+            .artifact_url(run_path, &format!("model/{}", file.path));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -292,8 +146,9 @@ impl MlflowRegistry {
                 file.size,
             );
             let outcome = self
-                .authorize(self.client.put(&url))
-                .timeout(self.options.retry.timeout.max(Duration::from_secs(600)))
+                .api
+                .authorize(self.api.client.put(&url))
+                .timeout(self.api.options.retry.timeout.max(Duration::from_secs(600)))
                 .body(body)
                 .send();
             let failure = match outcome {
@@ -311,57 +166,15 @@ impl MlflowRegistry {
                     file.check_unchanged(total)?;
                     return Ok(Digest::from_bytes(hasher.finalize().into()));
                 }
-                Some(reason) if attempt >= self.options.retry.attempts => {
+                Some(reason) if attempt >= self.api.options.retry.attempts => {
                     return Err(Error::Remote(format!(
                         "uploading {} to {}: {reason} (after {attempt} attempts)",
                         file.path,
-                        self.host()
+                        self.api.host()
                     )));
                 }
-                Some(_) => std::thread::sleep(self.options.retry.backoff(attempt)),
+                Some(_) => std::thread::sleep(self.api.options.retry.backoff(attempt)),
             }
-        }
-    }
-
-    fn experiment_id(&self) -> Result<String> {
-        if let Some(found) = self.call(
-            Method::GET,
-            "experiments/get-by-name",
-            &[("experiment_name", EXPERIMENT)],
-            None,
-        )? {
-            return Ok(found["experiment"]["experiment_id"]
-                .as_str()
-                .unwrap_or("0")
-                .to_owned());
-        }
-        match self.call(
-            Method::POST,
-            "experiments/create",
-            &[],
-            Some(json!({"name": EXPERIMENT})),
-        ) {
-            Ok(Some(created)) => Ok(created["experiment_id"].as_str().unwrap_or("0").to_owned()),
-            // Created by a concurrent registration in between.
-            _ => self
-                .call(
-                    Method::GET,
-                    "experiments/get-by-name",
-                    &[("experiment_name", EXPERIMENT)],
-                    None,
-                )?
-                .map(|found| {
-                    found["experiment"]["experiment_id"]
-                        .as_str()
-                        .unwrap_or("0")
-                        .to_owned()
-                })
-                .ok_or_else(|| {
-                    Error::Remote(format!(
-                        "cannot create the {EXPERIMENT} experiment on {}",
-                        self.host()
-                    ))
-                }),
         }
     }
 
@@ -375,7 +188,10 @@ impl MlflowRegistry {
             if !page_token.is_empty() {
                 query.push(("page_token", page_token.as_str()));
             }
-            let Some(page) = self.call(Method::GET, "model-versions/search", &query, None)? else {
+            let Some(page) = self
+                .api
+                .call(Method::GET, "model-versions/search", &query, None)?
+            else {
                 return Ok(versions);
             };
             for version in page["model_versions"].as_array().into_iter().flatten() {
@@ -407,51 +223,15 @@ impl MlflowRegistry {
         }
     }
 
-    fn run_path(&self, run_id: &str) -> Result<String> {
-        let run = self
-            .call(Method::GET, "runs/get", &[("run_id", run_id)], None)?
-            .ok_or_else(|| Error::NotFound(format!("run {run_id} is gone from {}", self.host())))?;
-        let artifact_uri = run["run"]["info"]["artifact_uri"]
-            .as_str()
-            .unwrap_or_default();
-        artifact_uri
-            .strip_prefix("mlflow-artifacts:/")
-            .map(|path| path.trim_start_matches('/').to_owned())
-            .ok_or_else(|| {
-                Error::Remote(format!(
-                    "run {run_id} on {} stores artifacts at {artifact_uri:?}, not through the artifact proxy; start the server with --serve-artifacts",
-                    self.host()
-                ))
-            })
-    }
-
-    fn read_artifact(&self, run_path: &str, path: &str) -> Result<Response> {
-        let url = self.artifact_url(run_path, path);
-        let response = self.send(Method::GET, &url, &|| None, false)?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(Error::NotFound(format!(
-                "artifact {path} is missing from {}",
-                self.host()
-            )));
-        }
-        if !response.status().is_success() {
-            return Err(Error::Remote(format!(
-                "GET artifact {path} from {}: {}",
-                self.host(),
-                response.status()
-            )));
-        }
-        Ok(response)
-    }
-
     /// A complete version's manifest, checked against its `gantry.digest` tag.
     fn resolve_version(&self, name: &str, version: &MlflowVersion) -> Result<Option<Resolved>> {
         let Some(tagged) = version.tags.get("gantry.digest") else {
             return Ok(None);
         };
-        let run_path = self.run_path(&version.run_id)?;
+        let run_path = self.api.run_path(&version.run_id)?;
         let mut text = Vec::new();
-        self.read_artifact(&run_path, MANIFEST_ARTIFACT)?
+        self.api
+            .read_artifact(&run_path, MANIFEST_ARTIFACT)?
             .read_to_end(&mut text)
             .map_err(|error| {
                 Error::Remote(format!(
@@ -463,7 +243,7 @@ impl MlflowRegistry {
             Error::Remote(format!(
                 "{name} version {} on {}: not a model manifest: {error}",
                 version.number,
-                self.host()
+                self.api.host()
             ))
         })?;
         let resolved = Resolved::new(manifest)?;
@@ -579,7 +359,7 @@ impl MlflowRegistry {
     }
 
     fn set_version_tag(&self, name: &str, number: u64, key: &str, value: &str) -> Result<()> {
-        self.call(
+        self.api.call(
             Method::POST,
             "model-versions/set-tag",
             &[],
@@ -589,7 +369,7 @@ impl MlflowRegistry {
     }
 
     fn current_alias(&self, name: &str, alias: &str) -> Result<Option<AliasTarget>> {
-        let Some(found) = self.call(
+        let Some(found) = self.api.call(
             Method::GET,
             "registered-models/alias",
             &[("name", name), ("alias", alias)],
@@ -641,7 +421,7 @@ impl MlflowRegistry {
         if !check_expectation(name, alias, current.as_ref(), expect, target)? {
             return Ok(None);
         }
-        self.call(
+        self.api.call(
             Method::POST,
             "registered-models/alias",
             &[],
@@ -654,7 +434,7 @@ impl MlflowRegistry {
             .unwrap_or(0);
         let key = format!("gantry.event.{nanos:020}-{:08x}", rand::random::<u32>());
         let value = serde_json::to_string(&event).map_err(gantry_core::Error::from)?;
-        self.call(
+        self.api.call(
             Method::POST,
             "registered-models/set-tag",
             &[],
@@ -675,7 +455,7 @@ impl Registry for MlflowRegistry {
             validate_alias(alias)?;
         }
         let name = request.name;
-        match self.call(
+        match self.api.call(
             Method::POST,
             "registered-models/create",
             &[],
@@ -685,8 +465,9 @@ impl Registry for MlflowRegistry {
             Err(Error::Remote(message)) if message.contains("RESOURCE_ALREADY_EXISTS") => {}
             Err(error) => return Err(error),
         }
-        let experiment = self.experiment_id()?;
+        let experiment = self.api.experiment_id(EXPERIMENT)?;
         let run = self
+            .api
             .call(
                 Method::POST,
                 "runs/create",
@@ -698,12 +479,12 @@ impl Registry for MlflowRegistry {
                     "tags": [{"key": "gantry.actor", "value": request.actor}],
                 })),
             )?
-            .ok_or_else(|| Error::Remote(format!("{} did not create a run", self.host())))?;
+            .ok_or_else(|| Error::Remote(format!("{} did not create a run", self.api.host())))?;
         let run_id = run["run"]["info"]["run_id"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let run_path = self.run_path(&run_id)?;
+        let run_path = self.api.run_path(&run_id)?;
 
         let files = &request.source.files;
         let digests = parallel_largest_first_on(
@@ -714,7 +495,8 @@ impl Registry for MlflowRegistry {
         )?;
         let mut bytes_stored: u64 = request.source.total_size();
         for (digest, bytes) in &request.lineage.documents {
-            self.put_artifact(&run_path, &format!("lineage/{}", digest.hex()), bytes)?;
+            self.api
+                .put_artifact(&run_path, &format!("lineage/{}", digest.hex()), bytes)?;
             bytes_stored += bytes.len() as u64;
         }
         let mut manifest = build_manifest(
@@ -727,7 +509,7 @@ impl Registry for MlflowRegistry {
         let digest = manifest.digest()?;
 
         let finish_run = |status: &str| {
-            let _ = self.call(
+            let _ = self.api.call(
                 Method::POST,
                 "runs/update",
                 &[],
@@ -738,7 +520,7 @@ impl Registry for MlflowRegistry {
         if let Some(existing) = self.mlflow_versions(name, &existing_filter)?.first() {
             // Already registered: this run's uploads were for nothing.
             finish_run("KILLED");
-            let _ = self.call(
+            let _ = self.api.call(
                 Method::POST,
                 "runs/delete",
                 &[],
@@ -781,7 +563,7 @@ impl Registry for MlflowRegistry {
                 json!({"key": "gantry.dataset_digest", "value": data.dataset_digest.to_string()}),
             );
         }
-        self.call(
+        self.api.call(
             Method::POST,
             "runs/log-batch",
             &[],
@@ -789,6 +571,7 @@ impl Registry for MlflowRegistry {
         )?;
 
         let created_version = self
+            .api
             .call(
                 Method::POST,
                 "model-versions/create",
@@ -806,7 +589,10 @@ impl Registry for MlflowRegistry {
                 })),
             )?
             .ok_or_else(|| {
-                Error::Remote(format!("{} did not create a model version", self.host()))
+                Error::Remote(format!(
+                    "{} did not create a model version",
+                    self.api.host()
+                ))
             })?;
         let number: u64 = created_version["model_version"]["version"]
             .as_str()
@@ -817,14 +603,14 @@ impl Registry for MlflowRegistry {
             Ok(Allocation::Duplicate(earlier)) => {
                 // The same content is being registered by an earlier call:
                 // withdraw this one and answer with that one's version.
-                let _ = self.call(
+                let _ = self.api.call(
                     Method::DELETE,
                     "model-versions/delete",
                     &[],
                     Some(json!({"name": name, "version": number.to_string()})),
                 );
                 finish_run("KILLED");
-                let _ = self.call(
+                let _ = self.api.call(
                     Method::POST,
                     "runs/delete",
                     &[],
@@ -848,7 +634,7 @@ impl Registry for MlflowRegistry {
         manifest.created = now();
         let mut text = serde_json::to_vec_pretty(&manifest).map_err(gantry_core::Error::from)?;
         text.push(b'\n');
-        self.put_artifact(&run_path, MANIFEST_ARTIFACT, &text)?;
+        self.api.put_artifact(&run_path, MANIFEST_ARTIFACT, &text)?;
         // The commit point: only now does gantry see the version.
         self.set_version_tag(name, number, "gantry.digest", &digest.to_string())?;
         finish_run("FINISHED");
@@ -874,7 +660,9 @@ impl Registry for MlflowRegistry {
             if !page_token.is_empty() {
                 query.push(("page_token", page_token.as_str()));
             }
-            let Some(page) = self.call(Method::GET, "registered-models/search", &query, None)?
+            let Some(page) =
+                self.api
+                    .call(Method::GET, "registered-models/search", &query, None)?
             else {
                 break;
             };
@@ -908,7 +696,7 @@ impl Registry for MlflowRegistry {
 
     fn aliases(&self, name: &str) -> Result<BTreeMap<String, AliasTarget>> {
         validate_name(name)?;
-        let Some(model) = self.call(
+        let Some(model) = self.api.call(
             Method::GET,
             "registered-models/get",
             &[("name", name)],
@@ -964,7 +752,7 @@ impl Registry for MlflowRegistry {
                 previous: None,
             })
             .collect();
-        if let Some(model) = self.call(
+        if let Some(model) = self.api.call(
             Method::GET,
             "registered-models/get",
             &[("name", name)],
@@ -1009,8 +797,8 @@ impl Registry for MlflowRegistry {
             } else {
                 continue;
             };
-            let run_path = self.run_path(&version.run_id)?;
-            return Ok(Box::new(self.read_artifact(&run_path, &path)?));
+            let run_path = self.api.run_path(&version.run_id)?;
+            return Ok(Box::new(self.api.read_artifact(&run_path, &path)?));
         }
         Err(Error::NotFound(format!(
             "no version of {name} in {} holds {digest}",

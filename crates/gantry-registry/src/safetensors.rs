@@ -40,7 +40,7 @@ fn dtype_bits(dtype: &str) -> Option<u64> {
 
 /// Reads and checks the header of the safetensors file at `path`, whose
 /// size is `size`, and summarizes it. `display` names the file in errors.
-pub(crate) fn read_header(path: &Path, size: u64, display: &str) -> Result<SafetensorsSummary> {
+pub fn read_header(path: &Path, size: u64, display: &str) -> Result<SafetensorsSummary> {
     let invalid =
         |reason: String| Error::Input(format!("{display}: not a valid safetensors file: {reason}"));
     let mut file = std::fs::File::open(path).map_err(Error::io("cannot open", path))?;

@@ -7,6 +7,9 @@ pub enum Error {
     /// A flag, the host or a file is not usable as given.
     #[error("{0}")]
     Input(String),
+    /// A server (MLflow, Slurm's controller) failed or could not be reached.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// A `Result` whose error is [`Error`].

@@ -56,6 +56,8 @@ pub enum GpuRequest {
     None,
     /// Every GPU of the host.
     All,
+    /// Every GPU of the host, or none on a host without GPUs (the default).
+    Auto,
     /// This many, whichever are free.
     Count(usize),
     /// These indices.
@@ -68,12 +70,13 @@ impl std::str::FromStr for GpuRequest {
     fn from_str(text: &str) -> Result<GpuRequest> {
         let invalid = || {
             Error::Input(format!(
-                "--gpus {text:?}: expected a count (2), all, none, or indices (0,3)"
+                "--gpus {text:?}: expected a count (2), all, auto, none, or indices (0,3)"
             ))
         };
         match text.trim() {
             "none" | "0" => Ok(GpuRequest::None),
             "all" => Ok(GpuRequest::All),
+            "auto" => Ok(GpuRequest::Auto),
             list if list.contains(',') => list
                 .split(',')
                 .map(|index| index.trim().parse::<u32>().map_err(|_| invalid()))
@@ -250,7 +253,7 @@ pub fn acquire(
         let gpus = read_inventory()?;
         let wanted: Vec<&Gpu> = match request {
             GpuRequest::None => Vec::new(),
-            GpuRequest::All => gpus.iter().collect(),
+            GpuRequest::All | GpuRequest::Auto => gpus.iter().collect(),
             GpuRequest::Count(count) => {
                 if *count > gpus.len() {
                     return Err(Error::Input(format!(
@@ -282,6 +285,12 @@ pub fn acquire(
                 chosen
             }
         };
+        if gpus.is_empty() && *request == GpuRequest::Auto {
+            return Ok(GpuLease {
+                gpus: Vec::new(),
+                _locks: Vec::new(),
+            });
+        }
         if gpus.is_empty() {
             return Err(Error::Input(
                 "--gpus: nvidia-smi reports no GPU on this host; use --gpus none to train without one".to_owned(),

@@ -314,7 +314,7 @@ fn dry_run(
 
 /// The commit being built: from the CI context, else from `git` in the
 /// working directory. Credentials in a remote URL are dropped.
-fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
+pub(crate) fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
     if let Some(commit) = &session.context.sha {
         return Some(GitLineage {
             repository: session.context.repository.clone(),

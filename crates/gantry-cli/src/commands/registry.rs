@@ -12,6 +12,25 @@ use crate::cli::{OutputFormat, RegistryArgs, RegistryCommand};
 use crate::commands::Session;
 use crate::printer::Printer;
 
+/// Credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+/// MLFLOW_TRACKING_PASSWORD) and retries for an MLflow server.
+pub(crate) fn mlflow_options(
+    environment: &gantry_ci::Environment,
+) -> Result<gantry_registry::MlflowOptions> {
+    let auth = gantry_ci::mlflow_login(environment)
+        .context("MLflow credentials")?
+        .map(|login| match login {
+            gantry_ci::MlflowLogin::Token(token) => gantry_registry::MlflowAuth::Token(token),
+            gantry_ci::MlflowLogin::Basic(user, password) => {
+                gantry_registry::MlflowAuth::Basic(user, password)
+            }
+        });
+    Ok(gantry_registry::MlflowOptions {
+        auth,
+        retry: gantry_ci::RetryPolicy::from_environment(environment),
+    })
+}
+
 /// Opens the registry a URI names, with credentials for its host from the
 /// environment (see `gantry_ci::registry_login`).
 pub(crate) fn open_registry(
@@ -42,18 +61,7 @@ pub(crate) fn open_registry(
         return Ok(Box::new(gantry_registry::OciRegistry::new(uri, options)?));
     }
     if uri.starts_with("mlflow+http://") || uri.starts_with("mlflow+https://") {
-        let auth = gantry_ci::mlflow_login(environment)
-            .context("MLflow credentials")?
-            .map(|login| match login {
-                gantry_ci::MlflowLogin::Token(token) => gantry_registry::MlflowAuth::Token(token),
-                gantry_ci::MlflowLogin::Basic(user, password) => {
-                    gantry_registry::MlflowAuth::Basic(user, password)
-                }
-            });
-        let options = gantry_registry::MlflowOptions {
-            auth,
-            retry: gantry_ci::RetryPolicy::from_environment(environment),
-        };
+        let options = mlflow_options(environment)?;
         return Ok(Box::new(gantry_registry::MlflowRegistry::new(
             uri, options,
         )?));

@@ -1,0 +1,292 @@
+//! `gantry train`: run the user's training command as a tracked, resumable CI step.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use gantry_core::{ExitCode, Verdict};
+use gantry_train::launch::{Cancellation, Event, Policy};
+use gantry_train::local::LocalBackend;
+use gantry_train::record::GitState;
+use gantry_train::tracking::TrackingConfig;
+use gantry_train::{GpuRequest, Status};
+use serde_json::json;
+
+use crate::cli::{OutputFormat, PublishTarget, TrainArgs};
+use crate::commands::Session;
+use crate::commands::publish::{CommandResult, publish};
+use crate::printer::Printer;
+
+/// How often metric progress is printed while training.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// Warn when a trainer wrote no metric this long after an attempt started.
+const METRICS_SILENCE: Duration = Duration::from_secs(300);
+
+pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
+    let command = training_command(args)?;
+    let request: GpuRequest = args.gpus.parse()?;
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(gantry_train::job::new_run_id);
+    let config = gantry_train::job::config_state(&args.config)?;
+    let data = args
+        .data_lock
+        .as_deref()
+        .map(gantry_train::job::data_state)
+        .transpose()?;
+    let run_dir = args.run_dir.clone();
+    let checkpoint_dir = args
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| run_dir.join("checkpoints"));
+    let output_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| run_dir.join("output"));
+    let metrics_file = args
+        .metrics_file
+        .clone()
+        .unwrap_or_else(|| run_dir.join("metrics.jsonl"));
+    let git = git_state(session);
+    let tracking = args
+        .tracking_uri
+        .as_ref()
+        .map(|uri| -> Result<TrackingConfig> {
+            let mut params = vec![
+                ("gantry.command".to_owned(), command.join(" ")),
+                ("gantry.gpus".to_owned(), args.gpus.clone()),
+                (
+                    "gantry.max_restarts".to_owned(),
+                    args.max_restarts.to_string(),
+                ),
+            ];
+            if let Some(seed) = args.seed {
+                params.push(("gantry.seed".to_owned(), seed.to_string()));
+            }
+            params.extend(args.param.iter().cloned());
+            let mut tags = vec![("gantry.run_id".to_owned(), run_id.clone())];
+            if let Some(actor) = &session.context.actor {
+                tags.push(("mlflow.user".to_owned(), actor.clone()));
+            }
+            if let Some(git) = &git {
+                tags.push(("mlflow.source.git.commit".to_owned(), git.commit.clone()));
+            }
+            if let Some(data) = &data {
+                tags.push((
+                    "gantry.data.dataset_digest".to_owned(),
+                    data.dataset_digest.to_string(),
+                ));
+            }
+            Ok(TrackingConfig {
+                uri: uri.clone(),
+                experiment: args.experiment.clone(),
+                run_name: run_id.clone(),
+                params,
+                tags,
+                options: crate::commands::registry::mlflow_options(session.environment)?,
+            })
+        })
+        .transpose()?;
+
+    let job_without_gpus = gantry_train::job::TrainJob {
+        run_id: run_id.clone(),
+        command: command.clone(),
+        shell: args.shell,
+        run_dir: run_dir.clone(),
+        checkpoint_dir,
+        output_dir,
+        metrics_file,
+        seed: args.seed,
+        policy: Policy {
+            max_restarts: args.max_restarts,
+            restart_backoff: args.restart_backoff,
+            timeout: args.timeout,
+            grace_period: args.grace_period,
+            metrics_silence: METRICS_SILENCE,
+        },
+        gpus: Vec::new(),
+        cuda_visible_devices: None,
+        cuda_version: None,
+        git,
+        config,
+        data,
+        tracking,
+        env: Vec::new(),
+    };
+    // Bad directories are bad input: say so before waiting for GPUs.
+    job_without_gpus.prepare()?;
+    let cancellation = Cancellation::on_signals()?;
+    let lease = gantry_train::acquire(
+        &request,
+        &args.lock_dir,
+        args.wait_for_gpus,
+        &gantry_train::inventory,
+    )?;
+    if lease.gpus.is_empty() {
+        printer.info("training without a GPU (CUDA_VISIBLE_DEVICES is empty)");
+    } else {
+        printer.info(&format!(
+            "leased {}: {}",
+            if lease.gpus.len() == 1 { "GPU" } else { "GPUs" },
+            lease
+                .gpus
+                .iter()
+                .map(|gpu| format!("{} ({}, {})", gpu.index, gpu.name, gpu.uuid))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let job = gantry_train::job::TrainJob {
+        cuda_visible_devices: Some(lease.cuda_visible_devices()),
+        cuda_version: if lease.gpus.is_empty() {
+            None
+        } else {
+            gantry_train::job::cuda_version()
+        },
+        gpus: lease.gpus.clone(),
+        ..job_without_gpus
+    };
+    let mut backend = LocalBackend {
+        command: command.clone(),
+        shell: args.shell,
+        working_dir: None,
+        stdout_to_stderr: printer.format() == OutputFormat::Json,
+    };
+    printer.info(&format!(
+        "run {run_id}: {} (run directory {})",
+        session.masker.redact(&command.join(" ")),
+        run_dir.display()
+    ));
+    let mut last_progress: Option<Instant> = None;
+    let finished = job.execute(&mut backend, &cancellation, &mut |event| match event {
+        Event::Started {
+            number,
+            resumed_from,
+        } => printer.info(&match resumed_from {
+            Some(path) => format!("attempt {number}: resuming from {}", path.display()),
+            None => format!("attempt {number}: starting"),
+        }),
+        Event::Ended(attempt) => {
+            let text = format!(
+                "attempt {}: {} after {}",
+                attempt.number,
+                attempt.reason,
+                gantry_train::launch::humanize(Duration::from_secs_f64(attempt.duration_s))
+            );
+            if attempt.outcome == gantry_train::record::AttemptOutcome::Succeeded {
+                printer.info(&text);
+            } else {
+                printer.warning(&text);
+            }
+        }
+        Event::Metrics(points) => {
+            if last_progress.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
+                && let Some(last) = points.last()
+            {
+                last_progress = Some(Instant::now());
+                let at_step: Vec<String> = points
+                    .iter()
+                    .filter(|point| point.step == last.step)
+                    .map(|point| format!("{} {:.4}", point.key, point.value))
+                    .collect();
+                printer.info(&format!("step {}: {}", last.step, at_step.join(", ")));
+            }
+        }
+        Event::Info(text) => printer.info(&session.masker.redact(&text)),
+        Event::Warning(text) => printer.warning(&session.masker.redact(&text)),
+    })?;
+    drop(lease);
+
+    let record = &finished.record;
+    let markdown = session
+        .masker
+        .redact(&gantry_train::summary::markdown(record, &finished.series));
+    let final_metrics: serde_json::Map<String, serde_json::Value> = record
+        .metrics
+        .last
+        .iter()
+        .map(|(key, value)| (key.clone(), json!(value.value)))
+        .collect();
+    let mut outputs = vec![
+        ("run-id".to_owned(), record.run_id.clone()),
+        ("status".to_owned(), record.status.as_str().to_owned()),
+        (
+            "run-record".to_owned(),
+            finished.record_path.display().to_string(),
+        ),
+        ("output-dir".to_owned(), record.output_dir.clone()),
+        (
+            "final-metrics".to_owned(),
+            serde_json::Value::Object(final_metrics).to_string(),
+        ),
+    ];
+    if let Some(checkpoint) = record.newest_checkpoint() {
+        outputs.insert(3, ("checkpoint".to_owned(), checkpoint.path.clone()));
+    }
+    if let Some(chart) = &finished.chart_path {
+        printer.info(&format!("loss curve: {}", chart.display()));
+    }
+    let verdict = if record.status == Status::Succeeded {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    let result = CommandResult {
+        command: "train",
+        name: args.name.clone(),
+        title: format!("train: {} {}", record.run_id, record.status.as_str()),
+        markdown,
+        verdict,
+        findings: Vec::new(),
+        targets: vec![PublishTarget::Summary],
+        outputs,
+        full_report: Some(finished.record_path.display().to_string()),
+        forge_errors_are_fatal: false,
+        json: json!({
+            "run_record": finished.record_path,
+            "record": record,
+        }),
+    };
+    publish(result, session, printer)
+}
+
+/// The command's argv (or, with --shell, its one script).
+fn training_command(args: &TrainArgs) -> Result<Vec<String>> {
+    let words = match (&args.command, args.trailing.is_empty()) {
+        (Some(_), false) => {
+            bail!("give the training command once: --command CMD or after --, not both")
+        }
+        (Some(line), true) if args.shell => vec![line.clone()],
+        (Some(line), true) => {
+            shlex::split(line).with_context(|| format!("--command {line:?}: unbalanced quotes"))?
+        }
+        (None, false) if args.shell => vec![args.trailing.join(" ")],
+        (None, false) => args.trailing.clone(),
+        (None, true) => Vec::new(),
+    };
+    if words.iter().all(|word| word.trim().is_empty()) {
+        bail!(
+            "no training command: give --command CMD (the action's command input) or put the command after --"
+        );
+    }
+    Ok(words)
+}
+
+/// The commit, whether tracked files differ from it, the ref and the repository.
+fn git_state(session: &Session<'_>) -> Option<GitState> {
+    let lineage = crate::commands::register::git_lineage(session)?;
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| !output.stdout.is_empty());
+    Some(GitState {
+        commit: lineage.commit,
+        dirty,
+        git_ref: lineage.git_ref,
+        repository: lineage.repository,
+    })
+}
