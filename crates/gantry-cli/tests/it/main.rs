@@ -14,5 +14,7 @@ mod register;
 mod report;
 /// Shared helpers: a sandboxed `gantry` command.
 mod support;
+/// `gantry train` running tiny-lm: restarts, cancels, GPU locks, MLflow.
+mod train;
 /// `gantry validate-data` on small datasets with planted defects.
 mod validate_data;
