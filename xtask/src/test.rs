@@ -36,6 +36,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
     // Makes the OCI token server's signing key and certificate.
     ("openssl", "openssl"),
+    // A one-node Slurm cluster (with munge) for train-on-runner's Slurm backend.
+    ("slurm-wlm", "sbatch"),
 ];
 /// The target of the static binary in the container image.
 pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

@@ -80,7 +80,7 @@ pub enum Command {
     /// Inspect and manage registered models: list, show, versions, alias, verify, pull, diff, events.
     Registry(RegistryArgs),
     /// Run a training command on this runner's GPUs (or through Slurm): GPU locks, restarts from checkpoints, metrics, MLflow tracking, run.json.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
 }
 
 /// Arguments of `gantry train`.
@@ -95,6 +95,9 @@ pub struct TrainArgs {
     /// Run the command line through sh -c (pipes, &&, variable expansion).
     #[arg(long)]
     pub shell: bool,
+    /// Where attempts run: local (this runner, as a process group) or slurm (batch jobs through sbatch).
+    #[arg(long, value_enum, default_value_t = TrainBackend::Local)]
+    pub backend: TrainBackend,
     /// GPUs to lease: a count, all, auto (all, or none on a host without GPUs), none, or indices (0,3). Leased GPUs are locked so no other job on the host gets them.
     #[arg(long, default_value = "auto", value_name = "N|all|auto|none|LIST")]
     pub gpus: String,
@@ -116,6 +119,21 @@ pub struct TrainArgs {
     /// GANTRY_METRICS_FILE: JSON Lines with an integer step and numbers, followed while the command runs (default RUN_DIR/metrics.jsonl).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Slurm: nodes per job; each runs the command once, with MASTER_ADDR, MASTER_PORT, NNODES and NODE_RANK set for torchrun.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub nodes: u32,
+    /// Slurm: --gpus-per-node for each job (e.g. 8 or h100:8).
+    #[arg(long, value_name = "[TYPE:]N")]
+    pub gpus_per_node: Option<String>,
+    /// Slurm: the partition.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Slurm: each job's time limit (MM, HH:MM:SS or D-HH); a job that reaches it is resubmitted from its checkpoint while restarts last.
+    #[arg(long, value_name = "LIMIT")]
+    pub time: Option<String>,
+    /// Slurm: a further sbatch argument, repeatable (e.g. --slurm-arg=--account=ml).
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, allow_hyphen_values = true, value_name = "ARG")]
+    pub slurm_arg: Vec<String>,
     /// Restarts after a failed attempt, each from the newest complete checkpoint.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub max_restarts: u32,
@@ -152,6 +170,15 @@ pub struct TrainArgs {
     /// Name of this run in the job summary.
     #[arg(long, default_value = "default", value_parser = parse_report_name)]
     pub name: String,
+}
+
+/// Where `gantry train` runs attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrainBackend {
+    /// On this runner, as a process group.
+    Local,
+    /// As Slurm batch jobs.
+    Slurm,
 }
 
 /// Where GPU lock files live unless --lock-dir says otherwise.

@@ -18,10 +18,12 @@ assert_eq!(forge.requests().len(), 0);
 */
 
 mod oci;
+mod slurm;
 
 pub use crate::oci::{
     DroppingProxy, MlflowServer, OCI_PASSWORD, OCI_USER, OciRegistryServer, require_tool,
 };
+pub use crate::slurm::SlurmCluster;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -23,7 +23,7 @@ const ISSUER: &str = "gantry-test-issuer";
 const SERVICE: &str = "gantry-test-registry";
 
 /// Whether a missing tool must fail the test rather than skip it.
-fn services_required() -> bool {
+pub(crate) fn services_required() -> bool {
     std::env::var_os("GANTRY_REQUIRE_SERVICES").is_some()
 }
 

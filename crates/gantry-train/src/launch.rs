@@ -213,6 +213,12 @@ pub fn run(
         let attempt_started = Instant::now();
         let started_at = now();
         let mut running = backend.start(&AttemptSpec { number, env })?;
+        if let Some(job) = running.job_id() {
+            on_event(Event::Info(format!(
+                "attempt {number}: {} job {job} submitted",
+                backend.name()
+            )));
+        }
         let mut stop: Option<(StopReason, Instant)> = None;
         let mut killed = false;
         let mut last_metrics_read = Instant::now();

@@ -9,6 +9,8 @@ train-on-runner: run a user's training command on a self-hosted GPU runner
   newest complete [`checkpoint`], signal forwarding with a grace period,
   timeouts, [`metrics`] following.
 - [`local`] — the command as a process group on the runner.
+- [`slurm`] — each attempt a batch job: `sbatch`, output and state
+  followed, `scancel` on cancel, resubmission after preemption.
 - [`tracking`] — the run on an MLflow tracking server.
 - [`job`] — one run from flags to `run.json`.
 - [`record`] — `run.json`.
@@ -23,6 +25,7 @@ pub mod launch;
 pub mod local;
 pub mod metrics;
 pub mod record;
+pub mod slurm;
 pub mod summary;
 pub mod tracking;
 

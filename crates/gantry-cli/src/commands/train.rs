@@ -7,17 +7,21 @@ use gantry_core::{ExitCode, Verdict};
 use gantry_train::launch::{Cancellation, Event, Policy};
 use gantry_train::local::LocalBackend;
 use gantry_train::record::GitState;
+use gantry_train::slurm::{SlurmBackend, SlurmOptions};
 use gantry_train::tracking::TrackingConfig;
 use gantry_train::{GpuRequest, Status};
 use serde_json::json;
 
-use crate::cli::{OutputFormat, PublishTarget, TrainArgs};
+use crate::cli::{OutputFormat, PublishTarget, TrainArgs, TrainBackend};
 use crate::commands::Session;
 use crate::commands::publish::{CommandResult, publish};
 use crate::printer::Printer;
 
 /// How often metric progress is printed while training.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// torchrun's rendezvous port on the first node of a multi-node Slurm job.
+const MASTER_PORT: u16 = 29500;
 
 /// Warn when a trainer wrote no metric this long after an attempt started.
 const METRICS_SILENCE: Duration = Duration::from_secs(300);
@@ -116,14 +120,44 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
     };
     // Bad directories are bad input: say so before waiting for GPUs.
     job_without_gpus.prepare()?;
+    let slurm = if args.backend == TrainBackend::Slurm {
+        let version = gantry_train::slurm::check_installed()?;
+        printer.info(&format!("submitting to Slurm ({version})"));
+        Some(SlurmBackend {
+            command: command.clone(),
+            shell: args.shell,
+            job_name: format!("gantry-{run_id}"),
+            directory: gantry_train::slurm::directory(&run_dir),
+            working_dir: std::env::current_dir().context("the working directory")?,
+            options: SlurmOptions {
+                nodes: args.nodes,
+                gpus_per_node: args.gpus_per_node.clone(),
+                partition: args.partition.clone(),
+                time: args.time.clone(),
+                extra: args.slurm_arg.clone(),
+                master_port: MASTER_PORT,
+            },
+            output_to_stderr: printer.format() == OutputFormat::Json,
+        })
+    } else {
+        None
+    };
     let cancellation = Cancellation::on_signals()?;
+    // Slurm allocates the GPUs of its jobs.
+    let request = if slurm.is_some() {
+        GpuRequest::None
+    } else {
+        request
+    };
     let lease = gantry_train::acquire(
         &request,
         &args.lock_dir,
         args.wait_for_gpus,
         &gantry_train::inventory,
     )?;
-    if lease.gpus.is_empty() {
+    if slurm.is_some() {
+        // Slurm sets CUDA_VISIBLE_DEVICES in each job.
+    } else if lease.gpus.is_empty() {
         printer.info("training without a GPU (CUDA_VISIBLE_DEVICES is empty)");
     } else {
         printer.info(&format!(
@@ -138,7 +172,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         ));
     }
     let job = gantry_train::job::TrainJob {
-        cuda_visible_devices: Some(lease.cuda_visible_devices()),
+        cuda_visible_devices: slurm.is_none().then(|| lease.cuda_visible_devices()),
         cuda_version: if lease.gpus.is_empty() {
             None
         } else {
@@ -147,11 +181,16 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         gpus: lease.gpus.clone(),
         ..job_without_gpus
     };
-    let mut backend = LocalBackend {
+    let mut local = LocalBackend {
         command: command.clone(),
         shell: args.shell,
         working_dir: None,
         stdout_to_stderr: printer.format() == OutputFormat::Json,
+    };
+    let mut slurm = slurm;
+    let backend: &mut dyn gantry_train::launch::Backend = match &mut slurm {
+        Some(slurm) => slurm,
+        None => &mut local,
     };
     printer.info(&format!(
         "run {run_id}: {} (run directory {})",
@@ -159,7 +198,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         run_dir.display()
     ));
     let mut last_progress: Option<Instant> = None;
-    let finished = job.execute(&mut backend, &cancellation, &mut |event| match event {
+    let finished = job.execute(backend, &cancellation, &mut |event| match event {
         Event::Started {
             number,
             resumed_from,

@@ -555,6 +555,7 @@ fn bad_input_is_one_plain_error() {
             "not a program on PATH",
         ),
     ];
+    let cases: Vec<(&[&str], &str)> = cases.to_vec();
     for (args, expected) in cases {
         let outcome = step.run(args);
         assert_eq!(outcome.code, 2, "{args:?}: {}", outcome.transcript());
@@ -565,6 +566,16 @@ fn bad_input_is_one_plain_error() {
         );
         assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
     }
+    // A runner without Slurm's commands.
+    let bin = step.path("bin");
+    step.set("PATH", bin.to_str().expect("utf8"));
+    let outcome = step.run(&["train", "--backend", "slurm", "--command", "true"]);
+    assert_eq!(outcome.code, 2, "{}", outcome.transcript());
+    assert!(
+        outcome.stderr.contains("sbatch is not on PATH"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]
@@ -694,5 +705,123 @@ fn a_tracking_server_that_is_down_does_not_stop_the_run() {
         outcome.stderr.contains("does not have all of the run"),
         "{}",
         outcome.stderr
+    );
+}
+
+/// The Slurm job id of attempt `number`, from its output file's name.
+fn slurm_job(step: &Step, run_dir: &str, number: u32) -> Option<String> {
+    let prefix = format!("attempt-{number}-");
+    std::fs::read_dir(step.path(&format!("{run_dir}/slurm")))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(&prefix)?
+                .strip_suffix(".log")
+                .map(str::to_owned)
+        })
+        .next()
+}
+
+#[test]
+fn slurm_runs_resubmits_a_requeued_job_and_cancels() {
+    let Some(cluster) = gantry_test::SlurmCluster::start() else {
+        return;
+    };
+    let reference = reference();
+    let mut step = Step::local();
+    step.set("SLURM_CONF", cluster.conf.to_str().expect("utf8"));
+
+    // Slurm requeues the job mid-run (as preemption would): gantry cancels
+    // the requeued job and submits the next attempt from the checkpoint.
+    let args = train_args(&[
+        "--backend",
+        "slurm",
+        "--run-dir",
+        "requeued",
+        "--restart-backoff",
+        "1s",
+    ]);
+    let gantry = step.spawn(&as_strs(&args));
+    wait_for("checkpoint-20", Duration::from_secs(300), || {
+        step.path("requeued/checkpoints/checkpoint-20").is_dir()
+    });
+    let job = slurm_job(&step, "requeued", 1).expect("attempt 1's job");
+    cluster.scontrol(&["requeue", &job]);
+    let (code, stderr) = finish(gantry);
+    assert_eq!(code, 0, "{stderr}");
+    let run = record(&step, "requeued");
+    assert_eq!(run["backend"], "slurm");
+    let attempts = run["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{run:#}");
+    assert_eq!(attempts[0]["outcome"], "preempted");
+    assert_eq!(attempts[0]["job_id"], job.as_str());
+    assert_eq!(attempts[0]["scheduler_state"], "REQUEUED");
+    assert_ne!(attempts[1]["job_id"], job.as_str(), "a job of its own");
+    assert_eq!(attempts[1]["scheduler_state"], "COMPLETED");
+    assert!(
+        attempts[1]["resumed_from"]
+            .as_str()
+            .is_some_and(|path| path.contains("checkpoint-")),
+        "{run:#}"
+    );
+    assert_eq!(
+        sha256(&step.path("requeued/output/model.safetensors")),
+        reference.weights_sha256
+    );
+
+    // Cancelling the CI job reaches the trainer through scancel.
+    let args = train_args(&["--backend", "slurm", "--run-dir", "cancelled"]);
+    let gantry = step.spawn(&as_strs(&args));
+    wait_for("checkpoint-10", Duration::from_secs(300), || {
+        step.path("cancelled/checkpoints/checkpoint-10").is_dir()
+    });
+    signal(gantry.id(), "TERM");
+    let (code, stderr) = finish(gantry);
+    assert_eq!(code, 1, "{stderr}");
+    let run = record(&step, "cancelled");
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    assert_eq!(run["attempts"][0]["outcome"], "cancelled");
+    assert_eq!(run["attempts"][0]["exit_code"], 143, "{run:#}");
+    let job = run["attempts"][0]["job_id"].as_str().expect("job id");
+    let state = cluster.scontrol(&["show", "job", "-o", job]);
+    assert!(state.contains("JobState=FAILED"), "{state}");
+
+    // What torchrun needs, and the job's output in the CI log.
+    let outcome = step.run(&[
+        "train",
+        "--backend",
+        "slurm",
+        "--run-dir",
+        "env",
+        "--shell",
+        "--command",
+        r#"echo "rendezvous $MASTER_ADDR:$MASTER_PORT nodes=$NNODES rank=$NODE_RANK""#,
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    let host = String::from_utf8(Command::new("hostname").output().expect("hostname").stdout)
+        .expect("utf8");
+    assert!(
+        outcome
+            .stdout
+            .contains(&format!("rendezvous {}:29500 nodes=1 rank=0", host.trim())),
+        "{}",
+        outcome.transcript()
+    );
+
+    let refused = step.run(&[
+        "train",
+        "--backend",
+        "slurm",
+        "--partition",
+        "no-such-partition",
+        "--command",
+        "true",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("sbatch refused the job"),
+        "{}",
+        refused.stderr
     );
 }
