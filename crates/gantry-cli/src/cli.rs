@@ -134,6 +134,24 @@ pub struct TrainArgs {
     /// Slurm: a further sbatch argument, repeatable (e.g. --slurm-arg=--account=ml).
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append, allow_hyphen_values = true, value_name = "ARG")]
     pub slurm_arg: Vec<String>,
+    /// Write a Kubernetes manifest of the run here (a Job, or a Kubeflow PyTorchJob for --nodes above 1) instead of running it.
+    #[arg(long, value_name = "FILE")]
+    pub kubernetes_manifest: Option<std::path::PathBuf>,
+    /// With --backend kubernetes: render the manifest (to --kubernetes-manifest, default RUN_DIR/kubernetes.yaml) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Kubernetes: the container image with the trainer and its dependencies.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Kubernetes: the namespace.
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Kubernetes: a PersistentVolumeClaim mounted at the run directory, so checkpoints outlive a replaced pod.
+    #[arg(long, value_name = "CLAIM")]
+    pub volume_claim: Option<String>,
+    /// Kubernetes: your own minijinja template for the manifest (gets the same variables as the built-in one); the result is still checked against the Kubernetes types.
+    #[arg(long, value_name = "FILE")]
+    pub kubernetes_template: Option<std::path::PathBuf>,
     /// Restarts after a failed attempt, each from the newest complete checkpoint.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub max_restarts: u32,
@@ -179,6 +197,8 @@ pub enum TrainBackend {
     Local,
     /// As Slurm batch jobs.
     Slurm,
+    /// Render a Kubernetes Job (a PyTorchJob for several nodes) for kubectl; needs --dry-run.
+    Kubernetes,
 }
 
 /// Where GPU lock files live unless --lock-dir says otherwise.

@@ -179,7 +179,10 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         kind: ActionKind::Composite,
         outputs: &[
             ("run-id", "The run's id."),
-            ("status", "succeeded, failed, timed_out or cancelled."),
+            (
+                "status",
+                "succeeded, failed, timed_out or cancelled (rendered for a Kubernetes manifest).",
+            ),
             ("run-record", "Path of run.json."),
             ("checkpoint", "The newest complete checkpoint left, if any."),
             (
@@ -189,6 +192,10 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             (
                 "final-metrics",
                 "The last value of every metric, as a JSON object.",
+            ),
+            (
+                "manifest",
+                "The Kubernetes manifest written with --kubernetes-manifest or --backend kubernetes --dry-run.",
             ),
         ],
         code_quality: false,

@@ -8,6 +8,8 @@ train-on-runner: run a user's training command on a self-hosted GPU runner
 - [`launch`] — the attempt loop every backend shares — restarts from the
   newest complete [`checkpoint`], signal forwarding with a grace period,
   timeouts, [`metrics`] following.
+- [`kubernetes`] — the same run as a Kubernetes Job or Kubeflow PyTorchJob
+  manifest, checked against the typed Kubernetes definitions.
 - [`local`] — the command as a process group on the runner.
 - [`slurm`] — each attempt a batch job: `sbatch`, output and state
   followed, `scancel` on cancel, resubmission after preemption.
@@ -21,6 +23,7 @@ pub mod checkpoint;
 mod error;
 pub mod gpu;
 pub mod job;
+pub mod kubernetes;
 pub mod launch;
 pub mod local;
 pub mod metrics;

@@ -118,6 +118,9 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         tracking,
         env: Vec::new(),
     };
+    if args.backend == TrainBackend::Kubernetes || args.kubernetes_manifest.is_some() {
+        return kubernetes_manifest(args, &job_without_gpus, session, printer);
+    }
     // Bad directories are bad input: say so before waiting for GPUs.
     job_without_gpus.prepare()?;
     let slurm = if args.backend == TrainBackend::Slurm {
@@ -286,6 +289,104 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
             "run_record": finished.record_path,
             "record": record,
         }),
+    };
+    publish(result, session, printer)
+}
+
+/// `--kubernetes-manifest` / `--backend kubernetes --dry-run`: writes the
+/// run as a Kubernetes manifest and runs nothing.
+fn kubernetes_manifest(
+    args: &TrainArgs,
+    job: &gantry_train::job::TrainJob,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    if args.backend == TrainBackend::Kubernetes && !args.dry_run {
+        bail!(
+            "--backend kubernetes: gantry does not submit to a cluster itself; add --dry-run to render the manifest, then kubectl apply -f it"
+        );
+    }
+    let image = args
+        .image
+        .clone()
+        .context("a Kubernetes manifest needs --image: the container image with your trainer")?;
+    let gpus = args
+        .gpus_per_node
+        .as_deref()
+        .map(|text| {
+            let count = text.rsplit(':').next().unwrap_or(text);
+            count.parse::<u32>().with_context(|| {
+                format!(
+                    "--gpus-per-node {text:?}: Kubernetes needs a count (nvidia.com/gpu), e.g. 8"
+                )
+            })
+        })
+        .transpose()?;
+    let template = args
+        .kubernetes_template
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--kubernetes-template {}", path.display()))
+        })
+        .transpose()?;
+    let spec = gantry_train::kubernetes::ManifestSpec {
+        run_id: job.run_id.clone(),
+        image,
+        namespace: args.namespace.clone(),
+        nodes: args.nodes,
+        gpus,
+        command: job.command.clone(),
+        shell: job.shell,
+        env: job.contract_env(),
+        run_dir: job.run_dir.display().to_string(),
+        claim: args.volume_claim.clone(),
+        max_restarts: args.max_restarts,
+        deadline_seconds: args.timeout.map(|timeout| timeout.as_secs().max(1)),
+        grace_period_seconds: args.grace_period.as_secs(),
+    };
+    let manifest = gantry_train::kubernetes::render(&spec, template.as_deref())?;
+    let path = args
+        .kubernetes_manifest
+        .clone()
+        .unwrap_or_else(|| job.run_dir.join("kubernetes.yaml"));
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("--kubernetes-manifest {}", path.display()))?;
+    }
+    std::fs::write(&path, &manifest)
+        .with_context(|| format!("--kubernetes-manifest {}", path.display()))?;
+    let kind = if args.nodes > 1 { "PyTorchJob" } else { "Job" };
+    printer.info(&format!(
+        "wrote a Kubernetes {kind} for run {} to {}; apply it with kubectl apply -f {}",
+        job.run_id,
+        path.display(),
+        path.display()
+    ));
+    let markdown = format!(
+        "## gantry train: Kubernetes {kind} `{}`\n\n```yaml\n{}```\n",
+        job.run_id,
+        session.masker.redact(&manifest)
+    );
+    let result = CommandResult {
+        command: "train",
+        name: args.name.clone(),
+        title: format!("train: Kubernetes {kind} {}", job.run_id),
+        markdown,
+        verdict: Verdict::Pass,
+        findings: Vec::new(),
+        targets: vec![PublishTarget::Summary],
+        outputs: vec![
+            ("run-id".to_owned(), job.run_id.clone()),
+            ("status".to_owned(), "rendered".to_owned()),
+            ("manifest".to_owned(), path.display().to_string()),
+        ],
+        full_report: None,
+        forge_errors_are_fatal: false,
+        json: json!({"run_id": job.run_id, "manifest_path": path, "manifest": manifest}),
     };
     publish(result, session, printer)
 }

@@ -825,3 +825,129 @@ fn slurm_runs_resubmits_a_requeued_job_and_cancels() {
         refused.stderr
     );
 }
+
+#[test]
+fn kubernetes_manifests_are_rendered_checked_and_never_run() {
+    let step = Step::github();
+    let outcome = step.run(&[
+        "train",
+        "--backend",
+        "kubernetes",
+        "--dry-run",
+        "--image",
+        "ghcr.io/org/trainer:1.2",
+        "--gpus-per-node",
+        "8",
+        "--volume-claim",
+        "runs",
+        "--timeout",
+        "2h",
+        "--run-id",
+        "nightly-7",
+        "--command",
+        "touch ran; python train.py --epochs 3",
+        "--shell",
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    assert!(!step.path("ran").exists(), "a dry run runs nothing");
+    let outputs = github_outputs(&step.read("github_output"));
+    assert_eq!(outputs["status"], "rendered");
+    let manifest: Value = serde_yaml::from_str(&step.read(&outputs["manifest"])).expect("YAML");
+    assert_eq!(manifest["kind"], "Job");
+    assert_eq!(manifest["metadata"]["name"], "gantry-train-nightly-7");
+    assert_eq!(manifest["spec"]["activeDeadlineSeconds"], 7200);
+    let container = &manifest["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "8");
+    let command: Vec<&str> = container["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        &command[command.len() - 3..],
+        ["sh", "-c", "touch ran; python train.py --epochs 3"]
+    );
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|item| item["name"].as_str())
+        .collect();
+    assert!(env.contains(&"GANTRY_CHECKPOINT_DIR") && env.contains(&"GANTRY_METRICS_FILE"));
+    assert!(step.read("step_summary").contains("```yaml"));
+
+    let several = step.run(&[
+        "train",
+        "--kubernetes-manifest",
+        "pytorchjob.yaml",
+        "--image",
+        "trainer:1",
+        "--nodes",
+        "4",
+        "--",
+        "torchrun",
+        "train.py",
+    ]);
+    assert_eq!(several.code, 0, "{}", several.transcript());
+    let manifest: Value = serde_yaml::from_str(&step.read("pytorchjob.yaml")).expect("YAML");
+    assert_eq!(manifest["kind"], "PyTorchJob");
+    assert_eq!(
+        manifest["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"],
+        3
+    );
+
+    let template = step.write(
+        "job.yaml.j2",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ name | tojson }}\nspec:\n  backofLimit: 3\n  template:\n    spec:\n      containers: []\n",
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "train",
+                "--backend",
+                "kubernetes",
+                "--image",
+                "x",
+                "--command",
+                "true",
+            ],
+            "add --dry-run",
+        ),
+        (
+            &[
+                "train",
+                "--backend",
+                "kubernetes",
+                "--dry-run",
+                "--command",
+                "true",
+            ],
+            "needs --image",
+        ),
+        (
+            &[
+                "train",
+                "--backend",
+                "kubernetes",
+                "--dry-run",
+                "--image",
+                "x",
+                "--kubernetes-template",
+                template.to_str().expect("utf8"),
+                "--command",
+                "true",
+            ],
+            ".spec.backofLimit",
+        ),
+    ];
+    for (args, expected) in cases {
+        let outcome = step.run(args);
+        assert_eq!(outcome.code, 2, "{args:?}: {}", outcome.transcript());
+        assert!(
+            outcome.stderr.contains(expected),
+            "{args:?}: {}",
+            outcome.stderr
+        );
+    }
+}
