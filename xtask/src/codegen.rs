@@ -283,6 +283,9 @@ fn template_environment() -> Result<minijinja::Environment<'static>> {
     environment.set_trim_blocks(true);
     environment.set_lstrip_blocks(true);
     environment.set_keep_trailing_newline(true);
+    // The templates write YAML themselves (`q` quotes values); minijinja's
+    // JSON auto-escaping of `.yml` templates would quote it all again.
+    environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     // `q` quotes a value as a JSON string, which YAML reads as the same string.
     environment.add_filter("q", |value: String| {
         serde_json::to_string(&value).unwrap_or_default()

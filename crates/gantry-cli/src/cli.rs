@@ -95,7 +95,7 @@ pub struct TrainArgs {
     /// Run the command line through sh -c (pipes, &&, variable expansion).
     #[arg(long)]
     pub shell: bool,
-    /// Where attempts run: local (this runner, as a process group) or slurm (batch jobs through sbatch).
+    /// Where attempts run: local (this runner, as a process group), slurm (batch jobs through sbatch) or kubernetes (render a manifest, with --dry-run).
     #[arg(long, value_enum, default_value_t = TrainBackend::Local)]
     pub backend: TrainBackend,
     /// GPUs to lease: a count, all, auto (all, or none on a host without GPUs), none, or indices (0,3). Leased GPUs are locked so no other job on the host gets them.
@@ -142,7 +142,7 @@ pub struct TrainArgs {
     pub dry_run: bool,
     /// Kubernetes: the container image with the trainer and its dependencies.
     #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
+    pub container_image: Option<String>,
     /// Kubernetes: the namespace.
     #[arg(long, value_name = "NAME")]
     pub namespace: Option<String>,

@@ -85,6 +85,8 @@ fn object_name(run_id: &str) -> String {
 pub fn render(spec: &ManifestSpec, template: Option<&str>) -> Result<String> {
     let mut environment = minijinja::Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // Values are written with `tojson`; nothing else is escaped.
+    environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     environment
         .add_template("manifest", template.unwrap_or(TEMPLATE))
         .map_err(|error| Error::Input(format!("--kubernetes-template: {error:#}")))?;

@@ -307,9 +307,9 @@ fn kubernetes_manifest(
         );
     }
     let image = args
-        .image
+        .container_image
         .clone()
-        .context("a Kubernetes manifest needs --image: the container image with your trainer")?;
+        .context("a Kubernetes manifest needs --container-image: the image with your trainer")?;
     let gpus = args
         .gpus_per_node
         .as_deref()

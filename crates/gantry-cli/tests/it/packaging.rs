@@ -1053,3 +1053,129 @@ include:
         "metrics report: {metrics}"
     );
 }
+
+/// A trainer for packaging tests: one metrics line and a model file.
+const SCRIPT_TRAINER: &str = r#"#!/bin/sh
+printf '{"step":1,"loss":2.5}\n{"step":2,"loss":1.25}\n' >> "$GANTRY_METRICS_FILE"
+echo weights > "$GANTRY_OUTPUT_DIR/model.bin"
+"#;
+
+#[test]
+fn train_on_runner_composite_action_trains_tiny_lm_like_the_runner() {
+    let Some(bash) = system_tool("bash") else {
+        return;
+    };
+    let action = repository_root().join("actions/train-on-runner/action.yml");
+    let metadata: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read action"))
+            .expect("parse action");
+    assert_eq!(metadata["runs"]["using"].as_str(), Some("composite"));
+    let step = metadata["runs"]["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|step| step["id"].as_str() == Some("run"))
+        .expect("the run step")
+        .clone();
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let tiny = crate::support::tiny_lm();
+    let (code, text) = run(Command::new(&tiny)
+        .args(["gen-data", "--train-records", "500", "--out", "data"])
+        .current_dir(workspace.path()));
+    assert_eq!(code, 0, "{text}");
+    let command = format!(
+        "{} train --data data/train.jsonl --steps 5 --checkpoint-every 5 --batch-size 4",
+        tiny.display()
+    );
+    let with = [
+        ("command", command.as_str()),
+        ("gpus", "none"),
+        ("max-restarts", "1"),
+    ];
+    // What the runner does with `${{ inputs.NAME }}` in the step's env.
+    let defaults = metadata["inputs"].as_mapping().expect("inputs");
+    let input = |name: &str| -> String {
+        with.iter()
+            .find(|(given, _)| *given == name)
+            .map(|(_, value)| (*value).to_owned())
+            .or_else(|| defaults.get(name)?["default"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (key, value) in step["env"].as_mapping().expect("env") {
+        let value = value.as_str().expect("env value");
+        let name = value
+            .strip_prefix("${{ inputs.")
+            .and_then(|rest| rest.strip_suffix(" }}"))
+            .unwrap_or_else(|| panic!("env {value:?} is not an input"));
+        env.push((key.as_str().expect("key").to_owned(), input(name)));
+    }
+    let files = tempfile::tempdir().expect("tempdir");
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let (code, text) = run(Command::new(&bash)
+        .arg("-e")
+        .arg("-c")
+        .arg(step["run"].as_str().expect("run"))
+        .current_dir(workspace.path())
+        .env_clear()
+        .env("PATH", path)
+        .envs(env)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", files.path().join("output"))
+        .env("GITHUB_STEP_SUMMARY", files.path().join("summary")));
+    assert_eq!(code, 0, "{text}");
+    let outputs = crate::support::github_outputs(
+        &std::fs::read_to_string(files.path().join("output")).expect("outputs"),
+    );
+    assert_eq!(outputs["status"], "succeeded", "{outputs:?}");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace.path().join(&outputs["run-record"])).expect("run.json"),
+    )
+    .expect("JSON");
+    assert_eq!(record["metrics"]["final"]["loss"]["step"], 5);
+    let summary = std::fs::read_to_string(files.path().join("summary")).expect("summary");
+    assert!(summary.contains("| attempt |"), "{summary}");
+    assert!(
+        record["outputs"].as_array().is_some_and(|outputs| outputs
+            .iter()
+            .any(|output| output["path"] == "model.safetensors")),
+        "{record:#}"
+    );
+}
+
+#[test]
+fn gitlab_ci_local_trains_and_passes_the_run_on() {
+    let pipeline = r#"stages: [train, register]
+include:
+  - local: templates/train-on-runner.yml
+    inputs:
+      stage: train
+      command: sh trainer.sh
+      gpus: none
+      experiment: nightly
+register:
+  stage: register
+  needs: [gantry-train]
+  script:
+    - echo "run $TRAIN_RUN_ID status=$TRAIN_STATUS record=$TRAIN_RUN_RECORD metrics=$TRAIN_FINAL_METRICS"
+"#;
+    let Some((project, code, text)) = run_gitlab_pipeline("train-on-runner", pipeline, |root| {
+        std::fs::write(root.join("trainer.sh"), SCRIPT_TRAINER).expect("trainer");
+    }) else {
+        return;
+    };
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("status=succeeded record=.gantry/train/run.json")
+            && text.contains(r#"metrics={"loss":1.25}"#),
+        "dotenv outputs did not reach the next job:\n{text}"
+    );
+    assert!(project.path().join(".gantry/train/run.json").is_file());
+}
