@@ -11,7 +11,7 @@
 #   oras 0.2.43 (PyPI)   - oras-py pushing the same files to the same local OCI registry
 #   mlflow 3.17.2        - `mlflow.log_artifacts` to the same local MLflow server
 #
-# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register upload"; default: the first two);
+# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register upload train"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,20 @@ make_model() {
     head -c "$bytes" /dev/urandom >> "$dir/model-0000$shard-of-00004.safetensors"
   done
 }
+
+# A local MLflow server (SQLite, artifacts through its proxy) on a free port:
+# sets mlflow_url and mlflow_pid. It runs workers as children, so
+# stop_mlflow ends its whole process group.
+start_mlflow() {
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$peers/mlflow/bin/mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
+    --backend-store-uri "sqlite:///$scratch/mlflow-$port.db" --artifacts-destination "$scratch/artifacts-$port" > /dev/null 2>&1 &
+  mlflow_pid=$!
+  mlflow_url="http://127.0.0.1:$port"
+  for _ in $(seq 120); do curl -fs "$mlflow_url/health" > /dev/null 2>&1 && break; sleep 0.5; done
+}
+stop_mlflow() { kill -- "-$mlflow_pid" 2> /dev/null || true; }
 
 if section startup && [ ! -x "$peers/mlflow/bin/python" ]; then
   python3 -m venv "$peers/mlflow"
@@ -236,11 +250,8 @@ if section upload; then
   printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/oci}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s}\n' "$scratch" "$port" > "$scratch/registry.yml"
   docker-registry serve "$scratch/registry.yml" 2> /dev/null &
   registry_pid=$!
-  mport=$((port + 1))
-  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$peers/mlflow/bin/mlflow" server --host 127.0.0.1 --port "$mport" --workers 1 \
-    --backend-store-uri "sqlite:///$scratch/mlflow.db" --artifacts-destination "$scratch/artifacts" > /dev/null 2>&1 &
-  mlflow_pid=$!
-  for _ in $(seq 120); do curl -fs "http://127.0.0.1:$mport/health" > /dev/null 2>&1 && break; sleep 0.5; done
+  start_mlflow
+  mport="${mlflow_url##*:}"
   files=("$model"/*)
   echo "== upload: $(du -sh "$model" | cut -f1) in ${#files[@]} files to a local OCI registry and a local MLflow server"
   cat > "$scratch/oras_push.py" <<'PY'
@@ -266,7 +277,7 @@ PY
     "$peers/mlflow/bin/python $scratch/mlflow_log.py http://127.0.0.1:$mport $model"
   # mlflow server runs workers as children: end its whole process group.
   kill "$registry_pid" 2> /dev/null || true
-  kill -- "-$mlflow_pid" 2> /dev/null || true
+  stop_mlflow
   python3 - "$out/upload-oci.json" "$out/upload-mlflow.json" "$(du -sb "$model" | cut -f1)" <<'PY'
 import json, sys
 size = int(sys.argv[3])
@@ -276,5 +287,69 @@ for path, names in [(sys.argv[1], ["gantry register (OCI)", "oras-py push"]),
     base = results[0]["median"]
     for name, result in zip(names, results):
         print(f"  {name:28s} median {result['median']:7.2f} s  {size / result['median'] / 1e9:5.2f} GB/s  x{result['median'] / base:5.2f} of gantry")
+PY
+fi
+
+if section train; then
+  # train-on-runner: what `gantry train` adds around a real training run, and
+  # its metric streaming to MLflow against MLflow's own client.
+  if [ ! -x "$peers/mlflow/bin/python" ]; then
+    python3 -m venv "$peers/mlflow"
+    "$peers/mlflow/bin/pip" install --quiet --disable-pip-version-check mlflow==3.17.2
+  fi
+  cargo build --release --locked -p tiny-lm --quiet
+  tiny="$PWD/target/release/tiny-lm"
+  "$tiny" gen-data --seed 0 --train-records 20000 --out "$scratch/tr-data" > /dev/null
+  echo "== launcher: tiny-lm train --steps 100, directly and under gantry train (checkpoints, metrics, run.json, hashing)"
+  hyperfine --warmup 1 --runs 10 --export-json "$out/train-launch.json" \
+    --prepare "rm -rf $scratch/tr-direct $scratch/tr-run" \
+    "$tiny train --data $scratch/tr-data/train.jsonl --steps 100 --output-dir $scratch/tr-direct/model --checkpoint-dir $scratch/tr-direct/ck --metrics-file $scratch/tr-direct/metrics.jsonl" \
+    "$gantry --quiet train --ci local --gpus none --run-dir $scratch/tr-run -- $tiny train --data $scratch/tr-data/train.jsonl --steps 100"
+  steps="${BENCH_TRAIN_STEPS:-2000}"
+  python3 - "$steps" > "$scratch/metrics-src.jsonl" <<'PY'
+import json, math, sys
+for step in range(1, int(sys.argv[1]) + 1):
+    print(json.dumps({"step": step, "loss": 3 * math.exp(-step / 500) + 1, "lr": 3e-4, "grad_norm": 1 / math.sqrt(step), "tokens": step * 4096}))
+PY
+  printf 'cat %s >> "$GANTRY_METRICS_FILE"\n' "$scratch/metrics-src.jsonl" > "$scratch/emit.sh"
+  cat > "$scratch/mlflow_metrics.py" <<'PY'
+import json, sys, time
+import mlflow
+from mlflow.entities import Metric
+uri, path, how = sys.argv[1:4]
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment("bench-train")
+lines = [json.loads(line) for line in open(path)]
+with mlflow.start_run() as run:
+    if how == "per-step":  # what a training loop calls
+        for line in lines:
+            step = line.pop("step")
+            mlflow.log_metrics(line, step=step)
+    else:  # the client's best case: 1000 metrics per request
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, line["step"]) for line in lines for k, v in line.items() if k != "step"]
+        client = mlflow.MlflowClient()
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run.info.run_id, metrics=metrics[i:i + 1000])
+    mlflow.log_artifact(path)
+PY
+  start_mlflow
+  echo "== metrics to MLflow: $steps steps x 4 metrics, from the metrics file to a local server"
+  hyperfine --warmup 1 --runs 5 --export-json "$out/train-mlflow.json" \
+    --prepare "rm -rf $scratch/tr-mlflow" \
+    "$gantry --quiet train --ci local --gpus none --run-dir $scratch/tr-mlflow --tracking-uri $mlflow_url --experiment bench-train --command 'sh $scratch/emit.sh'" \
+    "$peers/mlflow/bin/python $scratch/mlflow_metrics.py $mlflow_url $scratch/metrics-src.jsonl per-step" \
+    "$peers/mlflow/bin/python $scratch/mlflow_metrics.py $mlflow_url $scratch/metrics-src.jsonl batch"
+  stop_mlflow
+  # A fast run that did not reach the server would be no result at all.
+  python3 -c "import json, sys; t = json.load(open(sys.argv[1]))['tracking']; sys.exit(0 if t['synced'] else 'gantry did not sync: ' + str(t))" "$scratch/tr-mlflow/run.json"
+  python3 - "$out/train-launch.json" "$out/train-mlflow.json" <<'PY'
+import json, sys
+for path, names in [(sys.argv[1], ["tiny-lm train (direct)", "gantry train -- tiny-lm train"]),
+                    (sys.argv[2], ["gantry train --tracking-uri", "mlflow.log_metrics per step", "MlflowClient.log_batch"])]:
+    results = json.load(open(path))["results"]
+    base = results[0]["median"]
+    for name, result in zip(names, results):
+        print(f"  {name:32s} median {result['median']:7.2f} s  x{result['median'] / base:5.2f} of the first")
 PY
 fi
