@@ -669,6 +669,42 @@ fn runs_are_tracked_in_mlflow() {
     assert_eq!(uploaded["outputs"], run["outputs"]);
     let summary = step.read("step_summary");
     assert!(summary.contains("Tracked in MLflow"), "{summary}");
+
+    // The server unreachable for the first twelve connections (every try of
+    // the run's start and of the first end-of-run rounds): the run still
+    // ends up on the server, complete, after retries at the end.
+    let proxy = gantry_test::DroppingProxy::start(server.url.trim_start_matches("http://"), 0, 12);
+    let mut flaky = Step::local();
+    flaky.set("GANTRY_HTTP_BACKOFF_MS", "1");
+    let outcome = flaky.run(&[
+        "train",
+        "--gpus",
+        "none",
+        "--tracking-uri",
+        &format!("http://{}", proxy.address),
+        "--shell",
+        "--command",
+        r#"printf '{"step":1,"loss":2}\n{"step":2,"loss":1}\n' >> "$GANTRY_METRICS_FILE""#,
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    let run = record(&flaky, ".gantry/train");
+    let tracking = &run["tracking"];
+    assert_eq!(tracking["synced"], true, "{tracking}");
+    assert!(
+        tracking["retries"]
+            .as_u64()
+            .is_some_and(|retries| retries >= 1),
+        "{tracking}"
+    );
+    let run_id = tracking["run_id"].as_str().expect("run id");
+    let history = api(&format!(
+        "metrics/get-history?run_id={run_id}&metric_key=loss"
+    ));
+    assert_eq!(
+        history["metrics"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
 }
 
 #[test]
