@@ -5,6 +5,18 @@ use reqwest::blocking::Response;
 
 use crate::error::{Error, Result};
 
+/// The HTTP client of a registry backend: a connect timeout, no overall
+/// timeout (uploads of large files take what they take; each request sets
+/// its own), gantry's user agent.
+pub(crate) fn client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(None)
+        .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))
+}
+
 /// Sends what `attempt` builds until it gets an answer worth returning:
 /// 429 and 5xx (honouring `Retry-After`) and connection errors are retried
 /// with jittered backoff up to the policy's attempts. `intercept` sees each

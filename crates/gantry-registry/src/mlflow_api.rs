@@ -23,12 +23,7 @@ pub struct MlflowApi {
 impl MlflowApi {
     /// A client of the server at `base` (`http(s)://HOST[:PORT][/PATH]`, no trailing slash).
     pub fn new(base: &str, options: MlflowOptions) -> Result<MlflowApi> {
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))?;
+        let client = crate::http::client()?;
         Ok(MlflowApi {
             base: base.trim_end_matches('/').to_owned(),
             client,

@@ -174,12 +174,7 @@ impl OciRegistry {
     /// A registry at `uri` (`oci://HOST[:PORT]/REPO` or `oci+http://…`).
     pub fn new(uri: &str, options: OciOptions) -> Result<OciRegistry> {
         let (base, prefix) = parse_uri(uri)?;
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
-            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))?;
+        let client = crate::http::client()?;
         Ok(OciRegistry {
             uri: uri.to_owned(),
             base,

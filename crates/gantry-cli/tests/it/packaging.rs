@@ -540,6 +540,20 @@ fn shell_image_runs_gantry_from_a_gitlab_style_script() {
     );
 }
 
+/// `PATH` with the freshly built `gantry` first.
+fn path_with_gantry() -> std::ffi::OsString {
+    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    std::env::join_paths(
+        std::iter::once(gantry_directory).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .expect("PATH")
+}
+
 /// Runs `pipeline` with gitlab-ci-local's shell executor in a fresh git
 /// project holding `templates/<template>.yml` and whatever `setup` writes, with
 /// the freshly built `gantry` first on PATH. `None` when a tool is missing
@@ -578,14 +592,7 @@ fn run_gitlab_pipeline(
         let (code, text) = run(Command::new(&git).args(args).current_dir(directory));
         assert_eq!(code, 0, "git {args:?}: {text}");
     }
-    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
-        .parent()
-        .expect("bin dir")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
+    let path = path_with_gantry();
     let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
         .args(["--force-shell-executor", "--no-color"])
         .current_dir(directory)
@@ -1111,14 +1118,7 @@ fn train_on_runner_composite_action_trains_tiny_lm_like_the_runner() {
         env.push((key.as_str().expect("key").to_owned(), input(name)));
     }
     let files = tempfile::tempdir().expect("tempdir");
-    let gantry_directory = Path::new(env!("CARGO_BIN_EXE_gantry"))
-        .parent()
-        .expect("bin dir")
-        .to_owned();
-    let path = std::env::join_paths(std::iter::once(gantry_directory).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
+    let path = path_with_gantry();
     let (code, text) = run(Command::new(&bash)
         .arg("-e")
         .arg("-c")
