@@ -181,6 +181,7 @@ impl Backend for SlurmBackend {
             checked: None,
             state: "PENDING".to_owned(),
             output_to_stderr: self.output_to_stderr,
+            failing_since: None,
         }))
     }
 }
@@ -192,7 +193,13 @@ struct SlurmJob {
     checked: Option<Instant>,
     state: String,
     output_to_stderr: bool,
+    /// Since when `scontrol` has been failing, if it is.
+    failing_since: Option<Instant>,
 }
+
+/// How long `scontrol` may fail (a busy or restarting controller) before
+/// gantry gives up on following the job.
+const CONTROLLER_PATIENCE: Duration = Duration::from_secs(120);
 
 /// What `scontrol show job -o` says of a job.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -322,7 +329,20 @@ impl Running for SlurmJob {
         }
         self.checked = Some(Instant::now());
         self.follow_output();
-        let Some(info) = self.info()? else {
+        let info = match self.info() {
+            Ok(info) => {
+                self.failing_since = None;
+                info
+            }
+            Err(error) => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CONTROLLER_PATIENCE {
+                    return Ok(None);
+                }
+                return Err(error);
+            }
+        };
+        let Some(info) = info else {
             self.follow_output();
             return Ok(Some(Exit::SchedulerFailed(format!(
                 "job {} is no longer known to Slurm",
@@ -346,9 +366,15 @@ impl Running for SlurmJob {
     }
 
     fn terminate(&mut self) -> Result<()> {
+        // A job that has not started has nothing to checkpoint.
+        if self.state == "PENDING" {
+            return self.scancel(&[]);
+        }
         // The job steps only: srun, in the batch step, would take SIGTERM as
-        // an order to kill its tasks at once.
+        // an order to kill its tasks at once. A job between states that
+        // cannot take a signal is cancelled.
         self.scancel(&["--signal=TERM"])
+            .or_else(|_| self.scancel(&[]))
     }
 
     fn kill(&mut self) -> Result<()> {

@@ -145,7 +145,6 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
     } else {
         None
     };
-    let cancellation = Cancellation::on_signals()?;
     // Slurm allocates the GPUs of its jobs.
     let request = if slurm.is_some() {
         GpuRequest::None
@@ -158,6 +157,9 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         args.wait_for_gpus,
         &gantry_train::inventory,
     )?;
+    // Signals are taken over only now: a job cancelled while it waits for
+    // GPUs simply ends (the kernel drops any lock it holds).
+    let cancellation = Cancellation::on_signals()?;
     if slurm.is_some() {
         // Slurm sets CUDA_VISIBLE_DEVICES in each job.
     } else if lease.gpus.is_empty() {

@@ -435,6 +435,26 @@ fn killing_gantry_frees_its_gpus_at_once() {
         "{}",
         busy.stderr
     );
+    // A job waiting for GPUs that is cancelled simply ends.
+    let mut waiter = step.spawn(&[
+        "train",
+        "--gpus",
+        "1",
+        "--wait-for-gpus",
+        "10m",
+        "--lock-dir",
+        locks.to_str().expect("utf8"),
+        "--run-dir",
+        "waiting",
+        "--command",
+        "true",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(waiter.id(), "TERM");
+    wait_for("the waiting job to end", Duration::from_secs(60), || {
+        waiter.try_wait().is_ok_and(|status| status.is_some())
+    });
+    assert!(!step.path("waiting/run.json").exists());
     signal(holder.id(), "KILL");
     let after = step.run(&[
         "train",
