@@ -257,6 +257,7 @@ struct FileContext<'a> {
     scan_sensitive: bool,
     eval: Option<&'a EvalIndex>,
     near_duplicates: bool,
+    normalized_duplicates: bool,
     shard: Option<Shard>,
     schema: Option<&'a jsonschema::Validator>,
 }
@@ -573,6 +574,7 @@ fn scan_data(
                     || options.policy.check("pii").enabled,
                 eval: eval.as_ref(),
                 near_duplicates: options.policy.check("near-duplicates").enabled,
+                normalized_duplicates: options.policy.check("normalized-duplicates").enabled,
                 shard,
                 schema: schema.as_ref(),
             };
@@ -1209,11 +1211,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
                         format!("invalid UTF-8 at byte {} of the line", error.valid_up_to()),
                         Some(error.valid_up_to()),
                     )),
-                    Ok(text) => serde_json::from_str::<Value>(text).map_err(|error| {
-                        // serde_json counts columns in bytes from 1 on the record's single line.
-                        let column = error.column().saturating_sub(1);
-                        (format!("not valid JSON: {error}"), Some(column))
-                    }),
+                    Ok(text) => parse_json(text),
                 };
                 match value {
                     Ok(value) => process_record(
@@ -1251,6 +1249,19 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
         }
     }
     partial
+}
+
+/// One JSON record: parsed by sonic-rs (SIMD) into the `serde_json::Value`
+/// the checks walk; a record it refuses is parsed again by serde_json for
+/// the error message and column gantry has always given.
+fn parse_json(text: &str) -> std::result::Result<Value, (String, Option<usize>)> {
+    sonic_rs::from_str::<Value>(text).or_else(|_| {
+        serde_json::from_str::<Value>(text).map_err(|error| {
+            // serde_json counts columns in bytes from 1 on the record's single line.
+            let column = error.column().saturating_sub(1);
+            (format!("not valid JSON: {error}"), Some(column))
+        })
+    })
 }
 
 fn process_record(
@@ -1342,7 +1353,12 @@ fn process_record(
         inspection.messages.len() as u64
     });
     for message in &inspection.messages {
-        *partial.roles.entry(message.role.to_owned()).or_insert(0) += 1;
+        match partial.roles.get_mut(message.role) {
+            Some(count) => *count += 1,
+            None => {
+                partial.roles.insert(message.role.to_owned(), 1);
+            }
+        }
     }
     if !inspection.problems.is_empty() {
         let message = match inspection.problems.len() {
@@ -1373,7 +1389,11 @@ fn process_record(
             )
         });
     }
-    let normalized = normalize(inspection.texts.iter().map(|(_, text)| *text));
+    let normalized = if context.normalized_duplicates {
+        normalize(inspection.texts.iter().map(|(_, text)| *text))
+    } else {
+        String::new()
+    };
     if !normalized.is_empty() {
         record_occurrence(
             &mut partial.normalized,
@@ -1741,16 +1761,26 @@ fn collect_fields(value: &Value, partial: &mut Partial) {
     let Some(object) = value.as_object() else {
         return;
     };
+    // Nearly every record has the fields seen before: look before allocating.
+    let mut nested = String::new();
     for (key, child) in object {
         if partial.fields.len() > 256 {
             return;
         }
-        partial.fields.insert(key.clone());
+        if !partial.fields.contains(key.as_str()) {
+            partial.fields.insert(key.clone());
+        }
         if let Some(items) = child.as_array() {
             for item in items.iter().take(4) {
                 if let Some(item) = item.as_object() {
                     for item_key in item.keys() {
-                        partial.fields.insert(format!("{key}[].{item_key}"));
+                        nested.clear();
+                        nested.push_str(key);
+                        nested.push_str("[].");
+                        nested.push_str(item_key);
+                        if !partial.fields.contains(nested.as_str()) {
+                            partial.fields.insert(nested.clone());
+                        }
                     }
                 }
             }
@@ -2216,6 +2246,61 @@ fn place(files: &[DataFile], position: Position) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// JSON-ish text: real records, their prefixes, and bytes that are not JSON.
+    fn json_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<u64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| serde_json::json!(f)),
+            ".*".prop_map(serde_json::Value::String),
+        ];
+        let value = leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        });
+        prop_oneof![
+            value.clone().prop_map(|value| value.to_string()),
+            (value, 0.0..1.0f64).prop_map(|(value, cut)| {
+                let text = value.to_string();
+                let mut end = (text.len() as f64 * cut) as usize;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text[..end].to_owned()
+            }),
+            ".{0,40}",
+            r#"\{"messages":\[\{"role":"(user|assistant)","content":"[^"\\]{0,20}"\}\]\}[ ,}\]]{0,3}"#,
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// The SIMD parser accepts exactly what serde_json accepts, with the same value.
+        #[test]
+        fn records_parse_as_serde_json_parses_them(text in json_like()) {
+            let reference = serde_json::from_str::<Value>(&text);
+            match (parse_json(&text), reference) {
+                (Ok(fast), Ok(reference)) => proptest::prop_assert_eq!(fast, reference),
+                (Err((message, _)), Err(error)) => {
+                    proptest::prop_assert_eq!(message, format!("not valid JSON: {error}"));
+                }
+                (fast, reference) => proptest::prop_assert!(
+                    false,
+                    "{text:?}: fast parser {fast:?}, serde_json {reference:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn normalization_ignores_case_punctuation_and_spacing() {
