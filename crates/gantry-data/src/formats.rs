@@ -68,7 +68,7 @@ pub struct Message<'a> {
     /// The role (`user`, `assistant`…).
     pub role: &'a str,
     /// The text content (parts joined for multi-part content).
-    pub text: String,
+    pub text: std::borrow::Cow<'a, str>,
     /// Whether the message carries a `name`.
     pub has_name: bool,
 }
@@ -168,7 +168,7 @@ fn optional_text<'a>(object: &'a Map<String, Value>, key: &str, inspection: &mut
 fn allowed_keys(
     object: &Map<String, Value>,
     allowed: &[&str],
-    prefix: &str,
+    prefix: impl std::fmt::Display,
     inspection: &mut Inspection<'_>,
 ) {
     for key in object.keys() {
@@ -217,7 +217,12 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
             ));
             continue;
         };
-        allowed_keys(message, CHAT_MESSAGE_KEYS, &format!("{field}."), inspection);
+        allowed_keys(
+            message,
+            CHAT_MESSAGE_KEYS,
+            format_args!("{field}."),
+            inspection,
+        );
         let role = match message.get("role") {
             Some(Value::String(role)) => role.as_str(),
             Some(other) => {
@@ -253,7 +258,7 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
         let text = match message.get("content") {
             Some(Value::String(text)) => {
                 record_text(format!("{field}.content"), text, inspection);
-                text.clone()
+                std::borrow::Cow::Borrowed(text.as_str())
             }
             Some(Value::Array(parts)) => {
                 let mut joined = String::new();
@@ -270,21 +275,23 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                         _ => inspection.problems.push(format!("`{field}.content[{part_index}].type` must be text, image_url, input_audio or file")),
                     }
                 }
-                joined
+                std::borrow::Cow::Owned(joined)
             }
-            Some(Value::Null) | None if role == "assistant" && has_call => String::new(),
+            Some(Value::Null) | None if role == "assistant" && has_call => {
+                std::borrow::Cow::Borrowed("")
+            }
             Some(Value::Null) | None => {
                 inspection.problems.push(format!(
                     "`{field}.content` is missing; {role} messages need content"
                 ));
-                String::new()
+                std::borrow::Cow::Borrowed("")
             }
             Some(other) => {
                 inspection.problems.push(format!(
                     "`{field}.content` is {} but must be a string or an array of parts",
                     kind_of(other)
                 ));
-                String::new()
+                std::borrow::Cow::Borrowed("")
             }
         };
         if let Some(weight) = message.get("weight") {
@@ -430,7 +437,7 @@ fn inspect_sharegpt<'a>(object: &'a Map<String, Value>, inspection: &mut Inspect
                 record_text(format!("{field}.value"), value, inspection);
                 inspection.messages.push(Message {
                     role,
-                    text: value.to_owned(),
+                    text: std::borrow::Cow::Borrowed(value),
                     has_name: false,
                 });
             }

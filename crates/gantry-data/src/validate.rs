@@ -557,7 +557,6 @@ fn scan_data(
     for (file_index, file) in files.iter().enumerate() {
         let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
         let mut file_total = Partial::default();
-        let mut pending: Vec<Batch> = Vec::new();
         let run = |pending: &mut Vec<Batch>,
                    format: &mut Option<RecordFormat>,
                    file_total: &mut Partial| {
@@ -586,18 +585,40 @@ fn scan_data(
                 file_total.merge(partial);
             }
         };
-        let (sha256, size) = read_file(file, |batch, bytes| {
-            pending.push(batch);
-            if pending.len() >= batch_size {
-                run(&mut pending, &mut format, &mut file_total);
+        // A reader thread reads, hashes and cuts the next group of chunks
+        // while the workers check the current one.
+        let (sha256, size) = std::thread::scope(|scope| -> Result<(Digest, u64)> {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(Vec<Batch>, u64)>(1);
+            let reader = scope.spawn(move || {
+                let mut group = Vec::with_capacity(batch_size);
+                let read = read_file(file, |batch, bytes| {
+                    group.push(batch);
+                    if group.len() >= batch_size {
+                        // The receiving end lives until this thread is joined.
+                        let _ = sender.send((std::mem::take(&mut group), bytes));
+                    }
+                });
+                if !group.is_empty() {
+                    let bytes = read.as_ref().map_or(0, |(_, size)| *size);
+                    let _ = sender.send((group, bytes));
+                }
+                read
+            });
+            for (mut group, bytes) in receiver {
+                run(&mut group, &mut format, &mut file_total);
                 progress(Progress {
                     bytes_read: bytes_done + bytes,
                     bytes_total,
                     records: total.records + file_total.records,
                 });
             }
+            reader.join().unwrap_or_else(|_| {
+                Err(Error::Read {
+                    path: file.path.clone(),
+                    source: std::io::Error::other("the reading thread failed"),
+                })
+            })
         })?;
-        run(&mut pending, &mut format, &mut file_total);
         bytes_done += size;
         progress(Progress {
             bytes_read: bytes_done,
@@ -857,10 +878,7 @@ fn read_lines(
             let cut = if at_end {
                 pending.len()
             } else {
-                pending
-                    .iter()
-                    .rposition(|&byte| byte == b'\n')
-                    .map_or(0, |index| index + 1)
+                memchr::memrchr(b'\n', &pending).map_or(0, |index| index + 1)
             };
             if cut == 0 && pending.len() > MAX_RECORD_BYTES {
                 // One line larger than any record should be: report it, skip to its end.
@@ -898,9 +916,13 @@ fn read_lines(
                 continue;
             }
             if cut > 0 {
-                let rest = pending.split_off(cut);
-                let bytes = std::mem::replace(&mut pending, rest);
-                let n_lines = bytes.iter().filter(|&&byte| byte == b'\n').count() as u64
+                // The partial line after the cut starts the next chunk, in a
+                // buffer that already has a chunk's capacity.
+                let mut next = Vec::with_capacity(CHUNK_BYTES + (1 << 20));
+                next.extend_from_slice(&pending[cut..]);
+                pending.truncate(cut);
+                let bytes = std::mem::replace(&mut pending, next);
+                let n_lines = memchr::memchr_iter(b'\n', &bytes).count() as u64
                     + u64::from(!bytes.ends_with(b"\n"));
                 let length = bytes.len() as u64;
                 emit(Batch::Lines {
@@ -984,7 +1006,7 @@ fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Di
 }
 
 fn memchr_nul(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&byte| byte == 0)
+    memchr::memchr(0, bytes)
 }
 
 fn read_json_array(
@@ -1175,9 +1197,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
             text,
         } => {
             let mut byte = first_byte;
-            for (line_number, line) in
-                (first_line..).zip(bytes.split_inclusive(|&byte| byte == b'\n'))
-            {
+            for (line_number, line) in (first_line..).zip(lines(&bytes)) {
                 let origin = Origin {
                     ordinal: line_number,
                     byte: Some(byte),
@@ -1262,6 +1282,19 @@ fn parse_json(text: &str) -> std::result::Result<Value, (String, Option<usize>)>
             (format!("not valid JSON: {error}"), Some(column))
         })
     })
+}
+
+/// The lines of `bytes`, each with its `\n` (the last one may lack it).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .map(move |end| end + 1)
+        .chain(std::iter::once(bytes.len()))
+        .filter_map(move |end| {
+            let line = (end > start).then(|| &bytes[start..end]);
+            start = end;
+            line
+        })
 }
 
 fn process_record(
@@ -2284,6 +2317,13 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Lines split as `split_inclusive` splits them.
+        #[test]
+        fn lines_split_like_the_standard_library(bytes in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::Just(b'\n'), proptest::prelude::Just(b'a'), proptest::prelude::Just(b'\r')], 0..64)) {
+            let expected: Vec<&[u8]> = bytes.split_inclusive(|&byte| byte == b'\n').collect();
+            proptest::prop_assert_eq!(lines(&bytes).collect::<Vec<_>>(), expected);
+        }
 
         /// The SIMD parser accepts exactly what serde_json accepts, with the same value.
         #[test]
