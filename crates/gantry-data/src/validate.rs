@@ -1,12 +1,14 @@
 //! The validation engine: streams every file once, in parallel chunks, and folds the results.
 //!
-//! Files are read in order. A reader thread (the caller's) decompresses and
-//! hashes the bytes on disk, cuts the text into ~4 MiB chunks at line
-//! boundaries, and hands batches of chunks to rayon workers, which parse and
-//! check every record. Each chunk yields a [`Partial`]; partials are merged in
-//! chunk order, so the result does not depend on thread timing.
+//! Files are read in order. A reader thread decompresses and hashes the
+//! bytes on disk and cuts the text into ~4 MiB chunks at line boundaries
+//! (found with memchr); while rayon workers parse (sonic-rs) and check one
+//! group of chunks, it reads the next. Each chunk yields a [`Partial`];
+//! partials are merged in chunk order, so the result does not depend on
+//! thread timing.
 //!
-//! Memory: the chunks in flight (about 4 MiB × 2 × threads) plus, for
+//! Memory: the chunks in flight (about 4 MiB × 2 × threads, twice over
+//! while the reader runs ahead) plus, for
 //! duplicate detection, one entry per distinct record in each of two hash
 //! maps — a 128-bit hash, a position and a count, about 80 bytes per distinct
 //! record per map.
