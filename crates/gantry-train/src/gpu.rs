@@ -40,12 +40,16 @@ pub struct Gpu {
     pub driver: String,
     /// Compute processes running on it.
     pub processes: Vec<u32>,
+    /// What nvidia-smi reports wrong with it (`GPU requires reset`), if anything.
+    pub problem: Option<String>,
 }
 
 impl Gpu {
-    /// Whether nothing runs on it.
+    /// Whether nothing runs on it and nvidia-smi reports nothing wrong.
     pub fn is_free(&self) -> bool {
-        self.processes.is_empty() && self.memory_used_mib < BUSY_MEMORY_MIB
+        self.problem.is_none()
+            && self.processes.is_empty()
+            && self.memory_used_mib < BUSY_MEMORY_MIB
     }
 }
 
@@ -153,14 +157,31 @@ fn parse_gpus(csv: &str) -> Result<Vec<Gpu>> {
             let [index, uuid, name, total, used, driver] = fields.as_slice() else {
                 return Err(bad());
             };
+            // nvidia-smi writes `[N/A]` or `[Not Supported]` where a value
+            // does not apply (MIG mode) and `[Unknown Error]`, `[GPU requires
+            // reset]` and the like where the GPU is in trouble.
+            let mut problem = None;
+            let mut memory = |text: &str| -> Result<u64> {
+                match text {
+                    "[N/A]" | "[Not Supported]" => Ok(0),
+                    state if state.starts_with('[') => {
+                        problem = Some(state.trim_matches(['[', ']']).to_owned());
+                        Ok(0)
+                    }
+                    number => number.parse().map_err(|_| bad()),
+                }
+            };
+            let memory_total_mib = memory(total)?;
+            let memory_used_mib = memory(used)?;
             Ok(Gpu {
                 index: index.parse().map_err(|_| bad())?,
                 uuid: (*uuid).to_owned(),
                 name: (*name).to_owned(),
-                memory_total_mib: total.parse().map_err(|_| bad())?,
-                memory_used_mib: used.parse().map_err(|_| bad())?,
+                memory_total_mib,
+                memory_used_mib,
                 driver: (*driver).to_owned(),
                 processes: Vec::new(),
+                problem,
             })
         })
         .collect()
@@ -323,17 +344,29 @@ pub fn acquire(
             });
         }
         drop(locks);
+        let troubled: Vec<String> = gpus
+            .iter()
+            .filter_map(|gpu| {
+                let problem = gpu.problem.as_ref()?;
+                Some(format!("GPU {} reports {problem:?}", gpu.index))
+            })
+            .collect();
+        let troubled = if troubled.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", troubled.join(", "))
+        };
         match deadline {
             Some(deadline) if Instant::now() < deadline => std::thread::sleep(POLL),
             Some(_) => {
                 return Err(Error::Input(format!(
-                    "waited for {needed} free GPU{} and gave up: every other one is busy or locked by another job",
+                    "waited for {needed} free GPU{} and gave up: every other one is busy or locked by another job{troubled}",
                     if needed == 1 { "" } else { "s" }
                 )));
             }
             None => {
                 return Err(Error::Input(format!(
-                    "{needed} free GPU{} needed, {} available now (the others are busy or locked by another job); pass --wait-for-gpus to wait",
+                    "{needed} free GPU{} needed, {} available now (the others are busy or locked by another job{troubled}); pass --wait-for-gpus to wait",
                     if needed == 1 { "" } else { "s" },
                     held.len()
                 )));
@@ -376,6 +409,15 @@ mod tests {
         assert_eq!(parsed[1].uuid, "GPU-bbbb");
         assert_eq!(parsed[0].memory_total_mib, 81559);
         assert!(parse_gpus("0, GPU-x, name\n").is_err());
+        assert!(parse_gpus("0, GPU-x, H100, lots, 0, 550\n").is_err());
+        // MIG mode has no memory figures; a GPU in trouble says so.
+        let odd = parse_gpus(
+            "0, GPU-m, NVIDIA A100-SXM4-80GB, [N/A], [N/A], 550.54.15\n1, GPU-r, NVIDIA A100-SXM4-80GB, 81920, [GPU requires reset], 550.54.15\n",
+        )
+        .unwrap();
+        assert!(odd[0].is_free() && odd[0].problem.is_none());
+        assert!(!odd[1].is_free());
+        assert_eq!(odd[1].problem.as_deref(), Some("GPU requires reset"));
     }
 
     #[test]
