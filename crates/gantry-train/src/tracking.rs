@@ -77,8 +77,18 @@ pub struct Tracker {
 impl Tracker {
     /// Starts tracking: checks the URI, then creates the run on the server
     /// in the background.
-    pub fn start(config: TrackingConfig) -> Result<Tracker> {
-        let base = base_url(&config.uri)?;
+    pub fn start(mut config: TrackingConfig) -> Result<Tracker> {
+        let (base, credentials) = base_url(&config.uri)?;
+        // Credentials in the URI are used, never recorded or printed.
+        if let Some((user, password)) = credentials
+            && config.options.auth.is_none()
+        {
+            config.options.auth = Some(gantry_registry::MlflowAuth::Basic(
+                user,
+                gantry_core::Secret::new(password),
+            ));
+        }
+        config.uri.clone_from(&base);
         let api = MlflowApi::new(&base, config.options.clone())
             .map_err(|error| Error::Input(error.to_string()))?;
         let (sender, receiver) = channel();
@@ -121,18 +131,48 @@ impl Tracker {
     }
 }
 
-/// `http(s)://…` (an `mlflow+` prefix, as `--registry` takes, is accepted too).
-fn base_url(uri: &str) -> Result<String> {
+/// `http(s)://…` without credentials, and the credentials it held (an
+/// `mlflow+` prefix, as `--registry` takes, is accepted too).
+fn base_url(uri: &str) -> Result<(String, Option<(String, String)>)> {
     let rest = uri.strip_prefix("mlflow+").unwrap_or(uri);
-    let parsed = url::Url::parse(rest)
+    let mut parsed = url::Url::parse(rest)
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
         .ok_or_else(|| {
             Error::Input(format!(
-                "--tracking-uri {uri:?}: expected the MLflow server's http(s)://HOST[:PORT][/PATH]"
+                "--tracking-uri {:?}: expected the MLflow server's http(s)://HOST[:PORT][/PATH]",
+                without_password(uri)
             ))
         })?;
-    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+    let credentials = (!parsed.username().is_empty()).then(|| {
+        let decode = |text: &str| {
+            url::form_urlencoded::parse(format!("x={text}").as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        };
+        (
+            decode(parsed.username()),
+            decode(parsed.password().unwrap_or_default()),
+        )
+    });
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Ok((
+        parsed.as_str().trim_end_matches('/').to_owned(),
+        credentials,
+    ))
+}
+
+/// `scheme://user@host…` for an error message: the password never shows.
+fn without_password(uri: &str) -> String {
+    match (uri.split_once("://"), uri.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() => {
+            let user = rest.split([':', '@']).next().unwrap_or_default();
+            format!("{scheme}://{user}@{}", &uri[at + 1..])
+        }
+        _ => uri.to_owned(),
+    }
 }
 
 struct Worker {
@@ -406,6 +446,7 @@ fn truncate(text: &str, limit: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -414,14 +455,24 @@ mod tests {
         assert_eq!(sanitize_key("eval/acc@1"), "eval/acc_1");
         assert_eq!(truncate("ééé", 3), "é");
         assert_eq!(
-            base_url("http://127.0.0.1:5000/").ok().as_deref(),
-            Some("http://127.0.0.1:5000")
+            base_url("http://127.0.0.1:5000/").unwrap(),
+            ("http://127.0.0.1:5000".to_owned(), None)
         );
         assert_eq!(
-            base_url("mlflow+https://mlflow.example/prefix")
-                .ok()
-                .as_deref(),
-            Some("https://mlflow.example/prefix")
+            base_url("mlflow+https://mlflow.example/prefix").unwrap().0,
+            "https://mlflow.example/prefix"
+        );
+        assert_eq!(
+            base_url("https://ci%40org:p%3Ass@mlflow.example").unwrap(),
+            (
+                "https://mlflow.example".to_owned(),
+                Some(("ci@org".to_owned(), "p:ss".to_owned()))
+            )
+        );
+        let error = base_url("ftp://user:hunter2@host").unwrap_err().to_string();
+        assert!(
+            !error.contains("hunter2") && error.contains("user@host"),
+            "{error}"
         );
         assert!(base_url("file:./mlruns").is_err());
     }

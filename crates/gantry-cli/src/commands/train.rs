@@ -58,7 +58,10 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         .as_ref()
         .map(|uri| -> Result<TrackingConfig> {
             let mut params = vec![
-                ("gantry.command".to_owned(), command.join(" ")),
+                (
+                    "gantry.command".to_owned(),
+                    session.masker.redact(&command.join(" ")),
+                ),
                 ("gantry.gpus".to_owned(), args.gpus.clone()),
                 (
                     "gantry.max_restarts".to_owned(),
