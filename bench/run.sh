@@ -10,8 +10,9 @@
 #   huggingface_hub 2.4.0 (PyPI) - its sha256 helper (`huggingface_hub.utils.sha.sha_fileobj`), what an upload hashes with
 #   oras 0.2.43 (PyPI)   - oras-py pushing the same files to the same local OCI registry
 #   mlflow 3.17.2        - `mlflow.log_artifacts` to the same local MLflow server
+#   datatrove 0.10.1 (PyPI) - its MinHash dedup stages (bench/peers/datatrove_minhash.py), the near-duplicate peer
 #
-# BENCH_SECTIONS picks sections ("startup validate-data tiny-lm eval-gate register upload train"; default: the first two);
+# BENCH_SECTIONS picks sections ("startup validate-data near-dup tiny-lm eval-gate register upload train"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -124,6 +125,43 @@ names = ["wc -l", "gantry tier 0", "gantry all checks", "polars tier 0", "pandas
 base = results[1]["median"]
 for name, result in zip(names, results):
     print(f"  {name:20s} median {result['median']:8.2f} s  {size / result['median'] / 1e6:8.0f} MB/s  x{result['median'] / base:6.2f} of gantry tier 0")
+PY
+fi
+
+if section near-dup; then
+  # validate-data's near-duplicate stage against datatrove's MinHash dedup
+  # (signatures, buckets, clusters; 5-grams, 14 bands x 8 hashes on both
+  # sides) on the first BENCH_NEARDUP_MB of the chat data. datatrove
+  # parallelises over files, so it gets the data in two files.
+  neardup_mb="${BENCH_NEARDUP_MB:-50}"
+  if [ ! -x "$peers/datatrove/bin/python" ]; then
+    python3 -m venv "$peers/datatrove"
+    # The extras its reader, word tokenizer and hashing import; xxhash 3.6
+    # refuses the str that datatrove 0.10.1 hashes.
+    "$peers/datatrove/bin/pip" install --quiet --disable-pip-version-check \
+      datatrove==0.10.1 orjson regex tokenizers spacy nltk xxhash==3.5.0
+  fi
+  data="$peers/chat-${data_mb}mb.jsonl"
+  [ -f "$data" ] || python3 bench/generate_chat.py "$data" "$data_mb" 7
+  head -c "$((neardup_mb * 1000000))" "$data" | head -n -1 > "$scratch/near.jsonl"
+  mkdir -p "$scratch/near-split"
+  split -n l/2 -d --additional-suffix=.jsonl "$scratch/near.jsonl" "$scratch/near-split/part-"
+  printf '[checks.normalized-duplicates]\nenabled = false\n[checks.secrets]\nenabled = false\n[checks.pii]\nenabled = false\n' > "$scratch/near.toml"
+  echo "== near duplicates: gantry validate-data (near-duplicates on, --tokenizer chars) vs datatrove MinHash, $(du -h "$scratch/near.jsonl" | cut -f1)"
+  "$gantry" --quiet --format json validate-data --data "$scratch/near.jsonl" --tokenizer chars --policy "$scratch/near.toml" --publish summary --out "$scratch/near-out" > /dev/null || true
+  python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print('  gantry: ' + str(next(c['count'] for c in r['checks'] if c['id'] == 'near-duplicates')) + ' near duplicates')" "$scratch/near-out/report.json"
+  "$peers/datatrove/bin/python" bench/peers/datatrove_minhash.py "$scratch/near-split" "$scratch/dt-count" 2 2> /dev/null | grep datatrove
+  hyperfine --warmup 1 --runs 3 --export-json "$out/near-dup.json" \
+    --prepare "rm -rf $scratch/dt-work" \
+    "$gantry --quiet --format json validate-data --data $scratch/near.jsonl --tokenizer chars --policy $scratch/near.toml --publish summary --out $scratch/near-out" \
+    "$peers/datatrove/bin/python bench/peers/datatrove_minhash.py $scratch/near-split $scratch/dt-work 2"
+  python3 - "$out/near-dup.json" "$(stat -c %s "$scratch/near.jsonl")" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+size = int(sys.argv[2])
+base = results[0]["median"]
+for name, result in zip(["gantry (near-dup on)", "datatrove MinHash"], results):
+    print(f"  {name:22s} median {result['median']:8.2f} s  {size / result['median'] / 1e6:8.1f} MB/s  x{result['median'] / base:7.1f} of gantry")
 PY
 fi
 
