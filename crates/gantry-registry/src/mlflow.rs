@@ -100,6 +100,20 @@ fn parse_uri(uri: &str) -> Result<String> {
     Ok(rest.trim_end_matches('/').to_owned())
 }
 
+/// MLflow's `[{"key", "value"}…]` tag list as a map.
+fn tag_map(tags: &serde_json::Value) -> BTreeMap<String, String> {
+    tags.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|tag| {
+            Some((
+                tag["key"].as_str()?.to_owned(),
+                tag["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// A reader that hashes what passes through it.
 struct HashingReader<R> {
     inner: R,
@@ -195,17 +209,7 @@ impl MlflowRegistry {
                 return Ok(versions);
             };
             for version in page["model_versions"].as_array().into_iter().flatten() {
-                let tags = version["tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|tag| {
-                        Some((
-                            tag["key"].as_str()?.to_owned(),
-                            tag["value"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect();
+                let tags = tag_map(&version["tags"]);
                 versions.push(MlflowVersion {
                     number: version["version"]
                         .as_str()
@@ -378,17 +382,7 @@ impl MlflowRegistry {
         else {
             return Ok(None);
         };
-        let tags: BTreeMap<String, String> = found["model_version"]["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|tag| {
-                Some((
-                    tag["key"].as_str()?.to_owned(),
-                    tag["value"].as_str()?.to_owned(),
-                ))
-            })
-            .collect();
+        let tags = tag_map(&found["model_version"]["tags"]);
         match (tags.get("gantry.version"), tags.get("gantry.digest")) {
             (Some(version), Some(digest)) => Ok(Some(AliasTarget {
                 version: version.clone(),

@@ -72,7 +72,9 @@ impl Drop for OciRegistryServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (the OS picks it; another process could take it
+/// before the caller binds it, which tests accept).
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::oci::services_required;
+use crate::oci::{free_port, services_required};
 
 const MUNGE_SOCKET: &str = "/run/munge/munge.socket.2";
 const MUNGE_PID: &str = "/run/munge/munged.pid";
@@ -20,13 +20,6 @@ pub struct SlurmCluster {
     /// State, spool, logs and pid files.
     pub directory: tempfile::TempDir,
     started_munge: bool,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 fn read_pid(path: &Path) -> Option<u32> {

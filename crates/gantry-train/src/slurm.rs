@@ -182,6 +182,7 @@ impl Backend for SlurmBackend {
             state: "PENDING".to_owned(),
             output_to_stderr: self.output_to_stderr,
             failing_since: None,
+            ended: false,
         }))
     }
 }
@@ -195,6 +196,8 @@ struct SlurmJob {
     output_to_stderr: bool,
     /// Since when `scontrol` has been failing, if it is.
     failing_since: Option<Instant>,
+    /// Whether `poll` saw the job end (or gantry cancelled a requeued one).
+    ended: bool,
 }
 
 /// How long `scontrol` may fail (a busy or restarting controller) before
@@ -343,6 +346,7 @@ impl Running for SlurmJob {
             }
         };
         let Some(info) = info else {
+            self.ended = true;
             self.follow_output();
             return Ok(Some(Exit::SchedulerFailed(format!(
                 "job {} is no longer known to Slurm",
@@ -360,6 +364,7 @@ impl Running for SlurmJob {
             self.state = "REQUEUED".to_owned();
         }
         if exit.is_some() {
+            self.ended = true;
             self.follow_output();
         }
         Ok(exit)
@@ -378,19 +383,7 @@ impl Running for SlurmJob {
     }
 
     fn kill(&mut self) -> Result<()> {
-        if matches!(
-            self.state.as_str(),
-            "COMPLETED"
-                | "FAILED"
-                | "CANCELLED"
-                | "TIMEOUT"
-                | "PREEMPTED"
-                | "NODE_FAIL"
-                | "BOOT_FAIL"
-                | "OUT_OF_MEMORY"
-                | "DEADLINE"
-                | "REQUEUED"
-        ) {
+        if self.ended {
             return Ok(());
         }
         let _ = self.scancel(&["--signal=KILL", "--full"]);
