@@ -28,6 +28,7 @@ println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
 ```
 */
 
+mod bpe;
 mod contamination;
 mod drift;
 mod error;
@@ -42,6 +43,7 @@ mod source;
 mod tokens;
 mod validate;
 
+pub use crate::bpe::{Bpe, Encoding};
 pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};
 pub use crate::drift::{DriftMeasure, categorical_drift, numeric_drift};
 pub use crate::error::{Error, Result};

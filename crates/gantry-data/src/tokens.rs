@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::bpe::{Bpe, Encoding};
 use crate::error::{Error, Result};
 use crate::formats::Message;
 
@@ -9,9 +10,9 @@ use crate::formats::Message;
 #[derive(Clone)]
 pub enum Tokenizer {
     /// OpenAI's `o200k_base` (GPT-4o and later).
-    O200kBase(Arc<tiktoken_rs::CoreBPE>),
+    O200kBase(Arc<Bpe>),
     /// OpenAI's `cl100k_base` (GPT-4, GPT-3.5).
-    Cl100kBase(Arc<tiktoken_rs::CoreBPE>),
+    Cl100kBase(Arc<Bpe>),
     /// Unicode scalar values: fast, and honest about not being tokens.
     Chars,
     /// A Hugging Face `tokenizer.json`, by path.
@@ -32,8 +33,14 @@ impl Tokenizer {
             reason,
         };
         match name {
-            "o200k_base" => Ok(Tokenizer::O200kBase(Arc::new(tiktoken_rs::o200k_base().map_err(|source| error(source.to_string()))?))),
-            "cl100k_base" => Ok(Tokenizer::Cl100kBase(Arc::new(tiktoken_rs::cl100k_base().map_err(|source| error(source.to_string()))?))),
+            "o200k_base" => {
+                let core = tiktoken_rs::o200k_base().map_err(|source| error(source.to_string()))?;
+                Ok(Tokenizer::O200kBase(Arc::new(Bpe::new(Encoding::O200k, &core).map_err(error)?)))
+            }
+            "cl100k_base" => {
+                let core = tiktoken_rs::cl100k_base().map_err(|source| error(source.to_string()))?;
+                Ok(Tokenizer::Cl100kBase(Arc::new(Bpe::new(Encoding::Cl100k, &core).map_err(error)?)))
+            }
             "chars" => Ok(Tokenizer::Chars),
             path if path.ends_with(".json") => {
                 let tokenizer = tokenizers::Tokenizer::from_file(path)
@@ -57,9 +64,7 @@ impl Tokenizer {
     /// The number of tokens in `text`.
     pub fn count(&self, text: &str) -> u64 {
         match self {
-            Tokenizer::O200kBase(bpe) | Tokenizer::Cl100kBase(bpe) => {
-                bpe.encode_ordinary(text).len() as u64
-            }
+            Tokenizer::O200kBase(bpe) | Tokenizer::Cl100kBase(bpe) => bpe.count(text),
             Tokenizer::Chars => text.chars().count() as u64,
             // Special tokens are not added: the count is the text's own tokens.
             Tokenizer::HuggingFace(tokenizer, _) => tokenizer.encode(text, false).map_or_else(

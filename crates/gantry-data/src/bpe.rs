@@ -1,0 +1,536 @@
+//! OpenAI BPE token counts, with the pre-tokenizer regex kept off ASCII text.
+//!
+//! tiktoken cuts text into pieces with a regular expression, then merges
+//! each piece's bytes by rank. The pattern's `\s+(?!\S)` lookahead makes it a
+//! backtracking regex, and running it is most of the cost of counting.
+//! [`Bpe::count`] finds each piece with a scanner that follows the pattern's
+//! alternatives, in their order, while every character it has to look at is
+//! ASCII; a piece that touches any other character is asked of the regex
+//! itself, from the same position. A piece that is not a single token is
+//! merged once per thread and remembered. The counts are tiktoken's: a
+//! property test compares them on random text of ASCII, letters and marks of
+//! other scripts, Unicode spaces and digits.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
+use tiktoken_rs::{CoreBPE, Rank};
+
+/// o200k_base's pre-tokenizer, as tiktoken writes it.
+pub(crate) const O200K_PATTERN: &str = tiktoken_rs::O200K_BASE_PAT_STR;
+
+/// cl100k_base's pre-tokenizer, as tiktoken writes it (tiktoken-rs keeps it inline).
+pub(crate) const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// Which of OpenAI's encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `o200k_base`.
+    O200k,
+    /// `cl100k_base`.
+    Cl100k,
+}
+
+/// Merged pieces remembered per thread and encoding, before the table starts over.
+const CACHE_ENTRIES: usize = 1 << 16;
+/// Pieces longer than this (long runs of symbols, base64) are rarely seen twice.
+const CACHE_PIECE_BYTES: usize = 64;
+
+thread_local! {
+    static MERGED: RefCell<[FxHashMap<Box<[u8]>, u32>; 2]> = RefCell::new([FxHashMap::default(), FxHashMap::default()]);
+}
+
+/// An OpenAI BPE vocabulary and its pre-tokenizer, for counting tokens.
+pub struct Bpe {
+    encoding: Encoding,
+    ranks: FxHashMap<Vec<u8>, Rank>,
+    regex: fancy_regex::Regex,
+}
+
+impl Bpe {
+    /// Takes `core`'s ranks (all but its special tokens) and compiles the pattern.
+    pub fn new(encoding: Encoding, core: &CoreBPE) -> Result<Bpe, String> {
+        let special: HashSet<Rank> = core
+            .special_tokens()
+            .iter()
+            .flat_map(|token| core.encode_with_special_tokens(token))
+            .collect();
+        let mut ranks = FxHashMap::default();
+        // Ordinary ranks are below 2^18 in both encodings (o200k_base's last is 199,997).
+        for rank in 0..(1 << 18) {
+            if special.contains(&rank) {
+                continue;
+            }
+            if let Ok(bytes) = core.decode_bytes(&[rank]) {
+                ranks.insert(bytes, rank);
+            }
+        }
+        if ranks.len() < 256 {
+            return Err(format!(
+                "the vocabulary has {} ranks, fewer than its 256 bytes",
+                ranks.len()
+            ));
+        }
+        let pattern = match encoding {
+            Encoding::O200k => O200K_PATTERN,
+            Encoding::Cl100k => CL100K_PATTERN,
+        };
+        let regex = fancy_regex::Regex::new(pattern).map_err(|error| error.to_string())?;
+        Ok(Bpe {
+            encoding,
+            ranks,
+            regex,
+        })
+    }
+
+    /// The number of tokens tiktoken's `encode_ordinary` gives `text`.
+    pub fn count(&self, text: &str) -> u64 {
+        MERGED.with_borrow_mut(|caches| {
+            let cache = &mut caches[self.encoding as usize];
+            let bytes = text.as_bytes();
+            let mut tokens = 0;
+            let mut at = 0;
+            while at < bytes.len() {
+                let end = match self.encoding {
+                    Encoding::O200k => o200k_piece(bytes, at),
+                    Encoding::Cl100k => cl100k_piece(bytes, at),
+                };
+                let end = match end {
+                    Some(end) => end,
+                    None => match self.regex.find_from_pos(text, at) {
+                        Ok(Some(found)) if found.start() == at && found.end() > at => found.end(),
+                        // Every character starts a piece, so this is not reached;
+                        // if it were, the remaining text is merged as one piece.
+                        _ => bytes.len(),
+                    },
+                };
+                tokens += self.piece_tokens(&bytes[at..end], cache);
+                at = end;
+            }
+            tokens
+        })
+    }
+
+    fn piece_tokens(&self, piece: &[u8], cache: &mut FxHashMap<Box<[u8]>, u32>) -> u64 {
+        if self.ranks.contains_key(piece) {
+            return 1;
+        }
+        if let Some(&tokens) = cache.get(piece) {
+            return u64::from(tokens);
+        }
+        let tokens = merged_parts(piece, &self.ranks);
+        if piece.len() <= CACHE_PIECE_BYTES {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(piece.into(), u32::try_from(tokens).unwrap_or(u32::MAX));
+        }
+        tokens as u64
+    }
+}
+
+/// How many tokens byte-pair merging leaves of `piece`: the adjacent pair of
+/// lowest rank (leftmost among equals) is merged until no pair is a token,
+/// as tiktoken does. A heap of candidate pairs, checked when popped, keeps
+/// long pieces (a run of `=` or base64) from taking quadratic time.
+fn merged_parts(piece: &[u8], ranks: &FxHashMap<Vec<u8>, Rank>) -> usize {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    let n = piece.len();
+    // Parts are linked by their start offsets; `next[start]` is where the following part starts.
+    let mut next: Vec<usize> = (1..=n).collect();
+    let mut previous: Vec<usize> = (0..n).map(|start| start.wrapping_sub(1)).collect();
+    let mut alive = vec![true; n];
+    let pair_rank = |next: &[usize], start: usize| -> Option<Rank> {
+        let middle = next[start];
+        if middle >= n {
+            return None;
+        }
+        ranks.get(&piece[start..next[middle]]).copied()
+    };
+    let mut heap: BinaryHeap<Reverse<(Rank, usize)>> = (0..n)
+        .filter_map(|start| pair_rank(&next, start).map(|rank| Reverse((rank, start))))
+        .collect();
+    let mut parts = n;
+    while let Some(Reverse((rank, start))) = heap.pop() {
+        if !alive[start] || pair_rank(&next, start) != Some(rank) {
+            continue;
+        }
+        let middle = next[start];
+        alive[middle] = false;
+        next[start] = next[middle];
+        if next[start] < n {
+            previous[next[start]] = start;
+        }
+        parts -= 1;
+        if let Some(rank) = pair_rank(&next, start) {
+            heap.push(Reverse((rank, start)));
+        }
+        let before = previous[start];
+        if before < n
+            && let Some(rank) = pair_rank(&next, before)
+        {
+            heap.push(Reverse((rank, before)));
+        }
+    }
+    parts
+}
+
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
+/// `\s`: tab, line feed, vertical tab, form feed, carriage return, space.
+const SPACE: u8 = 8;
+/// Neither `\s`, `\p{L}` nor `\p{N}`: punctuation, symbols, control characters.
+const OTHER: u8 = 16;
+const LETTER: u8 = UPPER | LOWER;
+
+/// The pattern's character classes for each ASCII byte.
+const CLASSES: [u8; 128] = {
+    let mut classes = [OTHER; 128];
+    let mut byte = 0;
+    while byte < 128 {
+        classes[byte] = match byte as u8 {
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'0'..=b'9' => DIGIT,
+            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => SPACE,
+            _ => OTHER,
+        };
+        byte += 1;
+    }
+    classes
+};
+
+/// What the scanner sees at a position.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// An ASCII byte of these classes.
+    Ascii(u8, u8),
+    /// A byte of a longer character: the regex must decide.
+    Other,
+    /// The end of the text.
+    End,
+}
+
+#[inline]
+fn at(bytes: &[u8], position: usize) -> Seen {
+    match bytes.get(position) {
+        Some(&byte) if byte < 128 => Seen::Ascii(byte, CLASSES[byte as usize]),
+        Some(_) => Seen::Other,
+        None => Seen::End,
+    }
+}
+
+/// The end of the run of bytes in `class` from `position`, or `None` when a
+/// non-ASCII character ends it (it might belong to the class).
+#[inline]
+fn run(bytes: &[u8], mut position: usize, class: u8) -> Option<usize> {
+    loop {
+        match at(bytes, position) {
+            Seen::Ascii(_, classes) if classes & class != 0 => position += 1,
+            Seen::Ascii(..) | Seen::End => return Some(position),
+            Seen::Other => return None,
+        }
+    }
+}
+
+/// `\p{N}{1,3}` from a digit at `position`.
+#[inline]
+fn digits(bytes: &[u8], position: usize) -> Option<usize> {
+    let mut end = position + 1;
+    while end < position + 3 {
+        match at(bytes, end) {
+            Seen::Ascii(_, DIGIT) => end += 1,
+            Seen::Ascii(..) | Seen::End => break,
+            Seen::Other => return None,
+        }
+    }
+    Some(end)
+}
+
+/// A contraction (`(?i:'s|'t|'re|'ve|'m|'ll|'d)`) at `position`: its end, or
+/// `position` when there is none. Case-insensitive `s` also matches `ſ`,
+/// hence `None` for any non-ASCII character after the apostrophe.
+#[inline]
+fn contraction(bytes: &[u8], position: usize) -> Option<usize> {
+    if bytes.get(position) != Some(&b'\'') {
+        return Some(position);
+    }
+    let second = match at(bytes, position + 1) {
+        Seen::Ascii(byte, _) => byte.to_ascii_lowercase(),
+        Seen::Other => return None,
+        Seen::End => return Some(position),
+    };
+    let third = match second {
+        b's' | b't' | b'm' | b'd' => return Some(position + 2),
+        b'r' | b'v' => b'e',
+        b'l' => b'l',
+        _ => return Some(position),
+    };
+    match at(bytes, position + 2) {
+        Seen::Ascii(byte, _) if byte.to_ascii_lowercase() == third => Some(position + 3),
+        Seen::Ascii(..) | Seen::End => Some(position),
+        Seen::Other => None,
+    }
+}
+
+/// o200k_base's first two alternatives from an ASCII letter at `position`
+/// (after the optional prefix):
+/// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+` then
+/// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*`, each with
+/// an optional contraction. In ASCII the two classes are A–Z and a–z.
+#[inline]
+fn o200k_letters(bytes: &[u8], position: usize) -> Option<usize> {
+    let upper_end = run(bytes, position, UPPER)?;
+    let end = match at(bytes, upper_end) {
+        Seen::Ascii(_, LOWER) => run(bytes, upper_end, LOWER)?,
+        _ => upper_end,
+    };
+    contraction(bytes, end)
+}
+
+/// The end of o200k_base's piece at `position`, or `None` when it depends on
+/// a non-ASCII character.
+fn o200k_piece(bytes: &[u8], position: usize) -> Option<usize> {
+    let Seen::Ascii(first, class) = at(bytes, position) else {
+        return None;
+    };
+    if class & LETTER != 0 {
+        return o200k_letters(bytes, position);
+    }
+    if class == DIGIT {
+        return digits(bytes, position);
+    }
+    // `[^\r\n\p{L}\p{N}]?` takes `first` as the letters' prefix.
+    if first != b'\r' && first != b'\n' {
+        match at(bytes, position + 1) {
+            Seen::Ascii(_, next) if next & LETTER != 0 => {
+                return o200k_letters(bytes, position + 1);
+            }
+            Seen::Other => return None,
+            Seen::Ascii(..) | Seen::End => {}
+        }
+    }
+    // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
+    let symbols = if first == b' ' {
+        position + 1
+    } else {
+        position
+    };
+    let symbols_end = run(bytes, symbols, OTHER)?;
+    if symbols_end > symbols {
+        let mut end = symbols_end;
+        while matches!(bytes.get(end), Some(b'\r' | b'\n' | b'/')) {
+            end += 1;
+        }
+        return Some(end);
+    }
+    whitespace(bytes, position, Encoding::O200k)
+}
+
+/// The whitespace alternatives from `\s` at `position`.
+/// o200k_base: `\s*[\r\n]+|\s+(?!\S)|\s+`;
+/// cl100k_base: `\s++$|\s*[\r\n]|\s+(?!\S)|\s`.
+#[inline]
+fn whitespace(bytes: &[u8], position: usize, encoding: Encoding) -> Option<usize> {
+    let mut end = position;
+    let mut last_newline = None;
+    loop {
+        match at(bytes, end) {
+            Seen::Ascii(byte, SPACE) => {
+                if byte == b'\r' || byte == b'\n' {
+                    last_newline = Some(end);
+                }
+                end += 1;
+            }
+            Seen::Ascii(..) | Seen::End => break,
+            // U+00A0, U+2028 and others are `\s` too.
+            Seen::Other => return None,
+        }
+    }
+    if encoding == Encoding::Cl100k && end == bytes.len() {
+        return Some(end);
+    }
+    if let Some(newline) = last_newline {
+        // Backtracking `\s*` to the last line break; `[\r\n]+` takes it
+        // (nothing after it in the run is a line break).
+        return Some(newline + 1);
+    }
+    if end == bytes.len() || end - position == 1 {
+        Some(end)
+    } else {
+        // `(?!\S)`: leave the last space to the next piece.
+        Some(end - 1)
+    }
+}
+
+/// The end of cl100k_base's piece at `position`, or `None` when it depends
+/// on a non-ASCII character.
+fn cl100k_piece(bytes: &[u8], position: usize) -> Option<usize> {
+    let Seen::Ascii(first, class) = at(bytes, position) else {
+        return None;
+    };
+    // `'(?i:[sdmt]|ll|ve|re)`
+    if first == b'\'' {
+        let end = contraction(bytes, position)?;
+        if end > position {
+            return Some(end);
+        }
+    }
+    // `[^\r\n\p{L}\p{N}]?+\p{L}++`: the prefix is possessive.
+    if class & LETTER != 0 {
+        return run(bytes, position, LETTER);
+    }
+    if class == DIGIT {
+        return digits(bytes, position);
+    }
+    if first != b'\r' && first != b'\n' {
+        match at(bytes, position + 1) {
+            Seen::Ascii(_, next) if next & LETTER != 0 => return run(bytes, position + 1, LETTER),
+            Seen::Other => return None,
+            Seen::Ascii(..) | Seen::End => {}
+        }
+    }
+    // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
+    let symbols = if first == b' ' {
+        position + 1
+    } else {
+        position
+    };
+    let symbols_end = run(bytes, symbols, OTHER)?;
+    if symbols_end > symbols {
+        let mut end = symbols_end;
+        while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
+            end += 1;
+        }
+        return Some(end);
+    }
+    whitespace(bytes, position, Encoding::Cl100k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::LazyLock;
+
+    static O200K: LazyLock<(CoreBPE, Bpe)> = LazyLock::new(|| {
+        let core = tiktoken_rs::o200k_base().expect("o200k");
+        let bpe = Bpe::new(Encoding::O200k, &core).expect("bpe");
+        (core, bpe)
+    });
+    static CL100K: LazyLock<(CoreBPE, Bpe)> = LazyLock::new(|| {
+        let core = tiktoken_rs::cl100k_base().expect("cl100k");
+        let bpe = Bpe::new(Encoding::Cl100k, &core).expect("bpe");
+        (core, bpe)
+    });
+
+    /// The pieces the scanner finds, with the regex where it bails.
+    fn pieces(bpe: &Bpe, text: &str) -> Vec<String> {
+        let bytes = text.as_bytes();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = match bpe.encoding {
+                Encoding::O200k => o200k_piece(bytes, at),
+                Encoding::Cl100k => cl100k_piece(bytes, at),
+            }
+            .unwrap_or_else(|| {
+                bpe.regex
+                    .find_from_pos(text, at)
+                    .expect("regex")
+                    .expect("match")
+                    .end()
+            });
+            pieces.push(text[at..end].to_owned());
+            at = end;
+        }
+        pieces
+    }
+
+    fn regex_pieces(bpe: &Bpe, text: &str) -> Vec<String> {
+        bpe.regex
+            .find_iter(text)
+            .map(|found| found.expect("regex").as_str().to_owned())
+            .collect()
+    }
+
+    /// Characters that exercise every class of both patterns.
+    fn text() -> impl Strategy<Value = String> {
+        let characters = prop_oneof![
+            8 => proptest::char::range('a', 'z'),
+            4 => proptest::char::range('A', 'Z'),
+            3 => proptest::char::range('0', '9'),
+            6 => proptest::sample::select(vec![' ', ' ', '\n', '\r', '\t', '\x0b', '\x0c']),
+            4 => proptest::sample::select(vec!['\'', 's', 'S', 't', 'r', 'e', 'v', 'l', 'L', 'm', 'd', 'D']),
+            4 => proptest::sample::select(vec!['.', ',', '!', '/', '"', '(', ')', '-', '_', '#', '\x00', '\x1f', '\x7f', '\x1c']),
+            3 => proptest::sample::select(vec![
+                'é', 'É', 'ſ', '\u{301}', '\u{a0}', '\u{85}', '\u{2028}', '\u{3000}', '٣', '²', 'Ⅻ',
+                '中', '文', 'ǅ', 'ʰ', 'ª', '😀', '—', '“', 'K', 'ß', 'ﬁ', 'ー', 'み',
+            ]),
+            1 => any::<char>(),
+        ];
+        proptest::collection::vec(characters, 0..48)
+            .prop_map(|characters| characters.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+        #[test]
+        fn o200k_pieces_and_counts_are_tiktokens(text in text()) {
+            let (core, bpe) = &*O200K;
+            prop_assert_eq!(pieces(bpe, &text), regex_pieces(bpe, &text));
+            prop_assert_eq!(bpe.count(&text), core.encode_ordinary(&text).len() as u64);
+        }
+
+        #[test]
+        fn cl100k_pieces_and_counts_are_tiktokens(text in text()) {
+            let (core, bpe) = &*CL100K;
+            prop_assert_eq!(pieces(bpe, &text), regex_pieces(bpe, &text));
+            prop_assert_eq!(bpe.count(&text), core.encode_ordinary(&text).len() as u64);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn long_pieces_merge_as_tiktoken_merges_them(text in "([a-z]{1,3}|[A-Za-z0-9+/=]{1,4}|={1,8}|[\\-_*~.]{1,4}){20,120}") {
+            let text = text.replace(['a', 'e'], "ae");
+            for (core, bpe) in [&*O200K, &*CL100K] {
+                prop_assert_eq!(bpe.count(&text), core.encode_ordinary(&text).len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn known_texts_count_as_tiktoken_counts_them() {
+        let texts = [
+            "",
+            "hello world",
+            "Hello, WORLD! I'm here; they'RE there, it's 12345 o'clock.\n\n  \tIndented\r\n",
+            "  leading and trailing  ",
+            "CamelCaseWords and HTTPServer2Go/path//to\n/x",
+            "naïve café — “quoted” ſt 東京 😀 ٣٤٥ x²",
+            "a\u{a0}b \u{2028} c\u{301}d",
+            "'s 'S 'll 'LL 're 've 'd 'm 't 'x",
+            "def f(x):\n    return x ** 2  # square\n\n\n",
+        ];
+        for (core, bpe) in [&*O200K, &*CL100K] {
+            for text in texts {
+                assert_eq!(
+                    bpe.count(text),
+                    core.encode_ordinary(text).len() as u64,
+                    "{:?} {text:?}",
+                    bpe.encoding
+                );
+            }
+            // The cache answers the second time the same way.
+            let long = "Supercalifragilisticexpialidocious antidisestablishmentarianism ".repeat(3);
+            assert_eq!(bpe.count(&long), bpe.count(&long));
+            assert_eq!(bpe.count(&long), core.encode_ordinary(&long).len() as u64);
+        }
+    }
+}
