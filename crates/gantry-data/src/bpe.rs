@@ -37,14 +37,51 @@ const CACHE_ENTRIES: usize = 1 << 16;
 /// Pieces longer than this (long runs of symbols, base64) are rarely seen twice.
 const CACHE_PIECE_BYTES: usize = 64;
 
+/// Pieces this short are looked up by a [`short_key`], without comparing bytes.
+const SHORT_PIECE_BYTES: usize = 15;
+
+/// Slots of the per-thread table of recent short pieces (64 KiB: it stays in cache).
+const RECENT_SLOTS: usize = 1 << 12;
+
+/// Tokens per piece remembered by one thread, for one encoding.
+struct Merged {
+    /// The last short piece seen in each slot: frequent words are answered
+    /// here without touching the vocabulary's megabytes.
+    recent: Vec<(u128, u32)>,
+    short: FxHashMap<u128, u32>,
+    long: FxHashMap<Box<[u8]>, u32>,
+}
+
+impl Default for Merged {
+    fn default() -> Merged {
+        Merged {
+            // No short key has all bits set: its length byte is at most 15.
+            recent: vec![(u128::MAX, 0); RECENT_SLOTS],
+            short: FxHashMap::default(),
+            long: FxHashMap::default(),
+        }
+    }
+}
+
 thread_local! {
-    static MERGED: RefCell<[FxHashMap<Box<[u8]>, u32>; 2]> = RefCell::new([FxHashMap::default(), FxHashMap::default()]);
+    static MERGED: RefCell<[Merged; 2]> = RefCell::new([Merged::default(), Merged::default()]);
+}
+
+/// A piece of up to 15 bytes as a number: its bytes, then its length in the top byte.
+#[inline]
+fn short_key(piece: &[u8]) -> u128 {
+    let mut bytes = [0_u8; 16];
+    bytes[..piece.len()].copy_from_slice(piece);
+    bytes[15] = piece.len() as u8;
+    u128::from_le_bytes(bytes)
 }
 
 /// An OpenAI BPE vocabulary and its pre-tokenizer, for counting tokens.
 pub struct Bpe {
     encoding: Encoding,
     ranks: FxHashMap<Vec<u8>, Rank>,
+    /// The tokens of up to [`SHORT_PIECE_BYTES`] bytes, by [`short_key`]: most pieces are one.
+    short_tokens: rustc_hash::FxHashSet<u128>,
     regex: fancy_regex::Regex,
 }
 
@@ -77,9 +114,15 @@ impl Bpe {
             Encoding::Cl100k => CL100K_PATTERN,
         };
         let regex = fancy_regex::Regex::new(pattern).map_err(|error| error.to_string())?;
+        let short_tokens = ranks
+            .keys()
+            .filter(|token| token.len() <= SHORT_PIECE_BYTES)
+            .map(|token| short_key(token))
+            .collect();
         Ok(Bpe {
             encoding,
             ranks,
+            short_tokens,
             regex,
         })
     }
@@ -112,19 +155,44 @@ impl Bpe {
         })
     }
 
-    fn piece_tokens(&self, piece: &[u8], cache: &mut FxHashMap<Box<[u8]>, u32>) -> u64 {
+    fn piece_tokens(&self, piece: &[u8], cache: &mut Merged) -> u64 {
+        if piece.len() <= SHORT_PIECE_BYTES {
+            let key = short_key(piece);
+            let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let slot = (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+            let (recent, tokens) = cache.recent[slot];
+            if recent == key {
+                return u64::from(tokens);
+            }
+            let tokens = if self.short_tokens.contains(&key) {
+                1
+            } else if let Some(&tokens) = cache.short.get(&key) {
+                tokens
+            } else {
+                let tokens = u32::try_from(merged_parts(piece, &self.ranks)).unwrap_or(u32::MAX);
+                if cache.short.len() >= CACHE_ENTRIES {
+                    cache.short.clear();
+                }
+                cache.short.insert(key, tokens);
+                tokens
+            };
+            cache.recent[slot] = (key, tokens);
+            return u64::from(tokens);
+        }
         if self.ranks.contains_key(piece) {
             return 1;
         }
-        if let Some(&tokens) = cache.get(piece) {
+        if let Some(&tokens) = cache.long.get(piece) {
             return u64::from(tokens);
         }
         let tokens = merged_parts(piece, &self.ranks);
         if piece.len() <= CACHE_PIECE_BYTES {
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
+            if cache.long.len() >= CACHE_ENTRIES {
+                cache.long.clear();
             }
-            cache.insert(piece.into(), u32::try_from(tokens).unwrap_or(u32::MAX));
+            cache
+                .long
+                .insert(piece.into(), u32::try_from(tokens).unwrap_or(u32::MAX));
         }
         tokens as u64
     }

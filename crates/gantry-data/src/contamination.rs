@@ -9,9 +9,11 @@
 //! them. Hashes are exact 64-bit values in a hash map, so there are no
 //! Bloom-filter false positives to explain.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use xxhash_rust::xxh3::xxh3_64;
+use rustc_hash::FxHashMap;
+
+use crate::words::{Words, window_hash};
 
 /// Words per n-gram.
 pub const NGRAM_WORDS: usize = 13;
@@ -29,54 +31,76 @@ pub struct EvalItem {
     pub short: bool,
 }
 
+/// A short item, found by the hash of its first five words.
+#[derive(Debug, Clone, Copy)]
+struct ShortItem {
+    words: usize,
+    hash: u64,
+    item: u32,
+}
+
 /// The eval items, indexed for lookups while training data streams by.
+///
+/// Every word of training text starts a 13-gram and a 5-gram whose hashes
+/// are looked up; a bit set of all indexed keys, a few bits per key, answers
+/// most lookups before the hash maps are touched.
 #[derive(Debug, Default)]
 pub struct EvalIndex {
     /// The items, by index.
     pub items: Vec<EvalItem>,
-    ngrams: HashMap<u64, Vec<u32>>,
-    /// Short items by word count, then by hash of their words.
-    short: HashMap<usize, HashMap<u64, Vec<u32>>>,
+    ngrams: FxHashMap<u64, Vec<u32>>,
+    /// Items of 5 to 12 words, by the hash of their first five words.
+    short: FxHashMap<u64, Vec<ShortItem>>,
     /// Very short items by hash of their words, matched against whole texts.
-    whole: HashMap<u64, Vec<u32>>,
+    whole: FxHashMap<u64, Vec<u32>>,
+    /// One bit per slot; a key's slot is its top bits after a multiply.
+    filter: Vec<u64>,
+    filter_shift: u32,
 }
+
+/// Keeps 5-word prefixes apart from 13-grams in the filter.
+const PREFIX_SALT: u64 = 0x5bd1_e995_2f1c_a3a7;
 
 impl EvalIndex {
     /// Adds an eval item made of `texts`.
     pub fn add(&mut self, place: String, texts: &[&str]) {
-        let words: Vec<u64> = texts.iter().flat_map(|text| word_hashes(text)).collect();
+        let words = Words::of(texts.iter().copied());
+        let words = words.hashes();
         if words.is_empty() {
             return;
         }
         let index = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         if words.len() < NGRAM_WORDS {
-            let hash = combine(&words);
+            let hash = window_hash(words);
             if words.len() < MIN_WINDOW_WORDS {
                 self.whole.entry(hash).or_default().push(index);
             } else {
                 self.short
-                    .entry(words.len())
+                    .entry(window_hash(&words[..MIN_WINDOW_WORDS]))
                     .or_default()
-                    .entry(hash)
-                    .or_default()
-                    .push(index);
+                    .push(ShortItem {
+                        words: words.len(),
+                        hash,
+                        item: index,
+                    });
             }
             self.items.push(EvalItem {
                 place,
                 n_ngrams: 1,
                 short: true,
             });
-            return;
+        } else {
+            let distinct: HashSet<u64> = words.windows(NGRAM_WORDS).map(window_hash).collect();
+            for ngram in &distinct {
+                self.ngrams.entry(*ngram).or_default().push(index);
+            }
+            self.items.push(EvalItem {
+                place,
+                n_ngrams: u32::try_from(distinct.len()).unwrap_or(u32::MAX),
+                short: false,
+            });
         }
-        let distinct: HashSet<u64> = words.windows(NGRAM_WORDS).map(combine).collect();
-        for ngram in &distinct {
-            self.ngrams.entry(*ngram).or_default().push(index);
-        }
-        self.items.push(EvalItem {
-            place,
-            n_ngrams: u32::try_from(distinct.len()).unwrap_or(u32::MAX),
-            short: false,
-        });
+        self.filter.clear();
     }
 
     /// Whether no item was indexed.
@@ -84,68 +108,84 @@ impl EvalIndex {
         self.items.is_empty()
     }
 
+    /// Builds the filter once the items are in; lookups before it ask the maps.
+    pub(crate) fn seal(&mut self) {
+        let keys = self.ngrams.len() + self.short.len();
+        // About 16 bits per key: a random key passes with probability ≈ 6%.
+        let bits = (keys * 16).next_power_of_two().clamp(1 << 12, 1 << 30);
+        self.filter = vec![0; bits / 64];
+        self.filter_shift = 64 - bits.trailing_zeros();
+        let keys: Vec<u64> = self
+            .ngrams
+            .keys()
+            .copied()
+            .chain(self.short.keys().map(|key| key ^ PREFIX_SALT))
+            .collect();
+        for key in keys {
+            let slot = self.slot(key);
+            self.filter[slot / 64] |= 1 << (slot % 64);
+        }
+    }
+
+    #[inline]
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.filter_shift) as usize
+    }
+
+    #[inline]
+    fn may_hold(&self, key: u64) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let slot = self.slot(key);
+        self.filter[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
     /// Calls `hit(item, ngram)` for every eval n-gram found in `text`.
-    pub fn find(&self, text: &str, mut hit: impl FnMut(u32, u64)) {
-        let words = word_hashes(text);
-        if words.len() >= NGRAM_WORDS {
-            for window in words.windows(NGRAM_WORDS) {
-                let ngram = combine(window);
-                if let Some(items) = self.ngrams.get(&ngram) {
-                    for &item in items {
-                        hit(item, ngram);
+    pub fn find(&self, text: &str, hit: impl FnMut(u32, u64)) {
+        self.find_in(&Words::of([text]), hit);
+    }
+
+    /// Calls `hit(item, ngram)` for every eval n-gram found in any of the
+    /// texts of `words` (n-grams do not cross from one text to the next).
+    pub(crate) fn find_in(&self, words: &Words, mut hit: impl FnMut(u32, u64)) {
+        for text in words.texts() {
+            let (start, end) = (text.start, text.end);
+            if end - start >= NGRAM_WORDS && !self.ngrams.is_empty() {
+                for at in start..=end - NGRAM_WORDS {
+                    let ngram = words.window(at, NGRAM_WORDS);
+                    if self.may_hold(ngram)
+                        && let Some(items) = self.ngrams.get(&ngram)
+                    {
+                        for &item in items {
+                            hit(item, ngram);
+                        }
                     }
                 }
             }
-        }
-        if !self.whole.is_empty()
-            && !words.is_empty()
-            && let Some(items) = self.whole.get(&combine(&words))
-        {
-            for &item in items {
-                hit(item, combine(&words));
-            }
-        }
-        for (length, index) in &self.short {
-            if words.len() < *length {
-                continue;
-            }
-            for window in words.windows(*length) {
-                let hash = combine(window);
-                if let Some(items) = index.get(&hash) {
-                    for &item in items {
-                        hit(item, hash);
+            if end - start >= MIN_WINDOW_WORDS && !self.short.is_empty() {
+                for at in start..=end - MIN_WINDOW_WORDS {
+                    let prefix = words.window(at, MIN_WINDOW_WORDS);
+                    if !self.may_hold(prefix ^ PREFIX_SALT) {
+                        continue;
                     }
+                    for short in self.short.get(&prefix).into_iter().flatten() {
+                        if at + short.words <= end && words.window(at, short.words) == short.hash {
+                            hit(short.item, short.hash);
+                        }
+                    }
+                }
+            }
+            if end > start
+                && !self.whole.is_empty()
+                && let Some(items) = self.whole.get(&words.window(start, end - start))
+            {
+                for &item in items {
+                    hit(item, words.window(start, end - start));
                 }
             }
         }
     }
-}
-
-/// Hashes of the normalized words of `text`: lowercased, punctuation dropped.
-pub(crate) fn word_hashes(text: &str) -> Vec<u64> {
-    let mut hashes = Vec::new();
-    let mut word = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c.to_ascii_lowercase());
-        } else if !c.is_ascii() && c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
-        } else if c.is_whitespace() && !word.is_empty() {
-            hashes.push(xxh3_64(word.as_bytes()));
-            word.clear();
-        }
-    }
-    if !word.is_empty() {
-        hashes.push(xxh3_64(word.as_bytes()));
-    }
-    hashes
-}
-
-/// An order-sensitive hash of a window of word hashes.
-pub(crate) fn combine(words: &[u64]) -> u64 {
-    words.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |hash, &word| {
-        hash.rotate_left(23).wrapping_mul(0x0100_0000_01b3) ^ word
-    })
 }
 
 #[cfg(test)]

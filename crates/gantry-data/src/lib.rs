@@ -42,6 +42,7 @@ mod scan;
 mod source;
 mod tokens;
 mod validate;
+mod words;
 
 pub use crate::bpe::{Bpe, Encoding};
 pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};

@@ -97,8 +97,10 @@ pub struct SensitiveMatch {
 /// regex, which is the expensive part.
 #[derive(Clone, Copy)]
 enum Needs {
-    /// This substring.
-    Literal(&'static str),
+    /// One of these substrings (two bytes or more).
+    Literal(&'static [&'static str]),
+    /// This byte.
+    Byte(u8),
     /// At least this many ASCII digits.
     Digits(usize),
     /// `=` or `:`, and one of these words in any ASCII case.
@@ -112,12 +114,59 @@ struct Rule {
     validate: fn(&str) -> bool,
 }
 
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
+/// The rules' literals in one automaton (searched leftmost-first, so with
+/// SIMD), and for each literal the rules to try when it is found: its own,
+/// and those of every literal that could begin inside it, which a
+/// non-overlapping search does not report.
+#[expect(
+    clippy::expect_used,
+    reason = "the literals are constants checked by the tests"
+)]
+static LITERALS: LazyLock<(aho_corasick::AhoCorasick, Vec<u32>)> = LazyLock::new(|| {
+    let mut literals: Vec<(&str, usize)> = Vec::new();
+    for (index, rule) in RULES.iter().enumerate() {
+        if let Needs::Literal(words) = rule.needs {
+            literals.extend(words.iter().map(|word| (*word, index)));
+        }
+    }
+    let overlaps = |first: &[u8], second: &[u8], offset: usize| {
+        let shared = (first.len() - offset).min(second.len());
+        first[offset..offset + shared] == second[..shared]
+    };
+    let rules = literals
+        .iter()
+        .map(|(first, _)| {
+            literals
+                .iter()
+                .filter(|(second, _)| {
+                    (0..first.len())
+                        .any(|offset| overlaps(first.as_bytes(), second.as_bytes(), offset))
+                })
+                .fold(0_u32, |rules, (_, rule)| rules | 1 << rule)
+        })
+        .collect();
+    let automaton = aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(literals.iter().map(|(literal, _)| literal))
+        .expect("valid literals");
+    (automaton, rules)
+});
+
+/// Whether one of `words` (any ASCII case) ends just before an optional
+/// quote, optional whitespace and a `:` or `=`, as the generic-secret
+/// pattern requires; the `:` and `=` are few, the words are common.
+fn has_assignment(text: &str, words: &[&str]) -> bool {
+    memchr::memchr2_iter(b'=', b':', text.as_bytes()).any(|at| {
+        let before = text[..at].trim_end_matches(char::is_whitespace);
+        let before = before
+            .strip_suffix(['"', '\''])
+            .unwrap_or(before)
+            .as_bytes();
+        words.iter().any(|word| {
+            before.len() >= word.len()
+                && before[before.len() - word.len()..].eq_ignore_ascii_case(word.as_bytes())
+        })
+    })
 }
 
 fn always(_: &str) -> bool {
@@ -139,61 +188,61 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(
             SensitiveKind::AnthropicKey,
             r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_\-]{80,}",
-            Needs::Literal("sk-ant-"),
+            Needs::Literal(&["sk-ant-"]),
             always,
         ),
         rule(
             SensitiveKind::OpenaiKey,
             r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}\b",
-            Needs::Literal("sk-"),
+            Needs::Literal(&["sk-"]),
             always,
         ),
         rule(
             SensitiveKind::HuggingfaceToken,
             r"\bhf_[A-Za-z]{34}\b",
-            Needs::Literal("hf_"),
+            Needs::Literal(&["hf_"]),
             always,
         ),
         rule(
             SensitiveKind::GithubToken,
             r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{82}\b",
-            Needs::Literal("_"),
+            Needs::Literal(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
             always,
         ),
         rule(
             SensitiveKind::GitlabToken,
             r"\bglpat-[A-Za-z0-9_\-]{20,}",
-            Needs::Literal("glpat-"),
+            Needs::Literal(&["glpat-"]),
             always,
         ),
         rule(
             SensitiveKind::AwsAccessKey,
             r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
-            Needs::Literal("A"),
+            Needs::Literal(&["AKIA", "ASIA"]),
             always,
         ),
         rule(
             SensitiveKind::GoogleApiKey,
             r"\bAIza[0-9A-Za-z_\-]{35}\b",
-            Needs::Literal("AIza"),
+            Needs::Literal(&["AIza"]),
             always,
         ),
         rule(
             SensitiveKind::SlackToken,
             r"\bxox[abprs]-[0-9A-Za-z\-]{10,}",
-            Needs::Literal("xox"),
+            Needs::Literal(&["xox"]),
             always,
         ),
         rule(
             SensitiveKind::PrivateKey,
             r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",
-            Needs::Literal("PRIVATE KEY"),
+            Needs::Literal(&["PRIVATE KEY"]),
             always,
         ),
         rule(
             SensitiveKind::Jwt,
             r"\beyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",
-            Needs::Literal("eyJ"),
+            Needs::Literal(&["eyJ"]),
             always,
         ),
         rule(
@@ -205,7 +254,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(
             SensitiveKind::Email,
             r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b",
-            Needs::Literal("@"),
+            Needs::Byte(b'@'),
             always,
         ),
         rule(
@@ -238,21 +287,25 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// Every sensitive match in `text`, in order, without overlaps (the first
 /// rule to claim a span wins, secrets before personal data).
 pub fn scan(text: &str) -> Vec<SensitiveMatch> {
+    scan_with(text, true)
+}
+
+/// [`scan`], with or without the checks that skip a rule's regex.
+fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
     let mut matches: Vec<SensitiveMatch> = Vec::new();
     let n_digits = text.bytes().filter(u8::is_ascii_digit).count();
-    let has_assignment = text.bytes().any(|byte| byte == b'=' || byte == b':');
-    for rule in RULES.iter() {
+    let (literals, literal_rules) = &*LITERALS;
+    let found_literals = literals.find_iter(text).fold(0_u32, |rules, found| {
+        rules | literal_rules[found.pattern().as_usize()]
+    });
+    for (index, rule) in RULES.iter().enumerate() {
         let possible = match rule.needs {
-            Needs::Literal(needle) => text.contains(needle),
+            Needs::Literal(_) => found_literals & (1 << index) != 0,
+            Needs::Byte(byte) => memchr::memchr(byte, text.as_bytes()).is_some(),
             Needs::Digits(minimum) => n_digits >= minimum,
-            Needs::Assignment(words) => {
-                has_assignment
-                    && words
-                        .iter()
-                        .any(|word| contains_ignore_ascii_case(text, word))
-            }
+            Needs::Assignment(words) => has_assignment(text, words),
         };
-        if !possible {
+        if prefilter && !possible {
             continue;
         }
         for found in rule.regex.find_iter(text) {
@@ -415,6 +468,58 @@ pub(crate) fn iban_valid(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rule_has_a_slot_in_the_prefilter() {
+        assert!(
+            RULES.len() <= 32,
+            "scan keeps one flag per rule in 32 slots"
+        );
+        let (_, rules) = &*LITERALS;
+        let index = |kind| {
+            RULES
+                .iter()
+                .position(|rule| rule.kind == kind)
+                .expect("rule")
+        };
+        // "sk-ant-" hides an "sk-" at the same place; "AKIA" may end where "AIza" begins.
+        let openai = 1 << index(SensitiveKind::OpenaiKey);
+        assert_ne!(rules[0] & openai, 0);
+        assert_ne!(rules[0] & (1 << index(SensitiveKind::AnthropicKey)), 0);
+        assert_eq!(rules.len(), 16);
+        assert_eq!(
+            kinds("sk-ant-xyz sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"),
+            [SensitiveKind::OpenaiKey]
+        );
+        assert_eq!(
+            kinds("API_KEY \t = 'Zq8vN3xR7tL2mK9pW4sY6bH1cJ5dF0gE'"),
+            [SensitiveKind::GenericSecret]
+        );
+        assert_eq!(
+            kinds("Password\": \"Zq8vN3xR7tL2mK9pW4sY6bH1cJ5dF0gE\""),
+            [SensitiveKind::GenericSecret]
+        );
+        assert!(kinds("the key is: simple").is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..proptest::prelude::ProptestConfig::default() })]
+        #[test]
+        fn the_prefilter_never_hides_a_match(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "sk-", "ant-", "api03-", "proj-", "AKIA", "ASIA", "AIza", "hf_", "ghp_", "github_pat_", "glpat-", "xoxb-",
+                "eyJ", ".", "-----BEGIN RSA PRIVATE KEY-----", "key", "KEY", "Secret", "token", "passwd", "api_key",
+                "=", ":", " ", "\t", "\u{a0}", "\"", "'", "@", "a.b@example.com", "8.8.8.8", "192.168.1.1",
+                "4111 1111 1111 1111", "+1 415-555-0100", "GB82 WEST 1234 5698 7654 32", "T3BlbkFJ",
+            ]).prop_map(str::to_owned),
+            "[A-Za-z0-9_\\-]{8,40}",
+        ], 0..12)) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(scan_with(&text, true), scan_with(&text, false));
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
 
     fn kinds(text: &str) -> Vec<SensitiveKind> {
         scan(text).into_iter().map(|found| found.kind).collect()

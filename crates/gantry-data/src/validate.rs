@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::formats::{RecordFormat, inspect};
 use crate::histogram::LogHistogram;
 use crate::lock::{DataLock, LockedFile};
-use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard, signature};
+use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard, signature_of};
 use crate::policy::{CHECKS, Policy};
 use crate::report::{
     CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
@@ -39,6 +39,7 @@ use crate::report::{
 use crate::scan::{excerpt, scan};
 use crate::source::{DataFile, FileKind, discover};
 use crate::tokens::Tokenizer;
+use crate::words::Words;
 
 /// Examples kept per check.
 const MAX_EXAMPLES: usize = 20;
@@ -333,8 +334,9 @@ impl Shard {
     }
 }
 
-/// Version of shard files.
-pub const SHARD_VERSION: u32 = 1;
+/// Version of shard files. 2: word, shingle and n-gram hashes are
+/// polynomial window hashes (signatures and duplicate keys differ from 1's).
+pub const SHARD_VERSION: u32 = 2;
 
 /// What one shard of a CI matrix found: merged by [`merge_shards`] into the
 /// same report, lock and summary as one unsharded run.
@@ -467,9 +469,15 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
         let text = std::fs::read_to_string(&path).map_err(|source| error(source.to_string()))?;
         let shard: ShardFile = serde_json::from_str(&text)
             .map_err(|source| error(format!("not a gantry shard file: {source}")))?;
-        if shard.kind != "gantry-data-shard" || shard.version != SHARD_VERSION {
+        if shard.kind != "gantry-data-shard" {
+            return Err(error(
+                "not a gantry shard file (kind is not gantry-data-shard)".to_owned(),
+            ));
+        }
+        if shard.version != SHARD_VERSION {
             return Err(error(format!(
-                "not a version {SHARD_VERSION} gantry shard file"
+                "shard format {} is not this gantry's ({SHARD_VERSION}); run every shard and the merge with the same gantry version",
+                shard.version
             )));
         }
         shards.push((path, shard));
@@ -539,12 +547,16 @@ fn scan_data(
 ) -> Result<Scan> {
     let files = discover(&options.data)?;
     let schema = options.schema.as_deref().map(load_schema).transpose()?;
-    let tokenizer = Tokenizer::load(&options.tokenizer)?;
-    let eval = if options.eval_set.is_empty() {
-        None
-    } else {
-        Some(load_eval_set(&options.eval_set)?)
-    };
+    // The BPE tables and the eval index take a few hundred milliseconds each.
+    let (tokenizer, eval) = rayon::join(
+        || Tokenizer::load(&options.tokenizer),
+        || {
+            (!options.eval_set.is_empty())
+                .then(|| load_eval_set(&options.eval_set))
+                .transpose()
+        },
+    );
+    let (tokenizer, eval) = (tokenizer?, eval?);
     let mut format = options.format;
     let mut total = Partial::default();
     let mut locked = Vec::new();
@@ -1424,17 +1436,14 @@ fn process_record(
             )
         });
     }
-    let normalized = if context.normalized_duplicates {
-        normalize(inspection.texts.iter().map(|(_, text)| *text))
-    } else {
-        String::new()
-    };
-    if !normalized.is_empty() {
-        record_occurrence(
-            &mut partial.normalized,
-            xxh3_128(normalized.as_bytes()),
-            position,
-        );
+    // One pass over the words serves normalized duplicates, shingles and n-grams.
+    let words =
+        (context.normalized_duplicates || context.near_duplicates || context.eval.is_some())
+            .then(|| Words::of(inspection.texts.iter().map(|(_, text)| *text)));
+    if context.normalized_duplicates
+        && let Some(hash) = words.as_ref().and_then(Words::normalized_hash)
+    {
+        record_occurrence(&mut partial.normalized, hash, position);
     }
     if context.scan_sensitive {
         let mut secret: Option<(String, String)> = None;
@@ -1469,22 +1478,23 @@ fn process_record(
             });
         }
     }
+    let Some(words) = words else {
+        return;
+    };
     if context.near_duplicates
-        && let Some(signature) = signature(inspection.texts.iter().map(|(_, text)| *text))
+        && let Some(signature) = signature_of(&words)
     {
         partial.near.push((position, signature));
     }
     if let Some(eval) = context.eval {
-        for (_, text) in &inspection.texts {
-            eval.find(text, |item, ngram| {
-                let entry = partial
-                    .contamination
-                    .entry(item)
-                    .or_insert_with(|| (HashSet::new(), position));
-                entry.0.insert(ngram);
-                entry.1 = entry.1.min(position);
-            });
-        }
+        eval.find_in(&words, |item, ngram| {
+            let entry = partial
+                .contamination
+                .entry(item)
+                .or_insert_with(|| (HashSet::new(), position));
+            entry.0.insert(ngram);
+            entry.1 = entry.1.min(position);
+        });
     }
 }
 
@@ -1682,6 +1692,7 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
             }
         }
     }
+    index.seal();
     Ok(index)
 }
 
@@ -1820,48 +1831,6 @@ fn collect_fields(value: &Value, partial: &mut Partial) {
                 }
             }
         }
-    }
-}
-
-/// Lowercased, punctuation removed, whitespace collapsed; fields joined by a separator.
-/// Empty when no field has a letter or digit.
-fn normalize<'a>(texts: impl Iterator<Item = &'a str> + Clone) -> String {
-    let capacity = texts.clone().map(|text| text.len() + 1).sum();
-    let mut normalized = String::with_capacity(capacity);
-    let mut has_content = false;
-    for (index, text) in texts.enumerate() {
-        if index > 0 {
-            normalized.push('\u{1f}');
-        }
-        let mut pending_space = false;
-        let mut field_start = true;
-        for c in text.chars() {
-            let alphanumeric = if c.is_ascii() {
-                c.is_ascii_alphanumeric()
-            } else {
-                c.is_alphanumeric()
-            };
-            if alphanumeric {
-                if pending_space && !field_start {
-                    normalized.push(' ');
-                }
-                pending_space = false;
-                field_start = false;
-                has_content = true;
-                if c.is_ascii() {
-                    normalized.push(c.to_ascii_lowercase());
-                } else {
-                    normalized.extend(c.to_lowercase());
-                }
-            } else if c.is_whitespace() {
-                pending_space = true;
-            }
-        }
-    }
-    if has_content {
-        normalized
-    } else {
-        String::new()
     }
 }
 
@@ -2342,18 +2311,5 @@ mod tests {
                 ),
             }
         }
-    }
-
-    #[test]
-    fn normalization_ignores_case_punctuation_and_spacing() {
-        assert_eq!(
-            normalize(["Hello,   World!", "Fine."].into_iter()),
-            "hello world\u{1f}fine"
-        );
-        assert_eq!(
-            normalize(["hello world"].into_iter()),
-            normalize(["HELLO\tworld..."].into_iter())
-        );
-        assert_eq!(normalize(["  ", "!!"].into_iter()), "");
     }
 }

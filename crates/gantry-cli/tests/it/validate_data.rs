@@ -341,6 +341,20 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         "{}",
         both.stderr
     );
+    // A shard written by a gantry whose hashes differ is refused, not merged.
+    let mut old: serde_json::Value =
+        serde_json::from_str(&step.read("shards/shard-1-of-3.json")).expect("shard json");
+    old["version"] = serde_json::json!(1);
+    step.write("old-shard.json", &old.to_string());
+    let stale = step.run(&["validate-data", "--merge", "old-shard.json"]);
+    assert_eq!(stale.code, 2, "{}", stale.transcript());
+    assert!(
+        stale
+            .stderr
+            .contains("old-shard.json: shard format 1 is not this gantry's (2); run every shard and the merge with the same gantry version"),
+        "{}",
+        stale.stderr
+    );
     let bad = step.run(&["validate-data", "--data", "data", "--shard", "4/3"]);
     assert_eq!(bad.code, 2);
     assert!(

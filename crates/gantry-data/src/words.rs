@@ -1,0 +1,234 @@
+//! A record's normalized words, hashed once for every check that reads words.
+//!
+//! Normalization follows GPT-3's contamination study: letters and digits
+//! lowercased, punctuation dropped (`don't` is `dont`), whitespace splits
+//! words. Normalized duplicates, MinHash shingles and eval n-grams all read
+//! the same word hashes, and any window of words hashes in constant time
+//! from prefix sums of a polynomial hash (`Σ wᵢ·Bᴸ⁻¹⁻ⁱ` mod 2⁶⁴ over the
+//! window's word hashes), so 5-grams and 13-grams cost no more than words.
+
+use std::ops::Range;
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+
+/// The polynomial hash's base (odd, so multiplying by it is a bijection).
+const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The longest window whose base power is kept.
+const MAX_WINDOW: usize = 64;
+
+/// `BASE^k` for `k` up to [`MAX_WINDOW`].
+const POWERS: [u64; MAX_WINDOW + 1] = {
+    let mut powers = [1_u64; MAX_WINDOW + 1];
+    let mut k = 1;
+    while k <= MAX_WINDOW {
+        powers[k] = powers[k - 1].wrapping_mul(BASE);
+        k += 1;
+    }
+    powers
+};
+
+/// The hash of a window of word hashes; [`Words::window`] agrees with it.
+pub(crate) fn window_hash(words: &[u64]) -> u64 {
+    words.iter().fold(0_u64, |hash, &word| {
+        hash.wrapping_mul(BASE).wrapping_add(word)
+    })
+}
+
+/// `char::is_whitespace` for ASCII (which counts the vertical tab, unlike `u8::is_ascii_whitespace`).
+#[inline]
+fn is_ascii_space(byte: u8) -> bool {
+    byte.is_ascii_whitespace() || byte == 0x0b
+}
+
+/// The normalized words of one record's texts.
+#[derive(Debug, Default)]
+pub(crate) struct Words {
+    /// Word hashes, all texts in order.
+    hashes: Vec<u64>,
+    /// `prefix[k]`: the window hash of the first `k` words.
+    prefix: Vec<u64>,
+    /// Where each text's words end in `hashes`.
+    ends: Vec<usize>,
+    /// A word being lowercased.
+    word: Vec<u8>,
+}
+
+impl Words {
+    /// The words of `texts`.
+    pub(crate) fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Words {
+        let mut words = Words::default();
+        for text in texts {
+            words.push(text);
+        }
+        words
+    }
+
+    /// Appends the words of one more text.
+    pub(crate) fn push(&mut self, text: &str) {
+        if self.prefix.is_empty() {
+            self.prefix.push(0);
+        }
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            // Most words are lowercase ASCII letters and digits up to a space:
+            // hashed where they lie, without a copy.
+            if self.word.is_empty() {
+                let start = at;
+                while at < bytes.len()
+                    && (bytes[at].is_ascii_lowercase() || bytes[at].is_ascii_digit())
+                {
+                    at += 1;
+                }
+                if at > start && (at == bytes.len() || is_ascii_space(bytes[at])) {
+                    self.add_word(xxh3_64(&bytes[start..at]));
+                    continue;
+                }
+                self.word.extend_from_slice(&bytes[start..at]);
+                if at == bytes.len() {
+                    break;
+                }
+            }
+            let byte = bytes[at];
+            if byte < 0x80 {
+                at += 1;
+                if byte.is_ascii_alphanumeric() {
+                    self.word.push(byte.to_ascii_lowercase());
+                } else if is_ascii_space(byte) {
+                    self.end_word();
+                }
+                continue;
+            }
+            let Some(c) = text[at..].chars().next() else {
+                break;
+            };
+            at += c.len_utf8();
+            if c.is_alphanumeric() {
+                let mut buffer = [0_u8; 4];
+                for lower in c.to_lowercase() {
+                    self.word
+                        .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+                }
+            } else if c.is_whitespace() {
+                self.end_word();
+            }
+        }
+        self.end_word();
+        self.ends.push(self.hashes.len());
+    }
+
+    fn end_word(&mut self) {
+        if self.word.is_empty() {
+            return;
+        }
+        let hash = xxh3_64(&self.word);
+        self.word.clear();
+        self.add_word(hash);
+    }
+
+    fn add_word(&mut self, hash: u64) {
+        let last = self.prefix.last().copied().unwrap_or(0);
+        self.prefix.push(last.wrapping_mul(BASE).wrapping_add(hash));
+        self.hashes.push(hash);
+    }
+
+    /// All word hashes, in order.
+    pub(crate) fn hashes(&self) -> &[u64] {
+        &self.hashes
+    }
+
+    /// Whether no text has a word.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The word ranges of each text.
+    pub(crate) fn texts(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        self.ends
+            .iter()
+            .scan(0, |start, &end| Some(std::mem::replace(start, end)..end))
+    }
+
+    /// [`window_hash`] of `length` words from word `start`.
+    #[inline]
+    pub(crate) fn window(&self, start: usize, length: usize) -> u64 {
+        let power = match POWERS.get(length) {
+            Some(&power) => power,
+            None => BASE.wrapping_pow(u32::try_from(length).unwrap_or(u32::MAX)),
+        };
+        self.prefix[start + length].wrapping_sub(self.prefix[start].wrapping_mul(power))
+    }
+
+    /// A 128-bit hash of the normalized texts: equal for records whose texts
+    /// have the same words, text by text; `None` when there are no words.
+    pub(crate) fn normalized_hash(&self) -> Option<u128> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(8 * (self.hashes.len() + self.ends.len()));
+        for range in self.texts() {
+            bytes.extend_from_slice(&(range.len() as u64).to_le_bytes());
+            for hash in &self.hashes[range] {
+                bytes.extend_from_slice(&hash.to_le_bytes());
+            }
+        }
+        Some(xxh3_128(&bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_hash_as_their_words_do() {
+        let words = Words::of([
+            "The quick, brown FOX — jumps over",
+            "",
+            "the lazy dog's tail. Ünïcödé ﬁ",
+        ]);
+        assert_eq!(words.hashes().len(), 12);
+        assert_eq!(words.texts().collect::<Vec<_>>(), vec![0..6, 6..6, 6..12]);
+        for start in 0..words.hashes().len() {
+            for length in 0..=words.hashes().len() - start {
+                assert_eq!(
+                    words.window(start, length),
+                    window_hash(&words.hashes()[start..start + length])
+                );
+            }
+        }
+        assert_eq!(words.hashes()[0], xxh3_64(b"the"));
+        assert_eq!(
+            words.hashes()[8],
+            xxh3_64(b"dogs"),
+            "punctuation inside a word is dropped"
+        );
+        assert_eq!(words.hashes()[10], xxh3_64("ünïcödé".as_bytes()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn words_are_the_lowercased_letters_and_digits_between_spaces(text in "([a-z0-9]{1,6}|[A-Z]{1,3}|[ \t\n\x0b]{1,2}|[.,'!-]|é|É|ß|\u{a0}|\u{2028}|İ|٣){0,24}") {
+            let expected: Vec<u64> = text
+                .split(char::is_whitespace)
+                .map(|token| token.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>())
+                .filter(|word| !word.is_empty())
+                .map(|word| xxh3_64(word.as_bytes()))
+                .collect();
+            let words = Words::of([text.as_str()]);
+            proptest::prop_assert_eq!(words.hashes(), expected.as_slice());
+        }
+    }
+
+    #[test]
+    fn normalized_hashes_ignore_case_punctuation_and_spacing_but_not_fields() {
+        let hash = |texts: &[&str]| Words::of(texts.iter().copied()).normalized_hash();
+        assert_eq!(
+            hash(&["Hello,   World!", "Bye."]),
+            hash(&["hello world", "bye"])
+        );
+        assert_ne!(hash(&["hello world", "bye"]), hash(&["hello", "world bye"]));
+        assert_ne!(hash(&["hello world", ""]), hash(&["", "hello world"]));
+        assert_eq!(hash(&["...", "  "]), None);
+    }
+}
