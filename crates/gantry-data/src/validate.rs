@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use gantry_core::Digest;
-use rayon::prelude::*;
 use serde_json::Value;
 use sha2::Digest as _;
 use xxhash_rust::xxh3::xxh3_128;
@@ -122,6 +121,10 @@ impl Tally {
     }
 }
 
+/// Records by content hash. The keys are xxh3 hashes already, so the map's
+/// own hash is the fast one.
+type Occurrences = rustc_hash::FxHashMap<u128, Occurrence>;
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Occurrence {
     first: Position,
@@ -139,7 +142,7 @@ fn position_of(context: &FileContext<'_>, origin: Origin) -> Position {
     (context.file_index, origin.ordinal)
 }
 
-fn merge_occurrences(into: &mut HashMap<u128, Occurrence>, other: HashMap<u128, Occurrence>) {
+fn merge_occurrences(into: &mut Occurrences, other: Occurrences) {
     for (hash, occurrence) in other {
         match into.get_mut(&hash) {
             Some(existing) => {
@@ -163,7 +166,7 @@ fn merge_occurrences(into: &mut HashMap<u128, Occurrence>, other: HashMap<u128, 
     }
 }
 
-fn record_occurrence(map: &mut HashMap<u128, Occurrence>, hash: u128, position: Position) -> bool {
+fn record_occurrence(map: &mut Occurrences, hash: u128, position: Position) -> bool {
     match map.get_mut(&hash) {
         Some(existing) => {
             existing.count += 1;
@@ -197,8 +200,8 @@ struct Partial {
     over_tokens: Tally,
     secrets: Tally,
     pii: Tally,
-    exact: HashMap<u128, Occurrence>,
-    normalized: HashMap<u128, Occurrence>,
+    exact: Occurrences,
+    normalized: Occurrences,
     characters: LogHistogram,
     tokens: LogHistogram,
     turns: LogHistogram,
@@ -560,7 +563,6 @@ fn scan_data(
     let mut format = options.format;
     let mut total = Partial::default();
     let mut locked = Vec::new();
-    let batch_size = 2 * rayon::current_num_threads().max(1);
     let bytes_total: u64 = files
         .iter()
         .filter_map(|file| std::fs::metadata(&file.path).ok())
@@ -568,19 +570,42 @@ fn scan_data(
         .sum();
     let mut bytes_done = 0_u64;
 
+    let workers = rayon::current_num_threads().max(1);
     for (file_index, file) in files.iter().enumerate() {
         let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
         let mut file_total = Partial::default();
-        let run = |pending: &mut Vec<Batch>,
-                   format: &mut Option<RecordFormat>,
-                   file_total: &mut Partial| {
+        // A reader thread reads, hashes and cuts chunks; worker threads take
+        // them as they come (no chunk waits for a slower one) and hand line
+        // buffers back for reuse. Partials merge in any order to the same result.
+        let (sha256, size) = std::thread::scope(|scope| -> Result<(Digest, u64)> {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(Batch, u64)>(workers);
+            let (spent_sender, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * workers);
+            let reader = scope.spawn(move || {
+                read_file(
+                    file,
+                    |batch, bytes| {
+                        // The receiving end lives until this thread is joined.
+                        let _ = sender.send((batch, bytes));
+                    },
+                    &mut || spent.try_recv().ok(),
+                )
+            });
+            // The file's format comes from its first record of a known shape.
+            let mut early = Vec::new();
             if format.is_none() {
-                *format = pending.iter().find_map(detect_in_batch);
+                while let Ok((batch, bytes)) = receiver.recv() {
+                    let detected = detect_in_batch(&batch);
+                    early.push((batch, bytes));
+                    if detected.is_some() {
+                        format = detected;
+                        break;
+                    }
+                }
             }
             let context = FileContext {
                 file_index,
                 display: &file.display,
-                format: *format,
+                format,
                 tokenizer: &tokenizer,
                 max_tokens: options.max_tokens,
                 scan_sensitive: options.policy.check("secrets").enabled
@@ -591,41 +616,60 @@ fn scan_data(
                 shard,
                 schema: schema.as_ref(),
             };
-            let partials: Vec<Partial> = pending
-                .par_drain(..)
-                .map(|batch| process_batch(batch, &context))
-                .collect();
-            for partial in partials {
-                file_total.merge(partial);
-            }
-        };
-        // A reader thread reads, hashes and cuts the next group of chunks
-        // while the workers check the current one.
-        let (sha256, size) = std::thread::scope(|scope| -> Result<(Digest, u64)> {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<(Vec<Batch>, u64)>(1);
-            let reader = scope.spawn(move || {
-                let mut group = Vec::with_capacity(batch_size);
-                let read = read_file(file, |batch, bytes| {
-                    group.push(batch);
-                    if group.len() >= batch_size {
-                        // The receiving end lives until this thread is joined.
-                        let _ = sender.send((std::mem::take(&mut group), bytes));
-                    }
-                });
-                if !group.is_empty() {
-                    let bytes = read.as_ref().map_or(0, |(_, size)| *size);
-                    let _ = sender.send((group, bytes));
+            let queue = std::sync::Mutex::new((early.into_iter(), receiver));
+            let (done_sender, done) = std::sync::mpsc::channel::<(u64, u64)>();
+            std::thread::scope(|workers_scope| -> Result<()> {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        let (queue, context, done_sender, spent_sender) =
+                            (&queue, &context, done_sender.clone(), spent_sender.clone());
+                        workers_scope.spawn(move || {
+                            let mut worker_total = Partial::default();
+                            loop {
+                                let next = match queue.lock() {
+                                    Ok(mut queue) => {
+                                        let (early, receiver) = &mut *queue;
+                                        early.next().or_else(|| receiver.recv().ok())
+                                    }
+                                    Err(_) => None,
+                                };
+                                let Some((batch, bytes)) = next else { break };
+                                let (partial, buffer) = process_batch(batch, context);
+                                if let Some(buffer) = buffer {
+                                    let _ = spent_sender.try_send(buffer);
+                                }
+                                let _ = done_sender.send((partial.records, bytes));
+                                worker_total.merge(partial);
+                            }
+                            worker_total
+                        })
+                    })
+                    .collect();
+                drop((done_sender, spent_sender));
+                let mut records = 0;
+                let mut bytes_read = 0;
+                for (chunk_records, bytes) in done {
+                    records += chunk_records;
+                    bytes_read = bytes_read.max(bytes);
+                    progress(Progress {
+                        bytes_read: bytes_done + bytes_read,
+                        bytes_total,
+                        records: total.records + records,
+                    });
                 }
-                read
-            });
-            for (mut group, bytes) in receiver {
-                run(&mut group, &mut format, &mut file_total);
-                progress(Progress {
-                    bytes_read: bytes_done + bytes,
-                    bytes_total,
-                    records: total.records + file_total.records,
-                });
-            }
+                for handle in handles {
+                    match handle.join() {
+                        Ok(worker_total) => file_total.merge(worker_total),
+                        Err(_) => {
+                            return Err(Error::Read {
+                                path: file.path.clone(),
+                                source: std::io::Error::other("a checking thread failed"),
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            })?;
             reader.join().unwrap_or_else(|_| {
                 Err(Error::Read {
                     path: file.path.clone(),
@@ -739,9 +783,11 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
 }
 
 /// Streams `file` into batches, returning the SHA-256 and size of the bytes on disk.
+/// `spare` may hand back a line buffer a worker is done with.
 fn read_file(
     file: &DataFile,
     mut emit_with_bytes: impl FnMut(Batch, u64),
+    spare: &mut dyn FnMut() -> Option<Vec<u8>>,
 ) -> Result<(Digest, u64)> {
     if file.kind == FileKind::Parquet {
         return read_parquet(file, &mut emit_with_bytes);
@@ -781,7 +827,7 @@ fn read_file(
     };
     match file.kind {
         FileKind::Jsonl | FileKind::Text => {
-            read_lines(file, &mut decoded, &decode_error, &mut emit)?
+            read_lines(file, &mut decoded, &decode_error, &mut emit, spare)?
         }
         FileKind::Json => read_json_array(file, &mut decoded, &decode_error, &mut emit)?,
         FileKind::Csv => read_csv(&mut decoded, &mut emit)?,
@@ -860,22 +906,37 @@ fn read_lines(
     decoded: &mut dyn Read,
     decode_error: &dyn Fn(u64, std::io::Error) -> Error,
     emit: &mut dyn FnMut(Batch),
+    spare: &mut dyn FnMut() -> Option<Vec<u8>>,
 ) -> Result<()> {
+    const BLOCK: usize = 1 << 20;
     let text = file.kind == FileKind::Text;
-    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + (1 << 20));
-    let mut block = vec![0_u8; 1 << 20];
+    // Reads go straight into the chunk being filled; a worker's spent buffer
+    // is reused, so chunks cost neither a copy nor fresh pages.
+    let mut fresh = || {
+        let mut buffer = spare().unwrap_or_default();
+        buffer.clear();
+        buffer.reserve(CHUNK_BYTES + BLOCK);
+        buffer
+    };
+    let mut pending = fresh();
     let mut next_line = 1_u64;
     let mut next_byte = 0_u64;
     let mut decoded_bytes = 0_u64;
     let mut checked_binary = false;
     loop {
-        let n_read = match decoded.read(&mut block) {
+        let before = pending.len();
+        let result = Read::take(&mut *decoded, BLOCK as u64).read_to_end(&mut pending);
+        let n_read = match result {
             Ok(n_read) => n_read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(decode_error(decoded_bytes, error)),
+            Err(error) => {
+                return Err(decode_error(
+                    decoded_bytes + (pending.len() - before) as u64,
+                    error,
+                ));
+            }
         };
         if !checked_binary && (n_read > 0 || decoded_bytes > 0) {
-            let probe = &block[..n_read.min(8192)];
+            let probe = &pending[before..before + n_read.min(8192)];
             if let Some(offset) = memchr_nul(probe) {
                 return Err(Error::NotText {
                     path: file.path.clone(),
@@ -886,7 +947,6 @@ fn read_lines(
             checked_binary = true;
         }
         decoded_bytes += n_read as u64;
-        pending.extend_from_slice(&block[..n_read]);
         let at_end = n_read == 0;
         if pending.len() >= CHUNK_BYTES || at_end {
             let cut = if at_end {
@@ -900,6 +960,7 @@ fn read_lines(
                 let oversized_byte = next_byte;
                 let mut skipped = pending.len() as u64;
                 pending.clear();
+                let mut block = vec![0_u8; BLOCK];
                 loop {
                     let n_read = decoded
                         .read(&mut block)
@@ -908,7 +969,7 @@ fn read_lines(
                     if n_read == 0 {
                         break;
                     }
-                    if let Some(index) = block[..n_read].iter().position(|&byte| byte == b'\n') {
+                    if let Some(index) = memchr::memchr(b'\n', &block[..n_read]) {
                         skipped += index as u64 + 1;
                         pending.extend_from_slice(&block[index + 1..n_read]);
                         break;
@@ -930,9 +991,8 @@ fn read_lines(
                 continue;
             }
             if cut > 0 {
-                // The partial line after the cut starts the next chunk, in a
-                // buffer that already has a chunk's capacity.
-                let mut next = Vec::with_capacity(CHUNK_BYTES + (1 << 20));
+                // The partial line after the cut starts the next chunk.
+                let mut next = fresh();
                 next.extend_from_slice(&pending[cut..]);
                 pending.truncate(cut);
                 let bytes = std::mem::replace(&mut pending, next);
@@ -1201,8 +1261,10 @@ fn detect_in_batch(batch: &Batch) -> Option<RecordFormat> {
     }
 }
 
-fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
+/// Checks one batch; hands back its line buffer for reuse.
+fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Vec<u8>>) {
     let mut partial = Partial::default();
+    let mut spent = None;
     match batch {
         Batch::Lines {
             bytes,
@@ -1269,6 +1331,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
                     }
                 }
             }
+            spent = Some(bytes);
         }
         Batch::Records(records) => {
             for (origin, hash, value) in records {
@@ -1282,7 +1345,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> Partial {
             }
         }
     }
-    partial
+    (partial, spent)
 }
 
 /// One JSON record: parsed by sonic-rs (SIMD) into the `serde_json::Value`
@@ -1650,7 +1713,7 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
     let mut index = EvalIndex::default();
     for file in &files {
         let mut batches = Vec::new();
-        read_file(file, |batch, _| batches.push(batch))?;
+        read_file(file, |batch, _| batches.push(batch), &mut || None)?;
         for batch in batches {
             let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
                 Batch::Lines {
@@ -1881,12 +1944,12 @@ fn build_report(
             lower_is_worse,
         )
     };
-    let duplicates = |map: &HashMap<u128, Occurrence>| {
+    let duplicates = |map: &Occurrences| {
         map.values()
             .map(|occurrence| occurrence.count - 1)
             .sum::<u64>()
     };
-    let cluster_examples = |map: &HashMap<u128, Occurrence>, kind: &str| -> Vec<Example> {
+    let cluster_examples = |map: &Occurrences, kind: &str| -> Vec<Example> {
         let mut clusters: Vec<&Occurrence> = map
             .values()
             .filter(|occurrence| occurrence.count > 1)
