@@ -76,6 +76,21 @@ fn short_key(piece: &[u8]) -> u128 {
     u128::from_le_bytes(bytes)
 }
 
+/// [`short_key`] of `text[start..end]`, reading 16 bytes at once where the text has them.
+#[inline]
+fn short_key_in(text: &[u8], start: usize, end: usize) -> u128 {
+    let length = end - start;
+    match text.get(start..start + 16) {
+        Some(window) => {
+            let mut bytes = [0_u8; 16];
+            bytes.copy_from_slice(window);
+            let mask = (1_u128 << (8 * length)) - 1;
+            (u128::from_le_bytes(bytes) & mask) | (length as u128) << 120
+        }
+        None => short_key(&text[start..end]),
+    }
+}
+
 /// An OpenAI BPE vocabulary and its pre-tokenizer, for counting tokens.
 pub struct Bpe {
     encoding: Encoding,
@@ -148,16 +163,18 @@ impl Bpe {
                         _ => bytes.len(),
                     },
                 };
-                tokens += self.piece_tokens(&bytes[at..end], cache);
+                tokens += self.piece_tokens(bytes, at, end, cache);
                 at = end;
             }
             tokens
         })
     }
 
-    fn piece_tokens(&self, piece: &[u8], cache: &mut Merged) -> u64 {
+    /// The tokens of the piece `text[start..end]`.
+    fn piece_tokens(&self, text: &[u8], start: usize, end: usize, cache: &mut Merged) -> u64 {
+        let piece = &text[start..end];
         if piece.len() <= SHORT_PIECE_BYTES {
-            let key = short_key(piece);
+            let key = short_key_in(text, start, end);
             let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let slot = (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
             let (recent, tokens) = cache.recent[slot];
