@@ -42,7 +42,10 @@ fn short_word_hash(bytes: u128, length: usize) -> u64 {
         (bytes as u64) ^ 0xa076_1d64_78bd_642f,
         ((bytes >> 64) as u64) ^ 0xe703_7ed1_a0b4_28db,
     );
-    mix(mixed ^ 0x8ebc_6af0_9c88_c6e3, (length as u64) ^ 0x5899_65cc_7537_4cc3)
+    mix(
+        mixed ^ 0x8ebc_6af0_9c88_c6e3,
+        (length as u64) ^ 0x5899_65cc_7537_4cc3,
+    )
 }
 
 /// A normalized word's hash: short words (nearly all) by two multiplies,
@@ -67,7 +70,11 @@ fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
             let mut bytes = [0_u8; 16];
             bytes.copy_from_slice(window);
             let bytes = u128::from_le_bytes(bytes);
-            let mask = if length == 16 { u128::MAX } else { (1_u128 << (8 * length)) - 1 };
+            let mask = if length == 16 {
+                u128::MAX
+            } else {
+                (1_u128 << (8 * length)) - 1
+            };
             short_word_hash(bytes & mask, length)
         }
         _ => word_hash(&text[start..end]),
