@@ -10,17 +10,44 @@
 //! merged once per thread and remembered. The counts are tiktoken's: a
 //! property test compares them on random text of ASCII, letters and marks of
 //! other scripts, Unicode spaces and digits.
+//!
+//! The vocabularies are OpenAI's `.tiktoken` files (`assets/`, with the
+//! SHA-256 tiktoken checks them against), read into two tables when first
+//! used: tokens of up to 15 bytes keyed by a 128-bit number, longer ones by
+//! their bytes — tens of milliseconds, where building tiktoken-rs's encoder
+//! took a third of a second.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 
+use base64::Engine as _;
 use rustc_hash::FxHashMap;
-use tiktoken_rs::{CoreBPE, Rank};
+
+/// A token's rank (its id).
+type Rank = u32;
+
+/// o200k_base's vocabulary: base64 token bytes and rank per line.
+const O200K_VOCABULARY: &str = include_str!("../assets/o200k_base.tiktoken");
+/// cl100k_base's vocabulary.
+const CL100K_VOCABULARY: &str = include_str!("../assets/cl100k_base.tiktoken");
 
 /// o200k_base's pre-tokenizer, as tiktoken writes it.
-pub(crate) const O200K_PATTERN: &str = tiktoken_rs::O200K_BASE_PAT_STR;
+pub(crate) const O200K_PATTERN: &str = concat!(
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"\p{N}{1,3}"#,
+    "|",
+    r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
+    "|",
+    r#"\s*[\r\n]+"#,
+    "|",
+    r#"\s+(?!\S)"#,
+    "|",
+    r#"\s+"#
+);
 
-/// cl100k_base's pre-tokenizer, as tiktoken writes it (tiktoken-rs keeps it inline).
+/// cl100k_base's pre-tokenizer, as tiktoken writes it.
 pub(crate) const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 
 /// Which of OpenAI's encodings.
@@ -91,53 +118,72 @@ fn short_key_in(text: &[u8], start: usize, end: usize) -> u128 {
     }
 }
 
+/// Ranks by token bytes.
+#[derive(Default)]
+struct Ranks {
+    /// Tokens of up to [`SHORT_PIECE_BYTES`] bytes, by [`short_key`]: nearly all of them.
+    short: FxHashMap<u128, Rank>,
+    long: FxHashMap<Box<[u8]>, Rank>,
+}
+
+impl Ranks {
+    #[inline]
+    fn get(&self, token: &[u8]) -> Option<Rank> {
+        if token.len() <= SHORT_PIECE_BYTES {
+            self.short.get(&short_key(token)).copied()
+        } else {
+            self.long.get(token).copied()
+        }
+    }
+
+    /// Reads a `.tiktoken` file: one `BASE64 RANK` per line.
+    fn parse(vocabulary: &str) -> Result<Ranks, String> {
+        let mut ranks = Ranks::default();
+        ranks.short.reserve(vocabulary.len() / 12);
+        let mut bytes = [0_u8; 512];
+        for (index, line) in vocabulary.lines().enumerate() {
+            let bad = |what: &str| format!("line {}: {what}", index + 1);
+            let (token, rank) = line.split_once(' ').ok_or_else(|| bad("no rank"))?;
+            let rank: Rank = rank.parse().map_err(|_| bad("the rank is not a number"))?;
+            let length = base64::engine::general_purpose::STANDARD
+                .decode_slice(token, &mut bytes)
+                .map_err(|_| bad("the token is not base64 of at most 512 bytes"))?;
+            let token = &bytes[..length];
+            if token.len() <= SHORT_PIECE_BYTES {
+                ranks.short.insert(short_key(token), rank);
+            } else {
+                ranks.long.insert(token.into(), rank);
+            }
+        }
+        if ranks.short.len() < 256 {
+            return Err(format!(
+                "{} tokens, fewer than the 256 single bytes",
+                ranks.short.len()
+            ));
+        }
+        Ok(ranks)
+    }
+}
+
 /// An OpenAI BPE vocabulary and its pre-tokenizer, for counting tokens.
 pub struct Bpe {
     encoding: Encoding,
-    ranks: FxHashMap<Vec<u8>, Rank>,
-    /// The tokens of up to [`SHORT_PIECE_BYTES`] bytes, by [`short_key`]: most pieces are one.
-    short_tokens: rustc_hash::FxHashSet<u128>,
+    ranks: Ranks,
     regex: fancy_regex::Regex,
 }
 
 impl Bpe {
-    /// Takes `core`'s ranks (all but its special tokens) and compiles the pattern.
-    pub fn new(encoding: Encoding, core: &CoreBPE) -> Result<Bpe, String> {
-        let special: HashSet<Rank> = core
-            .special_tokens()
-            .iter()
-            .flat_map(|token| core.encode_with_special_tokens(token))
-            .collect();
-        let mut ranks = FxHashMap::default();
-        // Ordinary ranks are below 2^18 in both encodings (o200k_base's last is 199,997).
-        for rank in 0..(1 << 18) {
-            if special.contains(&rank) {
-                continue;
-            }
-            if let Ok(bytes) = core.decode_bytes(&[rank]) {
-                ranks.insert(bytes, rank);
-            }
-        }
-        if ranks.len() < 256 {
-            return Err(format!(
-                "the vocabulary has {} ranks, fewer than its 256 bytes",
-                ranks.len()
-            ));
-        }
-        let pattern = match encoding {
-            Encoding::O200k => O200K_PATTERN,
-            Encoding::Cl100k => CL100K_PATTERN,
+    /// Reads the vocabulary built into gantry and compiles the pattern.
+    pub fn load(encoding: Encoding) -> Result<Bpe, String> {
+        let (vocabulary, pattern) = match encoding {
+            Encoding::O200k => (O200K_VOCABULARY, O200K_PATTERN),
+            Encoding::Cl100k => (CL100K_VOCABULARY, CL100K_PATTERN),
         };
+        let ranks = Ranks::parse(vocabulary)?;
         let regex = fancy_regex::Regex::new(pattern).map_err(|error| error.to_string())?;
-        let short_tokens = ranks
-            .keys()
-            .filter(|token| token.len() <= SHORT_PIECE_BYTES)
-            .map(|token| short_key(token))
-            .collect();
         Ok(Bpe {
             encoding,
             ranks,
-            short_tokens,
             regex,
         })
     }
@@ -181,7 +227,7 @@ impl Bpe {
             if recent == key {
                 return u64::from(tokens);
             }
-            let tokens = if self.short_tokens.contains(&key) {
+            let tokens = if self.ranks.short.contains_key(&key) {
                 1
             } else if let Some(&tokens) = cache.short.get(&key) {
                 tokens
@@ -196,7 +242,7 @@ impl Bpe {
             cache.recent[slot] = (key, tokens);
             return u64::from(tokens);
         }
-        if self.ranks.contains_key(piece) {
+        if self.ranks.long.contains_key(piece) {
             return 1;
         }
         if let Some(&tokens) = cache.long.get(piece) {
@@ -219,7 +265,7 @@ impl Bpe {
 /// lowest rank (leftmost among equals) is merged until no pair is a token,
 /// as tiktoken does. A heap of candidate pairs, checked when popped, keeps
 /// long pieces (a run of `=` or base64) from taking quadratic time.
-fn merged_parts(piece: &[u8], ranks: &FxHashMap<Vec<u8>, Rank>) -> usize {
+fn merged_parts(piece: &[u8], ranks: &Ranks) -> usize {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
 
@@ -233,7 +279,7 @@ fn merged_parts(piece: &[u8], ranks: &FxHashMap<Vec<u8>, Rank>) -> usize {
         if middle >= n {
             return None;
         }
-        ranks.get(&piece[start..next[middle]]).copied()
+        ranks.get(&piece[start..next[middle]])
     };
     let mut heap: BinaryHeap<Reverse<(Rank, usize)>> = (0..n)
         .filter_map(|start| pair_rank(&next, start).map(|rank| Reverse((rank, start))))
@@ -502,16 +548,55 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::LazyLock;
 
+    use tiktoken_rs::CoreBPE;
+
     static O200K: LazyLock<(CoreBPE, Bpe)> = LazyLock::new(|| {
         let core = tiktoken_rs::o200k_base().expect("o200k");
-        let bpe = Bpe::new(Encoding::O200k, &core).expect("bpe");
+        let bpe = Bpe::load(Encoding::O200k).expect("bpe");
         (core, bpe)
     });
     static CL100K: LazyLock<(CoreBPE, Bpe)> = LazyLock::new(|| {
         let core = tiktoken_rs::cl100k_base().expect("cl100k");
-        let bpe = Bpe::new(Encoding::Cl100k, &core).expect("bpe");
+        let bpe = Bpe::load(Encoding::Cl100k).expect("bpe");
         (core, bpe)
     });
+
+    #[test]
+    fn the_built_in_vocabularies_are_openais() {
+        use sha2::Digest as _;
+        // The digests tiktoken checks its downloads against.
+        for (vocabulary, sha256) in [
+            (
+                O200K_VOCABULARY,
+                "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+            ),
+            (
+                CL100K_VOCABULARY,
+                "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+            ),
+        ] {
+            let digest = sha2::Sha256::digest(vocabulary.as_bytes());
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            assert_eq!(hex, sha256);
+        }
+        assert_eq!(O200K_PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+        // Every ordinary token has the rank tiktoken gives it.
+        for (core, bpe) in [&*O200K, &*CL100K] {
+            let n_tokens = bpe.ranks.short.len() + bpe.ranks.long.len();
+            assert!(n_tokens > 100_000, "{n_tokens}");
+            for rank in (0..n_tokens as Rank).step_by(97) {
+                let bytes = core.decode_bytes(&[rank]).expect("ordinary rank");
+                assert_eq!(bpe.ranks.get(&bytes), Some(rank));
+            }
+        }
+        let error = Ranks::parse("IQ== 0\nnot-base64! 1\n")
+            .err()
+            .expect("bad line");
+        assert_eq!(
+            error,
+            "line 2: the token is not base64 of at most 512 bytes"
+        );
+    }
 
     /// The pieces the scanner finds, with the regex where it bails.
     fn pieces(bpe: &Bpe, text: &str) -> Vec<String> {

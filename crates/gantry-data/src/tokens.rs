@@ -33,14 +33,8 @@ impl Tokenizer {
             reason,
         };
         match name {
-            "o200k_base" => {
-                let core = tiktoken_rs::o200k_base().map_err(|source| error(source.to_string()))?;
-                Ok(Tokenizer::O200kBase(Arc::new(Bpe::new(Encoding::O200k, &core).map_err(error)?)))
-            }
-            "cl100k_base" => {
-                let core = tiktoken_rs::cl100k_base().map_err(|source| error(source.to_string()))?;
-                Ok(Tokenizer::Cl100kBase(Arc::new(Bpe::new(Encoding::Cl100k, &core).map_err(error)?)))
-            }
+            "o200k_base" => Ok(Tokenizer::O200kBase(Arc::new(Bpe::load(Encoding::O200k).map_err(error)?))),
+            "cl100k_base" => Ok(Tokenizer::Cl100kBase(Arc::new(Bpe::load(Encoding::Cl100k).map_err(error)?))),
             "chars" => Ok(Tokenizer::Chars),
             path if path.ends_with(".json") => {
                 let tokenizer = tokenizers::Tokenizer::from_file(path)
