@@ -103,6 +103,8 @@ enum Needs {
     Byte(u8),
     /// At least this many ASCII digits.
     Digits(usize),
+    /// At least four ASCII digits and three dots (a dotted IPv4 address).
+    DottedDigits,
     /// `=` or `:`, and one of these words in any ASCII case.
     Assignment(&'static [&'static str]),
 }
@@ -266,7 +268,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(
             SensitiveKind::IpAddress,
             r"\b(?:\d{1,3}\.){3}\d{1,3}\b",
-            Needs::Digits(4),
+            Needs::DottedDigits,
             public_ipv4,
         ),
         rule(
@@ -303,6 +305,9 @@ fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
             Needs::Literal(_) => found_literals & (1 << index) != 0,
             Needs::Byte(byte) => memchr::memchr(byte, text.as_bytes()).is_some(),
             Needs::Digits(minimum) => n_digits >= minimum,
+            Needs::DottedDigits => {
+                n_digits >= 4 && memchr::memchr_iter(b'.', text.as_bytes()).nth(2).is_some()
+            }
             Needs::Assignment(words) => has_assignment(text, words),
         };
         if prefilter && !possible {
