@@ -192,6 +192,125 @@ const CHAT_MESSAGE_KEYS: &[&str] = &[
     "refusal",
 ];
 
+const CHAT_ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// The order of a conversation's roles, checked message by message.
+#[derive(Default)]
+struct Turns<'a> {
+    previous_role: Option<&'a str>,
+    n_assistant: usize,
+}
+
+impl<'a> Turns<'a> {
+    /// Checks the message at `field` with `role` against the ones before it.
+    fn next(&mut self, field: &str, role: &'a str, inspection: &mut Inspection<'_>) {
+        match role {
+            "system" | "developer"
+                if self
+                    .previous_role
+                    .is_some_and(|previous| previous != "system" && previous != "developer") =>
+            {
+                inspection.problems.push(format!("`{field}` is a {role} message after the conversation started; system messages come first"));
+            }
+            "user" | "assistant" if self.previous_role == Some(role) => {
+                inspection.problems.push(format!("`{field}` is a second {role} message in a row; user and assistant turns alternate"));
+            }
+            "assistant" if self.previous_role.is_none() => {
+                inspection.problems.push(format!(
+                    "`{field}` is an assistant message before any user message"
+                ));
+            }
+            _ => {}
+        }
+        if role == "assistant" {
+            self.n_assistant += 1;
+        }
+        self.previous_role = Some(if role == "tool" || role == "function" {
+            "tool"
+        } else {
+            role
+        });
+    }
+
+    fn finish(self, path: &str, inspection: &mut Inspection<'_>) {
+        if self.n_assistant == 0 {
+            inspection
+                .problems
+                .push(format!("`{path}` has no assistant message to learn from"));
+        }
+    }
+}
+
+/// The commonest chat record, `{"messages": [{"role", "content"}…]}` with
+/// string contents and nothing else, borrowed from the line. Any other
+/// record (another key, a tool call, a `weight`, a repeated key) fails to
+/// deserialize and takes the general path through `serde_json::Value`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlainChat<'a> {
+    #[serde(borrow)]
+    messages: Vec<PlainMessage<'a>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainMessage<'a> {
+    #[serde(borrow)]
+    role: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    content: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> PlainChat<'a> {
+    /// Parses `line` if it is a plain chat record whose roles are all
+    /// conversation roles (tool messages need the general path).
+    pub(crate) fn parse(line: &'a [u8]) -> Option<PlainChat<'a>> {
+        let chat: PlainChat<'a> = sonic_rs::from_slice(line).ok()?;
+        (!chat.messages.is_empty()
+            && chat.messages.iter().all(|message| {
+                matches!(
+                    &*message.role,
+                    "system" | "developer" | "user" | "assistant"
+                )
+            }))
+        .then_some(chat)
+    }
+
+    /// The field names [`collect_fields`](crate) would note for the same record.
+    pub(crate) fn fields(&self) -> [&'static str; 3] {
+        ["messages", "messages[].role", "messages[].content"]
+    }
+
+    /// What [`inspect`] finds in the same record as a `Value`.
+    pub(crate) fn inspect(&'a self) -> Inspection<'a> {
+        let mut inspection = Inspection::default();
+        let mut turns = Turns::default();
+        for (index, message) in self.messages.iter().enumerate() {
+            let field = format!("messages[{index}]");
+            record_text(
+                format!("{field}.content"),
+                &message.content,
+                &mut inspection,
+            );
+            turns.next(&field, &message.role, &mut inspection);
+            inspection.messages.push(Message {
+                role: &message.role,
+                text: std::borrow::Cow::Borrowed(&message.content),
+                has_name: false,
+            });
+        }
+        turns.finish("messages", &mut inspection);
+        inspection
+    }
+}
+
 /// Validates an OpenAI-style message list at `path` (e.g. `messages`).
 fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection<'a>) {
     let Some(messages) = messages.as_array() else {
@@ -206,8 +325,7 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
         return;
     }
     let mut open_tool_calls: Vec<&str> = Vec::new();
-    let mut previous_role: Option<&str> = None;
-    let mut n_assistant = 0;
+    let mut turns = Turns::default();
     for (index, message) in messages.iter().enumerate() {
         let field = format!("{path}[{index}]");
         let Some(message) = message.as_object() else {
@@ -239,16 +357,7 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                 continue;
             }
         };
-        if ![
-            "system",
-            "developer",
-            "user",
-            "assistant",
-            "tool",
-            "function",
-        ]
-        .contains(&role)
-        {
+        if !CHAT_ROLES.contains(&role) {
             inspection.problems.push(format!("`{field}.role` is `{role}`; expected system, developer, user, assistant, tool or function"));
         }
         let has_tool_calls = message
@@ -343,8 +452,8 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                 }
             }
         }
-        match role {
-            "tool" => match message.get("tool_call_id").and_then(Value::as_str) {
+        if role == "tool" {
+            match message.get("tool_call_id").and_then(Value::as_str) {
                 Some(id) => match open_tool_calls.iter().position(|open| *open == id) {
                     Some(position) => {
                         open_tool_calls.remove(position);
@@ -356,42 +465,16 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                 None => inspection.problems.push(format!(
                     "`{field}.tool_call_id` is missing; tool messages answer a tool call"
                 )),
-            },
-            "system" | "developer"
-                if previous_role
-                    .is_some_and(|previous| previous != "system" && previous != "developer") =>
-            {
-                inspection.problems.push(format!("`{field}` is a {role} message after the conversation started; system messages come first"));
             }
-            "user" | "assistant" if previous_role == Some(role) => {
-                inspection.problems.push(format!("`{field}` is a second {role} message in a row; user and assistant turns alternate"));
-            }
-            "assistant" if previous_role.is_none() => {
-                inspection.problems.push(format!(
-                    "`{field}` is an assistant message before any user message"
-                ));
-            }
-            _ => {}
         }
-        if role == "assistant" {
-            n_assistant += 1;
-        }
-        previous_role = Some(if role == "tool" || role == "function" {
-            "tool"
-        } else {
-            role
-        });
+        turns.next(&field, role, inspection);
         inspection.messages.push(Message {
             role,
             text,
             has_name: message.contains_key("name"),
         });
     }
-    if n_assistant == 0 {
-        inspection
-            .problems
-            .push(format!("`{path}` has no assistant message to learn from"));
-    }
+    turns.finish(path, inspection);
     if !open_tool_calls.is_empty() {
         inspection.problems.push(format!(
             "`{path}` leaves tool call(s) {} without a tool answer",
@@ -536,6 +619,45 @@ fn merge<'a>(into: &mut Inspection<'a>, part: Inspection<'a>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The borrowed path finds exactly what the general path finds.
+        #[test]
+        fn plain_chat_records_inspect_as_values_do(
+            messages in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["system", "developer", "user", "assistant", "tool", "User"]),
+                    proptest::sample::select(vec!["hi", "", "  ", "line\\nbreak", "\\\"quoted\\\"", "é \\u00e9"]),
+                    proptest::sample::select(vec!["", ", \"weight\": 1", ", \"name\": \"x\"", ", \"role\": \"user\""]),
+                ),
+                0..6,
+            ),
+            extra in proptest::sample::select(vec!["", ", \"tools\": []"]),
+        ) {
+            let messages: Vec<String> = messages
+                .iter()
+                .map(|(role, content, more)| format!("{{\"role\": \"{role}\", \"content\": \"{content}\"{more}}}"))
+                .collect();
+            let line = format!("{{\"messages\": [{}]{extra}}}", messages.join(", "));
+            let value: Value = serde_json::from_str(&line).expect("json");
+            if let Some(chat) = PlainChat::parse(line.as_bytes()) {
+                let (plain, general) = (chat.inspect(), inspect(RecordFormat::OpenaiChat, &value));
+                proptest::prop_assert_eq!(&plain.problems, &general.problems);
+                proptest::prop_assert_eq!(&plain.texts, &general.texts);
+                proptest::prop_assert_eq!(&plain.empty_fields, &general.empty_fields);
+                proptest::prop_assert_eq!(&plain.messages, &general.messages);
+            } else {
+                // Only records outside the plain shape take the general path.
+                let plain_shape = extra.is_empty()
+                    && !messages.is_empty()
+                    && messages.iter().all(|message| !message.contains("weight") && !message.contains("name") && message.matches("role").count() == 1)
+                    && value["messages"].as_array().is_some_and(|all| all.iter().all(|message| {
+                        matches!(message["role"].as_str(), Some("system" | "developer" | "user" | "assistant"))
+                    }));
+                proptest::prop_assert!(!plain_shape, "{line} should have been plain");
+            }
+        }
+    }
 
     fn check(format: RecordFormat, record: &str, expected: &[&str]) {
         let value: Value = serde_json::from_str(record).expect("test record is JSON");

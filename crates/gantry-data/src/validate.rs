@@ -26,7 +26,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::contamination::EvalIndex;
 use crate::error::{Error, Result};
-use crate::formats::{RecordFormat, inspect};
+use crate::formats::{PlainChat, RecordFormat, inspect};
 use crate::histogram::LogHistogram;
 use crate::lock::{DataLock, LockedFile};
 use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard, signature_of};
@@ -240,6 +240,8 @@ struct FileContext<'a> {
     eval: Option<&'a EvalIndex>,
     near_duplicates: bool,
     normalized_duplicates: bool,
+    /// Whether plain chat records may skip `Value` (no schema, chat or unknown format).
+    plain_chat: bool,
     shard: Option<Shard>,
     schema: Option<&'a jsonschema::Validator>,
 }
@@ -589,6 +591,8 @@ fn scan_data(
                 eval: eval.as_ref(),
                 near_duplicates: options.policy.check("near-duplicates").enabled,
                 normalized_duplicates: options.policy.check("normalized-duplicates").enabled,
+                plain_chat: schema.is_none()
+                    && matches!(format, None | Some(RecordFormat::OpenaiChat)),
                 shard,
                 schema: schema.as_ref(),
             };
@@ -1249,6 +1253,9 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
             text,
         } => {
             let mut byte = first_byte;
+            // Plain chat records skip `Value`; data where most lines are not
+            // plain stops trying after a few dozen, so it never parses twice.
+            let (mut plain_tries, mut plain_misses) = (0_u32, 0_u32);
             for (line_number, line) in (first_line..).zip(lines(&bytes)) {
                 let origin = Origin {
                     ordinal: line_number,
@@ -1272,11 +1279,34 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                             error.valid_up_to()
                         )),
                     };
-                    process_record(origin, xxh3_128(content), value, context, &mut partial);
+                    process_record(
+                        origin,
+                        xxh3_128(content),
+                        value.map(Record::Value),
+                        context,
+                        &mut partial,
+                    );
                     continue;
                 }
                 if content.trim_ascii().is_empty() {
                     continue;
+                }
+                if plain_tries < 64 || 2 * plain_misses <= plain_tries {
+                    plain_tries += u32::from(context.plain_chat);
+                    if context.plain_chat
+                        && let Some(chat) = PlainChat::parse(content)
+                    {
+                        let hash = xxh3_128(content.trim_ascii());
+                        process_record(
+                            origin,
+                            hash,
+                            Ok(Record::Plain(chat)),
+                            context,
+                            &mut partial,
+                        );
+                        continue;
+                    }
+                    plain_misses += u32::from(context.plain_chat);
                 }
                 // sonic-rs checks UTF-8 as it parses; a line it refuses is
                 // looked at again for the exact message.
@@ -1294,7 +1324,7 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                     Ok(value) => process_record(
                         origin,
                         xxh3_128(content.trim_ascii()),
-                        Ok(value),
+                        Ok(Record::Value(value)),
                         context,
                         &mut partial,
                     ),
@@ -1322,7 +1352,13 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                 {
                     continue;
                 }
-                process_record(origin, hash, value, context, &mut partial);
+                process_record(
+                    origin,
+                    hash,
+                    value.map(Record::Value),
+                    context,
+                    &mut partial,
+                );
             }
         }
     }
@@ -1355,16 +1391,24 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         })
 }
 
+/// A parsed record.
+enum Record<'a> {
+    /// The commonest chat shape, borrowed from its line.
+    Plain(PlainChat<'a>),
+    /// Any JSON value.
+    Value(Value),
+}
+
 fn process_record(
     origin: Origin,
     raw_hash: u128,
-    value: std::result::Result<Value, String>,
+    record: std::result::Result<Record<'_>, String>,
     context: &FileContext<'_>,
     partial: &mut Partial,
 ) {
     partial.records += 1;
-    let value = match value {
-        Ok(value) => value,
+    let record = match record {
+        Ok(record) => record,
         Err(message) => {
             partial.parse.add(position_of(context, origin), || {
                 context.example(origin, message, None)
@@ -1377,36 +1421,51 @@ fn process_record(
     // earlier one is only known after chunks merge, and counts must not depend
     // on where chunk boundaries fall.
     partial.exact.push((raw_hash, position));
-    collect_fields(&value, partial);
-    let detected = context.format.or_else(|| RecordFormat::detect(&value));
-    let mut inspection = match detected {
-        Some(format) => inspect(format, &value),
-        // A custom schema describes records of no known format: check every string.
-        None if context.schema.is_some() => inspect_leaves(&value),
-        None => {
-            partial.schema.add(position_of(context, origin), || {
-                context.example(
-                    origin,
-                    "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --data-format or --schema".to_owned(),
-                    None,
-                )
-            });
-            return;
+    let inspection = match &record {
+        Record::Plain(chat) => {
+            if partial.fields.len() <= 256 {
+                for field in chat.fields() {
+                    if !partial.fields.contains(field) {
+                        partial.fields.insert(field.to_owned());
+                    }
+                }
+            }
+            chat.inspect()
+        }
+        Record::Value(value) => {
+            collect_fields(value, partial);
+            let detected = context.format.or_else(|| RecordFormat::detect(value));
+            let mut inspection = match detected {
+                Some(format) => inspect(format, value),
+                // A custom schema describes records of no known format: check every string.
+                None if context.schema.is_some() => inspect_leaves(value),
+                None => {
+                    partial.schema.add(position_of(context, origin), || {
+                        context.example(
+                            origin,
+                            "record has none of the keys of a known format (messages, conversations, instruction, prompt/completion, chosen or preferred_output, text); pass --data-format or --schema".to_owned(),
+                            None,
+                        )
+                    });
+                    return;
+                }
+            };
+            if let Some(validator) = context.schema {
+                for error in validator.iter_errors(value).take(3) {
+                    let path = error.instance_path().to_string();
+                    let at = if path.is_empty() {
+                        "the record".to_owned()
+                    } else {
+                        format!("`{path}`")
+                    };
+                    inspection
+                        .problems
+                        .push(format!("{at} does not match --schema: {error}"));
+                }
+            }
+            inspection
         }
     };
-    if let Some(validator) = context.schema {
-        for error in validator.iter_errors(&value).take(3) {
-            let path = error.instance_path().to_string();
-            let at = if path.is_empty() {
-                "the record".to_owned()
-            } else {
-                format!("`{path}`")
-            };
-            inspection
-                .problems
-                .push(format!("{at} does not match --schema: {error}"));
-        }
-    }
     let n_characters: u64 = inspection
         .texts
         .iter()
