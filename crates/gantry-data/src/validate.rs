@@ -145,7 +145,7 @@ fn position_of(context: &FileContext<'_>, origin: Origin) -> Position {
 /// The records that share a content hash with another, from every
 /// record's (hash, position): sorted once at the end, which costs less than
 /// a map updated per record, and 32 bytes per record while scanning.
-fn occurrences(mut keyed: Vec<(u128, Position)>) -> Occurrences {
+fn occurrences(mut keyed: Vec<(Keyed, Position)>) -> Occurrences {
     keyed.sort_unstable();
     keyed
         .chunk_by(|left, right| left.0 == right.0)
@@ -159,9 +159,28 @@ fn occurrences(mut keyed: Vec<(u128, Position)>) -> Occurrences {
                     .map(|(_, position)| *position)
                     .collect(),
             };
-            (group[0].0, occurrence)
+            (u128::from(group[0].0), occurrence)
         })
         .collect()
+}
+
+/// A 128-bit content hash as two 64-bit halves: JSON numbers in shard files
+/// hold 64 bits, and the halves sort as the whole does.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+struct Keyed([u64; 2]);
+
+impl From<u128> for Keyed {
+    fn from(hash: u128) -> Keyed {
+        Keyed([(hash >> 64) as u64, hash as u64])
+    }
+}
+
+impl From<Keyed> for u128 {
+    fn from(keyed: Keyed) -> u128 {
+        (u128::from(keyed.0[0]) << 64) | u128::from(keyed.0[1])
+    }
 }
 
 /// Results of a stretch of records. Merging is order-independent, so chunk
@@ -176,8 +195,8 @@ struct Partial {
     secrets: Tally,
     pii: Tally,
     /// (content hash, position) of every record, and of its normalized text.
-    exact: Vec<(u128, Position)>,
-    normalized: Vec<(u128, Position)>,
+    exact: Vec<(Keyed, Position)>,
+    normalized: Vec<(Keyed, Position)>,
     characters: LogHistogram,
     tokens: LogHistogram,
     turns: LogHistogram,
@@ -1420,7 +1439,7 @@ fn process_record(
     // Every record is checked, duplicates included: whether a record repeats an
     // earlier one is only known after chunks merge, and counts must not depend
     // on where chunk boundaries fall.
-    partial.exact.push((raw_hash, position));
+    partial.exact.push((Keyed::from(raw_hash), position));
     let inspection = match &record {
         Record::Plain(chat) => {
             if partial.fields.len() <= 256 {
@@ -1546,7 +1565,7 @@ fn process_record(
     if context.normalized_duplicates
         && let Some(hash) = words.as_ref().and_then(Words::normalized_hash)
     {
-        partial.normalized.push((hash, position));
+        partial.normalized.push((Keyed::from(hash), position));
     }
     if context.scan_sensitive {
         let mut secret: Option<(String, String)> = None;
