@@ -446,20 +446,30 @@ fn o200k_piece(bytes: &[u8], position: usize) -> Option<usize> {
         }
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-    let symbols = if first == b' ' {
+    if let Some(end) = symbols(bytes, position, b"\r\n/")? {
+        return Some(end);
+    }
+    whitespace(bytes, position, Encoding::O200k)
+}
+
+/// ` ?[^\s\p{L}\p{N}]+` from `position`, then any bytes of `tail` (line
+/// breaks; o200k_base also takes slashes): `Some(Some(end))`, `Some(None)`
+/// when the alternative does not match, `None` to ask the regex.
+#[inline]
+fn symbols(bytes: &[u8], position: usize, tail: &[u8]) -> Option<Option<usize>> {
+    let start = if bytes[position] == b' ' {
         position + 1
     } else {
         position
     };
-    let symbols_end = run(bytes, symbols, OTHER)?;
-    if symbols_end > symbols {
-        let mut end = symbols_end;
-        while matches!(bytes.get(end), Some(b'\r' | b'\n' | b'/')) {
-            end += 1;
-        }
-        return Some(end);
+    let mut end = run(bytes, start, OTHER)?;
+    if end == start {
+        return Some(None);
     }
-    whitespace(bytes, position, Encoding::O200k)
+    while bytes.get(end).is_some_and(|byte| tail.contains(byte)) {
+        end += 1;
+    }
+    Some(Some(end))
 }
 
 /// The whitespace alternatives from `\s` at `position`.
@@ -526,17 +536,7 @@ fn cl100k_piece(bytes: &[u8], position: usize) -> Option<usize> {
         }
     }
     // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
-    let symbols = if first == b' ' {
-        position + 1
-    } else {
-        position
-    };
-    let symbols_end = run(bytes, symbols, OTHER)?;
-    if symbols_end > symbols {
-        let mut end = symbols_end;
-        while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
-            end += 1;
-        }
+    if let Some(end) = symbols(bytes, position, b"\r\n")? {
         return Some(end);
     }
     whitespace(bytes, position, Encoding::Cl100k)
