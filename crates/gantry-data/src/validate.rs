@@ -125,7 +125,7 @@ impl Tally {
 /// own hash is the fast one.
 type Occurrences = rustc_hash::FxHashMap<u128, Occurrence>;
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 struct Occurrence {
     first: Position,
     count: u64,
@@ -587,17 +587,16 @@ fn scan_data(
                     &mut || spent.try_recv().ok(),
                 )
             });
-            // The file's format comes from its first record of a known shape.
+            // The format comes from the first record of a known shape, looked
+            // for in the first few chunks (memory stays bounded); records
+            // checked without it are detected one by one.
             let mut early = Vec::new();
-            if format.is_none() {
-                while let Ok((batch, bytes)) = receiver.recv() {
-                    let detected = detect_in_batch(&batch);
-                    early.push((batch, bytes));
-                    if detected.is_some() {
-                        format = detected;
-                        break;
-                    }
-                }
+            while format.is_none() && early.len() < 2 * workers {
+                let Ok((batch, bytes)) = receiver.recv() else {
+                    break;
+                };
+                format = detect_in_batch(&batch);
+                early.push((batch, bytes));
             }
             let context = FileContext {
                 file_index,
