@@ -154,20 +154,26 @@ static LITERALS: LazyLock<(aho_corasick::AhoCorasick, Vec<u32>)> = LazyLock::new
     (automaton, rules)
 });
 
-/// Whether one of `words` (any ASCII case) ends just before an optional
+/// Whether one of `words` (any ASCII case) may end just before an optional
 /// quote, optional whitespace and a `:` or `=`, as the generic-secret
-/// pattern requires; the `:` and `=` are few, the words are common.
+/// pattern requires; the `:` and `=` are few, the words are common. Unicode
+/// case folding lets `K` (Kelvin) and `ſ` stand for `k` and `s`, so
+/// non-ASCII text just before counts as possible too.
 fn has_assignment(text: &str, words: &[&str]) -> bool {
+    let longest = words.iter().map(|word| word.len()).max().unwrap_or(0);
     memchr::memchr2_iter(b'=', b':', text.as_bytes()).any(|at| {
         let before = text[..at].trim_end_matches(char::is_whitespace);
         let before = before
             .strip_suffix(['"', '\''])
             .unwrap_or(before)
             .as_bytes();
-        words.iter().any(|word| {
-            before.len() >= word.len()
-                && before[before.len() - word.len()..].eq_ignore_ascii_case(word.as_bytes())
-        })
+        before[before.len().saturating_sub(3 * longest)..]
+            .iter()
+            .any(|byte| !byte.is_ascii())
+            || words.iter().any(|word| {
+                before.len() >= word.len()
+                    && before[before.len() - word.len()..].eq_ignore_ascii_case(word.as_bytes())
+            })
     })
 }
 
@@ -505,6 +511,15 @@ mod tests {
             [SensitiveKind::GenericSecret]
         );
         assert!(kinds("the key is: simple").is_empty());
+        // Unicode case folding: the Kelvin sign is a `k`, the long s an `s`.
+        assert_eq!(
+            kinds("api_\u{212a}EY = 'Zq8vN3xR7tL2mK9pW4sY6bH1cJ5dF0gE'"),
+            [SensitiveKind::GenericSecret]
+        );
+        assert_eq!(
+            kinds("ſecret: Zq8vN3xR7tL2mK9pW4sY6bH1cJ5dF0gE"),
+            [SensitiveKind::GenericSecret]
+        );
     }
 
     proptest::proptest! {
@@ -515,6 +530,7 @@ mod tests {
                 "sk-", "ant-", "api03-", "proj-", "AKIA", "ASIA", "AIza", "hf_", "ghp_", "github_pat_", "glpat-", "xoxb-",
                 "eyJ", ".", "-----BEGIN RSA PRIVATE KEY-----", "key", "KEY", "Secret", "token", "passwd", "api_key",
                 "=", ":", " ", "\t", "\u{a0}", "\"", "'", "@", "a.b@example.com", "8.8.8.8", "192.168.1.1",
+                "\u{212a}ey", "ſecret", "toKen",
                 "4111 1111 1111 1111", "+1 415-555-0100", "GB82 WEST 1234 5698 7654 32", "T3BlbkFJ",
             ]).prop_map(str::to_owned),
             "[A-Za-z0-9_\\-]{8,40}",
