@@ -283,7 +283,7 @@ impl<'a> PlainChat<'a> {
         .then_some(chat)
     }
 
-    /// The field names [`collect_fields`](crate) would note for the same record.
+    /// The field names the validator's `collect_fields` notes for the same record as a `Value`.
     pub(crate) fn fields(&self) -> [&'static str; 3] {
         ["messages", "messages[].role", "messages[].content"]
     }
