@@ -145,9 +145,9 @@ fn position_of(context: &FileContext<'_>, origin: Origin) -> Position {
 /// The records that share a content hash with another, from every
 /// record's (hash, position): sorted once at the end, which costs less than
 /// a map updated per record, and 32 bytes per record while scanning.
-fn occurrences(mut keyed: Vec<(Keyed, Position)>) -> Occurrences {
-    keyed.sort_unstable();
-    keyed
+fn occurrences(mut hashes: Vec<(ContentHash, Position)>) -> Occurrences {
+    hashes.sort_unstable();
+    hashes
         .chunk_by(|left, right| left.0 == right.0)
         .filter(|group| group.len() > 1)
         .map(|group| {
@@ -169,17 +169,17 @@ fn occurrences(mut keyed: Vec<(Keyed, Position)>) -> Occurrences {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-struct Keyed([u64; 2]);
+struct ContentHash([u64; 2]);
 
-impl From<u128> for Keyed {
-    fn from(hash: u128) -> Keyed {
-        Keyed([(hash >> 64) as u64, hash as u64])
+impl From<u128> for ContentHash {
+    fn from(hash: u128) -> ContentHash {
+        ContentHash([(hash >> 64) as u64, hash as u64])
     }
 }
 
-impl From<Keyed> for u128 {
-    fn from(keyed: Keyed) -> u128 {
-        (u128::from(keyed.0[0]) << 64) | u128::from(keyed.0[1])
+impl From<ContentHash> for u128 {
+    fn from(hash: ContentHash) -> u128 {
+        (u128::from(hash.0[0]) << 64) | u128::from(hash.0[1])
     }
 }
 
@@ -195,8 +195,8 @@ struct Partial {
     secrets: Tally,
     pii: Tally,
     /// (content hash, position) of every record, and of its normalized text.
-    exact: Vec<(Keyed, Position)>,
-    normalized: Vec<(Keyed, Position)>,
+    exact: Vec<(ContentHash, Position)>,
+    normalized: Vec<(ContentHash, Position)>,
     characters: LogHistogram,
     tokens: LogHistogram,
     turns: LogHistogram,
@@ -1438,7 +1438,7 @@ fn process_record(
     // Every record is checked, duplicates included: whether a record repeats an
     // earlier one is only known after chunks merge, and counts must not depend
     // on where chunk boundaries fall.
-    partial.exact.push((Keyed::from(raw_hash), position));
+    partial.exact.push((ContentHash::from(raw_hash), position));
     let inspection = match &record {
         Record::Plain(chat) => {
             if partial.fields.len() <= 256 {
@@ -1564,7 +1564,7 @@ fn process_record(
     if context.normalized_duplicates
         && let Some(hash) = words.as_ref().and_then(Words::normalized_hash)
     {
-        partial.normalized.push((Keyed::from(hash), position));
+        partial.normalized.push((ContentHash::from(hash), position));
     }
     if context.scan_sensitive {
         let mut secret: Option<(String, String)> = None;
