@@ -165,6 +165,26 @@ impl LogHistogram {
 }
 
 fn bucket_of(value: u64) -> i32 {
+    /// Buckets of the commonest values (lengths, counts), worked out once.
+    static SMALL: std::sync::OnceLock<Vec<i16>> = std::sync::OnceLock::new();
+    const SMALL_VALUES: u64 = 1 << 14;
+    if value < SMALL_VALUES {
+        let table = SMALL.get_or_init(|| {
+            (0..SMALL_VALUES)
+                .map(|value| i16::try_from(computed_bucket(value.max(1))).unwrap_or(i16::MAX))
+                .collect()
+        });
+        if let Some(&bucket) = usize::try_from(value)
+            .ok()
+            .and_then(|value| table.get(value))
+        {
+            return i32::from(bucket);
+        }
+    }
+    computed_bucket(value)
+}
+
+fn computed_bucket(value: u64) -> i32 {
     ((value as f64).ln() / GAMMA.ln()).ceil() as i32
 }
 
@@ -177,6 +197,13 @@ fn representative(bucket: i32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bucket_table_is_the_formula() {
+        for value in (1..20_000).chain([1 << 20, u64::MAX]) {
+            assert_eq!(bucket_of(value), computed_bucket(value), "{value}");
+        }
+    }
 
     #[test]
     fn quantiles_are_within_one_percent() {

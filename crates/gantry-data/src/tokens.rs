@@ -59,7 +59,7 @@ impl Tokenizer {
     pub fn count(&self, text: &str) -> u64 {
         match self {
             Tokenizer::O200kBase(bpe) | Tokenizer::Cl100kBase(bpe) => bpe.count(text),
-            Tokenizer::Chars => text.chars().count() as u64,
+            Tokenizer::Chars => count_chars(text),
             // Special tokens are not added: the count is the text's own tokens.
             Tokenizer::HuggingFace(tokenizer, _) => tokenizer.encode(text, false).map_or_else(
                 |_| text.chars().count() as u64,
@@ -83,6 +83,12 @@ impl Tokenizer {
     }
 }
 
+/// The number of characters (Unicode scalar values) in `text`, counted with
+/// SIMD where the CPU has it (bytecount picks AVX2 or SSE2 at run time).
+pub(crate) fn count_chars(text: &str) -> u64 {
+    bytecount::num_chars(text.as_bytes()) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +101,9 @@ mod tests {
         assert_eq!(cl100k.count("tiktoken is great!"), 6);
         let chars = Tokenizer::load("chars").expect("chars");
         assert_eq!(chars.count("héllo"), 5);
+        for text in ["", "a", "héllo wörld ſ 𝄞 日本語", &"é€𝄞x".repeat(3000)] {
+            assert_eq!(count_chars(text), text.chars().count() as u64, "{text}");
+        }
         let messages = [Message {
             role: "user",
             text: "hello world".into(),

@@ -291,13 +291,36 @@ impl FileContext<'_> {
 enum Batch {
     /// Raw text holding whole lines: JSONL records, or text lines.
     Lines {
-        bytes: Vec<u8>,
+        bytes: Chunk,
         first_line: u64,
         first_byte: u64,
         text: bool,
     },
     /// Records already split (JSON arrays, CSV rows): (origin, raw hash, value or parse error).
     Records(Vec<(Origin, u128, std::result::Result<Value, String>)>),
+}
+
+/// Whole lines of text, read or mapped.
+enum Chunk {
+    /// Read into a reusable buffer: `buffer[..len]` is the text, the rest is
+    /// initialized room, so a reused buffer is read into without zeroing.
+    Read { buffer: Vec<u8>, len: usize },
+    /// A range of a window of the file mapped into memory.
+    Mapped {
+        window: std::sync::Arc<memmap2::Mmap>,
+        range: std::ops::Range<usize>,
+    },
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Read { buffer, len } => &buffer[..*len],
+            Chunk::Mapped { window, range } => &window[range.clone()],
+        }
+    }
 }
 
 /// Which records a run checks: record ordinals (line numbers, or indices in
@@ -571,12 +594,15 @@ fn scan_data(
     for (file_index, file) in files.iter().enumerate() {
         let file_index = u32::try_from(file_index).unwrap_or(u32::MAX);
         let mut file_total = Partial::default();
-        // A reader thread reads, hashes and cuts chunks; worker threads take
-        // them as they come (no chunk waits for a slower one) and hand line
-        // buffers back for reuse. Partials merge in any order to the same result.
-        let (sha256, size) = std::thread::scope(|scope| -> Result<(Digest, u64)> {
+        // A reader thread reads and cuts chunks (and hashes what it reads);
+        // worker threads take chunks as they come (no chunk waits for a slower
+        // one), hash mapped ones in turns, and hand line buffers back for
+        // reuse. Partials merge in any order to the same result.
+        let file_hasher = FileHasher::default();
+        let (sha256, size) = std::thread::scope(|scope| -> Result<(Option<Digest>, u64)> {
             let (sender, receiver) = std::sync::mpsc::sync_channel::<(Batch, u64)>(workers);
             let (spent_sender, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * workers);
+            let file_hasher = &file_hasher;
             let reader = scope.spawn(move || {
                 read_file(
                     file,
@@ -585,6 +611,8 @@ fn scan_data(
                         let _ = sender.send((batch, bytes));
                     },
                     &mut || spent.try_recv().ok(),
+                    file_hasher,
+                    mapping_allowed(),
                 )
             });
             // The format comes from the first record of a known shape, looked
@@ -624,6 +652,7 @@ fn scan_data(
                         workers_scope.spawn(move || {
                             let mut worker_total = Partial::default();
                             loop {
+                                file_hasher.help();
                                 let next = match queue.lock() {
                                     Ok(mut queue) => {
                                         let (early, receiver) = &mut *queue;
@@ -675,6 +704,7 @@ fn scan_data(
                 })
             })
         })?;
+        let sha256 = sha256.unwrap_or_else(|| file_hasher.finish());
         bytes_done += size;
         progress(Progress {
             bytes_read: bytes_done,
@@ -780,15 +810,25 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
     })
 }
 
-/// Streams `file` into batches, returning the SHA-256 and size of the bytes on disk.
+/// Streams `file` into batches, returning the SHA-256 and size of the bytes
+/// on disk; a mapped file's SHA-256 comes from `hasher` instead (`None`).
 /// `spare` may hand back a line buffer a worker is done with.
 fn read_file(
     file: &DataFile,
     mut emit_with_bytes: impl FnMut(Batch, u64),
     spare: &mut dyn FnMut() -> Option<Vec<u8>>,
-) -> Result<(Digest, u64)> {
+    hasher: &FileHasher,
+    map: bool,
+) -> Result<(Option<Digest>, u64)> {
     if file.kind == FileKind::Parquet {
-        return read_parquet(file, &mut emit_with_bytes);
+        return read_parquet(file, &mut emit_with_bytes).map(|(digest, size)| (Some(digest), size));
+    }
+    if map
+        && file.compression == crate::source::Compression::None
+        && matches!(file.kind, FileKind::Jsonl | FileKind::Text)
+        && let Some(size) = map_lines(file, &mut emit_with_bytes, hasher)?
+    {
+        return Ok((None, size));
     }
     let hashing = HashingReader::open(file)?;
     let state = Rc::clone(&hashing.state);
@@ -839,7 +879,7 @@ fn read_file(
         source,
     })?;
     let digest = Digest::from_bytes(state.hasher.clone().finalize().into());
-    Ok((digest, state.bytes))
+    Ok((Some(digest), state.bytes))
 }
 
 struct HashState {
@@ -909,30 +949,30 @@ fn read_lines(
     const BLOCK: usize = 1 << 20;
     let text = file.kind == FileKind::Text;
     // Reads go straight into the chunk being filled; a worker's spent buffer
-    // is reused, so chunks cost neither a copy nor fresh pages.
+    // is reused (already initialized, so `read` needs no zeroing first), so
+    // chunks cost neither a copy nor fresh pages.
     let mut fresh = || {
         let mut buffer = spare().unwrap_or_default();
-        buffer.clear();
-        buffer.reserve(CHUNK_BYTES + BLOCK);
+        if buffer.len() < CHUNK_BYTES + BLOCK {
+            buffer.resize(CHUNK_BYTES + BLOCK, 0);
+        }
         buffer
     };
     let mut pending = fresh();
+    let mut filled = 0;
     let mut next_line = 1_u64;
     let mut next_byte = 0_u64;
     let mut decoded_bytes = 0_u64;
     let mut checked_binary = false;
     loop {
-        let before = pending.len();
-        let result = Read::take(&mut *decoded, BLOCK as u64).read_to_end(&mut pending);
-        let n_read = match result {
-            Ok(n_read) => n_read,
-            Err(error) => {
-                return Err(decode_error(
-                    decoded_bytes + (pending.len() - before) as u64,
-                    error,
-                ));
-            }
-        };
+        if pending.len() < filled + BLOCK {
+            // Only a line longer than a chunk grows the buffer.
+            pending.resize(filled + BLOCK, 0);
+        }
+        let before = filled;
+        let n_read = read_block(&mut *decoded, &mut pending[filled..filled + BLOCK])
+            .map_err(|(n_read, error)| decode_error(decoded_bytes + n_read as u64, error))?;
+        filled += n_read;
         if !checked_binary && (n_read > 0 || decoded_bytes > 0) {
             let probe = &pending[before..before + n_read.min(8192)];
             if let Some(offset) = memchr_nul(probe) {
@@ -946,18 +986,18 @@ fn read_lines(
         }
         decoded_bytes += n_read as u64;
         let at_end = n_read == 0;
-        if pending.len() >= CHUNK_BYTES || at_end {
+        if filled >= CHUNK_BYTES || at_end {
             let cut = if at_end {
-                pending.len()
+                filled
             } else {
-                memchr::memrchr(b'\n', &pending).map_or(0, |index| index + 1)
+                memchr::memrchr(b'\n', &pending[..filled]).map_or(0, |index| index + 1)
             };
-            if cut == 0 && pending.len() > MAX_RECORD_BYTES {
+            if cut == 0 && filled > MAX_RECORD_BYTES {
                 // One line larger than any record should be: report it, skip to its end.
                 let oversized_line = next_line;
                 let oversized_byte = next_byte;
-                let mut skipped = pending.len() as u64;
-                pending.clear();
+                let mut skipped = filled as u64;
+                filled = 0;
                 let mut block = vec![0_u8; BLOCK];
                 loop {
                     let n_read = decoded
@@ -969,7 +1009,9 @@ fn read_lines(
                     }
                     if let Some(index) = memchr::memchr(b'\n', &block[..n_read]) {
                         skipped += index as u64 + 1;
-                        pending.extend_from_slice(&block[index + 1..n_read]);
+                        let rest = &block[index + 1..n_read];
+                        pending[..rest.len()].copy_from_slice(rest);
+                        filled = rest.len();
                         break;
                     }
                     skipped += n_read as u64;
@@ -991,9 +1033,16 @@ fn read_lines(
             if cut > 0 {
                 // The partial line after the cut starts the next chunk.
                 let mut next = fresh();
-                next.extend_from_slice(&pending[cut..]);
-                pending.truncate(cut);
-                let bytes = std::mem::replace(&mut pending, next);
+                let rest = filled - cut;
+                if next.len() < rest + BLOCK {
+                    next.resize(rest + BLOCK, 0);
+                }
+                next[..rest].copy_from_slice(&pending[cut..filled]);
+                let bytes = Chunk::Read {
+                    buffer: std::mem::replace(&mut pending, next),
+                    len: cut,
+                };
+                filled = rest;
                 let n_lines = memchr::memchr_iter(b'\n', &bytes).count() as u64
                     + u64::from(!bytes.ends_with(b"\n"));
                 let length = bytes.len() as u64;
@@ -1011,6 +1060,220 @@ fn read_lines(
             return Ok(());
         }
     }
+}
+
+/// Cuts an uncompressed JSONL or text file into chunks of whole lines the way
+/// [`read_lines`] does, from windows of the file mapped into memory: no read
+/// copies the bytes, and the lock's SHA-256 reads them where they lie. `None`
+/// when the file cannot be mapped (not a regular file): it is read instead.
+fn map_lines(
+    file: &DataFile,
+    emit: &mut dyn FnMut(Batch, u64),
+    hasher: &FileHasher,
+) -> Result<Option<u64>> {
+    /// Windows end at their last line break; a line longer than a window
+    /// gets a larger one.
+    const WINDOW: usize = 16 << 20;
+    /// A window this large that a line fills without a break holds a line
+    /// over the limit.
+    const LARGEST_WINDOW: usize = MAX_RECORD_BYTES + 1;
+    let read_error = |source: std::io::Error| Error::Read {
+        path: file.path.clone(),
+        source,
+    };
+    let handle = std::fs::File::open(&file.path).map_err(read_error)?;
+    let metadata = handle.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Ok(None);
+    }
+    let size = metadata.len();
+    let text = file.kind == FileKind::Text;
+    let mut start = 0_u64;
+    let mut next_line = 1_u64;
+    let mut want = WINDOW;
+    while start < size {
+        let len = usize::try_from(size - start).map_or(want, |rest| rest.min(want));
+        let window = map_range(&handle, start, len).map_err(read_error)?;
+        if start == 0
+            && let Some(offset) = memchr_nul(&window[..len.min(8192)])
+        {
+            return Err(Error::NotText {
+                path: file.path.clone(),
+                offset: offset as u64,
+                expected: file.kind.expectation(),
+            });
+        }
+        let at_end = start + len as u64 == size;
+        let end = if at_end {
+            len
+        } else {
+            memchr::memrchr(b'\n', &window).map_or(0, |index| index + 1)
+        };
+        if end == 0 && want < LARGEST_WINDOW {
+            want = (want * 4).min(LARGEST_WINDOW);
+            continue;
+        }
+        want = WINDOW;
+        if end == 0 {
+            // One line larger than any record should be: report it, skip to its end.
+            hasher.push(std::sync::Arc::new(window), 0..len);
+            let mut skipped = len as u64;
+            while start + skipped < size {
+                let rest =
+                    usize::try_from(size - start - skipped).map_or(WINDOW, |rest| rest.min(WINDOW));
+                let window = map_range(&handle, start + skipped, rest).map_err(read_error)?;
+                let taken = memchr::memchr(b'\n', &window).map_or(rest, |index| index + 1);
+                let ends_line = taken < rest || window.last() == Some(&b'\n');
+                hasher.push(std::sync::Arc::new(window), 0..taken);
+                skipped += taken as u64;
+                if ends_line {
+                    break;
+                }
+            }
+            let origin = Origin {
+                ordinal: next_line,
+                byte: Some(start),
+                is_line: true,
+            };
+            let message = format!(
+                "record is {skipped} bytes, over the {} MiB limit per record; skipped",
+                MAX_RECORD_BYTES >> 20
+            );
+            emit(
+                Batch::Records(vec![(origin, 0, Err(message))]),
+                start + skipped,
+            );
+            next_line += 1;
+            start += skipped;
+            continue;
+        }
+        let window = std::sync::Arc::new(window);
+        let mut from = 0;
+        while from < end {
+            // Chunks of about CHUNK_BYTES, each ending at a line break.
+            let to = if end - from <= CHUNK_BYTES {
+                end
+            } else {
+                let probe = from + CHUNK_BYTES;
+                memchr::memrchr(b'\n', &window[from..probe])
+                    .or_else(|| {
+                        memchr::memchr(b'\n', &window[probe..end]).map(|index| probe - from + index)
+                    })
+                    .map_or(end, |index| from + index + 1)
+            };
+            let bytes = &window[from..to];
+            let n_lines = memchr::memchr_iter(b'\n', bytes).count() as u64
+                + u64::from(!bytes.ends_with(b"\n"));
+            emit(
+                Batch::Lines {
+                    bytes: Chunk::Mapped {
+                        window: std::sync::Arc::clone(&window),
+                        range: from..to,
+                    },
+                    first_line: next_line,
+                    first_byte: start + from as u64,
+                    text,
+                },
+                start + to as u64,
+            );
+            hasher.push(std::sync::Arc::clone(&window), from..to);
+            next_line += n_lines;
+            from = to;
+        }
+        start += end as u64;
+    }
+    Ok(Some(size))
+}
+
+/// The lock's SHA-256 of a mapped file. The thread that cuts chunks queues
+/// them here in file order; checking threads hash them in turns (one at a
+/// time, in order), so hashing — one file's is inherently serial — takes a
+/// core only while it has bytes to hash, and no thread waits on another.
+#[derive(Default)]
+struct FileHasher {
+    waiting: std::sync::Mutex<std::collections::VecDeque<Chunk>>,
+    hasher: std::sync::Mutex<sha2::Sha256>,
+}
+
+impl FileHasher {
+    fn push(&self, window: std::sync::Arc<memmap2::Mmap>, range: std::ops::Range<usize>) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.push_back(Chunk::Mapped { window, range });
+        }
+    }
+
+    /// Hashes what is waiting, unless another thread is hashing already.
+    fn help(&self) {
+        let Ok(mut hasher) = self.hasher.try_lock() else {
+            return;
+        };
+        // Whoever holds the hasher takes pieces in order, so order is kept.
+        while let Some(chunk) = self
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|mut waiting| waiting.pop_front())
+        {
+            hasher.update(&chunk[..]);
+        }
+    }
+
+    /// Hashes what is left: the digest of every byte pushed.
+    fn finish(self) -> Digest {
+        let mut hasher = self
+            .hasher
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let waiting = self
+            .waiting
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for chunk in waiting {
+            hasher.update(&chunk[..]);
+        }
+        Digest::from_bytes(hasher.finalize().into())
+    }
+}
+
+/// Whether uncompressed files may be mapped: `GANTRY_NO_MMAP` (any value)
+/// makes every file read with read(2), for a file that may change meanwhile.
+fn mapping_allowed() -> bool {
+    std::env::var_os("GANTRY_NO_MMAP").is_none()
+}
+
+/// Maps `len` bytes of `file` from `offset`, read-only.
+#[allow(unsafe_code)]
+fn map_range(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the mapping is read-only and gantry never writes the file. What
+    // Rust cannot see is another process changing the file meanwhile: new
+    // bytes would show through (the lock's digest and the checks see the
+    // same ones), and a file truncated under the mapping ends gantry with
+    // SIGBUS, as it does ripgrep. GANTRY_NO_MMAP=1 reads with read(2) instead.
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)
+    }
+}
+
+/// Reads until `buffer` is full or the input ends, retrying interrupted
+/// reads; fewer bytes than `buffer` holds means the end. An error comes with
+/// the bytes read before it.
+fn read_block(
+    reader: &mut dyn Read,
+    buffer: &mut [u8],
+) -> std::result::Result<usize, (usize, std::io::Error)> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n_read) => filled += n_read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err((filled, error)),
+        }
+    }
+    Ok(filled)
 }
 
 /// Parquet files are read by [`read_parquet`], never through a decompressor.
@@ -1360,7 +1623,9 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                     }
                 }
             }
-            spent = Some(bytes);
+            if let Chunk::Read { buffer, .. } = bytes {
+                spent = Some(buffer);
+            }
         }
         Batch::Records(records) => {
             for (origin, hash, value) in records {
@@ -1487,7 +1752,7 @@ fn process_record(
     let n_characters: u64 = inspection
         .texts
         .iter()
-        .map(|(_, text)| text.chars().count() as u64)
+        .map(|(_, text)| crate::tokens::count_chars(text))
         .sum();
     let n_tokens = if inspection.messages.is_empty() {
         inspection
@@ -1771,7 +2036,14 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
     let mut index = EvalIndex::default();
     for file in &files {
         let mut batches = Vec::new();
-        read_file(file, |batch, _| batches.push(batch), &mut || None)?;
+        let hasher = FileHasher::default();
+        read_file(
+            file,
+            |batch, _| batches.push(batch),
+            &mut || None,
+            &hasher,
+            mapping_allowed(),
+        )?;
         for batch in batches {
             let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
                 Batch::Lines {
@@ -2373,6 +2645,104 @@ fn place(files: &[DataFile], position: Position) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every line a reader hands out: (line number, byte offset, the line or
+    /// the error for it), with the file's digest and size.
+    #[allow(clippy::type_complexity)]
+    fn lines_of(
+        file: &DataFile,
+        map: bool,
+    ) -> (
+        Vec<(u64, Option<u64>, std::result::Result<Vec<u8>, String>)>,
+        Digest,
+        u64,
+    ) {
+        let mut seen = Vec::new();
+        let hasher = FileHasher::default();
+        let (digest, size) = read_file(
+            file,
+            |batch, _| match batch {
+                Batch::Lines {
+                    bytes,
+                    first_line,
+                    first_byte,
+                    ..
+                } => {
+                    let mut byte = first_byte;
+                    for (line_number, line) in (first_line..).zip(lines(&bytes)) {
+                        seen.push((line_number, Some(byte), Ok(line.to_vec())));
+                        byte += line.len() as u64;
+                    }
+                }
+                Batch::Records(records) => {
+                    for (origin, _, value) in records {
+                        let value = value.map(|value| value.to_string().into_bytes());
+                        seen.push((origin.ordinal, origin.byte, value));
+                    }
+                }
+            },
+            &mut || None,
+            &hasher,
+            map,
+        )
+        .expect("read");
+        (seen, digest.unwrap_or_else(|| hasher.finish()), size)
+    }
+
+    #[test]
+    fn mapped_and_read_files_give_the_same_lines_and_digest() {
+        use std::io::Write as _;
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("mixed.jsonl");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let mut write = |bytes: &[u8]| file.write_all(bytes).expect("write");
+        for index in 0..3000 {
+            write(format!("{{\"text\": \"line {index}\"}}\n").as_bytes());
+            if index % 700 == 0 {
+                write(b"\r\n\n{\"text\": \"crlf\"}\r\n");
+            }
+        }
+        // Longer than a mapped window (it gets a larger one) and than a chunk.
+        for size in [20 << 20, 5 << 20] {
+            write(b"{\"text\": \"");
+            write(&vec![b'y'; size]);
+            write(b"\"}\n");
+        }
+        write(b"{\"text\": \"between\"}\n");
+        // Over the limit per record: reported and skipped on both paths.
+        write(&vec![b'x'; MAX_RECORD_BYTES + (3 << 20)]);
+        write(b"\n{\"text\": \"after\"}\n{\"text\": \"no line break at the end\"}");
+        drop(file);
+        let data = DataFile {
+            path: path.clone(),
+            display: "mixed.jsonl".to_owned(),
+            kind: FileKind::Jsonl,
+            compression: crate::source::Compression::None,
+        };
+        let mapped = lines_of(&data, true);
+        let read = lines_of(&data, false);
+        assert_eq!(mapped.0.len(), 3000 + 5 * 3 + 6);
+        assert!(mapped.0 == read.0, "the two readers disagree on the lines");
+        assert_eq!((mapped.1, mapped.2), (read.1, read.2));
+        let on_disk = std::fs::read(&path).expect("read");
+        assert_eq!(mapped.1, Digest::of_bytes(&on_disk));
+        assert_eq!(mapped.2, on_disk.len() as u64);
+        let oversized = mapped
+            .0
+            .iter()
+            .find_map(|(line, _, value)| value.as_ref().err().map(|error| (*line, error.clone())))
+            .expect("the long line is reported");
+        assert_eq!(
+            oversized,
+            (
+                3000 + 5 * 3 + 4,
+                format!(
+                    "record is {} bytes, over the 64 MiB limit per record; skipped",
+                    MAX_RECORD_BYTES + (3 << 20) + 1
+                )
+            )
+        );
+    }
 
     /// JSON-ish text: real records, their prefixes, and bytes that are not JSON.
     fn json_like() -> impl proptest::strategy::Strategy<Value = String> {
