@@ -79,11 +79,45 @@ pub struct Inspection<'a> {
     /// Schema problems, each a sentence naming the field.
     pub problems: Vec<String>,
     /// Every text field: (field path, text).
-    pub texts: Vec<(String, &'a str)>,
+    pub texts: Vec<(Field, &'a str)>,
     /// Text fields that are empty or whitespace only, by field path.
     pub empty_fields: Vec<String>,
     /// The conversation, for chat-like formats.
     pub messages: Vec<Message<'a>>,
+}
+
+/// Where a text lies in its record, written out only when a report names it.
+#[derive(Debug, Clone)]
+pub enum Field {
+    /// A path such as `conversations[2].value`.
+    Path(String),
+    /// `messages[i].content`, the commonest, kept as its index.
+    MessageContent(usize),
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Path(path) => formatter.write_str(path),
+            Field::MessageContent(index) => write!(formatter, "messages[{index}].content"),
+        }
+    }
+}
+
+impl From<String> for Field {
+    fn from(path: String) -> Field {
+        Field::Path(path)
+    }
+}
+
+/// Fields are equal when they name the same path, however they are kept.
+impl PartialEq for Field {
+    fn eq(&self, other: &Field) -> bool {
+        match (self, other) {
+            (Field::MessageContent(left), Field::MessageContent(right)) => left == right,
+            _ => self.to_string() == other.to_string(),
+        }
+    }
 }
 
 /// Checks `value` against `format`'s rules and collects its texts.
@@ -135,9 +169,10 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-fn record_text<'a>(field: String, text: &'a str, inspection: &mut Inspection<'a>) {
+fn record_text<'a>(field: impl Into<Field>, text: &'a str, inspection: &mut Inspection<'a>) {
+    let field = field.into();
     if text.trim().is_empty() {
-        inspection.empty_fields.push(field.clone());
+        inspection.empty_fields.push(field.to_string());
     }
     inspection.texts.push((field, text));
 }
@@ -156,7 +191,7 @@ fn required_text<'a>(object: &'a Map<String, Value>, key: &str, inspection: &mut
 fn optional_text<'a>(object: &'a Map<String, Value>, key: &str, inspection: &mut Inspection<'a>) {
     match object.get(key) {
         // An empty optional input (Alpaca's `input`) is normal, so it is not "empty content".
-        Some(Value::String(text)) => inspection.texts.push((key.to_owned(), text)),
+        Some(Value::String(text)) => inspection.texts.push((Field::Path(key.to_owned()), text)),
         Some(Value::Null) | None => {}
         Some(other) => inspection.problems.push(format!(
             "`{key}` is {} but must be a string",
@@ -210,7 +245,12 @@ struct Turns<'a> {
 
 impl<'a> Turns<'a> {
     /// Checks the message at `field` with `role` against the ones before it.
-    fn next(&mut self, field: &str, role: &'a str, inspection: &mut Inspection<'_>) {
+    fn next(
+        &mut self,
+        field: &dyn std::fmt::Display,
+        role: &'a str,
+        inspection: &mut Inspection<'_>,
+    ) {
         match role {
             "system" | "developer"
                 if self
@@ -293,13 +333,16 @@ impl<'a> PlainChat<'a> {
         let mut inspection = Inspection::default();
         let mut turns = Turns::default();
         for (index, message) in self.messages.iter().enumerate() {
-            let field = format!("messages[{index}]");
             record_text(
-                format!("{field}.content"),
+                Field::MessageContent(index),
                 &message.content,
                 &mut inspection,
             );
-            turns.next(&field, &message.role, &mut inspection);
+            turns.next(
+                &format_args!("messages[{index}]"),
+                &message.role,
+                &mut inspection,
+            );
             inspection.messages.push(Message {
                 role: &message.role,
                 text: std::borrow::Cow::Borrowed(&message.content),

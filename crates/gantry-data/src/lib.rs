@@ -48,7 +48,7 @@ pub use crate::bpe::{Bpe, Encoding};
 pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};
 pub use crate::drift::{DriftMeasure, categorical_drift, numeric_drift};
 pub use crate::error::{Error, Result};
-pub use crate::formats::{Inspection, Message, RecordFormat, inspect};
+pub use crate::formats::{Field, Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;
 pub use crate::lock::{DataLock, LOCK_VERSION, LockDiff, LockedFile};
 pub use crate::neardup::{

@@ -38,12 +38,14 @@ use crate::report::{
 use crate::scan::{excerpt, scan};
 use crate::source::{DataFile, FileKind, discover};
 use crate::tokens::Tokenizer;
-use crate::words::Words;
+use crate::words::with_words;
 
 /// Examples kept per check.
 const MAX_EXAMPLES: usize = 20;
 /// Target size of one chunk of text handed to a worker.
 const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks of a mapped file that may wait to be hashed.
+const MAX_WAITING: usize = 4;
 /// A single record (line) larger than this is reported and skipped.
 const MAX_RECORD_BYTES: usize = 64 << 20;
 /// A `.json` array file larger than this must be converted to JSONL.
@@ -668,6 +670,7 @@ fn scan_data(
                                 let _ = done_sender.send((partial.records, bytes));
                                 worker_total.merge(partial);
                             }
+                            file_hasher.help();
                             worker_total
                         })
                     })
@@ -749,7 +752,10 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
         .map(|reference| load_reference(reference, options))
         .transpose()?;
     // Near-duplicate clustering needs signatures in data order.
-    total.near.sort_by_key(|(position, _)| *position);
+    rayon::slice::ParallelSliceMut::par_sort_unstable_by_key(
+        total.near.as_mut_slice(),
+        |(position, _)| *position,
+    );
     let file_reports: Vec<FileReport> = locked
         .iter()
         .map(|file| FileReport {
@@ -1177,6 +1183,11 @@ fn map_lines(
                 start + to as u64,
             );
             hasher.push(std::sync::Arc::clone(&window), from..to);
+            // Hashing may not fall far behind (every waiting chunk keeps its
+            // window mapped): past a few chunks, this thread hashes them.
+            if hasher.waiting() > MAX_WAITING {
+                hasher.catch_up();
+            }
             next_line += n_lines;
             from = to;
         }
@@ -1199,6 +1210,26 @@ impl FileHasher {
     fn push(&self, window: std::sync::Arc<memmap2::Mmap>, range: std::ops::Range<usize>) {
         if let Ok(mut waiting) = self.waiting.lock() {
             waiting.push_back(Chunk::Mapped { window, range });
+        }
+    }
+
+    /// How many chunks wait to be hashed.
+    fn waiting(&self) -> usize {
+        self.waiting.lock().map_or(0, |waiting| waiting.len())
+    }
+
+    /// Hashes what is waiting, after any other thread hashing now.
+    fn catch_up(&self) {
+        let Ok(mut hasher) = self.hasher.lock() else {
+            return;
+        };
+        while let Some(chunk) = self
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|mut waiting| waiting.pop_front())
+        {
+            hasher.update(&chunk[..]);
         }
     }
 
@@ -1822,15 +1853,6 @@ fn process_record(
             )
         });
     }
-    // One pass over the words serves normalized duplicates, shingles and n-grams.
-    let words =
-        (context.normalized_duplicates || context.near_duplicates || context.eval.is_some())
-            .then(|| Words::of(inspection.texts.iter().map(|(_, text)| *text)));
-    if context.normalized_duplicates
-        && let Some(hash) = words.as_ref().and_then(Words::normalized_hash)
-    {
-        partial.normalized.push((ContentHash::from(hash), position));
-    }
     if context.scan_sensitive {
         let mut secret: Option<(String, String)> = None;
         let mut personal: Option<(String, String)> = None;
@@ -1864,24 +1886,32 @@ fn process_record(
             });
         }
     }
-    let Some(words) = words else {
+    if !(context.normalized_duplicates || context.near_duplicates || context.eval.is_some()) {
         return;
-    };
-    if context.near_duplicates
-        && let Some(signature) = signature_of(&words)
-    {
-        partial.near.push((position, signature));
     }
-    if let Some(eval) = context.eval {
-        eval.find_in(&words, |item, ngram| {
-            let entry = partial
-                .contamination
-                .entry(item)
-                .or_insert_with(|| (HashSet::new(), position));
-            entry.0.insert(ngram);
-            entry.1 = entry.1.min(position);
-        });
-    }
+    // One pass over the words serves normalized duplicates, shingles and n-grams.
+    with_words(inspection.texts.iter().map(|(_, text)| *text), |words| {
+        if context.normalized_duplicates
+            && let Some(hash) = words.normalized_hash()
+        {
+            partial.normalized.push((ContentHash::from(hash), position));
+        }
+        if context.near_duplicates
+            && let Some(signature) = signature_of(words)
+        {
+            partial.near.push((position, signature));
+        }
+        if let Some(eval) = context.eval {
+            eval.find_in(words, |item, ngram| {
+                let entry = partial
+                    .contamination
+                    .entry(item)
+                    .or_insert_with(|| (HashSet::new(), position));
+                entry.0.insert(ngram);
+                entry.1 = entry.1.min(position);
+            });
+        }
+    });
 }
 
 /// The reference summary: read from a `summary.json`, or computed from data paths.
@@ -2101,7 +2131,7 @@ fn inspect_leaves(value: &Value) -> crate::formats::Inspection<'_> {
                 if text.trim().is_empty() {
                     inspection.empty_fields.push(path.clone());
                 }
-                inspection.texts.push((path.clone(), text));
+                inspection.texts.push((path.clone().into(), text));
             }
             Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
@@ -2303,8 +2333,10 @@ fn build_report(
             })
             .collect()
     };
-    let exact = occurrences(std::mem::take(&mut total.exact));
-    let normalized = occurrences(std::mem::take(&mut total.normalized));
+    let (exact, normalized) = rayon::join(
+        || occurrences(std::mem::take(&mut total.exact)),
+        || occurrences(std::mem::take(&mut total.normalized)),
+    );
     let n_exact = duplicates(&exact);
     let n_normalized = duplicates(&normalized);
     let mut checks = vec![
@@ -2366,8 +2398,11 @@ fn build_report(
         false,
     ));
     // Near duplicates: records in a MinHash cluster after its first member.
-    let (positions, signatures): (Vec<Position>, Vec<Signature>) =
-        total.near.iter().cloned().unzip();
+    let (positions, signatures): (Vec<Position>, Vec<&Signature>) = total
+        .near
+        .iter()
+        .map(|(position, signature)| (*position, signature))
+        .unzip();
     let near_groups = near_clusters(&signatures);
     let n_near: u64 = near_groups.iter().map(|group| group.len() as u64 - 1).sum();
     let near_examples: Vec<Example> = near_groups
@@ -2381,7 +2416,7 @@ fn build_report(
                 format!(
                     "near duplicate of {} (estimated Jaccard {:.2})",
                     place(files, positions[first]),
-                    estimated_jaccard(&signatures[first], &signatures[member])
+                    estimated_jaccard(signatures[first], signatures[member])
                 ),
             )
         })

@@ -105,9 +105,70 @@ pub(crate) struct Words {
     ends: Vec<usize>,
     /// A word being lowercased.
     word: Vec<u8>,
+    /// Bytes [`Words::normalized_hash`] hashes.
+    normalized: Vec<u8>,
+}
+
+thread_local! {
+    /// One set of word buffers per thread, reused from record to record.
+    static REUSED: std::cell::RefCell<Words> = std::cell::RefCell::default();
+}
+
+/// Runs `f` on the words of `texts`, kept in buffers the calling thread
+/// reuses (a record's words cost no allocation once the buffers have grown).
+pub(crate) fn with_words<'a, R>(
+    texts: impl IntoIterator<Item = &'a str>,
+    f: impl FnOnce(&mut Words) -> R,
+) -> R {
+    REUSED.with(|reused| match reused.try_borrow_mut() {
+        Ok(mut words) => {
+            words.clear();
+            for text in texts {
+                words.push(text);
+            }
+            f(&mut words)
+        }
+        // Only a call from inside `f` gets here.
+        Err(_) => f(&mut Words::of(texts)),
+    })
+}
+
+/// How many bytes from `at` on are ASCII lowercase letters or digits,
+/// looked at eight at a time (SWAR): for a byte `b` below 0x80,
+/// `(b | 0x80) - c` keeps its top bit exactly when `b >= c`.
+#[inline]
+fn lowercase_or_digit_run(bytes: &[u8], from: usize) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn splat(byte: u8) -> u64 {
+        (byte as u64) * 0x0101_0101_0101_0101
+    }
+    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
+    let mut at = from;
+    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(eight);
+        let lowercase = at_least(word, b'a') & !at_least(word, b'z' + 1);
+        let digit = at_least(word, b'0') & !at_least(word, b'9' + 1);
+        let fits = (lowercase | digit) & !word & HIGH;
+        if fits != HIGH {
+            return at - from + ((!fits & HIGH).trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && (bytes[at].is_ascii_lowercase() || bytes[at].is_ascii_digit()) {
+        at += 1;
+    }
+    at - from
 }
 
 impl Words {
+    /// Empties the buffers, keeping their room.
+    fn clear(&mut self) {
+        self.hashes.clear();
+        self.prefix.clear();
+        self.ends.clear();
+        self.word.clear();
+    }
+
     /// The words of `texts`.
     pub(crate) fn of<'a>(texts: impl IntoIterator<Item = &'a str>) -> Words {
         let mut words = Words::default();
@@ -129,11 +190,7 @@ impl Words {
             // hashed where they lie, without a copy.
             if self.word.is_empty() {
                 let start = at;
-                while at < bytes.len()
-                    && (bytes[at].is_ascii_lowercase() || bytes[at].is_ascii_digit())
-                {
-                    at += 1;
-                }
+                at += lowercase_or_digit_run(bytes, at);
                 if at > start && (at == bytes.len() || is_ascii_space(bytes[at])) {
                     self.add_word(word_hash_in(bytes, start, at));
                     continue;
@@ -215,18 +272,21 @@ impl Words {
 
     /// A 128-bit hash of the normalized texts: equal for records whose texts
     /// have the same words, text by text; `None` when there are no words.
-    pub(crate) fn normalized_hash(&self) -> Option<u128> {
+    pub(crate) fn normalized_hash(&mut self) -> Option<u128> {
         if self.is_empty() {
             return None;
         }
-        let mut bytes = Vec::with_capacity(8 * (self.hashes.len() + self.ends.len()));
+        let mut bytes = std::mem::take(&mut self.normalized);
+        bytes.clear();
         for range in self.texts() {
             bytes.extend_from_slice(&(range.len() as u64).to_le_bytes());
             for hash in &self.hashes[range] {
                 bytes.extend_from_slice(&hash.to_le_bytes());
             }
         }
-        Some(xxh3_128(&bytes))
+        let hash = xxh3_128(&bytes);
+        self.normalized = bytes;
+        Some(hash)
     }
 }
 
@@ -274,9 +334,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn lowercase_runs_are_found_eight_bytes_at_a_time(bytes in proptest::collection::vec(proptest::prop_oneof![0x2f_u8..=0x3a, 0x60_u8..=0x7b, proptest::prelude::any::<u8>()], 0..40), from in 0_usize..40) {
+            let from = from.min(bytes.len());
+            let expected = bytes[from..].iter().take_while(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()).count();
+            proptest::prop_assert_eq!(lowercase_or_digit_run(&bytes, from), expected);
+        }
+    }
+
     #[test]
     fn normalized_hashes_ignore_case_punctuation_and_spacing_but_not_fields() {
         let hash = |texts: &[&str]| Words::of(texts.iter().copied()).normalized_hash();
+        assert_eq!(
+            with_words(["Hello,   World!", "Bye."], Words::normalized_hash),
+            hash(&["hello world", "bye"]),
+            "reused buffers hash as fresh ones"
+        );
+        assert_eq!(
+            with_words(["hello world"], |words| words.hashes().to_vec()),
+            Words::of(["hello world"]).hashes()
+        );
         assert_eq!(
             hash(&["Hello,   World!", "Bye."]),
             hash(&["hello world", "bye"])
