@@ -1206,62 +1206,54 @@ struct FileHasher {
     hasher: std::sync::Mutex<sha2::Sha256>,
 }
 
+/// A lock whose holder panicked is still taken: the panic fails the run on
+/// its own, and no chunk may be dropped meanwhile.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl FileHasher {
     fn push(&self, window: std::sync::Arc<memmap2::Mmap>, range: std::ops::Range<usize>) {
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.push_back(Chunk::Mapped { window, range });
-        }
+        lock(&self.waiting).push_back(Chunk::Mapped { window, range });
     }
 
     /// How many chunks wait to be hashed.
     fn waiting(&self) -> usize {
-        self.waiting.lock().map_or(0, |waiting| waiting.len())
+        lock(&self.waiting).len()
     }
 
     /// Hashes what is waiting, after any other thread hashing now.
     fn catch_up(&self) {
-        let Ok(mut hasher) = self.hasher.lock() else {
-            return;
-        };
-        while let Some(chunk) = self
-            .waiting
-            .lock()
-            .ok()
-            .and_then(|mut waiting| waiting.pop_front())
-        {
-            hasher.update(&chunk[..]);
-        }
+        self.drain(&mut lock(&self.hasher));
     }
 
     /// Hashes what is waiting, unless another thread is hashing already.
     fn help(&self) {
-        let Ok(mut hasher) = self.hasher.try_lock() else {
-            return;
-        };
-        // Whoever holds the hasher takes pieces in order, so order is kept.
-        while let Some(chunk) = self
-            .waiting
-            .lock()
-            .ok()
-            .and_then(|mut waiting| waiting.pop_front())
-        {
+        match self.hasher.try_lock() {
+            Ok(mut hasher) => self.drain(&mut hasher),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                self.drain(&mut poisoned.into_inner());
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+    }
+
+    /// Whoever holds the hasher takes waiting chunks in order, so order is kept.
+    fn drain(&self, hasher: &mut sha2::Sha256) {
+        loop {
+            // A statement of its own, so the queue is unlocked while hashing.
+            let next = lock(&self.waiting).pop_front();
+            let Some(chunk) = next else { break };
             hasher.update(&chunk[..]);
         }
     }
 
     /// Hashes what is left: the digest of every byte pushed.
     fn finish(self) -> Digest {
-        let mut hasher = self
-            .hasher
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let waiting = self
-            .waiting
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for chunk in waiting {
-            hasher.update(&chunk[..]);
-        }
+        let mut hasher = lock(&self.hasher).clone();
+        self.drain(&mut hasher);
         Digest::from_bytes(hasher.finalize().into())
     }
 }
