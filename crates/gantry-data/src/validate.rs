@@ -1071,7 +1071,8 @@ fn read_lines(
 /// Cuts an uncompressed JSONL or text file into chunks of whole lines the way
 /// [`read_lines`] does, from windows of the file mapped into memory: no read
 /// copies the bytes, and the lock's SHA-256 reads them where they lie. `None`
-/// when the file cannot be mapped (not a regular file): it is read instead.
+/// when the file cannot be mapped (not a regular file, or a filesystem that
+/// does not map): it is read instead.
 fn map_lines(
     file: &DataFile,
     emit: &mut dyn FnMut(Batch, u64),
@@ -1099,7 +1100,13 @@ fn map_lines(
     let mut want = WINDOW;
     while start < size {
         let len = usize::try_from(size - start).map_or(want, |rest| rest.min(want));
-        let window = map_range(&handle, start, len).map_err(read_error)?;
+        let window = match map_range(&handle, start, len) {
+            Ok(window) => window,
+            // A filesystem that cannot map files: read it instead (nothing
+            // has been handed out yet).
+            Err(_) if start == 0 => return Ok(None),
+            Err(error) => return Err(read_error(error)),
+        };
         if start == 0
             && let Some(offset) = memchr_nul(&window[..len.min(8192)])
         {
