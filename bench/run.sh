@@ -126,6 +126,23 @@ base = results[1]["median"]
 for name, result in zip(names, results):
     print(f"  {name:20s} median {result['median']:8.2f} s  {size / result['median'] / 1e6:8.0f} MB/s  x{result['median'] / base:6.2f} of gantry tier 0")
 PY
+  # The same checks on text that takes the slower paths too (capitals,
+  # punctuation, non-ASCII, tool calls, `weight`, planted PII and fake
+  # credentials, so the verdict is fail: -i). No peer: this keeps gantry's own
+  # fast paths honest.
+  mixed_mb="${BENCH_MIXED_MB:-256}"
+  mixed="$peers/chat-mixed-${mixed_mb}mb.jsonl"
+  [ -f "$mixed" ] || python3 bench/generate_chat.py "$mixed" "$mixed_mb" 7 mixed
+  echo "== validate-data, all checks, on $(du -h "$mixed" | cut -f1) of mixed chat JSONL"
+  /usr/bin/time -f "  %M KB peak, %e s" "$gantry" --quiet --format json validate-data --data "$mixed" --eval-set "$eval_set" --publish summary --out "$scratch/mixed" > /dev/null 2> "$scratch/mixed.time" || true
+  tail -1 "$scratch/mixed.time"
+  hyperfine -i --warmup 1 --runs 3 --export-json "$out/validate-data-mixed.json" \
+    "$gantry --quiet --format json validate-data --data $mixed --eval-set $eval_set --publish summary --out $scratch/mixed"
+  python3 - "$out/validate-data-mixed.json" "$(stat -c %s "$mixed")" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))["results"][0]
+print(f"  gantry all checks (mixed) median {result['median']:8.2f} s  {int(sys.argv[2]) / result['median'] / 1e6:8.0f} MB/s")
+PY
 fi
 
 if section near-dup; then
