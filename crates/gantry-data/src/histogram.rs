@@ -164,6 +164,7 @@ impl LogHistogram {
     }
 }
 
+/// The bucket of a value above zero (zeros are counted apart).
 fn bucket_of(value: u64) -> i32 {
     /// Buckets of the commonest values (lengths, counts), worked out once.
     static SMALL: std::sync::OnceLock<Vec<i16>> = std::sync::OnceLock::new();
