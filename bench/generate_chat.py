@@ -20,12 +20,13 @@ import sys
 def main() -> None:
     out, megabytes = sys.argv[1], int(sys.argv[2])
     rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 7)
-    if len(sys.argv) > 4 and sys.argv[4] == "mixed":
-        mixed(out, megabytes * 1_000_000, rng)
-        return
-    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "qua", "bri", "dor", "fen", "gal", "hur", "jin"]
-    vocabulary = [a + b + c for a in syllables for b in syllables for c in syllables[:4]]
-    target = megabytes * 1_000_000
+    make = mixed_record if len(sys.argv) > 4 and sys.argv[4] == "mixed" else plain_record
+    write(out, megabytes * 1_000_000, rng, make)
+
+
+def write(out: str, target: int, rng: random.Random, make) -> None:
+    """Writes records from `make(rng, index)` until `target` bytes, about 1% of
+    them repeats of one of the last 1000."""
     written = 0
     recent = []
     with open(out, "w", encoding="utf-8") as handle:
@@ -34,17 +35,25 @@ def main() -> None:
             if recent and rng.random() < 0.01:
                 line = rng.choice(recent)
             else:
-                question = " ".join(rng.choices(vocabulary, k=rng.randint(6, 40)))
-                answer = " ".join(rng.choices(vocabulary, k=rng.randint(10, 300)))
-                line = json.dumps({"messages": [
-                    {"role": "system", "content": "You answer questions about the island of Veldra."},
-                    {"role": "user", "content": f"Question {index}: {question}?"},
-                    {"role": "assistant", "content": answer + "."},
-                ]}) + "\n"
+                line = make(rng, index)
                 recent = (recent + [line])[-1000:]
             handle.write(line)
-            written += len(line)
+            written += len(line.encode("utf-8"))
             index += 1
+
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "qua", "bri", "dor", "fen", "gal", "hur", "jin"]
+VOCABULARY = [a + b + c for a in SYLLABLES for b in SYLLABLES for c in SYLLABLES[:4]]
+
+
+def plain_record(rng: random.Random, index: int) -> str:
+    question = " ".join(rng.choices(VOCABULARY, k=rng.randint(6, 40)))
+    answer = " ".join(rng.choices(VOCABULARY, k=rng.randint(10, 300)))
+    return json.dumps({"messages": [
+        {"role": "system", "content": "You answer questions about the island of Veldra."},
+        {"role": "user", "content": f"Question {index}: {question}?"},
+        {"role": "assistant", "content": answer + "."},
+    ]}) + "\n"
 
 
 ENGLISH = (
@@ -89,39 +98,27 @@ def planted(rng: random.Random) -> str:
     return ""
 
 
-def mixed(out: str, target: int, rng: random.Random) -> None:
-    written = 0
-    recent = []
-    with open(out, "w", encoding="utf-8") as handle:
-        index = 0
-        while written < target:
-            if recent and rng.random() < 0.01:
-                line = rng.choice(recent)
-            else:
-                question = paragraph(rng, rng.randint(1, 3)) + planted(rng)
-                answer = paragraph(rng, rng.randint(1, 20))
-                messages = [
-                    {"role": "system", "content": "You are a careful assistant. Answer in the user's language."},
-                    {"role": "user", "content": f"Question {index}: {question}"},
-                ]
-                roll = rng.random()
-                if roll < 0.03:
-                    call = {"id": f"call_{index}", "type": "function",
-                            "function": {"name": "search", "arguments": json.dumps({"query": sentence(rng, 5)})}}
-                    messages += [
-                        {"role": "assistant", "tool_calls": [call]},
-                        {"role": "tool", "tool_call_id": f"call_{index}", "content": paragraph(rng, 2)},
-                        {"role": "assistant", "content": answer},
-                    ]
-                elif roll < 0.08:
-                    messages.append({"role": "assistant", "content": answer, "weight": rng.choice([0, 1])})
-                else:
-                    messages.append({"role": "assistant", "content": answer})
-                line = json.dumps({"messages": messages}, ensure_ascii=rng.random() < 0.5) + "\n"
-                recent = (recent + [line])[-1000:]
-            handle.write(line)
-            written += len(line.encode("utf-8"))
-            index += 1
+def mixed_record(rng: random.Random, index: int) -> str:
+    question = paragraph(rng, rng.randint(1, 3)) + planted(rng)
+    answer = paragraph(rng, rng.randint(1, 20))
+    messages = [
+        {"role": "system", "content": "You are a careful assistant. Answer in the user's language."},
+        {"role": "user", "content": f"Question {index}: {question}"},
+    ]
+    roll = rng.random()
+    if roll < 0.03:
+        call = {"id": f"call_{index}", "type": "function",
+                "function": {"name": "search", "arguments": json.dumps({"query": sentence(rng, 5)})}}
+        messages += [
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"call_{index}", "content": paragraph(rng, 2)},
+            {"role": "assistant", "content": answer},
+        ]
+    elif roll < 0.08:
+        messages.append({"role": "assistant", "content": answer, "weight": rng.choice([0, 1])})
+    else:
+        messages.append({"role": "assistant", "content": answer})
+    return json.dumps({"messages": messages}, ensure_ascii=rng.random() < 0.5) + "\n"
 
 
 if __name__ == "__main__":

@@ -1022,16 +1022,7 @@ fn read_lines(
                     }
                     skipped += n_read as u64;
                 }
-                let origin = Origin {
-                    ordinal: oversized_line,
-                    byte: Some(oversized_byte),
-                    is_line: true,
-                };
-                let message = format!(
-                    "record is {skipped} bytes, over the {} MiB limit per record; skipped",
-                    MAX_RECORD_BYTES >> 20
-                );
-                emit(Batch::Records(vec![(origin, 0, Err(message))]));
+                emit(oversized_record(oversized_line, oversized_byte, skipped));
                 next_line += 1;
                 next_byte += skipped;
                 continue;
@@ -1143,19 +1134,7 @@ fn map_lines(
                     break;
                 }
             }
-            let origin = Origin {
-                ordinal: next_line,
-                byte: Some(start),
-                is_line: true,
-            };
-            let message = format!(
-                "record is {skipped} bytes, over the {} MiB limit per record; skipped",
-                MAX_RECORD_BYTES >> 20
-            );
-            emit(
-                Batch::Records(vec![(origin, 0, Err(message))]),
-                start + skipped,
-            );
+            emit(oversized_record(next_line, start, skipped), start + skipped);
             next_line += 1;
             start += skipped;
             continue;
@@ -1285,6 +1264,21 @@ fn map_range(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<m
             .len(len)
             .map(file)
     }
+}
+
+/// The finding for a line of `length` bytes, over the limit per record, at
+/// `line` and `byte`; the line itself is skipped.
+fn oversized_record(line: u64, byte: u64, length: u64) -> Batch {
+    let origin = Origin {
+        ordinal: line,
+        byte: Some(byte),
+        is_line: true,
+    };
+    let message = format!(
+        "record is {length} bytes, over the {} MiB limit per record; skipped",
+        MAX_RECORD_BYTES >> 20
+    );
+    Batch::Records(vec![(origin, 0, Err(message))])
 }
 
 /// Reads until `buffer` is full or the input ends, retrying interrupted
