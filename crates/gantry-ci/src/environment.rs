@@ -180,9 +180,11 @@ impl Environment {
     }
 }
 
-/// Every credential gantry may read from the environment, to be masked
-/// before anything is printed.
-pub fn secrets_in_environment(environment: &Environment) -> Vec<gantry_core::Secret> {
+/// Every credential gantry may read from the environment, by variable name,
+/// to be masked before anything is printed.
+pub fn secrets_in_environment(
+    environment: &Environment,
+) -> Vec<(&'static str, gantry_core::Secret)> {
     [
         EnvVars::GANTRY_GITHUB_TOKEN,
         EnvVars::GITHUB_TOKEN,
@@ -194,8 +196,7 @@ pub fn secrets_in_environment(environment: &Environment) -> Vec<gantry_core::Sec
         EnvVars::MLFLOW_TRACKING_PASSWORD,
     ]
     .into_iter()
-    .filter_map(|name| environment.get(name))
-    .map(gantry_core::Secret::new)
+    .filter_map(|name| Some((name, gantry_core::Secret::new(environment.get(name)?))))
     .collect()
 }
 

@@ -1,6 +1,6 @@
 //! The forge interface the commands use: sticky comments, statuses, check runs, deployments.
 
-use gantry_core::Secret;
+use gantry_core::{Redactor, Secret};
 
 use crate::context::RunContext;
 use crate::environment::{EnvVars, Environment, Platform};
@@ -159,7 +159,13 @@ impl ForgeClient {
     /// A client for the run's forge with the token from the environment
     /// (`GANTRY_GITHUB_TOKEN`, then `GITHUB_TOKEN`; `GITLAB_TOKEN`, then
     /// `CI_JOB_TOKEN`). Fails with a note on what to set when there is none.
-    pub fn from_context(context: &RunContext, environment: &Environment) -> Result<ForgeClient> {
+    ///
+    /// Every request body passes through `redactor`.
+    pub fn from_context(
+        context: &RunContext,
+        environment: &Environment,
+        redactor: &Redactor,
+    ) -> Result<ForgeClient> {
         let policy = RetryPolicy::from_environment(environment);
         match context.platform {
             Some(Platform::GitHub) => {
@@ -182,12 +188,10 @@ impl ForgeClient {
                     .api_url
                     .as_deref()
                     .unwrap_or("https://api.github.com");
-                Ok(ForgeClient::GitHub(GitHubClient::new(
-                    api_url,
-                    repository,
-                    &Secret::new(token),
-                    policy,
-                )?))
+                Ok(ForgeClient::GitHub(
+                    GitHubClient::new(api_url, repository, &Secret::new(token), policy)?
+                        .with_redactor(redactor.clone()),
+                ))
             }
             Some(Platform::GitLab) => {
                 let token = match (
@@ -219,9 +223,10 @@ impl ForgeClient {
                             platform: "GitLab",
                             reason: "$CI_API_V4_URL is not set".to_owned(),
                         })?;
-                Ok(ForgeClient::GitLab(GitLabClient::new(
-                    api_url, project, token, policy,
-                )?))
+                Ok(ForgeClient::GitLab(
+                    GitLabClient::new(api_url, project, token, policy)?
+                        .with_redactor(redactor.clone()),
+                ))
             }
             Some(Platform::Local) | None => Err(Error::ForgeUnavailable {
                 platform: "forge",

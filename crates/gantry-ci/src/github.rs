@@ -10,7 +10,7 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::json;
 
-use gantry_core::Secret;
+use gantry_core::{Redactor, Secret};
 
 use crate::error::{Error, Result};
 use crate::forge::{
@@ -28,6 +28,9 @@ pub struct GitHubClient {
     api_url: String,
     repository: String,
     policy: RetryPolicy,
+    /// Every request body passes through it: a report that quotes a
+    /// secret never reaches the forge.
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for GitHubClient {
@@ -85,7 +88,15 @@ impl GitHubClient {
             api_url: api_url.trim_end_matches('/').to_owned(),
             repository: repository.to_owned(),
             policy,
+            redactor: Redactor::new(),
         })
+    }
+
+    /// Redacts every request body with `redactor` (the one every writer of
+    /// the command shares).
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     async fn request(
@@ -95,6 +106,11 @@ impl GitHubClient {
         body: Option<&serde_json::Value>,
     ) -> Result<RawResponse> {
         let url = format!("{}{path}", self.api_url);
+        let body = body.cloned().map(|mut body| {
+            self.redactor.redact_json(&mut body);
+            body
+        });
+        let body = body.as_ref();
         send_with_retry(&self.policy, method.as_str(), &url, || async {
             let response = match method {
                 http::Method::GET => self.octocrab._get(path).await,

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use gantry_core::{Secret, Verdict};
+use gantry_core::{Admission, Redactor, Secret, Verdict};
 
 use crate::context::RunContext;
 use crate::environment::{Environment, Platform};
@@ -13,52 +13,51 @@ use crate::forge::{
 };
 use crate::workflow_commands::escape_data;
 
-/// Keeps secrets out of logs: registers them with the runner (`::add-mask::`
-/// on GitHub) and redacts them from any text gantry writes itself.
+/// Keeps secrets out of logs: registers them with the [`Redactor`] every
+/// writer of gantry shares, and on GitHub announces them to the runner with
+/// `::add-mask::` too, so that a later step cannot print them either.
 #[derive(Debug, Default)]
 pub struct Masker {
-    secrets: Vec<String>,
+    redactor: Redactor,
 }
 
 impl Masker {
-    /// An empty masker.
-    pub fn new() -> Masker {
-        Masker::default()
+    /// A masker that registers with `redactor`.
+    pub fn new(redactor: Redactor) -> Masker {
+        Masker { redactor }
+    }
+
+    /// The redactor the masker registers with.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// Registers `secret`. On GitHub each of its lines is announced with
-    /// `::add-mask::` on `out` before anything else could print it.
+    /// `::add-mask::` on `out` (which must not redact) before anything else
+    /// could print it. A value too short or too plain to mask is neither
+    /// registered nor announced: masking `1` would corrupt every output.
     pub fn add(
         &mut self,
         platform: Platform,
         secret: &Secret,
         out: &mut dyn Write,
-    ) -> std::io::Result<()> {
-        let value = secret.expose();
-        if value.trim().is_empty() || self.secrets.iter().any(|known| known == value) {
-            return Ok(());
-        }
-        if platform == Platform::GitHub {
-            for line in value.lines().filter(|line| !line.trim().is_empty()) {
+    ) -> std::io::Result<Admission> {
+        let admission = self.redactor.add(secret);
+        if admission == Admission::Added && platform == Platform::GitHub {
+            for line in secret
+                .expose()
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+            {
                 writeln!(out, "::add-mask::{}", escape_data(line))?;
             }
         }
-        self.secrets.push(value.to_owned());
-        // Longest first, so a secret that contains another is redacted whole.
-        self.secrets
-            .sort_by_key(|known| std::cmp::Reverse(known.len()));
-        Ok(())
+        Ok(admission)
     }
 
     /// `text` with every registered secret replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
+        self.redactor.redact(text).into_owned()
     }
 }
 
@@ -112,13 +111,14 @@ impl ForgeWriteReport {
 pub async fn publish_to_forge(
     context: &RunContext,
     environment: &Environment,
+    redactor: &Redactor,
     publication: &Publication,
 ) -> ForgeWriteReport {
     let mut report = ForgeWriteReport::default();
     if context.platform == Some(Platform::Local) || context.platform.is_none() {
         return report;
     }
-    let client = match ForgeClient::from_context(context, environment) {
+    let client = match ForgeClient::from_context(context, environment, redactor) {
         Ok(client) => client,
         Err(error) => {
             report.notes.push(format!(
@@ -204,16 +204,19 @@ pub async fn publish_to_forge(
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "ghp_secret%1Zq8vN3x";
+
     #[test]
     fn masks_are_announced_once_per_line_and_redacted() {
-        let mut masker = Masker::new();
+        let mut masker = Masker::default();
         let mut out = Vec::new();
-        masker
-            .add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out)
+        let first = masker
+            .add(Platform::GitHub, &Secret::new(TOKEN), &mut out)
             .expect("add");
-        masker
-            .add(Platform::GitHub, &Secret::new("ghp_secret%1"), &mut out)
+        let again = masker
+            .add(Platform::GitHub, &Secret::new(TOKEN), &mut out)
             .expect("add");
+        assert_eq!((first, again), (Admission::Added, Admission::Known));
         masker
             .add(
                 Platform::GitHub,
@@ -223,19 +226,34 @@ mod tests {
             .expect("add");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
-            "::add-mask::ghp_secret%251\n::add-mask::-----BEGIN KEY-----\n::add-mask::abc\n"
+            "::add-mask::ghp_secret%251Zq8vN3x\n::add-mask::-----BEGIN KEY-----\n::add-mask::abc\n"
         );
-        assert_eq!(masker.redact("token ghp_secret%1 used"), "token *** used");
+        assert_eq!(
+            masker.redact(&format!("token {TOKEN} used")),
+            "token *** used"
+        );
+    }
+
+    #[test]
+    fn values_too_plain_to_mask_are_not_announced() {
+        let mut masker = Masker::default();
+        let mut out = Vec::new();
+        let admission = masker
+            .add(Platform::GitHub, &Secret::new("1"), &mut out)
+            .expect("add");
+        assert_eq!(admission, Admission::TooShort);
+        assert!(out.is_empty());
+        assert_eq!(masker.redact("score 1.0"), "score 1.0");
     }
 
     #[test]
     fn gitlab_masks_are_redacted_without_commands() {
-        let mut masker = Masker::new();
+        let mut masker = Masker::default();
         let mut out = Vec::new();
         masker
-            .add(Platform::GitLab, &Secret::new("glpat-xyz"), &mut out)
+            .add(Platform::GitLab, &Secret::new("glpat-xyzZq8vN3x"), &mut out)
             .expect("add");
         assert!(out.is_empty());
-        assert_eq!(masker.redact("glpat-xyz"), "***");
+        assert_eq!(masker.redact("glpat-xyzZq8vN3x"), "***");
     }
 }

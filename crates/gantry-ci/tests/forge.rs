@@ -25,7 +25,8 @@ async fn github_deployments_are_created_and_move_through_states() {
         ("GITHUB_RUN_ID", "5"),
     ]);
     let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment).expect("client");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
     let record = client
         .create_deployment(&deployment())
         .await
@@ -76,7 +77,8 @@ async fn gitlab_deployments_need_a_project_token() {
     ];
     let environment = Environment::from_pairs(pairs.clone());
     let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment).expect("client");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
     let error = client
         .create_deployment(&deployment())
         .await
@@ -94,7 +96,8 @@ async fn gitlab_deployments_need_a_project_token() {
 
     pairs.push(("GITLAB_TOKEN", "glpat".to_owned()));
     let environment = Environment::from_pairs(pairs);
-    let client = ForgeClient::from_context(&context, &environment).expect("client");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
     let record = client
         .create_deployment(&deployment())
         .await
@@ -118,7 +121,8 @@ async fn an_unreachable_forge_names_the_url_and_attempts() {
         ("GANTRY_HTTP_BACKOFF_MS", "1"),
     ]);
     let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment).expect("client");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
     let error = client
         .set_deployment_state(
             &DeploymentRecord { id: 1 },

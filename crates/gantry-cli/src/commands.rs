@@ -78,18 +78,29 @@ impl<'a> Session<'a> {
         };
         let platform = Platform::detect(choice, environment);
         printer.set_platform(platform);
-        let mut masker = Masker::new();
-        let mut commands = printer.commands();
-        for secret in gantry_ci::secrets_in_environment(environment) {
-            masker.add(platform, &secret, &mut commands)?;
-        }
+        let mut masker = Masker::new(printer.redactor().clone());
+        let mut announce = printer.raw_commands();
+        let mut credentials: Vec<(String, gantry_core::Secret)> =
+            gantry_ci::secrets_in_environment(environment)
+                .into_iter()
+                .map(|(name, secret)| (name.to_owned(), secret))
+                .collect();
         if let Command::Eval(args) = &cli.command
             && let Some(key) = environment
                 .get(&args.api_key_env)
                 .filter(|key| !key.is_empty())
         {
-            masker.add(platform, &gantry_core::Secret::new(key), &mut commands)?;
+            credentials.push((args.api_key_env.clone(), gantry_core::Secret::new(key)));
         }
+        for (name, secret) in credentials {
+            let admission = masker.add(platform, &secret, &mut announce)?;
+            if let Some(reason) = admission.refusal() {
+                printer.warning(&format!(
+                    "${name} is not masked in gantry's output: {reason}; use a generated credential"
+                ));
+            }
+        }
+        drop(announce);
         let context = RunContext::from_environment(platform, environment)?;
         Ok(Session {
             environment,
@@ -97,6 +108,11 @@ impl<'a> Session<'a> {
             context,
             masker,
         })
+    }
+
+    /// The redactor every byte the command writes passes through.
+    pub(crate) fn redactor(&self) -> &gantry_core::Redactor {
+        self.masker.redactor()
     }
 
     /// A single-threaded runtime for the forge calls of one command.

@@ -20,6 +20,12 @@ use gantry_core::ExitCode;
 /// to the process's stdout and stderr. Returns the exit code to end with.
 pub fn run(argv: Vec<std::ffi::OsString>, environment: &Environment) -> ExitCode {
     let mut printer = printer::Printer::new(environment);
+    // Credentials inside URLs on the command line (`http://user:pw@host`)
+    // are known before anything prints, clap's own errors included.
+    register_url_credentials(
+        argv.iter().map(|argument| argument.to_string_lossy()),
+        printer.redactor(),
+    );
     let argv = match settings::resolve_argv(argv, environment) {
         Ok(argv) => argv,
         Err(error) => {
@@ -27,6 +33,8 @@ pub fn run(argv: Vec<std::ffi::OsString>, environment: &Environment) -> ExitCode
             return ExitCode::ERROR;
         }
     };
+    // Inputs (`INPUT_TRACKING_URI`) became flags: their URLs too.
+    register_url_credentials(argv.iter().map(std::borrow::Cow::from), printer.redactor());
     let cli = match <cli::Cli as clap::Parser>::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(error) => {
@@ -45,6 +53,17 @@ pub fn run(argv: Vec<std::ffi::OsString>, environment: &Environment) -> ExitCode
         Err(error) => {
             printer.error(&format!("{error:#}"));
             ExitCode::ERROR
+        }
+    }
+}
+
+fn register_url_credentials<'a>(
+    argv: impl Iterator<Item = std::borrow::Cow<'a, str>>,
+    redactor: &gantry_core::Redactor,
+) {
+    for argument in argv {
+        for secret in gantry_core::credentials_in_urls(&argument) {
+            redactor.add(&secret);
         }
     }
 }

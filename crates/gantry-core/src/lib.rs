@@ -10,7 +10,8 @@ them:
 - [`Finding`]: one located observation (file, line, severity, stable code).
 - [`Digest`]: a `sha256:<hex>` content address, and [`canonical_json_digest`]
   for manifests whose identity is the digest of their canonical JSON.
-- [`Secret`]: a string that never prints itself.
+- [`Secret`]: a string that never prints itself, and [`Redactor`], the one
+  layer every byte gantry writes passes through.
 - [`ModelManifest`]: a registered model version; its identity is [`ModelManifest::digest`].
 
 ```
@@ -26,6 +27,7 @@ mod digest;
 mod error;
 mod finding;
 mod manifest;
+pub mod redact;
 mod secret;
 mod verdict;
 
@@ -36,5 +38,6 @@ pub use crate::manifest::{
     DataLink, DocumentLink, GateLink, GitLineage, Lineage, MANIFEST_SCHEMA_VERSION, ManifestFile,
     ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
 };
+pub use crate::redact::{Admission, Redactor, credentials_in_urls};
 pub use crate::secret::Secret;
 pub use crate::verdict::{ExitCode, Verdict};

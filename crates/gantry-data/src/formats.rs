@@ -5,6 +5,7 @@
 //! prompt/completion, preference pairs (OpenAI DPO and TRL styles) and plain
 //! text.
 
+use crate::scan::{is_safe_to_quote, quoted};
 use serde_json::{Map, Value};
 
 /// A record layout.
@@ -158,6 +159,17 @@ pub fn inspect(format: RecordFormat, value: &Value) -> Inspection<'_> {
     inspection
 }
 
+/// A value from the data for a message: a short number or a name as it
+/// is, anything else by its kind (see [`quoted`]).
+fn described(value: &Value) -> String {
+    match value {
+        Value::Number(number) if is_safe_to_quote(&number.to_string()) => number.to_string(),
+        Value::String(text) => format!("a string, {}", quoted(text)),
+        Value::Bool(flag) => flag.to_string(),
+        other => kind_of(other).to_owned(),
+    }
+}
+
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -208,10 +220,26 @@ fn allowed_keys(
 ) {
     for key in object.keys() {
         if !allowed.contains(&key.as_str()) {
-            inspection.problems.push(format!(
-                "`{prefix}{key}` is not an allowed key (allowed: {})",
-                allowed.join(", ")
-            ));
+            let problem = if is_safe_to_quote(key) {
+                format!(
+                    "`{prefix}{key}` is not an allowed key (allowed: {})",
+                    allowed.join(", ")
+                )
+            } else {
+                let place = prefix.to_string();
+                let place = place.trim_end_matches('.');
+                let place = if place.is_empty() {
+                    "the record".to_owned()
+                } else {
+                    format!("`{place}`")
+                };
+                format!(
+                    "{place} has a key that is not allowed, {} (allowed: {})",
+                    quoted(key),
+                    allowed.join(", ")
+                )
+            };
+            inspection.problems.push(problem);
         }
     }
 }
@@ -401,7 +429,10 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
             }
         };
         if !CHAT_ROLES.contains(&role) {
-            inspection.problems.push(format!("`{field}.role` is `{role}`; expected system, developer, user, assistant, tool or function"));
+            inspection.problems.push(format!(
+                "`{field}.role` is {}; expected system, developer, user, assistant, tool or function",
+                quoted(role)
+            ));
         }
         let has_tool_calls = message
             .get("tool_calls")
@@ -452,9 +483,10 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                     "`{field}.weight` is only allowed on assistant messages, not {role}"
                 ));
             } else if !matches!(weight.as_u64(), Some(0 | 1)) {
-                inspection
-                    .problems
-                    .push(format!("`{field}.weight` is {weight} but must be 0 or 1"));
+                inspection.problems.push(format!(
+                    "`{field}.weight` is {} but must be 0 or 1",
+                    described(weight)
+                ));
             }
         }
         if has_tool_calls {
@@ -502,7 +534,8 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
                         open_tool_calls.remove(position);
                     }
                     None => inspection.problems.push(format!(
-                        "`{field}.tool_call_id` `{id}` answers no earlier assistant tool call"
+                        "`{field}.tool_call_id` {} answers no earlier assistant tool call",
+                        quoted(id)
                     )),
                 },
                 None => inspection.problems.push(format!(
@@ -521,7 +554,11 @@ fn inspect_chat<'a>(messages: &'a Value, path: &str, inspection: &mut Inspection
     if !open_tool_calls.is_empty() {
         inspection.problems.push(format!(
             "`{path}` leaves tool call(s) {} without a tool answer",
-            open_tool_calls.join(", ")
+            open_tool_calls
+                .iter()
+                .map(|id| quoted(id))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
 }
@@ -547,7 +584,10 @@ fn inspect_sharegpt<'a>(object: &'a Map<String, Value>, inspection: &mut Inspect
                     "system" => "system",
                     "function_call" | "observation" | "tool" => "tool",
                     other => {
-                        inspection.problems.push(format!("`{field}.from` is `{other}`; expected human, gpt, system, function_call or observation"));
+                        inspection.problems.push(format!(
+                            "`{field}.from` is {}; expected human, gpt, system, function_call or observation",
+                            quoted(other)
+                        ));
                         continue;
                     }
                 };
@@ -755,7 +795,7 @@ mod tests {
             r#"{"messages":[{"role":"user","content":"u"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c2","content":"42"}]}"#,
             &[
                 "`messages[2].tool_call_id` `c2` answers no earlier assistant tool call",
-                "`messages` leaves tool call(s) c1 without a tool answer",
+                "`messages` leaves tool call(s) `c1` without a tool answer",
             ],
         );
         check(

@@ -60,7 +60,9 @@ pub use crate::report::{
     CheckResult, CheckStatus, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION,
     Report, SUMMARY_VERSION, Summary, Threshold,
 };
-pub use crate::scan::{SensitiveKind, SensitiveMatch, redact, scan};
+pub use crate::scan::{
+    SensitiveKind, SensitiveMatch, is_safe_to_quote, quoted, redact, sanitize_message, scan,
+};
 pub use crate::source::{Compression, DataFile, FileKind, discover};
 pub use crate::tokens::Tokenizer;
 pub use crate::validate::{

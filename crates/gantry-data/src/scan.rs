@@ -26,6 +26,10 @@ pub enum SensitiveKind {
     GitlabToken,
     /// An AWS access key id.
     AwsAccessKey,
+    /// An AWS secret access key (40 characters near its key id).
+    AwsSecretKey,
+    /// A Stripe secret or restricted key.
+    StripeKey,
     /// A Google API key.
     GoogleApiKey,
     /// A Slack token.
@@ -70,6 +74,8 @@ impl SensitiveKind {
             SensitiveKind::GithubToken => "github-token",
             SensitiveKind::GitlabToken => "gitlab-token",
             SensitiveKind::AwsAccessKey => "aws-access-key",
+            SensitiveKind::AwsSecretKey => "aws-secret-key",
+            SensitiveKind::StripeKey => "stripe-key",
             SensitiveKind::GoogleApiKey => "google-api-key",
             SensitiveKind::SlackToken => "slack-token",
             SensitiveKind::PrivateKey => "private-key",
@@ -89,8 +95,10 @@ impl SensitiveKind {
 pub struct SensitiveMatch {
     /// What it is.
     pub kind: SensitiveKind,
-    /// Byte range in the text.
+    /// Byte range in the text: what is redacted.
     pub range: std::ops::Range<usize>,
+    /// The secret itself within it (an assignment's value, not its name).
+    pub value: std::ops::Range<usize>,
 }
 
 /// What a text must contain for a rule to possibly match: checked before the
@@ -105,7 +113,7 @@ enum Needs {
     Digits(usize),
     /// At least four ASCII digits and three dots (a dotted IPv4 address).
     DottedDigits,
-    /// `=` or `:`, and one of these words in any ASCII case.
+    /// `=` or `:` after a name holding one of these words in any ASCII case.
     Assignment(&'static [&'static str]),
 }
 
@@ -113,7 +121,9 @@ struct Rule {
     kind: SensitiveKind,
     regex: Regex,
     needs: Needs,
-    validate: fn(&str) -> bool,
+    /// Checks a match: the whole match, and its `value` group (the whole
+    /// match when the pattern has none).
+    validate: fn(&str, &str) -> bool,
 }
 
 /// The rules' literals in one automaton (searched leftmost-first, so with
@@ -154,30 +164,38 @@ static LITERALS: LazyLock<(aho_corasick::AhoCorasick, Vec<u32>)> = LazyLock::new
     (automaton, rules)
 });
 
-/// Whether one of `words` (any ASCII case) may end just before an optional
-/// quote, optional whitespace and a `:` or `=`, as the generic-secret
-/// pattern requires; the `:` and `=` are few, the words are common. Unicode
-/// case folding lets `K` (Kelvin) and `ſ` stand for `k` and `s`, so
-/// non-ASCII text just before counts as possible too.
+/// Whether a name holding one of `words` (any ASCII case) may come just
+/// before an optional quote, optional whitespace and a `:` or `=`, as the
+/// generic-secret pattern requires; the `:` and `=` are few, the words are
+/// common. The name is the run of letters, digits, `_`, `-` and `.` before
+/// the quote. Unicode case folding lets `K` (Kelvin) and `ſ` stand for `k`
+/// and `s`, so non-ASCII text just before counts as possible too.
 fn has_assignment(text: &str, words: &[&str]) -> bool {
-    let longest = words.iter().map(|word| word.len()).max().unwrap_or(0);
     memchr::memchr2_iter(b'=', b':', text.as_bytes()).any(|at| {
         let before = text[..at].trim_end_matches(char::is_whitespace);
         let before = before
             .strip_suffix(['"', '\''])
             .unwrap_or(before)
             .as_bytes();
-        before[before.len().saturating_sub(3 * longest)..]
+        let name_start = before
             .iter()
+            .rposition(|&byte| {
+                !(byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
+            })
+            .map_or(0, |position| position + 1);
+        let name = &before[name_start..];
+        before[name_start.saturating_sub(3)..name_start]
+            .iter()
+            .chain(name)
             .any(|byte| !byte.is_ascii())
             || words.iter().any(|word| {
-                before.len() >= word.len()
-                    && before[before.len() - word.len()..].eq_ignore_ascii_case(word.as_bytes())
+                name.windows(word.len())
+                    .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
             })
     })
 }
 
-fn always(_: &str) -> bool {
+fn always(_: &str, _: &str) -> bool {
     true
 }
 
@@ -212,7 +230,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         rule(
             SensitiveKind::HuggingfaceToken,
-            r"(?-u:\b)hf_[A-Za-z]{34}(?-u:\b)",
+            r"(?-u:\b)hf_[A-Za-z0-9]{34}(?-u:\b)",
             Needs::Literal(&["hf_"]),
             always,
         ),
@@ -235,6 +253,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             always,
         ),
         rule(
+            SensitiveKind::StripeKey,
+            r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,99}(?-u:\b)",
+            Needs::Literal(&["_live_", "_test_"]),
+            always,
+        ),
+        rule(
             SensitiveKind::GoogleApiKey,
             r"(?-u:\b)AIza[0-9A-Za-z_\-]{35}(?-u:\b)",
             Needs::Literal(&["AIza"]),
@@ -248,7 +272,9 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         rule(
             SensitiveKind::PrivateKey,
-            r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----",
+            // The whole block, to its END line or, cut short, to the end of
+            // the text: a redacted header above a printed body protects nothing.
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
             Needs::Literal(&["PRIVATE KEY"]),
             always,
         ),
@@ -260,9 +286,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         rule(
             SensitiveKind::GenericSecret,
-            r#"(?i)(?:api[_-]?key|secret|token|passwd|password)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-/+=]{20,})"#,
-            Needs::Assignment(&["key", "secret", "token", "passwd", "password"]),
-            high_entropy_assignment,
+            // A name holding one of the words (`api_key`, `AWS_SECRET_ACCESS_KEY`,
+            // `db_password`), then the value: checked by `secret_assignment`.
+            r#"(?i)[A-Za-z0-9_.\-]*(?:key|secret|token|passwd|password|pwd|credential)[A-Za-z0-9_.\-]*["']?\s*[:=]\s*["']?(?P<value>[^\s"'`,;]{8,200})"#,
+            Needs::Assignment(&[
+                "key",
+                "secret",
+                "token",
+                "passwd",
+                "password",
+                "pwd",
+                "credential",
+            ]),
+            secret_assignment,
         ),
         rule(
             SensitiveKind::Email,
@@ -324,24 +360,206 @@ fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
         if prefilter && !possible {
             continue;
         }
-        for found in rule.regex.find_iter(text) {
-            let range = found.range();
+        let mut claim = |range: std::ops::Range<usize>, value: std::ops::Range<usize>| {
             if matches
                 .iter()
                 .any(|known| known.range.start < range.end && range.start < known.range.end)
             {
-                continue;
+                return;
             }
-            if (rule.validate)(found.as_str()) {
+            if (rule.validate)(&text[range.clone()], &text[value.clone()]) {
                 matches.push(SensitiveMatch {
                     kind: rule.kind,
                     range,
+                    value,
                 });
+            }
+        };
+        if rule.regex.captures_len() > 1 {
+            for captures in rule.regex.captures_iter(text) {
+                let (Some(whole), Some(value)) = (captures.get(0), captures.name("value")) else {
+                    continue;
+                };
+                claim(whole.range(), value.range());
+            }
+        } else {
+            for found in rule.regex.find_iter(text) {
+                claim(found.range(), found.range());
             }
         }
     }
+    aws_secret_keys(text, &mut matches);
     matches.sort_by_key(|found| found.range.start);
     matches
+}
+
+/// AWS secret access keys: 40 base64 characters within a few lines of an
+/// access key id. Alone, 40 such characters are too common to call a
+/// secret; next to a key id they are its other half.
+fn aws_secret_keys(text: &str, matches: &mut Vec<SensitiveMatch>) {
+    const NEAR: usize = 160;
+    let key_ids: Vec<std::ops::Range<usize>> = matches
+        .iter()
+        .filter(|found| found.kind == SensitiveKind::AwsAccessKey)
+        .map(|found| found.range.clone())
+        .collect();
+    for key_id in key_ids {
+        let mut start = key_id.start.saturating_sub(NEAR);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (key_id.end + NEAR).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        for captures in AWS_SECRET.captures_iter(&text[start..end]) {
+            let Some(found) = captures.get(1) else {
+                continue;
+            };
+            let range = start + found.start()..start + found.end();
+            let candidate = &text[range.clone()];
+            if shannon_entropy(candidate) < 3.5
+                || !candidate
+                    .bytes()
+                    .any(|byte| byte.is_ascii_digit() || byte == b'/' || byte == b'+')
+                || matches
+                    .iter()
+                    .any(|known| known.range.start < range.end && range.start < known.range.end)
+            {
+                continue;
+            }
+            matches.push(SensitiveMatch {
+                kind: SensitiveKind::AwsSecretKey,
+                range: range.clone(),
+                value: range,
+            });
+        }
+    }
+}
+
+#[expect(
+    clippy::expect_used,
+    reason = "a constant pattern checked by the tests"
+)]
+static AWS_SECRET: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?:$|[^A-Za-z0-9/+=])")
+        .expect("valid AWS secret pattern")
+});
+
+/// Whether a name or value from the data (a role, a key, an id) may be
+/// quoted in a finding. Only what looks like a name is: at most 24
+/// characters of ASCII letters, digits, `_`, `-`, `.` and spaces, at most
+/// four digits, at most three changes between lower case, upper case and
+/// digits, no five consonants in a row, and nothing a secret or
+/// personal-data rule matches. Anything else may be a credential someone
+/// pasted in the wrong field, and is described, not quoted.
+pub fn is_safe_to_quote(text: &str) -> bool {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Class {
+        Lower,
+        Upper,
+        Digit,
+        Other,
+    }
+    let class = |byte: u8| match byte {
+        b'a'..=b'z' => Class::Lower,
+        b'A'..=b'Z' => Class::Upper,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Other,
+    };
+    if text.is_empty()
+        || text.len() > 24
+        || !text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_-. ".contains(&byte))
+        || text.bytes().filter(u8::is_ascii_digit).count() > 4
+    {
+        return false;
+    }
+    let classes: Vec<Class> = text.bytes().map(class).collect();
+    let changes = classes
+        .windows(2)
+        .filter(|pair| pair[0] != pair[1] && pair[0] != Class::Other && pair[1] != Class::Other)
+        // A capital letter that starts a word is not a change worth counting.
+        .filter(|pair| !(pair[0] == Class::Upper && pair[1] == Class::Lower))
+        .count();
+    let mut consonants = 0;
+    for byte in text.bytes().map(|byte| byte.to_ascii_lowercase()) {
+        if byte.is_ascii_alphabetic() && !b"aeiouy".contains(&byte) {
+            consonants += 1;
+            if consonants >= 5 {
+                return false;
+            }
+        } else {
+            consonants = 0;
+        }
+    }
+    changes <= 3 && scan(text).is_empty()
+}
+
+/// `text` in backticks when [`is_safe_to_quote`], else a description of it
+/// that quotes nothing.
+pub fn quoted(text: &str) -> String {
+    if is_safe_to_quote(text) {
+        format!("`{text}`")
+    } else {
+        format!(
+            "a value of {} characters (not shown: it does not look like a name)",
+            text.chars().count()
+        )
+    }
+}
+
+/// Replaces every quoted part of a message from another library (a JSON
+/// Schema error, a CSV error) that is not [`is_safe_to_quote`]: such
+/// messages quote the data they complain about.
+pub fn sanitize_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '\'', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        // A quoted part ends at the same quote, unescaped.
+        let mut end = None;
+        let mut escaped = false;
+        for (index, c) in after.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == quote {
+                end = Some(index);
+                break;
+            }
+        }
+        let Some(end) = end else {
+            // An apostrophe in prose, or a quote that never closes: what
+            // follows may be data, so it is kept only when it is safe.
+            if !is_safe_to_quote(after) && !after.is_empty() {
+                out.push_str(&format!(
+                    "… ({} characters not shown)",
+                    after.chars().count()
+                ));
+                return out;
+            }
+            out.push_str(after);
+            return out;
+        };
+        let inner = &after[..end];
+        if is_safe_to_quote(inner) || inner.is_empty() {
+            out.push_str(inner);
+        } else {
+            out.push_str(&format!(
+                "… ({} characters not shown)",
+                inner.chars().count()
+            ));
+        }
+        out.push(quote);
+        rest = &after[end + quote.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `text` with every match replaced by `[REDACTED <kind>]`.
@@ -392,30 +610,42 @@ pub(crate) fn excerpt(text: &str, at: usize, width: usize) -> String {
     snippet
 }
 
-fn high_entropy_assignment(matched: &str) -> bool {
-    let value = matched
-        .rsplit(['=', ':'])
-        .next()
-        .unwrap_or(matched)
-        .trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
-    shannon_entropy(value) >= 3.5
-}
-
-/// Bits per character of `text`.
-pub(crate) fn shannon_entropy(text: &str) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for c in text.chars() {
-        *counts.entry(c).or_insert(0_u32) += 1;
+/// Whether an assignment's value is a secret. Passwords (`password`,
+/// `passwd`, `pwd` in the name) are short and hand-made: 8 characters or
+/// more of at least two kinds (lower case, upper case, digits, symbols),
+/// not a placeholder. Keys and tokens are generated: 20 characters or more
+/// of the token alphabet with at least 3.5 bits of entropy each, as gitleaks'
+/// generic rule asks.
+fn secret_assignment(matched: &str, value: &str) -> bool {
+    let name = matched.to_ascii_lowercase();
+    let is_password = ["password", "passwd", "pwd"]
+        .iter()
+        .any(|word| name[..name.len() - value.len()].contains(word));
+    if is_password {
+        let placeholder = value.starts_with(['<', '$', '{', '%', '['])
+            || value.bytes().all(|byte| byte == value.as_bytes()[0]);
+        let kinds = [
+            value.bytes().any(|byte| byte.is_ascii_lowercase()),
+            value.bytes().any(|byte| byte.is_ascii_uppercase()),
+            value.bytes().any(|byte| byte.is_ascii_digit()),
+            value.bytes().any(|byte| !byte.is_ascii_alphanumeric()),
+        ]
+        .into_iter()
+        .filter(|&present| present)
+        .count();
+        !placeholder && kinds >= 2 && shannon_entropy(value) >= 2.5
+    } else {
+        value.len() >= 20
+            && value
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"_-/+=.".contains(&byte))
+            && shannon_entropy(value) >= 3.5
     }
-    let total = text.chars().count() as f64;
-    counts
-        .values()
-        .map(|&count| f64::from(count) / total)
-        .map(|p| -p * p.log2())
-        .sum()
 }
 
-fn public_ipv4(text: &str) -> bool {
+use gantry_core::redact::shannon_entropy;
+
+fn public_ipv4(text: &str, _: &str) -> bool {
     let octets: Vec<u16> = text
         .split('.')
         .filter_map(|octet| octet.parse().ok())
@@ -440,7 +670,7 @@ fn public_ipv4(text: &str) -> bool {
 }
 
 /// The Luhn checksum of the digits in `text` (separators ignored).
-pub(crate) fn luhn_valid(text: &str) -> bool {
+pub(crate) fn luhn_valid(text: &str, _: &str) -> bool {
     let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
     if !(13..=19).contains(&digits.len()) || digits.iter().all(|&digit| digit == digits[0]) {
         return false;
@@ -462,7 +692,7 @@ pub(crate) fn luhn_valid(text: &str) -> bool {
 }
 
 /// The ISO 13616 mod-97 check of an IBAN (spaces ignored).
-pub(crate) fn iban_valid(text: &str) -> bool {
+pub(crate) fn iban_valid(text: &str, _: &str) -> bool {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     if !(15..=34).contains(&compact.len()) {
         return false;
@@ -502,7 +732,7 @@ mod tests {
         let openai = 1 << index(SensitiveKind::OpenaiKey);
         assert_ne!(rules[0] & openai, 0);
         assert_ne!(rules[0] & (1 << index(SensitiveKind::AnthropicKey)), 0);
-        assert_eq!(rules.len(), 16);
+        assert_eq!(rules.len(), 18);
         assert_eq!(
             kinds("sk-ant-xyz sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"),
             [SensitiveKind::OpenaiKey]
@@ -535,7 +765,8 @@ mod tests {
                 "sk-", "ant-", "api03-", "proj-", "AKIA", "ASIA", "AIza", "hf_", "ghp_", "github_pat_", "glpat-", "xoxb-",
                 "eyJ", ".", "-----BEGIN RSA PRIVATE KEY-----", "key", "KEY", "Secret", "token", "passwd", "api_key",
                 "=", ":", " ", "\t", "\u{a0}", "\"", "'", "@", "a.b@example.com", "8.8.8.8", "192.168.1.1",
-                "\u{212a}ey", "ſecret", "toKen",
+                "\u{212a}ey", "ſecret", "toKen", "AWS_SECRET_ACCESS_KEY", "db_password", "pwd", "credential", "monkey",
+                "sk_live_", "_test_", "hunter22!", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                 "4111 1111 1111 1111", "+1 415-555-0100", "GB82 WEST 1234 5698 7654 32", "T3BlbkFJ",
             ]).prop_map(str::to_owned),
             "[A-Za-z0-9_\\-]{8,40}",
@@ -564,6 +795,26 @@ mod tests {
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".to_owned(), vec![SensitiveKind::Jwt]),
             ("api_key = \"Zx8Qp2Lm9Tr4Vb7Nc1Ks6Hd3\"".to_owned(), vec![SensitiveKind::GenericSecret]),
             ("password = \"aaaaaaaaaaaaaaaaaaaaaaaa\"".to_owned(), vec![]),
+            // Detection gaps closed: the other half of an AWS key pair, the
+            // usual environment names, hand-made passwords, Stripe, digits in
+            // Hugging Face tokens.
+            (
+                "aws AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+                vec![SensitiveKind::AwsAccessKey, SensitiveKind::AwsSecretKey],
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+                vec![SensitiveKind::GenericSecret],
+            ),
+            ("db_password: hunter22!x".to_owned(), vec![SensitiveKind::GenericSecret]),
+            ("\"password\": \"Tr0ub4dor&3\"".to_owned(), vec![SensitiveKind::GenericSecret]),
+            ("password: changeme".to_owned(), vec![]),
+            ("password: <your password>".to_owned(), vec![]),
+            ("password = ${DB_PASSWORD}".to_owned(), vec![]),
+            ("tokenizer: o200k_base".to_owned(), vec![]),
+            ("sk_live_EGHZbKoXi0d9TH4QgTNBEjE4".to_owned(), vec![SensitiveKind::StripeKey]),
+            ("hf_7wZyVGOeUvfJIssDj4PTTKtb2TxxDBfz5L".to_owned(), vec![SensitiveKind::HuggingfaceToken]),
+            ("AIzaDp68GZN9Z3zLIbet6-UzH-7_3eLO6m4H5x2".to_owned(), vec![SensitiveKind::GoogleApiKey]),
         ];
         for (text, expected) in table {
             assert_eq!(kinds(&text), expected, "{text}");
@@ -593,6 +844,68 @@ mod tests {
         for (text, expected) in table {
             assert_eq!(kinds(text), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn only_names_are_quoted() {
+        for safe in [
+            "Human",
+            "bot",
+            "gpt4",
+            "tool_call_id",
+            "llama-3.1",
+            "userName",
+            "Assistant Reply",
+        ] {
+            assert!(is_safe_to_quote(safe), "{safe}");
+        }
+        for unsafe_value in [
+            "sk-proj-huG8GP38g4o5MNJAYKJ1UXXFWXLCpaNfhs0gCa05RFRunzqw",
+            "glpat-JF3hBGZW3M4Fz6Hq2AK7",
+            "Zq8vN3xR",
+            "qwhzjxkvbpmd",
+            "AKIAIOSFODNN7EXAMPLE",
+            "a@b.io",
+            "12345678",
+            "",
+            "new\nline",
+        ] {
+            assert!(!is_safe_to_quote(unsafe_value), "{unsafe_value}");
+        }
+        assert_eq!(quoted("Human"), "`Human`");
+        assert_eq!(
+            quoted("Zq8vN3xR"),
+            "a value of 8 characters (not shown: it does not look like a name)"
+        );
+        assert_eq!(
+            sanitize_message(r#""Zq8vN3xR7tL2" is not of type "integer""#),
+            r#""… (12 characters not shown)" is not of type "integer""#
+        );
+        assert_eq!(
+            sanitize_message(
+                "Additional properties are not allowed ('sk_live_EGHZbKoXi0d9TH4QgTNBEjE4' was unexpected)"
+            ),
+            "Additional properties are not allowed ('… (32 characters not shown)' was unexpected)"
+        );
+        assert_eq!(sanitize_message("it's fine"), "it's fine");
+    }
+
+    #[test]
+    fn a_private_key_is_redacted_whole() {
+        let block = "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\nthanks";
+        let redacted = redact(block, &scan(block));
+        assert_eq!(redacted, "key:\n[REDACTED private-key]\nthanks");
+        // Cut short before its END line, it is redacted to the end.
+        let cut = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7yN3y8wq3Zs";
+        assert_eq!(redact(cut, &scan(cut)), "[REDACTED private-key]");
+    }
+
+    #[test]
+    fn an_assignment_s_secret_is_its_value() {
+        let text = "export API_TOKEN='Zq8vN3xR7tL2mK9pW4sY6bH1'";
+        let found = scan(text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(&text[found[0].value.clone()], "Zq8vN3xR7tL2mK9pW4sY6bH1");
     }
 
     #[test]

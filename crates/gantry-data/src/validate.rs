@@ -87,6 +87,9 @@ pub struct Validation {
     pub lock: DataLock,
     /// The distributions, for later drift checks.
     pub summary: Summary,
+    /// The secrets found in the data (at most 10,000 distinct ones), for the
+    /// redactor every writer of gantry shares. Written nowhere.
+    pub found_secrets: Vec<String>,
 }
 
 /// A record's place: file index and line (or, for JSON arrays, record index).
@@ -211,9 +214,22 @@ struct Partial {
     near: Vec<(Position, Signature)>,
     /// The largest records by characters, tokens and turns: (value, position).
     largest: [Vec<(u64, Position)>; 3],
+    /// The secrets themselves, for the redactor of everything gantry
+    /// writes; never serialized (shard files hold none).
+    #[serde(skip)]
+    found_secrets: BTreeSet<String>,
 }
 
+/// The most secret values one run collects for the redactor.
+const MAX_FOUND_SECRETS: usize = 10_000;
+
 impl Partial {
+    fn found_secret(&mut self, value: &str) {
+        if self.found_secrets.len() < MAX_FOUND_SECRETS && !self.found_secrets.contains(value) {
+            self.found_secrets.insert(value.to_owned());
+        }
+    }
+
     fn merge(&mut self, other: Partial) {
         self.records += other.records;
         self.parse.merge(other.parse);
@@ -234,6 +250,12 @@ impl Partial {
             *self.sensitive.entry(kind).or_insert(0) += count;
         }
         self.fields.extend(other.fields);
+        for secret in other.found_secrets {
+            if self.found_secrets.len() >= MAX_FOUND_SECRETS {
+                break;
+            }
+            self.found_secrets.insert(secret);
+        }
         self.near.extend(other.near);
         for (mine, theirs) in self.largest.iter_mut().zip(other.largest) {
             mine.extend(theirs);
@@ -771,6 +793,9 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
     }
     let lock = DataLock::new(locked, Digest::of_bytes(fingerprint_text.as_bytes()))?;
     let lock_changes = previous.as_ref().map(|previous| lock.diff(previous));
+    let found_secrets: Vec<String> = std::mem::take(&mut total.found_secrets)
+        .into_iter()
+        .collect();
     let (characters_histogram, tokens_histogram, turns_histogram) = (
         total.characters.clone(),
         total.tokens.clone(),
@@ -813,6 +838,7 @@ fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
         report,
         lock,
         summary,
+        found_secrets,
     })
 }
 
@@ -1330,7 +1356,10 @@ fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Di
     let rows = match SerializedFileReader::new(handle) {
         Ok(reader) => reader.into_iter(),
         Err(error) => {
-            let message = format!("not a readable Parquet file: {error}");
+            let message = format!(
+                "not a readable Parquet file: {}",
+                crate::scan::sanitize_message(&error.to_string())
+            );
             emit(Batch::Records(vec![(whole_file, 0, Err(message))]), size);
             return Ok((digest, size));
         }
@@ -1350,7 +1379,14 @@ fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Di
             }
             Err(error) => {
                 // A corrupt page ends the file: report where, keep what was read.
-                batch.push((origin, 0, Err(format!("unreadable Parquet row: {error}"))));
+                batch.push((
+                    origin,
+                    0,
+                    Err(format!(
+                        "unreadable Parquet row: {}",
+                        crate::scan::sanitize_message(&error.to_string())
+                    )),
+                ));
                 break;
             }
         }
@@ -1408,7 +1444,10 @@ fn read_json_array(
             emit(Batch::Records(vec![(
                 origin,
                 0,
-                Err(format!("not valid JSON: {error}")),
+                Err(format!(
+                    "not valid JSON: {}",
+                    crate::scan::sanitize_message(&error.to_string())
+                )),
             )]));
             return Ok(());
         }
@@ -1459,7 +1498,10 @@ fn read_csv(decoded: &mut dyn Read, emit: &mut dyn FnMut(Batch)) -> Result<()> {
             emit(Batch::Records(vec![(
                 origin,
                 0,
-                Err(format!("unreadable CSV header: {error}")),
+                Err(format!(
+                    "unreadable CSV header: {}",
+                    crate::scan::sanitize_message(&error.to_string())
+                )),
             )]));
             return Ok(());
         }
@@ -1514,7 +1556,7 @@ fn read_csv(decoded: &mut dyn Read, emit: &mut dyn FnMut(Batch)) -> Result<()> {
                         format!("invalid UTF-8 in field {}", err.field() + 1)
                     }
                     csv::ErrorKind::Io(io) => format!("read error: {io}"),
-                    _ => error.to_string(),
+                    _ => crate::scan::sanitize_message(&error.to_string()),
                 };
                 batch.push((origin, 0, Err(message)));
                 if matches!(error.kind(), csv::ErrorKind::Io(_)) {
@@ -1680,7 +1722,13 @@ fn parse_json(text: &str) -> std::result::Result<Value, (String, Option<usize>)>
         serde_json::from_str::<Value>(text).map_err(|error| {
             // serde_json counts columns in bytes from 1 on the record's single line.
             let column = error.column().saturating_sub(1);
-            (format!("not valid JSON: {error}"), Some(column))
+            (
+                format!(
+                    "not valid JSON: {}",
+                    crate::scan::sanitize_message(&error.to_string())
+                ),
+                Some(column),
+            )
         })
     })
 }
@@ -1754,20 +1802,39 @@ fn process_record(
                             None,
                         )
                     });
+                    // Not checked as a record, but a secret in it is still a secret.
+                    if context.scan_sensitive {
+                        scan_sensitive(context, origin, &[], Some(value), partial);
+                    }
                     return;
                 }
             };
             if let Some(validator) = context.schema {
                 for error in validator.iter_errors(value).take(3) {
-                    let path = error.instance_path().to_string();
+                    // The path holds the data's keys and the message quotes
+                    // its values: both are shown only where they look like names.
+                    let path: String = error
+                        .instance_path()
+                        .to_string()
+                        .split('/')
+                        .skip(1)
+                        .map(|segment| {
+                            if crate::scan::is_safe_to_quote(segment) {
+                                format!("/{segment}")
+                            } else {
+                                "/…".to_owned()
+                            }
+                        })
+                        .collect();
                     let at = if path.is_empty() {
                         "the record".to_owned()
                     } else {
                         format!("`{path}`")
                     };
-                    inspection
-                        .problems
-                        .push(format!("{at} does not match --schema: {error}"));
+                    inspection.problems.push(format!(
+                        "{at} does not match --schema: {}",
+                        crate::scan::sanitize_message(&error.to_string())
+                    ));
                 }
             }
             inspection
@@ -1810,10 +1877,11 @@ fn process_record(
         inspection.messages.len() as u64
     });
     for message in &inspection.messages {
-        match partial.roles.get_mut(message.role) {
+        let role = role_name(message.role);
+        match partial.roles.get_mut(role) {
             Some(count) => *count += 1,
             None => {
-                partial.roles.insert(message.role.to_owned(), 1);
+                partial.roles.insert(role.to_owned(), 1);
             }
         }
     }
@@ -1847,37 +1915,11 @@ fn process_record(
         });
     }
     if context.scan_sensitive {
-        let mut secret: Option<(String, String)> = None;
-        let mut personal: Option<(String, String)> = None;
-        for (field, text) in &inspection.texts {
-            for found in scan(text) {
-                *partial
-                    .sensitive
-                    .entry(found.kind.as_str().to_owned())
-                    .or_insert(0) += 1;
-                let slot = if found.kind.is_secret() {
-                    &mut secret
-                } else {
-                    &mut personal
-                };
-                if slot.is_none() {
-                    *slot = Some((
-                        format!("{} in `{field}`", found.kind.as_str()),
-                        excerpt(text, found.range.start, 80),
-                    ));
-                }
-            }
-        }
-        if let Some((message, snippet)) = secret {
-            partial.secrets.add(position_of(context, origin), || {
-                context.example(origin, message, Some(snippet))
-            });
-        }
-        if let Some((message, snippet)) = personal {
-            partial.pii.add(position_of(context, origin), || {
-                context.example(origin, message, Some(snippet))
-            });
-        }
+        let other = match &record {
+            Record::Value(value) => Some(value),
+            Record::Plain(_) => None,
+        };
+        scan_sensitive(context, origin, &inspection.texts, other, partial);
     }
     if !(context.normalized_duplicates || context.near_duplicates || context.eval.is_some()) {
         return;
@@ -2138,7 +2180,13 @@ fn inspect_leaves(value: &Value) -> crate::formats::Inspection<'_> {
                 for (key, item) in object {
                     let length = path.len();
                     path.push('/');
-                    path.push_str(key);
+                    // Paths are quoted in findings: a key that does not look
+                    // like a name is not.
+                    path.push_str(if crate::scan::is_safe_to_quote(key) {
+                        key
+                    } else {
+                        "…"
+                    });
                     walk(item, path, inspection);
                     path.truncate(length);
                 }
@@ -2219,6 +2267,192 @@ fn string_leaves<'a>(value: &'a Value, texts: &mut Vec<&'a str>) {
 }
 
 /// Field paths seen, with array indices folded: `messages[].content`.
+/// A role as summaries and reports name it: itself when it looks like a
+/// name, else `(not shown)` (a credential pasted into a role must not become
+/// a key of `summary.json`).
+fn role_name(role: &str) -> &str {
+    const KNOWN: &[&str] = &[
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+    ];
+    if KNOWN.contains(&role) || crate::scan::is_safe_to_quote(role) {
+        role
+    } else {
+        "(not shown)"
+    }
+}
+
+/// Keys of the known formats: never scanned, they are gantry's own words.
+const KNOWN_KEYS: &[&str] = &[
+    "messages",
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "function",
+    "arguments",
+    "id",
+    "type",
+    "weight",
+    "refusal",
+    "function_call",
+    "conversations",
+    "from",
+    "value",
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "history",
+    "prompt",
+    "completion",
+    "chosen",
+    "rejected",
+    "preferred_output",
+    "non_preferred_output",
+    "text",
+    "image_url",
+    "url",
+];
+
+/// Secrets and personal data in a record: in its texts, and in every other
+/// string and key of `other` (a role, a tool call's arguments, a `name`, an
+/// extra field, a key name), which findings must never quote raw either.
+fn scan_sensitive(
+    context: &FileContext<'_>,
+    origin: Origin,
+    texts: &[(crate::formats::Field, &str)],
+    other: Option<&Value>,
+    partial: &mut Partial,
+) {
+    let mut secret: Option<(String, String)> = None;
+    let mut personal: Option<(String, String)> = None;
+    let mut look = |text: &str, place: &dyn Fn() -> String, partial: &mut Partial| {
+        for found in scan(text) {
+            *partial
+                .sensitive
+                .entry(found.kind.as_str().to_owned())
+                .or_insert(0) += 1;
+            let slot = if found.kind.is_secret() {
+                partial.found_secret(&text[found.value.clone()]);
+                &mut secret
+            } else {
+                &mut personal
+            };
+            if slot.is_none() {
+                *slot = Some((
+                    format!("{} in {}", found.kind.as_str(), place()),
+                    excerpt(text, found.range.start, 80),
+                ));
+            }
+        }
+    };
+    for (field, text) in texts {
+        look(text, &|| format!("`{field}`"), partial);
+    }
+    if let Some(value) = other {
+        let mut addresses: Vec<usize> = texts
+            .iter()
+            .map(|(_, text)| text.as_ptr() as usize)
+            .collect();
+        addresses.sort_unstable();
+        other_strings(value, &addresses, |text, place| look(text, place, partial));
+    }
+    if let Some((message, snippet)) = secret {
+        partial.secrets.add(position_of(context, origin), || {
+            context.example(origin, message, Some(snippet))
+        });
+    }
+    if let Some((message, snippet)) = personal {
+        partial.pii.add(position_of(context, origin), || {
+            context.example(origin, message, Some(snippet))
+        });
+    }
+}
+
+/// Calls `visit` with every key and string of `value` that is not one of
+/// the texts at `skip` (sorted addresses, already scanned) and could hold a
+/// secret or personal data, with a way to name its place. The walk keeps
+/// its own stack, and a place is named only when asked.
+fn other_strings(value: &Value, skip: &[usize], mut visit: impl FnMut(&str, &dyn Fn() -> String)) {
+    enum Segment<'a> {
+        Root,
+        Key(&'a str),
+        Index(usize),
+    }
+    // (parent, segment): the places walked so far.
+    let mut places: Vec<(usize, Segment<'_>)> = vec![(0, Segment::Root)];
+    let name = |places: &[(usize, Segment<'_>)], mut at: usize, key: bool| -> String {
+        let mut segments = Vec::new();
+        while at != 0 {
+            segments.push(at);
+            at = places[at].0;
+        }
+        let mut path = String::new();
+        for &index in segments.iter().rev() {
+            match &places[index].1 {
+                Segment::Key(key) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(if crate::scan::is_safe_to_quote(key) {
+                        key
+                    } else {
+                        "…"
+                    });
+                }
+                Segment::Index(index) => path.push_str(&format!("[{index}]")),
+                Segment::Root => {}
+            }
+        }
+        match (key, path.is_empty()) {
+            (true, true) => "a key of the record".to_owned(),
+            (true, false) => format!("a key of `{path}`"),
+            (false, true) => "the record".to_owned(),
+            (false, false) => format!("`{path}`"),
+        }
+    };
+    const SHORTEST: usize = 6;
+    let mut stack: Vec<(usize, &Value)> = vec![(0, value)];
+    while let Some((place, value)) = stack.pop() {
+        match value {
+            Value::String(text)
+                if text.len() >= SHORTEST
+                    && skip.binary_search(&(text.as_ptr() as usize)).is_err() =>
+            {
+                visit(text, &|| name(&places, place, false));
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate().rev() {
+                    places.push((place, Segment::Index(index)));
+                    stack.push((places.len() - 1, item));
+                }
+            }
+            Value::Object(object) => {
+                for (key, item) in object.iter().rev() {
+                    if key.len() >= SHORTEST && !KNOWN_KEYS.contains(&key.as_str()) {
+                        visit(key, &|| name(&places, place, true));
+                    }
+                    places.push((place, Segment::Key(key)));
+                    stack.push((places.len() - 1, item));
+                }
+            }
+            Value::Number(number) if !number.is_f64() => {
+                let digits = number.to_string();
+                if digits.len() >= SHORTEST {
+                    visit(&digits, &|| name(&places, place, false));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn collect_fields(value: &Value, partial: &mut Partial) {
     let Some(object) = value.as_object() else {
         return;
@@ -2827,7 +3061,10 @@ mod tests {
             match (parse_json(&text), reference) {
                 (Ok(fast), Ok(reference)) => proptest::prop_assert_eq!(fast, reference),
                 (Err((message, _)), Err(error)) => {
-                    proptest::prop_assert_eq!(message, format!("not valid JSON: {error}"));
+                    proptest::prop_assert_eq!(
+                        message,
+                        format!("not valid JSON: {}", crate::scan::sanitize_message(&error.to_string()))
+                    );
                 }
                 (fast, reference) => proptest::prop_assert!(
                     false,

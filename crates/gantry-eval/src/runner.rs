@@ -491,8 +491,10 @@ pub struct Journal<'a> {
     pub path: PathBuf,
     /// Keep the successful results already in it and skip those requests.
     pub resume: bool,
-    /// Applied to every line before it is written (secret redaction).
-    pub redact: &'a (dyn Fn(&str) -> String + Sync),
+    /// Every line passes through it before it is written: answers can
+    /// quote anything, a key included. Redacted value by value, so every
+    /// line stays valid JSON.
+    pub redactor: &'a gantry_core::Redactor,
 }
 
 impl std::fmt::Debug for Journal<'_> {
@@ -619,8 +621,7 @@ pub fn run(
                 .unwrap_or_else(|e| (Err(format!("request task failed: {e}")), 0));
             let result = item_result(options, &items[index], repeat, answer, attempts)?;
             if let Some((file, journal)) = sink.as_mut() {
-                let line =
-                    (journal.redact)(&serde_json::to_string(&result).unwrap_or_default()) + "\n";
+                let line = journal.redactor.to_json_line(&result).unwrap_or_default() + "\n";
                 // One write of a whole line, flushed: a crash tears at most this line.
                 file.write_all(line.as_bytes())
                     .and_then(|()| file.flush())

@@ -54,6 +54,9 @@ pub struct TrainJob {
     pub tracking: Option<TrackingConfig>,
     /// Extra environment variables for the command.
     pub env: Vec<(String, String)>,
+    /// What `run.json` passes through before it is written: a server can
+    /// echo a credential into an error the record keeps.
+    pub redactor: gantry_core::Redactor,
 }
 
 /// What a finished run left.
@@ -319,7 +322,7 @@ impl TrainJob {
             Some(path)
         };
         if let Some(tracker) = tracker {
-            record.write(&record_path)?;
+            record.write(&record_path, &self.redactor)?;
             on_event(Event::Info(
                 "sending the run to the tracking server".to_owned(),
             ));
@@ -338,7 +341,7 @@ impl TrainJob {
             }
             record.tracking = Some(state);
         }
-        record.write(&record_path)?;
+        record.write(&record_path, &self.redactor)?;
         Ok(Finished {
             record,
             record_path,

@@ -298,9 +298,11 @@ pub struct TrackingState {
 }
 
 impl RunRecord {
-    /// Writes the record to `path` atomically (a temporary file renamed into place).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self)
+    /// Writes the record to `path` atomically (a temporary file renamed
+    /// into place), redacted by `redactor`.
+    pub fn write(&self, path: &Path, redactor: &gantry_core::Redactor) -> Result<()> {
+        let mut text = redactor
+            .to_json_pretty(self)
             .map_err(|error| Error::Input(format!("cannot encode the run record: {error}")))?;
         text.push('\n');
         write_atomic(path, text.as_bytes())

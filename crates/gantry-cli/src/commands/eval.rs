@@ -52,11 +52,10 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
     let results_path = args.out.join("results.jsonl");
     let partial = args.out.join("results.jsonl.partial");
     // Responses can quote anything, a key included: redact what gantry writes.
-    let redact = |line: &str| session.masker.redact(line);
     let journal = Journal {
         path: partial.clone(),
         resume: args.resume,
-        redact: &redact,
+        redactor: session.redactor(),
     };
     let (results, summary) = run_eval(&options, Some(&journal))?;
     if summary.resumed > 0 {
@@ -68,7 +67,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
     }
     let mut text = String::new();
     for result in &results {
-        text.push_str(&session.masker.redact(&serde_json::to_string(result)?));
+        text.push_str(&session.redactor().to_json_line(result)?);
         text.push('\n');
     }
     // The finished file appears whole (temporary file, then rename), in dataset order.
@@ -81,15 +80,13 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         .with_context(|| format!("cannot write {}", results_path.display()))?;
     let _ = std::fs::remove_file(&partial);
     let summary_path = args.out.join("summary.json");
-    write_json(&summary_path, &serde_json::to_value(&summary)?)?;
+    write_json(session, &summary_path, &summary)?;
     for result in results.iter().filter(|r| r.error.is_some()).take(3) {
         printer.warning(&format!(
             "item {} (repeat {}): {}",
             result.id,
             result.repeat,
-            session
-                .masker
-                .redact(result.error.as_deref().unwrap_or_default())
+            result.error.as_deref().unwrap_or_default()
         ));
     }
     printer.info(&format!(
@@ -105,9 +102,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
     } else {
         Verdict::Warn
     };
-    let markdown = session
-        .masker
-        .redact(&render_markdown(args, &summary, verdict));
+    let markdown = render_markdown(args, &summary, verdict);
     let outputs = vec![
         ("results".to_owned(), results_path.display().to_string()),
         ("summary".to_owned(), summary_path.display().to_string()),

@@ -2,14 +2,14 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use gantry_core::{ExitCode, Finding, Severity};
 use gantry_eval::{GateReport, Policy, RowVerdict, evaluate_gate, read};
 use serde_json::json;
 
 use crate::cli::EvalGateArgs;
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish, report_directory, write_json};
+use crate::commands::publish::{CommandResult, publish, report_directory, write_json, write_text};
 use crate::commands::registry::fetch_evaluation;
 use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
@@ -36,7 +36,7 @@ pub(crate) fn run(
     // scratch directory that lives until the gate is decided.
     let (baseline_path, _scratch, registered) = match args.baseline.strip_prefix("registry:") {
         Some(reference) => {
-            let fetched = fetch_evaluation(&args.registry, reference, session.environment)?;
+            let fetched = fetch_evaluation(&args.registry, reference, session)?;
             let manifest = &fetched.resolved.manifest;
             let age_days = chrono::DateTime::parse_from_rfc3339(&manifest.created)
                 .ok()
@@ -98,10 +98,9 @@ pub(crate) fn run(
 
     let gate_path = args.out.join("gate.json");
     let markdown_path = args.out.join("gate.md");
-    let markdown = session.masker.redact(&render_markdown(&report));
-    write_json(&gate_path, &serde_json::to_value(&report)?)?;
-    std::fs::write(&markdown_path, &markdown)
-        .with_context(|| format!("cannot write {}", markdown_path.display()))?;
+    let markdown = render_markdown(&report);
+    write_json(session, &gate_path, &report)?;
+    write_text(session, &markdown_path, &markdown)?;
     printer.info(&format!(
         "{} gated metrics: {} regressed, {} inconclusive, {} improved; wrote {}",
         report.rows.len(),
@@ -113,14 +112,12 @@ pub(crate) fn run(
 
     if session.platform == gantry_ci::Platform::GitLab {
         let directory = report_directory(session);
-        std::fs::create_dir_all(&directory)
-            .with_context(|| format!("cannot create {}", directory.display()))?;
-        let junit = directory.join("junit.xml");
-        std::fs::write(&junit, session.masker.redact(&junit_of(&report)))
-            .with_context(|| format!("cannot write {}", junit.display()))?;
-        let metrics = directory.join("metrics.txt");
-        std::fs::write(&metrics, metrics_of(&report))
-            .with_context(|| format!("cannot write {}", metrics.display()))?;
+        write_text(session, &directory.join("junit.xml"), &junit_of(&report))?;
+        write_text(
+            session,
+            &directory.join("metrics.txt"),
+            &metrics_of(&report),
+        )?;
     }
 
     let outputs = vec![

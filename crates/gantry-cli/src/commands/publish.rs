@@ -42,11 +42,41 @@ pub(crate) struct CommandResult {
     pub(crate) json: serde_json::Value,
 }
 
+impl CommandResult {
+    /// The result with every text in it redacted: what publishing writes
+    /// comes from here and nowhere else.
+    fn redacted(mut self, redactor: &gantry_core::Redactor) -> CommandResult {
+        let text = |text: &mut String| *text = redactor.redact(text).into_owned();
+        text(&mut self.name);
+        text(&mut self.title);
+        text(&mut self.markdown);
+        for finding in &mut self.findings {
+            text(&mut finding.code);
+            text(&mut finding.message);
+            text(&mut finding.title);
+            if let Some(location) = &mut finding.location {
+                text(&mut location.path);
+            }
+        }
+        for (_, value) in &mut self.outputs {
+            text(value);
+        }
+        if let Some(full_report) = &mut self.full_report {
+            text(full_report);
+        }
+        redactor.redact_json(&mut self.json);
+        self
+    }
+}
+
 pub(crate) fn publish(
     result: CommandResult,
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
+    // Everything below writes somewhere (log, annotations, files, the forge,
+    // outputs): the result is redacted once, here, on its way in.
+    let result = result.redacted(session.redactor());
     let wants = |target| result.targets.contains(&target);
     // The report is untrusted text (it quotes data): in CI logs it goes in a
     // collapsed group with workflow commands paused, so a line in it cannot act as one.
@@ -89,7 +119,7 @@ pub(crate) fn publish(
     }
     if session.platform == Platform::GitLab {
         let path = report_directory(session).join("codequality.json");
-        write_json(&path, &code_quality_report(&result.findings))?;
+        write_json(session, &path, &code_quality_report(&result.findings))?;
     }
 
     let mut published = Vec::new();
@@ -141,19 +171,18 @@ pub(crate) fn publish(
         forge = session.block_on(publish_to_forge(
             &session.context,
             session.environment,
+            session.redactor(),
             &publication,
         ))?;
         published.extend(forge.done.iter().copied());
     }
     if session.platform != Platform::Local {
         for note in &forge.notes {
-            printer.warning(&session.masker.redact(note));
+            printer.warning(note);
         }
     }
     for (what, error) in &forge.errors {
-        let message = session
-            .masker
-            .redact(&format!("cannot publish the {what}: {error}"));
+        let message = format!("cannot publish the {what}: {error}");
         if result.forge_errors_are_fatal {
             printer.error(&message)
         } else {
@@ -194,17 +223,11 @@ pub(crate) fn publish(
                 object.insert("summary_file".to_owned(), json!(summary_file));
                 object.insert(
                     "notes".to_owned(),
-                    json!(
-                        forge
-                            .notes
-                            .iter()
-                            .map(|note| session.masker.redact(note))
-                            .collect::<Vec<_>>()
-                    ),
+                    json!(forge.notes.iter().collect::<Vec<_>>()),
                 );
                 object.insert(
                     "publish_errors".to_owned(),
-                    json!(forge.errors.iter().map(|(what, error)| json!({"target": what, "message": session.masker.redact(&error.to_string())})).collect::<Vec<_>>()),
+                    json!(forge.errors.iter().map(|(what, error)| json!({"target": what, "message": error.to_string()})).collect::<Vec<_>>()),
                 );
             }
             printer.json(&value);
@@ -239,7 +262,24 @@ pub(crate) fn report_directory(session: &Session<'_>) -> std::path::PathBuf {
         .into()
 }
 
-pub(crate) fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+/// Writes `value` as pretty JSON to `path`, redacted value by value (so it
+/// stays valid JSON), creating the directory.
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
+    session: &Session<'_>,
+    path: &std::path::Path,
+    value: &T,
+) -> Result<()> {
+    let mut text = session.redactor().to_json_pretty(value)?;
+    text.push('\n');
+    write_file(path, text.as_bytes())
+}
+
+/// Writes `text` to `path` redacted, creating the directory.
+pub(crate) fn write_text(session: &Session<'_>, path: &std::path::Path, text: &str) -> Result<()> {
+    write_file(path, session.redactor().redact(text).as_bytes())
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -247,9 +287,7 @@ pub(crate) fn write_json(path: &std::path::Path, value: &serde_json::Value) -> R
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Where the summary goes: `$GITHUB_STEP_SUMMARY` on GitHub, else a file in the report directory.

@@ -27,7 +27,7 @@ pub(crate) fn run(
         "auto" => VersionRequest::Auto,
         text => VersionRequest::Exact(gantry_registry::parse_version(text).context("--version")?),
     };
-    let registry = open_registry(&args.registry, session.environment)?;
+    let registry = open_registry(&args.registry, session)?;
     let started = std::time::Instant::now();
     let source = ModelSource::read(&args.model_dir, args.allow_pickle)?;
     if !source.skipped.is_empty() {
@@ -123,7 +123,7 @@ pub(crate) fn run(
     let mut outputs = Vec::new();
     if let Some(path) = &args.provenance {
         let statement = provenance(&registration, &registry.uri(), session);
-        crate::commands::publish::write_json(path, &statement)?;
+        crate::commands::publish::write_json(session, path, &statement)?;
         printer.info(&format!(
             "wrote the provenance of {} ({}) to {}",
             reference,
@@ -169,7 +169,6 @@ pub(crate) fn run(
     if !lineage_lines.is_empty() {
         let _ = writeln!(markdown, "\n### Lineage\n\n{}", lineage_lines.join("\n"));
     }
-    let markdown = session.masker.redact(&markdown);
     outputs.splice(
         0..0,
         [

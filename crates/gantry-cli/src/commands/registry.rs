@@ -14,29 +14,44 @@ use crate::printer::Printer;
 
 /// Credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
 /// MLFLOW_TRACKING_PASSWORD) and retries for an MLflow server.
-pub(crate) fn mlflow_options(
-    environment: &gantry_ci::Environment,
-) -> Result<gantry_registry::MlflowOptions> {
-    let auth = gantry_ci::mlflow_login(environment)
+pub(crate) fn mlflow_options(session: &Session<'_>) -> Result<gantry_registry::MlflowOptions> {
+    let auth = gantry_ci::mlflow_login(session.environment)
         .context("MLflow credentials")?
         .map(|login| match login {
-            gantry_ci::MlflowLogin::Token(token) => gantry_registry::MlflowAuth::Token(token),
+            gantry_ci::MlflowLogin::Token(token) => {
+                session.redactor().add(&token);
+                gantry_registry::MlflowAuth::Token(token)
+            }
             gantry_ci::MlflowLogin::Basic(user, password) => {
+                register_basic_credentials(session, &user, &password);
                 gantry_registry::MlflowAuth::Basic(user, password)
             }
         });
     Ok(gantry_registry::MlflowOptions {
         auth,
-        retry: gantry_ci::RetryPolicy::from_environment(environment),
+        retry: gantry_ci::RetryPolicy::from_environment(session.environment),
     })
+}
+
+/// Registers a password, and the `user:password` pair that HTTP Basic
+/// sends base64-encoded, with the redactor: a server that echoes the
+/// `Authorization` header back must not put either in a log.
+fn register_basic_credentials(
+    session: &Session<'_>,
+    username: &str,
+    password: &gantry_core::Secret,
+) {
+    session.redactor().add(password);
+    session.redactor().add(&gantry_core::Secret::new(format!(
+        "{username}:{}",
+        password.expose()
+    )));
 }
 
 /// Opens the registry a URI names, with credentials for its host from the
 /// environment (see `gantry_ci::registry_login`).
-pub(crate) fn open_registry(
-    uri: &str,
-    environment: &gantry_ci::Environment,
-) -> Result<Box<dyn Registry>> {
+pub(crate) fn open_registry(uri: &str, session: &Session<'_>) -> Result<Box<dyn Registry>> {
+    let environment = session.environment;
     if let Some(path) = uri.strip_prefix("file:") {
         if path.is_empty() {
             bail!("--registry {uri:?}: file: needs a path, e.g. file:.gantry/registry");
@@ -49,9 +64,12 @@ pub(crate) fn open_registry(
             .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
         let credentials = gantry_ci::registry_login(environment, host)
             .with_context(|| format!("credentials for {host}"))?
-            .map(|login| gantry_registry::Credentials {
-                username: login.username,
-                password: login.password,
+            .map(|login| {
+                register_basic_credentials(session, &login.username, &login.password);
+                gantry_registry::Credentials {
+                    username: login.username,
+                    password: login.password,
+                }
             });
         let options = gantry_registry::OciOptions {
             credentials,
@@ -61,7 +79,7 @@ pub(crate) fn open_registry(
         return Ok(Box::new(gantry_registry::OciRegistry::new(uri, options)?));
     }
     if uri.starts_with("mlflow+http://") || uri.starts_with("mlflow+https://") {
-        let options = mlflow_options(environment)?;
+        let options = mlflow_options(session)?;
         return Ok(Box::new(gantry_registry::MlflowRegistry::new(
             uri, options,
         )?));
@@ -93,9 +111,9 @@ pub(crate) struct FetchedEvaluation {
 pub(crate) fn fetch_evaluation(
     uri: &str,
     reference: &str,
-    environment: &gantry_ci::Environment,
+    session: &Session<'_>,
 ) -> Result<FetchedEvaluation> {
-    let registry = open_registry(uri, environment)?;
+    let registry = open_registry(uri, session)?;
     let resolved = registry.resolve(&parse_reference(reference)?)?;
     let Some(link) = resolved.manifest.lineage.evaluation.clone() else {
         bail!(
@@ -137,7 +155,7 @@ pub(crate) fn run(
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let registry = open_registry(&args.registry, session.environment)?;
+    let registry = open_registry(&args.registry, session)?;
     let actor = session
         .context
         .actor

@@ -15,13 +15,10 @@ const MAX_FINDING_ROWS: usize = 500;
 pub(crate) fn run(args: &ReportArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
     let markdown = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read the report --file {}", args.file.display()))?;
-    let mut findings = match &args.findings {
+    let findings = match &args.findings {
         Some(path) => read_findings(path)?,
         None => Vec::new(),
     };
-    for finding in &mut findings {
-        finding.message = session.masker.redact(&finding.message);
-    }
     let n_errors = findings
         .iter()
         .filter(|finding| finding.severity == Severity::Error)
@@ -39,9 +36,7 @@ pub(crate) fn run(args: &ReportArgs, session: &Session<'_>, printer: &Printer) -
     if args.strict && verdict == Verdict::Warn {
         verdict = Verdict::Fail;
     }
-    let markdown = session
-        .masker
-        .redact(&with_findings_section(&markdown, &findings));
+    let markdown = with_findings_section(&markdown, &findings);
     let title = args.title.clone().unwrap_or_else(|| {
         first_heading(&markdown).unwrap_or_else(|| format!("gantry report: {verdict}"))
     });

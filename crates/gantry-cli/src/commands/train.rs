@@ -60,7 +60,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
             let mut params = vec![
                 (
                     "gantry.command".to_owned(),
-                    session.masker.redact(&command.join(" ")),
+                    session.redactor().redact(&command.join(" ")).into_owned(),
                 ),
                 ("gantry.gpus".to_owned(), args.gpus.clone()),
                 (
@@ -91,7 +91,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
                 run_name: run_id.clone(),
                 params,
                 tags,
-                options: crate::commands::registry::mlflow_options(session.environment)?,
+                options: crate::commands::registry::mlflow_options(session)?,
             })
         })
         .transpose()?;
@@ -120,6 +120,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         data,
         tracking,
         env: Vec::new(),
+        redactor: session.redactor().clone(),
     };
     if args.backend == TrainBackend::Kubernetes || args.kubernetes_manifest.is_some() {
         return kubernetes_manifest(args, &job_without_gpus, session, printer);
@@ -202,7 +203,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
     };
     printer.info(&format!(
         "run {run_id}: {} (run directory {})",
-        session.masker.redact(&command.join(" ")),
+        command.join(" "),
         run_dir.display()
     ));
     let mut last_progress: Option<Instant> = None;
@@ -240,15 +241,13 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
                 printer.info(&format!("step {}: {}", last.step, at_step.join(", ")));
             }
         }
-        Event::Info(text) => printer.info(&session.masker.redact(&text)),
-        Event::Warning(text) => printer.warning(&session.masker.redact(&text)),
+        Event::Info(text) => printer.info(&text),
+        Event::Warning(text) => printer.warning(&text),
     })?;
     drop(lease);
 
     let record = &finished.record;
-    let markdown = session
-        .masker
-        .redact(&gantry_train::summary::markdown(record, &finished.series));
+    let markdown = gantry_train::summary::markdown(record, &finished.series);
     let final_metrics: serde_json::Map<String, serde_json::Value> = record
         .metrics
         .last
@@ -355,14 +354,7 @@ fn kubernetes_manifest(
         .kubernetes_manifest
         .clone()
         .unwrap_or_else(|| job.run_dir.join("kubernetes.yaml"));
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("--kubernetes-manifest {}", path.display()))?;
-    }
-    std::fs::write(&path, &manifest)
+    crate::commands::publish::write_text(session, &path, &manifest)
         .with_context(|| format!("--kubernetes-manifest {}", path.display()))?;
     let kind = if args.nodes > 1 { "PyTorchJob" } else { "Job" };
     printer.info(&format!(
@@ -373,8 +365,7 @@ fn kubernetes_manifest(
     ));
     let markdown = format!(
         "## gantry train: Kubernetes {kind} `{}`\n\n```yaml\n{}```\n",
-        job.run_id,
-        session.masker.redact(&manifest)
+        job.run_id, manifest
     );
     let result = CommandResult {
         command: "train",

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use gantry_core::{ExitCode, Finding, Location, Severity};
 use gantry_data::{
     CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, merge_shards,
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::cli::{DataFormatArg, ValidateDataArgs};
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish, write_json};
+use crate::commands::publish::{CommandResult, publish, write_json, write_text};
 use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::printer::Printer;
 
@@ -59,7 +59,7 @@ pub(crate) fn run(
         let path = args
             .out
             .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
-        write_json(&path, &serde_json::to_value(&shard_file)?)?;
+        write_json(session, &path, &shard_file)?;
         printer.info(&format!(
             "wrote {} in {:.2} s; merge the shards with --merge",
             path.display(),
@@ -111,18 +111,23 @@ pub(crate) fn run(
         merge_shards(&options, &args.merge)?
     };
     let elapsed = started.elapsed();
+    // Every secret found in the data is redacted from everything written
+    // from here on, whatever quotes it (defence in depth: findings quote
+    // only redacted excerpts and names that look like names).
+    session
+        .redactor()
+        .add_all(validation.found_secrets.iter().map(String::as_str));
     let report = &validation.report;
 
     let report_path = args.out.join("report.json");
     let markdown_path = args.out.join("report.md");
     let lock_path = args.out.join("data.lock");
     let summary_path = args.out.join("summary.json");
-    let markdown = session.masker.redact(&render_markdown(report));
-    write_json(&report_path, &serde_json::to_value(report)?)?;
-    write_json(&lock_path, &serde_json::to_value(&validation.lock)?)?;
-    write_json(&summary_path, &serde_json::to_value(&validation.summary)?)?;
-    std::fs::write(&markdown_path, &markdown)
-        .with_context(|| format!("cannot write {}", markdown_path.display()))?;
+    let markdown = render_markdown(report);
+    write_json(session, &report_path, report)?;
+    write_json(session, &lock_path, &validation.lock)?;
+    write_json(session, &summary_path, &validation.summary)?;
+    write_text(session, &markdown_path, &markdown)?;
     let bytes: u64 = report.files.iter().map(|file| file.bytes).sum();
     printer.info(&format!(
         "read {} records from {} file(s), {:.1} MB in {:.2} s",
@@ -134,12 +139,7 @@ pub(crate) fn run(
 
     if session.platform == gantry_ci::Platform::GitLab {
         let path = crate::commands::publish::report_directory(session).join("junit.xml");
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        let xml = session.masker.redact(&junit_of(report));
-        std::fs::write(&path, xml).with_context(|| format!("cannot write {}", path.display()))?;
+        write_text(session, &path, &junit_of(report))?;
     }
     let count = |status| {
         report
