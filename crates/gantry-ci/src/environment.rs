@@ -57,6 +57,8 @@ impl EnvVars {
     pub const MLFLOW_TRACKING_USERNAME: &'static str = "MLFLOW_TRACKING_USERNAME";
     /// Basic-auth password for an MLflow server.
     pub const MLFLOW_TRACKING_PASSWORD: &'static str = "MLFLOW_TRACKING_PASSWORD";
+    /// The API key `gantry eval` sends by default (`--api-key-env`).
+    pub const OPENAI_API_KEY: &'static str = "OPENAI_API_KEY";
     /// GitLab's container registry host.
     pub const CI_REGISTRY: &'static str = "CI_REGISTRY";
     /// GitLab's user for its container registry.
@@ -194,6 +196,7 @@ pub fn secrets_in_environment(
         EnvVars::CI_REGISTRY_PASSWORD,
         EnvVars::MLFLOW_TRACKING_TOKEN,
         EnvVars::MLFLOW_TRACKING_PASSWORD,
+        EnvVars::OPENAI_API_KEY,
     ]
     .into_iter()
     .filter_map(|name| Some((name, gantry_core::Secret::new(environment.get(name)?))))

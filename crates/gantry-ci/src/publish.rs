@@ -19,12 +19,17 @@ use crate::workflow_commands::escape_data;
 #[derive(Debug, Default)]
 pub struct Masker {
     redactor: Redactor,
+    /// What was announced with `::add-mask::` already.
+    announced: std::collections::HashSet<String>,
 }
 
 impl Masker {
     /// A masker that registers with `redactor`.
     pub fn new(redactor: Redactor) -> Masker {
-        Masker { redactor }
+        Masker {
+            redactor,
+            announced: std::collections::HashSet::new(),
+        }
     }
 
     /// The redactor the masker registers with.
@@ -43,7 +48,12 @@ impl Masker {
         out: &mut dyn Write,
     ) -> std::io::Result<Admission> {
         let admission = self.redactor.add(secret);
-        if admission == Admission::Added && platform == Platform::GitHub {
+        // A value the redactor knew already (a password from a URL on the
+        // command line) still needs announcing to the runner, once.
+        if matches!(admission, Admission::Added | Admission::Known)
+            && platform == Platform::GitHub
+            && self.announced.insert(secret.expose().to_owned())
+        {
             for line in secret
                 .expose()
                 .lines()

@@ -1656,16 +1656,25 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                     plain_misses += u32::from(context.plain_chat);
                 }
                 // sonic-rs checks UTF-8 as it parses; a line it refuses is
-                // looked at again for the exact message.
-                let value = match sonic_rs::from_slice::<Value>(content) {
-                    Ok(value) => Ok(value),
-                    Err(_) => match std::str::from_utf8(content) {
-                        Err(error) => Err((
-                            format!("invalid UTF-8 at byte {} of the line", error.valid_up_to()),
-                            Some(error.valid_up_to()),
-                        )),
-                        Ok(text) => parse_json(text),
-                    },
+                // looked at again for the exact message. It has no nesting
+                // limit of its own: a line nested deeper than serde_json's
+                // would overflow the stack, so it is refused first.
+                let value = if let Some(at) = too_deep(content) {
+                    Err((too_deep_message(), Some(at)))
+                } else {
+                    match sonic_rs::from_slice::<Value>(content) {
+                        Ok(value) => Ok(value),
+                        Err(_) => match std::str::from_utf8(content) {
+                            Err(error) => Err((
+                                format!(
+                                    "invalid UTF-8 at byte {} of the line",
+                                    error.valid_up_to()
+                                ),
+                                Some(error.valid_up_to()),
+                            )),
+                            Ok(text) => parse_json(text),
+                        },
+                    }
                 };
                 match value {
                     Ok(value) => process_record(
@@ -1714,10 +1723,61 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
     (partial, spent)
 }
 
+/// The deepest nesting of arrays and objects a record may have: serde_json's
+/// own limit, which every other JSON reader of gantry keeps.
+pub(crate) const MAX_NESTING: usize = 128;
+
+fn too_deep_message() -> String {
+    format!(
+        "nested more than {MAX_NESTING} arrays and objects deep; gantry reads records up to {MAX_NESTING} levels"
+    )
+}
+
+/// Where `bytes` (one JSON text) first nests deeper than [`MAX_NESTING`],
+/// if it does. Most records hold few brackets, and a count of them (SIMD)
+/// says so without looking at strings; only a record with many is walked.
+pub(crate) fn too_deep(bytes: &[u8]) -> Option<usize> {
+    if memchr::memchr2_iter(b'[', b'{', bytes)
+        .take(MAX_NESTING + 1)
+        .count()
+        <= MAX_NESTING
+    {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
+    for (at, &byte) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(at);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One JSON record: parsed by sonic-rs (SIMD) into the `serde_json::Value`
 /// the checks walk; a record it refuses is parsed again by serde_json for
 /// the error message and column gantry has always given.
 fn parse_json(text: &str) -> std::result::Result<Value, (String, Option<usize>)> {
+    if let Some(at) = too_deep(text.as_bytes()) {
+        return Err((too_deep_message(), Some(at)));
+    }
     sonic_rs::from_str::<Value>(text).or_else(|_| {
         serde_json::from_str::<Value>(text).map_err(|error| {
             // serde_json counts columns in bytes from 1 on the record's single line.

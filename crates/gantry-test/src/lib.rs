@@ -17,9 +17,11 @@ assert_eq!(forge.requests().len(), 0);
 ```
 */
 
+mod echo;
 mod oci;
 mod slurm;
 
+pub use crate::echo::{EchoRequest, EchoResponse, EchoServer};
 pub use crate::oci::{
     DroppingProxy, MlflowServer, OCI_PASSWORD, OCI_USER, OciRegistryServer, require_tool,
 };

@@ -326,8 +326,16 @@ impl TrainJob {
             on_event(Event::Info(
                 "sending the run to the tracking server".to_owned(),
             ));
-            let tags = final_tags(&record);
-            let uploaded = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            // The server gets what run.json holds: redacted.
+            let tags = final_tags(&record)
+                .into_iter()
+                .map(|(key, value)| (key, self.redactor.redact(&value).into_owned()))
+                .collect();
+            let uploaded = self
+                .redactor
+                .to_json_pretty(&record)
+                .unwrap_or_default()
+                .into_bytes();
             let state = tracker.finish(record.status, uploaded, tags);
             if !state.synced {
                 let text = format!(

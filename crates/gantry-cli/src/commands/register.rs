@@ -79,7 +79,19 @@ pub(crate) fn run(
         version,
         source: &source,
         lineage: &lineage,
-        metadata: args.metadata.iter().cloned().collect::<BTreeMap<_, _>>(),
+        // The manifest is a record like any other: what it keeps is redacted
+        // before its identity is computed.
+        metadata: args
+            .metadata
+            .iter()
+            .map(|(key, value)| {
+                let redactor = session.redactor();
+                (
+                    redactor.redact(key).into_owned(),
+                    redactor.redact(value).into_owned(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
         aliases: args.alias.clone(),
         actor,
     };

@@ -6,6 +6,8 @@ mod cli;
 mod eval;
 /// `gantry eval-gate` on tiny-lm's real evaluation results.
 mod eval_gate;
+/// Planted credentials never reach anything gantry writes.
+mod leaks;
 /// What gantry ships (actions, templates, image, installer), checked with the real tools.
 mod packaging;
 /// `gantry register` and `gantry registry` on a trained tiny-lm.
