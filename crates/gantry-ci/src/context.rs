@@ -262,3 +262,31 @@ mod tests {
         assert_eq!(context.project_id.as_deref(), Some("5"));
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    use crate::environment::{Environment, Platform};
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// The event payload a runner hands over is read as JSON: hostile
+        /// bytes are a context or an error, never a panic.
+        #[test]
+        fn hostile_events_are_errors(bytes in gantry_test::adversarial::bytes()) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let event = directory.path().join("event.json");
+            std::fs::write(&event, &bytes).expect("write");
+            let event = event.display().to_string();
+            let environment = Environment::from_pairs([
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_REPOSITORY", "org/models"),
+                ("GITHUB_EVENT_NAME", "pull_request"),
+                ("GITHUB_EVENT_PATH", event.as_str()),
+            ]);
+            let _ = super::RunContext::from_environment(Platform::GitHub, &environment);
+        }
+    }
+}

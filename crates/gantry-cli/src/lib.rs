@@ -48,13 +48,49 @@ pub fn run(argv: Vec<std::ffi::OsString>, environment: &Environment) -> ExitCode
         }
     };
     printer.configure(&cli.global);
-    match commands::dispatch(&cli, environment, &mut printer) {
-        Ok(code) => code,
-        Err(error) => {
+    // A panic is a bug, but it still ends as an error (exit 2) with a
+    // message that passes through the redactor, not as exit 101 with a
+    // payload that may quote data.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commands::dispatch(&cli, environment, &mut printer)
+    }));
+    match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(error)) => {
             printer.error(&format!("{error:#}"));
             ExitCode::ERROR
         }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            let place = PANIC_PLACE
+                .lock()
+                .ok()
+                .and_then(|place| place.clone())
+                .unwrap_or_default();
+            printer.error(&format!(
+                "internal error, a bug in gantry: {what}{place}; please report it at https://github.com/gantry-dev/gantry/issues"
+            ));
+            ExitCode::ERROR
+        }
     }
+}
+
+/// Where the last panic happened, kept by [`quiet_panics`]'s hook.
+static PANIC_PLACE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Replaces the default panic hook (which prints the payload, unredacted,
+/// to stderr) with one that only remembers where the panic happened; [`run`]
+/// reports it through the redacting printer and exits 2.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        if let (Ok(mut place), Some(location)) = (PANIC_PLACE.lock(), info.location()) {
+            *place = Some(format!(" at {}:{}", location.file(), location.line()));
+        }
+    }));
 }
 
 fn register_url_credentials<'a>(

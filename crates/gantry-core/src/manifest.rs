@@ -63,9 +63,12 @@ impl ModelManifest {
         })
     }
 
-    /// The total size of the model's files in bytes.
+    /// The total size of the model's files in bytes (saturating: a forged
+    /// manifest can claim sizes that overflow).
     pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|file| file.size).sum()
+        self.files
+            .iter()
+            .fold(0_u64, |total, file| total.saturating_add(file.size))
     }
 
     /// The file at `path`, if the manifest lists it.
@@ -290,5 +293,36 @@ mod tests {
         let back: ModelManifest = serde_json::from_str(&text).unwrap();
         assert_eq!(back, manifest);
         assert_eq!(back.digest().unwrap(), manifest.digest().unwrap());
+    }
+}
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// A manifest file of hostile bytes is a manifest or an error,
+        /// never a panic or an abort.
+        #[test]
+        fn hostile_manifests_are_errors(bytes in gantry_test::adversarial::bytes()) {
+            // Also a well-formed manifest that claims sizes which overflow.
+            let forged = serde_json::json!({
+                "schema_version": 1, "name": "m", "version": "1", "created": "2026-01-01T00:00:00Z",
+                "files": [
+                    {"path": "a", "size": u64::MAX, "sha256": format!("sha256:{}", "0".repeat(64)), "media_type": "application/octet-stream"},
+                    {"path": "b", "size": u64::MAX, "sha256": format!("sha256:{}", "0".repeat(64)), "media_type": "application/octet-stream"},
+                ],
+                "lineage": {}, "metadata": {},
+            });
+            if let Ok(manifest) = serde_json::from_value::<super::ModelManifest>(forged) {
+                prop_assert_eq!(manifest.total_size(), u64::MAX);
+            }
+            if let Ok(manifest) = serde_json::from_slice::<super::ModelManifest>(&bytes) {
+                let _ = manifest.digest();
+                let _ = manifest.total_size();
+            }
+        }
     }
 }

@@ -338,7 +338,9 @@ struct PlainMessage<'a> {
 
 impl<'a> PlainChat<'a> {
     /// Parses `line` if it is a plain chat record whose roles are all
-    /// conversation roles (tool messages need the general path).
+    /// conversation roles (tool messages need the general path). sonic-rs
+    /// recurses without a limit, even to skip: the caller refuses lines
+    /// nested deeper than `validate::MAX_NESTING` first.
     pub(crate) fn parse(line: &'a [u8]) -> Option<PlainChat<'a>> {
         let chat: PlainChat<'a> = sonic_rs::from_slice(line).ok()?;
         (!chat.messages.is_empty()

@@ -1638,7 +1638,12 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                 if content.trim_ascii().is_empty() {
                     continue;
                 }
-                if plain_tries < 64 || 2 * plain_misses <= plain_tries {
+                // sonic-rs has no nesting limit of its own (parsing, and
+                // skipping in the plain-chat parse, recurse): a line nested
+                // deeper than serde_json's limit would overflow the stack, so
+                // it is refused before either looks at it.
+                let deep = too_deep(content);
+                if deep.is_none() && (plain_tries < 64 || 2 * plain_misses <= plain_tries) {
                     plain_tries += u32::from(context.plain_chat);
                     if context.plain_chat
                         && let Some(chat) = PlainChat::parse(content)
@@ -1656,10 +1661,8 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                     plain_misses += u32::from(context.plain_chat);
                 }
                 // sonic-rs checks UTF-8 as it parses; a line it refuses is
-                // looked at again for the exact message. It has no nesting
-                // limit of its own: a line nested deeper than serde_json's
-                // would overflow the stack, so it is refused first.
-                let value = if let Some(at) = too_deep(content) {
+                // looked at again for the exact message.
+                let value = if let Some(at) = deep {
                     Err((too_deep_message(), Some(at)))
                 } else {
                     match sonic_rs::from_slice::<Value>(content) {

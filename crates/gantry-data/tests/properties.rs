@@ -110,3 +110,148 @@ fn arbitrary_json() -> impl Strategy<Value = serde_json::Value> {
         ]
     })
 }
+
+/// The file names (and so the readers) hostile bytes are fed to.
+const HOSTILE_FILES: &[&str] = &[
+    "data.jsonl",
+    "data.json",
+    "data.csv",
+    "data.txt",
+    "data.parquet",
+    "data.jsonl.gz",
+    "data.jsonl.zst",
+];
+
+proptest! {
+    #![proptest_config(gantry_test::adversarial::config())]
+
+    /// Every reader, every check: hostile bytes give a report or an error,
+    /// never a panic or an abort (a stack overflow on deep nesting was one).
+    #[test]
+    fn hostile_data_is_a_finding_or_an_error(bytes in gantry_test::adversarial::bytes(), kind in prop::sample::select(HOSTILE_FILES)) {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join(kind);
+        std::fs::write(&path, &bytes).expect("write");
+        let mut options = options(&path);
+        options.tokenizer = "o200k_base".to_owned();
+        options.eval_set = vec![path.display().to_string()];
+        if let Ok(validation) = validate(&options) {
+            prop_assert!(validation.report.records <= bytes.len() as u64 + 1);
+        }
+    }
+
+    /// Policies, previous locks, reference summaries and shard files are
+    /// read from files too: the same bytes give a value or an error.
+    #[test]
+    fn hostile_side_files_are_errors(bytes in gantry_test::adversarial::bytes()) {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let side = directory.path().join("side.json");
+        std::fs::write(&side, &bytes).expect("write");
+        let _ = Policy::from_file(&side);
+        let _ = gantry_data::DataLock::read(&side);
+        let data = directory.path().join("data.jsonl");
+        std::fs::write(&data, "{\"text\": \"hello there\"}\n").expect("write");
+        let mut with_reference = options(&data);
+        with_reference.reference = Some(side.display().to_string());
+        let _ = validate(&with_reference);
+        let mut with_lock = options(&data);
+        with_lock.previous_lock = Some(side.clone());
+        let _ = validate(&with_lock);
+        let mut with_schema = options(&data);
+        with_schema.schema = Some(side.clone());
+        let _ = validate(&with_schema);
+        let _ = gantry_data::merge_shards(&options(&data), &[side.display().to_string()]);
+    }
+}
+
+#[test]
+fn a_line_nested_past_any_stack_is_a_parse_finding() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    for (name, line) in [
+        (
+            "arrays.jsonl",
+            format!("{}{}", "[".repeat(20_000), "]".repeat(20_000)),
+        ),
+        (
+            "objects.jsonl",
+            format!("{}1{}", "{\"a\":".repeat(20_000), "}".repeat(20_000)),
+        ),
+        (
+            "in-a-record.jsonl",
+            format!(
+                "{{\"messages\": {}{}}}",
+                "[".repeat(20_000),
+                "]".repeat(20_000)
+            ),
+        ),
+    ] {
+        let path = directory.path().join(name);
+        std::fs::write(&path, format!("{line}\n{{\"text\": \"fine\"}}\n")).expect("write");
+        let validation = validate(&options(&path)).expect("validated");
+        let parse = validation
+            .report
+            .checks
+            .iter()
+            .find(|check| check.id == "parse")
+            .expect("parse check");
+        assert_eq!(parse.count, 1, "{name}");
+        assert!(
+            parse.findings[0].message.contains("nested more than 128"),
+            "{name}: {}",
+            parse.findings[0].message
+        );
+        assert_eq!(validation.report.records, 2, "{name}");
+    }
+}
+
+fn parquet_bytes() -> Vec<u8> {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    let schema = std::sync::Arc::new(
+        parse_message_type("message schema { REQUIRED BYTE_ARRAY prompt (UTF8); REQUIRED BYTE_ARRAY completion (UTF8); }")
+            .expect("schema"),
+    );
+    let mut bytes = Vec::new();
+    let mut writer = SerializedFileWriter::new(
+        &mut bytes,
+        schema,
+        std::sync::Arc::new(WriterProperties::builder().build()),
+    )
+    .expect("writer");
+    let mut row_group = writer.next_row_group().expect("row group");
+    while let Some(mut column) = row_group.next_column().expect("column") {
+        let values: Vec<ByteArray> = (0..50)
+            .map(|index| ByteArray::from(format!("value {index}").as_str()))
+            .collect();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .expect("write");
+        column.close().expect("close column");
+    }
+    row_group.close().expect("close row group");
+    writer.close().expect("close");
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A Parquet file with bytes overwritten anywhere (its footer and page
+    /// headers are Thrift, decoded by the parquet crate): a finding or an
+    /// error, never a panic.
+    #[test]
+    fn corrupt_parquet_is_a_finding_or_an_error(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+        let mut bytes = parquet_bytes();
+        let length = bytes.len();
+        for (index, byte) in edits {
+            bytes[index.index(length)] = byte;
+        }
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("data.parquet");
+        std::fs::write(&path, &bytes).expect("write");
+        let _ = validate(&options(&path));
+    }
+}

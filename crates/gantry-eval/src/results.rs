@@ -187,8 +187,33 @@ pub fn read(path: &Path) -> Result<ResultSet> {
             return read_inspect(path, &header, header.get("reductions"), &samples);
         }
     }
+    let whole = serde_json::from_str::<Value>(&text);
     match serde_json::from_str::<Value>(first) {
         Ok(Value::Object(o)) if o.contains_key("scores") => read_native(path, &text),
+        // JSON that does not parse: say where and why, not "not a results file".
+        Err(first_error) if first.trim_start().starts_with(['{', '[']) => {
+            let mut lines = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty());
+            let first_number = lines.next().map_or(1, |(index, _)| index + 1);
+            // A document over several lines (lm-eval, promptfoo) fails on its
+            // first line only because it goes on; JSONL goes on with lines
+            // that parse alone.
+            let document = first_error.is_eof()
+                && lines
+                    .next()
+                    .is_some_and(|(_, line)| serde_json::from_str::<Value>(line).is_err());
+            let (line, error) = match &whole {
+                Err(whole_error) if document => (whole_error.line(), whole_error),
+                _ => (first_number, &first_error),
+            };
+            Err(Error::Input {
+                path: path.to_owned(),
+                line: Some(line),
+                message: format!("not valid JSON: {error}"),
+            })
+        }
         _ => Err(Error::Input {
             path: path.to_owned(),
             line: Some(1),
@@ -750,4 +775,54 @@ fn read_inspect(
             })
             .map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// Every reader (native JSONL, lm-evaluation-harness, promptfoo,
+        /// inspect_ai), the policy and the eval items: hostile bytes are a
+        /// value or an error, never a panic or an abort.
+        #[test]
+        fn hostile_files_are_values_or_errors(bytes in gantry_test::adversarial::bytes(), name in prop::sample::select(vec!["results.jsonl", "results_2026.json", "log.json", "log.eval", "policy.toml"])) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let path = directory.path().join(name);
+            std::fs::write(&path, &bytes).expect("write");
+            let _ = super::read(&path);
+            let _ = crate::policy::Policy::from_file(&path);
+            let _ = crate::runner::read_items(&path);
+            // An lm-eval directory with hostile samples beside valid results.
+            let samples = directory.path().join("samples_t_2026.jsonl");
+            std::fs::write(&samples, &bytes).expect("write");
+            std::fs::write(
+                directory.path().join("results_2026-01-01T00-00-00.json"),
+                r#"{"results": {"t": {"acc,none": 0.5}}, "versions": {"t": 1}, "configs": {"t": {}}, "n-samples": {"t": {"effective": 2}}}"#,
+            )
+            .expect("write");
+            let _ = super::read(directory.path());
+        }
+    }
+
+    #[test]
+    fn a_broken_line_is_named_with_its_reason() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("results.jsonl");
+        std::fs::write(&path, "\n{\"id\": \"a\", \"scores\": {\"x\": 1}\n").expect("write");
+        let error = super::read(&path).expect_err("broken").to_string();
+        assert!(
+            error.contains(":2: not valid JSON: EOF while parsing an object"),
+            "{error}"
+        );
+        let path = directory.path().join("results.json");
+        std::fs::write(&path, "{\n  \"results\": {\"t\": {\"acc\": 0.5,}}\n}\n").expect("write");
+        let error = super::read(&path).expect_err("broken").to_string();
+        assert!(
+            error.contains(":2: not valid JSON: trailing comma at line 2"),
+            "{error}"
+        );
+    }
 }

@@ -508,3 +508,37 @@ mod tests {
         assert_eq!(summary.unsafe_imports, vec!["posix.system"]);
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// Hostile bytes as a pickle, after each pickle header, and inside
+        /// a zip member: a summary (with malformed pickles called unsafe)
+        /// or an error, never a panic or an abort.
+        #[test]
+        fn hostile_pickles_are_summaries_or_errors(bytes in gantry_test::adversarial::bytes(), header in prop::sample::select(vec![vec![], vec![0x80, 2], vec![0x80, 5, 0x95, 0, 0, 0, 0, 0, 0, 0, 0], b"(".to_vec(), b"c".to_vec()])) {
+            let mut pickle = header.clone();
+            pickle.extend_from_slice(&bytes);
+            let _ = super::scan_bytes(&pickle);
+            let directory = tempfile::tempdir().expect("tempdir");
+            let path = directory.path().join("model.bin");
+            std::fs::write(&path, &pickle).expect("write");
+            let _ = super::scan_file(&path);
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default()).expect("member");
+            std::io::Write::write_all(&mut zip, &pickle).expect("write member");
+            let archive = zip.finish().expect("zip").into_inner();
+            let zipped = directory.path().join("model.pt");
+            std::fs::write(&zipped, &archive).expect("write");
+            let _ = super::scan_file(&zipped);
+            // A zip archive cut anywhere.
+            let cut = &archive[..archive.len() * bytes.len().min(255) / 256];
+            std::fs::write(&zipped, cut).expect("write");
+            let _ = super::scan_file(&zipped);
+        }
+    }
+}

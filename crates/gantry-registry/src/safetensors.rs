@@ -178,3 +178,27 @@ mod tests {
         assert!(read(&file("not json", 0)).is_err());
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// A header of hostile bytes, behind a length that fits or not: a
+        /// summary or an error, never a panic or an abort.
+        #[test]
+        fn hostile_headers_are_errors(header in gantry_test::adversarial::bytes(), padding in 0_usize..64, lie in any::<bool>()) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let path = directory.path().join("model.safetensors");
+            let claimed = if lie { u64::MAX - header.len() as u64 } else { header.len() as u64 };
+            let mut bytes = claimed.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&header);
+            bytes.extend(std::iter::repeat_n(0_u8, padding));
+            std::fs::write(&path, &bytes).expect("write");
+            let _ = super::read_header(&path, bytes.len() as u64, "model.safetensors");
+            let _ = super::summarize(&header, padding as u64);
+        }
+    }
+}

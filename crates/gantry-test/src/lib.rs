@@ -17,6 +17,7 @@ assert_eq!(forge.requests().len(), 0);
 ```
 */
 
+pub mod adversarial;
 mod echo;
 mod oci;
 mod slurm;

@@ -186,3 +186,29 @@ mod tests {
         assert!(point.checkpoint.is_none() && point.skipped.is_empty());
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// A checkpoint whose state file, weights header and record are
+        /// hostile bytes: a reason to pass it over, never a panic.
+        #[test]
+        fn hostile_checkpoints_are_passed_over(bytes in gantry_test::adversarial::bytes()) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let checkpoint = directory.path().join("checkpoint-7");
+            std::fs::create_dir_all(&checkpoint).expect("mkdir");
+            std::fs::write(checkpoint.join(super::STATE_FILE), &bytes).expect("write");
+            let mut weights = (bytes.len() as u64).to_le_bytes().to_vec();
+            weights.extend_from_slice(&bytes);
+            std::fs::write(checkpoint.join("model.safetensors"), &weights).expect("write");
+            let _ = super::check(&checkpoint);
+            let _ = super::resume_point(directory.path());
+            std::fs::write(directory.path().join("run.json"), &bytes).expect("write");
+            let _ = crate::record::RunRecord::read(&directory.path().join("run.json"));
+        }
+    }
+}

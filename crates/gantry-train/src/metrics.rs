@@ -394,3 +394,29 @@ mod tests {
         assert_eq!(goal("tokens_per_second"), None);
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// A metrics file of hostile bytes, read as it grows and at the
+        /// end: points, malformed lines and notices, never a panic.
+        #[test]
+        fn hostile_metrics_are_notices(bytes in gantry_test::adversarial::bytes(), split in any::<prop::sample::Index>()) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let path = directory.path().join("metrics.jsonl");
+            let cut = split.index(bytes.len() + 1);
+            std::fs::write(&path, &bytes[..cut]).expect("write");
+            let mut follower = super::MetricsFollower::new(&path);
+            let _ = follower.poll();
+            std::fs::write(&path, &bytes).expect("write");
+            let _ = follower.poll();
+            let _ = follower.finish();
+            let _ = follower.take_notices();
+            let _ = follower.state();
+        }
+    }
+}

@@ -393,3 +393,138 @@ fn report_text_is_logged_in_a_group_with_workflow_commands_paused() {
     );
     assert_eq!(lines[start + 5], "::endgroup::");
 }
+
+/// Hostile files every command reads: nested past any stack, numbers out
+/// of range, NUL bytes, a byte-order mark, invalid UTF-8.
+fn hostile_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "arrays",
+            format!("{}{}\n", "[".repeat(50_000), "]".repeat(50_000)).into_bytes(),
+        ),
+        (
+            "objects",
+            format!("{}1{}\n", "{\"a\":".repeat(50_000), "}".repeat(50_000)).into_bytes(),
+        ),
+        ("open", "{\"messages\": [".repeat(30_000).into_bytes()),
+        (
+            "numbers",
+            b"{\"id\": 1e999999, \"scores\": {\"x\": 18446744073709551616}}\n".to_vec(),
+        ),
+        ("nul", b"{\"text\": \"a\0b\"}\n\0\0\0\n".to_vec()),
+        ("bom", b"\xef\xbb\xbf{\"text\": \"hello\"}\n".to_vec()),
+        ("binary", vec![0xff, 0xfe, 0xc3, 0x28, 0x80, 0x02, b'.']),
+        (
+            "toml",
+            format!(
+                "[[rule]]\nmetric = {}1{}\n",
+                "[".repeat(50_000),
+                "]".repeat(50_000)
+            )
+            .into_bytes(),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_inputs_end_in_a_verdict_or_an_error_never_a_crash() {
+    let step = Step::local();
+    std::fs::create_dir_all(step.path("model")).expect("model directory");
+    for (name, bytes) in hostile_files() {
+        let file = step.path(&format!("{name}.jsonl"));
+        std::fs::write(&file, &bytes).expect("write");
+        let toml = step.path(&format!("{name}.toml"));
+        std::fs::write(&toml, &bytes).expect("write");
+        std::fs::write(step.path("model/model.safetensors"), {
+            let mut weights = (bytes.len() as u64).to_le_bytes().to_vec();
+            weights.extend_from_slice(&bytes);
+            weights
+        })
+        .expect("write");
+        std::fs::write(step.path("model/model.pt"), &bytes).expect("write");
+        std::fs::write(step.path("model/config.json"), &bytes).expect("write");
+        let file = file.to_str().expect("utf8");
+        let toml = toml.to_str().expect("utf8");
+        let runs: Vec<Vec<&str>> = vec![
+            vec!["validate-data", "--data", file],
+            vec![
+                "validate-data",
+                "--data",
+                "model/config.json",
+                "--policy",
+                toml,
+            ],
+            vec![
+                "validate-data",
+                "--data",
+                "model/config.json",
+                "--eval-set",
+                file,
+                "--reference",
+                file,
+                "--previous-lock",
+                file,
+                "--schema",
+                file,
+            ],
+            vec!["eval-gate", "--baseline", file, "--candidate", file],
+            vec![
+                "eval-gate",
+                "--baseline",
+                file,
+                "--candidate",
+                file,
+                "--policy",
+                toml,
+            ],
+            vec![
+                "eval",
+                "--endpoint",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--dataset",
+                file,
+                "--attempts",
+                "1",
+            ],
+            vec!["report", "--file", file, "--findings", file],
+            vec![
+                "register",
+                "--model-dir",
+                "model",
+                "--name",
+                "m",
+                "--dry-run",
+            ],
+            vec![
+                "register",
+                "--model-dir",
+                "model",
+                "--name",
+                "m",
+                "--dry-run",
+                "--run-record",
+                file,
+                "--data-lock",
+                file,
+                "--gate-report",
+                file,
+            ],
+        ];
+        for args in runs {
+            let outcome = step.run(&args);
+            assert!(
+                matches!(outcome.code, 0..=2),
+                "{name}: {args:?} ended with {}: {}",
+                outcome.code,
+                outcome.transcript()
+            );
+            assert!(
+                !outcome.stderr.contains("panicked") && !outcome.stderr.contains("internal error"),
+                "{name}: {args:?}: {}",
+                outcome.transcript()
+            );
+        }
+    }
+}

@@ -669,7 +669,7 @@ fn a_value_too_plain_to_mask_is_said_and_does_not_corrupt_output() {
     let results = step.read(".gantry/eval/results.jsonl");
     let line: serde_json::Value = serde_json::from_str(results.trim()).expect("valid JSON");
     assert_eq!(
-        line["scores"].as_object().map(|scores| scores.len() > 0),
+        line["scores"].as_object().map(|scores| !scores.is_empty()),
         Some(true),
         "{line}"
     );
