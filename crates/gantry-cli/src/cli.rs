@@ -344,6 +344,34 @@ fn parse_metadata(value: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), text.to_owned()))
 }
 
+/// A finite number in `range`: NaN and infinities parse as `f64` but
+/// compare false with everything, so they would switch a check off silently.
+fn parse_finite(text: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if !value.is_finite() {
+        return Err(format!("`{text}` is not a finite number"));
+    }
+    if !range.contains(&value) {
+        return Err(format!(
+            "{value} is outside {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_temperature(text: &str) -> Result<f64, String> {
+    parse_finite(text, 0.0..=2.0)
+}
+
+fn parse_tolerance(text: &str) -> Result<f64, String> {
+    parse_finite(text, 0.0..=f64::MAX)
+}
+
 /// Arguments of `gantry eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -380,13 +408,13 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub attempts: u32,
     /// max_tokens of each request.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_temperature)]
     pub temperature: f64,
-    /// Relative tolerance of the numeric scorer.
-    #[arg(long, default_value_t = 1e-6)]
+    /// Relative tolerance of the numeric scorer, 0 or more.
+    #[arg(long, default_value_t = 1e-6, value_parser = parse_tolerance)]
     pub tolerance: f64,
     /// Environment variable holding the API key, sent as a bearer token and masked in every log.
     #[arg(long, default_value = "OPENAI_API_KEY")]

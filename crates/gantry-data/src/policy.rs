@@ -152,6 +152,17 @@ impl Policy {
                     known.join(", ")
                 )));
             }
+            // NaN compares false with everything: a NaN threshold would
+            // switch the check off without a word. Infinities likewise.
+            for (key, value) in [("warn", check.warn), ("error", check.error)] {
+                if let Some(value) = value
+                    && !value.is_finite()
+                {
+                    return Err(error(format!(
+                        "[checks.{id}] {key} = {value} is not a number; thresholds are finite numbers (leave the key out for no threshold, or set enabled = false)"
+                    )));
+                }
+            }
             policy.checks.insert(id, check);
         }
         Ok(policy)
@@ -184,6 +195,30 @@ mod tests {
                 .iter()
                 .all(|(_, description)| !description.is_empty())
         );
+    }
+
+    #[test]
+    fn thresholds_that_are_not_numbers_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (text, key) in [
+            (
+                "[checks.duplicates]\nwarn = nan\n",
+                "[checks.duplicates] warn = NaN",
+            ),
+            (
+                "[checks.secrets]\nerror = inf\n",
+                "[checks.secrets] error = inf",
+            ),
+            ("[checks.pii]\nwarn = -inf\n", "[checks.pii] warn = -inf"),
+        ] {
+            let path = dir.path().join("policy.toml");
+            std::fs::write(&path, text.replace("duplicates", "exact-duplicates")).expect("write");
+            let error = Policy::from_file(&path).expect_err("refused").to_string();
+            assert!(
+                error.contains(&key.replace("duplicates", "exact-duplicates")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::results::{MetricData, MetricKey, ResultSet, Source};
 use crate::stats::{self, Comparison, Reported, Settings};
 
 /// Version of `gate.json`.
-pub const GATE_SCHEMA_VERSION: u32 = 1;
+pub const GATE_SCHEMA_VERSION: u32 = 2;
 /// Item ids listed per row for pass→fail flips.
 const LISTED_FLIPS: usize = 20;
 
@@ -294,10 +294,13 @@ pub fn evaluate_gate(
     policy: &Policy,
     policy_source: &str,
 ) -> Result<GateReport> {
-    let differences = comparability(baseline, candidate);
+    let mut differences = comparability(baseline, candidate);
     if !differences.is_empty() {
+        name_the_formats(baseline, candidate, &mut differences);
         return Err(Error::NotComparable { differences });
     }
+    check_scores(baseline, policy)?;
+    check_scores(candidate, policy)?;
     let d = &policy.defaults;
     let settings = Settings {
         alpha: d.alpha,
@@ -308,6 +311,7 @@ pub fn evaluate_gate(
     let mut rows = Vec::new();
     let mut not_gated = Vec::new();
     let mut missing_metrics = Vec::new();
+    let mut unpairable: Vec<String> = Vec::new();
     let mut selected = vec![false; policy.rules.len()];
     for (key, b) in &baseline.metrics {
         let Some((rule_index, rule)) = policy.rule_for(baseline.source, key) else {
@@ -321,6 +325,10 @@ pub fn evaluate_gate(
             continue;
         };
         let mut reasons = Vec::new();
+        let margin = (rule.margin > 0.0).then_some(stats::Margin {
+            margin: rule.margin,
+            higher_is_better: higher,
+        });
         let corpus = b.corpus.filter(|kind| c.corpus == Some(*kind));
         let (comparison, missing, flips) = if let Some(kind) = corpus {
             let (base, cand, missing) = pair_corpus(b, c, kind);
@@ -337,12 +345,32 @@ pub fn evaluate_gate(
                     &cand,
                     &|stats: &[f64]| kind.score(stats),
                     seed_settings,
+                    margin,
                 ),
                 missing,
                 Vec::new(),
             )
+        } else if !b.items.is_empty() && c.items.is_empty() {
+            // Comparing per-item scores with none would compare with zeros.
+            unpairable.push(format!(
+                "{key}: the baseline has per-item scores but the candidate has none ({}); \
+                 both runs need them to be paired (lm-eval: --log_samples)",
+                match c.aggregate {
+                    Some(_) => "only an aggregate",
+                    None => "not even an aggregate",
+                }
+            ));
+            continue;
         } else if !b.items.is_empty() {
             let paired = pair(b, c, higher);
+            if paired.missing == paired.baseline.len() {
+                unpairable.push(format!(
+                    "{key}: no baseline item is in the candidate (the runs share no item ids; baseline ids such as `{}`, candidate ids such as `{}`)",
+                    b.items.keys().next().map_or("", |id| &**id),
+                    c.items.keys().next().map_or("", |id| &**id),
+                ));
+                continue;
+            }
             if paired.missing > 0 {
                 reasons.push(format!(
                     "{} baseline items have no candidate score (counted as the worst score)",
@@ -353,7 +381,7 @@ pub fn evaluate_gate(
             // A per-metric stream: rows do not depend on which other metrics exist.
             seed_settings.seed = settings.seed ^ fnv(&key.to_string());
             (
-                stats::paired(&paired.baseline, &paired.candidate, seed_settings),
+                stats::paired(&paired.baseline, &paired.candidate, seed_settings, margin),
                 paired.missing,
                 paired.flips,
             )
@@ -367,7 +395,7 @@ pub fn evaluate_gate(
                         n: a.n.unwrap_or(0),
                     };
                     (
-                        stats::unpaired(reported(ba), reported(ca), settings),
+                        stats::unpaired(reported(ba), reported(ca), settings, margin),
                         0,
                         Vec::new(),
                     )
@@ -395,18 +423,19 @@ pub fn evaluate_gate(
             reasons,
         });
     }
-    if !missing_metrics.is_empty() {
-        return Err(Error::NotComparable {
-            differences: missing_metrics
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{k}: in the baseline but not in the candidate ({})",
-                        candidate.path.display()
-                    )
-                })
-                .collect(),
-        });
+    if !missing_metrics.is_empty() || !unpairable.is_empty() {
+        let mut differences: Vec<String> = missing_metrics
+            .iter()
+            .map(|k| {
+                format!(
+                    "{k}: in the baseline but not in the candidate ({})",
+                    candidate.path.display()
+                )
+            })
+            .collect();
+        differences.extend(unpairable);
+        name_the_formats(baseline, candidate, &mut differences);
+        return Err(Error::NotComparable { differences });
     }
     if rows.is_empty() {
         return Err(Error::NotComparable {
@@ -416,21 +445,24 @@ pub fn evaluate_gate(
         });
     }
 
-    // Holm across blocking rows.
+    // Holm across blocking rows, on the p-value a fail rests on: the
+    // one-sided non-inferiority test under a margin, the two-sided test of
+    // no change without one.
+    let deciding = |row: &RuleRow| row.comparison.p_inferior.unwrap_or(row.comparison.p_value);
     let blocking: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i].severity == Severity::Block)
         .collect();
     let adjusted = stats::holm(
         &blocking
             .iter()
-            .map(|&i| rows[i].comparison.p_value)
+            .map(|&i| deciding(&rows[i]))
             .collect::<Vec<_>>(),
     );
     for (i, row) in rows.iter_mut().enumerate() {
         row.p_adjusted = blocking
             .iter()
             .position(|&b| b == i)
-            .map_or(row.comparison.p_value, |k| adjusted[k]);
+            .map_or(deciding(row), |k| adjusted[k]);
     }
 
     for row in &mut rows {
@@ -445,23 +477,33 @@ pub fn evaluate_gate(
         } else {
             "zero".to_owned()
         };
+        let level = 100.0 * c.confidence;
+        let test = if row.margin > 0.0 {
+            "the one-sided test of \"no more than the margin worse\""
+        } else {
+            "the test of no change"
+        };
+        // A fail rests on a test, corrected for the other blocking rows, and
+        // on the interval at the matching level agreeing with it.
         let mut verdict = if lo >= -row.margin {
             RowVerdict::Pass
-        } else if hi < -row.margin && (row.margin > 0.0 || row.p_adjusted < d.alpha) {
+        } else if hi < -row.margin && row.p_adjusted < d.alpha {
             row.reasons.push(format!(
-                "regression: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below {bound}"
+                "regression: the {level:.0}% interval on the change, [{lo:+.4}, {hi:+.4}], lies below {bound}, \
+                 and {test} rejects it (p = {:.4} after Holm correction, alpha {})",
+                row.p_adjusted, d.alpha
             ));
             RowVerdict::Fail
         } else if hi < -row.margin {
             row.reasons.push(format!(
-                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], lies below zero, but the test \
+                "inconclusive: the {level:.0}% interval on the change, [{lo:+.4}, {hi:+.4}], lies below {bound}, but {test} \
                  is not significant after Holm correction (p = {:.4}, alpha {})",
                 row.p_adjusted, d.alpha
             ));
             RowVerdict::Inconclusive
         } else {
             row.reasons.push(format!(
-                "inconclusive: the interval on the change, [{lo:+.4}, {hi:+.4}], straddles {bound}"
+                "inconclusive: the {level:.0}% interval on the change, [{lo:+.4}, {hi:+.4}], straddles {bound}"
             ));
             RowVerdict::Inconclusive
         };
@@ -520,7 +562,8 @@ pub fn evaluate_gate(
             } else {
                 -r.comparison.ci_high
             };
-            lo > 0.0 && r.p_adjusted < d.alpha
+            // Above zero at the row's level, and the two-sided test agrees.
+            lo > 0.0 && r.comparison.p_value < d.alpha
         })
         .count();
     let unused_rules = policy
@@ -556,6 +599,70 @@ pub fn evaluate_gate(
         not_gated,
         unused_rules,
     })
+}
+
+/// When the two runs come from different producers, the first difference
+/// says which: a mismatch between formats reads as one.
+fn name_the_formats(baseline: &ResultSet, candidate: &ResultSet, differences: &mut Vec<String>) {
+    if baseline.source != candidate.source {
+        differences.insert(
+            0,
+            format!(
+                "the baseline is {} results ({}) and the candidate is {} results ({})",
+                baseline.source.as_str(),
+                baseline.path.display(),
+                candidate.source.as_str(),
+                candidate.path.display()
+            ),
+        );
+    }
+}
+
+/// Refuses scores no comparison can use: not finite (a `"nan"` string
+/// score), or so large that a sum over the items (a mean, a resample, a
+/// difference) overflows — it would come out infinite and every interval
+/// with it. Names the item.
+fn check_scores(set: &ResultSet, policy: &Policy) -> Result<()> {
+    for (key, data) in &set.metrics {
+        if policy.rule_for(set.source, key).is_none() {
+            continue;
+        }
+        let n = data.items.len().max(1) as f64;
+        // n items and their differences: every partial sum stays finite.
+        let limit = f64::MAX / (4.0 * n);
+        for (id, item) in &data.items {
+            for value in item.values.iter().chain(item.stats.iter().flatten()) {
+                let problem = if !value.is_finite() {
+                    format!("scores {value}, not a number")
+                } else if value.abs() > limit {
+                    format!(
+                        "scores {value:e}, too large to sum with the other {} items (a sum overflows; scores must stay within ±{limit:.3e})",
+                        data.items.len().saturating_sub(1)
+                    )
+                } else {
+                    continue;
+                };
+                return Err(Error::Input {
+                    path: set.path.clone(),
+                    line: None,
+                    message: format!("item `{id}` of {key} {problem}"),
+                });
+            }
+        }
+        if let Some(aggregate) = data.aggregate
+            && !(aggregate.value.is_finite() && aggregate.stderr.is_none_or(f64::is_finite))
+        {
+            return Err(Error::Input {
+                path: set.path.clone(),
+                line: None,
+                message: format!(
+                    "{key}: the reported value {} ± {:?} is not a number",
+                    aggregate.value, aggregate.stderr
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A stable 64-bit hash of a name (FNV-1a), for per-metric resampling streams.

@@ -324,6 +324,14 @@ impl Policy {
                     ));
                 }
             }
+            if let Some(floor) = rule.floor
+                && !floor.is_finite()
+            {
+                // NaN compares false with everything: the floor would be off.
+                return Err(format!(
+                    "rule[{i}].floor = {floor} is not a number; a floor is a finite value of the metric (leave it out for none)"
+                ));
+            }
             if rule.margin < 0.0 || !rule.margin.is_finite() {
                 return Err(format!(
                     "rule[{i}].margin = {} must be zero or positive",
@@ -428,5 +436,32 @@ mod tests {
         ));
         assert!(!higher_is_better(Direction::Auto, None, "loss"));
         assert!(higher_is_better(Direction::Auto, Some(true), "loss"));
+    }
+
+    #[test]
+    fn values_that_are_not_numbers_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.toml");
+        for (text, key) in [
+            ("[[rule]]\nfloor = nan\n", "rule[0].floor = NaN"),
+            ("[[rule]]\nmargin = nan\n", "rule[0].margin = NaN"),
+            ("[[rule]]\nmargin = inf\n", "rule[0].margin = inf"),
+            (
+                "[defaults]\nalpha = nan\n[[rule]]\n",
+                "defaults.alpha = NaN",
+            ),
+            (
+                "[defaults]\nconfidence = nan\n[[rule]]\n",
+                "defaults.confidence = NaN",
+            ),
+            (
+                "[baseline]\nmax_age_days = nan\n[[rule]]\n",
+                "baseline.max_age_days = NaN",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = Policy::from_file(&path).expect_err("refused").to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 }

@@ -229,6 +229,10 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
     let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
     let mut model = None;
     let mut judge = None;
+    // (task, id, repeat) → line: the same item twice is a mistake (two
+    // runs concatenated), not a repeat, unless `repeat` tells them apart.
+    let mut seen: std::collections::HashMap<(String, Arc<str>, Option<u64>), usize> =
+        std::collections::HashMap::new();
     for (number, line) in jsonl_lines(text) {
         let err = |message: String| Error::input(path, Some(number), message);
         let value: Value =
@@ -243,6 +247,17 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_owned();
+        let repeat = value.get("repeat").and_then(Value::as_u64);
+        if let Some(first) = seen.insert((task.clone(), id.clone(), repeat), number) {
+            return Err(err(match repeat {
+                Some(repeat) => format!(
+                    "item `{id}` of task `{task}`, repeat {repeat}, is also on line {first}: each (task, id, repeat) is scored once"
+                ),
+                None => format!(
+                    "item `{id}` of task `{task}` is also on line {first}: repeats of an item carry `repeat` (0, 1, …); the same item twice without it is two runs mixed"
+                ),
+            }));
+        }
         let prompt_hash: Option<Arc<str>> = value
             .get("prompt_hash")
             .and_then(Value::as_str)
@@ -430,12 +445,20 @@ fn read_lm_eval_samples(
     metrics: &mut BTreeMap<MetricKey, MetricData>,
 ) -> Result<()> {
     let text = read_text(path)?;
+    let mut seen: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
     for (number, line) in jsonl_lines(&text) {
         let err = |message: String| Error::input(path, Some(number), message);
         let sample: Value =
             serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
         let doc_id = as_text(&sample["doc_id"]).ok_or_else(|| err("`doc_id` is missing".into()))?;
         let filter = sample["filter"].as_str().unwrap_or("none");
+        // lm-eval writes one line per document and filter, repeats inside it.
+        if let Some(first) = seen.insert((doc_id.clone(), filter.to_owned()), number) {
+            return Err(err(format!(
+                "doc_id {doc_id} (filter {filter}) is also on line {first}: lm-eval logs each document once per filter"
+            )));
+        }
         let names: Vec<String> = sample["metrics"]
             .as_array()
             .map(|a| {
@@ -604,7 +627,8 @@ fn inspect_value(value: &Value) -> Option<f64> {
             "c" | "yes" | "true" => Some(1.0),
             "p" => Some(0.5),
             "i" | "n" | "no" | "false" => Some(0.0),
-            other => other.parse::<f64>().ok().filter(|v| v.is_finite()),
+            // "nan" and "inf" parse: the gate refuses them, naming the item.
+            other => other.parse::<f64>().ok(),
         },
         other => score_value(other),
     }

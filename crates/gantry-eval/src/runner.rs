@@ -172,6 +172,8 @@ pub struct RunSummary {
 pub fn read_items(path: &Path) -> Result<Vec<Item>> {
     let text = read_text(path)?;
     let mut items = Vec::new();
+    let mut seen: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
     for (number, line) in jsonl_lines(&text) {
         let err = |message: String| Error::input(path, Some(number), message);
         let item: Item =
@@ -183,6 +185,14 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>> {
         }
         if matches!(item.id, Value::Null | Value::Object(_) | Value::Array(_)) {
             return Err(err("`id` must be a string or a number".into()));
+        }
+        // Two items with one id would be averaged as repeats of one item.
+        let id = id_text(&item.id);
+        let task = item.task.clone().unwrap_or_default();
+        if let Some(first) = seen.insert((task, id.clone()), number) {
+            return Err(err(format!(
+                "id `{id}` is also the id of the item on line {first}: ids are unique within a task (use --repeats to ask an item several times)"
+            )));
         }
         items.push(item);
     }

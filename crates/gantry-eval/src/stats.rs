@@ -11,13 +11,20 @@
 //! - No per-item data: an unpaired z-test from the reported standard errors,
 //!   labelled approximate.
 //!
-//! Minimum detectable effect: the difference a two-sided test at `alpha` would
-//! detect with 80% power given the observed spread, `(z₁₋α/₂ + z₀.₈) · sd / √n`.
+//! - Non-inferiority under a margin `m`: a one-sided test of "the candidate is
+//!   no more than `m` worse" — Tango's score test for paired binary scores,
+//!   the bootstrap for continuous and corpus ones, the z-test for aggregates
+//!   — with its interval at the matching level `1 - 2α`.
+//!
+//! Minimum detectable effect: the change a two-sided test at `alpha` detects
+//! with 80% power. Binary scores: found from the exact McNemar test's power
+//! at the observed share of items that changed (none when no change can
+//! reach 80%). Otherwise `(z₁₋α/₂ + z₀.₈) · sd / √n`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
+use statrs::distribution::{Binomial, ContinuousCDF, Discrete, DiscreteCDF, Normal};
 
 /// Power at which the minimum detectable effect is computed.
 pub const MDE_POWER: f64 = 0.8;
@@ -54,8 +61,16 @@ pub struct Comparison {
     pub ci_high: f64,
     /// Two-sided p-value for "no difference".
     pub p_value: f64,
-    /// Minimum detectable effect at 80% power.
-    pub mde: f64,
+    /// The interval's confidence level: the policy's, or `1 - 2α` under a
+    /// margin (the two-sided interval whose bounds are one-sided tests at α).
+    pub confidence: f64,
+    /// Under a margin: the one-sided p-value for "the candidate is no more
+    /// than the margin worse"; small when it is worse by more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_inferior: Option<f64>,
+    /// Minimum detectable effect at 80% power; `None` when no change the
+    /// data allows could be detected (too few items changed).
+    pub mde: Option<f64>,
     /// How it was computed.
     pub method: Method,
     /// Binary only: items that passed in the baseline and fail in the candidate.
@@ -200,9 +215,13 @@ fn bootstrap_means(diffs: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
 fn bca_interval(diffs: &[f64], sorted_means: &[f64], confidence: f64) -> (f64, f64) {
     let n = diffs.len();
     let estimate = mean(diffs);
-    // Bias correction: the share of bootstrap means strictly below the estimate.
+    // Bias correction: the mid-rank share of bootstrap means below the
+    // estimate, ties counted half (scipy's `_percentile_of_score`). With
+    // binary scores many resamples land exactly on the estimate; counting
+    // them as above shifts the whole interval down a step.
     let below = sorted_means.partition_point(|m| *m < estimate);
-    let share = below as f64 / sorted_means.len() as f64;
+    let at_or_below = sorted_means.partition_point(|m| *m <= estimate);
+    let share = (below + at_or_below) as f64 / (2 * sorted_means.len()) as f64;
     if share <= 0.0 || share >= 1.0 || n < 2 {
         // All resamples on one side (e.g. every difference equal): fall back to percentiles.
         let alpha = (1.0 - confidence) / 2.0;
@@ -245,6 +264,7 @@ pub fn corpus(
     candidate: &[Vec<f64>],
     score: &(dyn Fn(&[f64]) -> f64 + Sync),
     settings: Settings,
+    margin: Option<Margin>,
 ) -> Comparison {
     use rayon::prelude::*;
     let n = baseline.len().min(candidate.len());
@@ -291,7 +311,8 @@ pub fn corpus(
             .collect()
     };
     deltas.sort_by(f64::total_cmp);
-    let alpha = (1.0 - settings.confidence) / 2.0;
+    let confidence = level(settings, margin);
+    let alpha = (1.0 - confidence) / 2.0;
     let (ci_low, ci_high) = if n == 0 {
         (0.0, 0.0)
     } else {
@@ -315,7 +336,9 @@ pub fn corpus(
         ci_low,
         ci_high,
         p_value,
-        mde: (z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * spread,
+        confidence,
+        p_inferior: margin.map(|margin| bootstrap_inferior(&deltas, delta, margin)),
+        mde: Some((z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * spread),
         method: Method::CorpusBootstrap,
         new_failures: None,
         new_passes: None,
@@ -335,9 +358,54 @@ pub struct Settings {
     pub seed: u64,
 }
 
+/// A non-inferiority question: is the candidate more than `margin` worse?
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Margin {
+    /// How much worse is tolerated, in the metric's units (positive).
+    pub margin: f64,
+    /// Whether higher scores are better.
+    pub higher_is_better: bool,
+}
+
+impl Margin {
+    /// `delta` (candidate minus baseline) in the better direction.
+    fn better(self, delta: f64) -> f64 {
+        if self.higher_is_better { delta } else { -delta }
+    }
+}
+
+/// The interval level and, under a margin, the bootstrap's one-sided
+/// p-value for "no more than the margin worse", from sorted resampled
+/// changes: the share at or below `2·δ̂ + m` in the better direction (the
+/// resampling distribution moved to the null's boundary, `-m`).
+fn bootstrap_inferior(sorted: &[f64], delta: f64, margin: Margin) -> f64 {
+    let observed = margin.better(delta);
+    let threshold = 2.0 * observed + margin.margin;
+    let at_or_below = sorted
+        .iter()
+        .filter(|resampled| margin.better(**resampled) <= threshold)
+        .count();
+    ((1 + at_or_below) as f64 / (sorted.len() + 1) as f64).min(1.0)
+}
+
+/// The confidence of the interval a row shows: the policy's without a
+/// margin, `1 - 2α` with one.
+fn level(settings: Settings, margin: Option<Margin>) -> f64 {
+    match margin {
+        Some(_) => 1.0 - 2.0 * settings.alpha,
+        None => settings.confidence,
+    }
+}
+
 /// Compares paired scores (`baseline[i]` and `candidate[i]` are the same item).
-/// Binary when every score is 0 or 1.
-pub fn paired(baseline: &[f64], candidate: &[f64], settings: Settings) -> Comparison {
+/// Binary when every score is 0 or 1. With a `margin`, also the one-sided
+/// non-inferiority p-value, and the interval at `1 - 2α`.
+pub fn paired(
+    baseline: &[f64],
+    candidate: &[f64],
+    settings: Settings,
+    margin: Option<Margin>,
+) -> Comparison {
     let n = baseline.len().min(candidate.len());
     let (baseline, candidate) = (&baseline[..n], &candidate[..n]);
     let diffs: Vec<f64> = candidate.iter().zip(baseline).map(|(c, b)| c - b).collect();
@@ -346,17 +414,41 @@ pub fn paired(baseline: &[f64], candidate: &[f64], settings: Settings) -> Compar
         .chain(candidate)
         .all(|v| *v == 0.0 || *v == 1.0);
     let delta = mean(&diffs);
+    let confidence = level(settings, margin);
     let sorted = bootstrap_means(&diffs, settings.resamples.max(1), settings.seed);
+    let failures = diffs.iter().filter(|d| **d < 0.0).count();
+    let passes = diffs.iter().filter(|d| **d > 0.0).count();
     let (ci_low, ci_high) = if n == 0 {
         (0.0, 0.0)
+    } else if binary && margin.is_some() {
+        // The interval whose bounds are the score test's: a bound below
+        // the margin is the test rejecting, and the other way round.
+        tango_interval(passes, failures, n, confidence)
     } else {
-        bca_interval(&diffs, &sorted, settings.confidence)
+        bca_interval(&diffs, &sorted, confidence)
     };
-    let mde = (z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * sample_sd(&diffs)
-        / (n.max(1) as f64).sqrt();
+    let mde = if binary {
+        mcnemar_mde(n, failures + passes, settings.alpha)
+    } else {
+        Some(
+            (z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * sample_sd(&diffs)
+                / (n.max(1) as f64).sqrt(),
+        )
+    };
+    let p_inferior = margin.map(|margin| {
+        if binary {
+            // In the better direction, "passes" are the items that got better.
+            let (better, worse) = if margin.higher_is_better {
+                (passes, failures)
+            } else {
+                (failures, passes)
+            };
+            tango_inferior(better, worse, n, margin.margin)
+        } else {
+            bootstrap_inferior(&sorted, delta, margin)
+        }
+    });
     let (p_value, method, new_failures, new_passes) = if binary {
-        let failures = diffs.iter().filter(|d| **d < 0.0).count();
-        let passes = diffs.iter().filter(|d| **d > 0.0).count();
         (
             mcnemar_exact(failures, passes),
             Method::McnemarExact,
@@ -383,11 +475,146 @@ pub fn paired(baseline: &[f64], candidate: &[f64], settings: Settings) -> Compar
         ci_low,
         ci_high,
         p_value,
+        confidence,
+        p_inferior,
         mde,
         method,
         new_failures,
         new_passes,
     }
+}
+
+/// Tango's score statistic for paired binary data (Statistics in
+/// Medicine 17, 1998): `better` items went from fail to pass, `worse` from
+/// pass to fail, of `n`; the null is a change (in the better direction) of
+/// `delta0`. Negative when the observed change is below `delta0`.
+fn tango_statistic(better: usize, worse: usize, n: usize, delta0: f64) -> f64 {
+    let (b, w, n) = (better as f64, worse as f64, n as f64);
+    // The restricted maximum-likelihood estimate of P(worse) under the null.
+    let a = 2.0 * n;
+    let linear = -b - w + (2.0 * n - b + w) * delta0;
+    let constant = -w * delta0 * (1.0 - delta0);
+    let discriminant = (linear * linear - 4.0 * a * constant).max(0.0);
+    let worse_restricted = (discriminant.sqrt() - linear) / (2.0 * a);
+    let variance = n * (2.0 * worse_restricted + delta0 * (1.0 - delta0));
+    let numerator = b - w - n * delta0;
+    if variance > 0.0 {
+        numerator / variance.sqrt()
+    } else if numerator == 0.0 {
+        0.0
+    } else {
+        numerator.signum() * f64::INFINITY
+    }
+}
+
+/// The one-sided p-value of Tango's test for "no more than `margin` worse":
+/// small when the change is below `-margin` by more than chance explains.
+pub fn tango_inferior(better: usize, worse: usize, n: usize, margin: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    phi(tango_statistic(better, worse, n, -margin))
+}
+
+/// Tango's score interval at `confidence` on the change (candidate minus
+/// baseline, with `passes` items from fail to pass and `failures` from pass
+/// to fail): the changes the two-sided score test does not reject.
+pub fn tango_interval(passes: usize, failures: usize, n: usize, confidence: f64) -> (f64, f64) {
+    let critical = z(1.0 - (1.0 - confidence) / 2.0);
+    // The statistic falls as delta0 rises: bisect for T = critical and T = -critical.
+    let solve = |target: f64| {
+        let (mut low, mut high) = (-1.0 + 1e-12, 1.0 - 1e-12);
+        for _ in 0..200 {
+            let middle = (low + high) / 2.0;
+            if tango_statistic(passes, failures, n, middle) > target {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        (low + high) / 2.0
+    };
+    let estimate = (passes as f64 - failures as f64) / n.max(1) as f64;
+    let lower = if estimate <= -1.0 {
+        -1.0
+    } else {
+        solve(critical)
+    };
+    let upper = if estimate >= 1.0 {
+        1.0
+    } else {
+        solve(-critical)
+    };
+    (lower, upper)
+}
+
+/// The smallest change in the pass rate that the two-sided exact McNemar
+/// test at `alpha` detects with 80% power, on `n` items of which a share
+/// `changed / n` changed between the runs (the discordance the test's power
+/// rests on). `None` when even every changed item moving one way would not
+/// reach 80%: no change the data allows is detectable.
+pub fn mcnemar_mde(n: usize, changed: usize, alpha: f64) -> Option<f64> {
+    if n == 0 || changed == 0 {
+        return None;
+    }
+    let share = changed as f64 / n as f64;
+    let discordant = Binomial::new(share, n as u64).ok()?;
+    // The discordant counts worth summing over: eight standard deviations.
+    let spread = (n as f64 * share * (1.0 - share)).sqrt();
+    let first = (n as f64 * share - 8.0 * spread - 1.0).floor().max(0.0) as u64;
+    let last = ((n as f64 * share + 8.0 * spread + 1.0).ceil() as u64).min(n as u64);
+    // For each count, the largest number of items moving the rarer way
+    // for which the exact test rejects (none: -1).
+    let critical: Vec<(u64, f64, i64)> = (first..=last)
+        .map(|d| {
+            let weight = discordant.pmf(d);
+            let (mut low, mut high) = (-1_i64, d as i64 / 2);
+            while low < high {
+                let middle = (low + high + 1) / 2;
+                if mcnemar_exact(middle as usize, d as usize - middle as usize) <= alpha {
+                    low = middle;
+                } else {
+                    high = middle - 1;
+                }
+            }
+            (d, weight, low)
+        })
+        .collect();
+    let power = |change: f64| -> f64 {
+        // Given a discordant item, the chance it moved the worse way.
+        let worse = ((share + change) / (2.0 * share)).clamp(0.0, 1.0);
+        critical
+            .iter()
+            .filter(|(d, _, k)| *d > 0 && *k >= 0)
+            .map(|(d, weight, k)| {
+                let Ok(moved) = Binomial::new(worse, *d) else {
+                    return 0.0;
+                };
+                let k = *k as u64;
+                // Reject when the worse way holds at most k, or at least d - k.
+                let low_tail = moved.cdf(k);
+                let high_tail = if d - k >= 1 {
+                    1.0 - moved.cdf(d - k - 1)
+                } else {
+                    1.0
+                };
+                weight * (low_tail + high_tail).min(1.0)
+            })
+            .sum()
+    };
+    if power(share) < MDE_POWER {
+        return None;
+    }
+    let (mut low, mut high) = (0.0, share);
+    for _ in 0..60 {
+        let middle = (low + high) / 2.0;
+        if power(middle) >= MDE_POWER {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    Some(high)
 }
 
 /// A reported aggregate: value, its standard error and sample size.
@@ -402,10 +629,26 @@ pub struct Reported {
 }
 
 /// Unpaired z-test from reported standard errors (approximate).
-pub fn unpaired(baseline: Reported, candidate: Reported, settings: Settings) -> Comparison {
+pub fn unpaired(
+    baseline: Reported,
+    candidate: Reported,
+    settings: Settings,
+    margin: Option<Margin>,
+) -> Comparison {
     let se = (baseline.stderr.powi(2) + candidate.stderr.powi(2)).sqrt();
     let delta = candidate.value - baseline.value;
-    let half = z(1.0 - (1.0 - settings.confidence) / 2.0) * se;
+    let confidence = level(settings, margin);
+    let half = z(1.0 - (1.0 - confidence) / 2.0) * se;
+    let p_inferior = margin.map(|margin| {
+        let observed = margin.better(delta) + margin.margin;
+        if se > 0.0 {
+            phi(observed / se)
+        } else if observed < 0.0 {
+            0.0
+        } else {
+            1.0
+        }
+    });
     let p_value = if se > 0.0 {
         2.0 * (1.0 - phi((delta / se).abs()))
     } else if delta == 0.0 {
@@ -421,7 +664,9 @@ pub fn unpaired(baseline: Reported, candidate: Reported, settings: Settings) -> 
         ci_low: delta - half,
         ci_high: delta + half,
         p_value,
-        mde: (z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * se,
+        confidence,
+        p_inferior,
+        mde: Some((z(1.0 - settings.alpha / 2.0) + z(MDE_POWER)) * se),
         method: Method::UnpairedZ,
         new_failures: None,
         new_passes: None,
@@ -474,6 +719,7 @@ mod tests {
                 resamples: 100,
                 seed: 1,
             },
+            None,
         );
         assert_eq!(
             (c.delta, c.ci_low, c.ci_high, c.p_value),

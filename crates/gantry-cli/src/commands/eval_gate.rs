@@ -182,12 +182,15 @@ fn render_markdown(report: &GateReport) -> String {
     let _ = writeln!(
         out,
         "{} gated metrics: **{} regressed**, {} inconclusive, {} improved. \
-         Δ is candidate − baseline with its {:.0}% interval; p is two-sided, Holm-corrected across blocking rules.\n",
+         Δ is candidate − baseline with its {:.0}% interval ({:.0}% under a margin, whose bounds are one-sided tests); \
+         p is the test a fail rests on (two-sided without a margin, one-sided \"no more than the margin worse\" with one), \
+         Holm-corrected across blocking rules.\n",
         report.rows.len(),
         report.regressions,
         report.inconclusive,
         report.improvements,
-        report.policy.defaults.confidence * 100.0
+        report.policy.defaults.confidence * 100.0,
+        (1.0 - 2.0 * report.policy.defaults.alpha) * 100.0
     );
     let _ = writeln!(
         out,
@@ -198,7 +201,7 @@ fn render_markdown(report: &GateReport) -> String {
         let c = &row.comparison;
         let _ = writeln!(
             out,
-            "| {} | {}{} | {:.4} | {:.4} | {:+.4} [{:+.4}, {:+.4}] | {} | {} | {:.4} | {} |",
+            "| {} | {}{} | {:.4} | {:.4} | {:+.4} [{:+.4}, {:+.4}] | {} | {} | {} | {} |",
             markdown_cell(&row.task),
             markdown_cell(&row.metric),
             if row.higher_is_better { " ↑" } else { " ↓" },
@@ -209,7 +212,8 @@ fn render_markdown(report: &GateReport) -> String {
             c.ci_high,
             p_text(row.p_adjusted),
             c.n,
-            c.mde,
+            c.mde
+                .map_or_else(|| "–".to_owned(), |mde| format!("{mde:.4}")),
             verdict_word(row.verdict)
         );
     }

@@ -39,7 +39,7 @@ fn a_regressed_model_fails_with_a_table_and_gate_json() {
     );
     let gate: serde_json::Value =
         serde_json::from_str(&step.read(".gantry/eval-gate/gate.json")).expect("gate.json");
-    assert_eq!(gate["schema_version"], 1);
+    assert_eq!(gate["schema_version"], 2);
     assert_eq!(gate["verdict"], "fail");
     assert_eq!(gate["policy_source"], "default");
     let row = gate["rows"]
