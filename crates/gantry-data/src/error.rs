@@ -96,6 +96,14 @@ pub enum Error {
         /// What is wrong and what would be right.
         reason: String,
     },
+    /// An eval set is unusable for the contamination check.
+    #[error("--eval-set {}: {reason}", path.display())]
+    EvalSet {
+        /// The eval file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The drift reference is unusable.
     #[error("--reference {}: {reason}", path.display())]
     Reference {

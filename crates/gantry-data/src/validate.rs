@@ -2036,7 +2036,7 @@ fn load_reference(reference: &str, options: &ValidateOptions) -> Result<(String,
                     summary.tokenizer, options.tokenizer, summary.tokenizer
                 )));
             }
-            return Ok((reference.to_owned(), summary));
+            return nonempty_reference(reference, summary, &error);
         }
     }
     let reference_options = ValidateOptions {
@@ -2047,7 +2047,23 @@ fn load_reference(reference: &str, options: &ValidateOptions) -> Result<(String,
         ..options.clone()
     };
     let validation = validate(&reference_options).map_err(|source| error(source.to_string()))?;
-    Ok((reference.to_owned(), validation.summary))
+    nonempty_reference(reference, validation.summary, &error)
+}
+
+/// A reference without records would give every drift measure "0.0, pass":
+/// drift against nothing is refused, not passed.
+fn nonempty_reference(
+    reference: &str,
+    summary: Summary,
+    error: &dyn Fn(String) -> Error,
+) -> Result<(String, Summary)> {
+    if summary.records == 0 || summary.characters.count == 0 {
+        return Err(error(
+            "it holds no records, so there is nothing to measure drift against; point --reference at last week's summary.json or data"
+                .to_owned(),
+        ));
+    }
+    Ok((reference.to_owned(), summary))
 }
 
 /// Adds the drift measures and checks against `reference` to `report`.
@@ -2202,16 +2218,39 @@ fn load_eval_set(patterns: &[String]) -> Result<EvalIndex> {
                     .collect(),
             };
             for (origin, value) in records {
-                // An unparsable eval line is not this dataset's problem; it simply cannot be matched.
-                let Ok(value) = value else { continue };
                 let place = if origin.is_line {
                     format!("{}:{}", file.display, origin.ordinal)
                 } else {
                     format!("{}#{}", file.display, origin.ordinal)
                 };
+                // An eval item that cannot be read cannot be looked for in
+                // the data: passing over it would pass the check unseen.
+                let value = value.map_err(|reason| Error::EvalSet {
+                    path: file.path.clone(),
+                    reason: format!(
+                        "{place}: {}; an item gantry cannot read cannot be checked for contamination",
+                        crate::scan::sanitize_message(&reason)
+                    ),
+                })?;
                 index.add(place, &eval_texts(&value));
             }
         }
+    }
+    if index.is_empty() {
+        return Err(Error::EvalSet {
+            path: files
+                .first()
+                .map(|file| file.path.clone())
+                .unwrap_or_default(),
+            reason: format!(
+                "no item in {} has text to look for in the data (messages, prompt, question or any string)",
+                files
+                    .iter()
+                    .map(|file| file.display.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
     }
     index.seal();
     Ok(index)

@@ -877,3 +877,55 @@ fn parquet_files_are_read_row_by_row() {
     );
     assert_eq!(report.verdict, Verdict::Fail);
 }
+
+#[test]
+fn an_eval_set_or_a_reference_that_holds_nothing_is_an_error_not_a_pass() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let train = directory.path().join("train.jsonl");
+    write(&train, &dataset().lines[..20]);
+    // Every eval line broken: nothing could be looked for, so no "pass".
+    let eval = directory.path().join("eval.jsonl");
+    std::fs::write(&eval, "{\"question\": \"cut\n{not json}\n").expect("write");
+    let mut with_eval = options(&[&train]);
+    with_eval.eval_set = vec![eval.display().to_string()];
+    let error = validate(&with_eval).expect_err("refused").to_string();
+    assert!(
+        error.contains("eval.jsonl:1: EOF while parsing a string"),
+        "{error}"
+    );
+    assert!(
+        error.contains("cannot be checked for contamination"),
+        "{error}"
+    );
+    // One bad line among good ones is named too.
+    std::fs::write(
+        &eval,
+        "{\"question\": \"what is the capital of Veldra\"}\n[1,\n",
+    )
+    .expect("write");
+    let error = validate(&with_eval).expect_err("refused").to_string();
+    assert!(error.contains("eval.jsonl:2:"), "{error}");
+    // Items without any text to look for.
+    std::fs::write(&eval, "{\"id\": 1}\n{\"id\": 2}\n").expect("write");
+    let error = validate(&with_eval).expect_err("refused").to_string();
+    assert!(error.contains("no item in"), "{error}");
+
+    // A reference of no records: drift against nothing is refused.
+    let empty = directory.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").expect("write");
+    let mut with_reference = options(&[&train]);
+    with_reference.reference = Some(empty.display().to_string());
+    let error = validate(&with_reference).expect_err("refused").to_string();
+    assert!(error.contains("holds no records"), "{error}");
+    // …and a summary.json of none, as an empty week would write.
+    let summary = validate(&options(&[&empty])).expect("validate").summary;
+    let summary_path = directory.path().join("summary.json");
+    std::fs::write(
+        &summary_path,
+        serde_json::to_string(&summary).expect("json"),
+    )
+    .expect("write");
+    with_reference.reference = Some(summary_path.display().to_string());
+    let error = validate(&with_reference).expect_err("refused").to_string();
+    assert!(error.contains("holds no records"), "{error}");
+}

@@ -164,11 +164,7 @@ fn check_of(
 /// checks the lineage chain.
 pub fn verify(registry: &dyn Registry, resolved: &Resolved) -> Result<VerifyReport> {
     let manifest = &resolved.manifest;
-    let registered_digest = registry
-        .events(&manifest.name)?
-        .into_iter()
-        .find(|event| event.action == "registered" && event.version == manifest.version)
-        .map(|event| event.digest);
+    let registered_digest = registered_digest(registry, resolved)?;
     let files = parallel_largest_first(
         &manifest.files,
         |file| file.size,
@@ -216,6 +212,17 @@ pub fn verify(registry: &dyn Registry, resolved: &Resolved) -> Result<VerifyRepo
     })
 }
 
+/// The digest the version's `registered` event recorded, if the registry
+/// keeps events: the manifest's identity when it was registered.
+fn registered_digest(registry: &dyn Registry, resolved: &Resolved) -> Result<Option<Digest>> {
+    let manifest = &resolved.manifest;
+    Ok(registry
+        .events(&manifest.name)?
+        .into_iter()
+        .find(|event| event.action == "registered" && event.version == manifest.version)
+        .map(|event| event.digest))
+}
+
 /// What `gantry registry pull` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PullReport {
@@ -253,6 +260,23 @@ fn safe_relative(path: &str) -> Result<PathBuf> {
 /// as `.gantry-manifest.json`.
 pub fn pull(registry: &dyn Registry, resolved: &Resolved, directory: &Path) -> Result<PullReport> {
     let manifest = &resolved.manifest;
+    // Every file is checked against the manifest as it streams; the
+    // manifest itself is checked against what was registered, as verify
+    // does, or an edited manifest could hand out another version's files.
+    if let Some(registered) = registered_digest(registry, resolved)?
+        && registered != resolved.digest
+    {
+        return Err(Error::Tampered {
+            what: format!(
+                "the manifest of {}@{} in {} (edited after registration)",
+                manifest.name,
+                manifest.version,
+                registry.uri()
+            ),
+            expected: registered,
+            actual: resolved.digest,
+        });
+    }
     let targets: Vec<PathBuf> = manifest
         .files
         .iter()

@@ -9,9 +9,18 @@
 //! `builtins.eval`, a user's own class — is reported, and registration
 //! refuses the file unless `--allow-pickle` is given.
 //!
-//! Handles raw pickles (protocols 0–5, several in a row as legacy
-//! `torch.save` writes them) and zip archives (`torch.save` since 1.6), in
-//! which every `*.pkl` member is scanned and TorchScript `code/` is reported.
+//! Files are recognised by content, not name: raw pickles (protocols 0–5,
+//! several in a row as legacy `torch.save` writes them), zip archives
+//! (`torch.save` since 1.6: every member with a pickle's name is scanned,
+//! and TorchScript `code/` is reported), tar archives (members with a
+//! pickle's name, and archives inside) and gzip of any of these. Inside an
+//! archive only names count: `torch.save`'s zip holds raw tensor storages
+//! that may begin with any bytes.
+//! A protocol 2+ pickle starts with `PROTO` (`0x80`, protocol), which no
+//! text starts with, so any file does; protocols 0 and 1 start with bytes
+//! text starts with too (`(`, `c`, `}`), so a file is scanned as one only
+//! under a pickle extension ([`PICKLE_EXTENSIONS`]). `checkpoint.pth.tar`,
+//! `model.weights` and `state` are found like `model.pt`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
@@ -106,47 +115,151 @@ const SAFE_IMPORTS: &[&str] = &[
 /// Longest text argument (a line-terminated opcode argument) accepted.
 const MAX_LINE: usize = 1 << 16;
 
-/// Scans the file at `path` (named `display` in messages). Returns `None`
-/// when the file is neither a zip archive nor a pickle (a raw binary under
-/// a `.bin` name, say).
-pub fn scan_file(path: &Path) -> Result<Option<PickleSummary>> {
+/// Scans the file at `path` by its content. Returns `None` when it is
+/// neither a pickle nor an archive holding one (a raw binary, say).
+/// `pickle_name` says whether its name is a pickle's, which alone lets a
+/// protocol 0 or 1 pickle (whose first byte text can start with) count.
+pub fn scan_file(path: &Path, pickle_name: bool) -> Result<Option<PickleSummary>> {
     let file = std::fs::File::open(path).map_err(Error::io("cannot open", path))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let head = reader.fill_buf().map_err(Error::io("cannot read", path))?;
     let mut imports = BTreeSet::new();
-    if head.starts_with(b"PK\x03\x04") {
-        drop(reader);
-        let file = std::fs::File::open(path).map_err(Error::io("cannot open", path))?;
-        let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|error| {
-            Error::Input(format!(
-                "{}: not a readable zip archive: {error}",
-                path.display()
-            ))
-        })?;
-        let mut scanned_any = false;
-        for index in 0..archive.len() {
-            let mut member = archive.by_index(index).map_err(|error| {
-                Error::Input(format!("{}: zip member {index}: {error}", path.display()))
-            })?;
-            let name = member.name().to_owned();
-            if name.contains("/code/") && name.ends_with(".py") {
-                imports.insert(format!("<TorchScript code {name}>"));
-            }
-            if name.ends_with(".pkl") {
-                scanned_any = true;
-                let mut member_reader = BufReader::new(&mut member);
-                scan_stream(&mut member_reader, &mut imports);
-            }
-        }
-        if !scanned_any {
-            return Ok(None);
-        }
-    } else if looks_like_pickle(head) {
-        scan_stream(&mut reader, &mut imports);
-    } else {
-        return Ok(None);
+    let found = scan_content(
+        &mut reader,
+        pickle_name,
+        &path.display().to_string(),
+        &mut imports,
+        0,
+    )
+    .map_err(|reason| Error::Input(format!("{}: {reason}", path.display())))?;
+    Ok(found.then(|| summarize(imports)))
+}
+
+/// How deep archives may nest (a tar in a gzip, a zip in the tar).
+const MAX_ARCHIVE_DEPTH: usize = 3;
+
+/// Scans whatever `reader` holds; `Ok(false)` when it holds no pickle.
+/// Inside an archive (`depth > 0`) a member is a pickle only by its name.
+fn scan_content(
+    reader: &mut dyn BufRead,
+    pickle_name: bool,
+    display: &str,
+    imports: &mut BTreeSet<String>,
+    depth: usize,
+) -> std::result::Result<bool, String> {
+    let head = fill_head(reader, 512)?;
+    if depth < MAX_ARCHIVE_DEPTH && head.starts_with(b"PK\x03\x04") {
+        // A zip needs seeking: spool it to a temporary file.
+        let mut spooled =
+            tempfile::tempfile().map_err(|error| format!("cannot spool {display}: {error}"))?;
+        std::io::copy(reader, &mut spooled)
+            .map_err(|error| format!("cannot read {display}: {error}"))?;
+        return scan_zip(spooled, display, imports, depth);
     }
-    Ok(Some(summarize(imports)))
+    if depth < MAX_ARCHIVE_DEPTH && is_tar(&head) {
+        return scan_tar(reader, display, imports, depth);
+    }
+    if depth < MAX_ARCHIVE_DEPTH && head.starts_with(&[0x1f, 0x8b]) {
+        let mut inflated = BufReader::new(flate2::bufread::MultiGzDecoder::new(reader));
+        return scan_content(&mut inflated, pickle_name, display, imports, depth + 1);
+    }
+    if (depth == 0 && starts_like_proto(&head)) || (pickle_name && looks_like_pickle(&head)) {
+        scan_stream(reader, imports);
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Up to `length` bytes from the start of `reader`, without consuming them.
+fn fill_head(reader: &mut dyn BufRead, length: usize) -> std::result::Result<Vec<u8>, String> {
+    // `fill_buf` may return less than the buffer holds; a short read of a
+    // short file is all there is.
+    let head = reader.fill_buf().map_err(|error| error.to_string())?;
+    Ok(head[..head.len().min(length)].to_vec())
+}
+
+/// A protocol 2–5 pickle's first opcode: `PROTO` and its protocol.
+fn starts_like_proto(head: &[u8]) -> bool {
+    matches!(head, [0x80, 2..=5, ..])
+}
+
+/// A POSIX (ustar) or GNU tar header: its magic at byte 257.
+fn is_tar(head: &[u8]) -> bool {
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+fn scan_zip(
+    file: std::fs::File,
+    display: &str,
+    imports: &mut BTreeSet<String>,
+    depth: usize,
+) -> std::result::Result<bool, String> {
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|error| format!("{display}: not a readable zip archive: {error}"))?;
+    let mut scanned_any = false;
+    for index in 0..archive.len() {
+        let mut member = archive
+            .by_index(index)
+            .map_err(|error| format!("{display}: zip member {index}: {error}"))?;
+        let name = member.name().to_owned();
+        if name.contains("/code/") && name.ends_with(".py") {
+            imports.insert(format!("<TorchScript code {name}>"));
+        }
+        let member_display = format!("{display}!{name}");
+        let pickle_name = std::path::Path::new(&name)
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| PICKLE_EXTENSIONS.contains(&extension));
+        let mut member_reader = BufReader::new(&mut member);
+        if scan_content(
+            &mut member_reader,
+            pickle_name,
+            &member_display,
+            imports,
+            depth + 1,
+        )? {
+            scanned_any = true;
+        }
+    }
+    Ok(scanned_any)
+}
+
+fn scan_tar(
+    reader: &mut dyn BufRead,
+    display: &str,
+    imports: &mut BTreeSet<String>,
+    depth: usize,
+) -> std::result::Result<bool, String> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|error| format!("{display}: not a readable tar archive: {error}"))?;
+    let mut scanned_any = false;
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("{display}: a tar member: {error}"))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default();
+        let pickle_name = std::path::Path::new(&name)
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| PICKLE_EXTENSIONS.contains(&extension));
+        let member_display = format!("{display}!{name}");
+        let mut member_reader = BufReader::new(entry);
+        if scan_content(
+            &mut member_reader,
+            pickle_name,
+            &member_display,
+            imports,
+            depth + 1,
+        )? {
+            scanned_any = true;
+        }
+    }
+    Ok(scanned_any)
 }
 
 /// Scans pickles from bytes in memory (for tests and callers with a buffer).
@@ -502,10 +615,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weights.bin");
         std::fs::write(&path, [0_u8, 1, 2, 3]).unwrap();
-        assert!(scan_file(&path).unwrap().is_none());
+        assert!(scan_file(&path, true).unwrap().is_none());
         std::fs::write(&path, PROTOCOL_0_PAYLOAD).unwrap();
-        let summary = scan_file(&path).unwrap().unwrap();
+        let summary = scan_file(&path, true).unwrap().unwrap();
         assert_eq!(summary.unsafe_imports, vec!["posix.system"]);
+        // Text that starts like a protocol 0 pickle is not one unless named so.
+        std::fs::write(&path, "checkpoint: every 500 steps\nlr: 0.1\n").unwrap();
+        assert!(scan_file(&path, false).unwrap().is_none());
+        // A protocol 2+ pickle is one under any name.
+        assert!(scan_file(&path, false).unwrap().is_none());
+        std::fs::write(&path, protocol_4_payload()).unwrap();
+        let summary = scan_file(&path, false).unwrap().unwrap();
+        assert_eq!(summary.unsafe_imports, vec!["builtins.exec"]);
     }
 }
 
@@ -527,18 +648,18 @@ mod hostile_input {
             let directory = tempfile::tempdir().expect("tempdir");
             let path = directory.path().join("model.bin");
             std::fs::write(&path, &pickle).expect("write");
-            let _ = super::scan_file(&path);
+            let _ = super::scan_file(&path, true);
             let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
             zip.start_file("archive/data.pkl", zip::write::SimpleFileOptions::default()).expect("member");
             std::io::Write::write_all(&mut zip, &pickle).expect("write member");
             let archive = zip.finish().expect("zip").into_inner();
             let zipped = directory.path().join("model.pt");
             std::fs::write(&zipped, &archive).expect("write");
-            let _ = super::scan_file(&zipped);
+            let _ = super::scan_file(&zipped, false);
             // A zip archive cut anywhere.
             let cut = &archive[..archive.len() * bytes.len().min(255) / 256];
             std::fs::write(&zipped, cut).expect("write");
-            let _ = super::scan_file(&zipped);
+            let _ = super::scan_file(&zipped, false);
         }
     }
 }

@@ -201,8 +201,11 @@ fn inspect(files: &mut [SourceFile], allow_pickle: bool) -> Result<()> {
                 file.size,
                 &file.path,
             )?);
-        } else if pickle::PICKLE_EXTENSIONS.contains(&extension.as_str()) {
-            file.pickle = pickle::scan_file(&file.absolute)?;
+        } else {
+            // By content: a pickle under any name (`checkpoint.pth.tar`) is
+            // found; the name only decides for protocol 0 and 1 pickles.
+            let pickle_name = pickle::PICKLE_EXTENSIONS.contains(&extension.as_str());
+            file.pickle = pickle::scan_file(&file.absolute, pickle_name)?;
         }
         Ok(())
     })?;

@@ -350,6 +350,16 @@ fn verify_and_pull_catch_a_tampered_blob() {
             .iter()
             .any(|problem| problem.contains("edited after registration"))
     );
+    // …and pull refuses it as verify does: every blob in it may be whole,
+    // but they need not be this version's.
+    let elsewhere = work.path().join("edited");
+    let error = gantry_registry::pull(&registry, &edited, &elsewhere).unwrap_err();
+    assert!(matches!(error, Error::Tampered { .. }), "{error}");
+    assert!(
+        error.to_string().contains("edited after registration"),
+        "{error}"
+    );
+    assert!(!elsewhere.join("model.safetensors").exists());
 }
 
 /// Pickles made by CPython itself: a payload that runs `os.system`, in
@@ -369,6 +379,16 @@ with zipfile.ZipFile(f"{out}/evil.pt", "w") as archive:
     archive.writestr("archive/data/0", b"\0" * 16)
 with open(f"{out}/safe.bin", "wb") as f:
     pickle.dump(collections.OrderedDict(a=[1, 2], b=(3.0, "x")), f, protocol=4)
+# Names the scan does not know: the ImageNet example's checkpoint.pth.tar
+# (a torch zip), a real tar of a checkpoint, a gzipped one, a bare pickle.
+import shutil, tarfile
+shutil.copy(f"{out}/evil.pt", f"{out}/checkpoint.pth.tar")
+with tarfile.open(f"{out}/checkpoint.tar", "w") as archive:
+    archive.add(f"{out}/evil-p2.pkl", arcname="run/model.pt")
+with tarfile.open(f"{out}/checkpoint.tar.gz", "w:gz") as archive:
+    archive.add(f"{out}/evil.pt", arcname="run/model.pt")
+with open(f"{out}/weights.state", "wb") as f:
+    pickle.dump({"weights": Payload()}, f, protocol=4)
 "#;
     let status = Command::new("python3")
         .args(["-c", script])
@@ -386,18 +406,20 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
     python_pickles(&pickles);
     for protocol in 0..6 {
         let path = pickles.join(format!("evil-p{protocol}.pkl"));
-        let summary = gantry_registry::pickle::scan_file(&path).unwrap().unwrap();
+        let summary = gantry_registry::pickle::scan_file(&path, true)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             summary.unsafe_imports,
             vec!["posix.system".to_owned()],
             "protocol {protocol}"
         );
     }
-    let zipped = gantry_registry::pickle::scan_file(&pickles.join("evil.pt"))
+    let zipped = gantry_registry::pickle::scan_file(&pickles.join("evil.pt"), true)
         .unwrap()
         .unwrap();
     assert_eq!(zipped.unsafe_imports, vec!["posix.system".to_owned()]);
-    let safe = gantry_registry::pickle::scan_file(&pickles.join("safe.bin"))
+    let safe = gantry_registry::pickle::scan_file(&pickles.join("safe.bin"), true)
         .unwrap()
         .unwrap();
     assert!(safe.unsafe_imports.is_empty(), "{safe:?}");
@@ -424,6 +446,35 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
         file.pickle.as_ref().unwrap().unsafe_imports,
         vec!["posix.system".to_owned()]
     );
+
+    // By content, whatever the name.
+    for name in [
+        "checkpoint.pth.tar",
+        "checkpoint.tar",
+        "checkpoint.tar.gz",
+        "weights.state",
+    ] {
+        let dir = model_dir(&work.path().join(name.replace('.', "-")), &[1.0]);
+        std::fs::copy(pickles.join(name), dir.join(name)).unwrap();
+        // A config that starts like a protocol 0 pickle is not one.
+        std::fs::write(dir.join("config.yaml"), "checkpoint: every 500 steps\n").unwrap();
+        let error = ModelSource::read(&dir, false).unwrap_err();
+        assert!(error.is_verdict(), "{name}: {error}");
+        assert!(
+            error.to_string().contains(name) && error.to_string().contains("posix.system"),
+            "{error}"
+        );
+        let allowed = ModelSource::read(&dir, true).unwrap();
+        let config = allowed
+            .files
+            .iter()
+            .find(|file| file.path == "config.yaml")
+            .unwrap();
+        assert!(
+            config.pickle.is_none(),
+            "{name}: the config is not a pickle"
+        );
+    }
 }
 
 #[test]
