@@ -322,6 +322,12 @@ pub enum RegistryCommand {
         /// The model.
         name: String,
     },
+    /// Check the whole registry: every blob re-hashed, every manifest, alias and event; exit 1 on damage.
+    Fsck {
+        /// Set damage aside where it cannot mislead (file registries): damaged blobs to quarantine/, unreadable or edited manifests to damaged/, bad event lines to events.jsonl.damaged, leftovers of killed registrations removed. Nothing a version needs is deleted.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 fn parse_metadata(value: &str) -> Result<(String, String), String> {

@@ -14,6 +14,14 @@
 //! concurrent registrations never take the same version, and a crash at any
 //! point leaves no half-registered version (at most unreferenced blobs). The
 //! lock is a kernel `flock`, released when its holder dies, even by SIGKILL.
+//!
+//! Damage stays where it is: a manifest that does not parse hides only its
+//! own version (it still holds its number), a line of the event log that
+//! does not parse is passed over, and an alias event that names a version
+//! whose manifest has another digest moves nothing. Each is reported by
+//! [`Registry::damage`] and repaired by [`FileRegistry::fsck`]. Temporary
+//! blobs are named after their host and process, so a registration cleans
+//! up what a killed one left.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -95,12 +103,14 @@ impl FileRegistry {
     fn store(&self, write: impl FnOnce(&mut File) -> Result<Digest>) -> Result<(Digest, bool)> {
         let tmp_dir = self.tmp_dir();
         let mut temporary = tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&temporary_prefix())
             .tempfile_in(&tmp_dir)
             .map_err(Error::io("cannot create a temporary file in", &tmp_dir))?;
         let digest = write(temporary.as_file_mut())?;
         let target = self.blob_path(&digest);
-        if target.exists() {
+        // A blob already there is kept only if it still holds its content:
+        // registering the same files again heals one that was damaged.
+        if target.exists() && blob_is_whole(&target, &digest) {
             return Ok((digest, false));
         }
         temporary
@@ -122,32 +132,120 @@ impl FileRegistry {
         Ok((digest, true))
     }
 
-    fn remove_stale_temporaries(&self) {
+    /// Temporary blobs nobody is writing: those of a dead process on this
+    /// host, and any over a day old.
+    pub(crate) fn stale_temporaries(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
-            return;
+            return Vec::new();
         };
         let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|metadata| metadata.modified())
-                .is_ok_and(|modified| {
-                    now.duration_since(modified).unwrap_or_default() > STALE_TEMPORARY
-                });
-            if stale {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        entries
+            .flatten()
+            .filter(|entry| {
+                let old = entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .is_ok_and(|modified| {
+                        now.duration_since(modified).unwrap_or_default() > STALE_TEMPORARY
+                    });
+                old || writer_is_gone(&entry.file_name().to_string_lossy())
+            })
+            .map(|entry| entry.path())
+            .collect()
+    }
+
+    fn remove_stale_temporaries(&self) {
+        for path in self.stale_temporaries() {
+            let _ = std::fs::remove_file(path);
         }
     }
 
-    fn read_versions(&self, name: &str) -> Result<Vec<Resolved>> {
-        let dir = self.model_dir(name).join("versions");
+    /// `models/<name>`.
+    pub(crate) fn model_root(&self, name: &str) -> PathBuf {
+        self.model_dir(name)
+    }
+
+    /// Takes `name`'s lock (fsck repairs under it).
+    pub(crate) fn lock_model(&self, name: &str) -> Result<File> {
+        self.ensure_dirs(name)?;
+        self.lock(name)
+    }
+
+    /// Every model directory with a valid name and a version file or an
+    /// event log, readable or not.
+    pub(crate) fn model_names(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("models");
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) => return Err(Error::io("cannot list", &dir)(error)),
         };
-        let mut versions = Vec::new();
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(Error::io("cannot list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate_name(&name).is_err() {
+                continue;
+            }
+            let scan = self.scan_versions(&name)?;
+            if !scan.good.is_empty() || !scan.damaged.is_empty() || self.events_path(&name).exists()
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Moves the event log lines numbered in `lines` to `events.jsonl.damaged`
+    /// (appended, each with why) and rewrites the log without them,
+    /// atomically; the caller holds the model's lock.
+    pub(crate) fn set_event_lines_aside(
+        &self,
+        name: &str,
+        lines: &BTreeMap<usize, String>,
+    ) -> Result<()> {
+        let path = self.events_path(name);
+        let text = std::fs::read_to_string(&path).map_err(Error::io("cannot read", &path))?;
+        let mut kept = String::new();
+        let mut moved = String::new();
+        for (index, line) in text.lines().enumerate() {
+            match lines.get(&(index + 1)) {
+                Some(problem) => {
+                    moved.push_str(&format!("# line {}: {problem}\n{line}\n", index + 1));
+                }
+                None => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+        }
+        let side = self.model_dir(name).join("events.jsonl.damaged");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&side)
+            .map_err(Error::io("cannot open", &side))?;
+        file.write_all(moved.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(Error::io("cannot write", &side))?;
+        write_atomically(&path, kept.as_bytes())
+    }
+
+    fn read_versions(&self, name: &str) -> Result<Vec<Resolved>> {
+        Ok(self.scan_versions(name)?.good)
+    }
+
+    /// Every version file of `name`: the ones that read as their own
+    /// manifest, and the damaged ones (which keep their version number).
+    pub(crate) fn scan_versions(&self, name: &str) -> Result<VersionScan> {
+        let dir = self.model_dir(name).join("versions");
+        let mut scan = VersionScan::default();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
+            Err(error) => return Err(Error::io("cannot list", &dir)(error)),
+        };
         for entry in entries {
             let entry = entry.map_err(Error::io("cannot list", &dir))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -158,25 +256,36 @@ impl FileRegistry {
                 continue;
             }
             let path = entry.path();
-            let text = std::fs::read_to_string(&path).map_err(Error::io("cannot read", &path))?;
-            let manifest: ModelManifest =
-                serde_json::from_str(&text).map_err(|error| Error::Corrupt {
-                    path: path.clone(),
-                    reason: format!("not a model manifest: {error}"),
-                })?;
-            if manifest.version != version || manifest.name != name {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: format!(
+            let damaged = |problem: String| DamagedVersion {
+                version: version.to_owned(),
+                path: path.clone(),
+                problem,
+            };
+            let manifest = std::fs::read_to_string(&path)
+                .map_err(|error| format!("cannot read it: {error}"))
+                .and_then(|text| {
+                    serde_json::from_str::<ModelManifest>(&text)
+                        .map_err(|error| format!("not a model manifest: {error}"))
+                });
+            match manifest {
+                Err(problem) => scan.damaged.push(damaged(problem)),
+                Ok(manifest) if manifest.version != version || manifest.name != name => {
+                    scan.damaged.push(damaged(format!(
                         "holds {} {} but is filed as {name} {version}",
                         manifest.name, manifest.version
-                    ),
-                });
+                    )));
+                }
+                Ok(manifest) => match Resolved::new(manifest) {
+                    Ok(resolved) => scan.good.push(resolved),
+                    Err(error) => scan.damaged.push(damaged(error.to_string())),
+                },
             }
-            versions.push(Resolved::new(manifest)?);
         }
-        versions.sort_by(|a, b| version_order(&a.manifest.version, &b.manifest.version));
-        Ok(versions)
+        scan.good
+            .sort_by(|a, b| version_order(&a.manifest.version, &b.manifest.version));
+        scan.damaged
+            .sort_by(|a, b| version_order(&a.version, &b.version));
+        Ok(scan)
     }
 
     fn events_path(&self, name: &str) -> PathBuf {
@@ -216,39 +325,89 @@ impl FileRegistry {
     }
 
     fn read_events(&self, name: &str) -> Result<Vec<Event>> {
+        Ok(self
+            .scan_events(name)?
+            .events
+            .into_iter()
+            .map(|(_, event)| event)
+            .collect())
+    }
+
+    /// Every complete line of the event log: the events, and the lines
+    /// that do not parse (passed over, so one bad line blocks nothing).
+    pub(crate) fn scan_events(&self, name: &str) -> Result<EventScan> {
         let path = self.events_path(name);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(EventScan::default());
+            }
             Err(error) => return Err(Error::io("cannot read", &path)(error)),
         };
         let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
-        complete
-            .lines()
-            .enumerate()
-            .map(|(index, line)| {
-                serde_json::from_str(line).map_err(|error| Error::Corrupt {
-                    path: path.clone(),
-                    reason: format!("line {}: {error}", index + 1),
-                })
-            })
-            .collect()
-    }
-
-    fn aliases_from(events: &[Event]) -> BTreeMap<String, AliasTarget> {
-        let mut aliases = BTreeMap::new();
-        for event in events {
-            if let (Some(alias), "alias-moved") = (&event.alias, event.action.as_str()) {
-                aliases.insert(
-                    alias.clone(),
-                    AliasTarget {
-                        version: event.version.clone(),
-                        digest: event.digest,
-                    },
-                );
+        let mut scan = EventScan::default();
+        for (index, line) in complete.lines().enumerate() {
+            match serde_json::from_str::<Event>(line) {
+                Ok(event) => scan.events.push((index + 1, event)),
+                Err(error) => scan
+                    .bad_lines
+                    .push((index + 1, line.to_owned(), error.to_string())),
             }
         }
-        aliases
+        Ok(scan)
+    }
+
+    /// The aliases the event log sets, each checked against the version it
+    /// names: an event whose digest is not that version's manifest digest
+    /// (forged, or left by an edited manifest) moves nothing, so `list` and
+    /// `pull` agree on where every alias points. Returns the aliases and
+    /// the events passed over, by line.
+    pub(crate) fn checked_aliases(
+        events: &[(usize, Event)],
+        versions: &[Resolved],
+    ) -> (BTreeMap<String, AliasTarget>, Vec<(usize, String)>) {
+        let mut aliases = BTreeMap::new();
+        let mut passed_over = Vec::new();
+        for (line, event) in events {
+            let (Some(alias), "alias-moved") = (&event.alias, event.action.as_str()) else {
+                continue;
+            };
+            match versions
+                .iter()
+                .find(|resolved| resolved.manifest.version == event.version)
+            {
+                Some(resolved) if resolved.digest == event.digest => {
+                    aliases.insert(
+                        alias.clone(),
+                        AliasTarget {
+                            version: event.version.clone(),
+                            digest: event.digest,
+                        },
+                    );
+                }
+                Some(resolved) => passed_over.push((
+                    *line,
+                    format!(
+                        "moves {alias} to {} with digest {}, but that version's manifest has digest {}",
+                        event.version, event.digest, resolved.digest
+                    ),
+                )),
+                None => passed_over.push((
+                    *line,
+                    format!(
+                        "moves {alias} to {}, which has no readable manifest",
+                        event.version
+                    ),
+                )),
+            }
+        }
+        (aliases, passed_over)
+    }
+
+    fn aliases_of(&self, name: &str) -> Result<BTreeMap<String, AliasTarget>> {
+        let events = self.scan_events(name)?.events;
+        let versions = self.read_versions(name)?;
+        Ok(Self::checked_aliases(&events, &versions).0)
     }
 
     /// Moves an alias; the caller holds the lock.
@@ -260,7 +419,7 @@ impl FileRegistry {
         actor: &str,
     ) -> Result<Option<Event>> {
         let name = &target.manifest.name;
-        let current = Self::aliases_from(&self.read_events(name)?).remove(alias);
+        let current = self.aliases_of(name)?.remove(alias);
         if !check_expectation(name, alias, current.as_ref(), expect, target)? {
             return Ok(None);
         }
@@ -268,6 +427,84 @@ impl FileRegistry {
         self.append_event(name, &event)?;
         Ok(Some(event))
     }
+}
+
+/// A model's version files, read.
+#[derive(Debug, Default)]
+pub(crate) struct VersionScan {
+    /// Manifests that read as their version.
+    pub(crate) good: Vec<Resolved>,
+    /// The others.
+    pub(crate) damaged: Vec<DamagedVersion>,
+}
+
+/// A version file that is not its version's manifest.
+#[derive(Debug, Clone)]
+pub(crate) struct DamagedVersion {
+    /// The version its file name gives.
+    pub(crate) version: String,
+    /// The file.
+    pub(crate) path: PathBuf,
+    /// What is wrong with it.
+    pub(crate) problem: String,
+}
+
+/// A model's event log, read.
+#[derive(Debug, Default)]
+pub(crate) struct EventScan {
+    /// Events, by line number.
+    pub(crate) events: Vec<(usize, Event)>,
+    /// Lines that are not events: number, text, why.
+    pub(crate) bad_lines: Vec<(usize, String, String)>,
+}
+
+/// The prefix of this process's temporary blobs: `blob-<host>-<pid>-`.
+fn temporary_prefix() -> String {
+    format!("blob-{}-{}-", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Whether the temporary file `file_name` was written by a process of this
+/// host that is gone (killed mid-registration).
+fn writer_is_gone(file_name: &str) -> bool {
+    let prefix = format!("blob-{}-", host_name());
+    let Some(rest) = file_name.strip_prefix(&prefix) else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split('-')
+        .next()
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// Whether the blob at `path` still hashes to `digest`.
+pub(crate) fn blob_is_whole(path: &Path, digest: &Digest) -> bool {
+    File::open(path)
+        .ok()
+        .and_then(|file| Digest::of_reader(std::io::BufReader::new(file), "blob").ok())
+        .is_some_and(|(actual, _)| actual == *digest)
 }
 
 /// Orders versions by semantic versioning, unparsable ones last by text.
@@ -352,7 +589,29 @@ impl Registry for FileRegistry {
         let digest = manifest.digest()?;
 
         let _lock = self.lock(request.name)?;
-        let versions = self.read_versions(request.name)?;
+        let scan = self.scan_versions(request.name)?;
+        // A damaged version, or one fsck set aside (its `registered` event
+        // remains), still holds its number: it is never reused.
+        let registered_versions: Vec<String> = self
+            .scan_events(request.name)?
+            .events
+            .into_iter()
+            .filter(|(_, event)| event.action == "registered")
+            .map(|(_, event)| event.version)
+            .collect();
+        let taken_by_damage: Vec<&str> = scan
+            .damaged
+            .iter()
+            .map(|damaged| damaged.version.as_str())
+            .chain(registered_versions.iter().map(String::as_str))
+            .filter(|version| {
+                !scan
+                    .good
+                    .iter()
+                    .any(|resolved| resolved.manifest.version == *version)
+            })
+            .collect();
+        let versions = &scan.good;
         let existing = versions.iter().find(|resolved| resolved.digest == digest);
         let (resolved, created) = match (existing, &request.version) {
             (Some(existing), VersionRequest::Exact(version))
@@ -371,11 +630,18 @@ impl Registry for FileRegistry {
                     VersionRequest::Auto => next_version(
                         versions
                             .iter()
-                            .map(|resolved| resolved.manifest.version.as_str()),
+                            .map(|resolved| resolved.manifest.version.as_str())
+                            .chain(taken_by_damage.iter().copied()),
                     )
                     .to_string(),
                     VersionRequest::Exact(version) => version.to_string(),
                 };
+                if taken_by_damage.contains(&version.as_str()) {
+                    return Err(Error::Input(format!(
+                        "{} {version} was registered but its manifest is damaged or set aside (see `gantry registry fsck`); register as another version",
+                        request.name
+                    )));
+                }
                 if let Some(taken) = versions
                     .iter()
                     .find(|resolved| resolved.manifest.version == version)
@@ -426,22 +692,9 @@ impl Registry for FileRegistry {
     }
 
     fn models(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("models");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(Error::io("cannot list", &dir)(error)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if validate_name(&name).is_ok() && !self.read_versions(&name)?.is_empty() {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        // A model whose only manifest is damaged is still listed (with its
+        // damage), so nothing disappears without a word.
+        self.model_names()
     }
 
     fn versions(&self, name: &str) -> Result<Vec<Resolved>> {
@@ -451,7 +704,64 @@ impl Registry for FileRegistry {
 
     fn aliases(&self, name: &str) -> Result<BTreeMap<String, AliasTarget>> {
         validate_name(name)?;
-        Ok(Self::aliases_from(&self.read_events(name)?))
+        self.aliases_of(name)
+    }
+
+    fn damage(&self, name: &str) -> Result<Vec<String>> {
+        validate_name(name)?;
+        let versions = self.scan_versions(name)?;
+        let events = self.scan_events(name)?;
+        let events_path = self.events_path(name);
+        let mut damage: Vec<String> = versions
+            .damaged
+            .iter()
+            .map(|damaged| {
+                format!(
+                    "{} {}: {} ({}); the version is unusable until `gantry registry fsck --repair` sets it aside",
+                    name,
+                    damaged.version,
+                    damaged.problem,
+                    damaged.path.display()
+                )
+            })
+            .collect();
+        damage.extend(events.bad_lines.iter().map(|(line, _, problem)| {
+            format!(
+                "{}:{line}: not an event ({problem}); passed over",
+                events_path.display()
+            )
+        }));
+        damage.extend(
+            Self::checked_aliases(&events.events, &versions.good)
+                .1
+                .into_iter()
+                .map(|(line, problem)| {
+                    format!("{}:{line}: {problem}; passed over", events_path.display())
+                }),
+        );
+        Ok(damage)
+    }
+
+    fn resolve(&self, reference: &crate::Reference) -> Result<Resolved> {
+        // A damaged version is named as damaged, not as absent.
+        if let crate::Selector::Version(version) = &reference.selector {
+            let wanted = version.to_string();
+            if let Some(damaged) = self
+                .scan_versions(&reference.name)?
+                .damaged
+                .into_iter()
+                .find(|damaged| damaged.version == wanted)
+            {
+                return Err(Error::Corrupt {
+                    path: damaged.path,
+                    reason: format!(
+                        "{}@{wanted} is damaged: {}; see `gantry registry fsck`",
+                        reference.name, damaged.problem
+                    ),
+                });
+            }
+        }
+        crate::resolve_in(self, reference)
     }
 
     fn move_alias(

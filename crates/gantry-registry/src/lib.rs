@@ -17,6 +17,7 @@ trait and [`gantry_core`]'s manifest types. [`verify`], [`pull`] and
 
 mod error;
 mod file;
+mod fsck;
 mod http;
 mod lineage;
 mod mlflow;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::{Error, Result};
 pub use crate::file::FileRegistry;
+pub use crate::fsck::{Damage, FsckReport, check_registry};
 pub use crate::lineage::{ChainCheck, LineageInput, LineageSources, chain_checks};
 pub use crate::mlflow::{MlflowAuth, MlflowOptions, MlflowRegistry};
 pub use crate::mlflow_api::MlflowApi;
@@ -185,60 +187,76 @@ pub trait Registry: Send + Sync {
     /// Opens a stored blob of `name` (a model file or lineage document).
     fn open_blob(&self, name: &str, digest: &Digest) -> Result<Box<dyn Read + Send>>;
 
+    /// Damage found while reading `name`'s records (a manifest that does
+    /// not parse, an event log line passed over), in words; nothing for
+    /// backends whose server keeps the records.
+    fn damage(&self, name: &str) -> Result<Vec<String>> {
+        let _ = name;
+        Ok(Vec::new())
+    }
+
     /// Resolves a reference to one version.
     fn resolve(&self, reference: &Reference) -> Result<Resolved> {
-        let versions = self.versions(&reference.name)?;
-        if versions.is_empty() {
-            return Err(Error::NotFound(format!(
-                "no model {:?} in {}",
-                reference.name,
-                self.uri()
-            )));
-        }
-        let found = match &reference.selector {
-            Selector::Latest => versions.last().cloned(),
-            Selector::Version(version) => {
-                let wanted = version.to_string();
-                versions
-                    .iter()
-                    .find(|resolved| resolved.manifest.version == wanted)
-                    .cloned()
-            }
-            Selector::Digest(digest) => versions
-                .iter()
-                .find(|resolved| resolved.digest == *digest)
-                .cloned(),
-            Selector::Alias(alias) => {
-                let aliases = self.aliases(&reference.name)?;
-                let Some(target) = aliases.get(alias) else {
-                    return Err(Error::NotFound(format!(
-                        "{} has no alias {alias:?} (aliases: {})",
-                        reference.name,
-                        if aliases.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            aliases.keys().cloned().collect::<Vec<_>>().join(", ")
-                        }
-                    )));
-                };
-                versions
-                    .iter()
-                    .find(|resolved| resolved.digest == target.digest)
-                    .cloned()
-            }
-        };
-        found.ok_or_else(|| {
-            Error::NotFound(format!(
-                "{reference} is not registered in {} (versions: {})",
-                self.uri(),
-                versions
-                    .iter()
-                    .map(|resolved| resolved.manifest.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
+        resolve_in(self, reference)
     }
+}
+
+/// [`Registry::resolve`]'s work on any backend's versions and aliases.
+pub(crate) fn resolve_in<R: Registry + ?Sized>(
+    registry: &R,
+    reference: &Reference,
+) -> Result<Resolved> {
+    let versions = registry.versions(&reference.name)?;
+    if versions.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no model {:?} in {}",
+            reference.name,
+            registry.uri()
+        )));
+    }
+    let found = match &reference.selector {
+        Selector::Latest => versions.last().cloned(),
+        Selector::Version(version) => {
+            let wanted = version.to_string();
+            versions
+                .iter()
+                .find(|resolved| resolved.manifest.version == wanted)
+                .cloned()
+        }
+        Selector::Digest(digest) => versions
+            .iter()
+            .find(|resolved| resolved.digest == *digest)
+            .cloned(),
+        Selector::Alias(alias) => {
+            let aliases = registry.aliases(&reference.name)?;
+            let Some(target) = aliases.get(alias) else {
+                return Err(Error::NotFound(format!(
+                    "{} has no alias {alias:?} (aliases: {})",
+                    reference.name,
+                    if aliases.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        aliases.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )));
+            };
+            versions
+                .iter()
+                .find(|resolved| resolved.digest == target.digest)
+                .cloned()
+        }
+    };
+    found.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{reference} is not registered in {} (versions: {})",
+            registry.uri(),
+            versions
+                .iter()
+                .map(|resolved| resolved.manifest.version.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
 }
 
 /// Checks a compare-and-swap: `current` is where `alias` of `name` points

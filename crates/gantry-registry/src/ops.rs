@@ -223,6 +223,22 @@ fn registered_digest(registry: &dyn Registry, resolved: &Resolved) -> Result<Opt
         .map(|event| event.digest))
 }
 
+/// Removes `.gantry-partial-*` files under `directory`: what a killed pull
+/// left (the caller holds the directory's pull lock).
+fn remove_partials(directory: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(directory).into_iter().flatten() {
+        if entry.file_type().is_file()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".gantry-partial-")
+        {
+            std::fs::remove_file(entry.path()).map_err(Error::io("cannot remove", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// What `gantry registry pull` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PullReport {
@@ -282,6 +298,18 @@ pub fn pull(registry: &dyn Registry, resolved: &Resolved, directory: &Path) -> R
         .iter()
         .map(|file| safe_relative(&file.path).map(|relative| directory.join(relative)))
         .collect::<Result<_>>()?;
+    // One pull into a directory at a time; holding the lock, any partial
+    // file there is a killed pull's and goes.
+    std::fs::create_dir_all(directory).map_err(Error::io("cannot create", directory))?;
+    let lock_path = directory.join(".gantry-pull.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(Error::io("cannot open", &lock_path))?;
+    lock.lock().map_err(Error::io("cannot lock", &lock_path))?;
+    remove_partials(directory)?;
     let jobs: Vec<(&ManifestFile, &PathBuf)> = manifest.files.iter().zip(&targets).collect();
     let outcomes = parallel_largest_first(
         &jobs,
@@ -312,6 +340,12 @@ pub fn pull(registry: &dyn Registry, resolved: &Resolved, directory: &Path) -> R
                 .as_file()
                 .sync_all()
                 .map_err(Error::io("cannot sync", temporary.path()))?;
+            // Temporary files are private (0600); a pulled model is not.
+            std::fs::set_permissions(
+                temporary.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+            .map_err(Error::io("cannot set the mode of", temporary.path()))?;
             temporary
                 .persist(target)
                 .map_err(|error| Error::io("cannot write", target.as_path())(error.error))?;

@@ -568,3 +568,219 @@ fn the_lineage_chain_links_data_run_model_and_gate() {
         report.problems()
     );
 }
+
+/// What fsck found, in words, for assertions.
+fn problems(report: &gantry_registry::FsckReport) -> Vec<String> {
+    report
+        .damage
+        .iter()
+        .map(|damage| format!("{}: {}", damage.place, damage.problem))
+        .collect()
+}
+
+#[test]
+fn damage_affects_only_itself_and_fsck_repairs_without_losing_anything() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("registry");
+    let registry = FileRegistry::new(&root);
+    let lineage = LineageInput::default();
+    let dir = model_dir(&work.path().join("a"), &[1.0, 2.0]);
+    let first = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[],
+        VersionRequest::Auto,
+        &["production"],
+    )
+    .unwrap();
+    let second = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[("run", "2")],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    let other_dir = model_dir(&work.path().join("b"), &[3.0]);
+    let other = common::register_as_named(&registry, "other", &other_dir, &lineage).unwrap();
+    assert_eq!(
+        registry.fsck(false).unwrap().damage.len(),
+        0,
+        "a fresh registry is clean"
+    );
+
+    // A truncated manifest hides its own version only.
+    let truncated = root.join("models/tiny/versions/0.1.1.json");
+    let text = std::fs::read_to_string(&truncated).unwrap();
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    assert_eq!(registry.models().unwrap(), ["other", "tiny"]);
+    assert_eq!(registry.versions("tiny").unwrap().len(), 1);
+    let error = registry
+        .resolve(&reference("tiny@0.1.1"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("is damaged") && error.contains("fsck"),
+        "{error}"
+    );
+    assert!(registry.resolve(&reference("tiny@production")).is_ok());
+    assert_eq!(registry.damage("tiny").unwrap().len(), 1);
+    // …and keeps its number.
+    let third = register(
+        &registry,
+        &dir,
+        &lineage,
+        &[("run", "3")],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(third.manifest.version, "0.1.2");
+
+    // A bad line in the middle of the event log blocks nothing.
+    let events = root.join("models/tiny/events.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.insert(1, "{not an event".to_owned());
+    // A forged event: production to 0.1.2's version name with 0.1.0's digest.
+    lines.push(
+        serde_json::json!({"time": "2026-01-01T00:00:00Z", "actor": "mallory", "action": "alias-moved", "version": "0.1.2", "digest": first.digest, "alias": "production"})
+            .to_string(),
+    );
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    // list and pull agree: the forged event moves nothing.
+    let aliases = registry.aliases("tiny").unwrap();
+    assert_eq!(aliases["production"].version, "0.1.0");
+    let pulled = registry.resolve(&reference("tiny@production")).unwrap();
+    assert_eq!(pulled.manifest.version, "0.1.0");
+    let moved = registry
+        .move_alias(
+            "staging",
+            &registry.resolve(&reference("tiny@0.1.2")).unwrap(),
+            &Expectation::Absent,
+            "ci",
+        )
+        .unwrap();
+    assert_eq!(moved.action, "alias-moved");
+
+    // A tampered blob is healed by registering the same files again.
+    let weights = other.manifest.file("model.safetensors").unwrap().digest;
+    let blob = root.join("blobs/sha256").join(weights.hex());
+    let mut permissions = std::fs::metadata(&blob).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&blob, permissions).unwrap();
+    std::fs::write(&blob, b"tampered").unwrap();
+    let report = registry.fsck(false).unwrap();
+    let found = problems(&report);
+    assert!(!report.ok());
+    for expected in [
+        "0.1.1.json: tiny 0.1.1: not a model manifest",
+        "events.jsonl:2: not an event",
+        "moves production to 0.1.2 with digest",
+        &format!("{}: its bytes do not hash to {weights}", blob.display()),
+        "other@0.1.0: model.safetensors: blob",
+    ] {
+        assert!(
+            found.iter().any(|problem| problem.contains(expected)),
+            "{expected} not in {found:#?}"
+        );
+    }
+    // A temporary blob of a registration that was killed.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let leftover = root.join(format!("tmp/blob-{host}-999999-abc"));
+    std::fs::write(&leftover, b"half a blob").unwrap();
+
+    // Repair: everything set aside, nothing deleted but the leftover.
+    let repaired = registry.fsck(true).unwrap();
+    let left: Vec<&gantry_registry::Damage> = repaired
+        .damage
+        .iter()
+        .filter(|damage| !damage.repaired)
+        .collect();
+    assert_eq!(left.len(), 1, "{:#?}", problems(&repaired));
+    assert!(left[0].problem.contains("is missing or damaged") && left[0].repair.is_none());
+    assert!(!leftover.exists());
+    assert!(!truncated.exists());
+    let set_aside: Vec<_> = std::fs::read_dir(root.join("models/tiny/damaged"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(set_aside.len(), 1, "the damaged manifest is kept");
+    let quarantined: Vec<_> = std::fs::read_dir(root.join("quarantine/blobs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(quarantined.len(), 1, "the tampered blob is kept");
+    let side = std::fs::read_to_string(root.join("models/tiny/events.jsonl.damaged")).unwrap();
+    assert!(
+        side.contains("{not an event") && side.contains("mallory"),
+        "{side}"
+    );
+    // The missing blob cannot be repaired by fsck: registering the same
+    // files again restores it.
+    let after = registry.fsck(false).unwrap();
+    assert_eq!(problems(&after).len(), 1, "{:#?}", problems(&after));
+    assert_eq!(after.set_aside.len(), 1, "{:?}", after.set_aside);
+    assert!(
+        after.set_aside[0].starts_with("tiny@0.1.1"),
+        "{:?}",
+        after.set_aside
+    );
+    common::register_as_named(&registry, "other", &other_dir, &lineage).unwrap();
+    let clean = registry.fsck(false).unwrap();
+    assert!(clean.damage.is_empty(), "{:#?}", problems(&clean));
+    assert_eq!(
+        registry.aliases("tiny").unwrap()["production"].version,
+        "0.1.0"
+    );
+    assert_eq!(second.manifest.version, "0.1.1");
+}
+
+#[test]
+fn a_killed_pull_is_cleaned_up_by_the_next_and_pulled_files_are_readable() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(work.path().join("registry"));
+    let dir = model_dir(work.path(), &[1.0, 2.0]);
+    register(
+        &registry,
+        &dir,
+        &LineageInput::default(),
+        &[],
+        VersionRequest::Auto,
+        &[],
+    )
+    .unwrap();
+    let resolved = registry.resolve(&reference("tiny")).unwrap();
+    let target = work.path().join("pulled");
+    std::fs::create_dir_all(&target).unwrap();
+    let leftover = target.join(".gantry-partial-killed");
+    std::fs::write(&leftover, b"half").unwrap();
+    gantry_registry::pull(&registry, &resolved, &target).unwrap();
+    assert!(
+        !leftover.exists(),
+        "a killed pull's partial file is removed"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(target.join("model.safetensors"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o644);
+}

@@ -278,6 +278,9 @@ pub(crate) fn run(
             }
             Ok(ExitCode::PASS)
         }
+        RegistryCommand::Fsck { repair } => {
+            fsck(&args.registry, registry.as_ref(), *repair, printer)
+        }
         RegistryCommand::Events { name } => {
             gantry_registry::validate_name(name)?;
             let events = registry.events(name)?;
@@ -310,9 +313,80 @@ pub(crate) fn run(
     }
 }
 
+/// `gantry registry fsck [--repair]`: the file registry's own deep check
+/// (with repairs), any other backend's versions verified one by one.
+fn fsck(uri: &str, registry: &dyn Registry, repair: bool, printer: &Printer) -> Result<ExitCode> {
+    let report = match uri.strip_prefix("file:") {
+        Some(path) => FileRegistry::new(path).fsck(repair)?,
+        None => {
+            if repair {
+                bail!(
+                    "--repair sets damage aside in a file registry's own directory; {uri} keeps its records on its server (fsck reports, the server repairs)"
+                );
+            }
+            gantry_registry::check_registry(registry)?
+        }
+    };
+    match printer.format() {
+        OutputFormat::Json => {
+            let mut value = serde_json::to_value(&report)?;
+            value["ok"] = json!(report.ok());
+            printer.json(&value);
+        }
+        OutputFormat::Text => {
+            for damage in &report.damage {
+                let what = format!("{}: {}", damage.place, damage.problem);
+                match (&damage.repair, damage.repaired) {
+                    (Some(repair), true) => printer.info(&format!("repaired {what}: {repair}")),
+                    (Some(repair), false) => {
+                        printer.error(&format!("{what} (fsck --repair would {repair})"))
+                    }
+                    (None, _) => {
+                        printer.error(&format!("{what} (no repair without the original bytes)"))
+                    }
+                }
+            }
+            for version in &report.set_aside {
+                printer.info(&format!("set aside by an earlier repair: {version}"));
+            }
+            printer.info(&format!(
+                "{}: {} models, {} versions, {} blobs ({} bytes) checked; {} unreferenced blobs ({} bytes) kept; {}",
+                report.uri,
+                report.models,
+                report.versions,
+                report.blobs,
+                report.blob_bytes,
+                report.unreferenced_blobs,
+                report.unreferenced_bytes,
+                match (report.damage.len(), report.ok()) {
+                    (0, _) => "no damage".to_owned(),
+                    (1, true) => "1 problem, repaired".to_owned(),
+                    (1, false) => "1 problem".to_owned(),
+                    (n, true) => format!("{n} problems, all repaired"),
+                    (n, false) => format!("{n} problems"),
+                }
+            ));
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::PASS
+    } else {
+        ExitCode::VERDICT_NO
+    })
+}
+
+/// Damage the registry noticed while reading `name`, as warnings.
+fn warn_damage(registry: &dyn Registry, name: &str, printer: &Printer) -> Result<()> {
+    for problem in registry.damage(name)? {
+        printer.warning(&problem);
+    }
+    Ok(())
+}
+
 fn list(registry: &dyn Registry, printer: &Printer) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for name in registry.models()? {
+        warn_damage(registry, &name, printer)?;
         let versions = registry.versions(&name)?;
         let aliases = registry.aliases(&name)?;
         rows.push((name, versions, aliases));
@@ -344,6 +418,7 @@ fn list(registry: &dyn Registry, printer: &Printer) -> Result<ExitCode> {
 
 fn versions(registry: &dyn Registry, name: &str, printer: &Printer) -> Result<ExitCode> {
     gantry_registry::validate_name(name)?;
+    warn_damage(registry, name, printer)?;
     let versions = registry.versions(name)?;
     if versions.is_empty() {
         bail!("no model {name:?} in {}", registry.uri());

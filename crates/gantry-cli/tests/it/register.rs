@@ -406,6 +406,16 @@ fn concurrent_registrations_and_kill_9_never_lose_or_break_a_version() {
     let listed: Vec<serde_json::Value> =
         serde_json::from_str(&listed.stdout).expect("versions JSON");
     assert_eq!(listed.len(), 1);
+    // The killed registrations' temporary blobs went with the next one.
+    let leftovers: Vec<_> = std::fs::read_dir(step.path(".gantry/registry/tmp"))
+        .expect("tmp")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let fsck = step.run(&["registry", "fsck"]);
+    assert_eq!(fsck.code, 0, "{}", fsck.transcript());
+    assert!(fsck.stderr.contains("no damage"), "{}", fsck.transcript());
 }
 
 #[test]
@@ -800,4 +810,59 @@ fn an_mlflow_server_works_from_the_command_line() {
         "{}",
         events.transcript()
     );
+}
+
+#[test]
+fn fsck_names_damage_exits_1_and_repairs_it_with_exit_0() {
+    let step = Step::local();
+    std::fs::create_dir_all(step.path("model")).expect("model");
+    step.write("model/config.json", "{\"hidden\": 4}");
+    step.write("model/weights.bin", "not a pickle");
+    for run in ["1", "2"] {
+        let outcome = step.run(&[
+            "register",
+            "--model-dir",
+            "model",
+            "--name",
+            "tiny",
+            "--metadata",
+            &format!("run={run}"),
+        ]);
+        assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    }
+    let manifest = step.path(".gantry/registry/models/tiny/versions/0.1.0.json");
+    std::fs::write(&manifest, "{\"truncated").expect("truncate");
+    // Listing still works, and says what it passed over.
+    let listed = step.run(&["registry", "list"]);
+    assert_eq!(listed.code, 0, "{}", listed.transcript());
+    assert!(
+        listed.stderr.contains("tiny 0.1.0: not a model manifest"),
+        "{}",
+        listed.transcript()
+    );
+    let checked = step.run(&["registry", "fsck"]);
+    assert_eq!(checked.code, 1, "{}", checked.transcript());
+    assert!(
+        checked.stderr.contains("fsck --repair would move it to"),
+        "{}",
+        checked.transcript()
+    );
+    let repaired = step.run(&["registry", "fsck", "--repair"]);
+    assert_eq!(repaired.code, 0, "{}", repaired.transcript());
+    assert!(
+        repaired.stderr.contains("1 problem, repaired"),
+        "{}",
+        repaired.transcript()
+    );
+    let again = step.run(&["registry", "fsck"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    assert!(
+        again
+            .stderr
+            .contains("set aside by an earlier repair: tiny@0.1.0"),
+        "{}",
+        again.transcript()
+    );
+    let resolved = step.run(&["registry", "show", "tiny@0.1.0"]);
+    assert_eq!(resolved.code, 2, "{}", resolved.transcript());
 }

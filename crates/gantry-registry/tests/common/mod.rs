@@ -34,6 +34,25 @@ pub(crate) fn register_as(
     })
 }
 
+/// Registers `dir` as model `name`, the next version.
+pub(crate) fn register_as_named(
+    registry: &dyn Registry,
+    name: &str,
+    dir: &Path,
+    lineage: &LineageInput,
+) -> Result<Registration, Error> {
+    let source = ModelSource::read(dir, false)?;
+    registry.register(&RegisterRequest {
+        name,
+        version: VersionRequest::Auto,
+        source: &source,
+        lineage,
+        metadata: BTreeMap::new(),
+        aliases: Vec::new(),
+        actor: "tester".to_owned(),
+    })
+}
+
 /// Registers `dir` as model `tiny`, the next version.
 pub(crate) fn register(
     registry: &dyn Registry,
