@@ -110,9 +110,15 @@ pub struct TrainArgs {
     /// Where the run directory goes: run.json, metrics.svg and, unless given elsewhere, checkpoints/, output/ and metrics.jsonl.
     #[arg(long, value_name = "DIR", default_value = ".gantry/train")]
     pub run_dir: std::path::PathBuf,
-    /// GANTRY_CHECKPOINT_DIR: checkpoint-<step> directories; a restart resumes from the newest complete one (default RUN_DIR/checkpoints).
+    /// GANTRY_CHECKPOINT_DIR: where the trainer writes checkpoints; a restart resumes from the newest complete one (default RUN_DIR/checkpoints).
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// How the trainer lays out checkpoints, which says when one is complete: hf (checkpoint-<step>/trainer_state.json), dir (checkpoint-<step>/ renamed into place), lightning (*.ckpt, last.ckpt), deepspeed (latest naming global_step<N>/), dcp (directories with .metadata), or auto (read the directory).
+    #[arg(long, value_enum, default_value_t = CheckpointLayoutArg::Auto, value_name = "LAYOUT")]
+    pub checkpoint_layout: CheckpointLayoutArg,
+    /// With the dir layout: a file a checkpoint must hold to count as complete (e.g. COMPLETE).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint_marker: Option<String>,
     /// GANTRY_OUTPUT_DIR: where the final model is written; every file in it is hashed into run.json (default RUN_DIR/output).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<std::path::PathBuf>,
@@ -188,6 +194,37 @@ pub struct TrainArgs {
     /// Name of this run in the job summary.
     #[arg(long, default_value = "default", value_parser = parse_report_name)]
     pub name: String,
+}
+
+/// How a trainer lays out checkpoints (`--checkpoint-layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckpointLayoutArg {
+    /// Read the checkpoint directory to tell.
+    Auto,
+    /// Hugging Face Trainer: checkpoint-<step>/ complete once trainer_state.json exists.
+    Hf,
+    /// Plain checkpoint-<step>/ directories renamed into place (optionally with --checkpoint-marker).
+    Dir,
+    /// PyTorch Lightning: *.ckpt files, last.ckpt the newest.
+    Lightning,
+    /// DeepSpeed: global_step<N>/ directories, the `latest` file naming the newest complete one.
+    Deepspeed,
+    /// torch.distributed.checkpoint: step-<N>/ (or checkpoint-<N>/) complete once .metadata exists.
+    Dcp,
+}
+
+impl From<CheckpointLayoutArg> for gantry_train::checkpoint::Layout {
+    fn from(layout: CheckpointLayoutArg) -> Self {
+        use gantry_train::checkpoint::Layout;
+        match layout {
+            CheckpointLayoutArg::Auto => Layout::Auto,
+            CheckpointLayoutArg::Hf => Layout::Hf,
+            CheckpointLayoutArg::Dir => Layout::Dir,
+            CheckpointLayoutArg::Lightning => Layout::Lightning,
+            CheckpointLayoutArg::Deepspeed => Layout::Deepspeed,
+            CheckpointLayoutArg::Dcp => Layout::Dcp,
+        }
+    }
 }
 
 /// Where `gantry train` runs attempts.

@@ -30,6 +30,10 @@ pub struct TrainJob {
     pub run_dir: PathBuf,
     /// `GANTRY_CHECKPOINT_DIR`.
     pub checkpoint_dir: PathBuf,
+    /// How the trainer lays out checkpoints there (`--checkpoint-layout`).
+    pub checkpoint_layout: checkpoint::Layout,
+    /// `--checkpoint-marker`: a file a plain-directory checkpoint must hold.
+    pub checkpoint_marker: Option<String>,
     /// `GANTRY_OUTPUT_DIR`.
     pub output_dir: PathBuf,
     /// `GANTRY_METRICS_FILE`.
@@ -186,6 +190,11 @@ impl TrainJob {
                 self.metrics_file.display().to_string(),
             ),
         ];
+        // For information, and for the Kubernetes prologue's choice.
+        env.push((
+            "GANTRY_CHECKPOINT_LAYOUT".to_owned(),
+            self.checkpoint_layout.as_str().to_owned(),
+        ));
         if let Some(seed) = self.seed {
             env.push(("GANTRY_SEED".to_owned(), seed.to_string()));
         }
@@ -194,6 +203,15 @@ impl TrainJob {
         }
         env.extend(self.env.iter().cloned());
         env
+    }
+
+    /// The checkpoints' place and layout.
+    pub fn checkpoints(&self) -> checkpoint::Checkpoints {
+        checkpoint::Checkpoints {
+            dir: self.checkpoint_dir.clone(),
+            layout: self.checkpoint_layout,
+            marker: self.checkpoint_marker.clone(),
+        }
     }
 
     /// Creates the directories and checks they can be written.
@@ -229,7 +247,7 @@ impl TrainJob {
         let outcome = launch::run(
             backend,
             &env,
-            &self.checkpoint_dir,
+            &self.checkpoints(),
             &self.metrics_file,
             &self.policy,
             cancellation,
@@ -261,12 +279,15 @@ impl TrainJob {
             on_event(Event::Warning(text.clone()));
             warnings.push(text);
         }
-        let checkpoints = checkpoint::list(&self.checkpoint_dir)?
+        let layout = self.checkpoints();
+        let checkpoints = layout
+            .list()?
             .into_iter()
-            .filter(|found| checkpoint::check(&found.path).is_ok())
+            .filter(|found| layout.check(found).is_ok())
             .map(|found| CheckpointState {
                 step: found.step,
                 path: found.path.display().to_string(),
+                layout: found.layout.as_str().to_owned(),
             })
             .collect();
         let series: Vec<Series> = outcome

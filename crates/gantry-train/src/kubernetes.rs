@@ -62,11 +62,20 @@ pub struct ManifestSpec {
 }
 
 /// The prologue: resume from the checkpoint directory when it holds a
-/// complete checkpoint; the rank variables torchrun wants.
+/// complete checkpoint by the layout's rule (`GANTRY_CHECKPOINT_LAYOUT`;
+/// `auto` takes any layout's completion mark, so a plain-directory layout
+/// must be named); the rank variables torchrun wants.
 const PROLOGUE: &str = r#"unset GANTRY_RESUME_FROM
-for state in "$GANTRY_CHECKPOINT_DIR"/checkpoint-*/trainer_state.json; do
-  [ -f "$state" ] && export GANTRY_RESUME_FROM="$GANTRY_CHECKPOINT_DIR"
-done
+d="$GANTRY_CHECKPOINT_DIR"
+found() { for f in "$@"; do [ -e "$f" ] && return 0; done; return 1; }
+case "${GANTRY_CHECKPOINT_LAYOUT:-auto}" in
+  hf) found "$d"/checkpoint-*/trainer_state.json ;;
+  dir) found "$d"/checkpoint-* ;;
+  lightning) found "$d"/*.ckpt ;;
+  deepspeed) found "$d"/latest ;;
+  dcp) found "$d"/*/.metadata ;;
+  *) found "$d"/checkpoint-*/trainer_state.json "$d"/latest "$d"/*.ckpt "$d"/*/.metadata ;;
+esac && export GANTRY_RESUME_FROM="$d"
 export NNODES="${WORLD_SIZE:-1}" NODE_RANK="${RANK:-0}"
 exec "$@""#;
 
@@ -395,6 +404,12 @@ mod tests {
         std::fs::create_dir_all(checkpoints.join("checkpoint-5")).unwrap();
         run("|4|2");
         std::fs::write(checkpoints.join("checkpoint-5/trainer_state.json"), "{}").unwrap();
+        run(&format!("{}|4|2", checkpoints.display()));
+        // Other layouts' completion marks count too.
+        std::fs::remove_dir_all(&checkpoints).unwrap();
+        std::fs::create_dir_all(checkpoints.join("step-100")).unwrap();
+        run("|4|2");
+        std::fs::write(checkpoints.join("step-100/.metadata"), "m").unwrap();
         run(&format!("{}|4|2", checkpoints.display()));
     }
 }

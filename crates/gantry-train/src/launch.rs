@@ -7,7 +7,7 @@
 //! the attempt to stop (SIGTERM to the trainer's process group; `scancel
 //! --signal=TERM` on Slurm), waits the grace period for the final checkpoint,
 //! then kills it. A failed or preempted attempt is restarted, after a
-//! backoff, from the newest checkpoint that passes [`crate::checkpoint::check`],
+//! backoff, from the newest checkpoint that passes [`crate::checkpoint::Checkpoints::check`],
 //! until `--max-restarts` are spent. Exit status 2 is not restarted: the
 //! training contract reserves it for bad input, which a restart cannot fix.
 
@@ -171,7 +171,7 @@ enum StopReason {
 pub fn run(
     backend: &mut dyn Backend,
     base_env: &[(String, String)],
-    checkpoint_dir: &Path,
+    checkpoints: &checkpoint::Checkpoints,
     metrics_file: &Path,
     policy: &Policy,
     cancellation: &Cancellation,
@@ -188,7 +188,7 @@ pub fn run(
     let mut attempts: Vec<Attempt> = Vec::new();
     let status = loop {
         let number = attempts.len() as u32 + 1;
-        let point = checkpoint::resume_point(checkpoint_dir)?;
+        let point = checkpoints.resume_point()?;
         for (skipped, reason) in &point.skipped {
             warn(
                 format!(

@@ -257,10 +257,19 @@ pub struct MetricsState {
 /// A complete checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckpointState {
-    /// Its training step.
-    pub step: u64,
-    /// Its directory.
+    /// Its training step, when its name gives one (Lightning's
+    /// `last.ckpt` does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    /// Its directory or file.
     pub path: String,
+    /// The layout it was read as (`hf`, `dir`, `lightning`, `deepspeed`, `dcp`).
+    #[serde(default = "hf_layout")]
+    pub layout: String,
+}
+
+fn hf_layout() -> String {
+    "hf".to_owned()
 }
 
 /// A file the run produced.
@@ -318,9 +327,8 @@ impl RunRecord {
 
     /// The newest checkpoint left, if any.
     pub fn newest_checkpoint(&self) -> Option<&CheckpointState> {
-        self.checkpoints
-            .iter()
-            .max_by_key(|checkpoint| checkpoint.step)
+        // Listed oldest first, in the layout's own order.
+        self.checkpoints.last()
     }
 }
 

@@ -96,12 +96,27 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         })
         .transpose()?;
 
+    if args.checkpoint_marker.is_some()
+        && !matches!(
+            args.checkpoint_layout,
+            crate::cli::CheckpointLayoutArg::Auto | crate::cli::CheckpointLayoutArg::Dir
+        )
+    {
+        anyhow::bail!(
+            "--checkpoint-marker marks complete plain-directory checkpoints; it does not apply to --checkpoint-layout {} (use --checkpoint-layout dir)",
+            clap::ValueEnum::to_possible_value(&args.checkpoint_layout)
+                .map(|value| value.get_name().to_owned())
+                .unwrap_or_default()
+        );
+    }
     let job_without_gpus = gantry_train::job::TrainJob {
         run_id: run_id.clone(),
         command: command.clone(),
         shell: args.shell,
         run_dir: run_dir.clone(),
         checkpoint_dir,
+        checkpoint_layout: args.checkpoint_layout.into(),
+        checkpoint_marker: args.checkpoint_marker.clone(),
         output_dir,
         metrics_file,
         seed: args.seed,

@@ -1007,3 +1007,125 @@ fn kubernetes_manifests_are_rendered_checked_and_never_run() {
         );
     }
 }
+
+#[test]
+fn resume_works_with_every_common_checkpoint_layout() {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/tools/layout_trainer.py");
+    let script = script.to_str().expect("utf8");
+    for layout in ["hf", "dir", "lightning", "deepspeed", "dcp"] {
+        // Named explicitly, and found by auto.
+        for flag in [layout, "auto"] {
+            let step = Step::local();
+            let outcome = step.run(&[
+                "train",
+                "--gpus",
+                "none",
+                "--max-restarts",
+                "1",
+                "--restart-backoff",
+                "0s",
+                "--checkpoint-layout",
+                flag,
+                "--",
+                "python3",
+                script,
+                layout,
+            ]);
+            assert_eq!(
+                outcome.code,
+                0,
+                "{layout} as {flag}: {}",
+                outcome.transcript()
+            );
+            let run = record(&step, ".gantry/train");
+            let attempts = run["attempts"].as_array().expect("attempts");
+            assert_eq!(attempts.len(), 2, "{layout} as {flag}: {run:#}");
+            let resumed = attempts[1]["resumed_from"].as_str().expect("resumed");
+            assert!(
+                resumed.ends_with(match layout {
+                    "hf" | "dir" => "checkpoint-2",
+                    "lightning" => "last.ckpt",
+                    "deepspeed" => "global_step2",
+                    _ => "step-2",
+                }),
+                "{layout} as {flag}: resumed from {resumed}"
+            );
+            // The half-written step 3 was passed over, and said so (a
+            // plain directory's is under a temporary name, and Lightning's
+            // last.ckpt is the newest by definition: neither is looked at).
+            if matches!(layout, "hf" | "deepspeed" | "dcp") {
+                assert!(
+                    outcome.stderr.contains("passing over checkpoint"),
+                    "{layout} as {flag}: {}",
+                    outcome.transcript()
+                );
+            }
+            let checkpoints = run["checkpoints"].as_array().expect("checkpoints");
+            assert!(
+                checkpoints
+                    .iter()
+                    .all(|checkpoint| checkpoint["layout"] == layout),
+                "{layout} as {flag}: {checkpoints:?}"
+            );
+            assert!(
+                checkpoints.len() >= 3,
+                "{layout} as {flag}: {checkpoints:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_marker_file_marks_complete_plain_checkpoints() {
+    let step = Step::local();
+    let script = r#"
+if [ "$GANTRY_ATTEMPT" = 1 ]; then
+  mkdir -p "$GANTRY_CHECKPOINT_DIR/checkpoint-1" "$GANTRY_CHECKPOINT_DIR/checkpoint-2"
+  touch "$GANTRY_CHECKPOINT_DIR/checkpoint-1/COMPLETE"
+  exit 1
+fi
+echo "$GANTRY_RESUME_FROM" > "$GANTRY_OUTPUT_DIR/resumed-from"
+"#;
+    let outcome = step.run(&[
+        "train",
+        "--gpus",
+        "none",
+        "--max-restarts",
+        "1",
+        "--restart-backoff",
+        "0s",
+        "--checkpoint-layout",
+        "dir",
+        "--checkpoint-marker",
+        "COMPLETE",
+        "--shell",
+        "--command",
+        script,
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    let resumed = step.read(".gantry/train/output/resumed-from");
+    assert!(resumed.trim().ends_with("checkpoint-1"), "{resumed}");
+    assert!(
+        outcome.stderr.contains("no COMPLETE: half-written"),
+        "{}",
+        outcome.transcript()
+    );
+    let wrong = step.run(&[
+        "train",
+        "--gpus",
+        "none",
+        "--checkpoint-layout",
+        "lightning",
+        "--checkpoint-marker",
+        "COMPLETE",
+        "--command",
+        "true",
+    ]);
+    assert_eq!(wrong.code, 2, "{}", wrong.transcript());
+    assert!(
+        wrong.stderr.contains("--checkpoint-marker"),
+        "{}",
+        wrong.transcript()
+    );
+}
