@@ -53,7 +53,7 @@ pub use crate::junit::{JunitCase, JunitOutcome, junit_report};
 pub use crate::outputs::{OutputTarget, write_outputs};
 pub use crate::publish::{ForgeWriteReport, Masker, Publication, publish_to_forge};
 pub use crate::registry_login::{MlflowLogin, RegistryLogin, mlflow_login, registry_login};
-pub use crate::summary::{SUMMARY_LIMIT_BYTES, append_summary};
+pub use crate::summary::{SUMMARY_LIMIT_BYTES, SummaryWrite, append_summary};
 pub use crate::workflow_commands::{
     StopCommands, escape_data, escape_property, group_end, group_start,
 };

@@ -9,15 +9,27 @@ use crate::error::{Error, Result};
 /// annotation, but the step passes), so gantry keeps each summary file under it.
 pub const SUMMARY_LIMIT_BYTES: u64 = 1024 * 1024;
 
+/// What appending to a summary did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryWrite {
+    /// The whole report was appended.
+    Whole,
+    /// It was cut at a line, with a note, to stay under the limit.
+    Cut,
+    /// The file is at its limit already (earlier steps filled it): nothing
+    /// was appended.
+    Full,
+}
+
 /// Appends `markdown` to the summary file at `path`, truncating it at a line
 /// boundary with a note when the file would pass `limit_bytes`. `full_report`
-/// names where the untruncated report lives. Returns whether it truncated.
+/// names where the untruncated report lives.
 pub fn append_summary(
     path: &Path,
     markdown: &str,
     limit_bytes: u64,
     full_report: Option<&str>,
-) -> Result<bool> {
+) -> Result<SummaryWrite> {
     let write_error = |source| Error::Write {
         path: path.display().to_string(),
         source,
@@ -50,7 +62,7 @@ pub fn append_summary(
             .rfind('\n')
             .unwrap_or(0);
         if cut == 0 && room < note.len() as u64 {
-            return Ok(true);
+            return Ok(SummaryWrite::Full);
         }
         (format!("{}{note}", &markdown[..cut]), true)
     };
@@ -60,7 +72,11 @@ pub fn append_summary(
         .open(path)
         .map_err(write_error)?;
     file.write_all(text.as_bytes()).map_err(write_error)?;
-    Ok(truncated)
+    Ok(if truncated {
+        SummaryWrite::Cut
+    } else {
+        SummaryWrite::Whole
+    })
 }
 
 fn floor_char_boundary(text: &str, index: usize) -> usize {
@@ -79,8 +95,14 @@ mod tests {
     fn small_summaries_are_appended_whole() {
         let directory = tempfile::tempdir().expect("tempdir");
         let path = directory.path().join("summary.md");
-        assert!(!append_summary(&path, "# one", 1000, None).expect("append"));
-        assert!(!append_summary(&path, "# two", 1000, None).expect("append"));
+        assert_eq!(
+            append_summary(&path, "# one", 1000, None).expect("append"),
+            SummaryWrite::Whole
+        );
+        assert_eq!(
+            append_summary(&path, "# two", 1000, None).expect("append"),
+            SummaryWrite::Whole
+        );
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "# one\n# two\n"
@@ -93,9 +115,9 @@ mod tests {
         let path = directory.path().join("summary.md");
         std::fs::write(&path, "x".repeat(100)).expect("seed");
         let rows: String = (0..2000).map(|i| format!("| row {i} | é |\n")).collect();
-        let truncated = append_summary(&path, &rows, 4096, Some("report.md")).expect("append");
+        let written = append_summary(&path, &rows, 4096, Some("report.md")).expect("append");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(truncated);
+        assert_eq!(written, SummaryWrite::Cut);
         assert!(text.len() as u64 <= 4096, "{}", text.len());
         assert!(text.contains("The full report is in `report.md`"));
         let before_note = text.split("\n\n> [!WARNING]").next().expect("note");
@@ -103,6 +125,11 @@ mod tests {
             before_note.ends_with("| é |"),
             "cut mid-row: {:?}",
             &before_note[before_note.len() - 20..]
+        );
+        // A file at its limit takes nothing more, and says so.
+        assert_eq!(
+            append_summary(&path, "# more", 4096, None).expect("append"),
+            SummaryWrite::Full
         );
     }
 }

@@ -41,6 +41,11 @@ impl RecordFormat {
         }
     }
 
+    /// Whether records are conversations (a list of role-tagged messages).
+    pub fn is_conversation(self) -> bool {
+        matches!(self, RecordFormat::OpenaiChat | RecordFormat::Sharegpt)
+    }
+
     /// The format a record looks like, from its keys.
     pub fn detect(value: &Value) -> Option<RecordFormat> {
         let object = value.as_object()?;

@@ -235,6 +235,11 @@ pub struct Report {
     pub turns: Distribution,
     /// Messages by role.
     pub roles: std::collections::BTreeMap<String, u64>,
+    /// Conversations with no message of a role (`system`, `user`), as
+    /// OpenAI's data-preparation notebook counts them; empty for formats
+    /// without conversations.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub conversations_without: std::collections::BTreeMap<String, u64>,
     /// Sensitive matches by kind (secrets and personal data).
     pub sensitive: std::collections::BTreeMap<String, u64>,
     /// Drift against `--reference`, by distribution, when given.

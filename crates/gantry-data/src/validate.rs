@@ -206,6 +206,12 @@ struct Partial {
     tokens: LogHistogram,
     turns: LogHistogram,
     roles: BTreeMap<String, u64>,
+    /// Conversations without a system message, and without a user message
+    /// (OpenAI's data-preparation notebook counts both).
+    #[serde(default)]
+    without_system: u64,
+    #[serde(default)]
+    without_user: u64,
     sensitive: BTreeMap<String, u64>,
     fields: BTreeSet<String>,
     /// Per eval item: the n-grams found in training data and the first record holding one.
@@ -246,6 +252,8 @@ impl Partial {
         for (role, count) in other.roles {
             *self.roles.entry(role).or_insert(0) += count;
         }
+        self.without_system += other.without_system;
+        self.without_user += other.without_user;
         for (kind, count) in other.sensitive {
             *self.sensitive.entry(kind).or_insert(0) += count;
         }
@@ -900,7 +908,7 @@ fn read_file(
             read_lines(file, &mut decoded, &decode_error, &mut emit, spare)?
         }
         FileKind::Json => read_json_array(file, &mut decoded, &decode_error, &mut emit)?,
-        FileKind::Csv => read_csv(&mut decoded, &mut emit)?,
+        FileKind::Csv => read_csv(&mut decoded, &decode_error, &mut emit)?,
         FileKind::Parquet => unreachable_parquet(file)?,
     }
     // Hash whatever the decoder left unread (trailing bytes), so the digest covers the whole file.
@@ -1433,7 +1441,8 @@ fn read_json_array(
         byte: Some(0),
         is_line: true,
     };
-    let value: Value = match serde_json::from_slice(&bytes) {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+    let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(error) => {
             let origin = Origin {
@@ -1482,7 +1491,33 @@ fn read_json_array(
     Ok(())
 }
 
-fn read_csv(decoded: &mut dyn Read, emit: &mut dyn FnMut(Batch)) -> Result<()> {
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// `reader` without a leading UTF-8 byte-order mark.
+fn without_bom(reader: &mut dyn Read) -> std::io::Result<impl Read + '_> {
+    let mut head = [0_u8; 3];
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..])? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    let kept = if head[..filled] == *UTF8_BOM {
+        0
+    } else {
+        filled
+    };
+    Ok(std::io::Cursor::new(head[..kept].to_vec()).chain(reader))
+}
+
+fn read_csv(
+    decoded: &mut dyn Read,
+    decode_error: &dyn Fn(u64, std::io::Error) -> Error,
+    emit: &mut dyn FnMut(Batch),
+) -> Result<()> {
+    let decoded = without_bom(decoded).map_err(|error| decode_error(0, error))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -1618,6 +1653,13 @@ fn process_batch(batch: Batch, context: &FileContext<'_>) -> (Partial, Option<Ve
                 }
                 let content = line.strip_suffix(b"\n").unwrap_or(line);
                 let content = content.strip_suffix(b"\r").unwrap_or(content);
+                // A UTF-8 byte-order mark (Windows editors, Excel) starts
+                // the file, not the record.
+                let content = if origin.byte == Some(0) {
+                    content.strip_prefix(UTF8_BOM).unwrap_or(content)
+                } else {
+                    content
+                };
                 if text {
                     let value = match std::str::from_utf8(content) {
                         Ok(text) => Ok(serde_json::json!({ "text": text })),
@@ -1939,6 +1981,16 @@ fn process_record(
     } else {
         inspection.messages.len() as u64
     });
+    if !inspection.messages.is_empty() {
+        let has = |wanted: &[&str]| {
+            inspection
+                .messages
+                .iter()
+                .any(|message| wanted.contains(&message.role))
+        };
+        partial.without_system += u64::from(!has(&["system", "developer"]));
+        partial.without_user += u64::from(!has(&["user"]));
+    }
     for message in &inspection.messages {
         let role = role_name(message.role);
         match partial.roles.get_mut(role) {
@@ -2971,6 +3023,13 @@ fn build_report(
         tokens: distribution(&total.tokens),
         turns: distribution(&total.turns),
         roles: total.roles,
+        conversations_without: [
+            ("system".to_owned(), total.without_system),
+            ("user".to_owned(), total.without_user),
+        ]
+        .into_iter()
+        .filter(|_| format.is_some_and(RecordFormat::is_conversation))
+        .collect(),
         sensitive: total
             .sensitive
             .into_iter()

@@ -929,3 +929,62 @@ fn an_eval_set_or_a_reference_that_holds_nothing_is_an_error_not_a_pass() {
     let error = validate(&with_reference).expect_err("refused").to_string();
     assert!(error.contains("holds no records"), "{error}");
 }
+
+#[test]
+fn a_byte_order_mark_starts_the_file_not_the_first_record() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let bom = "\u{feff}";
+    let files = [
+        (
+            "data.jsonl",
+            format!("{bom}{{\"text\": \"hello there\"}}\n{{\"text\": \"general kenobi\"}}\n"),
+        ),
+        (
+            "data.json",
+            format!("{bom}[{{\"text\": \"hello there\"}}, {{\"text\": \"general kenobi\"}}]"),
+        ),
+        (
+            "data.csv",
+            format!("{bom}prompt,completion\nhello,there\ngeneral,kenobi\n"),
+        ),
+    ];
+    for (name, text) in files {
+        let path = directory.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let report = validate(&options(&[&path])).expect("validate").report;
+        assert_eq!(report.records, 2, "{name}");
+        assert_eq!(
+            check(&report, "parse").count,
+            0,
+            "{name}: {:?}",
+            check(&report, "parse").findings
+        );
+        assert_eq!(
+            check(&report, "schema").count,
+            0,
+            "{name}: {:?}",
+            check(&report, "schema").findings
+        );
+    }
+}
+
+#[test]
+fn conversations_without_a_system_or_user_message_are_counted() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let path = directory.path().join("chat.jsonl");
+    let lines = [
+        chat("hi", "hello"),
+        serde_json::json!({"messages": [{"role": "user", "content": "no system"}, {"role": "assistant", "content": "ok"}]}).to_string(),
+        serde_json::json!({"messages": [{"role": "user", "content": "no system either"}, {"role": "assistant", "content": "ok"}]}).to_string(),
+        serde_json::json!({"messages": [{"role": "system", "content": "be brief"}, {"role": "assistant", "content": "no user"}]}).to_string(),
+    ];
+    write(&path, &lines);
+    let report = validate(&options(&[&path])).expect("validate").report;
+    assert_eq!(report.conversations_without["system"], 2);
+    assert_eq!(report.conversations_without["user"], 1);
+    // Formats without conversations say nothing of roles.
+    let text = directory.path().join("text.jsonl");
+    write(&text, &["{\"text\": \"plain\"}".to_owned()]);
+    let report = validate(&options(&[&text])).expect("validate").report;
+    assert!(report.conversations_without.is_empty());
+}

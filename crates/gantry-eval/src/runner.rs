@@ -537,6 +537,25 @@ fn journaled(path: &Path) -> Result<BTreeMap<(String, usize), ItemResult>> {
         .collect())
 }
 
+/// The endpoint's URL with `path` appended to its path, its query kept:
+/// Azure OpenAI's `…/deployments/NAME?api-version=2024-10-21` becomes
+/// `…/deployments/NAME/chat/completions?api-version=2024-10-21`.
+pub fn request_url(endpoint: &str, path: &str) -> std::result::Result<String, String> {
+    let mut url = reqwest::Url::parse(endpoint).map_err(|error| {
+        format!(
+            "endpoint {endpoint:?} is not a URL ({error}); expected e.g. http://127.0.0.1:8000/v1"
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "endpoint {endpoint:?}: expected an http:// or https:// URL"
+        ));
+    }
+    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    Ok(url.to_string())
+}
+
 /// Runs every item `repeats` times and returns the results in dataset order.
 pub fn run(
     options: &RunOptions,
@@ -586,11 +605,14 @@ pub fn run(
             line: None,
             message: format!("HTTP client: {e}"),
         })?;
-    let base = options.endpoint.trim_end_matches('/');
-    let url = match options.api {
-        Api::Chat => format!("{base}/chat/completions"),
-        Api::Completions => format!("{base}/completions"),
-    };
+    let url = request_url(
+        &options.endpoint,
+        match options.api {
+            Api::Chat => "chat/completions",
+            Api::Completions => "completions",
+        },
+    )
+    .map_err(|message| Error::Unreachable { message })?;
     let items = Arc::new(items);
     let all_jobs: Vec<(usize, usize)> = (0..items.len())
         .flat_map(|i| (0..options.repeats.max(1)).map(move |r| (i, r)))
@@ -750,5 +772,33 @@ mod tests {
         );
         assert_eq!(s(Scorer::Numeric, &item("42", None), "41"), Some(0.0));
         assert!(score(Scorer::Regex, &item("(", None), "x", 0.0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    #[test]
+    fn paths_go_before_the_query() {
+        for (endpoint, expected) in [
+            (
+                "http://127.0.0.1:8000/v1",
+                "http://127.0.0.1:8000/v1/chat/completions",
+            ),
+            (
+                "http://127.0.0.1:8000/v1/",
+                "http://127.0.0.1:8000/v1/chat/completions",
+            ),
+            (
+                "https://res.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21",
+                "https://res.openai.azure.com/openai/deployments/gpt/chat/completions?api-version=2024-10-21",
+            ),
+        ] {
+            assert_eq!(
+                super::request_url(endpoint, "chat/completions").expect("a URL"),
+                expected
+            );
+        }
+        assert!(super::request_url("not a url", "completions").is_err());
+        assert!(super::request_url("ftp://host/v1", "completions").is_err());
     }
 }

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use anyhow::{Context as _, Result};
 use gantry_ci::{
     AnnotationLimits, Annotations, CommentOutcome, EnvVars, ForgeWriteReport, OutputTarget,
-    Platform, Publication, SUMMARY_LIMIT_BYTES, StickyKey, StopCommands, append_summary,
-    code_quality_report, group_end, group_start, publish_to_forge, write_outputs,
+    Platform, Publication, SUMMARY_LIMIT_BYTES, StickyKey, StopCommands, SummaryWrite,
+    append_summary, code_quality_report, group_end, group_start, publish_to_forge, write_outputs,
 };
 use gantry_core::{ExitCode, Finding, Verdict};
 use serde_json::json;
@@ -124,28 +124,50 @@ pub(crate) fn publish(
 
     let mut published = Vec::new();
     let mut summary_file = None;
+    let mut summary_failed = false;
     if wants(PublishTarget::Summary) {
         let path = summary_path(session, result.command, &result.name);
-        let truncated = append_summary(
+        // A summary that cannot be written is said, and not counted as
+        // published; like a forge write, it changes no verdict (but for
+        // `gantry report`, whose job the write is).
+        let written = append_summary(
             &path,
             &result.markdown,
             SUMMARY_LIMIT_BYTES,
             result.full_report.as_deref(),
-        )?;
-        if truncated {
-            printer.warning(
-                "the summary was cut to stay under 1 MiB; the full report is in the job's files",
-            );
+        );
+        let problem = match written {
+            Ok(SummaryWrite::Whole) => None,
+            Ok(SummaryWrite::Cut) => {
+                printer.warning(
+                    "the summary was cut to stay under 1 MiB; the full report is in the job's files",
+                );
+                None
+            }
+            Ok(SummaryWrite::Full) => Some(format!(
+                "the job summary {} is full (1 MiB, from earlier steps): nothing was added",
+                path.display()
+            )),
+            Err(error) => Some(format!("cannot write the job summary: {error}")),
+        };
+        match problem {
+            None => {
+                if session.platform != Platform::GitHub
+                    || session
+                        .environment
+                        .get(EnvVars::GITHUB_STEP_SUMMARY)
+                        .is_none()
+                {
+                    summary_file = Some(path.display().to_string());
+                }
+                published.push("summary");
+            }
+            Some(problem) if result.forge_errors_are_fatal => {
+                printer.error(&problem);
+                summary_failed = true;
+            }
+            Some(problem) => printer.warning(&problem),
         }
-        if session.platform != Platform::GitHub
-            || session
-                .environment
-                .get(EnvVars::GITHUB_STEP_SUMMARY)
-                .is_none()
-        {
-            summary_file = Some(path.display().to_string());
-        }
-        published.push("summary");
     }
 
     let mut forge = ForgeWriteReport::default();
@@ -247,7 +269,7 @@ pub(crate) fn publish(
             }
         }
     }
-    if result.forge_errors_are_fatal && !forge.errors.is_empty() {
+    if result.forge_errors_are_fatal && (!forge.errors.is_empty() || summary_failed) {
         return Ok(ExitCode::ERROR);
     }
     Ok(result.verdict.exit_code())

@@ -441,6 +441,14 @@ pub(crate) fn render_markdown(report: &Report) -> String {
             distribution.mean
         );
     }
+    if !report.conversations_without.is_empty() {
+        let counts: Vec<String> = report
+            .conversations_without
+            .iter()
+            .map(|(role, count)| format!("{count} without a {role} message"))
+            .collect();
+        let _ = writeln!(text, "\nConversations: {}.", counts.join(", "));
+    }
     if let Some(drift) = &report.drift {
         let _ = writeln!(
             text,

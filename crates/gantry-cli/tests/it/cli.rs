@@ -528,3 +528,45 @@ fn hostile_inputs_end_in_a_verdict_or_an_error_never_a_crash() {
         }
     }
 }
+
+#[test]
+fn a_summary_that_cannot_be_written_is_said_and_not_counted_as_published() {
+    let mut step = Step::github();
+    // A directory where the summary file should be: no write can succeed.
+    std::fs::create_dir_all(step.path("step_summary_dir")).expect("dir");
+    let summary = step.path("step_summary_dir");
+    step.set("GITHUB_STEP_SUMMARY", summary.to_str().expect("utf8"));
+    step.write("r.md", "# fine\n");
+    step.write("data.jsonl", "{\"text\": \"hello there\"}\n");
+    let outcome = step.run(&[
+        "validate-data",
+        "--data",
+        "data.jsonl",
+        "--publish",
+        "summary",
+    ]);
+    assert!(
+        matches!(outcome.code, 0 | 1),
+        "the verdict stands: {}",
+        outcome.transcript()
+    );
+    assert!(
+        outcome.stdout.contains("cannot write the job summary"),
+        "{}",
+        outcome.transcript()
+    );
+    assert!(
+        !outcome.stderr.contains("published to summary"),
+        "{}",
+        outcome.transcript()
+    );
+    let outputs = crate::support::github_outputs(&step.read("github_output"));
+    assert_eq!(
+        outputs.get("published").map(String::as_str),
+        Some(""),
+        "{outputs:?}"
+    );
+    // Writing is `gantry report`'s job: there it is an error.
+    let report = step.run(&["report", "--file", "r.md", "--publish", "summary"]);
+    assert_eq!(report.code, 2, "{}", report.transcript());
+}
