@@ -54,12 +54,12 @@ pub enum Error {
         reason: String,
     },
     /// A file the CI layer writes (summary, report) could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The event payload or another CI-provided file was unreadable.
     #[error("cannot read {path} (from ${variable}): {reason}")]

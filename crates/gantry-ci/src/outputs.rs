@@ -133,7 +133,7 @@ pub fn write_outputs(
             for (name, value) in outputs {
                 writeln!(local, "{name}={value}").map_err(|source| Error::Write {
                     path: "stdout".into(),
-                    source,
+                    error: source,
                 })?;
             }
         }

@@ -32,7 +32,7 @@ pub fn append_summary(
 ) -> Result<SummaryWrite> {
     let write_error = |source| Error::Write {
         path: path.display().to_string(),
-        source,
+        error: source,
     };
     if let Some(parent) = path
         .parent()

@@ -34,7 +34,7 @@ impl Digest {
                 Err(source) => {
                     return Err(Error::Read {
                         what: what.to_owned(),
-                        source,
+                        error: source,
                     });
                 }
             };

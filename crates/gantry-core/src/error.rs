@@ -12,15 +12,23 @@ pub enum Error {
     },
     /// A value could not be serialized to JSON.
     #[error("cannot serialize to canonical JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// Reading the bytes to hash failed.
-    #[error("cannot read {what} to hash it: {source}")]
+    #[error("cannot read {what} to hash it: {error}")]
     Read {
         /// What was being read (usually a path).
         what: String,
         /// The underlying I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+// By hand rather than `#[from]`, which would also make the serde error this
+// one's source: printed with its chain, the cause would appear twice.
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Error {
+        Error::Json(error)
+    }
 }
 
 /// A `Result` whose error is [`Error`].

@@ -2,20 +2,22 @@
 
 use std::path::PathBuf;
 
-/// Why validate-data could not do its job. Each names the file, position, flag or field.
+/// Why validate-data could not do its job. Each names the file, position or
+/// field; the command line's flags are the CLI's to add (a reference read as
+/// data must not be reported as `--data`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `--data` matched no data file.
     #[error(
-        "--data {patterns} matched no data files: expected .jsonl, .json, .csv, .parquet or .txt files (optionally .gz or .zst), or directories holding them"
+        "{patterns} matched no data files: expected .jsonl, .json, .csv, .parquet or .txt files (optionally .gz or .zst), or directories holding them"
     )]
     NoData {
         /// The patterns as given.
         patterns: String,
     },
     /// A `--data` glob pattern is malformed.
-    #[error("--data {pattern} is not a valid glob pattern: {reason}")]
+    #[error("{pattern} is not a valid glob pattern: {reason}")]
     BadPattern {
         /// The pattern.
         pattern: String,
@@ -23,12 +25,12 @@ pub enum Error {
         reason: String,
     },
     /// A file could not be opened or read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Compressed data is corrupt or truncated.
     #[error("{}: corrupt or truncated {codec} data after {offset} decompressed bytes: {reason}", path.display())]
@@ -61,13 +63,13 @@ pub enum Error {
         kind: &'static str,
     },
     /// `--shard` is not `I/N` with `1 <= I <= N`.
-    #[error("--shard {value} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")]
+    #[error("{value} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")]
     BadShard {
         /// The value given.
         value: String,
     },
     /// The policy file is unreadable or invalid.
-    #[error("--policy {}: {reason}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Policy {
         /// The policy file.
         path: PathBuf,
@@ -75,7 +77,7 @@ pub enum Error {
         reason: String,
     },
     /// A previous data lock is unreadable.
-    #[error("--previous-lock {}: {reason}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Lock {
         /// The lock file.
         path: PathBuf,
@@ -83,7 +85,7 @@ pub enum Error {
         reason: String,
     },
     /// The `--schema` file is unusable.
-    #[error("--schema {}: {reason}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Schema {
         /// The schema file.
         path: PathBuf,
@@ -91,13 +93,13 @@ pub enum Error {
         reason: String,
     },
     /// Shard files cannot be merged.
-    #[error("--merge: {reason}")]
+    #[error("{reason}")]
     Merge {
         /// What is wrong and what would be right.
         reason: String,
     },
     /// An eval set is unusable for the contamination check.
-    #[error("--eval-set {}: {reason}", path.display())]
+    #[error("{}: {reason}", path.display())]
     EvalSet {
         /// The eval file.
         path: PathBuf,
@@ -105,7 +107,7 @@ pub enum Error {
         reason: String,
     },
     /// The drift reference is unusable.
-    #[error("--reference {}: {reason}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Reference {
         /// The reference path.
         path: PathBuf,
@@ -113,7 +115,7 @@ pub enum Error {
         reason: String,
     },
     /// A tokenizer could not be loaded.
-    #[error("--tokenizer {name}: {reason}")]
+    #[error("{name}: {reason}")]
     Tokenizer {
         /// The tokenizer name or path.
         name: String,
@@ -121,20 +123,20 @@ pub enum Error {
         reason: String,
     },
     /// An output file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Serializing a report failed.
-    #[error("cannot serialize {what}: {source}")]
+    #[error("cannot serialize {what}: {error}")]
     Serialize {
         /// What was being serialized.
         what: &'static str,
         /// The error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 

@@ -72,7 +72,7 @@ impl DataLock {
         files.sort_by(|left, right| left.path.cmp(&right.path));
         let dataset_digest = canonical_json_digest(&files).map_err(|source| Error::Serialize {
             what: "the data lock",
-            source: serde_json::Error::io(std::io::Error::other(source.to_string())),
+            error: serde_json::Error::io(std::io::Error::other(source.to_string())),
         })?;
         let records = files.iter().map(|file| file.records).sum();
         Ok(DataLock {

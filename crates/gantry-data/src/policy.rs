@@ -255,7 +255,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .starts_with(&format!("--policy {}: ", path.display())),
+                .starts_with(&format!("{}: ", path.display())),
             "{error}"
         );
     }

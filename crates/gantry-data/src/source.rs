@@ -85,7 +85,7 @@ impl DataFile {
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
         let file = std::fs::File::open(&self.path).map_err(|source| Error::Read {
             path: self.path.clone(),
-            source,
+            error: source,
         })?;
         let reader = BufReader::with_capacity(1 << 20, file);
         Ok(match self.compression {
@@ -94,7 +94,7 @@ impl DataFile {
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::with_buffer(reader).map_err(|source| Error::Read {
                     path: self.path.clone(),
-                    source,
+                    error: source,
                 })?,
             ),
         })
@@ -119,7 +119,7 @@ pub fn discover(patterns: &[String]) -> Result<Vec<DataFile>> {
         if path.is_dir() {
             walk(path, &mut paths).map_err(|source| Error::Read {
                 path: path.to_owned(),
-                source,
+                error: source,
             })?;
         } else if path.exists() {
             paths.push(path.to_owned());
@@ -131,12 +131,12 @@ pub fn discover(patterns: &[String]) -> Result<Vec<DataFile>> {
             for entry in matches {
                 let entry = entry.map_err(|error| Error::Read {
                     path: error.path().to_owned(),
-                    source: std::io::Error::other(error.to_string()),
+                    error: std::io::Error::other(error.to_string()),
                 })?;
                 if entry.is_dir() {
                     walk(&entry, &mut paths).map_err(|source| Error::Read {
                         path: entry.clone(),
-                        source,
+                        error: source,
                     })?;
                 } else {
                     paths.push(entry);
@@ -145,7 +145,7 @@ pub fn discover(patterns: &[String]) -> Result<Vec<DataFile>> {
         } else {
             return Err(Error::Read {
                 path: path.to_owned(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "no such file or directory",
                 ),

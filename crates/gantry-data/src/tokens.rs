@@ -113,7 +113,7 @@ mod tests {
         let error = Tokenizer::load("gpt2").expect_err("unknown");
         assert_eq!(
             error.to_string(),
-            "--tokenizer gpt2: expected o200k_base, cl100k_base, chars or the path of a Hugging Face tokenizer.json"
+            "gpt2: expected o200k_base, cl100k_base, chars or the path of a Hugging Face tokenizer.json"
         );
     }
 

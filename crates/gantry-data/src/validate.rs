@@ -513,7 +513,7 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
     shard_paths.sort();
     if shard_paths.is_empty() {
         return Err(Error::Merge {
-            reason: format!("--merge {} matched no shard files", paths.join(" ")),
+            reason: format!("{} matched no shard files", paths.join(" ")),
         });
     }
     let mut shards: Vec<(PathBuf, ShardFile)> = Vec::new();
@@ -723,7 +723,7 @@ fn scan_data(
                         Err(_) => {
                             return Err(Error::Read {
                                 path: file.path.clone(),
-                                source: std::io::Error::other("a checking thread failed"),
+                                error: std::io::Error::other("a checking thread failed"),
                             });
                         }
                     }
@@ -733,7 +733,7 @@ fn scan_data(
             reader.join().unwrap_or_else(|_| {
                 Err(Error::Read {
                     path: file.path.clone(),
-                    source: std::io::Error::other("the reading thread failed"),
+                    error: std::io::Error::other("the reading thread failed"),
                 })
             })
         })?;
@@ -884,7 +884,7 @@ fn read_file(
         crate::source::Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::new(hashing).map_err(|source| Error::Read {
                 path: file.path.clone(),
-                source,
+                error: source,
             })?,
         ),
     };
@@ -892,7 +892,7 @@ fn read_file(
         if file.compression == crate::source::Compression::None {
             Error::Read {
                 path: file.path.clone(),
-                source,
+                error: source,
             }
         } else {
             Error::Decompress {
@@ -916,7 +916,7 @@ fn read_file(
     let mut state = state.borrow_mut();
     state.drain().map_err(|source| Error::Read {
         path: file.path.clone(),
-        source,
+        error: source,
     })?;
     let digest = Digest::from_bytes(state.hasher.clone().finalize().into());
     Ok((Some(digest), state.bytes))
@@ -954,7 +954,7 @@ impl HashingReader {
     fn open(file: &DataFile) -> Result<HashingReader> {
         let handle = std::fs::File::open(&file.path).map_err(|source| Error::Read {
             path: file.path.clone(),
-            source,
+            error: source,
         })?;
         Ok(HashingReader {
             state: Rc::new(RefCell::new(HashState {
@@ -1111,7 +1111,7 @@ fn map_lines(
     const LARGEST_WINDOW: usize = MAX_RECORD_BYTES + 1;
     let read_error = |source: std::io::Error| Error::Read {
         path: file.path.clone(),
-        source,
+        error: source,
     };
     let handle = std::fs::File::open(&file.path).map_err(read_error)?;
     let metadata = handle.metadata().map_err(read_error)?;
@@ -1351,7 +1351,7 @@ fn read_parquet(file: &DataFile, emit: &mut dyn FnMut(Batch, u64)) -> Result<(Di
     }
     let read_error = |source: std::io::Error| Error::Read {
         path: file.path.clone(),
-        source,
+        error: source,
     };
     let handle = std::fs::File::open(&file.path).map_err(read_error)?;
     let (digest, size) = Digest::of_reader(std::io::BufReader::new(&handle), &file.display)

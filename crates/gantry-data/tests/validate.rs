@@ -702,7 +702,7 @@ fn shards_merge_to_exactly_the_unsharded_result() {
     let error = merge_shards(&all, &[lonely.display().to_string()]).expect_err("missing shard");
     assert_eq!(
         error.to_string(),
-        "--merge: expected shards 1..=2 of 2 once each, got [1]"
+        "expected shards 1..=2 of 2 once each, got [1]"
     );
     write(&train, &planted.lines[..100]);
     let other = validate_shard(&all, Shard { index: 2, count: 2 }).expect("shard");
@@ -722,7 +722,7 @@ fn shards_merge_to_exactly_the_unsharded_result() {
         let error = bad.parse::<Shard>().expect_err(bad);
         assert_eq!(
             error.to_string(),
-            format!("--shard {bad} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")
+            format!("{bad} is invalid: expected I/N with 1 <= I <= N, e.g. 1/4")
         );
     }
 }
@@ -768,10 +768,9 @@ fn custom_records_are_checked_against_a_json_schema() {
     std::fs::write(&schema, r#"{"type": "nonsense"}"#).expect("write schema");
     let error = validate(&custom).expect_err("bad schema");
     assert!(
-        error.to_string().starts_with(&format!(
-            "--schema {}: not a valid JSON Schema",
-            schema.display()
-        )),
+        error
+            .to_string()
+            .starts_with(&format!("{}: not a valid JSON Schema", schema.display())),
         "{error}"
     );
 }

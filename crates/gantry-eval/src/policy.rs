@@ -390,14 +390,14 @@ mod tests {
     fn parses_a_full_policy() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|source| Error::Read {
             path: "tmp".into(),
-            source,
+            error: source,
         })?;
         let path = dir.path().join("policy.toml");
         std::fs::write(
             &path,
             "[defaults]\nalpha = 0.01\ninconclusive = \"block\"\n\n[[rule]]\nselect = { task = \"mmlu*\", metric = \"acc,*\" }\nfloor = 0.6\nmargin = 0.01\nmax_new_failures = 3\n",
         )
-        .map_err(|source| Error::Read { path: path.clone(), source })?;
+        .map_err(|source| Error::Read { path: path.clone(), error: source })?;
         let policy = Policy::from_file(&path)?;
         assert_eq!(policy.defaults.alpha, 0.01);
         assert_eq!(policy.defaults.resamples, 10_000);
@@ -415,7 +415,7 @@ mod tests {
         std::fs::write(&path, "[[rule]]\nmargin = 0.1\nthreshold = 3\n").map_err(|source| {
             Error::Read {
                 path: path.clone(),
-                source,
+                error: source,
             }
         })?;
         let error = Policy::from_file(&path)

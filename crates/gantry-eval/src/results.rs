@@ -323,7 +323,7 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
 fn newest_results_json(dir: &Path) -> Result<Option<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Read {
         path: dir.to_owned(),
-        source,
+        error: source,
     })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -645,7 +645,7 @@ fn read_inspect_zip(path: &Path) -> Result<ResultSet> {
     };
     let file = std::fs::File::open(path).map_err(|source| Error::Read {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| err(format!("not an inspect_ai .eval log (a zip): {e}")))?;

@@ -525,7 +525,7 @@ fn journaled(path: &Path) -> Result<BTreeMap<(String, usize), ItemResult>> {
         Err(source) => {
             return Err(Error::Read {
                 path: path.to_owned(),
-                source,
+                error: source,
             });
         }
     };
@@ -570,9 +570,9 @@ pub fn run(
     let mut sink = match journal {
         Some(j) => {
             if let Some(parent) = j.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|source| Error::Read {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Write {
                     path: parent.to_owned(),
-                    source,
+                    error: source,
                 })?;
             }
             let file = std::fs::OpenOptions::new()
@@ -581,9 +581,9 @@ pub fn run(
                 .write(true)
                 .truncate(!j.resume)
                 .open(&j.path)
-                .map_err(|source| Error::Read {
+                .map_err(|source| Error::Write {
                     path: j.path.clone(),
-                    source,
+                    error: source,
                 })?;
             Some((file, j))
         }
@@ -657,9 +657,9 @@ pub fn run(
                 // One write of a whole line, flushed: a crash tears at most this line.
                 file.write_all(line.as_bytes())
                     .and_then(|()| file.flush())
-                    .map_err(|source| Error::Read {
+                    .map_err(|source| Error::Write {
                         path: journal.path.clone(),
-                        source,
+                        error: source,
                     })?;
             }
             built.push((order, result));

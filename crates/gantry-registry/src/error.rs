@@ -9,14 +9,14 @@ use gantry_core::Digest;
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {error}", path.display())]
     Io {
         /// What was being done (`cannot read`, `cannot write`, …).
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The model directory or a lineage file is not usable as given.
     #[error("{0}")]
@@ -117,7 +117,7 @@ impl Error {
         move |source| Error::Io {
             action,
             path,
-            source,
+            error: source,
         }
     }
 

@@ -292,6 +292,11 @@ pub fn acquire(
                 for index in indices {
                     match gpus.iter().find(|gpu| gpu.index == *index) {
                         Some(gpu) => chosen.push(gpu),
+                        None if gpus.is_empty() => {
+                            return Err(Error::Input(format!(
+                                "--gpus: GPU {index} was asked for, but nvidia-smi reports no GPU on this host; use --gpus none to train without one"
+                            )));
+                        }
                         None => {
                             return Err(Error::Input(format!(
                                 "--gpus: this host has no GPU {index} (it has {})",
@@ -435,6 +440,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(too_many.contains("this host has 2 GPUs"), "{too_many}");
+        let missing = acquire(&GpuRequest::List(vec![0, 3]), dir.path(), None, &read)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("no GPU 3 (it has 0, 1)"), "{missing}");
+        let none = || Ok(Vec::new());
+        let on_a_cpu_host = acquire(&GpuRequest::List(vec![0, 3]), dir.path(), None, &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            on_a_cpu_host.contains("nvidia-smi reports no GPU on this host"),
+            "{on_a_cpu_host}"
+        );
         drop(first);
         let third = acquire(&GpuRequest::Count(1), dir.path(), None, &read).unwrap();
         assert_eq!(third.cuda_visible_devices().split(',').count(), 1);

@@ -25,7 +25,7 @@ pub(crate) fn run(
     printer: &Printer,
 ) -> Result<ExitCode> {
     let policy = match &args.policy {
-        Some(path) => Policy::from_file(path)?,
+        Some(path) => Policy::from_file(path).map_err(with_flag)?,
         None => Policy::default(),
     };
     let options = ValidateOptions {
@@ -55,7 +55,7 @@ pub(crate) fn run(
             shard.count,
             args.data.join(" ")
         ));
-        let shard_file = validate_shard(&options, shard)?;
+        let shard_file = validate_shard(&options, shard).map_err(with_flag)?;
         let path = args
             .out
             .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
@@ -105,10 +105,11 @@ pub(crate) fn run(
                 rate / 1e6,
                 remaining
             ));
-        })?
+        })
+        .map_err(with_flag)?
     } else {
         printer.info(&format!("merging {}", args.merge.join(" ")));
-        merge_shards(&options, &args.merge)?
+        merge_shards(&options, &args.merge).map_err(with_flag)?
     };
     let elapsed = started.elapsed();
     // Every secret found in the data is redacted from everything written
@@ -180,6 +181,26 @@ pub(crate) fn run(
         }),
     };
     publish(result, session, printer)
+}
+
+/// A validate-data error with the flag it is about: the library names the
+/// files and values, which flag gave them is the command line's business
+/// (a drift reference read as data is `--reference`, not `--data`).
+fn with_flag(error: gantry_data::Error) -> anyhow::Error {
+    use gantry_data::Error as DataError;
+    let flag = match &error {
+        DataError::NoData { .. } | DataError::BadPattern { .. } => "--data",
+        DataError::BadShard { .. } => "--shard",
+        DataError::Policy { .. } => "--policy",
+        DataError::Lock { .. } => "--previous-lock",
+        DataError::Schema { .. } => "--schema",
+        DataError::EvalSet { .. } => "--eval-set",
+        DataError::Reference { .. } => "--reference",
+        DataError::Tokenizer { .. } => "--tokenizer",
+        DataError::Merge { .. } => return anyhow::anyhow!("--merge: {error}"),
+        _ => return error.into(),
+    };
+    anyhow::anyhow!("{flag} {error}")
 }
 
 /// One JUnit test case per check, for GitLab's merge request test summary.

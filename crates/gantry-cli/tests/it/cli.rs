@@ -570,3 +570,68 @@ fn a_summary_that_cannot_be_written_is_said_and_not_counted_as_published() {
     let report = step.run(&["report", "--file", "r.md", "--publish", "summary"]);
     assert_eq!(report.code, 2, "{}", report.transcript());
 }
+
+#[test]
+fn a_cause_is_said_once_and_the_flag_is_the_one_given() {
+    let step = Step::local();
+    step.write("data.jsonl", "{\"text\": \"hello there\"}\n");
+    step.write("x.toml", "");
+    for args in [
+        vec!["validate-data", "--data", "nope.jsonl"],
+        vec![
+            "eval-gate",
+            "--baseline",
+            "nope.jsonl",
+            "--candidate",
+            "nope.jsonl",
+        ],
+        vec![
+            "validate-data",
+            "--data",
+            "data.jsonl",
+            "--previous-lock",
+            "nope.lock",
+        ],
+        vec![
+            "eval",
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--dataset",
+            "nope.jsonl",
+        ],
+        vec!["report", "--file", "nope.md"],
+    ] {
+        let outcome = step.run(&args);
+        assert_eq!(outcome.code, 2, "{args:?}: {}", outcome.transcript());
+        let lower = outcome.stderr.to_lowercase();
+        assert_eq!(
+            lower.matches("no such file or directory").count(),
+            1,
+            "{args:?}: {}",
+            outcome.transcript()
+        );
+    }
+    // A reference that is not data is the reference's problem, not --data's.
+    let outcome = step.run(&[
+        "validate-data",
+        "--data",
+        "data.jsonl",
+        "--reference",
+        "x.toml",
+    ]);
+    assert_eq!(outcome.code, 2, "{}", outcome.transcript());
+    assert!(
+        outcome
+            .stderr
+            .contains("--reference x.toml: x.toml matched no data files"),
+        "{}",
+        outcome.transcript()
+    );
+    assert!(
+        !outcome.stderr.contains("--data"),
+        "{}",
+        outcome.transcript()
+    );
+}
