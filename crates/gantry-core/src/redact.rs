@@ -294,6 +294,102 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// Whether a value from someone's files (a role, a key, an item id) looks
+/// like a name, and so may be quoted in a message: at most 24 characters of
+/// ASCII letters, digits, `_`, `-`, `.` and spaces, at most four digits, at
+/// most three changes between lower case, upper case and digits (a capital
+/// starting a word does not count), and no five consonants in a row.
+/// Generated credentials fail one of these; words and identifiers pass.
+pub fn looks_like_a_name(text: &str) -> bool {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Class {
+        Lower,
+        Upper,
+        Digit,
+        Other,
+    }
+    let class = |byte: u8| match byte {
+        b'a'..=b'z' => Class::Lower,
+        b'A'..=b'Z' => Class::Upper,
+        b'0'..=b'9' => Class::Digit,
+        _ => Class::Other,
+    };
+    if text.is_empty()
+        || text.len() > 24
+        || !text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_-. ".contains(&byte))
+        || text.bytes().filter(u8::is_ascii_digit).count() > 4
+    {
+        return false;
+    }
+    let classes: Vec<Class> = text.bytes().map(class).collect();
+    let changes = classes
+        .windows(2)
+        .filter(|pair| pair[0] != pair[1] && pair[0] != Class::Other && pair[1] != Class::Other)
+        .filter(|pair| !(pair[0] == Class::Upper && pair[1] == Class::Lower))
+        .count();
+    let mut consonants = 0;
+    for byte in text.bytes().map(|byte| byte.to_ascii_lowercase()) {
+        if byte.is_ascii_alphabetic() && !b"aeiouy".contains(&byte) {
+            consonants += 1;
+            if consonants >= 5 {
+                return false;
+            }
+        } else {
+            consonants = 0;
+        }
+    }
+    changes <= 3
+}
+
+/// `message` (from another library: a JSON or schema error) with every
+/// quoted part (`"…"`, `'…'`, `` `…` ``) that `safe` refuses replaced by its
+/// length: such messages quote the data they complain about.
+pub fn sanitize_quoted(message: &str, safe: impl Fn(&str) -> bool) -> String {
+    let hidden = |text: &str| format!("… ({} characters not shown)", text.chars().count());
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '\'', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        // A quoted part ends at the same quote, unescaped.
+        let mut end = None;
+        let mut escaped = false;
+        for (index, c) in after.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == quote {
+                end = Some(index);
+                break;
+            }
+        }
+        let Some(end) = end else {
+            // An apostrophe in prose, or a quote that never closes: what
+            // follows may be data, so it is kept only when it is safe.
+            if after.is_empty() || safe(after) {
+                out.push_str(after);
+            } else {
+                out.push_str(&hidden(after));
+            }
+            return out;
+        };
+        let inner = &after[..end];
+        if inner.is_empty() || safe(inner) {
+            out.push_str(inner);
+        } else {
+            out.push_str(&hidden(inner));
+        }
+        out.push(quote);
+        rest = &after[end + quote.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether `value` is long and random enough to be registered.
 fn admit(value: &str, known: &std::collections::HashSet<String>) -> Admission {
     if value.trim().is_empty() {

@@ -447,54 +447,12 @@ static AWS_SECRET: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Whether a name or value from the data (a role, a key, an id) may be
-/// quoted in a finding. Only what looks like a name is: at most 24
-/// characters of ASCII letters, digits, `_`, `-`, `.` and spaces, at most
-/// four digits, at most three changes between lower case, upper case and
-/// digits, no five consonants in a row, and nothing a secret or
-/// personal-data rule matches. Anything else may be a credential someone
+/// quoted in a finding: it looks like a name
+/// ([`gantry_core::redact::looks_like_a_name`]) and no secret or
+/// personal-data rule matches it. Anything else may be a credential someone
 /// pasted in the wrong field, and is described, not quoted.
 pub fn is_safe_to_quote(text: &str) -> bool {
-    #[derive(PartialEq, Clone, Copy)]
-    enum Class {
-        Lower,
-        Upper,
-        Digit,
-        Other,
-    }
-    let class = |byte: u8| match byte {
-        b'a'..=b'z' => Class::Lower,
-        b'A'..=b'Z' => Class::Upper,
-        b'0'..=b'9' => Class::Digit,
-        _ => Class::Other,
-    };
-    if text.is_empty()
-        || text.len() > 24
-        || !text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"_-. ".contains(&byte))
-        || text.bytes().filter(u8::is_ascii_digit).count() > 4
-    {
-        return false;
-    }
-    let classes: Vec<Class> = text.bytes().map(class).collect();
-    let changes = classes
-        .windows(2)
-        .filter(|pair| pair[0] != pair[1] && pair[0] != Class::Other && pair[1] != Class::Other)
-        // A capital letter that starts a word is not a change worth counting.
-        .filter(|pair| !(pair[0] == Class::Upper && pair[1] == Class::Lower))
-        .count();
-    let mut consonants = 0;
-    for byte in text.bytes().map(|byte| byte.to_ascii_lowercase()) {
-        if byte.is_ascii_alphabetic() && !b"aeiouy".contains(&byte) {
-            consonants += 1;
-            if consonants >= 5 {
-                return false;
-            }
-        } else {
-            consonants = 0;
-        }
-    }
-    changes <= 3 && scan(text).is_empty()
+    gantry_core::redact::looks_like_a_name(text) && scan(text).is_empty()
 }
 
 /// `text` in backticks when [`is_safe_to_quote`], else a description of it
@@ -514,52 +472,7 @@ pub fn quoted(text: &str) -> String {
 /// Schema error, a CSV error) that is not [`is_safe_to_quote`]: such
 /// messages quote the data they complain about.
 pub fn sanitize_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(open) = rest.find(['"', '\'', '`']) {
-        let quote = rest[open..].chars().next().unwrap_or('"');
-        out.push_str(&rest[..=open]);
-        let after = &rest[open + 1..];
-        // A quoted part ends at the same quote, unescaped.
-        let mut end = None;
-        let mut escaped = false;
-        for (index, c) in after.char_indices() {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == quote {
-                end = Some(index);
-                break;
-            }
-        }
-        let Some(end) = end else {
-            // An apostrophe in prose, or a quote that never closes: what
-            // follows may be data, so it is kept only when it is safe.
-            if !is_safe_to_quote(after) && !after.is_empty() {
-                out.push_str(&format!(
-                    "… ({} characters not shown)",
-                    after.chars().count()
-                ));
-                return out;
-            }
-            out.push_str(after);
-            return out;
-        };
-        let inner = &after[..end];
-        if is_safe_to_quote(inner) || inner.is_empty() {
-            out.push_str(inner);
-        } else {
-            out.push_str(&format!(
-                "… ({} characters not shown)",
-                inner.chars().count()
-            ));
-        }
-        out.push(quote);
-        rest = &after[end + quote.len_utf8()..];
-    }
-    out.push_str(rest);
-    out
+    gantry_core::redact::sanitize_quoted(message, is_safe_to_quote)
 }
 
 /// `text` with every match replaced by `[REDACTED <kind>]`.

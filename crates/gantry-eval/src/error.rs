@@ -86,3 +86,11 @@ pub(crate) fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(index, line)| (index + 1, line))
 }
+
+/// A parser's message about someone's file, with every quoted value that
+/// does not look like a name replaced by its length: serde's "invalid type:
+/// string \"…\"" quotes the data it complains about, and that data can be
+/// a credential.
+pub(crate) fn quoted_safely(error: &impl std::fmt::Display) -> String {
+    gantry_core::redact::sanitize_quoted(&error.to_string(), gantry_core::redact::looks_like_a_name)
+}

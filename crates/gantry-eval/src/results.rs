@@ -211,7 +211,7 @@ pub fn read(path: &Path) -> Result<ResultSet> {
             Err(Error::Input {
                 path: path.to_owned(),
                 line: Some(line),
-                message: format!("not valid JSON: {error}"),
+                message: format!("not valid JSON: {}", crate::error::quoted_safely(error)),
             })
         }
         _ => Err(Error::Input {
@@ -235,8 +235,12 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
         std::collections::HashMap::new();
     for (number, line) in jsonl_lines(text) {
         let err = |message: String| Error::input(path, Some(number), message);
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            err(format!(
+                "not valid JSON: {}",
+                crate::error::quoted_safely(&e)
+            ))
+        })?;
         let id: Arc<str> = match value.get("id") {
             Some(Value::String(s)) => Arc::from(s.as_str()),
             Some(Value::Number(n)) => Arc::from(n.to_string()),
@@ -353,7 +357,7 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
     let doc: Value = serde_json::from_str(&text).map_err(|e| Error::Input {
         path: path.to_owned(),
         line: Some(e.line()),
-        message: format!("not valid JSON: {e}"),
+        message: format!("not valid JSON: {}", crate::error::quoted_safely(&e)),
     })?;
     let results = doc
         .get("results")
@@ -449,8 +453,12 @@ fn read_lm_eval_samples(
         std::collections::HashMap::new();
     for (number, line) in jsonl_lines(&text) {
         let err = |message: String| Error::input(path, Some(number), message);
-        let sample: Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let sample: Value = serde_json::from_str(line).map_err(|e| {
+            err(format!(
+                "not valid JSON: {}",
+                crate::error::quoted_safely(&e)
+            ))
+        })?;
         let doc_id = as_text(&sample["doc_id"]).ok_or_else(|| err("`doc_id` is missing".into()))?;
         let filter = sample["filter"].as_str().unwrap_or("none");
         // lm-eval writes one line per document and filter, repeats inside it.
@@ -658,9 +666,12 @@ fn read_inspect_zip(path: &Path) -> Result<ResultSet> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut entry, &mut text)
             .map_err(|e| err(format!("{name}: {e}")))?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| err(format!("{name}: not valid JSON: {e}")))
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            err(format!(
+                "{name}: not valid JSON: {}",
+                crate::error::quoted_safely(&e)
+            ))
+        })
     };
     let header = member("header.json")?
         .ok_or_else(|| err("no header.json: not an inspect_ai log".into()))?;
@@ -679,10 +690,12 @@ fn read_inspect_zip(path: &Path) -> Result<ResultSet> {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut entry, &mut text)
                 .map_err(|e| err(format!("{name}: {e}")))?;
-            samples.push(
-                serde_json::from_str(&text)
-                    .map_err(|e| err(format!("{name}: not valid JSON: {e}")))?,
-            );
+            samples.push(serde_json::from_str(&text).map_err(|e| {
+                err(format!(
+                    "{name}: not valid JSON: {}",
+                    crate::error::quoted_safely(&e)
+                ))
+            })?);
         }
     }
     read_inspect(path, &header, reductions.as_ref(), &samples)

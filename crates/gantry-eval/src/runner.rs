@@ -176,8 +176,12 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>> {
         std::collections::HashMap::new();
     for (number, line) in jsonl_lines(&text) {
         let err = |message: String| Error::input(path, Some(number), message);
-        let item: Item =
-            serde_json::from_str(line).map_err(|e| err(format!("not an eval item: {e}")))?;
+        let item: Item = serde_json::from_str(line).map_err(|e| {
+            err(format!(
+                "not an eval item: {}",
+                crate::error::quoted_safely(&e)
+            ))
+        })?;
         if item.messages.is_none() && item.prompt.is_none() {
             return Err(err(
                 "an item needs `messages` (chat) or `prompt` (text)".into()

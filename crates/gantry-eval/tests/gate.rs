@@ -1224,3 +1224,16 @@ fn an_item_twice_is_a_mistake_not_a_repeat() {
         "{error}"
     );
 }
+
+#[test]
+fn parse_errors_do_not_quote_values_that_could_be_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    std::fs::write(&items, "{\"id\": 1, \"prompt\": \"a\", \"choices\": \"sk-proj-Zq8vN3xR7tL2mK9pW4sY6bH1cJ5dF0gE\"}\n").unwrap();
+    let error = gantry_eval::runner::read_items(&items)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("not an eval item"), "{error}");
+    assert!(!error.contains("Zq8vN3xR"), "{error}");
+    assert!(error.contains("characters not shown"), "{error}");
+}
