@@ -260,7 +260,8 @@ const CHAT_MESSAGE_KEYS: &[&str] = &[
     "refusal",
 ];
 
-const CHAT_ROLES: &[&str] = &[
+/// The roles of OpenAI's chat format.
+pub(crate) const CHAT_ROLES: &[&str] = &[
     "system",
     "developer",
     "user",

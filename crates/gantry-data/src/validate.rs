@@ -2425,15 +2425,7 @@ fn string_leaves<'a>(value: &'a Value, texts: &mut Vec<&'a str>) {
 /// name, else `(not shown)` (a credential pasted into a role must not become
 /// a key of `summary.json`).
 fn role_name(role: &str) -> &str {
-    const KNOWN: &[&str] = &[
-        "system",
-        "developer",
-        "user",
-        "assistant",
-        "tool",
-        "function",
-    ];
-    if KNOWN.contains(&role) || crate::scan::is_safe_to_quote(role) {
+    if crate::formats::CHAT_ROLES.contains(&role) || crate::scan::is_safe_to_quote(role) {
         role
     } else {
         "(not shown)"

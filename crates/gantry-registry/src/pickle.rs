@@ -177,6 +177,14 @@ fn fill_head(reader: &mut dyn BufRead, length: usize) -> std::result::Result<Vec
     Ok(head[..head.len().min(length)].to_vec())
 }
 
+/// Whether `name` ends in one of [`PICKLE_EXTENSIONS`].
+fn has_pickle_name(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| PICKLE_EXTENSIONS.contains(&extension))
+}
+
 /// A protocol 2–5 pickle's first opcode: `PROTO` and its protocol.
 fn starts_like_proto(head: &[u8]) -> bool {
     matches!(head, [0x80, 2..=5, ..])
@@ -205,10 +213,7 @@ fn scan_zip(
             imports.insert(format!("<TorchScript code {name}>"));
         }
         let member_display = format!("{display}!{name}");
-        let pickle_name = std::path::Path::new(&name)
-            .extension()
-            .and_then(|extension| extension.to_str())
-            .is_some_and(|extension| PICKLE_EXTENSIONS.contains(&extension));
+        let pickle_name = has_pickle_name(&name);
         let mut member_reader = BufReader::new(&mut member);
         if scan_content(
             &mut member_reader,
@@ -243,10 +248,7 @@ fn scan_tar(
             .path()
             .map(|path| path.display().to_string())
             .unwrap_or_default();
-        let pickle_name = std::path::Path::new(&name)
-            .extension()
-            .and_then(|extension| extension.to_str())
-            .is_some_and(|extension| PICKLE_EXTENSIONS.contains(&extension));
+        let pickle_name = has_pickle_name(&name);
         let member_display = format!("{display}!{name}");
         let mut member_reader = BufReader::new(entry);
         if scan_content(

@@ -65,8 +65,7 @@ type Responder = dyn Fn(&EchoRequest) -> EchoResponse + Send + Sync;
 pub struct EchoServer {
     url: String,
     requests: Arc<Mutex<Vec<EchoRequest>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: crate::serve::Served,
 }
 
 impl std::fmt::Debug for EchoServer {
@@ -87,65 +86,42 @@ impl EchoServer {
     ) -> EchoServer {
         let responder: Arc<Responder> = Arc::new(responder);
         let requests: Arc<Mutex<Vec<EchoRequest>>> = Arc::default();
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
         let recorded = Arc::clone(&requests);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                address_sender
-                    .send(listener.local_addr().expect("local address"))
-                    .expect("send address");
-                let app = axum::Router::new().fallback(
-                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let responder = Arc::clone(&responder);
-                        let recorded = Arc::clone(&recorded);
-                        async move {
-                            let request = EchoRequest {
-                                method: method.to_string(),
-                                path: uri
-                                    .path_and_query()
-                                    .map_or_else(|| uri.path().to_owned(), ToString::to_string),
-                                headers: headers
-                                    .iter()
-                                    .map(|(name, value)| {
-                                        (
-                                            name.as_str().to_owned(),
-                                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                                        )
-                                    })
-                                    .collect(),
-                                body: body.to_vec(),
-                            };
-                            let answer = responder(&request);
-                            recorded
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(request);
-                            respond(answer)
-                        }
-                    },
-                );
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = shutdown_receiver.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
-        });
-        let address = address_receiver.recv().expect("server address");
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let responder = Arc::clone(&responder);
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    let request = EchoRequest {
+                        method: method.to_string(),
+                        path: uri
+                            .path_and_query()
+                            .map_or_else(|| uri.path().to_owned(), ToString::to_string),
+                        headers: headers
+                            .iter()
+                            .map(|(name, value)| {
+                                (
+                                    name.as_str().to_owned(),
+                                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect(),
+                        body: body.to_vec(),
+                    };
+                    let answer = responder(&request);
+                    recorded
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(request);
+                    respond(answer)
+                }
+            },
+        );
+        let served = crate::serve::serve(app);
         EchoServer {
-            url: format!("http://{address}"),
+            url: format!("http://{}", served.address),
             requests,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: served,
         }
     }
 
@@ -180,15 +156,4 @@ fn respond(answer: EchoResponse) -> Response {
         }
     }
     response
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

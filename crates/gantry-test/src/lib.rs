@@ -20,6 +20,7 @@ assert_eq!(forge.requests().len(), 0);
 pub mod adversarial;
 mod echo;
 mod oci;
+mod serve;
 mod slurm;
 
 pub use crate::echo::{EchoRequest, EchoResponse, EchoServer};
@@ -84,8 +85,7 @@ struct State {
 pub struct FakeForge {
     url: String,
     state: Arc<Mutex<State>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: serve::Served,
 }
 
 impl FakeForge {
@@ -98,41 +98,18 @@ impl FakeForge {
             next_id: 1000,
             ..State::default()
         }));
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
-        let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
         let server_state = Arc::clone(&state);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                address_sender
-                    .send(listener.local_addr().expect("local address"))
-                    .expect("send address");
-                let app = axum::Router::new().fallback(
-                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let state = Arc::clone(&server_state);
-                        async move { handle(&state, &method, &uri, &headers, &body) }
-                    },
-                );
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = shutdown_receiver.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
-        });
-        let address = address_receiver.recv().expect("server address");
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = Arc::clone(&server_state);
+                async move { handle(&state, &method, &uri, &headers, &body) }
+            },
+        );
+        let served = serve::serve(app);
         FakeForge {
-            url: format!("http://{address}"),
+            url: format!("http://{}", served.address),
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: served,
         }
     }
 
@@ -219,17 +196,6 @@ impl FakeForge {
     /// Deployment status changes received, each with `deployment_id`.
     pub fn deployment_statuses(&self) -> Vec<Value> {
         self.lock().deployment_statuses.clone()
-    }
-}
-
-impl Drop for FakeForge {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
