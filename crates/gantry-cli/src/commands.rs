@@ -24,16 +24,68 @@ pub(crate) fn dispatch(
     let session = Session::start(cli, environment, printer)?;
     match &cli.command {
         Command::Report(args) => report::run(args, &session, printer),
-        Command::EvalGate(args) => eval_gate::run(args, &session, printer),
+        Command::EvalGate(args) => {
+            eval_gate::run(args, &session, printer).map_err(with_registry_flag)
+        }
         Command::Eval(args) => eval::run(args, &session, printer),
         Command::ValidateData(args) => validate_data::run(args, &session, printer),
-        Command::Register(args) => {
-            verdicts_of_registry(register::run(args, &session, printer), printer)
+        Command::Register(args) => verdicts_of_registry(
+            register::run(args, &session, printer).map_err(with_registry_flag),
+            printer,
+        ),
+        Command::Registry(args) => verdicts_of_registry(
+            registry::run(args, &session, printer).map_err(with_registry_flag),
+            printer,
+        ),
+        Command::Train(args) => train::run(args, &session, printer).map_err(with_train_flag),
+    }
+}
+
+/// A registry error about something the command line gave, with its flag:
+/// the library names the path and what it was given as, the flag is ours.
+fn with_registry_flag(error: anyhow::Error) -> anyhow::Error {
+    let flag = match error.downcast_ref::<gantry_registry::Error>() {
+        Some(gantry_registry::Error::Given { what, .. }) if error.chain().count() == 1 => {
+            match *what {
+                "model directory" => "--model-dir",
+                "run record" => "--run-record",
+                "data lock" => "--data-lock",
+                "gate report" => "--gate-report",
+                "evaluation results" => "--eval-results",
+                "registry" => "--registry",
+                _ => return error,
+            }
         }
-        Command::Registry(args) => {
-            verdicts_of_registry(registry::run(args, &session, printer), printer)
+        _ => return error,
+    };
+    anyhow::anyhow!("{flag} {error}")
+}
+
+/// A train error about something the command line gave, with its flag.
+fn with_train_flag(error: anyhow::Error) -> anyhow::Error {
+    let flag = match error.downcast_ref::<gantry_train::Error>() {
+        Some(gantry_train::Error::Given { what, .. }) if error.chain().count() == 1 => {
+            match *what {
+                "GPU request" => "--gpus",
+                "config file" => "--config",
+                "data lock" => "--data-lock",
+                "run directory" => "--run-dir",
+                "checkpoint directory" => "--checkpoint-dir",
+                "output directory" => "--output-dir",
+                "metrics file" => "--metrics-file",
+                "Kubernetes template" => "--kubernetes-template",
+                "tracking server" => "--tracking-uri",
+                "training command" => "--command",
+                _ => return error,
+            }
         }
-        Command::Train(args) => train::run(args, &session, printer),
+        _ => return error,
+    };
+    match error.downcast_ref::<gantry_train::Error>() {
+        Some(gantry_train::Error::Given { value, .. }) if value.is_empty() => {
+            anyhow::anyhow!("{flag}: {error}")
+        }
+        _ => anyhow::anyhow!("{flag} {error}"),
     }
 }
 

@@ -21,6 +21,19 @@ pub enum Error {
     /// The model directory or a lineage file is not usable as given.
     #[error("{0}")]
     Input(String),
+    /// A file or directory the caller named is not usable: `{path}: {reason}`.
+    /// `what` says what it was given as (`model directory`, `run record`,
+    /// `data lock`, `gate report`, `evaluation results`, `registry`), so the
+    /// CLI can name the flag that gave it.
+    #[error("{path}: {reason}")]
+    Given {
+        /// What the path was given as.
+        what: &'static str,
+        /// The path or URI as given.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A pickle-based checkpoint imports something that can run code.
     #[error(
         "{path}: pickle imports that can run code on load: {}; convert the checkpoint to safetensors, or pass --allow-pickle if you trust its producer",

@@ -79,15 +79,26 @@ struct RunOutput {
     sha256: Digest,
 }
 
-fn read_document(path: &Path, flag: &str) -> Result<(DocumentLink, Vec<u8>)> {
-    let metadata = std::fs::metadata(path)
-        .map_err(|error| Error::Input(format!("{flag} {}: {error}", path.display())))?;
+/// An unusable lineage document, named by what it was given as.
+fn given(what: &'static str, path: &Path, reason: String) -> Error {
+    Error::Given {
+        what,
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+fn read_document(path: &Path, what: &'static str) -> Result<(DocumentLink, Vec<u8>)> {
+    let metadata = std::fs::metadata(path).map_err(|error| given(what, path, error.to_string()))?;
     if metadata.len() > MAX_DOCUMENT {
-        return Err(Error::Input(format!(
-            "{flag} {}: {} bytes is more than a lineage document may have ({MAX_DOCUMENT})",
-            path.display(),
-            metadata.len()
-        )));
+        return Err(given(
+            what,
+            path,
+            format!(
+                "{} bytes is more than a lineage document may have ({MAX_DOCUMENT})",
+                metadata.len()
+            ),
+        ));
     }
     let bytes = std::fs::read(path).map_err(Error::io("cannot read", path))?;
     let link = DocumentLink {
@@ -104,11 +115,11 @@ fn read_document(path: &Path, flag: &str) -> Result<(DocumentLink, Vec<u8>)> {
 fn parse<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     path: &Path,
-    flag: &str,
-    what: &str,
+    what: &'static str,
+    description: &str,
 ) -> Result<T> {
     serde_json::from_slice(bytes)
-        .map_err(|error| Error::Input(format!("{flag} {}: not a {what}: {error}", path.display())))
+        .map_err(|error| given(what, path, format!("not a {description}: {error}")))
 }
 
 impl LineageSources {
@@ -119,8 +130,8 @@ impl LineageSources {
         input.lineage.git = self.git.clone();
         let mut run_fields = RunFields::default();
         if let Some(path) = &self.run_record {
-            let (link, bytes) = read_document(path, "--run-record")?;
-            run_fields = parse(&bytes, path, "--run-record", "run record (JSON object)")?;
+            let (link, bytes) = read_document(path, "run record")?;
+            run_fields = parse(&bytes, path, "run record", "run record (JSON object)")?;
             input.lineage.run = Some(RunLink {
                 document: link.clone(),
                 run_id: run_fields.run_id.clone(),
@@ -128,11 +139,11 @@ impl LineageSources {
             input.documents.push((link.digest, bytes));
         }
         if let Some(path) = &self.data_lock {
-            let (link, bytes) = read_document(path, "--data-lock")?;
+            let (link, bytes) = read_document(path, "data lock")?;
             let fields: LockFields = parse(
                 &bytes,
                 path,
-                "--data-lock",
+                "data lock",
                 "data lock (from gantry validate-data)",
             )?;
             input.lineage.data = Some(DataLink {
@@ -142,11 +153,11 @@ impl LineageSources {
             input.documents.push((link.digest, bytes));
         }
         if let Some(path) = &self.gate_report {
-            let (link, bytes) = read_document(path, "--gate-report")?;
+            let (link, bytes) = read_document(path, "gate report")?;
             let fields: GateFields = parse(
                 &bytes,
                 path,
-                "--gate-report",
+                "gate report",
                 "gate report (gate.json from gantry eval-gate)",
             )?;
             input.lineage.gate = Some(GateLink {
@@ -156,7 +167,7 @@ impl LineageSources {
             input.documents.push((link.digest, bytes));
         }
         if let Some(path) = &self.eval_results {
-            let (link, bytes) = read_document(path, "--eval-results")?;
+            let (link, bytes) = read_document(path, "evaluation results")?;
             input.lineage.evaluation = Some(link.clone());
             input.documents.push((link.digest, bytes));
         }

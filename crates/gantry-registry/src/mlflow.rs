@@ -84,18 +84,20 @@ struct MlflowVersion {
 }
 
 fn parse_uri(uri: &str) -> Result<String> {
+    let invalid = |reason: String| Error::Given {
+        what: "registry",
+        path: uri.to_owned(),
+        reason,
+    };
     let rest = uri
         .strip_prefix("mlflow+")
         .filter(|rest| rest.starts_with("http://") || rest.starts_with("https://"))
         .ok_or_else(|| {
-            Error::Input(format!(
-                "--registry {uri:?}: expected mlflow+http://HOST:PORT or mlflow+https://HOST[/PATH]"
-            ))
+            invalid("expected mlflow+http://HOST:PORT or mlflow+https://HOST[/PATH]".to_owned())
         })?;
-    let parsed = url::Url::parse(rest)
-        .map_err(|error| Error::Input(format!("--registry {uri:?}: {error}")))?;
+    let parsed = url::Url::parse(rest).map_err(|error| invalid(error.to_string()))?;
     if parsed.host_str().is_none() {
-        return Err(Error::Input(format!("--registry {uri:?}: no host")));
+        return Err(invalid("no host".to_owned()));
     }
     Ok(rest.trim_end_matches('/').to_owned())
 }

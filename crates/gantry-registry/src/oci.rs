@@ -105,7 +105,11 @@ pub struct OciRegistry {
 /// `oci://host[:port]/repo` → (base URL, repository prefix). Loopback hosts
 /// and `oci+http://` use plain HTTP; everything else HTTPS.
 fn parse_uri(uri: &str) -> Result<(url::Url, String)> {
-    let invalid = |reason: &str| Error::Input(format!("--registry {uri:?}: {reason}"));
+    let invalid = |reason: &str| Error::Given {
+        what: "registry",
+        path: uri.to_owned(),
+        reason: reason.to_owned(),
+    };
     let (scheme, rest) = if let Some(rest) = uri.strip_prefix("oci+http://") {
         ("http", rest)
     } else if let Some(rest) = uri.strip_prefix("oci://") {

@@ -81,13 +81,14 @@ impl ModelSource {
     /// headers checked; pickles scanned. Unsafe pickles are refused unless
     /// `allow_pickle`.
     pub fn read(root: &Path, allow_pickle: bool) -> Result<ModelSource> {
-        let metadata = std::fs::metadata(root)
-            .map_err(|error| Error::Input(format!("--model-dir {}: {error}", root.display())))?;
+        let given = |reason: String| Error::Given {
+            what: "model directory",
+            path: root.display().to_string(),
+            reason,
+        };
+        let metadata = std::fs::metadata(root).map_err(|error| given(error.to_string()))?;
         if !metadata.is_dir() {
-            return Err(Error::Input(format!(
-                "--model-dir {}: not a directory",
-                root.display()
-            )));
+            return Err(given("not a directory".to_owned()));
         }
         let canonical_root = root
             .canonicalize()
@@ -165,10 +166,9 @@ impl ModelSource {
         }
         skipped.sort();
         if files.is_empty() {
-            return Err(Error::Input(format!(
-                "--model-dir {}: no files to register (hidden files are skipped)",
-                root.display()
-            )));
+            return Err(given(
+                "no files to register (hidden files are skipped)".to_owned(),
+            ));
         }
         inspect(&mut files, allow_pickle)?;
         Ok(ModelSource {

@@ -73,9 +73,11 @@ impl std::str::FromStr for GpuRequest {
 
     fn from_str(text: &str) -> Result<GpuRequest> {
         let invalid = || {
-            Error::Input(format!(
-                "--gpus {text:?}: expected a count (2), all, auto, none, or indices (0,3)"
-            ))
+            crate::error::given(
+                "GPU request",
+                format!("{text:?}"),
+                "expected a count (2), all, auto, none, or indices (0,3)",
+            )
         };
         match text.trim() {
             "none" | "0" => Ok(GpuRequest::None),
@@ -277,11 +279,15 @@ pub fn acquire(
             GpuRequest::All | GpuRequest::Auto => gpus.iter().collect(),
             GpuRequest::Count(count) => {
                 if *count > gpus.len() {
-                    return Err(Error::Input(format!(
-                        "--gpus {count}: this host has {} GPU{}",
-                        gpus.len(),
-                        if gpus.len() == 1 { "" } else { "s" }
-                    )));
+                    return Err(crate::error::given(
+                        "GPU request",
+                        count,
+                        format!(
+                            "this host has {} GPU{}",
+                            gpus.len(),
+                            if gpus.len() == 1 { "" } else { "s" }
+                        ),
+                    ));
                 }
                 let mut free: Vec<&Gpu> = gpus.iter().filter(|gpu| gpu.is_free()).collect();
                 free.sort_by_key(|gpu| (gpu.memory_used_mib, gpu.index));
@@ -293,18 +299,26 @@ pub fn acquire(
                     match gpus.iter().find(|gpu| gpu.index == *index) {
                         Some(gpu) => chosen.push(gpu),
                         None if gpus.is_empty() => {
-                            return Err(Error::Input(format!(
-                                "--gpus: GPU {index} was asked for, but nvidia-smi reports no GPU on this host; use --gpus none to train without one"
-                            )));
+                            return Err(crate::error::given(
+                                "GPU request",
+                                "",
+                                format!(
+                                    "GPU {index} was asked for, but nvidia-smi reports no GPU on this host; ask for none to train without one"
+                                ),
+                            ));
                         }
                         None => {
-                            return Err(Error::Input(format!(
-                                "--gpus: this host has no GPU {index} (it has {})",
-                                gpus.iter()
-                                    .map(|gpu| gpu.index.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )));
+                            return Err(crate::error::given(
+                                "GPU request",
+                                "",
+                                format!(
+                                    "this host has no GPU {index} (it has {})",
+                                    gpus.iter()
+                                        .map(|gpu| gpu.index.to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            ));
                         }
                     }
                 }
@@ -318,8 +332,10 @@ pub fn acquire(
             });
         }
         if gpus.is_empty() {
-            return Err(Error::Input(
-                "--gpus: nvidia-smi reports no GPU on this host; use --gpus none to train without one".to_owned(),
+            return Err(crate::error::given(
+                "GPU request",
+                "",
+                "nvidia-smi reports no GPU on this host; ask for none to train without one",
             ));
         }
         let needed = match request {

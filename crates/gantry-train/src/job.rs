@@ -85,18 +85,15 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Creates `dir` and checks that files can be written in it; `flag` names it
-/// in the error.
-pub fn ensure_writable(dir: &Path, flag: &str) -> Result<()> {
+/// Creates `dir` and checks that files can be written in it; `what` names
+/// it in the error (`run directory`, …).
+pub fn ensure_writable(dir: &Path, what: &'static str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|error| {
-        Error::Input(format!(
-            "{flag} {}: cannot create it: {error}",
-            dir.display()
-        ))
+        crate::error::given(what, dir.display(), format!("cannot create it: {error}"))
     })?;
     let probe = dir.join(format!(".gantry-write-test.{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|error| {
-        Error::Input(format!("{flag} {}: not writable: {error}", dir.display()))
+        crate::error::given(what, dir.display(), format!("not writable: {error}"))
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -109,33 +106,37 @@ pub fn config_state(paths: &[PathBuf]) -> Result<Option<ConfigState>> {
     }
     let mut files = Vec::new();
     for path in paths {
-        let file = std::fs::File::open(path)
-            .map_err(|error| Error::Input(format!("--config {}: {error}", path.display())))?;
-        let (sha256, _) = Digest::of_reader(file, &path.display().to_string())
-            .map_err(|error| Error::Input(format!("--config {}: {error}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|error| {
+            crate::error::given("config file", path.display(), error.to_string())
+        })?;
+        let (sha256, _) =
+            Digest::of_reader(file, &path.display().to_string()).map_err(|error| {
+                crate::error::given("config file", path.display(), error.to_string())
+            })?;
         files.push(HashedFile {
             path: path.display().to_string(),
             sha256,
         });
     }
     let digest = gantry_core::canonical_json_digest(&files)
-        .map_err(|error| Error::Input(format!("--config: {error}")))?;
+        .map_err(|error| crate::error::given("config file", "", error.to_string()))?;
     Ok(Some(ConfigState { digest, files }))
 }
 
 /// The data state from validate-data's `data.lock`.
 pub fn data_state(lock: &Path) -> Result<DataState> {
     let bytes = std::fs::read(lock)
-        .map_err(|error| Error::Input(format!("--data-lock {}: {error}", lock.display())))?;
+        .map_err(|error| crate::error::given("data lock", lock.display(), error.to_string()))?;
     #[derive(serde::Deserialize)]
     struct Lock {
         dataset_digest: Digest,
     }
     let parsed: Lock = serde_json::from_slice(&bytes).map_err(|error| {
-        Error::Input(format!(
-            "--data-lock {}: not a data lock written by gantry validate-data ({error})",
-            lock.display()
-        ))
+        crate::error::given(
+            "data lock",
+            lock.display(),
+            format!("not a data lock written by gantry validate-data ({error})"),
+        )
     })?;
     Ok(DataState {
         lock: lock.display().to_string(),
@@ -216,15 +217,15 @@ impl TrainJob {
 
     /// Creates the directories and checks they can be written.
     pub fn prepare(&self) -> Result<()> {
-        ensure_writable(&self.run_dir, "--run-dir")?;
-        ensure_writable(&self.checkpoint_dir, "--checkpoint-dir")?;
-        ensure_writable(&self.output_dir, "--output-dir")?;
+        ensure_writable(&self.run_dir, "run directory")?;
+        ensure_writable(&self.checkpoint_dir, "checkpoint directory")?;
+        ensure_writable(&self.output_dir, "output directory")?;
         if let Some(parent) = self
             .metrics_file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
         {
-            ensure_writable(parent, "--metrics-file")?;
+            ensure_writable(parent, "metrics file")?;
         }
         Ok(())
     }

@@ -98,7 +98,7 @@ pub fn render(spec: &ManifestSpec, template: Option<&str>) -> Result<String> {
     environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     environment
         .add_template("manifest", template.unwrap_or(TEMPLATE))
-        .map_err(|error| Error::Input(format!("--kubernetes-template: {error:#}")))?;
+        .map_err(|error| crate::error::given("Kubernetes template", "", format!("{error:#}")))?;
     let command: Vec<String> = ["sh", "-c", PROLOGUE, "gantry-train"]
         .into_iter()
         .map(str::to_owned)

@@ -38,8 +38,10 @@ impl Backend for LocalBackend {
             )
         } else {
             let Some((program, args)) = self.command.split_first() else {
-                return Err(Error::Input(
-                    "no training command: give --command CMD or put it after --".to_owned(),
+                return Err(crate::error::given(
+                    "training command",
+                    "",
+                    "no training command was given",
                 ));
             };
             (program.clone(), args.to_vec())
@@ -59,11 +61,17 @@ impl Backend for LocalBackend {
         }
         let child = command.spawn().map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
-                Error::Input(format!(
-                    "--command: {program:?} is not a program on PATH (for a shell command line, add --shell)"
-                ))
+                crate::error::given(
+                    "training command",
+                    format!("{program:?}"),
+                    "not a program on PATH (a shell command line runs with --shell)",
+                )
             } else {
-                Error::Input(format!("--command: cannot start {program:?}: {error}"))
+                crate::error::given(
+                    "training command",
+                    format!("{program:?}"),
+                    format!("cannot start it: {error}"),
+                )
             }
         })?;
         let group = i32::try_from(child.id())

@@ -139,10 +139,11 @@ fn base_url(uri: &str) -> Result<(String, Option<(String, String)>)> {
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
         .ok_or_else(|| {
-            Error::Input(format!(
-                "--tracking-uri {:?}: expected the MLflow server's http(s)://HOST[:PORT][/PATH]",
-                without_password(uri)
-            ))
+            crate::error::given(
+                "tracking server",
+                format!("{:?}", without_password(uri)),
+                "expected the MLflow server's http(s)://HOST[:PORT][/PATH]",
+            )
         })?;
     let credentials = (!parsed.username().is_empty()).then(|| {
         let decode = |text: &str| {
