@@ -63,9 +63,9 @@ fn with_registry_flag(error: anyhow::Error) -> anyhow::Error {
 
 /// A train error about something the command line gave, with its flag.
 fn with_train_flag(error: anyhow::Error) -> anyhow::Error {
-    let flag = match error.downcast_ref::<gantry_train::Error>() {
-        Some(gantry_train::Error::Given { what, .. }) if error.chain().count() == 1 => {
-            match *what {
+    let (flag, no_value) = match error.downcast_ref::<gantry_train::Error>() {
+        Some(gantry_train::Error::Given { what, value, .. }) if error.chain().count() == 1 => {
+            let flag = match *what {
                 "GPU request" => "--gpus",
                 "config file" => "--config",
                 "data lock" => "--data-lock",
@@ -77,15 +77,15 @@ fn with_train_flag(error: anyhow::Error) -> anyhow::Error {
                 "tracking server" => "--tracking-uri",
                 "training command" => "--command",
                 _ => return error,
-            }
+            };
+            (flag, value.is_empty())
         }
         _ => return error,
     };
-    match error.downcast_ref::<gantry_train::Error>() {
-        Some(gantry_train::Error::Given { value, .. }) if value.is_empty() => {
-            anyhow::anyhow!("{flag}: {error}")
-        }
-        _ => anyhow::anyhow!("{flag} {error}"),
+    if no_value {
+        anyhow::anyhow!("{flag}: {error}")
+    } else {
+        anyhow::anyhow!("{flag} {error}")
     }
 }
 
@@ -138,6 +138,9 @@ impl<'a> Session<'a> {
                 .map(|(name, secret)| (name.to_owned(), secret))
                 .collect();
         if let Command::Eval(args) = &cli.command
+            && !credentials
+                .iter()
+                .any(|(name, _)| *name == args.api_key_env)
             && let Some(key) = environment
                 .get(&args.api_key_env)
                 .filter(|key| !key.is_empty())
