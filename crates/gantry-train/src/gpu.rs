@@ -96,6 +96,24 @@ impl std::str::FromStr for GpuRequest {
     }
 }
 
+/// Runs `command`, trying again a few times while its program is "busy"
+/// (ETXTBSY): another process forked while the file was open for writing —
+/// a driver update replacing `nvidia-smi`, or a test writing its fake one —
+/// holds it for a moment.
+fn run_retrying_busy(command: &mut Command) -> std::io::Result<std::process::Output> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match command.output() {
+            Err(error) if error.raw_os_error() == Some(ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads the GPUs from the `nvidia-smi` on `PATH`. A host without
 /// `nvidia-smi` has none.
 pub fn inventory() -> Result<Vec<Gpu>> {
@@ -104,13 +122,10 @@ pub fn inventory() -> Result<Vec<Gpu>> {
 
 /// Reads the GPUs from the `nvidia-smi` at `program`.
 pub fn inventory_from(program: &Path) -> Result<Vec<Gpu>> {
-    let output = match Command::new(program)
-        .args([
-            "--query-gpu=index,uuid,name,memory.total,memory.used,driver_version",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-    {
+    let output = match run_retrying_busy(Command::new(program).args([
+        "--query-gpu=index,uuid,name,memory.total,memory.used,driver_version",
+        "--format=csv,noheader,nounits",
+    ])) {
         Ok(output) => output,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(Error::Input(format!("cannot run nvidia-smi: {error}"))),
@@ -123,13 +138,11 @@ pub fn inventory_from(program: &Path) -> Result<Vec<Gpu>> {
         )));
     }
     let mut gpus = parse_gpus(&String::from_utf8_lossy(&output.stdout))?;
-    let apps = Command::new(program)
-        .args([
-            "--query-compute-apps=gpu_uuid,pid",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .map_err(|error| Error::Input(format!("cannot run nvidia-smi: {error}")))?;
+    let apps = run_retrying_busy(Command::new(program).args([
+        "--query-compute-apps=gpu_uuid,pid",
+        "--format=csv,noheader,nounits",
+    ]))
+    .map_err(|error| Error::Input(format!("cannot run nvidia-smi: {error}")))?;
     if apps.status.success() {
         for line in String::from_utf8_lossy(&apps.stdout).lines() {
             let mut fields = line.split(',').map(str::trim);
