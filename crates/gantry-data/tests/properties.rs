@@ -237,7 +237,7 @@ fn parquet_bytes() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..gantry_test::adversarial::config() })]
 
     /// A Parquet file with bytes overwritten anywhere (its footer and page
     /// headers are Thrift, decoded by the parquet crate): a finding or an

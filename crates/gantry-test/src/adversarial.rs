@@ -12,13 +12,26 @@ use proptest::prelude::*;
 /// below many times, few enough to keep the suite's time bounded.
 pub const CASES: u32 = 96;
 
-/// A proptest configuration with [`CASES`] cases and no persisted failures
-/// (the suite runs from a clean checkout).
+/// A proptest configuration with [`CASES`] cases, no persisted failures
+/// (the suite runs from a clean checkout) and a fixed seed, so CI runs the
+/// same cases every time (`PROPTEST_RNG_SEED` or a larger
+/// `PROPTEST_CASES` explore further by hand).
 pub fn config() -> ProptestConfig {
+    let defaults = ProptestConfig::default();
+    let from_environment = |name: &str| std::env::var_os(name).is_some();
     ProptestConfig {
-        cases: CASES,
+        cases: if from_environment("PROPTEST_CASES") {
+            defaults.cases
+        } else {
+            CASES
+        },
         failure_persistence: None,
-        ..ProptestConfig::default()
+        rng_seed: if from_environment("PROPTEST_RNG_SEED") {
+            defaults.rng_seed
+        } else {
+            proptest::test_runner::RngSeed::Fixed(20_261_204)
+        },
+        ..defaults
     }
 }
 
