@@ -2476,26 +2476,24 @@ fn scan_sensitive(
     other: Option<&Value>,
     partial: &mut Partial,
 ) {
-    let mut secret: Option<(String, String)> = None;
-    let mut personal: Option<(String, String)> = None;
+    // Every kind and place the record holds, so a finding names them all
+    // (a token in a message and a key in an extra field are two problems);
+    // the excerpt shows the first.
+    let mut secret = Hits::default();
+    let mut personal = Hits::default();
     let mut look = |text: &str, place: &dyn Fn() -> String, partial: &mut Partial| {
         for found in scan(text) {
             *partial
                 .sensitive
                 .entry(found.kind.as_str().to_owned())
                 .or_insert(0) += 1;
-            let slot = if found.kind.is_secret() {
+            let hits = if found.kind.is_secret() {
                 partial.found_secret(&text[found.value.clone()]);
                 &mut secret
             } else {
                 &mut personal
             };
-            if slot.is_none() {
-                *slot = Some((
-                    format!("{} in {}", found.kind.as_str(), place()),
-                    excerpt(text, found.range.start, 80),
-                ));
-            }
+            hits.add(found.kind, place, || excerpt(text, found.range.start, 80));
         }
     };
     for (field, text) in texts {
@@ -2509,15 +2507,59 @@ fn scan_sensitive(
         addresses.sort_unstable();
         other_strings(value, &addresses, |text, place| look(text, place, partial));
     }
-    if let Some((message, snippet)) = secret {
+    if let Some((message, snippet)) = secret.finding() {
         partial.secrets.add(position_of(context, origin), || {
             context.example(origin, message, Some(snippet))
         });
     }
-    if let Some((message, snippet)) = personal {
+    if let Some((message, snippet)) = personal.finding() {
         partial.pii.add(position_of(context, origin), || {
             context.example(origin, message, Some(snippet))
         });
+    }
+}
+
+/// The sensitive matches of one record, for its finding: each distinct
+/// kind and place (the first few), and the first match's excerpt.
+#[derive(Default)]
+struct Hits {
+    places: Vec<String>,
+    more: usize,
+    excerpt: Option<String>,
+}
+
+impl Hits {
+    /// Places named in one finding; the rest are counted.
+    const NAMED: usize = 4;
+
+    fn add(
+        &mut self,
+        kind: crate::scan::SensitiveKind,
+        place: &dyn Fn() -> String,
+        excerpt: impl FnOnce() -> String,
+    ) {
+        if self.excerpt.is_none() {
+            self.excerpt = Some(excerpt());
+        }
+        let named = format!("{} in {}", kind.as_str(), place());
+        if self.places.contains(&named) {
+            return;
+        }
+        if self.places.len() < Self::NAMED {
+            self.places.push(named);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// The finding's message and excerpt, when anything was found.
+    fn finding(self) -> Option<(String, String)> {
+        let excerpt = self.excerpt?;
+        let mut message = self.places.join("; ");
+        if self.more > 0 {
+            message.push_str(&format!(" (and {} more)", self.more));
+        }
+        Some((message, excerpt))
     }
 }
 

@@ -987,3 +987,30 @@ fn conversations_without_a_system_or_user_message_are_counted() {
     let report = validate(&options(&[&text])).expect("validate").report;
     assert!(report.conversations_without.is_empty());
 }
+
+#[test]
+fn a_finding_names_every_secret_its_record_holds() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let path = directory.path().join("chat.jsonl");
+    // The shape of the shared fixture's third record: a token in the
+    // content, a Stripe key in an extra field.
+    let record = serde_json::json!({
+        "messages": [{"role": "user", "content": "export HF_TOKEN=hf_7wZyVGOeUvfJIssDj4PTTKtb2TxxDBfz5L"}, {"role": "assistant", "content": "noted"}],
+        "name": "sk_live_EGHZbKoXi0d9TH4QgTNBEjE4",
+    });
+    write(&path, &[record.to_string()]);
+    let report = validate(&options(&[&path])).expect("validate").report;
+    let secrets = check(&report, "secrets");
+    assert_eq!(secrets.count, 1);
+    assert_eq!(
+        secrets.findings[0].message,
+        "huggingface-token in `messages[0].content`; stripe-key in `name`"
+    );
+    assert!(
+        !secrets.findings[0]
+            .excerpt
+            .as_deref()
+            .unwrap_or_default()
+            .contains("hf_7w")
+    );
+}

@@ -119,10 +119,16 @@ impl Written {
     /// credential is written on purpose: the runner reads them and shows
     /// nothing; they are checked to be there on GitHub and left out.
     fn outcome(&mut self, what: &str, outcome: &Outcome, mode: Mode) {
-        let (masks, stdout): (Vec<&str>, Vec<&str>) = outcome
-            .stdout
-            .lines()
-            .partition(|line| line.starts_with("::add-mask::"));
+        // Workflow commands go to stderr when stdout carries JSON.
+        let mut masks = Vec::new();
+        let mut streams = Vec::new();
+        for (name, text) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+            let (announced, rest): (Vec<&str>, Vec<&str>) = text
+                .lines()
+                .partition(|line| line.starts_with("::add-mask::"));
+            masks.extend(announced);
+            streams.push((name, rest.join("\n")));
+        }
         if matches!(mode, Mode::GitHub) {
             for credential in [
                 GITHUB_TOKEN,
@@ -142,8 +148,9 @@ impl Written {
                 "{what}: masks announced outside GitHub: {masks:?}"
             );
         }
-        self.add(format!("{what}: stdout"), stdout.join("\n"));
-        self.add(format!("{what}: stderr"), outcome.stderr.clone());
+        for (name, text) in streams {
+            self.add(format!("{what}: {name}"), text);
+        }
     }
 
     /// Every file under `root` except those under `inputs`.
@@ -625,6 +632,32 @@ fn train_and_registry_never_write_a_credential_a_server_echoed() {
             assert_eq!(outcome.code, 2, "{mode:?}: {}", outcome.transcript());
             written.outcome(&format!("{mode:?} registry {uri}"), &outcome, mode);
         }
+        // A registration whose metadata quotes a credential: the manifest,
+        // the provenance statement and the log are records like any other.
+        std::fs::create_dir_all(step.path("in/model")).expect("model");
+        step.write("in/model/config.json", "{\"hidden\": 4}");
+        let metadata = format!("owner={GITHUB_TOKEN}");
+        let outcome = step.run(&[
+            "register",
+            "--model-dir",
+            "in/model",
+            "--name",
+            "support-bot",
+            "--metadata",
+            &metadata,
+            "--provenance",
+            ".gantry/provenance.json",
+        ]);
+        assert_eq!(outcome.code, 0, "{mode:?}: {}", outcome.transcript());
+        written.outcome(&format!("{mode:?} register"), &outcome, mode);
+        let shown = step.run(&["--format", "json", "registry", "show", "support-bot"]);
+        assert_eq!(shown.code, 0, "{mode:?}: {}", shown.transcript());
+        assert!(
+            shown.stdout.contains("\"owner\": \"***\""),
+            "{}",
+            shown.stdout
+        );
+        written.outcome(&format!("{mode:?} registry show"), &shown, mode);
         written.files(step.directory.path(), &step.path("in"));
         written.forge(&forge);
         written.assert_clean(&format!("train and registry ({mode:?})"));
