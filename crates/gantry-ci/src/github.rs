@@ -13,11 +13,13 @@ use serde_json::json;
 use gantry_core::{Redactor, Secret};
 
 use crate::error::{Error, Result};
-use crate::forge::{
+use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
     DeploymentState, StickyKey,
 };
-use crate::http::{RawResponse, RetryPolicy, send_with_retry, transport_reason};
+use gantry_core::RetryPolicy;
+
+use crate::http::{RawResponse, send_with_retry, transport_reason};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
 const MAX_COMMENT_PAGES: u32 = 30;
@@ -229,7 +231,7 @@ impl GitHubClient {
             "conclusion": conclusion,
             "output": {
                 "title": check_run.title,
-                "summary": crate::forge::truncate_comment_body(&check_run.summary, 65_535, check_run.details_url.as_deref()),
+                "summary": crate::forge_types::truncate_comment_body(&check_run.summary, 65_535, check_run.details_url.as_deref()),
             },
         });
         if let Some(url) = &check_run.details_url {

@@ -6,11 +6,13 @@ use serde_json::json;
 use gantry_core::{Redactor, Secret};
 
 use crate::error::{Error, Result};
-use crate::forge::{
+use crate::forge_types::{
     CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord, DeploymentState,
     StickyKey,
 };
-use crate::http::{RawResponse, RetryPolicy, send_with_retry, transport_reason};
+use gantry_core::RetryPolicy;
+
+use crate::http::{RawResponse, send_with_retry, transport_reason};
 
 /// Pages of 100 notes gantry reads to find its sticky note.
 const MAX_NOTE_PAGES: u32 = 30;

@@ -1,113 +1,36 @@
-//! Bounded retries with jittered backoff for forge calls, honouring `Retry-After` and rate limits.
+//! Forge calls through gantry's one retry loop ([`gantry_core::retry`]), and
+//! the retry policy the environment sets.
 
 use std::future::Future;
 use std::time::Duration;
 
-use rand::Rng as _;
+use gantry_core::RetryPolicy;
+use gantry_core::retry::{Attempt, retry};
 
 use crate::environment::{EnvVars, Environment};
 use crate::error::{Error, Result};
 
-/// How hard gantry tries before it gives up on a forge call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Backoff before the second attempt; doubles each time, with full jitter.
-    pub base_delay: Duration,
-    /// The longest gantry waits between attempts, whatever the server asks.
-    pub max_delay: Duration,
-    /// Timeout of one request.
-    pub timeout: Duration,
-}
+pub(crate) use gantry_core::transport_reason;
 
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
-            timeout: Duration::from_secs(30),
-        }
+/// The default [`RetryPolicy`], adjusted by `GANTRY_HTTP_ATTEMPTS`,
+/// `GANTRY_HTTP_BACKOFF_MS` and `GANTRY_HTTP_TIMEOUT_S`.
+pub fn retry_policy(environment: &Environment) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let number = |name: &str| {
+        environment
+            .get(name)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    if let Some(attempts) = number(EnvVars::GANTRY_HTTP_ATTEMPTS) {
+        policy.attempts = u32::try_from(attempts.clamp(1, 20)).unwrap_or(4);
     }
-}
-
-impl RetryPolicy {
-    /// The default policy, adjusted by `GANTRY_HTTP_ATTEMPTS`,
-    /// `GANTRY_HTTP_BACKOFF_MS` and `GANTRY_HTTP_TIMEOUT_S`.
-    pub fn from_environment(environment: &Environment) -> RetryPolicy {
-        let mut policy = RetryPolicy::default();
-        let number = |name: &str| {
-            environment
-                .get(name)
-                .and_then(|value| value.trim().parse::<u64>().ok())
-        };
-        if let Some(attempts) = number(EnvVars::GANTRY_HTTP_ATTEMPTS) {
-            policy.attempts = u32::try_from(attempts.clamp(1, 20)).unwrap_or(4);
-        }
-        if let Some(milliseconds) = number(EnvVars::GANTRY_HTTP_BACKOFF_MS) {
-            policy.base_delay = Duration::from_millis(milliseconds);
-        }
-        if let Some(seconds) = number(EnvVars::GANTRY_HTTP_TIMEOUT_S) {
-            policy.timeout = Duration::from_secs(seconds.max(1));
-        }
-        policy
+    if let Some(milliseconds) = number(EnvVars::GANTRY_HTTP_BACKOFF_MS) {
+        policy.base_delay = Duration::from_millis(milliseconds);
     }
-
-    /// Full-jitter exponential backoff before attempt `attempt` (1-based retry count).
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1_u32 << retry.min(16))
-            .min(self.max_delay);
-        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=ceiling_ms))
+    if let Some(seconds) = number(EnvVars::GANTRY_HTTP_TIMEOUT_S) {
+        policy.timeout = Duration::from_secs(seconds.max(1));
     }
-
-    /// How long to wait before retrying a response, or `None` when it must not be retried.
-    /// `Err` carries why a retryable response is not retried (the wait is too long).
-    pub fn retry_delay(
-        &self,
-        retry: u32,
-        status: u16,
-        headers: &http::HeaderMap,
-    ) -> Option<std::result::Result<Duration, String>> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-        };
-        let retry_after = header("retry-after")
-            .and_then(|value| value.parse::<u64>().ok())
-            .map(Duration::from_secs);
-        // GitHub's primary rate limit: 403 or 429 with no requests left until the reset time.
-        let rate_limited = header("x-ratelimit-remaining") == Some("0");
-        let reset_wait = header("x-ratelimit-reset")
-            .and_then(|value| value.parse::<u64>().ok())
-            .map(|reset| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|elapsed| elapsed.as_secs())
-                    .unwrap_or(0);
-                Duration::from_secs(reset.saturating_sub(now) + 1)
-            });
-        let retryable = matches!(status, 429 | 500 | 502 | 503 | 504)
-            || (status == 403 && (rate_limited || retry_after.is_some()));
-        if !retryable {
-            return None;
-        }
-        let wanted = retry_after.or(if rate_limited { reset_wait } else { None });
-        Some(match wanted {
-            Some(wait) if wait > self.max_delay => Err(format!(
-                "the server asked to wait {}s, longer than gantry's limit of {}s",
-                wait.as_secs(),
-                self.max_delay.as_secs()
-            )),
-            Some(wait) => Ok(wait),
-            None => Ok(self.backoff(retry)),
-        })
-    }
+    policy
 }
 
 /// A response read whole: forge answers are small JSON documents.
@@ -145,52 +68,34 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<RawResponse, String>>,
 {
-    let mut retry = 0;
-    loop {
-        let attempt = tokio::time::timeout(policy.timeout, send()).await;
-        let outcome = match attempt {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("no answer within {}s", policy.timeout.as_secs())),
-        };
-        let more_attempts = retry + 1 < policy.attempts;
-        match outcome {
-            Ok(response) if (200..300).contains(&response.status) => return Ok(response),
-            Ok(response) => {
-                let delay = policy.retry_delay(retry + 1, response.status, &response.headers);
-                match delay {
-                    Some(Ok(delay)) if more_attempts => tokio::time::sleep(delay).await,
-                    Some(Err(reason)) => {
-                        return Err(http_error(method, url, &response, Some(reason)));
+    let answered = retry(
+        policy,
+        || {
+            let attempt = tokio::time::timeout(policy.timeout, send());
+            async move {
+                match attempt.await {
+                    Ok(Ok(response)) => Attempt::Answer(response),
+                    Ok(Err(reason)) => Attempt::Failed(reason),
+                    Err(_) => {
+                        Attempt::Failed(format!("no answer within {}s", policy.timeout.as_secs()))
                     }
-                    _ => return Err(http_error(method, url, &response, None)),
                 }
             }
-            Err(reason) if more_attempts => {
-                let _ = reason;
-                tokio::time::sleep(policy.backoff(retry + 1)).await;
-            }
-            Err(reason) => {
-                return Err(Error::Connection {
-                    method: method.to_owned(),
-                    url: url.to_owned(),
-                    attempts: retry + 1,
-                    reason,
-                });
-            }
-        }
-        retry += 1;
+        },
+        |response| (response.status, &response.headers),
+        tokio::time::sleep,
+    )
+    .await;
+    match answered {
+        Ok(answered) if (200..300).contains(&answered.answer.status) => Ok(answered.answer),
+        Ok(answered) => Err(http_error(method, url, &answered.answer, answered.note)),
+        Err(failed) => Err(Error::Connection {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            attempts: failed.attempts,
+            reason: failed.error,
+        }),
     }
-}
-
-/// The innermost cause of a transport error: "connection refused" rather than a chain of wrappers.
-pub fn transport_reason(error: &dyn std::error::Error) -> String {
-    let mut reason = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        reason = cause.to_string();
-        source = cause.source();
-    }
-    reason
 }
 
 fn http_error(method: &str, url: &str, response: &RawResponse, note: Option<String>) -> Error {
@@ -242,67 +147,6 @@ fn forge_message(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    http::HeaderName::from_static(name),
-                    http::HeaderValue::from_str(value).expect("header"),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn retry_decisions() {
-        let policy = RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-        };
-        assert_eq!(policy.retry_delay(1, 404, &headers(&[])), None);
-        assert_eq!(policy.retry_delay(1, 422, &headers(&[])), None);
-        assert_eq!(
-            policy.retry_delay(1, 403, &headers(&[])),
-            None,
-            "a plain 403 is a permission problem"
-        );
-        assert_eq!(
-            policy.retry_delay(1, 429, &headers(&[("retry-after", "3")])),
-            Some(Ok(Duration::from_secs(3)))
-        );
-        assert_eq!(
-            policy.retry_delay(1, 403, &headers(&[("retry-after", "2")])),
-            Some(Ok(Duration::from_secs(2)))
-        );
-        let far_future = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-            + 3600)
-            .to_string();
-        let verdict = policy.retry_delay(
-            1,
-            403,
-            &headers(&[
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", &far_future),
-            ]),
-        );
-        assert!(
-            matches!(verdict, Some(Err(ref reason)) if reason.contains("longer than gantry's limit")),
-            "{verdict:?}"
-        );
-        for status in [500, 502, 503, 504] {
-            let Some(Ok(delay)) = policy.retry_delay(2, status, &headers(&[])) else {
-                panic!("{status} must retry")
-            };
-            assert!(delay <= Duration::from_millis(400), "{delay:?}");
-        }
-    }
 
     #[test]
     fn forge_messages_include_details() {

@@ -24,6 +24,7 @@ mod context;
 mod environment;
 mod error;
 mod forge;
+mod forge_types;
 mod github;
 mod gitlab;
 mod http;
@@ -41,13 +42,14 @@ pub use crate::environment::{
     EnvVars, Environment, Platform, PlatformChoice, secrets_in_environment,
 };
 pub use crate::error::{Error, Result};
-pub use crate::forge::{
+pub use crate::forge::ForgeClient;
+pub use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
-    DeploymentState, ForgeClient, StickyKey, truncate_comment_body,
+    DeploymentState, StickyKey, truncate_comment_body,
 };
 pub use crate::github::GitHubClient;
 pub use crate::gitlab::{GitLabClient, GitLabToken};
-pub use crate::http::{RetryPolicy, transport_reason};
+pub use crate::http::retry_policy;
 pub use crate::inputs::{InputKind, InputSpec, args_from_inputs, input_env_name};
 pub use crate::junit::{JunitCase, JunitOutcome, junit_report};
 pub use crate::outputs::{OutputTarget, write_outputs};
@@ -57,3 +59,4 @@ pub use crate::summary::{SUMMARY_LIMIT_BYTES, SummaryWrite, append_summary};
 pub use crate::workflow_commands::{
     StopCommands, escape_data, escape_property, group_end, group_start,
 };
+pub use gantry_core::{RetryPolicy, transport_reason};

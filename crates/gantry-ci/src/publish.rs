@@ -7,9 +7,9 @@ use gantry_core::{Admission, Redactor, Secret, Verdict};
 use crate::context::RunContext;
 use crate::environment::{Environment, Platform};
 use crate::error::Error;
-use crate::forge::{
-    CheckRun, CommentOutcome, CommitState, CommitStatus, ForgeClient, StickyKey,
-    truncate_comment_body,
+use crate::forge::ForgeClient;
+use crate::forge_types::{
+    CheckRun, CommentOutcome, CommitState, CommitStatus, StickyKey, truncate_comment_body,
 };
 use crate::workflow_commands::escape_data;
 

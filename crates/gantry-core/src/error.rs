@@ -13,6 +13,24 @@ pub enum Error {
     /// A value could not be serialized to JSON.
     #[error("cannot serialize to canonical JSON: {0}")]
     Json(serde_json::Error),
+    /// A file is not a valid safetensors file.
+    #[error("{file}: not a valid safetensors file: {reason}")]
+    Safetensors {
+        /// The file, as the caller names it.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Opening or reading a file failed.
+    #[error("{action} {}: {error}", path.display())]
+    Io {
+        /// What was being done (`cannot open`, `cannot read`).
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        error: std::io::Error,
+    },
     /// Reading the bytes to hash failed.
     #[error("cannot read {what} to hash it: {error}")]
     Read {
@@ -28,6 +46,21 @@ pub enum Error {
 impl From<serde_json::Error> for Error {
     fn from(error: serde_json::Error) -> Error {
         Error::Json(error)
+    }
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<std::path::PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |error| Error::Io {
+            action,
+            path,
+            error,
+        }
     }
 }
 

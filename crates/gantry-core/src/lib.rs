@@ -12,7 +12,9 @@ them:
   for manifests whose identity is the digest of their canonical JSON.
 - [`Secret`]: a string that never prints itself, and [`Redactor`], the one
   layer every byte gantry writes passes through.
-- [`ModelManifest`]: a registered model version; its identity is [`ModelManifest::digest`].
+- [`ModelManifest`]: a registered model version; its identity is [`ModelManifest::digest`],
+  and [`read_safetensors_header`], which summarizes a safetensors file as a manifest records it.
+- [`RetryPolicy`] and [`retry::retry`]: the one retry loop of every HTTP call.
 
 ```
 use gantry_core::{Digest, Verdict};
@@ -28,6 +30,8 @@ mod error;
 mod finding;
 mod manifest;
 pub mod redact;
+pub mod retry;
+mod safetensors;
 mod secret;
 mod verdict;
 
@@ -39,5 +43,7 @@ pub use crate::manifest::{
     ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
 };
 pub use crate::redact::{Admission, Redactor, credentials_in_urls};
+pub use crate::retry::{RetryPolicy, transport_reason};
+pub use crate::safetensors::read_header as read_safetensors_header;
 pub use crate::secret::Secret;
 pub use crate::verdict::{ExitCode, Verdict};

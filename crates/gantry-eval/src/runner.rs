@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_ci::RetryPolicy;
+use gantry_core::RetryPolicy;
 use gantry_core::Secret;
+use gantry_core::retry::{Answered, Attempt, retry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -356,74 +357,91 @@ struct Answer {
     latency_ms: f64,
 }
 
-/// Calls the endpoint for one item, retrying as the policy allows.
+/// One answer of the endpoint, read whole.
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+    latency_ms: f64,
+}
+
+/// Calls the endpoint for one item through gantry's retry loop.
 async fn ask(
     client: &reqwest::Client,
     options: &RunOptions,
     url: &str,
     body: &Value,
 ) -> (std::result::Result<Answer, String>, u32) {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut request = client.post(url).json(body).timeout(options.retry.timeout);
-        if let Some(key) = &options.api_key {
-            request = request.bearer_auth(key.expose());
+    let answered = retry(
+        &options.retry,
+        || async {
+            let mut request = client.post(url).json(body).timeout(options.retry.timeout);
+            if let Some(key) = &options.api_key {
+                request = request.bearer_auth(key.expose());
+            }
+            let started = Instant::now();
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let text = response.text().await.unwrap_or_default();
+                    Attempt::Answer(Reply {
+                        status,
+                        headers,
+                        text,
+                        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    })
+                }
+                Err(error) if error.is_builder() => Attempt::Fatal(error),
+                Err(error) => Attempt::Failed(error),
+            }
+        },
+        |reply| (reply.status, &reply.headers),
+        tokio::time::sleep,
+    )
+    .await;
+    let answered = match answered {
+        Ok(answered) => answered,
+        Err(failed) => {
+            let reason = gantry_core::transport_reason(&failed.error);
+            return (
+                Err(format!(
+                    "POST {url}: {reason} after {} attempts",
+                    failed.attempts
+                )),
+                failed.attempts,
+            );
         }
-        let started = Instant::now();
-        let outcome = request.send().await;
-        let last = attempt >= options.retry.attempts;
-        let wait = match outcome {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                let text = response.text().await.unwrap_or_default();
-                if (200..300).contains(&status) {
-                    return match parse_answer(options.api, &text) {
-                        Ok((content, tokens)) => (
-                            Ok(Answer {
-                                text: content,
-                                tokens,
-                                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                            }),
-                            attempt,
-                        ),
-                        Err(e) => (Err(format!("POST {url}: {e}")), attempt),
-                    };
-                }
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| text.chars().take(200).collect());
-                let failure = format!("POST {url}: HTTP {status}: {message}");
-                match options.retry.retry_delay(attempt - 1, status, &headers) {
-                    Some(Ok(wait)) if !last => wait,
-                    Some(Err(reason)) => return (Err(format!("{failure} ({reason})")), attempt),
-                    _ => {
-                        return (
-                            Err(format!(
-                                "{failure}{}",
-                                if last && attempt > 1 {
-                                    format!(" after {attempt} attempts")
-                                } else {
-                                    String::new()
-                                }
-                            )),
-                            attempt,
-                        );
-                    }
-                }
-            }
-            Err(error) => {
-                let failure = format!("POST {url}: {}", gantry_ci::transport_reason(&error));
-                if last {
-                    return (Err(format!("{failure} after {attempt} attempts")), attempt);
-                }
-                options.retry.backoff(attempt - 1)
-            }
+    };
+    let Answered {
+        answer: reply,
+        attempts,
+        note,
+    } = answered;
+    if (200..300).contains(&reply.status) {
+        return match parse_answer(options.api, &reply.text) {
+            Ok((content, tokens)) => (
+                Ok(Answer {
+                    text: content,
+                    tokens,
+                    latency_ms: reply.latency_ms,
+                }),
+                attempts,
+            ),
+            Err(e) => (Err(format!("POST {url}: {e}")), attempts),
         };
-        tokio::time::sleep(wait).await;
     }
+    let message = serde_json::from_str::<Value>(&reply.text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| reply.text.chars().take(200).collect());
+    let failure = format!("POST {url}: HTTP {}: {message}", reply.status);
+    let failure = match note {
+        Some(note) => format!("{failure} ({note})"),
+        None if attempts > 1 => format!("{failure} after {attempts} attempts"),
+        None => failure,
+    };
+    (Err(failure), attempts)
 }
 
 fn parse_answer(api: Api, text: &str) -> std::result::Result<(String, Option<Value>), String> {

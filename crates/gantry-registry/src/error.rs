@@ -120,6 +120,43 @@ pub enum Error {
     Core(#[from] gantry_core::Error),
 }
 
+/// The model directory's errors are the registry's: the CLI names the flag
+/// of a `Given` one, and an unsafe pickle is a verdict either way.
+impl From<gantry_model::Error> for Error {
+    fn from(error: gantry_model::Error) -> Error {
+        match error {
+            gantry_model::Error::Io {
+                action,
+                path,
+                error,
+            } => Error::Io {
+                action,
+                path,
+                error,
+            },
+            gantry_model::Error::Given { what, path, reason } => {
+                Error::Given { what, path, reason }
+            }
+            gantry_model::Error::UnsafePickle { path, imports } => {
+                Error::UnsafePickle { path, imports }
+            }
+            gantry_model::Error::Changed { path, what } => Error::Changed { path, what },
+            gantry_model::Error::Core(error) => Error::Core(error),
+            other => Error::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<gantry_mlflow::Error> for Error {
+    fn from(error: gantry_mlflow::Error) -> Error {
+        match error {
+            gantry_mlflow::Error::NotFound(message) => Error::NotFound(message),
+            gantry_mlflow::Error::Remote(message) => Error::Remote(message),
+            other => Error::Input(other.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// An I/O error on `path`.
     pub(crate) fn io(

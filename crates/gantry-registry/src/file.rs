@@ -34,12 +34,12 @@ use gantry_core::{Digest, ModelManifest};
 use crate::error::{Error, Result};
 use crate::names::validate_name;
 use crate::ops::build_manifest;
-use crate::source::{hash_file, parallel_largest_first};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
     VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
     unchanged_event,
 };
+use gantry_model::{hash_file, parallel_largest_first};
 
 /// Temporary files older than this are left over from a crash.
 const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
@@ -558,7 +558,7 @@ impl Registry for FileRegistry {
         let stored = parallel_largest_first(
             files,
             |file| file.size,
-            |file| self.store(|temporary| hash_file(file, Some(temporary))),
+            |file| self.store(|temporary| Ok(hash_file(file, Some(temporary))?)),
         )?;
         let mut bytes_stored: u64 = files
             .iter()

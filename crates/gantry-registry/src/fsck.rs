@@ -141,7 +141,9 @@ impl FileRegistry {
         let whole = crate::parallel_largest_first(
             &blobs,
             |(_, size, _)| *size,
-            |(path, _, digest)| Ok(digest.is_some_and(|digest| blob_is_whole(path, &digest))),
+            |(path, _, digest)| {
+                Ok::<_, Error>(digest.is_some_and(|digest| blob_is_whole(path, &digest)))
+            },
         )?;
         let mut present: BTreeSet<Digest> = BTreeSet::new();
         let quarantine = self.root().join("quarantine").join("blobs");

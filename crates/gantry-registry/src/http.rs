@@ -1,6 +1,7 @@
-//! The retry loop every registry request goes through.
+//! Registry requests through gantry's one retry loop ([`gantry_core::retry`]).
 
-use gantry_ci::RetryPolicy;
+use gantry_core::RetryPolicy;
+use gantry_core::retry::{Attempt, retry_blocking};
 use reqwest::blocking::Response;
 
 use crate::error::{Error, Result};
@@ -17,6 +18,12 @@ pub(crate) fn client() -> Result<reqwest::blocking::Client> {
         .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))
 }
 
+/// Why an attempt gave no answer.
+enum Failure {
+    Transport(reqwest::Error),
+    Intercepted(Error),
+}
+
 /// Sends what `attempt` builds until it gets an answer worth returning:
 /// 429 and 5xx (honouring `Retry-After`) and connection errors are retried
 /// with jittered backoff up to the policy's attempts. `intercept` sees each
@@ -29,33 +36,30 @@ pub(crate) fn send_with_retries(
     mut attempt: impl FnMut() -> reqwest::Result<Response>,
     mut intercept: impl FnMut(&Response) -> Result<bool>,
 ) -> Result<Response> {
-    let mut retry = 0;
-    loop {
-        match attempt() {
-            Ok(response) => {
-                if intercept(&response)? {
-                    continue;
-                }
-                let status = response.status().as_u16();
-                match policy.retry_delay(retry, status, response.headers()) {
-                    Some(Ok(delay)) if retry + 1 < policy.attempts => {
-                        retry += 1;
-                        std::thread::sleep(delay);
-                    }
-                    _ => return Ok(response),
-                }
-            }
-            Err(error) if retry + 1 < policy.attempts && !error.is_builder() => {
-                retry += 1;
-                std::thread::sleep(policy.backoff(retry));
-            }
-            Err(error) => {
-                return Err(Error::Remote(format!(
-                    "{what}: {} (after {} attempts)",
-                    gantry_ci::transport_reason(&error),
-                    retry + 1
-                )));
-            }
-        }
+    let answered = retry_blocking(
+        policy,
+        || loop {
+            return match attempt() {
+                Ok(response) => match intercept(&response) {
+                    Ok(true) => continue,
+                    Ok(false) => Attempt::Answer(response),
+                    Err(error) => Attempt::Fatal(Failure::Intercepted(error)),
+                },
+                Err(error) if error.is_builder() => Attempt::Fatal(Failure::Transport(error)),
+                Err(error) => Attempt::Failed(Failure::Transport(error)),
+            };
+        },
+        |response| (response.status().as_u16(), response.headers()),
+    );
+    match answered {
+        Ok(answered) => Ok(answered.answer),
+        Err(failed) => Err(match failed.error {
+            Failure::Intercepted(error) => error,
+            Failure::Transport(error) => Error::Remote(format!(
+                "{what}: {} (after {} attempts)",
+                gantry_core::transport_reason(&error),
+                failed.attempts
+            )),
+        }),
     }
 }

@@ -21,13 +21,9 @@ mod fsck;
 mod http;
 mod lineage;
 mod mlflow;
-mod mlflow_api;
 mod names;
 mod oci;
 mod ops;
-pub mod pickle;
-mod safetensors;
-mod source;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -39,16 +35,15 @@ pub use crate::error::{Error, Result};
 pub use crate::file::FileRegistry;
 pub use crate::fsck::{Damage, FsckReport, check_registry};
 pub use crate::lineage::{ChainCheck, LineageInput, LineageSources, chain_checks};
-pub use crate::mlflow::{MlflowAuth, MlflowOptions, MlflowRegistry};
-pub use crate::mlflow_api::MlflowApi;
+pub use crate::mlflow::MlflowRegistry;
 pub use crate::names::{Reference, Selector, parse_version, validate_alias, validate_name};
 pub use crate::oci::{Credentials, OciOptions, OciRegistry};
 pub use crate::ops::{
     Diff, FileChange, FileCheck, PULLED_MANIFEST, PullReport, VerifyReport, build_manifest, diff,
     pull, verify,
 };
-pub use crate::safetensors::read_header as read_safetensors_header;
-pub use crate::source::{ModelSource, SourceFile, hash_file, media_type, parallel_largest_first};
+pub use gantry_mlflow::{MlflowApi, MlflowAuth, MlflowOptions};
+pub use gantry_model::{ModelSource, SourceFile, hash_file, media_type, parallel_largest_first};
 
 /// Which version to register as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,44 +20,25 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gantry_ci::RetryPolicy;
-use gantry_core::{Digest, ModelManifest, Secret};
+use gantry_core::{Digest, ModelManifest};
+use gantry_mlflow::{MlflowApi, MlflowOptions};
 use reqwest::Method;
 use reqwest::blocking::Body;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::mlflow_api::MlflowApi;
 use crate::names::{validate_alias, validate_name};
 use crate::ops::build_manifest;
-use crate::source::{SourceFile, parallel_largest_first_on};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
     VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
     unchanged_event,
 };
+use gantry_model::{SourceFile, parallel_largest_first_on};
 
 const EXPERIMENT: &str = "gantry-models";
 const MANIFEST_ARTIFACT: &str = "gantry-manifest.json";
-
-/// How gantry authenticates to MLflow.
-#[derive(Debug, Clone)]
-pub enum MlflowAuth {
-    /// `Authorization: Bearer` (`MLFLOW_TRACKING_TOKEN`, a GitLab token).
-    Token(Secret),
-    /// HTTP Basic (`MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD`).
-    Basic(String, Secret),
-}
-
-/// How an [`MlflowRegistry`] talks to its server.
-#[derive(Debug, Clone, Default)]
-pub struct MlflowOptions {
-    /// Credentials, when the server needs them.
-    pub auth: Option<MlflowAuth>,
-    /// Retries and timeouts.
-    pub retry: RetryPolicy,
-}
 
 /// What a registration's turn gave it.
 enum Allocation {
@@ -143,55 +124,58 @@ impl MlflowRegistry {
         })
     }
 
-    /// Uploads a file while hashing it; retried whole on failure.
+    /// Uploads a file while hashing it; retried whole through the shared
+    /// retry loop (429, 5xx and connection errors).
     fn upload_file(&self, run_path: &str, file: &SourceFile) -> Result<Digest> {
         let url = self
             .api
             .artifact_url(run_path, &format!("model/{}", file.path));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let state = Arc::new(Mutex::new((Sha256::new(), 0_u64)));
-            let reader = std::fs::File::open(&file.absolute)
-                .map_err(Error::io("cannot open", &file.absolute))?;
-            let body = Body::sized(
-                HashingReader {
-                    inner: reader,
-                    state: Arc::clone(&state),
-                },
-                file.size,
-            );
-            let outcome = self
-                .api
-                .authorize(self.api.client.put(&url))
-                .timeout(self.api.options.retry.timeout.max(Duration::from_secs(600)))
-                .body(body)
-                .send();
-            let failure = match outcome {
-                Ok(response) if response.status().is_success() => None,
-                Ok(response) => Some(format!("answered {}", response.status())),
-                Err(error) => Some(gantry_ci::transport_reason(&error)),
-            };
-            match failure {
-                None => {
-                    let (hasher, total) = std::mem::take(
-                        &mut *state
-                            .lock()
-                            .map_err(|_| Error::Remote("hash state poisoned".to_owned()))?,
-                    );
-                    file.check_unchanged(total)?;
-                    return Ok(Digest::from_bytes(hasher.finalize().into()));
+        // Each attempt hashes afresh; the last one's hash is the upload's.
+        let state = Mutex::new(Arc::new(Mutex::new((Sha256::new(), 0_u64))));
+        let opened = Mutex::new(None);
+        let response = self.api.send_within(
+            Method::PUT,
+            &url,
+            &|| {
+                let reader = match std::fs::File::open(&file.absolute) {
+                    Ok(reader) => reader,
+                    Err(error) => {
+                        if let Ok(mut opened) = opened.lock() {
+                            *opened = Some(error);
+                        }
+                        return None;
+                    }
+                };
+                let fresh = Arc::new(Mutex::new((Sha256::new(), 0_u64)));
+                if let Ok(mut state) = state.lock() {
+                    *state = Arc::clone(&fresh);
                 }
-                Some(reason) if attempt >= self.api.options.retry.attempts => {
-                    return Err(Error::Remote(format!(
-                        "uploading {} to {}: {reason} (after {attempt} attempts)",
-                        file.path,
-                        self.api.host()
-                    )));
-                }
-                Some(_) => std::thread::sleep(self.api.options.retry.backoff(attempt)),
-            }
+                Some(Body::sized(
+                    HashingReader {
+                        inner: reader,
+                        state: fresh,
+                    },
+                    file.size,
+                ))
+            },
+            false,
+            Duration::from_secs(600),
+        )?;
+        if let Some(error) = opened.into_inner().ok().flatten() {
+            return Err(Error::io("cannot open", &file.absolute)(error));
         }
+        self.api
+            .expect_ok(response, &format!("uploading {}", file.path))?;
+        let last = state
+            .into_inner()
+            .map_err(|_| Error::Remote("hash state poisoned".to_owned()))?;
+        let (hasher, total) = std::mem::take(
+            &mut *last
+                .lock()
+                .map_err(|_| Error::Remote("hash state poisoned".to_owned()))?,
+        );
+        file.check_unchanged(total)?;
+        Ok(Digest::from_bytes(hasher.finalize().into()))
     }
 
     /// Every MLflow version of `name` (complete or not).
@@ -458,8 +442,9 @@ impl Registry for MlflowRegistry {
             Some(json!({"name": name})),
         ) {
             Ok(_) => {}
-            Err(Error::Remote(message)) if message.contains("RESOURCE_ALREADY_EXISTS") => {}
-            Err(error) => return Err(error),
+            Err(gantry_mlflow::Error::Remote(message))
+                if message.contains("RESOURCE_ALREADY_EXISTS") => {}
+            Err(error) => return Err(error.into()),
         }
         let experiment = self.api.experiment_id(EXPERIMENT)?;
         let run = self

@@ -31,7 +31,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gantry_ci::RetryPolicy;
+use gantry_core::RetryPolicy;
 use gantry_core::{Digest, ModelManifest, Secret};
 use reqwest::blocking::{Client, Response};
 use reqwest::{Method, StatusCode, header};
@@ -42,12 +42,12 @@ use crate::error::{Error, Result};
 use crate::http::send_with_retries;
 use crate::names::{RESERVED_TAG_PREFIXES, validate_alias, validate_name};
 use crate::ops::build_manifest;
-use crate::source::{SourceFile, parallel_largest_first_on};
 use crate::{
     AliasTarget, Event, Expectation, RegisterRequest, Registration, Registry, Resolved,
     VersionRequest, alias_event, check_expectation, move_aliases, next_version, now,
     unchanged_event,
 };
+use gantry_model::{SourceFile, parallel_largest_first_on};
 
 const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MODEL_CONFIG: &str = "application/vnd.gantry.model.manifest.v1+json";
@@ -335,7 +335,7 @@ impl OciRegistry {
             Error::Remote(format!(
                 "GET {} (token for {scope}): {}",
                 redacted(&token_url),
-                gantry_ci::transport_reason(&error)
+                gantry_core::transport_reason(&error)
             ))
         })?;
         let status = response.status();
@@ -533,7 +533,7 @@ impl OciRegistry {
                     if resumes > self.options.retry.attempts {
                         let reason = match failed {
                             Ok(response) => format!("answered {}", response.status()),
-                            Err(error) => gantry_ci::transport_reason(&error),
+                            Err(error) => gantry_core::transport_reason(&error),
                         };
                         let _ = self.send(Method::DELETE, &location, &scope, &[], &|| None);
                         return Err(Error::Remote(format!(

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lineage::{ChainCheck, chain_checks, check_document};
-use crate::source::{SourceFile, hash_stream, parallel_largest_first};
 use crate::{Registry, Resolved};
+use gantry_model::{SourceFile, hash_stream, parallel_largest_first};
 
 /// The name a pulled model's manifest is written under (hidden, so that
 /// registering a pulled directory again gives the same identity).
@@ -171,8 +171,8 @@ pub fn verify(registry: &dyn Registry, resolved: &Resolved) -> Result<VerifyRepo
         |file| {
             let found = registry
                 .open_blob(&manifest.name, &file.digest)
-                .and_then(|reader| hash_stream(reader, None, &file.path));
-            Ok(check_of(&file.path, file.digest, file.size, found))
+                .and_then(|reader| Ok(hash_stream(reader, None, &file.path)?));
+            Ok::<_, Error>(check_of(&file.path, file.digest, file.size, found))
         },
     )?;
     let mut documents = Vec::new();

@@ -406,7 +406,7 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
     python_pickles(&pickles);
     for protocol in 0..6 {
         let path = pickles.join(format!("evil-p{protocol}.pkl"));
-        let summary = gantry_registry::pickle::scan_file(&path, true)
+        let summary = gantry_model::pickle::scan_file(&path, true)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -415,11 +415,11 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
             "protocol {protocol}"
         );
     }
-    let zipped = gantry_registry::pickle::scan_file(&pickles.join("evil.pt"), true)
+    let zipped = gantry_model::pickle::scan_file(&pickles.join("evil.pt"), true)
         .unwrap()
         .unwrap();
     assert_eq!(zipped.unsafe_imports, vec!["posix.system".to_owned()]);
-    let safe = gantry_registry::pickle::scan_file(&pickles.join("safe.bin"), true)
+    let safe = gantry_model::pickle::scan_file(&pickles.join("safe.bin"), true)
         .unwrap()
         .unwrap();
     assert!(safe.unsafe_imports.is_empty(), "{safe:?}");
@@ -427,7 +427,7 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
 
     let dir = model_dir(work.path(), &[1.0]);
     std::fs::copy(pickles.join("evil.pt"), dir.join("pytorch_model.pt")).unwrap();
-    let error = ModelSource::read(&dir, false).unwrap_err();
+    let error = gantry_registry::Error::from(ModelSource::read(&dir, false).unwrap_err());
     assert!(error.is_verdict());
     let message = error.to_string();
     assert!(
@@ -458,7 +458,7 @@ fn pickles_that_run_code_are_refused_unless_allowed() {
         std::fs::copy(pickles.join(name), dir.join(name)).unwrap();
         // A config that starts like a protocol 0 pickle is not one.
         std::fs::write(dir.join("config.yaml"), "checkpoint: every 500 steps\n").unwrap();
-        let error = ModelSource::read(&dir, false).unwrap_err();
+        let error = gantry_registry::Error::from(ModelSource::read(&dir, false).unwrap_err());
         assert!(error.is_verdict(), "{name}: {error}");
         assert!(
             error.to_string().contains(name) && error.to_string().contains("posix.system"),

@@ -28,9 +28,9 @@ fn model_dir(root: &Path, name: &str) -> PathBuf {
 fn registry(server: &MlflowServer) -> MlflowRegistry {
     let options = MlflowOptions {
         auth: None,
-        retry: gantry_ci::RetryPolicy {
+        retry: gantry_core::RetryPolicy {
             base_delay: std::time::Duration::from_millis(5),
-            ..gantry_ci::RetryPolicy::default()
+            ..gantry_core::RetryPolicy::default()
         },
     };
     MlflowRegistry::new(&format!("mlflow+{}", server.url), options).unwrap()
@@ -170,9 +170,9 @@ fn concurrent_registrations_get_distinct_versions() {
     let unreachable = MlflowRegistry::new(
         "mlflow+http://127.0.0.1:1",
         MlflowOptions {
-            retry: gantry_ci::RetryPolicy {
+            retry: gantry_core::RetryPolicy {
                 attempts: 1,
-                ..gantry_ci::RetryPolicy::default()
+                ..gantry_core::RetryPolicy::default()
             },
             ..MlflowOptions::default()
         },

@@ -41,10 +41,10 @@ fn options(password: Option<&str>) -> OciOptions {
             username: OCI_USER.to_owned(),
             password: gantry_core::Secret::new(password),
         }),
-        retry: gantry_ci::RetryPolicy {
+        retry: gantry_core::RetryPolicy {
             attempts: 4,
             base_delay: std::time::Duration::from_millis(5),
-            ..gantry_ci::RetryPolicy::default()
+            ..gantry_core::RetryPolicy::default()
         },
         chunk_size: 1 << 20,
         concurrency: 4,

@@ -372,7 +372,7 @@ fn readable_weights(dir: &Path) -> std::result::Result<(), String> {
             .metadata()
             .map_err(|error| format!("{name}: {error}"))?;
         if metadata.is_file() && name.ends_with(".safetensors") {
-            gantry_registry::read_safetensors_header(&entry.path(), metadata.len(), &name)
+            gantry_core::read_safetensors_header(&entry.path(), metadata.len(), &name)
                 .map_err(|error| error.to_string())?;
         }
     }

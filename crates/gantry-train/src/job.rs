@@ -431,7 +431,7 @@ fn hash_outputs(dir: &Path) -> Result<Vec<OutputFile>> {
     if empty {
         return Ok(Vec::new());
     }
-    let source = gantry_registry::ModelSource::read(dir, true)
+    let source = gantry_model::ModelSource::read(dir, true)
         .map_err(|error| Error::Input(error.to_string()))?;
     let digests = source
         .hash()

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gantry_registry::{MlflowApi, MlflowOptions};
+use gantry_mlflow::{MlflowApi, MlflowOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -83,7 +83,7 @@ impl Tracker {
         if let Some((user, password)) = credentials
             && config.options.auth.is_none()
         {
-            config.options.auth = Some(gantry_registry::MlflowAuth::Basic(
+            config.options.auth = Some(gantry_mlflow::MlflowAuth::Basic(
                 user,
                 gantry_core::Secret::new(password),
             ));
@@ -418,7 +418,7 @@ impl Worker {
     }
 }
 
-fn remote(error: gantry_registry::Error) -> Error {
+fn remote(error: gantry_mlflow::Error) -> Error {
     Error::Remote(error.to_string())
 }
 

@@ -24,7 +24,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
     let retry = gantry_ci::RetryPolicy {
         attempts: args.attempts,
         timeout: Duration::from_secs(args.timeout),
-        ..gantry_ci::RetryPolicy::from_environment(session.environment)
+        ..gantry_ci::retry_policy(session.environment)
     };
     let options = RunOptions {
         endpoint: args.endpoint.clone(),

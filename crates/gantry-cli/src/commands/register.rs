@@ -29,7 +29,8 @@ pub(crate) fn run(
     };
     let registry = open_registry(&args.registry, session)?;
     let started = std::time::Instant::now();
-    let source = ModelSource::read(&args.model_dir, args.allow_pickle)?;
+    let source = ModelSource::read(&args.model_dir, args.allow_pickle)
+        .map_err(gantry_registry::Error::from)?;
     if !source.skipped.is_empty() {
         printer.info(&format!(
             "left out hidden entries of {}: {}",

@@ -29,7 +29,7 @@ pub(crate) fn mlflow_options(session: &Session<'_>) -> Result<gantry_registry::M
         });
     Ok(gantry_registry::MlflowOptions {
         auth,
-        retry: gantry_ci::RetryPolicy::from_environment(session.environment),
+        retry: gantry_ci::retry_policy(session.environment),
     })
 }
 
@@ -73,7 +73,7 @@ pub(crate) fn open_registry(uri: &str, session: &Session<'_>) -> Result<Box<dyn 
             });
         let options = gantry_registry::OciOptions {
             credentials,
-            retry: gantry_ci::RetryPolicy::from_environment(environment),
+            retry: gantry_ci::retry_policy(environment),
             ..gantry_registry::OciOptions::default()
         };
         return Ok(Box::new(gantry_registry::OciRegistry::new(uri, options)?));

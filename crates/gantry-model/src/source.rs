@@ -12,7 +12,7 @@ use gantry_core::{Digest, PickleSummary, SafetensorsSummary};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::{pickle, safetensors};
+use crate::pickle;
 
 /// Bytes read per block while hashing.
 const BLOCK: usize = 1 << 20;
@@ -196,7 +196,7 @@ fn inspect(files: &mut [SourceFile], allow_pickle: bool) -> Result<()> {
     files.par_iter_mut().try_for_each(|file| -> Result<()> {
         let extension = extension(&file.path);
         if extension == "safetensors" {
-            file.safetensors = Some(safetensors::read_header(
+            file.safetensors = Some(gantry_core::read_safetensors_header(
                 &file.absolute,
                 file.size,
                 &file.path,
@@ -298,7 +298,7 @@ pub fn hash_file(file: &SourceFile, sink: Option<&mut dyn Write>) -> Result<Dige
 }
 
 /// Hashes everything `reader` yields, copying it to `sink` when given.
-pub(crate) fn hash_stream(
+pub fn hash_stream(
     mut reader: impl Read,
     mut sink: Option<&mut dyn Write>,
     what: &str,
@@ -325,11 +325,11 @@ pub(crate) fn hash_stream(
 
 /// Runs `work` on every item on all cores, largest first (so one big file
 /// does not start last), and returns the results in the items' order.
-pub fn parallel_largest_first<T: Sync, R: Send>(
+pub fn parallel_largest_first<T: Sync, R: Send, E: Send + From<Error>>(
     items: &[T],
     size: impl Fn(&T) -> u64 + Sync,
-    work: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
     let cores = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1);
@@ -338,17 +338,17 @@ pub fn parallel_largest_first<T: Sync, R: Send>(
 
 /// [`parallel_largest_first`] on at most `workers` threads (network
 /// transfers are bounded by the server, not the cores).
-pub(crate) fn parallel_largest_first_on<T: Sync, R: Send>(
+pub fn parallel_largest_first_on<T: Sync, R: Send, E: Send + From<Error>>(
     workers: usize,
     items: &[T],
     size: impl Fn(&T) -> u64 + Sync,
-    work: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&index| std::cmp::Reverse(size(&items[index])));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let first_error: Mutex<Option<E>> = Mutex::new(None);
     let workers = workers.min(items.len()).max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -391,7 +391,9 @@ pub(crate) fn parallel_largest_first_on<T: Sync, R: Send>(
         .into_inner()
         .ok()
         .and_then(|results| results.into_iter().collect::<Option<Vec<R>>>())
-        .ok_or_else(|| Error::Input("a worker stopped before finishing its files".to_owned()))
+        .ok_or_else(|| {
+            Error::Input("a worker stopped before finishing its files".to_owned()).into()
+        })
 }
 
 #[cfg(test)]
@@ -480,7 +482,8 @@ mod tests {
     #[test]
     fn parallel_results_keep_their_order() {
         let items: Vec<u64> = (0..50).collect();
-        let results = parallel_largest_first(&items, |&item| item, |&item| Ok(item * 2)).unwrap();
+        let results =
+            parallel_largest_first(&items, |&item| item, |&item| Ok::<_, Error>(item * 2)).unwrap();
         assert_eq!(
             results,
             items.iter().map(|item| item * 2).collect::<Vec<_>>()

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use gantry_core::SafetensorsSummary;
 use serde::Deserialize;
 
+use crate::SafetensorsSummary;
 use crate::error::{Error, Result};
 
 /// The largest header accepted (the reference implementation's limit).
@@ -41,8 +41,10 @@ fn dtype_bits(dtype: &str) -> Option<u64> {
 /// Reads and checks the header of the safetensors file at `path`, whose
 /// size is `size`, and summarizes it. `display` names the file in errors.
 pub fn read_header(path: &Path, size: u64, display: &str) -> Result<SafetensorsSummary> {
-    let invalid =
-        |reason: String| Error::Input(format!("{display}: not a valid safetensors file: {reason}"));
+    let invalid = |reason: String| Error::Safetensors {
+        file: display.to_owned(),
+        reason,
+    };
     let mut file = std::fs::File::open(path).map_err(Error::io("cannot open", path))?;
     let mut length = [0_u8; 8];
     file.read_exact(&mut length).map_err(|_| {

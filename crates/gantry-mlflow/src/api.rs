@@ -1,6 +1,5 @@
-//! The MLflow REST API as gantry uses it: JSON calls of the tracking API with
-//! retries, and artifacts through the server's artifact proxy. Shared by the
-//! model registry backend and train-on-runner's run tracking.
+//! The client: JSON calls of the tracking API and artifacts through the
+//! server's artifact proxy, every request through gantry's one retry loop.
 
 use std::time::Duration;
 
@@ -8,22 +7,27 @@ use reqwest::blocking::{Body, Client, Response};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
-use crate::http::send_with_retries;
-use crate::mlflow::{MlflowAuth, MlflowOptions};
+use gantry_core::retry::{Attempt, retry_blocking};
+
+use crate::{Error, MlflowAuth, MlflowOptions, Result};
 
 /// A client of one MLflow server.
 #[derive(Debug)]
 pub struct MlflowApi {
-    pub(crate) base: String,
-    pub(crate) client: Client,
-    pub(crate) options: MlflowOptions,
+    base: String,
+    client: Client,
+    options: MlflowOptions,
 }
 
 impl MlflowApi {
     /// A client of the server at `base` (`http(s)://HOST[:PORT][/PATH]`, no trailing slash).
     pub fn new(base: &str, options: MlflowOptions) -> Result<MlflowApi> {
-        let client = crate::http::client()?;
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::Input(format!("cannot start an HTTP client: {error}")))?;
         Ok(MlflowApi {
             base: base.trim_end_matches('/').to_owned(),
             client,
@@ -56,7 +60,12 @@ impl MlflowApi {
             None => request,
         }
     }
-    /// Sends a request, retrying 429/5xx and connection errors.
+    /// The options it was made with.
+    pub fn options(&self) -> &MlflowOptions {
+        &self.options
+    }
+    /// Sends a request, retrying 429/5xx and connection errors; each attempt
+    /// may take the policy's timeout or a minute, whichever is longer.
     pub fn send(
         &self,
         method: Method,
@@ -64,24 +73,47 @@ impl MlflowApi {
         body: &dyn Fn() -> Option<Body>,
         json_body: bool,
     ) -> Result<Response> {
+        self.send_within(method, url, body, json_body, Duration::from_secs(60))
+    }
+    /// [`MlflowApi::send`] whose attempts may take up to `at_least` (uploads
+    /// of large files).
+    pub fn send_within(
+        &self,
+        method: Method,
+        url: &str,
+        body: &dyn Fn() -> Option<Body>,
+        json_body: bool,
+        at_least: Duration,
+    ) -> Result<Response> {
         let what = format!("{method} {}", url.split('?').next().unwrap_or(url));
-        send_with_retries(
+        let answered = retry_blocking(
             &self.options.retry,
-            &what,
             || {
                 let mut request = self
                     .authorize(self.client.request(method.clone(), url))
-                    .timeout(self.options.retry.timeout.max(Duration::from_secs(60)));
+                    .timeout(self.options.retry.timeout.max(at_least));
                 if let Some(body) = body() {
                     if json_body {
                         request = request.header("content-type", "application/json");
                     }
                     request = request.body(body);
                 }
-                request.send()
+                match request.send() {
+                    Ok(response) => Attempt::Answer(response),
+                    Err(error) if error.is_builder() => Attempt::Fatal(error),
+                    Err(error) => Attempt::Failed(error),
+                }
             },
-            |_| Ok(false),
-        )
+            |response| (response.status().as_u16(), response.headers()),
+        );
+        match answered {
+            Ok(answered) => Ok(answered.answer),
+            Err(failed) => Err(Error::Remote(format!(
+                "{what}: {} (after {} attempts)",
+                gantry_core::transport_reason(&failed.error),
+                failed.attempts
+            ))),
+        }
     }
     /// A JSON call of the tracking API; `Ok(None)` for `RESOURCE_DOES_NOT_EXIST`.
     pub fn call(
