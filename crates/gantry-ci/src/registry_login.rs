@@ -21,7 +21,9 @@ pub struct RegistryLogin {
 /// `CI_REGISTRY`; `GITHUB_ACTOR` + `GITHUB_TOKEN` for `ghcr.io`; the
 /// Docker config (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`)
 /// and podman's auth file (`$REGISTRY_AUTH_FILE`,
-/// `$XDG_RUNTIME_DIR/containers/auth.json`).
+/// `$XDG_RUNTIME_DIR/containers/auth.json`): plain `auths`, and the
+/// `credHelpers` and `credsStore` credential helpers (`docker-credential-*`
+/// on PATH) that `docker login` uses on a laptop.
 pub fn registry_login(environment: &Environment, host: &str) -> Result<Option<RegistryLogin>> {
     let get = |name: &str| environment.get(name).filter(|value| !value.is_empty());
     match (
@@ -81,52 +83,24 @@ pub fn registry_login(environment: &Environment, host: &str) -> Result<Option<Re
         files.push(std::path::Path::new(dir).join("containers/auth.json"));
     }
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else {
+        let Ok(reader) = std::fs::File::open(&file) else {
             continue;
         };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|error| Error::Input(format!("{}: not JSON: {error}", file.display())))?;
-        let Some(entry) = value["auths"]
-            .as_object()
-            .and_then(|auths| {
-                auths.iter().find(|(key, _)| {
-                    let key = key
-                        .trim_start_matches("https://")
-                        .trim_start_matches("http://")
-                        .trim_end_matches('/');
-                    key == host || key.split('/').next() == Some(host)
-                })
-            })
-            .map(|(_, entry)| entry)
-        else {
-            continue;
-        };
-        let (username, password) = if let Some(auth) = entry["auth"].as_str() {
-            use base64::Engine as _;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| {
-                    Error::Input(format!(
-                        "{}: the auth entry for {host} is not base64 of user:password",
-                        file.display()
-                    ))
-                })?;
-            match decoded.split_once(':') {
-                Some((username, password)) => (username.to_owned(), password.to_owned()),
-                None => {
-                    return Err(Error::Input(format!(
-                        "{}: the auth entry for {host} is not user:password",
-                        file.display()
-                    )));
-                }
+        let found =
+            docker_credential::get_credential_from_reader(std::io::BufReader::new(reader), host);
+        let (username, password) = match found {
+            Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
+                (username, password)
             }
-        } else {
-            match (entry["username"].as_str(), entry["password"].as_str()) {
-                (Some(username), Some(password)) => (username.to_owned(), password.to_owned()),
-                _ => continue,
+            // What `docker login` stores for an OAuth identity: the helper
+            // protocol's `<token>` user with the token as password.
+            Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
+                ("<token>".to_owned(), token)
             }
+            Err(error) => match docker_config_error(&file, host, error) {
+                Some(error) => return Err(error),
+                None => continue,
+            },
         };
         return Ok(Some(RegistryLogin {
             username,
@@ -135,6 +109,45 @@ pub fn registry_login(environment: &Environment, host: &str) -> Result<Option<Re
         }));
     }
     Ok(None)
+}
+
+/// What a Docker config's failure to give credentials for `host` means:
+/// `None` when it simply holds none (look further), an error naming the
+/// file otherwise. A helper's output is never quoted: it may hold a secret.
+fn docker_config_error(
+    file: &std::path::Path,
+    host: &str,
+    error: docker_credential::CredentialRetrievalError,
+) -> Option<Error> {
+    use docker_credential::CredentialRetrievalError as Failure;
+    let file = file.display();
+    let reason = match error {
+        Failure::NoCredentialConfigured | Failure::ConfigNotFound => return None,
+        // docker-credential-* helpers answer an unknown host with exit 1 and
+        // "credentials not found in native keychain".
+        Failure::HelperFailure { stdout, .. } if stdout.contains("credentials not found") => {
+            return None;
+        }
+        Failure::HelperFailure { helper, .. } => format!(
+            "the credential helper {helper} failed for {host}; run `echo {host} | {helper} get` to see why"
+        ),
+        Failure::HelperCommunicationError => format!(
+            "cannot run the credential helper it names for {host} (credsStore or credHelpers); install docker-credential-<name> on PATH or remove the entry"
+        ),
+        Failure::MalformedHelperResponse => format!(
+            "the credential helper it names for {host} answered something that is not credentials JSON"
+        ),
+        Failure::CredentialDecodingError => {
+            format!("the auth entry for {host} is not base64 of user:password")
+        }
+        Failure::CredentialMismatchError => {
+            format!("the auth entry for {host} does not match its username and password")
+        }
+        Failure::ConfigReadError => {
+            "not a Docker config (JSON with auths, credsStore or credHelpers)".to_owned()
+        }
+    };
+    Some(Error::Input(format!("{file}: {reason}")))
 }
 
 /// How to authenticate to an MLflow server, from MLflow's own variables.
@@ -219,5 +232,60 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(login.username, "gitlab-ci-token");
+    }
+
+    #[test]
+    fn docker_config_helpers_tokens_and_broken_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let environment =
+            Environment::from_pairs([("DOCKER_CONFIG", dir.path().to_str().unwrap())]);
+
+        std::fs::write(
+            &config,
+            r#"{"auths": {"https://registry.example:5000/v2/": {"identitytoken": "tok-123"}}}"#,
+        )
+        .unwrap();
+        let login = registry_login(&environment, "registry.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.username, "<token>");
+        assert_eq!(login.password.expose(), "tok-123");
+
+        std::fs::write(
+            &config,
+            r#"{"credHelpers": {"registry.example:5000": "gantry-missing-helper"}}"#,
+        )
+        .unwrap();
+        let error = registry_login(&environment, "registry.example:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("config.json"), "{error}");
+        assert!(
+            error.contains("cannot run the credential helper"),
+            "{error}"
+        );
+        assert!(
+            registry_login(&environment, "other.example")
+                .unwrap()
+                .is_none(),
+            "a helper for another host is not asked"
+        );
+
+        std::fs::write(
+            &config,
+            r#"{"auths": {"registry.example:5000": {"auth": "!!!"}}}"#,
+        )
+        .unwrap();
+        let error = registry_login(&environment, "registry.example:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not base64 of user:password"), "{error}");
+
+        std::fs::write(&config, "not json").unwrap();
+        let error = registry_login(&environment, "registry.example:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a Docker config"), "{error}");
     }
 }

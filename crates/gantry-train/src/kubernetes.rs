@@ -182,7 +182,7 @@ struct ReplicaSpec {
 
 /// Checks a rendered manifest against the typed definitions.
 pub fn check(text: &str) -> Result<()> {
-    let document: Value = serde_yaml::from_str(text).map_err(|error| {
+    let document: Value = serde_norway::from_str(text).map_err(|error| {
         Error::Input(format!(
             "the Kubernetes manifest is not valid YAML: {error}"
         ))
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn one_node_is_a_typed_job() {
         let text = render(&spec(1), None).unwrap();
-        let job: Job = serde_yaml::from_str(&text).unwrap();
+        let job: Job = serde_norway::from_str(&text).unwrap();
         let job_spec = job.spec.unwrap();
         assert_eq!(
             job.metadata.name.as_deref(),
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn several_nodes_are_a_pytorchjob_with_typed_pods() {
         let text = render(&spec(4), None).unwrap();
-        let document: Value = serde_yaml::from_str(&text).unwrap();
+        let document: Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(document["kind"], "PyTorchJob");
         let replicas = &document["spec"]["pytorchReplicaSpecs"];
         assert_eq!(replicas["Master"]["replicas"], 1);

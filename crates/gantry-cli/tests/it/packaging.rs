@@ -314,8 +314,8 @@ fn build_image(scratch: &Path, target: &str, tag: &str) -> Option<()> {
 
 /// The inputs the runner would export for `with:` values, defaults included.
 fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> {
-    let metadata: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(action).expect("read action"))
+    let metadata: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(action).expect("read action"))
             .expect("parse action");
     let inputs = metadata["inputs"].as_mapping().expect("inputs");
     inputs
@@ -370,8 +370,8 @@ fn run_container_action(
         .join("actions")
         .join(action)
         .join("action.yml");
-    let metadata: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
+    let metadata: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&action).expect("read")).expect("parse");
     assert_eq!(metadata["runs"]["using"].as_str(), Some("docker"));
     let args: Vec<String> = metadata["runs"]["args"]
         .as_sequence()
@@ -1073,8 +1073,8 @@ fn train_on_runner_composite_action_trains_tiny_lm_like_the_runner() {
         return;
     };
     let action = repository_root().join("actions/train-on-runner/action.yml");
-    let metadata: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&action).expect("read action"))
+    let metadata: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&action).expect("read action"))
             .expect("parse action");
     assert_eq!(metadata["runs"]["using"].as_str(), Some("composite"));
     let step = metadata["runs"]["steps"]

@@ -705,6 +705,50 @@ fn an_oci_registry_with_token_auth_works_from_the_command_line() {
         "{}",
         verified.transcript()
     );
+    // A laptop after `docker login` with a credential store: the Docker
+    // config names a helper, and the helper (on PATH) holds the password.
+    step.set("GANTRY_REGISTRY_USERNAME", "")
+        .set("GANTRY_REGISTRY_PASSWORD", "");
+    std::fs::create_dir_all(step.path("bin")).expect("bin");
+    std::fs::create_dir_all(step.path("docker")).expect("docker config dir");
+    let helper = step.write(
+        "bin/docker-credential-gantrytest",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}\\n' \"$server\"\n",
+            gantry_test::OCI_USER,
+            gantry_test::OCI_PASSWORD
+        ),
+    );
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod helper");
+    let path = format!(
+        "{}:{}",
+        step.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker_config = step.path("docker").display().to_string();
+    step.set("PATH", &path).set("DOCKER_CONFIG", &docker_config);
+    for config in [
+        format!(
+            r#"{{"credHelpers": {{"{}": "gantrytest"}}}}"#,
+            server.address
+        ),
+        r#"{"credsStore": "gantrytest"}"#.to_owned(),
+    ] {
+        step.write("docker/config.json", &config);
+        let verified = step.run(&[
+            "registry",
+            "verify",
+            "tiny-lm@production",
+            "--registry",
+            &uri,
+        ]);
+        assert_eq!(verified.code, 0, "{config}: {}", verified.transcript());
+        assert!(!verified.stderr.contains(gantry_test::OCI_PASSWORD));
+    }
+    step.set("DOCKER_CONFIG", "")
+        .set("GANTRY_REGISTRY_USERNAME", gantry_test::OCI_USER)
+        .set("GANTRY_REGISTRY_PASSWORD", gantry_test::OCI_PASSWORD);
     let pulled = step.run(&[
         "registry",
         "pull",

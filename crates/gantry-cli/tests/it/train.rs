@@ -908,7 +908,7 @@ fn kubernetes_manifests_are_rendered_checked_and_never_run() {
     assert!(!step.path("ran").exists(), "a dry run runs nothing");
     let outputs = github_outputs(&step.read("github_output"));
     assert_eq!(outputs["status"], "rendered");
-    let manifest: Value = serde_yaml::from_str(&step.read(&outputs["manifest"])).expect("YAML");
+    let manifest: Value = serde_norway::from_str(&step.read(&outputs["manifest"])).expect("YAML");
     assert_eq!(manifest["kind"], "Job");
     assert_eq!(manifest["metadata"]["name"], "gantry-train-nightly-7");
     assert_eq!(manifest["spec"]["activeDeadlineSeconds"], 7200);
@@ -946,7 +946,7 @@ fn kubernetes_manifests_are_rendered_checked_and_never_run() {
         "train.py",
     ]);
     assert_eq!(several.code, 0, "{}", several.transcript());
-    let manifest: Value = serde_yaml::from_str(&step.read("pytorchjob.yaml")).expect("YAML");
+    let manifest: Value = serde_norway::from_str(&step.read("pytorchjob.yaml")).expect("YAML");
     assert_eq!(manifest["kind"], "PyTorchJob");
     assert_eq!(
         manifest["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"],
