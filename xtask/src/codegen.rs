@@ -259,7 +259,10 @@ fn command_context(
         inputs,
         outputs: packaged
             .all_outputs()
-            .map(|(name, description)| OutputContext { name, description })
+            .map(|(output, description)| OutputContext {
+                name: output.name(),
+                description,
+            })
             .collect(),
         job_name: format!("gantry-{}", packaged.command),
         output_prefix: format!("{upper}_"),

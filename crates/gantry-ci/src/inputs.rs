@@ -24,8 +24,11 @@ pub enum InputKind {
 /// One input of a command, derived from its flag definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputSpec {
-    /// The kebab-case name, the same as the long flag.
+    /// The kebab-case name of the input.
     pub name: String,
+    /// The long flag it becomes: the name, unless the name would clash with
+    /// an output's (`gantry report`'s `given-verdict` is `--verdict`).
+    pub flag: String,
     /// How its text becomes flags.
     pub kind: InputKind,
     /// Whether the command cannot run without it.
@@ -88,7 +91,7 @@ pub fn args_from_inputs(
 
     let mut args = Vec::new();
     for spec in specs {
-        let flag_given = given.iter().any(|name| name == &spec.name);
+        let flag_given = given.iter().any(|name| name == &spec.flag);
         let value = environment
             .get(&variable_of(spec))
             .map(str::trim)
@@ -108,13 +111,13 @@ pub fn args_from_inputs(
         match spec.kind {
             InputKind::Switch => {
                 if parse_boolean(&spec.name, value)? {
-                    args.push(format!("--{}", spec.name));
+                    args.push(format!("--{}", spec.flag));
                 }
             }
-            InputKind::Value => args.push(format!("--{}={value}", spec.name)),
+            InputKind::Value => args.push(format!("--{}={value}", spec.flag)),
             InputKind::List => {
                 for line in value.lines().map(str::trim).filter(|line| !line.is_empty()) {
-                    args.push(format!("--{}={line}", spec.name));
+                    args.push(format!("--{}={line}", spec.flag));
                 }
             }
         }
@@ -142,16 +145,19 @@ mod tests {
         vec![
             InputSpec {
                 name: "data".into(),
+                flag: "data".into(),
                 kind: InputKind::List,
                 required: true,
             },
             InputSpec {
                 name: "eval-set".into(),
+                flag: "eval-set".into(),
                 kind: InputKind::Value,
                 required: false,
             },
             InputSpec {
                 name: "dry-run".into(),
+                flag: "dry-run".into(),
                 kind: InputKind::Switch,
                 required: false,
             },

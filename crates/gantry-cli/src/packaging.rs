@@ -12,6 +12,114 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The registry that hosts gantry's images.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/gantry-dev/gantry";
 
+/// An output a command sets: the one definition of its name. Handlers set
+/// outputs by this type and `commands/publish.rs` writes them; the action
+/// metadata and templates list them from [`PACKAGED_COMMANDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `verdict`.
+    Verdict,
+    /// `published`.
+    Published,
+    /// `comment-url`.
+    CommentUrl,
+    /// `summary-file`.
+    SummaryFile,
+    /// `report`.
+    Report,
+    /// `lock`.
+    Lock,
+    /// `summary`.
+    Summary,
+    /// `dataset-digest`.
+    DatasetDigest,
+    /// `records`.
+    Records,
+    /// `errors`.
+    Errors,
+    /// `warnings`.
+    Warnings,
+    /// `shard-file`.
+    Shard,
+    /// `results`.
+    Results,
+    /// `requests`.
+    Requests,
+    /// `regressions`.
+    Regressions,
+    /// `improvements`.
+    Improvements,
+    /// `inconclusive`.
+    Inconclusive,
+    /// `model-name`.
+    Model,
+    /// `model-version`.
+    Version,
+    /// `digest`.
+    Digest,
+    /// `uri`.
+    Uri,
+    /// `reference`.
+    Reference,
+    /// `created`.
+    Created,
+    /// `provenance-file`.
+    ProvenanceFile,
+    /// `run`.
+    RunId,
+    /// `status`.
+    Status,
+    /// `run-record`.
+    RunRecord,
+    /// `checkpoint`.
+    Checkpoint,
+    /// `model-dir`.
+    ModelDir,
+    /// `final-metrics`.
+    FinalMetrics,
+    /// `manifest`.
+    Manifest,
+}
+
+impl Output {
+    /// The output's name in action metadata, `$GITHUB_OUTPUT` and dotenv files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Output::Verdict => "verdict",
+            Output::Published => "published",
+            Output::CommentUrl => "comment-url",
+            Output::SummaryFile => "summary-file",
+            Output::Report => "report",
+            Output::Lock => "lock",
+            Output::Summary => "summary",
+            Output::DatasetDigest => "dataset-digest",
+            Output::Records => "records",
+            Output::Errors => "errors",
+            Output::Warnings => "warnings",
+            Output::Shard => "shard-file",
+            Output::Results => "results",
+            Output::Requests => "requests",
+            Output::Regressions => "regressions",
+            Output::Improvements => "improvements",
+            Output::Inconclusive => "inconclusive",
+            Output::Model => "model-name",
+            Output::Version => "model-version",
+            Output::Digest => "digest",
+            Output::Uri => "uri",
+            Output::Reference => "reference",
+            Output::Created => "created",
+            Output::ProvenanceFile => "provenance-file",
+            Output::RunId => "run",
+            Output::Status => "status",
+            Output::RunRecord => "run-record",
+            Output::Checkpoint => "checkpoint",
+            Output::ModelDir => "model-dir",
+            Output::FinalMetrics => "final-metrics",
+            Output::Manifest => "manifest",
+        }
+    }
+}
+
 /// How a command is packaged for GitHub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionKind {
@@ -34,7 +142,7 @@ pub struct PackagedCommand {
     /// How it is packaged for GitHub.
     pub kind: ActionKind,
     /// Outputs of its own, with descriptions; [`PUBLISH_OUTPUTS`] come with every command.
-    pub outputs: &'static [(&'static str, &'static str)],
+    pub outputs: &'static [(Output, &'static str)],
     /// Whether it writes a GitLab Code Quality report.
     pub code_quality: bool,
     /// Whether it writes a JUnit report.
@@ -48,25 +156,25 @@ pub struct PackagedCommand {
 }
 
 /// Outputs every command sets when it publishes its result (`commands/publish.rs`).
-pub const PUBLISH_OUTPUTS: &[(&str, &str)] = &[
-    ("verdict", "pass, warn or fail."),
+pub const PUBLISH_OUTPUTS: &[(Output, &str)] = &[
+    (Output::Verdict, "pass, warn or fail."),
     (
-        "published",
+        Output::Published,
         "Comma-separated list of what was published (summary, comment, status, check).",
     ),
     (
-        "comment-url",
+        Output::CommentUrl,
         "Link to the sticky comment, when one was posted and the forge returned a link.",
     ),
     (
-        "summary-file",
+        Output::SummaryFile,
         "The Markdown summary file written outside GitHub.",
     ),
 ];
 
 impl PackagedCommand {
     /// Every output the command sets: the verdict, its own, then the publishing ones.
-    pub fn all_outputs(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    pub fn all_outputs(&self) -> impl Iterator<Item = &'static (Output, &'static str)> {
         PUBLISH_OUTPUTS[..1]
             .iter()
             .chain(self.outputs)
@@ -82,19 +190,23 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         title: "gantry validate-data",
         kind: ActionKind::Container,
         outputs: &[
-            ("report", "Path of report.json."),
-            ("lock", "Path of data.lock."),
+            (Output::Report, "Path of report.json."),
+            (Output::Lock, "Path of data.lock."),
             (
-                "summary",
+                Output::Summary,
                 "Path of summary.json: pass it as --reference next time to measure drift.",
             ),
             (
-                "dataset-digest",
+                Output::DatasetDigest,
                 "sha256 digest of the dataset (from the data lock): the lineage the next steps carry.",
             ),
-            ("records", "Records read."),
-            ("errors", "Checks that failed."),
-            ("warnings", "Checks that warned."),
+            (Output::Records, "Records read."),
+            (Output::Errors, "Checks that failed."),
+            (Output::Warnings, "Checks that warned."),
+            (
+                Output::Shard,
+                "Path of shard-I-of-N.json, when shard was given: give every shard's file to merge.",
+            ),
         ],
         code_quality: true,
         junit: true,
@@ -107,7 +219,16 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         action_name: "report",
         title: "gantry report",
         kind: ActionKind::Container,
-        outputs: &[],
+        outputs: &[
+            (
+                Output::Errors,
+                "Findings of severity error, when findings were given.",
+            ),
+            (
+                Output::Warnings,
+                "Findings of severity warning, when findings were given.",
+            ),
+        ],
         code_quality: true,
         junit: false,
         metrics: false,
@@ -115,19 +236,45 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         color: "blue",
     },
     PackagedCommand {
+        command: "eval",
+        action_name: "eval",
+        title: "gantry eval",
+        kind: ActionKind::Container,
+        outputs: &[
+            (
+                Output::Results,
+                "Path of results.jsonl: per-item answers and scores, the candidate for eval-gate.",
+            ),
+            (
+                Output::Summary,
+                "Path of summary.json: means per task and metric, latency, failed requests.",
+            ),
+            (Output::Requests, "Requests sent."),
+            (Output::Errors, "Requests that failed after every retry."),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        icon: "activity",
+        color: "yellow",
+    },
+    PackagedCommand {
         command: "eval-gate",
         action_name: "eval-gate",
         title: "gantry eval-gate",
         kind: ActionKind::Container,
         outputs: &[
-            ("report", "Path of gate.json."),
+            (Output::Report, "Path of gate.json."),
             (
-                "regressions",
+                Output::Regressions,
                 "Gated metrics that regressed (rows that failed).",
             ),
-            ("improvements", "Gated metrics that improved significantly."),
             (
-                "inconclusive",
+                Output::Improvements,
+                "Gated metrics that improved significantly.",
+            ),
+            (
+                Output::Inconclusive,
                 "Gated metrics whose interval straddles the margin.",
             ),
         ],
@@ -143,27 +290,27 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         title: "gantry register",
         kind: ActionKind::Container,
         outputs: &[
-            ("name", "The model's name."),
+            (Output::Model, "The model's name (the name input)."),
             (
-                "version",
-                "The version registered (or the existing one for content already registered).",
+                Output::Version,
+                "The version registered (or the existing one for content already registered): the version input, or the one auto chose.",
             ),
             (
-                "digest",
+                Output::Digest,
                 "The manifest digest (sha256): the model's identity, what deploys pin.",
             ),
-            ("uri", "The registry's URI."),
+            (Output::Uri, "The registry's URI."),
             (
-                "reference",
+                Output::Reference,
                 "NAME@sha256:DIGEST, for gantry registry and deploy steps.",
             ),
             (
-                "created",
+                Output::Created,
                 "false when the same content was already registered.",
             ),
             (
-                "provenance",
-                "Path of the in-toto statement, when --provenance was given.",
+                Output::ProvenanceFile,
+                "Path of the in-toto statement, when the provenance input was given.",
             ),
         ],
         code_quality: false,
@@ -178,23 +325,29 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         title: "gantry train",
         kind: ActionKind::Composite,
         outputs: &[
-            ("run-id", "The run's id."),
             (
-                "status",
+                Output::RunId,
+                "The run's id: the run-id input, or the one gantry made.",
+            ),
+            (
+                Output::Status,
                 "succeeded, failed, timed_out or cancelled (rendered for a Kubernetes manifest).",
             ),
-            ("run-record", "Path of run.json."),
-            ("checkpoint", "The newest complete checkpoint left, if any."),
+            (Output::RunRecord, "Path of run.json."),
             (
-                "output-dir",
+                Output::Checkpoint,
+                "The newest complete checkpoint left, if any.",
+            ),
+            (
+                Output::ModelDir,
                 "The directory the final model was written to (GANTRY_OUTPUT_DIR): give it to register-model's model-dir.",
             ),
             (
-                "final-metrics",
+                Output::FinalMetrics,
                 "The last value of every metric, as a JSON object.",
             ),
             (
-                "manifest",
+                Output::Manifest,
                 "The Kubernetes manifest written with --kubernetes-manifest or --backend kubernetes --dry-run.",
             ),
         ],
@@ -206,11 +359,18 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
     },
 ];
 
+/// Inputs named otherwise than their flag, as (command, flag, input): an
+/// input never shares a name with an output of the same action, and
+/// `verdict` is every command's output.
+pub const RENAMED_INPUTS: &[(&str, &str, &str)] = &[("report", "verdict", "given-verdict")];
+
 /// One input of a command, with what the metadata generators need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputDescription {
-    /// Kebab-case name (the long flag).
+    /// Kebab-case name of the input.
     pub name: String,
+    /// The long flag it becomes.
+    pub flag: String,
     /// One-line description from the flag's doc comment.
     pub description: String,
     /// How its text becomes flags.
@@ -227,6 +387,14 @@ pub struct InputDescription {
 
 /// The inputs of subcommand `command`: its long flags, globals and help excluded.
 pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
+    let renamed = |flag: &str| {
+        RENAMED_INPUTS
+            .iter()
+            .find(|(renamed_command, renamed_flag, _)| {
+                *renamed_command == command.get_name() && *renamed_flag == flag
+            })
+            .map_or_else(|| flag.to_owned(), |(_, _, input)| (*input).to_owned())
+    };
     command
         .get_arguments()
         .filter(|arg| !arg.is_global_set() && !arg.is_hide_set())
@@ -271,7 +439,8 @@ pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
                 .collect::<Vec<_>>();
             let comma_separated = arg.get_value_delimiter() == Some(',');
             Some(InputDescription {
-                name,
+                name: renamed(&name),
+                flag: name,
                 description: arg.get_help().map(ToString::to_string).unwrap_or_default(),
                 kind: if comma_separated {
                     InputKind::Value
@@ -297,6 +466,7 @@ pub fn input_specs(command: &clap::Command) -> Vec<InputSpec> {
         .into_iter()
         .map(|input| InputSpec {
             name: input.name,
+            flag: input.flag,
             kind: input.kind,
             required: input.required,
         })
@@ -331,17 +501,58 @@ mod tests {
         assert_eq!(
             names,
             [
-                "file", "title", "verdict", "findings", "strict", "name", "publish"
+                "file",
+                "title",
+                "given-verdict",
+                "findings",
+                "strict",
+                "name",
+                "publish"
             ]
         );
         let file = &inputs[0];
         assert!(file.required && file.kind == InputKind::Value && file.default.is_none());
         let verdict = &inputs[2];
+        assert_eq!(verdict.flag, "verdict");
         assert_eq!(verdict.options, ["pass", "warn", "fail"]);
         assert_eq!(verdict.default.as_deref(), Some("pass"));
         assert_eq!(inputs[4].kind, InputKind::Switch);
         let publish = &inputs[6];
         assert!(publish.comma_separated);
         assert_eq!(publish.default.as_deref(), Some("summary,comment,status"));
+    }
+
+    #[test]
+    fn no_input_shares_a_name_with_an_output() {
+        let root = crate::cli::command();
+        for packaged in PACKAGED_COMMANDS {
+            let command = root
+                .find_subcommand(packaged.command)
+                .unwrap_or_else(|| panic!("no subcommand {}", packaged.command));
+            for input in inputs_of(command) {
+                assert!(
+                    !packaged
+                        .all_outputs()
+                        .any(|(output, _)| output.name() == input.name),
+                    "{}: the input {} is also an output",
+                    packaged.command,
+                    input.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_renamed_input_names_a_real_flag() {
+        let root = crate::cli::command();
+        for (command, flag, input) in RENAMED_INPUTS {
+            let command = root.find_subcommand(command).expect("command");
+            assert!(
+                inputs_of(command)
+                    .iter()
+                    .any(|described| described.flag == *flag && described.name == *input),
+                "{flag} → {input}"
+            );
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! `gantry eval`: an eval set against an OpenAI-compatible endpoint, results for eval-gate.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -11,8 +10,9 @@ use serde_json::json;
 
 use crate::cli::{ApiArg, EvalArgs};
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish, write_json};
+use crate::commands::publish::{Outcome, publish};
 use crate::commands::report::{markdown_cell, verdict_badge};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
@@ -70,17 +70,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         text.push_str(&session.redactor().to_json_line(result)?);
         text.push('\n');
     }
-    // The finished file appears whole (temporary file, then rename), in dataset order.
-    let temporary = args.out.join(".results.jsonl.tmp");
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &results_path)
-        .with_context(|| format!("cannot write {}", results_path.display()))?;
-    let _ = std::fs::remove_file(&partial);
     let summary_path = args.out.join("summary.json");
-    write_json(session, &summary_path, &summary)?;
     for result in results.iter().filter(|r| r.error.is_some()).take(3) {
         printer.warning(&format!(
             "item {} (repeat {}): {}",
@@ -90,7 +80,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         ));
     }
     printer.info(&format!(
-        "{} requests in {:.1} s, {} failed; wrote {}",
+        "{} requests in {:.1} s, {} failed; writing {}",
         summary.requests,
         summary.seconds,
         summary.errors,
@@ -103,26 +93,26 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         Verdict::Warn
     };
     let markdown = render_markdown(args, &summary, verdict);
-    let outputs = vec![
-        ("results".to_owned(), results_path.display().to_string()),
-        ("summary".to_owned(), summary_path.display().to_string()),
-        ("requests".to_owned(), summary.requests.to_string()),
-        ("errors".to_owned(), summary.errors.to_string()),
-    ];
-    let result = CommandResult {
-        command: "eval",
-        name: args.publishing.name.clone(),
-        title: format!("eval of {} on {} items", args.model, summary.items),
-        markdown,
+    // The finished file appears whole, in dataset order; the journal goes
+    // only once it has.
+    let outcome = Outcome::new(
+        "eval",
+        format!("eval of {} on {} items", args.model, summary.items),
         verdict,
-        findings: Vec::new(),
-        targets: args.publishing.publish.clone(),
-        outputs,
-        full_report: Some(results_path.display().to_string()),
-        forge_errors_are_fatal: false,
-        json: json!({ "results": results_path, "summary": summary }),
-    };
-    publish(result, session, printer)
+    )
+    .publishing(&args.publishing)
+    .text_file(&results_path, text)
+    .json_file(&summary_path, &summary)?
+    .markdown(markdown)
+    .full_report(&results_path)
+    .path_output(Output::Results, &results_path)
+    .path_output(Output::Summary, &summary_path)
+    .output(Output::Requests, summary.requests)
+    .output(Output::Errors, summary.errors)
+    .body(&json!({ "results": results_path, "summary": summary }))?;
+    let published = publish(outcome, session, printer)?;
+    let _ = std::fs::remove_file(&partial);
+    Ok(published)
 }
 
 fn render_markdown(args: &EvalArgs, summary: &RunSummary, verdict: Verdict) -> String {

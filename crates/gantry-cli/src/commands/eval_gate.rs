@@ -3,15 +3,17 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
+use gantry_ci::Metric;
 use gantry_core::{ExitCode, Finding, Severity};
 use gantry_eval::{GateReport, Policy, RowVerdict, evaluate_gate, read};
 use serde_json::json;
 
 use crate::cli::EvalGateArgs;
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish, report_directory, write_json, write_text};
+use crate::commands::publish::{Outcome, publish};
 use crate::commands::registry::fetch_evaluation;
 use crate::commands::report::{markdown_cell, verdict_badge};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 /// Item ids shown per row in the pass→fail list.
@@ -99,61 +101,47 @@ pub(crate) fn run(
     let gate_path = args.out.join("gate.json");
     let markdown_path = args.out.join("gate.md");
     let markdown = render_markdown(&report);
-    write_json(session, &gate_path, &report)?;
-    write_text(session, &markdown_path, &markdown)?;
     printer.info(&format!(
-        "{} gated metrics: {} regressed, {} inconclusive, {} improved; wrote {}",
+        "{} gated metrics: {} regressed, {} inconclusive, {} improved; writing {}",
         report.rows.len(),
         report.regressions,
         report.inconclusive,
         report.improvements,
         gate_path.display()
     ));
-
-    if session.platform == gantry_ci::Platform::GitLab {
-        let directory = report_directory(session);
-        write_text(session, &directory.join("junit.xml"), &junit_of(&report))?;
-        write_text(
-            session,
-            &directory.join("metrics.txt"),
-            &metrics_of(&report),
-        )?;
-    }
-
-    let outputs = vec![
-        ("report".to_owned(), gate_path.display().to_string()),
-        ("regressions".to_owned(), report.regressions.to_string()),
-        ("improvements".to_owned(), report.improvements.to_string()),
-        ("inconclusive".to_owned(), report.inconclusive.to_string()),
-    ];
-    let result = CommandResult {
-        command: "eval-gate",
-        name: args.publishing.name.clone(),
-        title: format!(
+    let outcome = Outcome::new(
+        "eval-gate",
+        format!(
             "eval-gate: {} regressed, {} inconclusive, {} improved",
             report.regressions, report.inconclusive, report.improvements
         ),
-        markdown,
-        verdict: report.verdict,
-        findings: findings_of(&report),
-        targets: args.publishing.publish.clone(),
-        outputs,
-        full_report: Some(gate_path.display().to_string()),
-        forge_errors_are_fatal: false,
-        json: json!({
-            "report": gate_path,
-            "regressions": report.regressions,
-            "improvements": report.improvements,
-            "inconclusive": report.inconclusive,
-            "rows": report.rows.iter().map(|r| json!({
-                "task": r.task, "metric": r.metric, "verdict": r.verdict,
-                "baseline": r.comparison.baseline, "candidate": r.comparison.candidate,
-                "delta": r.comparison.delta, "ci_low": r.comparison.ci_low, "ci_high": r.comparison.ci_high,
-                "p_value": r.comparison.p_value, "p_adjusted": r.p_adjusted, "n": r.comparison.n, "mde": r.comparison.mde,
-            })).collect::<Vec<_>>(),
-        }),
-    };
-    publish(result, session, printer)
+        report.verdict,
+    )
+    .publishing(&args.publishing)
+    .json_file(&gate_path, &report)?
+    .text_file(&markdown_path, markdown.clone())
+    .markdown(markdown)
+    .findings(findings_of(&report))
+    .junit(junit_of(&report))
+    .metrics(metrics_of(&report))
+    .full_report(&gate_path)
+    .path_output(Output::Report, &gate_path)
+    .output(Output::Regressions, report.regressions)
+    .output(Output::Improvements, report.improvements)
+    .output(Output::Inconclusive, report.inconclusive)
+    .body(&json!({
+        "report": gate_path,
+        "regressions": report.regressions,
+        "improvements": report.improvements,
+        "inconclusive": report.inconclusive,
+        "rows": report.rows.iter().map(|r| json!({
+            "task": r.task, "metric": r.metric, "verdict": r.verdict,
+            "baseline": r.comparison.baseline, "candidate": r.comparison.candidate,
+            "delta": r.comparison.delta, "ci_low": r.comparison.ci_low, "ci_high": r.comparison.ci_high,
+            "p_value": r.comparison.p_value, "p_adjusted": r.p_adjusted, "n": r.comparison.n, "mde": r.comparison.mde,
+        })).collect::<Vec<_>>(),
+    }))?;
+    publish(outcome, session, printer)
 }
 
 fn verdict_word(verdict: RowVerdict) -> &'static str {
@@ -355,9 +343,9 @@ fn findings_of(report: &GateReport) -> Vec<Finding> {
         .collect()
 }
 
-fn junit_of(report: &GateReport) -> String {
+fn junit_of(report: &GateReport) -> Vec<gantry_ci::JunitCase> {
     use gantry_ci::{JunitCase, JunitOutcome};
-    let cases: Vec<JunitCase> = report
+    report
         .rows
         .iter()
         .map(|row| {
@@ -389,31 +377,25 @@ fn junit_of(report: &GateReport) -> String {
                 outcome,
             }
         })
-        .collect();
-    gantry_ci::junit_report("gantry eval-gate", &cases)
+        .collect()
 }
 
 /// GitLab's metrics report: `name value` lines; the merge request widget shows changes.
-fn metrics_of(report: &GateReport) -> String {
-    let label = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::new();
+fn metrics_of(report: &GateReport) -> Vec<Metric> {
+    let mut metrics = Vec::new();
     for row in &report.rows {
-        let labels = format!(
-            "task=\"{}\",metric=\"{}\"",
-            label(&row.task),
-            label(&row.metric)
-        );
-        let _ = writeln!(
-            out,
-            "eval_gate_candidate{{{labels}}} {}",
-            row.comparison.candidate
-        );
-        let _ = writeln!(
-            out,
-            "eval_gate_baseline{{{labels}}} {}",
-            row.comparison.baseline
-        );
-        let _ = writeln!(out, "eval_gate_delta{{{labels}}} {}", row.comparison.delta);
+        let labels = vec![("task", row.task.clone()), ("metric", row.metric.clone())];
+        for (name, value) in [
+            ("eval_gate_candidate", row.comparison.candidate),
+            ("eval_gate_baseline", row.comparison.baseline),
+            ("eval_gate_delta", row.comparison.delta),
+        ] {
+            metrics.push(Metric {
+                name,
+                labels: labels.clone(),
+                value,
+            });
+        }
     }
-    out
+    metrics
 }

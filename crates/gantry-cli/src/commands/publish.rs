@@ -1,51 +1,163 @@
 //! Publishing a command's result: log, annotations, Code Quality, summary, forge, outputs, exit code.
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use gantry_ci::{
-    AnnotationLimits, Annotations, CommentOutcome, EnvVars, ForgeWriteReport, OutputTarget,
-    Platform, Publication, SUMMARY_LIMIT_BYTES, StickyKey, StopCommands, SummaryWrite,
-    append_summary, code_quality_report, group_end, group_start, publish_to_forge, write_outputs,
+    AnnotationLimits, Annotations, CommentOutcome, EnvVars, ForgeWriteReport, JunitCase,
+    JunitOutcome, Metric, OutputTarget, Platform, Publication, SUMMARY_LIMIT_BYTES, StickyKey,
+    StopCommands, SummaryWrite, append_summary, code_quality_report, group_end, group_start,
+    junit_report, metrics_report, publish_to_forge, write_outputs,
 };
 use gantry_core::{ExitCode, Finding, Verdict};
+use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{OutputFormat, PublishTarget};
+use crate::cli::{OutputFormat, PublishArgs, PublishTarget};
 use crate::commands::Session;
+use crate::packaging::{Output, PACKAGED_COMMANDS, PackagedCommand};
 use crate::printer::Printer;
 
-/// A command's result, ready to publish.
+/// What a file of an [`Outcome`] holds.
 #[derive(Debug)]
-pub(crate) struct CommandResult {
-    /// The subcommand, e.g. `validate-data`.
-    pub(crate) command: &'static str,
-    /// `--name`: one sticky comment and status per (workflow, command, name).
-    pub(crate) name: String,
-    /// Title of the status, check run and log group.
-    pub(crate) title: String,
-    /// The Markdown report (already redacted).
-    pub(crate) markdown: String,
-    /// The verdict.
-    pub(crate) verdict: Verdict,
-    /// Findings to annotate (already redacted).
-    pub(crate) findings: Vec<Finding>,
-    /// Where to publish.
-    pub(crate) targets: Vec<PublishTarget>,
-    /// Command outputs besides `verdict`, `published`, `comment-url` and `summary-file`.
-    pub(crate) outputs: Vec<(String, String)>,
-    /// Where the full report lives, for truncation notes.
-    pub(crate) full_report: Option<String>,
-    /// Whether a failed forge write is an error (exit 2) rather than a warning.
-    pub(crate) forge_errors_are_fatal: bool,
-    /// The command's own JSON, printed with `--format json` (publishing fields are added).
-    pub(crate) json: serde_json::Value,
+enum Content {
+    /// A JSON document, redacted value by value and written pretty.
+    Json(serde_json::Value),
+    /// Text, redacted.
+    Text(String),
 }
 
-impl CommandResult {
-    /// The result with every text in it redacted: what publishing writes
+/// A command's result: everything it wants written, shown and published.
+/// Handlers build one and hand it to [`publish`], which writes all of it
+/// (files, GitLab reports, outputs) as the command's packaging says; no
+/// handler writes a report file itself.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The subcommand, e.g. `validate-data`: its packaging decides which
+    /// outputs it may set and which GitLab reports it writes.
+    command: &'static str,
+    /// `--name`: one sticky comment and status per (workflow, command, name).
+    name: String,
+    /// Title of the status, check run and log group.
+    title: String,
+    /// The verdict.
+    verdict: Verdict,
+    /// The Markdown report.
+    markdown: String,
+    /// Findings to annotate and put in the Code Quality report.
+    findings: Vec<Finding>,
+    /// JUnit test cases (one per check or gated metric), for GitLab's test summary.
+    junit: Vec<JunitCase>,
+    /// Metrics for GitLab's metrics report.
+    metrics: Vec<Metric>,
+    /// The command's own files (reports, locks, records), written first.
+    files: Vec<(PathBuf, Content)>,
+    /// Outputs besides those publishing sets (`verdict`, `published`, …).
+    outputs: Vec<(Output, String)>,
+    /// The command's JSON, printed with `--format json` (publishing fields are added).
+    body: serde_json::Value,
+    /// Where to publish.
+    targets: Vec<PublishTarget>,
+    /// Where the full report lives, for truncation notes.
+    full_report: Option<String>,
+    /// Whether a failed forge write is an error (exit 2) rather than a warning.
+    forge_errors_are_fatal: bool,
+}
+
+impl Outcome {
+    /// The outcome of `command`, titled `title`, that published nowhere yet.
+    pub(crate) fn new(command: &'static str, title: String, verdict: Verdict) -> Outcome {
+        Outcome {
+            command,
+            name: "default".to_owned(),
+            title,
+            verdict,
+            markdown: String::new(),
+            findings: Vec::new(),
+            junit: Vec::new(),
+            metrics: Vec::new(),
+            files: Vec::new(),
+            outputs: Vec::new(),
+            body: serde_json::Value::Object(serde_json::Map::new()),
+            targets: Vec::new(),
+            full_report: None,
+            forge_errors_are_fatal: false,
+        }
+    }
+    /// Publishes under `--name` to the `--publish` targets.
+    pub(crate) fn publishing(mut self, publishing: &PublishArgs) -> Outcome {
+        self.name.clone_from(&publishing.name);
+        self.targets.clone_from(&publishing.publish);
+        self
+    }
+    /// Publishes under `name` to `targets`.
+    pub(crate) fn published_as(mut self, name: &str, targets: Vec<PublishTarget>) -> Outcome {
+        name.clone_into(&mut self.name);
+        self.targets = targets;
+        self
+    }
+    /// The Markdown report.
+    pub(crate) fn markdown(mut self, markdown: String) -> Outcome {
+        self.markdown = markdown;
+        self
+    }
+    /// Findings to annotate.
+    pub(crate) fn findings(mut self, findings: Vec<Finding>) -> Outcome {
+        self.findings = findings;
+        self
+    }
+    /// JUnit cases.
+    pub(crate) fn junit(mut self, cases: Vec<JunitCase>) -> Outcome {
+        self.junit = cases;
+        self
+    }
+    /// GitLab metrics.
+    pub(crate) fn metrics(mut self, metrics: Vec<Metric>) -> Outcome {
+        self.metrics = metrics;
+        self
+    }
+    /// Sets `output` to `value`.
+    pub(crate) fn output(mut self, output: Output, value: impl ToString) -> Outcome {
+        self.outputs.push((output, value.to_string()));
+        self
+    }
+    /// Sets `output` to the path `path`.
+    pub(crate) fn path_output(self, output: Output, path: &Path) -> Outcome {
+        self.output(output, path.display())
+    }
+    /// Writes `value` as JSON to `path`.
+    pub(crate) fn json_file(mut self, path: &Path, value: &impl Serialize) -> Result<Outcome> {
+        let value = serde_json::to_value(value)
+            .with_context(|| format!("cannot serialize {}", path.display()))?;
+        self.files.push((path.to_owned(), Content::Json(value)));
+        Ok(self)
+    }
+    /// Writes `text` to `path`.
+    pub(crate) fn text_file(mut self, path: &Path, text: String) -> Outcome {
+        self.files.push((path.to_owned(), Content::Text(text)));
+        self
+    }
+    /// The command's JSON for `--format json`.
+    pub(crate) fn body(mut self, body: &impl Serialize) -> Result<Outcome> {
+        self.body = serde_json::to_value(body).context("cannot serialize the result")?;
+        Ok(self)
+    }
+    /// Where the full report lives, for notes on cut summaries and comments.
+    pub(crate) fn full_report(mut self, path: &Path) -> Outcome {
+        self.full_report = Some(path.display().to_string());
+        self
+    }
+    /// A forge write that fails is an error, not a warning (`gantry report`,
+    /// whose whole job the write is).
+    pub(crate) fn forge_errors_are_fatal(mut self) -> Outcome {
+        self.forge_errors_are_fatal = true;
+        self
+    }
+
+    /// The outcome with every text in it redacted: what publishing writes
     /// comes from here and nowhere else.
-    fn redacted(mut self, redactor: &gantry_core::Redactor) -> CommandResult {
+    fn redacted(mut self, redactor: &gantry_core::Redactor) -> Outcome {
         let text = |text: &mut String| *text = redactor.redact(text).into_owned();
         text(&mut self.name);
         text(&mut self.title);
@@ -58,29 +170,111 @@ impl CommandResult {
                 text(&mut location.path);
             }
         }
+        for case in &mut self.junit {
+            text(&mut case.name);
+            match &mut case.outcome {
+                JunitOutcome::Passed(note) | JunitOutcome::Skipped(note) => text(note),
+                JunitOutcome::Failed { message, details } => {
+                    text(message);
+                    text(details);
+                }
+            }
+        }
+        for metric in &mut self.metrics {
+            for (_, value) in &mut metric.labels {
+                text(value);
+            }
+        }
+        for (_, content) in &mut self.files {
+            match content {
+                Content::Json(value) => redactor.redact_json(value),
+                Content::Text(body) => text(body),
+            }
+        }
         for (_, value) in &mut self.outputs {
             text(value);
         }
         if let Some(full_report) = &mut self.full_report {
             text(full_report);
         }
-        redactor.redact_json(&mut self.json);
+        redactor.redact_json(&mut self.body);
         self
+    }
+
+    /// Writes the command's files, then the GitLab reports its packaging declares.
+    fn write_files(&self, session: &Session<'_>, packaged: Option<&PackagedCommand>) -> Result<()> {
+        for (path, content) in &self.files {
+            match content {
+                Content::Json(value) => write_json(session, path, value)?,
+                Content::Text(body) => write_text(session, path, body)?,
+            }
+        }
+        if session.platform != Platform::GitLab {
+            return Ok(());
+        }
+        let directory = report_directory(session);
+        let declares = |report: fn(&PackagedCommand) -> bool| packaged.is_some_and(report);
+        if declares(|packaged| packaged.code_quality) {
+            write_json(
+                session,
+                &directory.join("codequality.json"),
+                &code_quality_report(&self.findings),
+            )?;
+        }
+        if declares(|packaged| packaged.junit) {
+            let suite = format!("gantry {}", self.command);
+            write_text(
+                session,
+                &directory.join("junit.xml"),
+                &junit_report(&suite, &self.junit),
+            )?;
+        }
+        if declares(|packaged| packaged.metrics) {
+            write_text(
+                session,
+                &directory.join("metrics.txt"),
+                &metrics_report(&self.metrics),
+            )?;
+        }
+        Ok(())
     }
 }
 
+/// Publishes `outcome`: writes its files and reports, shows the report in
+/// the log, annotates its findings, writes the summary, publishes to the
+/// forge, sets its outputs and prints its JSON; returns the exit code.
 pub(crate) fn publish(
-    result: CommandResult,
+    outcome: Outcome,
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
     // Everything below writes somewhere (log, annotations, files, the forge,
-    // outputs): the result is redacted once, here, on its way in.
-    let result = result.redacted(session.redactor());
+    // outputs): the outcome is redacted once, here, on its way in.
+    let result = outcome.redacted(session.redactor());
+    let packaged = PACKAGED_COMMANDS
+        .iter()
+        .find(|packaged| packaged.command == result.command);
+    if let Some((output, _)) = result.outputs.iter().find(|(output, _)| {
+        !packaged.is_some_and(|packaged| {
+            packaged
+                .all_outputs()
+                .any(|(declared, _)| declared == output)
+        })
+    }) {
+        bail!(
+            "internal error: {} sets the output {}, which its packaging (packaging.rs) does not declare",
+            result.command,
+            output.name()
+        );
+    }
+    result.write_files(session, packaged)?;
     let wants = |target| result.targets.contains(&target);
     // The report is untrusted text (it quotes data): in CI logs it goes in a
     // collapsed group with workflow commands paused, so a line in it cannot act as one.
-    if session.platform != Platform::Local && printer.format() == OutputFormat::Text {
+    if session.platform != Platform::Local
+        && printer.format() == OutputFormat::Text
+        && !result.markdown.is_empty()
+    {
         let mut log = printer.commands();
         let stop = StopCommands::new();
         let group = format!("gantry-{}", result.command);
@@ -116,10 +310,6 @@ pub(crate) fn publish(
             annotations.emit(finding, &mut out)?;
         }
         annotations.finish(&mut out)?;
-    }
-    if session.platform == Platform::GitLab {
-        let path = report_directory(session).join("codequality.json");
-        write_json(session, &path, &code_quality_report(&result.findings))?;
     }
 
     let mut published = Vec::new();
@@ -215,15 +405,19 @@ pub(crate) fn publish(
     let comment_url = forge.comment.as_ref().and_then(|comment| match comment {
         CommentOutcome::Created { url, .. } | CommentOutcome::Updated { url, .. } => url.clone(),
     });
-    let mut outputs = vec![("verdict".to_owned(), result.verdict.to_string())];
+    let mut outputs = vec![(Output::Verdict, result.verdict.to_string())];
     outputs.extend(result.outputs.iter().cloned());
-    outputs.push(("published".to_owned(), published.join(",")));
+    outputs.push((Output::Published, published.join(",")));
     if let Some(url) = &comment_url {
-        outputs.push(("comment-url".to_owned(), url.clone()));
+        outputs.push((Output::CommentUrl, url.clone()));
     }
     if let Some(path) = &summary_file {
-        outputs.push(("summary-file".to_owned(), path.clone()));
+        outputs.push((Output::SummaryFile, path.clone()));
     }
+    let outputs: Vec<(String, String)> = outputs
+        .into_iter()
+        .map(|(output, value)| (output.name().to_owned(), value))
+        .collect();
     let (target, warning) =
         OutputTarget::from_environment(session.platform, session.environment, result.command);
     if let Some(warning) = warning {
@@ -236,7 +430,7 @@ pub(crate) fn publish(
 
     match printer.format() {
         OutputFormat::Json => {
-            let mut value = result.json;
+            let mut value = result.body;
             if let Some(object) = value.as_object_mut() {
                 object.insert("verdict".to_owned(), json!(result.verdict));
                 object.insert("title".to_owned(), json!(result.title));
@@ -286,7 +480,7 @@ pub(crate) fn report_directory(session: &Session<'_>) -> std::path::PathBuf {
 
 /// Writes `value` as pretty JSON to `path`, redacted value by value (so it
 /// stays valid JSON), creating the directory.
-pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
+fn write_json<T: serde::Serialize + ?Sized>(
     session: &Session<'_>,
     path: &std::path::Path,
     value: &T,
@@ -297,7 +491,7 @@ pub(crate) fn write_json<T: serde::Serialize + ?Sized>(
 }
 
 /// Writes `text` to `path` redacted, creating the directory.
-pub(crate) fn write_text(session: &Session<'_>, path: &std::path::Path, text: &str) -> Result<()> {
+fn write_text(session: &Session<'_>, path: &std::path::Path, text: &str) -> Result<()> {
     write_file(path, session.redactor().redact(text).as_bytes())
 }
 
@@ -309,7 +503,23 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    // Whole or absent: a reader (the next job, a concurrent merge) never
+    // sees half a report.
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Where the summary goes: `$GITHUB_STEP_SUMMARY` on GitHub, else a file in the report directory.

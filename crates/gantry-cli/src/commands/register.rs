@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::cli::{PublishTarget, RegisterArgs};
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish};
+use crate::commands::publish::{Outcome, publish};
 use crate::commands::registry::{files_table, open_registry};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 pub(crate) fn run(
@@ -133,17 +134,15 @@ pub(crate) fn run(
         ));
     }
 
-    let mut outputs = Vec::new();
-    if let Some(path) = &args.provenance {
-        let statement = provenance(&registration, &registry.uri(), session);
-        crate::commands::publish::write_json(session, path, &statement)?;
+    let statement = args
+        .provenance
+        .as_ref()
+        .map(|path| (path, provenance(&registration, &registry.uri(), session)));
+    if let Some((path, _)) = &statement {
         printer.info(&format!(
-            "wrote the provenance of {} ({}) to {}",
-            reference,
-            "in-toto statement, SLSA provenance v1",
+            "writing the provenance of {reference} (in-toto statement, SLSA provenance v1) to {}",
             path.display()
         ));
-        outputs.push(("provenance".to_owned(), path.display().to_string()));
     }
 
     let mut markdown = String::new();
@@ -182,41 +181,36 @@ pub(crate) fn run(
     if !lineage_lines.is_empty() {
         let _ = writeln!(markdown, "\n### Lineage\n\n{}", lineage_lines.join("\n"));
     }
-    outputs.splice(
-        0..0,
-        [
-            ("name".to_owned(), manifest.name.clone()),
-            ("version".to_owned(), manifest.version.clone()),
-            ("digest".to_owned(), registration.digest.to_string()),
-            ("uri".to_owned(), registry.uri()),
-            ("reference".to_owned(), reference.clone()),
-            ("created".to_owned(), registration.created.to_string()),
-        ],
-    );
-    let result = CommandResult {
-        command: "register",
-        name: args.name.clone(),
-        title: format!("register: {} {}", manifest.name, manifest.version),
-        markdown,
-        verdict: Verdict::Pass,
-        findings: Vec::new(),
-        targets: vec![PublishTarget::Summary],
-        outputs,
-        full_report: None,
-        forge_errors_are_fatal: false,
-        json: json!({
-            "name": manifest.name,
-            "version": manifest.version,
-            "digest": registration.digest,
-            "uri": registry.uri(),
-            "reference": reference,
-            "created": registration.created,
-            "bytes_stored": registration.bytes_stored,
-            "alias_moves": registration.alias_moves,
-            "manifest": manifest,
-        }),
-    };
-    publish(result, session, printer)
+    let mut outcome = Outcome::new(
+        "register",
+        format!("register: {} {}", manifest.name, manifest.version),
+        Verdict::Pass,
+    )
+    .published_as(&args.name, vec![PublishTarget::Summary])
+    .markdown(markdown)
+    .output(Output::Model, &manifest.name)
+    .output(Output::Version, &manifest.version)
+    .output(Output::Digest, registration.digest)
+    .output(Output::Uri, registry.uri())
+    .output(Output::Reference, &reference)
+    .output(Output::Created, registration.created)
+    .body(&json!({
+        "name": manifest.name,
+        "version": manifest.version,
+        "digest": registration.digest,
+        "uri": registry.uri(),
+        "reference": reference,
+        "created": registration.created,
+        "bytes_stored": registration.bytes_stored,
+        "alias_moves": registration.alias_moves,
+        "manifest": manifest,
+    }))?;
+    if let Some((path, statement)) = &statement {
+        outcome = outcome
+            .json_file(path, statement)?
+            .path_output(Output::ProvenanceFile, path);
+    }
+    publish(outcome, session, printer)
 }
 
 /// An in-toto v1 statement with an SLSA provenance v1 predicate: the

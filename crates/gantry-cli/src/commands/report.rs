@@ -6,7 +6,8 @@ use serde_json::json;
 
 use crate::cli::ReportArgs;
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish};
+use crate::commands::publish::{Outcome, publish};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 /// Findings listed in the Markdown; the rest are counted.
@@ -40,26 +41,20 @@ pub(crate) fn run(args: &ReportArgs, session: &Session<'_>, printer: &Printer) -
     let title = args.title.clone().unwrap_or_else(|| {
         first_heading(&markdown).unwrap_or_else(|| format!("gantry report: {verdict}"))
     });
-    let mut outputs = Vec::new();
-    if args.findings.is_some() {
-        outputs.push(("errors".to_owned(), n_errors.to_string()));
-        outputs.push(("warnings".to_owned(), n_warnings.to_string()));
-    }
-    let result = CommandResult {
-        command: "report",
-        name: args.publishing.name.clone(),
-        title,
-        markdown,
-        verdict,
-        findings,
-        targets: args.publishing.publish.clone(),
-        outputs,
-        full_report: Some(args.file.display().to_string()),
+    let mut outcome = Outcome::new("report", title, verdict)
+        .publishing(&args.publishing)
+        .markdown(markdown)
+        .findings(findings)
+        .full_report(&args.file)
         // Publishing is this command's whole job, so a refused write is an error.
-        forge_errors_are_fatal: true,
-        json: json!({ "errors": n_errors, "warnings": n_warnings }),
-    };
-    publish(result, session, printer)
+        .forge_errors_are_fatal()
+        .body(&json!({ "errors": n_errors, "warnings": n_warnings }))?;
+    if args.findings.is_some() {
+        outcome = outcome
+            .output(Output::Errors, n_errors)
+            .output(Output::Warnings, n_warnings);
+    }
+    publish(outcome, session, printer)
 }
 
 /// Reads a JSON array of findings, naming the file on error.

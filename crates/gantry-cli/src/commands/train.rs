@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::cli::{OutputFormat, PublishTarget, TrainArgs, TrainBackend};
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish};
+use crate::commands::publish::{Outcome, publish};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 /// How often metric progress is printed while training.
@@ -269,22 +270,6 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         .iter()
         .map(|(key, value)| (key.clone(), json!(value.value)))
         .collect();
-    let mut outputs = vec![
-        ("run-id".to_owned(), record.run_id.clone()),
-        ("status".to_owned(), record.status.as_str().to_owned()),
-        (
-            "run-record".to_owned(),
-            finished.record_path.display().to_string(),
-        ),
-        ("output-dir".to_owned(), record.output_dir.clone()),
-        (
-            "final-metrics".to_owned(),
-            serde_json::Value::Object(final_metrics).to_string(),
-        ),
-    ];
-    if let Some(checkpoint) = record.newest_checkpoint() {
-        outputs.insert(3, ("checkpoint".to_owned(), checkpoint.path.clone()));
-    }
     if let Some(chart) = &finished.chart_path {
         printer.info(&format!("loss curve: {}", chart.display()));
     }
@@ -293,23 +278,31 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
     } else {
         Verdict::Fail
     };
-    let result = CommandResult {
-        command: "train",
-        name: args.name.clone(),
-        title: format!("train: {} {}", record.run_id, record.status.as_str()),
-        markdown,
+    let mut outcome = Outcome::new(
+        "train",
+        format!("train: {} {}", record.run_id, record.status.as_str()),
         verdict,
-        findings: Vec::new(),
-        targets: vec![PublishTarget::Summary],
-        outputs,
-        full_report: Some(finished.record_path.display().to_string()),
-        forge_errors_are_fatal: false,
-        json: json!({
+    )
+    .published_as(&args.name, vec![PublishTarget::Summary])
+    .markdown(markdown)
+    .full_report(&finished.record_path)
+    .output(Output::RunId, &record.run_id)
+    .output(Output::Status, record.status.as_str())
+    .path_output(Output::RunRecord, &finished.record_path);
+    if let Some(checkpoint) = record.newest_checkpoint() {
+        outcome = outcome.output(Output::Checkpoint, &checkpoint.path);
+    }
+    let outcome = outcome
+        .output(Output::ModelDir, &record.output_dir)
+        .output(
+            Output::FinalMetrics,
+            serde_json::Value::Object(final_metrics),
+        )
+        .body(&json!({
             "run_record": finished.record_path,
             "record": record,
-        }),
-    };
-    publish(result, session, printer)
+        }))?;
+    publish(outcome, session, printer)
 }
 
 /// `--kubernetes-manifest` / `--backend kubernetes --dry-run`: writes the
@@ -369,11 +362,9 @@ fn kubernetes_manifest(
         .kubernetes_manifest
         .clone()
         .unwrap_or_else(|| job.run_dir.join("kubernetes.yaml"));
-    crate::commands::publish::write_text(session, &path, &manifest)
-        .with_context(|| format!("--kubernetes-manifest {}", path.display()))?;
     let kind = if args.nodes > 1 { "PyTorchJob" } else { "Job" };
     printer.info(&format!(
-        "wrote a Kubernetes {kind} for run {} to {}; apply it with kubectl apply -f {}",
+        "writing a Kubernetes {kind} for run {} to {}; apply it with kubectl apply -f {}",
         job.run_id,
         path.display(),
         path.display()
@@ -382,24 +373,19 @@ fn kubernetes_manifest(
         "## gantry train: Kubernetes {kind} `{}`\n\n```yaml\n{}```\n",
         job.run_id, manifest
     );
-    let result = CommandResult {
-        command: "train",
-        name: args.name.clone(),
-        title: format!("train: Kubernetes {kind} {}", job.run_id),
-        markdown,
-        verdict: Verdict::Pass,
-        findings: Vec::new(),
-        targets: vec![PublishTarget::Summary],
-        outputs: vec![
-            ("run-id".to_owned(), job.run_id.clone()),
-            ("status".to_owned(), "rendered".to_owned()),
-            ("manifest".to_owned(), path.display().to_string()),
-        ],
-        full_report: None,
-        forge_errors_are_fatal: false,
-        json: json!({"run_id": job.run_id, "manifest_path": path, "manifest": manifest}),
-    };
-    publish(result, session, printer)
+    let outcome = Outcome::new(
+        "train",
+        format!("train: Kubernetes {kind} {}", job.run_id),
+        Verdict::Pass,
+    )
+    .published_as(&args.name, vec![PublishTarget::Summary])
+    .text_file(&path, manifest.clone())
+    .markdown(markdown)
+    .output(Output::RunId, &job.run_id)
+    .output(Output::Status, "rendered")
+    .path_output(Output::Manifest, &path)
+    .body(&json!({"run_id": job.run_id, "manifest_path": path, "manifest": manifest}))?;
+    publish(outcome, session, printer)
 }
 
 /// The command's argv (or, with --shell, its one script).

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use gantry_core::{ExitCode, Finding, Location, Severity};
+use gantry_core::{ExitCode, Finding, Location, Severity, Verdict};
 use gantry_data::{
     CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, merge_shards,
     validate_shard, validate_with_progress,
@@ -12,8 +12,9 @@ use serde_json::json;
 
 use crate::cli::{DataFormatArg, ValidateDataArgs};
 use crate::commands::Session;
-use crate::commands::publish::{CommandResult, publish, write_json, write_text};
+use crate::commands::publish::{Outcome, publish};
 use crate::commands::report::{markdown_cell, verdict_badge};
+use crate::packaging::Output;
 use crate::printer::Printer;
 
 /// Examples annotated per check; the summary lists more.
@@ -59,29 +60,25 @@ pub(crate) fn run(
         let path = args
             .out
             .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
-        write_json(session, &path, &shard_file)?;
         printer.info(&format!(
-            "wrote {} in {:.2} s; merge the shards with --merge",
-            path.display(),
-            started.elapsed().as_secs_f64()
+            "checked shard {}/{} in {:.2} s; writing {}: merge the shards with --merge",
+            shard.index,
+            shard.count,
+            started.elapsed().as_secs_f64(),
+            path.display()
         ));
-        let outputs = [("shard".to_owned(), path.display().to_string())];
-        let (target, warning) = gantry_ci::OutputTarget::from_environment(
-            session.platform,
-            session.environment,
+        // A shard decides nothing: no verdict of its own is published, only
+        // its file for the merge (and the empty reports its template declares).
+        let outcome = Outcome::new(
             "validate-data",
-        );
-        if let Some(warning) = warning {
-            printer.warning(&warning);
-        }
-        let mut local: Vec<u8> = Vec::new();
-        for warning in gantry_ci::write_outputs(&target, &outputs, &mut local)? {
-            printer.warning(&warning);
-        }
-        if !local.is_empty() {
-            printer.data(String::from_utf8_lossy(&local).trim_end());
-        }
-        return Ok(ExitCode::PASS);
+            format!("validate-data shard {}/{}", shard.index, shard.count),
+            Verdict::Pass,
+        )
+        .published_as(&args.publishing.name, Vec::new())
+        .json_file(&path, &shard_file)?
+        .path_output(Output::Shard, &path)
+        .body(&json!({ "shard": path }))?;
+        return publish(outcome, session, printer);
     }
     let validation = if args.merge.is_empty() {
         printer.info(&format!("validating {}", args.data.join(" ")));
@@ -125,10 +122,6 @@ pub(crate) fn run(
     let lock_path = args.out.join("data.lock");
     let summary_path = args.out.join("summary.json");
     let markdown = render_markdown(report);
-    write_json(session, &report_path, report)?;
-    write_json(session, &lock_path, &validation.lock)?;
-    write_json(session, &summary_path, &validation.summary)?;
-    write_text(session, &markdown_path, &markdown)?;
     let bytes: u64 = report.files.iter().map(|file| file.bytes).sum();
     printer.info(&format!(
         "read {} records from {} file(s), {:.1} MB in {:.2} s",
@@ -137,11 +130,6 @@ pub(crate) fn run(
         bytes as f64 / 1e6,
         elapsed.as_secs_f64()
     ));
-
-    if session.platform == gantry_ci::Platform::GitLab {
-        let path = crate::commands::publish::report_directory(session).join("junit.xml");
-        write_text(session, &path, &junit_of(report))?;
-    }
     let count = |status| {
         report
             .checks
@@ -149,38 +137,35 @@ pub(crate) fn run(
             .filter(|check| check.status == status)
             .count()
     };
-    let outputs = vec![
-        ("report".to_owned(), report_path.display().to_string()),
-        ("lock".to_owned(), lock_path.display().to_string()),
-        ("summary".to_owned(), summary_path.display().to_string()),
-        (
-            "dataset-digest".to_owned(),
-            report.dataset_digest.to_string(),
-        ),
-        ("records".to_owned(), report.records.to_string()),
-        ("errors".to_owned(), count(CheckStatus::Fail).to_string()),
-        ("warnings".to_owned(), count(CheckStatus::Warn).to_string()),
-    ];
-    let result = CommandResult {
-        command: "validate-data",
-        name: args.publishing.name.clone(),
-        title: format!("validate-data on {} records", report.records),
-        markdown,
-        verdict: report.verdict,
-        findings: findings_of(report),
-        targets: args.publishing.publish.clone(),
-        outputs,
-        full_report: Some(report_path.display().to_string()),
-        forge_errors_are_fatal: false,
-        json: json!({
-            "report": report_path,
-            "lock": lock_path,
-            "dataset_digest": report.dataset_digest,
-            "records": report.records,
-            "checks": report.checks.iter().map(|check| json!({"id": check.id, "status": check.status, "value": check.value, "count": check.count})).collect::<Vec<_>>(),
-        }),
-    };
-    publish(result, session, printer)
+    let outcome = Outcome::new(
+        "validate-data",
+        format!("validate-data on {} records", report.records),
+        report.verdict,
+    )
+    .publishing(&args.publishing)
+    .json_file(&report_path, report)?
+    .json_file(&lock_path, &validation.lock)?
+    .json_file(&summary_path, &validation.summary)?
+    .text_file(&markdown_path, markdown.clone())
+    .markdown(markdown)
+    .findings(findings_of(report))
+    .junit(junit_of(report))
+    .full_report(&report_path)
+    .path_output(Output::Report, &report_path)
+    .path_output(Output::Lock, &lock_path)
+    .path_output(Output::Summary, &summary_path)
+    .output(Output::DatasetDigest, report.dataset_digest)
+    .output(Output::Records, report.records)
+    .output(Output::Errors, count(CheckStatus::Fail))
+    .output(Output::Warnings, count(CheckStatus::Warn))
+    .body(&json!({
+        "report": report_path,
+        "lock": lock_path,
+        "dataset_digest": report.dataset_digest,
+        "records": report.records,
+        "checks": report.checks.iter().map(|check| json!({"id": check.id, "status": check.status, "value": check.value, "count": check.count})).collect::<Vec<_>>(),
+    }))?;
+    publish(outcome, session, printer)
 }
 
 /// A validate-data error with the flag it is about: the library names the
@@ -204,9 +189,9 @@ fn with_flag(error: gantry_data::Error) -> anyhow::Error {
 }
 
 /// One JUnit test case per check, for GitLab's merge request test summary.
-fn junit_of(report: &Report) -> String {
+fn junit_of(report: &Report) -> Vec<gantry_ci::JunitCase> {
     use gantry_ci::{JunitCase, JunitOutcome};
-    let cases: Vec<JunitCase> = report
+    report
         .checks
         .iter()
         .map(|check| {
@@ -246,8 +231,7 @@ fn junit_of(report: &Report) -> String {
                 outcome,
             }
         })
-        .collect();
-    gantry_ci::junit_report("gantry validate-data", &cases)
+        .collect()
 }
 
 /// Annotations for the first examples of every check that warned or failed.

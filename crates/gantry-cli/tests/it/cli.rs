@@ -108,7 +108,7 @@ fn github_inputs_become_flags_and_outputs_use_the_heredoc_form() {
     let mut step = Step::github();
     step.write("r.md", "# Data check\nall good\n");
     step.set("INPUT_FILE", "  r.md\n")
-        .set("INPUT_VERDICT", "pass")
+        .set("INPUT_GIVEN-VERDICT", "pass")
         .set("INPUT_PUBLISH", "summary")
         .set("INPUT_NAME", "")
         .set("INPUT_TITLE", "");
@@ -134,15 +134,15 @@ fn github_inputs_become_flags_and_outputs_use_the_heredoc_form() {
 fn bad_inputs_are_named_and_exit_two() {
     let cases: [(&[(&str, &str)], &str); 4] = [
         (
-            &[("INPUT_FILE", "r.md"), ("INPUT_VERDICT", "meh")],
+            &[("INPUT_FILE", "r.md"), ("INPUT_GIVEN-VERDICT", "meh")],
             "invalid value 'meh' for '--verdict <VERDICT>'",
         ),
         (
             &[("INPUT_FILE", "r.md"), ("INPUT_FILES", "x")],
-            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, title, verdict, findings, strict, name, publish",
+            "unknown input `files` (from `INPUT_FILES`) for `gantry report`; known inputs: file, title, given-verdict, findings, strict, name, publish",
         ),
         (
-            &[("INPUT_VERDICT", "pass")],
+            &[("INPUT_GIVEN-VERDICT", "pass")],
             "input `file` is required by `gantry report`",
         ),
         (

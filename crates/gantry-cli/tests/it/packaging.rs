@@ -475,7 +475,7 @@ fn container_action_runs_in_podman_like_the_github_runner() {
         "-e",
         "GITHUB_ACTIONS=true",
         "-e",
-        "INPUT_VERDICT=pass",
+        "INPUT_GIVEN-VERDICT=pass",
         tag,
         "report",
     ]);
@@ -611,7 +611,7 @@ include:
       job-name: weekly-report
       stage: check
       file: eval.md
-      verdict: warn
+      given-verdict: warn
       publish: summary
       output-prefix: WEEKLY_
 read-outputs:
@@ -793,7 +793,7 @@ deploy:
   stage: deploy
   needs: [gantry-register]
   script:
-    - echo "deploying $REGISTER_REFERENCE as version $REGISTER_VERSION"
+    - echo "deploying $REGISTER_REFERENCE as version $REGISTER_MODEL_VERSION"
 "#;
     let Some((project, code, text)) = run_gitlab_pipeline("register-model", pipeline, |root| {
         let model = root.join("model");
@@ -1164,7 +1164,7 @@ register:
   stage: register
   needs: [gantry-train]
   script:
-    - echo "run $TRAIN_RUN_ID status=$TRAIN_STATUS record=$TRAIN_RUN_RECORD metrics=$TRAIN_FINAL_METRICS"
+    - echo "run $TRAIN_RUN status=$TRAIN_STATUS record=$TRAIN_RUN_RECORD metrics=$TRAIN_FINAL_METRICS"
 "#;
     let Some((project, code, text)) = run_gitlab_pipeline("train-on-runner", pipeline, |root| {
         std::fs::write(root.join("trainer.sh"), SCRIPT_TRAINER).expect("trainer");

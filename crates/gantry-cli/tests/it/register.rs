@@ -109,8 +109,8 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
     ]);
     assert_eq!(registered.code, 0, "{}", registered.transcript());
     let outputs = github_outputs(&step.read("github_output"));
-    assert_eq!(outputs["name"], "tiny-lm");
-    assert_eq!(outputs["version"], "0.1.0");
+    assert_eq!(outputs["model-name"], "tiny-lm");
+    assert_eq!(outputs["model-version"], "0.1.0");
     assert!(outputs["digest"].starts_with("sha256:"), "{outputs:?}");
     assert_eq!(outputs["uri"], "file:.gantry/registry");
     assert_eq!(
@@ -143,7 +143,7 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
             .any(|dependency| dependency["digest"]["sha256"].as_str()
                 == sha256(&lock).strip_prefix("sha256:"))
     );
-    assert_eq!(outputs["provenance"], "provenance.json");
+    assert_eq!(outputs["provenance-file"], "provenance.json");
     let summary = step.read("step_summary");
     assert!(
         summary.contains("## gantry register: tiny-lm 0.1.0"),

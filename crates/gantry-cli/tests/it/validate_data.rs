@@ -303,7 +303,7 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         assert!(
             outcome
                 .stdout
-                .contains(&format!("shard=shards/shard-{index}-of-3.json")),
+                .contains(&format!("shard-file=shards/shard-{index}-of-3.json")),
             "{}",
             outcome.stdout
         );
@@ -399,6 +399,29 @@ fn gitlab_jobs_get_junit_and_code_quality_reports() {
     let dotenv = step.read("gantry.env");
     assert!(
         dotenv.starts_with("VALIDATE_DATA_VERDICT=fail\n"),
+        "{dotenv}"
+    );
+}
+
+#[test]
+fn a_gitlab_shard_job_writes_the_reports_its_template_declares() {
+    let mut step = Step::gitlab_merge_request(3);
+    planted(&step);
+    step.set("GANTRY_INPUT_DATA", "data/train.jsonl")
+        .set("GANTRY_INPUT_TOKENIZER", "chars")
+        .set("GANTRY_INPUT_SHARD", "1/2")
+        .set("GANTRY_INPUT_OUT", "shards");
+    let outcome = step.run(&["validate-data"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.transcript());
+    assert!(step.path("shards/shard-1-of-2.json").is_file());
+    // The template declares a JUnit and a Code Quality report: a shard job
+    // writes both, empty, since it decides nothing.
+    let junit = step.read(".gantry/reports/junit.xml");
+    assert!(junit.contains("tests=\"0\""), "{junit}");
+    assert_eq!(step.read(".gantry/reports/codequality.json").trim(), "[]");
+    let dotenv = step.read("gantry.env");
+    assert!(
+        dotenv.contains("VALIDATE_DATA_SHARD_FILE=shards/shard-1-of-2.json\n"),
         "{dotenv}"
     );
 }
