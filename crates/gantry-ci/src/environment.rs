@@ -118,6 +118,9 @@ impl EnvVars {
     pub const GANTRY_OUTPUT_PREFIX: &'static str = "GANTRY_OUTPUT_PREFIX";
     /// Directory for reports gantry writes outside GitHub (summaries, Code Quality); default `.gantry/reports`.
     pub const GANTRY_REPORT_DIR: &'static str = "GANTRY_REPORT_DIR";
+    /// Set (any value): validate-data reads every file with read(2) instead
+    /// of mapping it, for data another process may change meanwhile.
+    pub const GANTRY_NO_MMAP: &'static str = "GANTRY_NO_MMAP";
     /// Number of attempts for forge API calls (default 4).
     pub const GANTRY_HTTP_ATTEMPTS: &'static str = "GANTRY_HTTP_ATTEMPTS";
     /// Base backoff between forge API attempts in milliseconds (default 500).

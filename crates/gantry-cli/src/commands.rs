@@ -2,8 +2,11 @@
 
 mod eval;
 mod eval_gate;
+mod lineage;
+mod markdown;
 mod publish;
 mod register;
+mod registries;
 mod registry;
 mod report;
 mod train;

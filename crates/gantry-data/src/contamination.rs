@@ -13,7 +13,11 @@ use std::collections::HashSet;
 
 use rustc_hash::FxHashMap;
 
+use crate::error::{Error, Result};
+use crate::source::discover;
+use crate::validate::read::{Batch, FileHasher, Origin, read_file};
 use crate::words::{Words, window_hash};
+use serde_json::Value;
 
 /// Words per n-gram.
 pub const NGRAM_WORDS: usize = 13;
@@ -185,6 +189,155 @@ impl EvalIndex {
                 }
             }
         }
+    }
+}
+
+/// Indexes every record of the eval files by its 13-grams.
+pub(crate) fn load_eval_set(patterns: &[String], map_files: bool) -> Result<EvalIndex> {
+    let files = discover(patterns)?;
+    let mut index = EvalIndex::default();
+    for file in &files {
+        let mut batches = Vec::new();
+        let hasher = FileHasher::default();
+        read_file(
+            file,
+            |batch, _| batches.push(batch),
+            &mut || None,
+            &hasher,
+            map_files,
+        )?;
+        for batch in batches {
+            let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
+                Batch::Lines {
+                    bytes,
+                    first_line,
+                    text,
+                    ..
+                } => (first_line..)
+                    .zip(bytes.split(|&byte| byte == b'\n'))
+                    .filter(|(_, line)| !line.trim_ascii().is_empty())
+                    .map(|(line_number, line)| {
+                        let origin = Origin {
+                            ordinal: line_number,
+                            byte: None,
+                            is_line: true,
+                        };
+                        let value = if text {
+                            Ok(serde_json::json!({ "text": String::from_utf8_lossy(line) }))
+                        } else {
+                            serde_json::from_slice::<Value>(line).map_err(|error| error.to_string())
+                        };
+                        (origin, value)
+                    })
+                    .collect(),
+                Batch::Records(records) => records
+                    .into_iter()
+                    .map(|(origin, _, value)| (origin, value))
+                    .collect(),
+            };
+            for (origin, value) in records {
+                let place = if origin.is_line {
+                    format!("{}:{}", file.display, origin.ordinal)
+                } else {
+                    format!("{}#{}", file.display, origin.ordinal)
+                };
+                // An eval item that cannot be read cannot be looked for in
+                // the data: passing over it would pass the check unseen.
+                let value = value.map_err(|reason| Error::EvalSet {
+                    path: file.path.clone(),
+                    reason: format!(
+                        "{place}: {}; an item gantry cannot read cannot be checked for contamination",
+                        crate::scan::sanitize_message(&reason)
+                    ),
+                })?;
+                index.add(place, &eval_texts(&value));
+            }
+        }
+    }
+    if index.is_empty() {
+        return Err(Error::EvalSet {
+            path: files
+                .first()
+                .map(|file| file.path.clone())
+                .unwrap_or_default(),
+            reason: format!(
+                "no item in {} has text to look for in the data (messages, prompt, question or any string)",
+                files
+                    .iter()
+                    .map(|file| file.display.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    index.seal();
+    Ok(index)
+}
+
+/// Every string in a JSON value, in document order.
+/// The prompt side of an eval item: what a model is asked, which is what
+/// leaks when it appears in training data. Chat items give their user turns;
+/// harness-style items their prompt field; anything else every string leaf.
+/// Ids, task names, answers and choices are left out: they are not the item's
+/// text, and their words would keep it from ever matching.
+pub(crate) fn eval_texts(value: &Value) -> Vec<&str> {
+    const PROMPT_KEYS: [&str; 8] = [
+        "prompt",
+        "question",
+        "instruction",
+        "input",
+        "query",
+        "problem",
+        "context",
+        "text",
+    ];
+    let mut texts = Vec::new();
+    for (list, role_key, content_key, roles) in [
+        ("messages", "role", "content", &["user"][..]),
+        ("conversations", "from", "value", &["human", "user"][..]),
+    ] {
+        if let Some(turns) = value.get(list).and_then(Value::as_array) {
+            texts.extend(
+                turns
+                    .iter()
+                    .filter(|turn| {
+                        turn.get(role_key)
+                            .and_then(Value::as_str)
+                            .is_some_and(|role| roles.contains(&role))
+                    })
+                    .filter_map(|turn| turn.get(content_key).and_then(Value::as_str)),
+            );
+        }
+    }
+    if texts.is_empty()
+        && let Some(object) = value.as_object()
+    {
+        texts.extend(
+            PROMPT_KEYS
+                .iter()
+                .filter_map(|key| object.get(*key).and_then(Value::as_str)),
+        );
+    }
+    if texts.is_empty() {
+        string_leaves(value, &mut texts);
+    }
+    texts
+}
+
+pub(crate) fn string_leaves<'a>(value: &'a Value, texts: &mut Vec<&'a str>) {
+    match value {
+        Value::String(text) => texts.push(text),
+        Value::Array(items) => items.iter().for_each(|item| string_leaves(item, texts)),
+        Value::Object(object) => object
+            .iter()
+            .filter(|(key, _)| {
+                !matches!(
+                    key.as_str(),
+                    "id" | "role" | "type" | "from" | "tool_call_id"
+                )
+            })
+            .for_each(|(_, item)| string_leaves(item, texts)),
+        _ => {}
     }
 }
 

@@ -7,11 +7,15 @@
 //! Wasserstein-1 distance divided by the reference's standard deviation.
 //! Categorical distributions (roles) use their categories as bins.
 
+use crate::formats::RecordFormat;
+use gantry_core::Digest;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::histogram::LogHistogram;
+use serde_json::Value;
 
 /// Floor for empty bins, so PSI stays finite.
 const EPSILON: f64 = 1e-4;
@@ -143,6 +147,90 @@ fn normalized_wasserstein(reference: &LogHistogram, current: &LogHistogram) -> f
     } else {
         0.0
     }
+}
+
+/// The reference summary: read from a `summary.json`, or computed from data
+/// paths by `summarize_data` (the engine, which this module does not know).
+pub(crate) fn load_reference(
+    reference: &str,
+    tokenizer: &str,
+    summarize_data: impl FnOnce(&str) -> Result<Summary>,
+) -> Result<(String, Summary)> {
+    let path = std::path::Path::new(reference);
+    let error = |reason: String| Error::Reference {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|extension| extension == "json")
+    {
+        let text = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|source| error(format!("not JSON: {source}")))?;
+        if value.get("kind").and_then(Value::as_str) == Some("gantry-data-summary") {
+            let summary: Summary = serde_json::from_value(value)
+                .map_err(|source| error(format!("not a gantry data summary: {source}")))?;
+            if summary.tokenizer != tokenizer {
+                return Err(error(format!(
+                    "its token counts use {}, not {tokenizer}; pass --tokenizer {} to compare like with like",
+                    summary.tokenizer, summary.tokenizer
+                )));
+            }
+            return nonempty_reference(reference, summary, &error);
+        }
+    }
+    let summary = summarize_data(reference).map_err(|source| error(source.to_string()))?;
+    nonempty_reference(reference, summary, &error)
+}
+
+/// A reference without records would give every drift measure "0.0, pass":
+/// drift against nothing is refused, not passed.
+pub(crate) fn nonempty_reference(
+    reference: &str,
+    summary: Summary,
+    error: &dyn Fn(String) -> Error,
+) -> Result<(String, Summary)> {
+    if summary.records == 0 || summary.characters.count == 0 {
+        return Err(error(
+            "it holds no records, so there is nothing to measure drift against; point --reference at last week's summary.json or data"
+                .to_owned(),
+        ));
+    }
+    Ok((reference.to_owned(), summary))
+}
+
+/// Version of `summary.json`.
+pub const SUMMARY_VERSION: u32 = 1;
+
+/// `summary.json`: the distributions of a dataset, mergeable and small, so
+/// that a later run can measure drift without re-reading this data.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Always `gantry-data-summary`.
+    pub kind: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The dataset digest from the data lock.
+    #[schemars(with = "String")]
+    pub dataset_digest: Digest,
+    /// Records read.
+    pub records: u64,
+    /// The record format.
+    #[schemars(with = "Option<String>")]
+    pub format: Option<RecordFormat>,
+    /// The tokenizer behind `tokens`.
+    pub tokenizer: String,
+    /// Characters per record.
+    pub characters: crate::histogram::LogHistogram,
+    /// Tokens per record.
+    pub tokens: crate::histogram::LogHistogram,
+    /// Turns per record.
+    pub turns: crate::histogram::LogHistogram,
+    /// Messages by role.
+    pub roles: std::collections::BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ let validation = validate(&ValidateOptions {
     reference: Some("data/last-week/summary.json".into()),
     schema: None,
     policy: Policy::default(),
+    map_files: true,
 })?;
 println!("{} {}", validation.report.verdict, validation.lock.dataset_digest);
 # Ok::<(), gantry_data::Error>(())
@@ -46,7 +47,7 @@ mod words;
 
 pub use crate::bpe::{Bpe, Encoding};
 pub use crate::contamination::{EvalIndex, EvalItem, NGRAM_WORDS};
-pub use crate::drift::{DriftMeasure, categorical_drift, numeric_drift};
+pub use crate::drift::{DriftMeasure, SUMMARY_VERSION, Summary, categorical_drift, numeric_drift};
 pub use crate::error::{Error, Result};
 pub use crate::formats::{Field, Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;
@@ -58,7 +59,7 @@ pub use crate::neardup::{
 pub use crate::policy::{CHECKS, CheckPolicy, Policy};
 pub use crate::report::{
     CheckResult, CheckStatus, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION,
-    Report, SUMMARY_VERSION, Summary, Threshold,
+    Report, Threshold,
 };
 pub use crate::scan::{
     SensitiveKind, SensitiveMatch, is_safe_to_quote, quoted, redact, sanitize_message, scan,

@@ -262,35 +262,3 @@ impl Report {
             })
     }
 }
-
-/// Version of `summary.json`.
-pub const SUMMARY_VERSION: u32 = 1;
-
-/// `summary.json`: the distributions of a dataset, mergeable and small, so
-/// that a later run can measure drift without re-reading this data.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Summary {
-    /// Always `gantry-data-summary`.
-    pub kind: String,
-    /// Format version (1).
-    pub version: u32,
-    /// The dataset digest from the data lock.
-    #[schemars(with = "String")]
-    pub dataset_digest: Digest,
-    /// Records read.
-    pub records: u64,
-    /// The record format.
-    #[schemars(with = "Option<String>")]
-    pub format: Option<RecordFormat>,
-    /// The tokenizer behind `tokens`.
-    pub tokenizer: String,
-    /// Characters per record.
-    pub characters: crate::histogram::LogHistogram,
-    /// Tokens per record.
-    pub tokens: crate::histogram::LogHistogram,
-    /// Turns per record.
-    pub turns: crate::histogram::LogHistogram,
-    /// Messages by role.
-    pub roles: std::collections::BTreeMap<String, u64>,
-}

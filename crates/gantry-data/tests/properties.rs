@@ -15,6 +15,7 @@ fn options(path: &std::path::Path) -> ValidateOptions {
         reference: None,
         schema: None,
         policy: Policy::default(),
+        map_files: true,
     }
 }
 

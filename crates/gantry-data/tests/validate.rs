@@ -149,6 +149,7 @@ fn options(data: &[&Path]) -> ValidateOptions {
         reference: None,
         schema: None,
         policy: Policy::default(),
+        map_files: true,
     }
 }
 

@@ -140,6 +140,7 @@ fn gen_data_is_deterministic_and_plants_what_it_says() {
         reference: None,
         schema: None,
         policy: gantry_data::Policy::default(),
+        map_files: true,
     };
     let report = gantry_data::validate(&options).unwrap().report;
     let count = |id: &str| report.checks.iter().find(|c| c.id == id).unwrap().count;

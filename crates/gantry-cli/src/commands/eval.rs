@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::cli::{ApiArg, EvalArgs};
 use crate::commands::Session;
+use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::packaging::Output;
 use crate::printer::Printer;
 

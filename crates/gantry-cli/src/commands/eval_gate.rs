@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::cli::EvalGateArgs;
 use crate::commands::Session;
+use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::registry::fetch_evaluation;
-use crate::commands::report::{markdown_cell, verdict_badge};
+use crate::commands::registries::fetch_evaluation;
 use crate::packaging::Output;
 use crate::printer::Printer;
 

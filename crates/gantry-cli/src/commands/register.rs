@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
-use gantry_core::{ExitCode, GitLineage, Verdict};
+use gantry_core::{ExitCode, Verdict};
 use gantry_registry::{LineageSources, ModelSource, RegisterRequest, VersionRequest};
 use serde_json::json;
 
 use crate::cli::{PublishTarget, RegisterArgs};
 use crate::commands::Session;
+use crate::commands::lineage::git_lineage;
+use crate::commands::markdown::files_table;
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::registry::{files_table, open_registry};
+use crate::commands::registries::open_registry;
 use crate::packaging::Output;
 use crate::printer::Printer;
 
@@ -316,69 +318,4 @@ fn dry_run(
         }
     }
     Ok(ExitCode::PASS)
-}
-
-/// The commit being built: from the CI context, else from `git` in the
-/// working directory. Credentials in a remote URL are dropped.
-pub(crate) fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
-    if let Some(commit) = &session.context.sha {
-        return Some(GitLineage {
-            repository: session.context.repository.clone(),
-            commit: commit.clone(),
-            git_ref: session.context.git_ref.clone(),
-        });
-    }
-    let git = |args: &[&str]| -> Option<String> {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .filter(|text| !text.is_empty())
-    };
-    let commit = git(&["rev-parse", "HEAD"])?;
-    let repository =
-        git(&["config", "--get", "remote.origin.url"]).map(|url| without_credentials(&url));
-    let git_ref = git(&["symbolic-ref", "-q", "HEAD"]);
-    Some(GitLineage {
-        repository,
-        commit,
-        git_ref,
-    })
-}
-
-/// `https://user:token@host/path` → `https://host/path`.
-fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_credentials;
-
-    #[test]
-    fn remote_urls_lose_their_credentials() {
-        assert_eq!(
-            without_credentials("https://x-access-token:ghs_abc@github.com/o/r.git"),
-            "https://github.com/o/r.git"
-        );
-        assert_eq!(
-            without_credentials("git@github.com:o/r.git"),
-            "git@github.com:o/r.git"
-        );
-        assert_eq!(
-            without_credentials("https://github.com/o/r"),
-            "https://github.com/o/r"
-        );
-    }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::cli::ReportArgs;
 use crate::commands::Session;
+use crate::commands::markdown::markdown_cell;
 use crate::commands::publish::{Outcome, publish};
 use crate::packaging::Output;
 use crate::printer::Printer;
@@ -112,20 +113,6 @@ fn with_findings_section(markdown: &str, findings: &[Finding]) -> String {
         ));
     }
     text
-}
-
-/// The verdict as report headings show it: `✅ pass`, `⚠️ warn`, `❌ fail`.
-pub(crate) fn verdict_badge(verdict: gantry_core::Verdict) -> &'static str {
-    match verdict {
-        gantry_core::Verdict::Pass => "✅ pass",
-        gantry_core::Verdict::Warn => "⚠️ warn",
-        gantry_core::Verdict::Fail => "❌ fail",
-    }
-}
-
-/// Text safe inside a Markdown table cell.
-pub(crate) fn markdown_cell(value: &str) -> String {
-    value.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn first_heading(markdown: &str) -> Option<String> {

@@ -92,7 +92,7 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
                 run_name: run_id.clone(),
                 params,
                 tags,
-                options: crate::commands::registry::mlflow_options(session)?,
+                options: crate::commands::registries::mlflow_options(session)?,
             })
         })
         .transpose()?;
@@ -412,7 +412,7 @@ fn training_command(args: &TrainArgs) -> Result<Vec<String>> {
 
 /// The commit, whether tracked files differ from it, the ref and the repository.
 fn git_state(session: &Session<'_>) -> Option<GitState> {
-    let lineage = crate::commands::register::git_lineage(session)?;
+    let lineage = crate::commands::lineage::git_lineage(session)?;
     let dirty = std::process::Command::new("git")
         .args(["status", "--porcelain", "--untracked-files=no"])
         .stderr(std::process::Stdio::null())

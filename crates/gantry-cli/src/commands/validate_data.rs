@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::cli::{DataFormatArg, ValidateDataArgs};
 use crate::commands::Session;
+use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::report::{markdown_cell, verdict_badge};
 use crate::packaging::Output;
 use crate::printer::Printer;
 
@@ -47,6 +47,7 @@ pub(crate) fn run(
         reference: args.reference.clone(),
         schema: args.schema.clone(),
         policy,
+        map_files: session.environment.get(gantry_ci::EnvVars::GANTRY_NO_MMAP).is_none(),
     };
     let started = std::time::Instant::now();
     if let Some(shard) = args.shard {

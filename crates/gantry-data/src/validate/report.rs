@@ -1,0 +1,557 @@
+//! The report: every check's value against its thresholds, with examples, clusters, distributions and drift.
+
+use std::collections::BTreeMap;
+
+use super::ValidateOptions;
+use super::record::{
+    MAX_CLUSTER_MEMBERS, MAX_EXAMPLES, Occurrence, Occurrences, Partial, Position, keep_largest,
+    occurrences,
+};
+use crate::drift::Summary;
+use crate::formats::RecordFormat;
+use crate::histogram::LogHistogram;
+use crate::lock::DataLock;
+use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard};
+use crate::policy::{CHECKS, Policy};
+use crate::report::{
+    CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
+};
+use crate::source::{DataFile, FileKind};
+
+/// Duplicate clusters listed per kind.
+pub(crate) const MAX_CLUSTERS: usize = 10;
+
+/// Adds the drift measures and checks against `reference` to `report`.
+pub(crate) fn add_drift(
+    report: &mut Report,
+    current: &Summary,
+    reference: &Summary,
+    reference_name: &str,
+    policy: &Policy,
+) {
+    let mut measures = BTreeMap::new();
+    let mut notes = Vec::new();
+    for (name, reference_histogram, current_histogram) in [
+        ("characters", &reference.characters, &current.characters),
+        ("tokens", &reference.tokens, &current.tokens),
+        ("turns", &reference.turns, &current.turns),
+    ] {
+        if let Some(measure) = crate::drift::numeric_drift(reference_histogram, current_histogram) {
+            notes.push((
+                name,
+                measure,
+                format!(
+                    "p50 {} → {}",
+                    reference_histogram.quantile(0.5),
+                    current_histogram.quantile(0.5)
+                ),
+            ));
+            measures.insert(name.to_owned(), measure);
+        }
+    }
+    if let Some(measure) = crate::drift::categorical_drift(&reference.roles, &current.roles) {
+        notes.push(("roles", measure, "message shares by role".to_owned()));
+        measures.insert("roles".to_owned(), measure);
+    }
+    let describe = |id: &str| {
+        CHECKS
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map_or("", |(_, description)| *description)
+    };
+    let index = report
+        .checks
+        .iter()
+        .position(|check| check.id == "min-records")
+        .unwrap_or(report.checks.len());
+    let mut drift_checks = Vec::new();
+    for (id, value_of) in [
+        (
+            "drift-psi",
+            (|measure: &crate::drift::DriftMeasure| measure.psi)
+                as fn(&crate::drift::DriftMeasure) -> f64,
+        ),
+        ("drift-js", |measure| measure.jensen_shannon),
+        ("drift-wasserstein", |measure| {
+            measure.wasserstein.unwrap_or(0.0)
+        }),
+    ] {
+        let check_policy = policy.check(id);
+        let limit = check_policy
+            .warn
+            .or(check_policy.error)
+            .unwrap_or(f64::INFINITY);
+        let value = notes
+            .iter()
+            .map(|(_, measure, _)| value_of(measure))
+            .fold(0.0, f64::max);
+        let examples: Vec<Example> = notes
+            .iter()
+            .filter(|(_, measure, _)| value_of(measure) > limit)
+            .map(|(name, measure, detail)| Example {
+                file: reference_name.to_owned(),
+                line: None,
+                byte: None,
+                record: None,
+                message: format!(
+                    "{name}: PSI {:.3}, Jensen–Shannon {:.3}{} ({detail})",
+                    measure.psi,
+                    measure.jensen_shannon,
+                    measure
+                        .wasserstein
+                        .map(|distance| format!(", Wasserstein {distance:.3} sd"))
+                        .unwrap_or_default()
+                ),
+                excerpt: None,
+            })
+            .collect();
+        let count = examples.len() as u64;
+        drift_checks.push(CheckResult::scored(
+            id,
+            describe(id),
+            "effect size",
+            check_policy,
+            value,
+            count,
+            examples,
+            false,
+        ));
+    }
+    for (offset, check) in drift_checks.into_iter().enumerate() {
+        let position = index + offset;
+        if let Some(existing) = report.checks.iter().position(|known| known.id == check.id) {
+            report.checks[existing] = check;
+        } else {
+            report.checks.insert(position, check);
+        }
+    }
+    report.drift = Some(measures);
+    report.verdict = Report::verdict_of(&report.checks);
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "assembles the report from the engine's parts"
+)]
+pub(crate) fn build_report(
+    options: &ValidateOptions,
+    files: &[DataFile],
+    format: Option<RecordFormat>,
+    tokenizer: &str,
+    mut total: Partial,
+    file_reports: Vec<FileReport>,
+    lock: &DataLock,
+    lock_changes: Option<crate::lock::LockDiff>,
+    eval_items: Option<&[crate::contamination::EvalItem]>,
+) -> Report {
+    let describe = |id: &str| {
+        CHECKS
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map_or("", |(_, description)| *description)
+    };
+    let records = total.records;
+    let rate = |count: u64| {
+        if records == 0 {
+            0.0
+        } else {
+            count as f64 / records as f64
+        }
+    };
+    let policy = &options.policy;
+    let score = |id: &'static str,
+                 unit: &'static str,
+                 value: f64,
+                 count: u64,
+                 examples: Vec<Example>,
+                 lower_is_worse: bool| {
+        CheckResult::scored(
+            id,
+            describe(id),
+            unit,
+            policy.check(id),
+            value,
+            count,
+            examples,
+            lower_is_worse,
+        )
+    };
+    let duplicates = |map: &Occurrences| {
+        map.values()
+            .map(|occurrence| occurrence.count - 1)
+            .sum::<u64>()
+    };
+    let cluster_examples = |map: &Occurrences, kind: &str| -> Vec<Example> {
+        let mut clusters: Vec<&Occurrence> = map
+            .values()
+            .filter(|occurrence| occurrence.count > 1)
+            .collect();
+        clusters.sort_by_key(|occurrence| occurrence.first);
+        clusters
+            .iter()
+            .flat_map(|occurrence| {
+                occurrence
+                    .others
+                    .iter()
+                    .map(move |other| (*other, occurrence.first))
+            })
+            .take(MAX_EXAMPLES)
+            .map(|(position, first)| {
+                example_at(
+                    files,
+                    position,
+                    format!("{kind} duplicate of {}", place(files, first)),
+                )
+            })
+            .collect()
+    };
+    let (exact, normalized) = rayon::join(
+        || occurrences(std::mem::take(&mut total.exact)),
+        || occurrences(std::mem::take(&mut total.normalized)),
+    );
+    let n_exact = duplicates(&exact);
+    let n_normalized = duplicates(&normalized);
+    let mut checks = vec![
+        score(
+            "parse",
+            "count",
+            total.parse.count as f64,
+            total.parse.count,
+            total.parse.clone().into_examples(),
+            false,
+        ),
+        score(
+            "schema",
+            "count",
+            total.schema.count as f64,
+            total.schema.count,
+            total.schema.clone().into_examples(),
+            false,
+        ),
+        score(
+            "empty-content",
+            "rate",
+            rate(total.empty.count),
+            total.empty.count,
+            total.empty.clone().into_examples(),
+            false,
+        ),
+    ];
+    checks.push(match options.max_tokens {
+        Some(_) => score(
+            "max-tokens",
+            "count",
+            total.over_tokens.count as f64,
+            total.over_tokens.count,
+            total.over_tokens.clone().into_examples(),
+            false,
+        ),
+        None => CheckResult::skipped(
+            "max-tokens",
+            describe("max-tokens"),
+            "count",
+            "pass --max-tokens to check record lengths against a model's limit".to_owned(),
+        ),
+    });
+    checks.push(score(
+        "exact-duplicates",
+        "rate",
+        rate(n_exact),
+        n_exact,
+        cluster_examples(&exact, "exact"),
+        false,
+    ));
+    checks.push(score(
+        "normalized-duplicates",
+        "rate",
+        rate(n_normalized),
+        n_normalized,
+        cluster_examples(&normalized, "normalized"),
+        false,
+    ));
+    // Near duplicates: records in a MinHash cluster after its first member.
+    let (positions, signatures): (Vec<Position>, Vec<&Signature>) = total
+        .near
+        .iter()
+        .map(|(position, signature)| (*position, signature))
+        .unzip();
+    let near_groups = near_clusters(&signatures);
+    let n_near: u64 = near_groups.iter().map(|group| group.len() as u64 - 1).sum();
+    let near_examples: Vec<Example> = near_groups
+        .iter()
+        .flat_map(|group| group[1..].iter().map(move |&member| (group[0], member)))
+        .take(MAX_EXAMPLES)
+        .map(|(first, member)| {
+            example_at(
+                files,
+                positions[member],
+                format!(
+                    "near duplicate of {} (estimated Jaccard {:.2})",
+                    place(files, positions[first]),
+                    estimated_jaccard(signatures[first], signatures[member])
+                ),
+            )
+        })
+        .collect();
+    checks.push(score(
+        "near-duplicates",
+        "rate",
+        rate(n_near),
+        n_near,
+        near_examples,
+        false,
+    ));
+    checks.push(score(
+        "secrets",
+        "count",
+        total.secrets.count as f64,
+        total.secrets.count,
+        total.secrets.clone().into_examples(),
+        false,
+    ));
+    checks.push(score(
+        "pii",
+        "rate",
+        rate(total.pii.count),
+        total.pii.count,
+        total.pii.clone().into_examples(),
+        false,
+    ));
+    match eval_items {
+        Some(eval_items) => {
+            let mut hits: Vec<(u32, f64, Position)> = total
+                .contamination
+                .iter()
+                .map(|(item, (ngrams, first))| {
+                    (
+                        *item,
+                        ngrams.len() as f64 / f64::from(eval_items[*item as usize].n_ngrams.max(1)),
+                        *first,
+                    )
+                })
+                .collect();
+            hits.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+            let examples = |minimum: f64| -> Vec<Example> {
+                hits.iter()
+                    .filter(|(_, coverage, _)| *coverage >= minimum)
+                    .take(MAX_EXAMPLES)
+                    .map(|(item, coverage, first)| {
+                        let item = &eval_items[*item as usize];
+                        let what = if item.short {
+                            "the whole item (under 13 words)".to_owned()
+                        } else {
+                            format!(
+                                "{:.0}% of its {} distinct 13-grams",
+                                coverage * 100.0,
+                                item.n_ngrams
+                            )
+                        };
+                        let (file, line) = item
+                            .place
+                            .rsplit_once(':')
+                            .map_or((item.place.clone(), None), |(file, line)| {
+                                (file.to_owned(), line.parse().ok())
+                            });
+                        Example {
+                            file,
+                            line,
+                            byte: None,
+                            record: None,
+                            message: format!(
+                                "eval item {}: {what} found in training data, first at {}",
+                                item.place,
+                                place(files, *first)
+                            ),
+                            excerpt: None,
+                        }
+                    })
+                    .collect()
+            };
+            let heavy = hits
+                .iter()
+                .filter(|(_, coverage, _)| *coverage >= 0.5)
+                .count() as u64;
+            let any = hits.len() as u64;
+            checks.push(score(
+                "contamination",
+                "count",
+                heavy as f64,
+                heavy,
+                examples(0.5),
+                false,
+            ));
+            checks.push(score(
+                "contamination-partial",
+                "count",
+                any as f64,
+                any,
+                examples(0.0),
+                false,
+            ));
+        }
+        None => {
+            for id in ["contamination", "contamination-partial"] {
+                checks.push(CheckResult::skipped(
+                    id,
+                    describe(id),
+                    "count",
+                    "pass --eval-set to check eval items against the training data".to_owned(),
+                ));
+            }
+        }
+    }
+    // Outliers: records beyond the median plus five median absolute deviations.
+    let mut outlier_rate: f64 = 0.0;
+    let mut outlier_count = 0;
+    let mut outlier_examples = Vec::new();
+    for (name, histogram, largest) in [
+        ("characters", &total.characters, &total.largest[0]),
+        ("tokens", &total.tokens, &total.largest[1]),
+        ("turns", &total.turns, &total.largest[2]),
+    ] {
+        let median = histogram.quantile(0.5);
+        // A floor on the spread (a tenth of the median, at least 1) keeps
+        // near-constant distributions, where the MAD is 0, from flagging
+        // every record one above the median.
+        let spread = histogram.mad().max(median / 10).max(1);
+        let threshold = median + 5 * spread;
+        let above = histogram.count_above(threshold);
+        if rate(above) > outlier_rate {
+            outlier_rate = rate(above);
+            outlier_count = above;
+        }
+        let mut largest = largest.clone();
+        keep_largest(&mut largest);
+        for (value, position) in largest
+            .into_iter()
+            .filter(|(value, _)| *value > threshold)
+            .take(5)
+        {
+            outlier_examples.push(example_at(
+                files,
+                position,
+                format!(
+                    "{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"
+                ),
+            ));
+        }
+    }
+    checks.push(score(
+        "outliers",
+        "rate",
+        outlier_rate,
+        outlier_count,
+        outlier_examples,
+        false,
+    ));
+    if options.reference.is_none() {
+        for id in ["drift-psi", "drift-js", "drift-wasserstein"] {
+            checks.push(CheckResult::skipped(
+                id,
+                describe(id),
+                "effect size",
+                "pass --reference (a summary.json or earlier data) to measure drift".to_owned(),
+            ));
+        }
+    }
+    checks.push(score(
+        "min-records",
+        "count",
+        records as f64,
+        records,
+        Vec::new(),
+        true,
+    ));
+
+    let mut duplicate_clusters = Vec::new();
+    for (kind, map) in [("exact", &exact), ("normalized", &normalized)] {
+        let mut clusters: Vec<&Occurrence> = map
+            .values()
+            .filter(|occurrence| occurrence.count > 1)
+            .collect();
+        clusters.sort_by_key(|occurrence| (std::cmp::Reverse(occurrence.count), occurrence.first));
+        duplicate_clusters.extend(clusters.into_iter().take(MAX_CLUSTERS).map(|occurrence| {
+            DuplicateCluster {
+                kind,
+                size: occurrence.count,
+                members: std::iter::once(occurrence.first)
+                    .chain(occurrence.others.iter().copied())
+                    .map(|position| place(files, position))
+                    .collect(),
+            }
+        }));
+    }
+    let mut near_sorted: Vec<&Vec<usize>> = near_groups.iter().collect();
+    near_sorted.sort_by_key(|group| (std::cmp::Reverse(group.len()), group[0]));
+    duplicate_clusters.extend(near_sorted.into_iter().take(MAX_CLUSTERS).map(|group| {
+        DuplicateCluster {
+            kind: "near",
+            size: group.len() as u64,
+            members: group
+                .iter()
+                .take(MAX_CLUSTER_MEMBERS)
+                .map(|&member| place(files, positions[member]))
+                .collect(),
+        }
+    }));
+    let distribution = |histogram: &LogHistogram| Distribution {
+        min: histogram.min,
+        p50: histogram.quantile(0.5),
+        p90: histogram.quantile(0.9),
+        p99: histogram.quantile(0.99),
+        max: histogram.max,
+        mean: histogram.mean(),
+    };
+    Report {
+        version: REPORT_VERSION,
+        verdict: Report::verdict_of(&checks),
+        format,
+        tokenizer: tokenizer.to_owned(),
+        records,
+        dataset_digest: lock.dataset_digest,
+        files: file_reports,
+        characters: distribution(&total.characters),
+        tokens: distribution(&total.tokens),
+        turns: distribution(&total.turns),
+        roles: total.roles,
+        conversations_without: [
+            ("system".to_owned(), total.without_system),
+            ("user".to_owned(), total.without_user),
+        ]
+        .into_iter()
+        .filter(|_| format.is_some_and(RecordFormat::is_conversation))
+        .collect(),
+        sensitive: total
+            .sensitive
+            .into_iter()
+            .map(|(kind, count)| (kind.to_owned(), count))
+            .collect(),
+        checks,
+        duplicate_clusters,
+        drift: None,
+        lock_changes,
+    }
+}
+
+/// An example pointing at the record at `position`: a line, or for JSON
+/// arrays and Parquet files, a record index.
+pub(crate) fn example_at(files: &[DataFile], position: Position, message: String) -> Example {
+    let file = &files[position.0 as usize];
+    let by_record = matches!(file.kind, FileKind::Json | FileKind::Parquet);
+    Example {
+        file: file.display.clone(),
+        line: (!by_record).then_some(position.1),
+        byte: None,
+        record: by_record.then_some(position.1),
+        message,
+        excerpt: None,
+    }
+}
+
+pub(crate) fn place(files: &[DataFile], position: Position) -> String {
+    let file = &files[position.0 as usize];
+    match file.kind {
+        FileKind::Json | FileKind::Parquet => format!("{}#{}", file.display, position.1),
+        _ => format!("{}:{}", file.display, position.1),
+    }
+}
