@@ -56,7 +56,7 @@ pub use crate::neardup::{
     BANDS, HASHES, JACCARD_THRESHOLD, ROWS, SHINGLE_WORDS, Signature, clusters, estimated_jaccard,
     signature,
 };
-pub use crate::policy::{CHECKS, CheckPolicy, Policy};
+pub use crate::policy::{CheckId, CheckPolicy, Direction, Policy, Unit};
 pub use crate::report::{
     CheckResult, CheckStatus, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION,
     Report, Threshold,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::formats::RecordFormat;
 use crate::lock::LockDiff;
-use crate::policy::CheckPolicy;
+use crate::policy::{CheckId, CheckPolicy, Direction};
 
 /// Version of `report.json`.
 pub const REPORT_VERSION: u32 = 1;
@@ -59,8 +59,8 @@ pub struct Threshold {
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CheckResult {
-    /// Stable kebab-case id.
-    pub id: &'static str,
+    /// Which check; serialized as its stable kebab-case id.
+    pub id: CheckId,
     /// What it measures.
     pub description: &'static str,
     /// `count` or `rate`.
@@ -83,28 +83,19 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// Scores `value` against `policy`.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one argument per field of the result"
-    )]
+    /// Scores `value` of check `id` against `policy`.
     pub fn scored(
-        id: &'static str,
-        description: &'static str,
-        unit: &'static str,
+        id: CheckId,
         policy: CheckPolicy,
         value: f64,
         count: u64,
         findings: Vec<Example>,
-        lower_is_worse: bool,
     ) -> CheckResult {
+        let direction = id.direction();
         let past = |limit: Option<f64>| {
-            limit.is_some_and(|limit| {
-                if lower_is_worse {
-                    value < limit
-                } else {
-                    value > limit
-                }
+            limit.is_some_and(|limit| match direction {
+                Direction::Below => value < limit,
+                Direction::Above => value > limit,
             })
         };
         let status = if !policy.enabled {
@@ -118,8 +109,8 @@ impl CheckResult {
         };
         CheckResult {
             id,
-            description,
-            unit,
+            description: id.description(),
+            unit: id.unit().as_str(),
             severity: if policy.error.is_some() {
                 "error"
             } else {
@@ -130,7 +121,7 @@ impl CheckResult {
             threshold: Threshold {
                 warn: policy.warn,
                 error: policy.error,
-                direction: if lower_is_worse { "below" } else { "above" },
+                direction: direction.as_str(),
             },
             count,
             findings,
@@ -138,24 +129,19 @@ impl CheckResult {
         }
     }
 
-    /// A check that did not run, and why.
-    pub fn skipped(
-        id: &'static str,
-        description: &'static str,
-        unit: &'static str,
-        note: String,
-    ) -> CheckResult {
+    /// Check `id`, not run, and why.
+    pub fn skipped(id: CheckId, note: String) -> CheckResult {
         CheckResult {
             id,
-            description,
-            unit,
+            description: id.description(),
+            unit: id.unit().as_str(),
             severity: "error",
             status: CheckStatus::Skipped,
             value: 0.0,
             threshold: Threshold {
                 warn: None,
                 error: None,
-                direction: "above",
+                direction: id.direction().as_str(),
             },
             count: 0,
             findings: Vec::new(),

@@ -180,7 +180,7 @@ fn planted_defects_are_counted_exactly() {
     let counts: Vec<(&str, u64, CheckStatus)> = report
         .checks
         .iter()
-        .map(|check| (check.id, check.count, check.status))
+        .map(|check| (check.id.id(), check.count, check.status))
         .collect();
     assert_eq!(
         counts,

@@ -47,7 +47,10 @@ pub(crate) fn run(
         reference: args.reference.clone(),
         schema: args.schema.clone(),
         policy,
-        map_files: session.environment.get(gantry_ci::EnvVars::GANTRY_NO_MMAP).is_none(),
+        map_files: session
+            .environment
+            .get(gantry_ci::EnvVars::GANTRY_NO_MMAP)
+            .is_none(),
     };
     let started = std::time::Instant::now();
     if let Some(shard) = args.shard {
@@ -227,7 +230,7 @@ fn junit_of(report: &Report) -> Vec<gantry_ci::JunitCase> {
                 }
             };
             JunitCase {
-                name: check.id.to_owned(),
+                name: check.id.to_string(),
                 class_name: "gantry.validate-data".to_owned(),
                 outcome,
             }
@@ -246,9 +249,9 @@ fn findings_of(report: &Report) -> Vec<Finding> {
         };
         for example in check.findings.iter().take(ANNOTATED_PER_CHECK) {
             let mut finding = Finding::new(
-                check.id,
+                check.id.id(),
                 severity,
-                title_of(check.id),
+                check.id.title(),
                 example.message.clone(),
             );
             if let Some(snippet) = &example.excerpt {
@@ -264,25 +267,6 @@ fn findings_of(report: &Report) -> Vec<Finding> {
     findings
 }
 
-fn title_of(id: &str) -> &'static str {
-    match id {
-        "parse" => "Unparsable record",
-        "schema" => "Format rule broken",
-        "empty-content" => "Empty content",
-        "max-tokens" => "Too many tokens",
-        "exact-duplicates" => "Exact duplicate",
-        "normalized-duplicates" => "Duplicate after normalization",
-        "near-duplicates" => "Near duplicate",
-        "secrets" => "Secret in training data",
-        "pii" => "Personal data",
-        "contamination" => "Eval item in training data",
-        "contamination-partial" => "Eval n-grams in training data",
-        "outliers" => "Length outlier",
-        "drift-psi" | "drift-js" | "drift-wasserstein" => "Distribution drift",
-        _ => "Data check",
-    }
-}
-
 fn status_badge(status: CheckStatus) -> &'static str {
     match status {
         CheckStatus::Pass => "✅ pass",
@@ -293,7 +277,7 @@ fn status_badge(status: CheckStatus) -> &'static str {
 }
 
 fn value_text(check: &CheckResult, value: f64) -> String {
-    if check.unit == "rate" {
+    if check.id.unit() == gantry_data::Unit::Rate {
         format!("{:.2}%", value * 100.0)
     } else {
         format!("{value}")
@@ -301,7 +285,7 @@ fn value_text(check: &CheckResult, value: f64) -> String {
 }
 
 fn threshold_text(check: &CheckResult) -> String {
-    let comparison = if check.threshold.direction == "below" {
+    let comparison = if check.id.direction() == gantry_data::Direction::Below {
         "<"
     } else {
         ">"

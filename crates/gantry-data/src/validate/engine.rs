@@ -12,6 +12,7 @@ use crate::drift::{SUMMARY_VERSION, Summary, load_reference};
 use crate::error::{Error, Result};
 use crate::formats::RecordFormat;
 use crate::lock::{DataLock, LockedFile};
+use crate::policy::CheckId;
 use crate::report::FileReport;
 use crate::source::{DataFile, discover};
 use crate::tokens::Tokenizer;
@@ -120,11 +121,11 @@ pub(crate) fn scan_data(
                 format,
                 tokenizer: &tokenizer,
                 max_tokens: options.max_tokens,
-                scan_sensitive: options.policy.check("secrets").enabled
-                    || options.policy.check("pii").enabled,
+                scan_sensitive: options.policy.check(CheckId::Secrets).enabled
+                    || options.policy.check(CheckId::Pii).enabled,
                 eval: eval.as_ref(),
-                near_duplicates: options.policy.check("near-duplicates").enabled,
-                normalized_duplicates: options.policy.check("normalized-duplicates").enabled,
+                near_duplicates: options.policy.check(CheckId::NearDuplicates).enabled,
+                normalized_duplicates: options.policy.check(CheckId::NormalizedDuplicates).enabled,
                 plain_chat: schema.is_none()
                     && matches!(format, None | Some(RecordFormat::OpenaiChat)),
                 shard,

@@ -12,7 +12,7 @@ use crate::formats::RecordFormat;
 use crate::histogram::LogHistogram;
 use crate::lock::DataLock;
 use crate::neardup::{Signature, clusters as near_clusters, estimated_jaccard};
-use crate::policy::{CHECKS, Policy};
+use crate::policy::{CheckId, Policy};
 use crate::report::{
     CheckResult, Distribution, DuplicateCluster, Example, FileReport, REPORT_VERSION, Report,
 };
@@ -53,26 +53,20 @@ pub(crate) fn add_drift(
         notes.push(("roles", measure, "message shares by role".to_owned()));
         measures.insert("roles".to_owned(), measure);
     }
-    let describe = |id: &str| {
-        CHECKS
-            .iter()
-            .find(|(known, _)| *known == id)
-            .map_or("", |(_, description)| *description)
-    };
     let index = report
         .checks
         .iter()
-        .position(|check| check.id == "min-records")
+        .position(|check| check.id == CheckId::MinRecords)
         .unwrap_or(report.checks.len());
     let mut drift_checks = Vec::new();
     for (id, value_of) in [
         (
-            "drift-psi",
+            CheckId::DriftPsi,
             (|measure: &crate::drift::DriftMeasure| measure.psi)
                 as fn(&crate::drift::DriftMeasure) -> f64,
         ),
-        ("drift-js", |measure| measure.jensen_shannon),
-        ("drift-wasserstein", |measure| {
+        (CheckId::DriftJs, |measure| measure.jensen_shannon),
+        (CheckId::DriftWasserstein, |measure| {
             measure.wasserstein.unwrap_or(0.0)
         }),
     ] {
@@ -108,13 +102,10 @@ pub(crate) fn add_drift(
         let count = examples.len() as u64;
         drift_checks.push(CheckResult::scored(
             id,
-            describe(id),
-            "effect size",
             check_policy,
             value,
             count,
             examples,
-            false,
         ));
     }
     for (offset, check) in drift_checks.into_iter().enumerate() {
@@ -144,12 +135,6 @@ pub(crate) fn build_report(
     lock_changes: Option<crate::lock::LockDiff>,
     eval_items: Option<&[crate::contamination::EvalItem]>,
 ) -> Report {
-    let describe = |id: &str| {
-        CHECKS
-            .iter()
-            .find(|(known, _)| *known == id)
-            .map_or("", |(_, description)| *description)
-    };
     let records = total.records;
     let rate = |count: u64| {
         if records == 0 {
@@ -159,22 +144,8 @@ pub(crate) fn build_report(
         }
     };
     let policy = &options.policy;
-    let score = |id: &'static str,
-                 unit: &'static str,
-                 value: f64,
-                 count: u64,
-                 examples: Vec<Example>,
-                 lower_is_worse: bool| {
-        CheckResult::scored(
-            id,
-            describe(id),
-            unit,
-            policy.check(id),
-            value,
-            count,
-            examples,
-            lower_is_worse,
-        )
+    let score = |id: CheckId, value: f64, count: u64, examples: Vec<Example>| {
+        CheckResult::scored(id, policy.check(id), value, count, examples)
     };
     let duplicates = |map: &Occurrences| {
         map.values()
@@ -213,61 +184,47 @@ pub(crate) fn build_report(
     let n_normalized = duplicates(&normalized);
     let mut checks = vec![
         score(
-            "parse",
-            "count",
+            CheckId::Parse,
             total.parse.count as f64,
             total.parse.count,
             total.parse.clone().into_examples(),
-            false,
         ),
         score(
-            "schema",
-            "count",
+            CheckId::Schema,
             total.schema.count as f64,
             total.schema.count,
             total.schema.clone().into_examples(),
-            false,
         ),
         score(
-            "empty-content",
-            "rate",
+            CheckId::EmptyContent,
             rate(total.empty.count),
             total.empty.count,
             total.empty.clone().into_examples(),
-            false,
         ),
     ];
     checks.push(match options.max_tokens {
         Some(_) => score(
-            "max-tokens",
-            "count",
+            CheckId::MaxTokens,
             total.over_tokens.count as f64,
             total.over_tokens.count,
             total.over_tokens.clone().into_examples(),
-            false,
         ),
         None => CheckResult::skipped(
-            "max-tokens",
-            describe("max-tokens"),
-            "count",
+            CheckId::MaxTokens,
             "pass --max-tokens to check record lengths against a model's limit".to_owned(),
         ),
     });
     checks.push(score(
-        "exact-duplicates",
-        "rate",
+        CheckId::ExactDuplicates,
         rate(n_exact),
         n_exact,
         cluster_examples(&exact, "exact"),
-        false,
     ));
     checks.push(score(
-        "normalized-duplicates",
-        "rate",
+        CheckId::NormalizedDuplicates,
         rate(n_normalized),
         n_normalized,
         cluster_examples(&normalized, "normalized"),
-        false,
     ));
     // Near duplicates: records in a MinHash cluster after its first member.
     let (positions, signatures): (Vec<Position>, Vec<&Signature>) = total
@@ -294,28 +251,22 @@ pub(crate) fn build_report(
         })
         .collect();
     checks.push(score(
-        "near-duplicates",
-        "rate",
+        CheckId::NearDuplicates,
         rate(n_near),
         n_near,
         near_examples,
-        false,
     ));
     checks.push(score(
-        "secrets",
-        "count",
+        CheckId::Secrets,
         total.secrets.count as f64,
         total.secrets.count,
         total.secrets.clone().into_examples(),
-        false,
     ));
     checks.push(score(
-        "pii",
-        "rate",
+        CheckId::Pii,
         rate(total.pii.count),
         total.pii.count,
         total.pii.clone().into_examples(),
-        false,
     ));
     match eval_items {
         Some(eval_items) => {
@@ -373,28 +324,22 @@ pub(crate) fn build_report(
                 .count() as u64;
             let any = hits.len() as u64;
             checks.push(score(
-                "contamination",
-                "count",
+                CheckId::Contamination,
                 heavy as f64,
                 heavy,
                 examples(0.5),
-                false,
             ));
             checks.push(score(
-                "contamination-partial",
-                "count",
+                CheckId::ContaminationPartial,
                 any as f64,
                 any,
                 examples(0.0),
-                false,
             ));
         }
         None => {
-            for id in ["contamination", "contamination-partial"] {
+            for id in [CheckId::Contamination, CheckId::ContaminationPartial] {
                 checks.push(CheckResult::skipped(
                     id,
-                    describe(id),
-                    "count",
                     "pass --eval-set to check eval items against the training data".to_owned(),
                 ));
             }
@@ -437,30 +382,28 @@ pub(crate) fn build_report(
         }
     }
     checks.push(score(
-        "outliers",
-        "rate",
+        CheckId::Outliers,
         outlier_rate,
         outlier_count,
         outlier_examples,
-        false,
     ));
     if options.reference.is_none() {
-        for id in ["drift-psi", "drift-js", "drift-wasserstein"] {
+        for id in [
+            CheckId::DriftPsi,
+            CheckId::DriftJs,
+            CheckId::DriftWasserstein,
+        ] {
             checks.push(CheckResult::skipped(
                 id,
-                describe(id),
-                "effect size",
                 "pass --reference (a summary.json or earlier data) to measure drift".to_owned(),
             ));
         }
     }
     checks.push(score(
-        "min-records",
-        "count",
+        CheckId::MinRecords,
         records as f64,
         records,
         Vec::new(),
-        true,
     ));
 
     let mut duplicate_clusters = Vec::new();
