@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::read::{Batch, FileHasher, read_file};
 use super::record::{FileContext, Partial, Shard, detect_in_batch, process_batch};
-use super::report::{add_drift, build_report};
+use super::report::{Gathered, add_drift, build_report};
 use super::{Progress, ValidateOptions, Validation};
 use crate::contamination::load_eval_set;
 use crate::drift::{SUMMARY_VERSION, Summary, load_reference};
@@ -280,14 +280,15 @@ pub(crate) fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation
     );
     let report = build_report(
         options,
-        &files,
-        format,
-        &options.tokenizer,
-        total,
-        file_reports,
-        &lock,
-        lock_changes,
-        eval_items.as_deref(),
+        Gathered {
+            files: &files,
+            format,
+            total,
+            file_reports,
+            lock: &lock,
+            lock_changes,
+            eval_items: eval_items.as_deref(),
+        },
     );
     let summary = Summary {
         kind: "gantry-data-summary".to_owned(),

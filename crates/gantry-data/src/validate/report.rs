@@ -120,21 +120,37 @@ pub(crate) fn add_drift(
     report.verdict = Report::verdict_of(&report.checks);
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "assembles the report from the engine's parts"
-)]
-pub(crate) fn build_report(
-    options: &ValidateOptions,
-    files: &[DataFile],
-    format: Option<RecordFormat>,
-    tokenizer: &str,
-    mut total: Partial,
-    file_reports: Vec<FileReport>,
-    lock: &DataLock,
-    lock_changes: Option<crate::lock::LockDiff>,
-    eval_items: Option<&[crate::contamination::EvalItem]>,
-) -> Report {
+/// What the engine gathered from the data, for the report.
+pub(crate) struct Gathered<'a> {
+    /// The files read, in order.
+    pub(crate) files: &'a [DataFile],
+    /// The record format found (or given).
+    pub(crate) format: Option<RecordFormat>,
+    /// Every chunk's partial result, merged.
+    pub(crate) total: Partial,
+    /// Per-file records and bytes.
+    pub(crate) file_reports: Vec<FileReport>,
+    /// The data lock written for this run.
+    pub(crate) lock: &'a DataLock,
+    /// What changed since `--previous-lock`, when given.
+    pub(crate) lock_changes: Option<crate::lock::LockDiff>,
+    /// The eval items looked for, when `--eval-set` was given.
+    pub(crate) eval_items: Option<&'a [crate::contamination::EvalItem]>,
+}
+
+/// Every check's value against its thresholds, with examples, clusters and
+/// distributions: the report of what the engine gathered.
+pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) -> Report {
+    let Gathered {
+        files,
+        format,
+        mut total,
+        file_reports,
+        lock,
+        lock_changes,
+        eval_items,
+    } = gathered;
+    let tokenizer = options.tokenizer.as_str();
     let records = total.records;
     let rate = |count: u64| {
         if records == 0 {
@@ -268,119 +284,8 @@ pub(crate) fn build_report(
         total.pii.count,
         total.pii.clone().into_examples(),
     ));
-    match eval_items {
-        Some(eval_items) => {
-            let mut hits: Vec<(u32, f64, Position)> = total
-                .contamination
-                .iter()
-                .map(|(item, (ngrams, first))| {
-                    (
-                        *item,
-                        ngrams.len() as f64 / f64::from(eval_items[*item as usize].n_ngrams.max(1)),
-                        *first,
-                    )
-                })
-                .collect();
-            hits.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
-            let examples = |minimum: f64| -> Vec<Example> {
-                hits.iter()
-                    .filter(|(_, coverage, _)| *coverage >= minimum)
-                    .take(MAX_EXAMPLES)
-                    .map(|(item, coverage, first)| {
-                        let item = &eval_items[*item as usize];
-                        let what = if item.short {
-                            "the whole item (under 13 words)".to_owned()
-                        } else {
-                            format!(
-                                "{:.0}% of its {} distinct 13-grams",
-                                coverage * 100.0,
-                                item.n_ngrams
-                            )
-                        };
-                        let (file, line) = item
-                            .place
-                            .rsplit_once(':')
-                            .map_or((item.place.clone(), None), |(file, line)| {
-                                (file.to_owned(), line.parse().ok())
-                            });
-                        Example {
-                            file,
-                            line,
-                            byte: None,
-                            record: None,
-                            message: format!(
-                                "eval item {}: {what} found in training data, first at {}",
-                                item.place,
-                                place(files, *first)
-                            ),
-                            excerpt: None,
-                        }
-                    })
-                    .collect()
-            };
-            let heavy = hits
-                .iter()
-                .filter(|(_, coverage, _)| *coverage >= 0.5)
-                .count() as u64;
-            let any = hits.len() as u64;
-            checks.push(score(
-                CheckId::Contamination,
-                heavy as f64,
-                heavy,
-                examples(0.5),
-            ));
-            checks.push(score(
-                CheckId::ContaminationPartial,
-                any as f64,
-                any,
-                examples(0.0),
-            ));
-        }
-        None => {
-            for id in [CheckId::Contamination, CheckId::ContaminationPartial] {
-                checks.push(CheckResult::skipped(
-                    id,
-                    "pass --eval-set to check eval items against the training data".to_owned(),
-                ));
-            }
-        }
-    }
-    // Outliers: records beyond the median plus five median absolute deviations.
-    let mut outlier_rate: f64 = 0.0;
-    let mut outlier_count = 0;
-    let mut outlier_examples = Vec::new();
-    for (name, histogram, largest) in [
-        ("characters", &total.characters, &total.largest[0]),
-        ("tokens", &total.tokens, &total.largest[1]),
-        ("turns", &total.turns, &total.largest[2]),
-    ] {
-        let median = histogram.quantile(0.5);
-        // A floor on the spread (a tenth of the median, at least 1) keeps
-        // near-constant distributions, where the MAD is 0, from flagging
-        // every record one above the median.
-        let spread = histogram.mad().max(median / 10).max(1);
-        let threshold = median + 5 * spread;
-        let above = histogram.count_above(threshold);
-        if rate(above) > outlier_rate {
-            outlier_rate = rate(above);
-            outlier_count = above;
-        }
-        let mut largest = largest.clone();
-        keep_largest(&mut largest);
-        for (value, position) in largest
-            .into_iter()
-            .filter(|(value, _)| *value > threshold)
-            .take(5)
-        {
-            outlier_examples.push(example_at(
-                files,
-                position,
-                format!(
-                    "{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"
-                ),
-            ));
-        }
-    }
+    checks.extend(contamination_checks(eval_items, &total, files, &score));
+    let (outlier_rate, outlier_count, outlier_examples) = outliers(&total, files);
     checks.push(score(
         CheckId::Outliers,
         outlier_rate,
@@ -474,6 +379,146 @@ pub(crate) fn build_report(
         drift: None,
         lock_changes,
     }
+}
+
+/// The two contamination checks: eval items at least half found (or whole,
+/// under 13 words) and eval items with any 13-gram found; skipped without
+/// `--eval-set`.
+fn contamination_checks(
+    eval_items: Option<&[crate::contamination::EvalItem]>,
+    total: &Partial,
+    files: &[DataFile],
+    score: &dyn Fn(CheckId, f64, u64, Vec<Example>) -> CheckResult,
+) -> Vec<CheckResult> {
+    let mut checks = Vec::new();
+    match eval_items {
+        Some(eval_items) => {
+            let mut hits: Vec<(u32, f64, Position)> = total
+                .contamination
+                .iter()
+                .map(|(item, (ngrams, first))| {
+                    (
+                        *item,
+                        ngrams.len() as f64 / f64::from(eval_items[*item as usize].n_ngrams.max(1)),
+                        *first,
+                    )
+                })
+                .collect();
+            hits.sort_by(|left, right| right.1.total_cmp(&left.1).then(left.0.cmp(&right.0)));
+            let examples = |minimum: f64| -> Vec<Example> {
+                hits.iter()
+                    .filter(|(_, coverage, _)| *coverage >= minimum)
+                    .take(MAX_EXAMPLES)
+                    .map(|(item, coverage, first)| {
+                        let item = &eval_items[*item as usize];
+                        let what = if item.short {
+                            "the whole item (under 13 words)".to_owned()
+                        } else {
+                            format!(
+                                "{:.0}% of its {} distinct 13-grams",
+                                coverage * 100.0,
+                                item.n_ngrams
+                            )
+                        };
+                        let (file, line) = item
+                            .place
+                            .rsplit_once(':')
+                            .map_or((item.place.clone(), None), |(file, line)| {
+                                (file.to_owned(), line.parse().ok())
+                            });
+                        Example {
+                            file,
+                            line,
+                            byte: None,
+                            record: None,
+                            message: format!(
+                                "eval item {}: {what} found in training data, first at {}",
+                                item.place,
+                                place(files, *first)
+                            ),
+                            excerpt: None,
+                        }
+                    })
+                    .collect()
+            };
+            let heavy = hits
+                .iter()
+                .filter(|(_, coverage, _)| *coverage >= 0.5)
+                .count() as u64;
+            let any = hits.len() as u64;
+            checks.push(score(
+                CheckId::Contamination,
+                heavy as f64,
+                heavy,
+                examples(0.5),
+            ));
+            checks.push(score(
+                CheckId::ContaminationPartial,
+                any as f64,
+                any,
+                examples(0.0),
+            ));
+        }
+        None => {
+            for id in [CheckId::Contamination, CheckId::ContaminationPartial] {
+                checks.push(CheckResult::skipped(
+                    id,
+                    "pass --eval-set to check eval items against the training data".to_owned(),
+                ));
+            }
+        }
+    }
+    checks
+}
+
+/// Outliers: the largest share of records beyond the median plus five
+/// median absolute deviations, in characters, tokens or turns, with the
+/// largest records as examples: (rate, count, examples).
+fn outliers(total: &Partial, files: &[DataFile]) -> (f64, u64, Vec<Example>) {
+    let records = total.records;
+    let rate = |count: u64| {
+        if records == 0 {
+            0.0
+        } else {
+            count as f64 / records as f64
+        }
+    };
+    let mut outlier_rate: f64 = 0.0;
+    let mut outlier_count = 0;
+    let mut outlier_examples = Vec::new();
+    for (name, histogram, largest) in [
+        ("characters", &total.characters, &total.largest[0]),
+        ("tokens", &total.tokens, &total.largest[1]),
+        ("turns", &total.turns, &total.largest[2]),
+    ] {
+        let median = histogram.quantile(0.5);
+        // A floor on the spread (a tenth of the median, at least 1) keeps
+        // near-constant distributions, where the MAD is 0, from flagging
+        // every record one above the median.
+        let spread = histogram.mad().max(median / 10).max(1);
+        let threshold = median + 5 * spread;
+        let above = histogram.count_above(threshold);
+        if rate(above) > outlier_rate {
+            outlier_rate = rate(above);
+            outlier_count = above;
+        }
+        let mut largest = largest.clone();
+        keep_largest(&mut largest);
+        for (value, position) in largest
+            .into_iter()
+            .filter(|(value, _)| *value > threshold)
+            .take(5)
+        {
+            outlier_examples.push(example_at(
+                files,
+                position,
+                format!(
+                    "{value} {name}, beyond the median {median} + 5 × {spread} (MAD) = {threshold}"
+                ),
+            ));
+        }
+    }
+    (outlier_rate, outlier_count, outlier_examples)
 }
 
 /// An example pointing at the record at `position`: a line, or for JSON
