@@ -13,34 +13,49 @@ mod train;
 mod validate_data;
 
 use anyhow::Result;
-use gantry_ci::{Environment, Masker, Platform, PlatformChoice, RunContext};
+use gantry_ci::{Environment, Masker, Platform, RunContext};
 use gantry_core::ExitCode;
 
-use crate::cli::{CiChoice, Cli, Command};
+use crate::cli::{Cli, Command};
 use crate::printer::Printer;
+use crate::settings::{CommandSettings, GlobalSettings};
 
 pub(crate) fn dispatch(
     cli: &Cli,
     environment: &Environment,
     printer: &mut Printer,
 ) -> Result<ExitCode> {
-    let session = Session::start(cli, environment, printer)?;
-    match &cli.command {
-        Command::Report(args) => report::run(args, &session, printer),
-        Command::EvalGate(args) => {
-            eval_gate::run(args, &session, printer).map_err(with_registry_flag)
+    let global = GlobalSettings::resolve(cli, environment);
+    let session = Session::start(&global, environment, printer)?;
+    let settings = CommandSettings::resolve(&cli.command, environment);
+    let printer = &*printer;
+    match settings {
+        Err(error) => Err(match &cli.command {
+            Command::Train(_) => with_train_flag(error),
+            Command::EvalGate(_) | Command::Register(_) | Command::Registry(_) => {
+                with_registry_flag(error)
+            }
+            _ => error,
+        }),
+        Ok(CommandSettings::Report(args)) => report::run(args, &session, printer),
+        Ok(CommandSettings::EvalGate(settings)) => {
+            eval_gate::run(&settings, &session, printer).map_err(with_registry_flag)
         }
-        Command::Eval(args) => eval::run(args, &session, printer),
-        Command::ValidateData(args) => validate_data::run(args, &session, printer),
-        Command::Register(args) => verdicts_of_registry(
+        Ok(CommandSettings::Eval(settings)) => eval::run(&settings, &session, printer),
+        Ok(CommandSettings::ValidateData(settings)) => {
+            validate_data::run(&settings, &session, printer)
+        }
+        Ok(CommandSettings::Register(args)) => verdicts_of_registry(
             register::run(args, &session, printer).map_err(with_registry_flag),
             printer,
         ),
-        Command::Registry(args) => verdicts_of_registry(
+        Ok(CommandSettings::Registry(args)) => verdicts_of_registry(
             registry::run(args, &session, printer).map_err(with_registry_flag),
             printer,
         ),
-        Command::Train(args) => train::run(args, &session, printer).map_err(with_train_flag),
+        Ok(CommandSettings::Train(settings)) => {
+            train::run(&settings, &session, printer).map_err(with_train_flag)
+        }
     }
 }
 
@@ -121,37 +136,16 @@ impl<'a> Session<'a> {
     /// Detects the platform, reads the run context and masks every token in
     /// the environment before anything else prints.
     fn start(
-        cli: &Cli,
+        global: &GlobalSettings,
         environment: &'a Environment,
         printer: &mut Printer,
     ) -> Result<Session<'a>> {
-        let choice = match cli.global.ci {
-            CiChoice::Auto => PlatformChoice::Auto,
-            CiChoice::Github => PlatformChoice::GitHub,
-            CiChoice::Gitlab => PlatformChoice::GitLab,
-            CiChoice::Local => PlatformChoice::Local,
-        };
-        let platform = Platform::detect(choice, environment);
+        let platform = Platform::detect(global.platform, environment);
         printer.set_platform(platform);
         let mut masker = Masker::new(printer.redactor().clone());
         let mut announce = printer.raw_commands();
-        let mut credentials: Vec<(String, gantry_core::Secret)> =
-            gantry_ci::secrets_in_environment(environment)
-                .into_iter()
-                .map(|(name, secret)| (name.to_owned(), secret))
-                .collect();
-        if let Command::Eval(args) = &cli.command
-            && !credentials
-                .iter()
-                .any(|(name, _)| *name == args.api_key_env)
-            && let Some(key) = environment
-                .get(&args.api_key_env)
-                .filter(|key| !key.is_empty())
-        {
-            credentials.push((args.api_key_env.clone(), gantry_core::Secret::new(key)));
-        }
-        for (name, secret) in credentials {
-            let admission = masker.add(platform, &secret, &mut announce)?;
+        for (name, secret) in &global.credentials {
+            let admission = masker.add(platform, secret, &mut announce)?;
             if let Some(reason) = admission.refusal() {
                 printer.warning(&format!(
                     "${name} is not masked in gantry's output: {reason}; use a generated credential"
@@ -179,5 +173,34 @@ impl<'a> Session<'a> {
             .enable_all()
             .build()?;
         Ok(runtime.block_on(future))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Handlers share helpers through modules of their own (`markdown`,
+    /// `registries`, `lineage`, `publish`), never through each other.
+    #[test]
+    fn handlers_do_not_import_each_other() {
+        let handlers = [
+            ("eval", include_str!("commands/eval.rs")),
+            ("eval_gate", include_str!("commands/eval_gate.rs")),
+            ("register", include_str!("commands/register.rs")),
+            ("registry", include_str!("commands/registry.rs")),
+            ("report", include_str!("commands/report.rs")),
+            ("train", include_str!("commands/train.rs")),
+            ("validate_data", include_str!("commands/validate_data.rs")),
+        ];
+        for (name, source) in handlers {
+            for (other, _) in handlers {
+                assert!(
+                    other == name
+                        || !(source.contains(&format!("commands::{other}::"))
+                            || source.contains(&format!("commands::{other}}}"))
+                            || source.contains(&format!("super::{other}::"))),
+                    "commands/{name}.rs imports the {other} handler"
+                );
+            }
+        }
     }
 }

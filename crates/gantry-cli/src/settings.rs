@@ -1,7 +1,101 @@
-//! Settings resolution: the command line, completed by CI inputs, before clap parses it.
+//! Settings: the command line completed by CI inputs before clap parses it
+//! ([`resolve_argv`]), then flags and environment resolved once into typed
+//! settings ([`GlobalSettings`], [`CommandSettings`]) that the handlers take,
+//! so no handler converts arguments or reads the environment for them.
+
+mod eval;
+mod train;
+mod validate_data;
 
 use anyhow::{Context as _, Result};
 use gantry_ci::{Environment, Platform, PlatformChoice, args_from_inputs};
+use gantry_core::Secret;
+
+pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
+pub(crate) use self::train::TrainSettings;
+pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
+use crate::cli::{CiChoice, Cli, Command, RegisterArgs, RegistryArgs, ReportArgs};
+
+/// What every command shares, resolved before anything prints.
+#[derive(Debug)]
+pub(crate) struct GlobalSettings {
+    /// `--ci`.
+    pub(crate) platform: PlatformChoice,
+    /// Every credential to mask before anything prints: the tokens gantry
+    /// reads from the environment, and any a command's flags name (eval's
+    /// `--api-key-env`), by variable name.
+    pub(crate) credentials: Vec<(String, Secret)>,
+}
+
+impl GlobalSettings {
+    pub(crate) fn resolve(cli: &Cli, environment: &Environment) -> GlobalSettings {
+        let platform = match cli.global.ci {
+            CiChoice::Auto => PlatformChoice::Auto,
+            CiChoice::Github => PlatformChoice::GitHub,
+            CiChoice::Gitlab => PlatformChoice::GitLab,
+            CiChoice::Local => PlatformChoice::Local,
+        };
+        let mut credentials: Vec<(String, Secret)> = gantry_ci::secrets_in_environment(environment)
+            .into_iter()
+            .map(|(name, secret)| (name.to_owned(), secret))
+            .collect();
+        let named = match &cli.command {
+            Command::Eval(args) => {
+                eval::api_key(args, environment).map(|key| (args.api_key_env.clone(), key))
+            }
+            _ => None,
+        };
+        if let Some((name, key)) = named
+            && !credentials.iter().any(|(known, _)| *known == name)
+        {
+            credentials.push((name, key));
+        }
+        GlobalSettings {
+            platform,
+            credentials,
+        }
+    }
+}
+
+/// A command's settings, resolved from its flags and the environment.
+#[derive(Debug)]
+pub(crate) enum CommandSettings<'a> {
+    /// `gantry report`: its flags are its settings.
+    Report(&'a ReportArgs),
+    /// `gantry eval-gate`.
+    EvalGate(EvalGateSettings<'a>),
+    /// `gantry eval`.
+    Eval(EvalSettings<'a>),
+    /// `gantry validate-data`.
+    ValidateData(ValidateDataSettings<'a>),
+    /// `gantry register`: its flags are its settings (the registry is opened
+    /// with the session's redactor).
+    Register(&'a RegisterArgs),
+    /// `gantry registry …`.
+    Registry(&'a RegistryArgs),
+    /// `gantry train`.
+    Train(TrainSettings<'a>),
+}
+
+impl<'a> CommandSettings<'a> {
+    /// Resolves the settings of `command`. Errors name the flag at fault.
+    pub(crate) fn resolve(
+        command: &'a Command,
+        environment: &Environment,
+    ) -> Result<CommandSettings<'a>> {
+        Ok(match command {
+            Command::Report(args) => CommandSettings::Report(args),
+            Command::EvalGate(args) => CommandSettings::EvalGate(EvalGateSettings::resolve(args)?),
+            Command::Eval(args) => CommandSettings::Eval(EvalSettings::resolve(args, environment)),
+            Command::ValidateData(args) => {
+                CommandSettings::ValidateData(ValidateDataSettings::resolve(args, environment)?)
+            }
+            Command::Register(args) => CommandSettings::Register(args),
+            Command::Registry(args) => CommandSettings::Registry(args),
+            Command::Train(args) => CommandSettings::Train(TrainSettings::resolve(args)?),
+        })
+    }
+}
 
 /// The argument vector clap should parse: `argv` plus the flags that action
 /// or template inputs stand for. Flags already present win over inputs.
@@ -179,5 +273,60 @@ mod tests {
             format!("{error:#}").contains("input `file` is required"),
             "{error:#}"
         );
+    }
+
+    fn parse(argv: &[&str]) -> Cli {
+        <Cli as clap::Parser>::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn a_key_a_command_names_is_masked_like_those_gantry_reads() {
+        let cli = parse(&[
+            "gantry",
+            "eval",
+            "--endpoint",
+            "http://127.0.0.1:1/v1",
+            "--model",
+            "m",
+            "--dataset",
+            "d.jsonl",
+            "--api-key-env",
+            "MY_KEY",
+        ]);
+        let environment = Environment::from_pairs([
+            ("MY_KEY", "sk-key-from-a-variable-gantry-does-not-know"),
+            ("GITHUB_TOKEN", "ghs_0123456789abcdefghijklmnopqrstuvwxyz"),
+        ]);
+        let global = GlobalSettings::resolve(&cli, &environment);
+        let names: Vec<&str> = global
+            .credentials
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert!(names.contains(&"MY_KEY"), "{names:?}");
+        assert!(names.contains(&"GITHUB_TOKEN"), "{names:?}");
+        let CommandSettings::Eval(settings) =
+            CommandSettings::resolve(&cli.command, &environment).expect("settings")
+        else {
+            panic!("eval")
+        };
+        assert_eq!(
+            settings.options.api_key.as_ref().map(Secret::expose),
+            Some("sk-key-from-a-variable-gantry-does-not-know")
+        );
+    }
+
+    #[test]
+    fn the_environment_reaches_validate_data_as_options() {
+        let cli = parse(&["gantry", "validate-data", "--data", "x.jsonl"]);
+        for (pairs, mapped) in [(vec![], true), (vec![("GANTRY_NO_MMAP", "1")], false)] {
+            let environment = Environment::from_pairs(pairs);
+            let CommandSettings::ValidateData(settings) =
+                CommandSettings::resolve(&cli.command, &environment).expect("settings")
+            else {
+                panic!("validate-data")
+            };
+            assert_eq!(settings.options.map_files, mapped);
+        }
     }
 }

@@ -1,48 +1,27 @@
 //! `gantry eval`: an eval set against an OpenAI-compatible endpoint, results for eval-gate.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use gantry_core::{ExitCode, Secret, Verdict};
-use gantry_eval::runner::{Api, Journal, RunOptions, RunSummary, run as run_eval};
+use gantry_core::{ExitCode, Verdict};
+use gantry_eval::runner::{Journal, RunSummary, run as run_eval};
 use serde_json::json;
 
-use crate::cli::{ApiArg, EvalArgs};
+use crate::cli::EvalArgs;
 use crate::commands::Session;
 use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
 use crate::packaging::Output;
 use crate::printer::Printer;
+use crate::settings::EvalSettings;
 
-pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
-    let api_key = session
-        .environment
-        .get(&args.api_key_env)
-        .filter(|key| !key.is_empty())
-        .map(Secret::new);
-    let retry = gantry_ci::RetryPolicy {
-        attempts: args.attempts,
-        timeout: Duration::from_secs(args.timeout),
-        ..gantry_ci::retry_policy(session.environment)
-    };
-    let options = RunOptions {
-        endpoint: args.endpoint.clone(),
-        model: args.model.clone(),
-        dataset: args.dataset.clone(),
-        scorers: args.scorer.iter().map(|s| (*s).into()).collect(),
-        api: match args.api {
-            ApiArg::Chat => Api::Chat,
-            ApiArg::Completions => Api::Completions,
-        },
-        repeats: args.repeats as usize,
-        concurrency: args.concurrency as usize,
-        retry,
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        tolerance: args.tolerance,
-        api_key,
-    };
+pub(crate) fn run(
+    settings: &EvalSettings<'_>,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let args = settings.args;
+    let options = &settings.options;
     printer.info(&format!(
         "asking {} at {} ({} concurrent, {} attempts, {} s timeout)",
         args.model, args.endpoint, args.concurrency, args.attempts, args.timeout
@@ -57,7 +36,7 @@ pub(crate) fn run(args: &EvalArgs, session: &Session<'_>, printer: &Printer) -> 
         resume: args.resume,
         redactor: session.redactor(),
     };
-    let (results, summary) = run_eval(&options, Some(&journal))?;
+    let (results, summary) = run_eval(options, Some(&journal))?;
     if summary.resumed > 0 {
         printer.info(&format!(
             "kept {} answers from {}",

@@ -5,29 +5,28 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use gantry_ci::Metric;
 use gantry_core::{ExitCode, Finding, Severity};
-use gantry_eval::{GateReport, Policy, RowVerdict, evaluate_gate, read};
+use gantry_eval::{GateReport, RowVerdict, evaluate_gate, read};
 use serde_json::json;
 
-use crate::cli::EvalGateArgs;
 use crate::commands::Session;
 use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
 use crate::commands::registries::fetch_evaluation;
 use crate::packaging::Output;
 use crate::printer::Printer;
+use crate::settings::EvalGateSettings;
 
 /// Item ids shown per row in the pass→fail list.
 const SHOWN_FLIPS: usize = 10;
 
 pub(crate) fn run(
-    args: &EvalGateArgs,
+    settings: &EvalGateSettings<'_>,
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let (policy, policy_source) = match &args.policy {
-        Some(path) => (Policy::from_file(path)?, path.display().to_string()),
-        None => (Policy::default(), "default".to_owned()),
-    };
+    let args = settings.args;
+    let policy = &settings.policy;
+    let policy_source = &settings.policy_source;
     if args.policy.is_none() {
         printer.info(
             "no --policy: using the default — block on a statistically significant regression of any metric \
@@ -80,7 +79,7 @@ pub(crate) fn run(
     })?;
     let baseline = read(&baseline_path)?;
     let candidate = read(&args.candidate)?;
-    let mut report = evaluate_gate(&baseline, &candidate, &policy, &policy_source)?;
+    let mut report = evaluate_gate(&baseline, &candidate, policy, policy_source)?;
     if let Some(registered) = registered {
         report.baseline.path = format!(
             "{} = {}@{} ({}) in {}",

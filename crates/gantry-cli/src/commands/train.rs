@@ -17,6 +17,7 @@ use crate::commands::Session;
 use crate::commands::publish::{Outcome, publish};
 use crate::packaging::Output;
 use crate::printer::Printer;
+use crate::settings::TrainSettings;
 
 /// How often metric progress is printed while training.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -27,32 +28,25 @@ const MASTER_PORT: u16 = 29500;
 /// Warn when a trainer wrote no metric this long after an attempt started.
 const METRICS_SILENCE: Duration = Duration::from_secs(300);
 
-pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
-    let command = training_command(args)?;
-    let request: GpuRequest = args.gpus.parse()?;
-    let run_id = args
-        .run_id
-        .clone()
-        .unwrap_or_else(gantry_train::job::new_run_id);
+pub(crate) fn run(
+    settings: &TrainSettings<'_>,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let args = settings.args;
+    let command = settings.command.clone();
+    let request = settings.request.clone();
+    let run_id = settings.run_id.clone();
     let config = gantry_train::job::config_state(&args.config)?;
     let data = args
         .data_lock
         .as_deref()
         .map(gantry_train::job::data_state)
         .transpose()?;
-    let run_dir = args.run_dir.clone();
-    let checkpoint_dir = args
-        .checkpoint_dir
-        .clone()
-        .unwrap_or_else(|| run_dir.join("checkpoints"));
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| run_dir.join("output"));
-    let metrics_file = args
-        .metrics_file
-        .clone()
-        .unwrap_or_else(|| run_dir.join("metrics.jsonl"));
+    let run_dir = settings.run_dir.clone();
+    let checkpoint_dir = settings.checkpoint_dir.clone();
+    let output_dir = settings.output_dir.clone();
+    let metrics_file = settings.metrics_file.clone();
     let git = git_state(session);
     let tracking = args
         .tracking_uri
@@ -97,19 +91,6 @@ pub(crate) fn run(args: &TrainArgs, session: &Session<'_>, printer: &Printer) ->
         })
         .transpose()?;
 
-    if args.checkpoint_marker.is_some()
-        && !matches!(
-            args.checkpoint_layout,
-            crate::cli::CheckpointLayoutArg::Auto | crate::cli::CheckpointLayoutArg::Dir
-        )
-    {
-        anyhow::bail!(
-            "--checkpoint-marker marks complete plain-directory checkpoints; it does not apply to --checkpoint-layout {} (use --checkpoint-layout dir)",
-            clap::ValueEnum::to_possible_value(&args.checkpoint_layout)
-                .map(|value| value.get_name().to_owned())
-                .unwrap_or_default()
-        );
-    }
     let job_without_gpus = gantry_train::job::TrainJob {
         run_id: run_id.clone(),
         command: command.clone(),
@@ -389,27 +370,6 @@ fn kubernetes_manifest(
 }
 
 /// The command's argv (or, with --shell, its one script).
-fn training_command(args: &TrainArgs) -> Result<Vec<String>> {
-    let words = match (&args.command, args.trailing.is_empty()) {
-        (Some(_), false) => {
-            bail!("give the training command once: --command CMD or after --, not both")
-        }
-        (Some(line), true) if args.shell => vec![line.clone()],
-        (Some(line), true) => {
-            shlex::split(line).with_context(|| format!("--command {line:?}: unbalanced quotes"))?
-        }
-        (None, false) if args.shell => vec![args.trailing.join(" ")],
-        (None, false) => args.trailing.clone(),
-        (None, true) => Vec::new(),
-    };
-    if words.iter().all(|word| word.trim().is_empty()) {
-        bail!(
-            "no training command: give --command CMD (the action's command input) or put the command after --"
-        );
-    }
-    Ok(words)
-}
-
 /// The commit, whether tracked files differ from it, the ref and the repository.
 fn git_state(session: &Session<'_>) -> Option<GitState> {
     let lineage = crate::commands::lineage::git_lineage(session)?;

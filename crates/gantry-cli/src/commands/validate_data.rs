@@ -5,53 +5,28 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use gantry_core::{ExitCode, Finding, Location, Severity, Verdict};
 use gantry_data::{
-    CheckResult, CheckStatus, Policy, RecordFormat, Report, ValidateOptions, merge_shards,
-    validate_shard, validate_with_progress,
+    CheckResult, CheckStatus, RecordFormat, Report, merge_shards, validate_shard,
+    validate_with_progress,
 };
 use serde_json::json;
 
-use crate::cli::{DataFormatArg, ValidateDataArgs};
 use crate::commands::Session;
 use crate::commands::markdown::{markdown_cell, verdict_badge};
 use crate::commands::publish::{Outcome, publish};
 use crate::packaging::Output;
 use crate::printer::Printer;
+use crate::settings::{ValidateDataSettings, with_data_flag};
 
 /// Examples annotated per check; the summary lists more.
 const ANNOTATED_PER_CHECK: usize = 5;
 
 pub(crate) fn run(
-    args: &ValidateDataArgs,
+    settings: &ValidateDataSettings<'_>,
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    let policy = match &args.policy {
-        Some(path) => Policy::from_file(path).map_err(with_flag)?,
-        None => Policy::default(),
-    };
-    let options = ValidateOptions {
-        data: args.data.clone(),
-        format: match args.data_format {
-            DataFormatArg::Auto => None,
-            DataFormatArg::OpenaiChat => Some(RecordFormat::OpenaiChat),
-            DataFormatArg::Sharegpt => Some(RecordFormat::Sharegpt),
-            DataFormatArg::Alpaca => Some(RecordFormat::Alpaca),
-            DataFormatArg::PromptCompletion => Some(RecordFormat::PromptCompletion),
-            DataFormatArg::Preference => Some(RecordFormat::Preference),
-            DataFormatArg::Text => Some(RecordFormat::Text),
-        },
-        tokenizer: args.tokenizer.clone(),
-        max_tokens: args.max_tokens,
-        previous_lock: args.previous_lock.clone(),
-        eval_set: args.eval_set.clone(),
-        reference: args.reference.clone(),
-        schema: args.schema.clone(),
-        policy,
-        map_files: session
-            .environment
-            .get(gantry_ci::EnvVars::GANTRY_NO_MMAP)
-            .is_none(),
-    };
+    let args = settings.args;
+    let options = &settings.options;
     let started = std::time::Instant::now();
     if let Some(shard) = args.shard {
         printer.info(&format!(
@@ -60,7 +35,7 @@ pub(crate) fn run(
             shard.count,
             args.data.join(" ")
         ));
-        let shard_file = validate_shard(&options, shard).map_err(with_flag)?;
+        let shard_file = validate_shard(options, shard).map_err(with_data_flag)?;
         let path = args
             .out
             .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
@@ -88,7 +63,7 @@ pub(crate) fn run(
         printer.info(&format!("validating {}", args.data.join(" ")));
         let mut last_line = std::time::Instant::now();
         let show = printer.shows_progress(session.platform != gantry_ci::Platform::Local);
-        validate_with_progress(&options, &mut |progress| {
+        validate_with_progress(options, &mut |progress| {
             if !show || last_line.elapsed() < std::time::Duration::from_secs(2) {
                 return;
             }
@@ -107,10 +82,10 @@ pub(crate) fn run(
                 remaining
             ));
         })
-        .map_err(with_flag)?
+        .map_err(with_data_flag)?
     } else {
         printer.info(&format!("merging {}", args.merge.join(" ")));
-        merge_shards(&options, &args.merge).map_err(with_flag)?
+        merge_shards(options, &args.merge).map_err(with_data_flag)?
     };
     let elapsed = started.elapsed();
     // Every secret found in the data is redacted from everything written
@@ -170,26 +145,6 @@ pub(crate) fn run(
         "checks": report.checks.iter().map(|check| json!({"id": check.id, "status": check.status, "value": check.value, "count": check.count})).collect::<Vec<_>>(),
     }))?;
     publish(outcome, session, printer)
-}
-
-/// A validate-data error with the flag it is about: the library names the
-/// files and values, which flag gave them is the command line's business
-/// (a drift reference read as data is `--reference`, not `--data`).
-fn with_flag(error: gantry_data::Error) -> anyhow::Error {
-    use gantry_data::Error as DataError;
-    let flag = match &error {
-        DataError::NoData { .. } | DataError::BadPattern { .. } => "--data",
-        DataError::BadShard { .. } => "--shard",
-        DataError::Policy { .. } => "--policy",
-        DataError::Lock { .. } => "--previous-lock",
-        DataError::Schema { .. } => "--schema",
-        DataError::EvalSet { .. } => "--eval-set",
-        DataError::Reference { .. } => "--reference",
-        DataError::Tokenizer { .. } => "--tokenizer",
-        DataError::Merge { .. } => return anyhow::anyhow!("--merge: {error}"),
-        _ => return error.into(),
-    };
-    anyhow::anyhow!("{flag} {error}")
 }
 
 /// One JUnit test case per check, for GitLab's merge request test summary.
