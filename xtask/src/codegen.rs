@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use gantry_ci::{InputKind, input_env_name};
 use gantry_cli::packaging::{
-    ActionKind, IMAGE_REPOSITORY, PACKAGED_COMMANDS, PackagedCommand, inputs_of,
+    ActionKind, IMAGE_REPOSITORY, NumberKind, PACKAGED_COMMANDS, PackagedCommand, VARIABLE_PATTERN,
+    inputs_of,
 };
 use serde::Serialize;
 
@@ -37,6 +38,10 @@ struct InputContext {
     kind: &'static str,
     github_env: String,
     gitlab_env: String,
+    /// GitLab's input type: string, number or boolean.
+    gitlab_type: &'static str,
+    /// A regular expression GitLab checks the value against.
+    regex: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +69,8 @@ struct CommandContext {
     code_quality: bool,
     junit: bool,
     metrics: bool,
+    stage: &'static str,
+    artifacts_input: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,13 +167,16 @@ pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> 
             render(&environment, action_template, &context)?,
         ));
         files.push((
-            Path::new("gitlab-templates").join(format!("{}.yml", packaged.action_name)),
+            // GitLab CI/CD components: `templates/<name>.yml` at the root.
+            Path::new("templates").join(format!("{}.yml", packaged.action_name)),
             render(&environment, "gitlab-template.yml.j2", &context)?,
         ));
     }
-    let commands: Vec<&str> = PACKAGED_COMMANDS
-        .iter()
-        .map(|packaged| packaged.command)
+    // Every subcommand, packaged as an action of its own or not (`registry`).
+    let commands: Vec<&str> = cli
+        .get_subcommands()
+        .filter(|command| !command.is_hide_set())
+        .map(clap::Command::get_name)
         .collect();
     let root_context = RootContext {
         header: HEADER,
@@ -235,9 +245,31 @@ fn command_context(
             } else {
                 input.description
             },
+            gitlab_type: match (input.kind, input.number, &input.default) {
+                (InputKind::Switch, _, _) => "boolean",
+                // GitLab's number inputs cannot be left empty: an optional
+                // number with no default stays text, held to a pattern.
+                (InputKind::Value, Some(_), Some(_)) => "number",
+                _ => "string",
+            },
+            regex: match (input.pattern, input.number, &input.default) {
+                (Some(pattern), _, _) => Some(pattern.to_owned()),
+                (None, Some(NumberKind::Integer), None) => {
+                    Some(format!("^([0-9]+|{VARIABLE_PATTERN})?$"))
+                }
+                (None, Some(NumberKind::Float), None) => {
+                    Some(format!(r"^(-?[0-9]+(\.[0-9]+)?|{VARIABLE_PATTERN})?$"))
+                }
+                _ => None,
+            },
             name: input.name,
             required: input.required,
-            default: input.default,
+            // A boolean input says it is off unless given.
+            default: if input.kind == InputKind::Switch {
+                Some("false".to_owned())
+            } else {
+                input.default
+            },
             options: input.options,
         })
         .collect();
@@ -270,6 +302,8 @@ fn command_context(
         code_quality: packaged.code_quality,
         junit: packaged.junit,
         metrics: packaged.metrics,
+        stage: packaged.stage,
+        artifacts_input: packaged.artifacts_input,
     })
 }
 

@@ -77,6 +77,8 @@ impl EnvVars {
     pub const GANTRY_GITHUB_TOKEN: &'static str = "GANTRY_GITHUB_TOKEN";
     /// The workflow's token, passed to gantry through `env:`.
     pub const GITHUB_TOKEN: &'static str = "GITHUB_TOKEN";
+    /// The `github-token` input of gantry's actions, as a container action sees it.
+    pub const GITHUB_TOKEN_INPUT: &'static str = "INPUT_GITHUB-TOKEN";
     /// A project or group access token with `api` scope.
     pub const GITLAB_TOKEN: &'static str = "GITLAB_TOKEN";
     /// The job token GitLab gives every job: enough for deployments, not for notes or statuses.
@@ -193,6 +195,7 @@ pub fn secrets_in_environment(
     [
         EnvVars::GANTRY_GITHUB_TOKEN,
         EnvVars::GITHUB_TOKEN,
+        EnvVars::GITHUB_TOKEN_INPUT,
         EnvVars::GITLAB_TOKEN,
         EnvVars::CI_JOB_TOKEN,
         EnvVars::GANTRY_REGISTRY_PASSWORD,

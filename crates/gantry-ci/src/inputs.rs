@@ -35,6 +35,10 @@ pub struct InputSpec {
     pub required: bool,
 }
 
+/// Inputs every action has that are not flags: the action hands them to
+/// gantry another way (`github-token` becomes `GITHUB_TOKEN`).
+pub(crate) const WRAPPER_INPUTS: &[&str] = &["github-token"];
+
 /// The environment variable an input arrives in on `platform`: `INPUT_EVAL-SET`
 /// on GitHub (upper-cased, spaces to `_`, hyphens kept, as the runner does),
 /// `GANTRY_INPUT_EVAL_SET` on GitLab (variable names cannot hold hyphens).
@@ -73,8 +77,13 @@ pub fn args_from_inputs(
     };
 
     let variable_of = |spec: &InputSpec| input_env_name(platform, &spec.name).unwrap_or_default();
+    let wrapper_input = |variable: &str| {
+        WRAPPER_INPUTS
+            .iter()
+            .any(|name| input_env_name(platform, name).as_deref() == Some(variable))
+    };
     for (variable, _) in environment.with_prefix(prefix) {
-        if !specs.iter().any(|spec| variable_of(spec) == variable) {
+        if !specs.iter().any(|spec| variable_of(spec) == variable) && !wrapper_input(variable) {
             let known: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
             return Err(Error::UnknownInput {
                 input: variable[prefix.len()..].to_lowercase().replace('_', "-"),
@@ -253,6 +262,16 @@ mod tests {
             &[("INPUT_DATA", "  \n ")],
             &[],
             Err("input `data` is required by `gantry validate-data`"),
+        );
+    }
+
+    #[test]
+    fn the_token_input_every_action_has_is_not_a_flag() {
+        check(
+            Platform::GitHub,
+            &[("INPUT_DATA", "a"), ("INPUT_GITHUB-TOKEN", "ghs_token")],
+            &[],
+            Ok(&["--data=a"]),
         );
     }
 

@@ -1,7 +1,7 @@
 //! How each command is packaged: action kind, outputs, reports, and its inputs read off clap.
 //!
 //! `cargo xtask codegen` renders `actions/<name>/action.yml`, the root
-//! `action.yml` and `gitlab-templates/<name>.yml` from this module, so a flag
+//! `action.yml` and the GitLab CI/CD components `templates/<name>.yml` from this module, so a flag
 //! added in [`crate::cli`] reaches every face with no hand edits.
 
 use gantry_ci::{InputKind, InputSpec};
@@ -149,6 +149,13 @@ pub struct PackagedCommand {
     pub junit: bool,
     /// Whether it writes a GitLab metrics report (OpenMetrics text).
     pub metrics: bool,
+    /// The GitLab stage its job runs in unless the `stage` input says
+    /// otherwise: one of GitLab's default stages, so a pipeline needs no
+    /// `stages:` list to use it.
+    pub stage: &'static str,
+    /// The input naming the directory its files go to (`out`, `run-dir`),
+    /// which the GitLab job uploads besides `.gantry/`.
+    pub artifacts_input: Option<&'static str>,
     /// Feather icon for the Marketplace.
     pub icon: &'static str,
     /// Branding colour.
@@ -211,6 +218,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: true,
         junit: true,
         metrics: false,
+        stage: "test",
+        artifacts_input: Some("out"),
         icon: "database",
         color: "green",
     },
@@ -232,6 +241,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: true,
         junit: false,
         metrics: false,
+        stage: "test",
+        artifacts_input: None,
         icon: "message-square",
         color: "blue",
     },
@@ -255,6 +266,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: false,
         junit: false,
         metrics: false,
+        stage: "test",
+        artifacts_input: Some("out"),
         icon: "activity",
         color: "yellow",
     },
@@ -281,6 +294,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: false,
         junit: true,
         metrics: true,
+        stage: "test",
+        artifacts_input: Some("out"),
         icon: "check-square",
         color: "purple",
     },
@@ -316,6 +331,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: false,
         junit: false,
         metrics: false,
+        stage: "deploy",
+        artifacts_input: None,
         icon: "package",
         color: "orange",
     },
@@ -354,6 +371,8 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         code_quality: false,
         junit: false,
         metrics: false,
+        stage: "build",
+        artifacts_input: Some("run-dir"),
         icon: "cpu",
         color: "red",
     },
@@ -383,7 +402,47 @@ pub struct InputDescription {
     pub options: Vec<String>,
     /// Whether several values may be given comma-separated.
     pub comma_separated: bool,
+    /// Whether its value is a number (`integer` or `float`), `None` for text.
+    pub number: Option<NumberKind>,
+    /// A regular expression every value must match, for free-text inputs
+    /// that reach the command line (GitLab checks it before the job runs).
+    pub pattern: Option<&'static str>,
 }
+
+/// What kind of number an input takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberKind {
+    /// A whole number, not negative.
+    Integer,
+    /// Any decimal number.
+    Float,
+}
+
+/// A CI variable in an input's value (`$CI_NODE_INDEX`, `${NAME}`): GitLab
+/// checks a pattern against the value as written, before expanding it.
+pub const VARIABLE_PATTERN: &str = r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?";
+
+/// Patterns of free-text inputs, by flag: what the command would accept,
+/// or CI variables that will stand for it.
+pub const INPUT_PATTERNS: &[(&str, &str)] = &[
+    (
+        "name",
+        r"^([A-Za-z0-9._-]|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)+$",
+    ),
+    ("publish", r"^[a-z,]*$"),
+    (
+        "shard",
+        r"^(([0-9]+|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)/([0-9]+|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?))?$",
+    ),
+    (
+        "run-id",
+        r"^([A-Za-z0-9._-]|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)*$",
+    ),
+    (
+        "gpus",
+        r"^(none|all|auto|[0-9]+( *, *[0-9]+)*|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)$",
+    ),
+];
 
 /// The inputs of subcommand `command`: its long flags, globals and help excluded.
 pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
@@ -438,6 +497,28 @@ pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
                 .map(|value| value.get_name().to_owned())
                 .collect::<Vec<_>>();
             let comma_separated = arg.get_value_delimiter() == Some(',');
+            let parser = arg.get_value_parser().type_id();
+            let is = |id: std::any::TypeId| parser == id;
+            let number = if [
+                std::any::TypeId::of::<u8>(),
+                std::any::TypeId::of::<u16>(),
+                std::any::TypeId::of::<u32>(),
+                std::any::TypeId::of::<u64>(),
+                std::any::TypeId::of::<usize>(),
+            ]
+            .into_iter()
+            .any(is)
+            {
+                Some(NumberKind::Integer)
+            } else if is(std::any::TypeId::of::<f64>()) || is(std::any::TypeId::of::<f32>()) {
+                Some(NumberKind::Float)
+            } else {
+                None
+            };
+            let pattern = INPUT_PATTERNS
+                .iter()
+                .find(|(flag, _)| *flag == name)
+                .map(|(_, pattern)| *pattern);
             Some(InputDescription {
                 name: renamed(&name),
                 flag: name,
@@ -455,6 +536,12 @@ pub fn inputs_of(command: &clap::Command) -> Vec<InputDescription> {
                     options
                 },
                 comma_separated,
+                number: if kind == InputKind::Value {
+                    number
+                } else {
+                    None
+                },
+                pattern,
             })
         })
         .collect()

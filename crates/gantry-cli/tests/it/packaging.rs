@@ -114,7 +114,7 @@ fn action_files() -> Vec<PathBuf> {
 }
 
 fn gitlab_templates() -> Vec<PathBuf> {
-    files_in(&repository_root().join("gitlab-templates"), "yml")
+    files_in(&repository_root().join("templates"), "yml")
 }
 
 const INJECTABLE_WORKFLOW: &str = "on: pull_request\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: echo \"${{ github.event.pull_request.title }}\"\n";
@@ -224,7 +224,13 @@ fn check_jsonschema_accepts_workflows_actions_and_templates() {
             .file_stem()
             .and_then(|stem| stem.to_str())
             .expect("name");
-        for (suffix, part) in [("header", header), ("body", body)] {
+        // Array inputs are interpolated as GitLab does before the body is
+        // checked (a placeholder is text; the keyword wants a list). The
+        // schema wants at least one tag; GitLab takes the default, none.
+        let body = body
+            .replace("$[[ inputs.tags ]]", "[gpu]")
+            .replace("$[[ inputs.rules ]]", "[{when: on_success}]");
+        for (suffix, part) in [("header", header), ("body", body.as_str())] {
             let path = scratch.path().join(format!("{name}.{suffix}.yml"));
             std::fs::write(&path, part).expect("write");
             parts.push(path);
@@ -312,7 +318,11 @@ fn build_image(scratch: &Path, target: &str, tag: &str) -> Option<()> {
     Some(())
 }
 
-/// The inputs the runner would export for `with:` values, defaults included.
+/// What `${{ github.token }}` stands for in these runs.
+const JOB_TOKEN: &str = "ghs_podmanJobToken0123456789abcdefABCDEF";
+
+/// The inputs the runner would export for `with:` values, defaults included
+/// (`${{ github.token }}` evaluated).
 fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> {
     let metadata: serde_norway::Value =
         serde_norway::from_str(&std::fs::read_to_string(action).expect("read action"))
@@ -327,7 +337,8 @@ fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> 
                 .find(|(given, _)| *given == name)
                 .map(|(_, value)| (*value).to_owned())
                 .or_else(|| input["default"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .replace("${{ github.token }}", JOB_TOKEN);
             (
                 format!("INPUT_{}", name.replace(' ', "_").to_uppercase()),
                 value,
@@ -414,8 +425,22 @@ fn run_container_action(
             "-e",
             "GITHUB_WORKSPACE=/github/workspace",
         ]);
-    for (name, value) in runner_inputs(&action, with) {
+    let inputs = runner_inputs(&action, with);
+    for (name, value) in &inputs {
         command.arg("-e").arg(format!("{name}={value}"));
+    }
+    // `runs.env`, its `${{ inputs.X }}` evaluated as the runner does.
+    if let Some(env) = metadata["runs"]["env"].as_mapping() {
+        for (name, value) in env {
+            let mut value = value.as_str().expect("env value").to_owned();
+            for (input, given) in &inputs {
+                let input = input.trim_start_matches("INPUT_").to_lowercase();
+                value = value.replace(&format!("${{{{ inputs.{input} }}}}"), given);
+            }
+            command
+                .arg("-e")
+                .arg(format!("{}={value}", name.as_str().expect("env name")));
+        }
     }
     command.arg(tag).args(&args);
     let (code, text) = run(&mut command);
@@ -571,7 +596,7 @@ fn run_gitlab_pipeline(
     std::fs::create_dir_all(directory.join("templates")).expect("templates");
     std::fs::copy(
         repository_root()
-            .join("gitlab-templates")
+            .join("templates")
             .join(format!("{template}.yml")),
         directory.join("templates").join(format!("{template}.yml")),
     )
@@ -594,7 +619,15 @@ fn run_gitlab_pipeline(
     }
     let path = path_with_gantry();
     let (code, text) = run(Command::new(modules.join(".bin/gitlab-ci-local"))
-        .args(["--force-shell-executor", "--no-color"])
+        // GitLab runs a job whose `tags` input is left at its default, `[]`;
+        // gitlab-ci-local's bundled schema wants at least one tag
+        // (firecow/gitlab-ci-local#1503), so that one rule is set aside.
+        .args([
+            "--force-shell-executor",
+            "--no-color",
+            "--ignore-schema-paths",
+            "#/definitions/tags/minItems",
+        ])
         .current_dir(directory)
         .env("PATH", path)
         .env_remove("GITHUB_ACTIONS")
@@ -868,7 +901,7 @@ fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
     )
     .expect("example");
     let pipeline = example.replace(
-        "remote: https://raw.githubusercontent.com/gantry-dev/gantry/<sha>/gitlab-templates/validate-data.yml",
+        "remote: https://raw.githubusercontent.com/gantry-dev/gantry/<sha>/templates/validate-data.yml\n    integrity: sha256-<base64 SHA-256 of that file>",
         "local: templates/validate-data.yml",
     );
     assert_ne!(
@@ -1178,4 +1211,121 @@ register:
         "dotenv outputs did not reach the next job:\n{text}"
     );
     assert!(project.path().join(".gantry/train/run.json").is_file());
+}
+
+#[test]
+fn packaging_follows_the_platforms_conventions() {
+    let read = |path: &Path| -> serde_norway::Value {
+        serde_norway::from_str(&std::fs::read_to_string(path).expect("read")).expect("parse")
+    };
+    for action in action_files() {
+        let metadata = read(&action);
+        let inputs = metadata["inputs"].as_mapping().expect("inputs");
+        let token = &metadata["inputs"]["github-token"];
+        assert_eq!(
+            token["default"].as_str(),
+            Some("${{ github.token }}"),
+            "{}: github-token",
+            action.display()
+        );
+        let outputs = metadata["outputs"].as_mapping().expect("outputs");
+        for name in inputs.keys() {
+            assert!(
+                !outputs.contains_key(name),
+                "{}: {name:?} is an input and an output",
+                action.display()
+            );
+        }
+        let env = &metadata["runs"]["env"];
+        let steps_env = metadata["runs"]["steps"]
+            .as_sequence()
+            .and_then(|steps| steps.last())
+            .map(|step| step["env"].clone());
+        let token_env = env["GITHUB_TOKEN"].as_str().or_else(|| {
+            steps_env
+                .as_ref()
+                .and_then(|env| env["GITHUB_TOKEN"].as_str())
+        });
+        assert_eq!(
+            token_env,
+            Some("${{ inputs.github-token }}"),
+            "{}: the token input reaches gantry as GITHUB_TOKEN",
+            action.display()
+        );
+    }
+    // Boolean inputs say they are off unless given.
+    let cli = gantry_cli::cli::command();
+    for packaged in gantry_cli::packaging::PACKAGED_COMMANDS {
+        let metadata = read(
+            &repository_root()
+                .join("actions")
+                .join(packaged.action_name)
+                .join("action.yml"),
+        );
+        let command = cli.find_subcommand(packaged.command).expect("subcommand");
+        for input in gantry_cli::packaging::inputs_of(command) {
+            if input.kind == gantry_ci::InputKind::Switch {
+                assert_eq!(
+                    metadata["inputs"][input.name.as_str()]["default"].as_str(),
+                    Some("false"),
+                    "{}: {}",
+                    packaged.action_name,
+                    input.name
+                );
+            }
+        }
+    }
+    let root = read(&repository_root().join("action.yml"));
+    let commands = root["inputs"]["command"]["description"]
+        .as_str()
+        .expect("command description");
+    for command in ["eval", "registry", "train", "validate-data", "eval-gate"] {
+        assert!(commands.contains(command), "{commands}");
+    }
+
+    // GitLab: components under templates/, a stage of GitLab's own that fits
+    // the command, runner tags, and the `out` directory uploaded.
+    for (template, stage, uploads) in [
+        ("validate-data", "test", Some("out")),
+        ("eval", "test", Some("out")),
+        ("eval-gate", "test", Some("out")),
+        ("report", "test", None),
+        ("register-model", "deploy", None),
+        ("train-on-runner", "build", Some("run-dir")),
+    ] {
+        let text = std::fs::read_to_string(
+            repository_root()
+                .join("templates")
+                .join(format!("{template}.yml")),
+        )
+        .expect("template");
+        let (header, body) = text.split_once("\n---\n").expect("spec header");
+        let header: serde_norway::Value = serde_norway::from_str(header).expect("header");
+        let inputs = &header["spec"]["inputs"];
+        assert_eq!(
+            inputs["stage"]["default"].as_str(),
+            Some(stage),
+            "{template}"
+        );
+        assert_eq!(inputs["tags"]["type"].as_str(), Some("array"), "{template}");
+        assert!(body.contains("tags: $[[ inputs.tags ]]"), "{template}");
+        if let Some(input) = uploads {
+            assert!(
+                body.contains(&format!("      - $[[ inputs.{input} ]]")),
+                "{template} does not upload its {input}"
+            );
+        }
+    }
+    let eval: serde_norway::Value = serde_norway::from_str(
+        std::fs::read_to_string(repository_root().join("templates/eval.yml"))
+            .expect("eval")
+            .split_once("\n---\n")
+            .expect("header")
+            .0,
+    )
+    .expect("parse");
+    assert_eq!(
+        eval["spec"]["inputs"]["repeats"]["type"].as_str(),
+        Some("number")
+    );
 }
