@@ -26,6 +26,10 @@ pub(crate) struct CodegenArgs {
     /// Image reference for the container actions (the release pins a digest here).
     #[arg(long)]
     image: Option<String>,
+    /// Image reference for the GitLab templates' default `image` input, the
+    /// `-shell` variant (the release pins its digest here).
+    #[arg(long)]
+    shell_image: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,13 +94,14 @@ impl CodegenArgs {
         CodegenArgs {
             check: true,
             image: None,
+            shell_image: None,
         }
     }
 }
 
 pub(crate) fn run(args: &CodegenArgs) -> Result<ExitCode> {
     let root = crate::repository_root();
-    let files = render_all(args.image.as_deref())?;
+    let files = render_all(args.image.as_deref(), args.shell_image.as_deref())?;
     if args.check {
         let mut stale = Vec::new();
         for (path, contents) in &files {
@@ -140,14 +145,17 @@ pub(crate) fn run(args: &CodegenArgs) -> Result<ExitCode> {
 }
 
 /// Every generated file, as (path relative to the root, contents).
-pub(crate) fn render_all(image: Option<&str>) -> Result<Vec<(PathBuf, String)>> {
+pub(crate) fn render_all(
+    image: Option<&str>,
+    shell_image: Option<&str>,
+) -> Result<Vec<(PathBuf, String)>> {
     let environment = template_environment()?;
     let cli = gantry_cli::cli::command();
     let version = gantry_cli::packaging::VERSION;
     let mut files = Vec::new();
     let mut all_outputs: Vec<OutputContext> = Vec::new();
     for packaged in PACKAGED_COMMANDS {
-        let context = command_context(&cli, packaged, image, version)?;
+        let context = command_context(&cli, packaged, image, shell_image, version)?;
         for output in &context.outputs {
             if !all_outputs.iter().any(|known| known.name == output.name) {
                 all_outputs.push(OutputContext {
@@ -216,6 +224,7 @@ fn command_context(
     cli: &clap::Command,
     packaged: &PackagedCommand,
     image: Option<&str>,
+    shell_image: Option<&str>,
     version: &'static str,
 ) -> Result<CommandContext> {
     let Some(command) = cli.find_subcommand(packaged.command) else {
@@ -286,7 +295,10 @@ fn command_context(
             str::to_owned,
         ),
         // GitLab jobs need a shell, so templates use the busybox variant of the same release.
-        gitlab_image: format!("{IMAGE_REPOSITORY}:{version}-shell"),
+        gitlab_image: shell_image.map_or_else(
+            || format!("{IMAGE_REPOSITORY}:{version}-shell"),
+            str::to_owned,
+        ),
         version,
         inputs,
         outputs: packaged
