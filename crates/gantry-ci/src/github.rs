@@ -1,25 +1,25 @@
-//! GitHub REST API through `octocrab`: sticky PR comments, statuses, check runs, deployments.
+//! GitHub REST API through `octocrab`'s typed API: sticky PR comments,
+//! statuses, check runs, deployments.
 //!
 //! `octocrab` carries authentication, the base URL (GitHub Enterprise
-//! Server included) and the HTTP client; gantry sends raw requests through it
-//! so that it sees status codes and headers and can honour `Retry-After` and
-//! the rate-limit headers itself.
+//! Server included), the request and response models and the HTTP client;
+//! every call goes through gantry's retry loop, which reads the status and
+//! headers octocrab keeps on a refused call (`Retry-After`, the rate-limit
+//! reset) to decide whether and when to try again.
 
-use http_body_util::BodyExt as _;
 use octocrab::Octocrab;
-use serde::Deserialize;
-use serde_json::json;
+use octocrab::models::issues::Comment;
+use octocrab::params::checks::{CheckRunConclusion, CheckRunOutput, CheckRunStatus};
 
-use gantry_core::{Redactor, Secret};
+use gantry_core::retry::{Attempt, retry};
+use gantry_core::{Redactor, RetryPolicy, Secret};
 
 use crate::error::{Error, Result};
 use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
     DeploymentState, StickyKey,
 };
-use gantry_core::RetryPolicy;
-
-use crate::http::{RawResponse, send_with_retry, transport_reason};
+use crate::http::{forge_message, transport_reason};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
 const MAX_COMMENT_PAGES: u32 = 30;
@@ -44,19 +44,21 @@ impl std::fmt::Debug for GitHubClient {
     }
 }
 
-#[derive(Deserialize)]
-struct Comment {
-    id: u64,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    html_url: Option<String>,
+/// What one typed call came to, as the retry loop sees it.
+enum Reply<T> {
+    /// The model the call returns.
+    Done(T),
+    /// GitHub refused: its status, headers and message.
+    Refused {
+        status: u16,
+        headers: http::HeaderMap,
+        message: String,
+    },
 }
 
-#[derive(Deserialize)]
-struct Created {
-    id: u64,
-}
+/// The headers of an answer that carries none to read (a success).
+static NO_HEADERS: std::sync::LazyLock<http::HeaderMap> =
+    std::sync::LazyLock::new(http::HeaderMap::new);
 
 impl GitHubClient {
     /// A client for `repository` (`owner/name`) at `api_url`.
@@ -101,39 +103,92 @@ impl GitHubClient {
         self
     }
 
-    async fn request(
-        &self,
-        method: http::Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<RawResponse> {
+    /// Makes the typed call `send` (`METHOD PATH` for errors) through the
+    /// retry loop: refusals GitHub asks to retry (429, 5xx, rate limits) and
+    /// connection failures are tried again; any other refusal is an error
+    /// with GitHub's own message.
+    async fn call<T, F, Fut>(&self, method: &str, path: &str, mut send: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = octocrab::Result<T>>,
+    {
         let url = format!("{}{path}", self.api_url);
-        let body = body.cloned().map(|mut body| {
-            self.redactor.redact_json(&mut body);
-            body
-        });
-        let body = body.as_ref();
-        send_with_retry(&self.policy, method.as_str(), &url, || async {
-            let response = match method {
-                http::Method::GET => self.octocrab._get(path).await,
-                http::Method::POST => self.octocrab._post(path, body).await,
-                http::Method::PATCH => self.octocrab._patch(path, body).await,
-                _ => return Err(format!("unsupported method {method}")),
-            }
-            .map_err(|error| transport_reason(&error))?;
-            let (parts, body) = response.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|error| transport_reason(&error))?
-                .to_bytes();
-            Ok(RawResponse {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            })
-        })
-        .await
+        let answered = retry(
+            &self.policy,
+            || {
+                let attempt = tokio::time::timeout(self.policy.timeout, send());
+                async move {
+                    match attempt.await {
+                        Err(_) => Attempt::Failed(Ok(format!(
+                            "no answer within {}s",
+                            self.policy.timeout.as_secs()
+                        ))),
+                        Ok(Ok(model)) => Attempt::Answer(Reply::Done(model)),
+                        Ok(Err(octocrab::Error::GitHub { source, .. })) => {
+                            let body = serde_json::json!({
+                                "message": source.message,
+                                "errors": source.errors,
+                            });
+                            Attempt::Answer(Reply::Refused {
+                                status: source.status_code.as_u16(),
+                                headers: source.headers.clone().unwrap_or_default(),
+                                message: forge_message(&body.to_string())
+                                    .unwrap_or_else(|| source.message.clone()),
+                            })
+                        }
+                        Ok(Err(
+                            error @ (octocrab::Error::Serde { .. } | octocrab::Error::Json { .. }),
+                        )) => Attempt::Fatal(Err(transport_reason(&error))),
+                        Ok(Err(error)) => Attempt::Failed(Ok(transport_reason(&error))),
+                    }
+                }
+            },
+            |reply| match reply {
+                Reply::Done(_) => (200, &*NO_HEADERS),
+                Reply::Refused {
+                    status, headers, ..
+                } => (*status, headers),
+            },
+            tokio::time::sleep,
+        )
+        .await;
+        match answered {
+            Ok(answered) => match answered.answer {
+                Reply::Done(model) => Ok(model),
+                Reply::Refused {
+                    status, message, ..
+                } => Err(Error::Http {
+                    method: method.to_owned(),
+                    url,
+                    status,
+                    message: Some(match answered.note {
+                        Some(note) => format!("{message} ({note})"),
+                        None => message,
+                    }),
+                }),
+            },
+            Err(failed) => match failed.error {
+                // A body GitHub answered that is not the documented shape.
+                Err(reason) => Err(Error::UnexpectedBody {
+                    method: method.to_owned(),
+                    url,
+                    reason,
+                }),
+                Ok(reason) => Err(Error::Connection {
+                    method: method.to_owned(),
+                    url,
+                    attempts: failed.attempts,
+                    reason,
+                }),
+            },
+        }
+    }
+
+    /// `owner` and `name` of the repository.
+    fn owner_and_name(&self) -> (&str, &str) {
+        self.repository
+            .split_once('/')
+            .unwrap_or((&self.repository, ""))
     }
 
     /// Creates or edits the comment on PR `number` that carries `key`'s marker.
@@ -144,16 +199,29 @@ impl GitHubClient {
         body: &str,
     ) -> Result<CommentOutcome> {
         let marker = key.marker();
-        let body = format!("{body}\n\n{marker}\n");
-        let mut existing = None;
+        let body = self
+            .redactor
+            .redact(&format!("{body}\n\n{marker}\n"))
+            .into_owned();
+        let (owner, name) = self.owner_and_name();
+        let mut existing: Option<Comment> = None;
         for page in 1..=MAX_COMMENT_PAGES {
             let path = format!(
                 "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
                 self.repository
             );
-            let response = self.request(http::Method::GET, &path, None).await?;
-            let comments: Vec<Comment> =
-                response.json("GET", &format!("{}{path}", self.api_url))?;
+            let comments = self
+                .call("GET", &path, || async move {
+                    self.octocrab
+                        .issues(owner, name)
+                        .list_comments(number)
+                        .per_page(100)
+                        .page(page)
+                        .send()
+                        .await
+                })
+                .await?
+                .items;
             let n_comments = comments.len();
             if let Some(comment) = comments.into_iter().find(|comment| {
                 comment
@@ -168,28 +236,35 @@ impl GitHubClient {
                 break;
             }
         }
+        let payload = serde_json::json!({ "body": body });
         match existing {
             Some(comment) => {
+                // PATCH, as GitHub documents it (octocrab's update_comment POSTs).
                 let path = format!("/repos/{}/issues/comments/{}", self.repository, comment.id);
-                let response = self
-                    .request(http::Method::PATCH, &path, Some(&json!({ "body": body })))
+                let updated: Comment = self
+                    .call("PATCH", &path, || {
+                        self.octocrab.patch(&path, Some(&payload))
+                    })
                     .await?;
-                let updated: Comment =
-                    response.json("PATCH", &format!("{}{path}", self.api_url))?;
                 Ok(CommentOutcome::Updated {
-                    id: updated.id,
-                    url: updated.html_url.or(comment.html_url),
+                    id: updated.id.into_inner(),
+                    url: Some(updated.html_url.to_string()),
                 })
             }
             None => {
                 let path = format!("/repos/{}/issues/{number}/comments", self.repository);
-                let response = self
-                    .request(http::Method::POST, &path, Some(&json!({ "body": body })))
+                let body = &body;
+                let created = self
+                    .call("POST", &path, || async move {
+                        self.octocrab
+                            .issues(owner, name)
+                            .create_comment(number, body)
+                            .await
+                    })
                     .await?;
-                let created: Comment = response.json("POST", &format!("{}{path}", self.api_url))?;
                 Ok(CommentOutcome::Created {
-                    id: created.id,
-                    url: created.html_url,
+                    id: created.id.into_inner(),
+                    url: Some(created.html_url.to_string()),
                 })
             }
         }
@@ -198,76 +273,104 @@ impl GitHubClient {
     /// Sets a commit status (`POST /repos/{owner}/{repo}/statuses/{sha}`).
     pub async fn set_commit_status(&self, status: &CommitStatus) -> Result<()> {
         let state = match status.state {
-            CommitState::Pending => "pending",
-            CommitState::Success => "success",
-            CommitState::Failure => "failure",
-            CommitState::Error => "error",
+            CommitState::Pending => octocrab::models::StatusState::Pending,
+            CommitState::Success => octocrab::models::StatusState::Success,
+            CommitState::Failure => octocrab::models::StatusState::Failure,
+            CommitState::Error => octocrab::models::StatusState::Error,
         };
-        let mut body = json!({
-            "state": state,
-            "context": status.context,
-            "description": status.description.chars().take(140).collect::<String>(),
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = json!(url);
-        }
+        let description: String = self
+            .redactor
+            .redact(&status.description)
+            .chars()
+            .take(140)
+            .collect();
+        let context = self.redactor.redact(&status.context).into_owned();
+        let (owner, name) = self.owner_and_name();
         let path = format!("/repos/{}/statuses/{}", self.repository, status.sha);
-        self.request(http::Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        let (context, description, state) = (&context, &description, &state);
+        self.call("POST", &path, || async move {
+            let repos = self.octocrab.repos(owner, name);
+            let mut request = repos
+                .create_status(status.sha.clone(), *state)
+                .context(context.clone())
+                .description(description.clone());
+            if let Some(url) = &status.target_url {
+                request = request.target(url.clone());
+            }
+            request.send().await
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates a completed check run (`POST /repos/{owner}/{repo}/check-runs`).
     pub async fn create_check_run(&self, check_run: &CheckRun) -> Result<()> {
         let conclusion = match check_run.conclusion {
-            CommitState::Success => "success",
-            CommitState::Failure => "failure",
-            CommitState::Pending | CommitState::Error => "neutral",
+            CommitState::Success => CheckRunConclusion::Success,
+            CommitState::Failure => CheckRunConclusion::Failure,
+            CommitState::Pending | CommitState::Error => CheckRunConclusion::Neutral,
         };
-        let mut body = json!({
-            "name": check_run.name,
-            "head_sha": check_run.sha,
-            "status": "completed",
-            "conclusion": conclusion,
-            "output": {
-                "title": check_run.title,
-                "summary": crate::forge_types::truncate_comment_body(&check_run.summary, 65_535, check_run.details_url.as_deref()),
-            },
-        });
-        if let Some(url) = &check_run.details_url {
-            body["details_url"] = json!(url);
-        }
+        let summary = self
+            .redactor
+            .redact(&crate::forge_types::truncate_comment_body(
+                &check_run.summary,
+                65_535,
+                check_run.details_url.as_deref(),
+            ))
+            .into_owned();
+        let title = self.redactor.redact(&check_run.title).into_owned();
+        let name_of_run = self.redactor.redact(&check_run.name).into_owned();
+        let (owner, name) = self.owner_and_name();
         let path = format!("/repos/{}/check-runs", self.repository);
-        self.request(http::Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        let (title, summary, name_of_run) = (&title, &summary, &name_of_run);
+        self.call("POST", &path, || async move {
+            let checks = self.octocrab.checks(owner, name);
+            let mut request = checks
+                .create_check_run(name_of_run.clone(), check_run.sha.clone())
+                .status(CheckRunStatus::Completed)
+                .conclusion(conclusion)
+                .output(CheckRunOutput {
+                    title: title.clone(),
+                    summary: summary.clone(),
+                    text: None,
+                    annotations: Vec::new(),
+                    images: Vec::new(),
+                });
+            if let Some(url) = &check_run.details_url {
+                request = request.details_url(url.clone());
+            }
+            request.send().await
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates a deployment (`POST /repos/{owner}/{repo}/deployments`).
     pub async fn create_deployment(&self, deployment: &Deployment) -> Result<DeploymentRecord> {
-        let body = json!({
-            "ref": deployment.sha,
-            "environment": deployment.environment,
-            "description": deployment.description,
-            "auto_merge": false,
-            "required_contexts": [],
-            "production_environment": deployment.production,
-            "payload": { "git_ref": deployment.git_ref },
-        });
+        let (owner, name) = self.owner_and_name();
+        let description = self.redactor.redact(&deployment.description).into_owned();
         let path = format!("/repos/{}/deployments", self.repository);
-        let url = format!("{}{path}", self.api_url);
-        let response = self.request(http::Method::POST, &path, Some(&body)).await?;
-        if response.status == 202 {
-            // GitHub answers 202 when it merged the default branch instead of deploying.
-            return Err(Error::Http {
-                method: "POST".into(),
-                url,
-                status: 202,
-                message: Some("GitHub merged instead of creating a deployment".into()),
-            });
-        }
-        let created: Created = response.json("POST", &url)?;
-        Ok(DeploymentRecord { id: created.id })
+        let description = &description;
+        let created = self
+            .call("POST", &path, || async move {
+                let repos = self.octocrab.repos(owner, name);
+                repos
+                    .deployments()
+                    .create(deployment.sha.clone())
+                    .environment(deployment.environment.clone())
+                    .description(description.clone())
+                    // Deploy exactly this commit: no merge of the default branch.
+                    .auto_merge(false)
+                    .required_contexts(Vec::<String>::new())
+                    .production_environment(deployment.production)
+                    .payload(serde_json::json!({ "git_ref": deployment.git_ref }))
+                    .send()
+                    .await
+            })
+            .await?;
+        Ok(DeploymentRecord {
+            id: created.id.into_inner(),
+        })
     }
 
     /// Adds a deployment status (`POST /repos/{owner}/{repo}/deployments/{id}/statuses`).
@@ -278,22 +381,36 @@ impl GitHubClient {
         description: &str,
         log_url: Option<&str>,
     ) -> Result<()> {
+        use octocrab::models::repos::DeploymentStatusState as State;
         let state = match state {
-            DeploymentState::InProgress => "in_progress",
-            DeploymentState::Success => "success",
-            DeploymentState::Failure => "failure",
-            DeploymentState::Inactive => "inactive",
+            DeploymentState::InProgress => State::InProgress,
+            DeploymentState::Success => State::Success,
+            DeploymentState::Failure => State::Failure,
+            DeploymentState::Inactive => State::Inactive,
         };
-        let mut body = json!({ "state": state, "description": description.chars().take(140).collect::<String>() });
-        if let Some(url) = log_url {
-            body["log_url"] = json!(url);
-        }
+        let description: String = self
+            .redactor
+            .redact(description)
+            .chars()
+            .take(140)
+            .collect();
+        let (owner, name) = self.owner_and_name();
         let path = format!(
             "/repos/{}/deployments/{}/statuses",
             self.repository, record.id
         );
-        self.request(http::Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        let (description, state) = (&description, &state);
+        self.call("POST", &path, || async move {
+            let repos = self.octocrab.repos(owner, name);
+            let deployments = repos.deployments();
+            let statuses = deployments.statuses(record.id);
+            let mut request = statuses.create(*state).description(description.clone());
+            if let Some(url) = log_url {
+                request = request.log_url(url);
+            }
+            request.send().await
+        })
+        .await
+        .map(drop)
     }
 }

@@ -116,7 +116,7 @@ fn http_error(method: &str, url: &str, response: &RawResponse, note: Option<Stri
 
 /// The error message a forge put in its JSON body: GitHub's `message` plus
 /// each `errors[].message`, GitLab's `message` or `error`.
-fn forge_message(body: &str) -> Option<String> {
+pub(crate) fn forge_message(body: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let mut message = match value.get("message").or_else(|| value.get("error"))? {
         serde_json::Value::String(text) => text.clone(),

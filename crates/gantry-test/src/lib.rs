@@ -351,8 +351,10 @@ fn github(
             "node_id": format!("IC_{id}"),
             "url": format!("https://api.github.test/repos/{owner}/{repo}/issues/comments/{id}"),
             "html_url": format!("https://github.test/{owner}/{repo}/pull/{number}#issuecomment-{id}"),
+            "issue_url": format!("https://api.github.test/repos/{owner}/{repo}/issues/{number}"),
             "body": text,
-            "user": { "login": "github-actions[bot]", "id": 41898282, "type": "Bot" },
+            "user": github_bot(),
+            "author_association": "NONE",
             "created_at": "2026-01-01T00:00:00Z",
             "updated_at": "2026-01-01T00:00:00Z",
         })
@@ -411,7 +413,7 @@ fn github(
             }
             answer(404, json!({ "message": "Not Found" }))
         }
-        ("POST", ["repos", _, _, "statuses", sha]) => {
+        ("POST", ["repos", owner, repo, "statuses", sha]) => {
             let state_name = body["state"].as_str().unwrap_or_default();
             if !["error", "failure", "pending", "success"].contains(&state_name) {
                 return answer(
@@ -422,34 +424,151 @@ fn github(
             let mut status = body.clone();
             status["sha"] = json!(sha);
             state.statuses.push(status.clone());
-            status["id"] = json!(id);
-            answer(201, status)
+            answer(
+                201,
+                json!({
+                    "url": format!("https://api.github.test/repos/{owner}/{repo}/statuses/{sha}"),
+                    "avatar_url": "https://github.test/images/error/octocat_happy.gif",
+                    "id": id,
+                    "node_id": format!("SC_{id}"),
+                    "state": state_name,
+                    "description": body["description"],
+                    "target_url": body["target_url"],
+                    "context": body.get("context").cloned().unwrap_or(json!("default")),
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "creator": github_bot(),
+                }),
+            )
         }
-        ("POST", ["repos", _, _, "check-runs"]) => {
+        ("POST", ["repos", owner, repo, "check-runs"]) => {
             let mut check_run = body.clone();
             check_run["id"] = json!(id);
             state.check_runs.push(check_run.clone());
-            answer(201, check_run)
+            answer(
+                201,
+                json!({
+                    "id": id,
+                    "node_id": format!("CR_{id}"),
+                    "head_sha": body["head_sha"],
+                    "external_id": "",
+                    "url": format!("https://api.github.test/repos/{owner}/{repo}/check-runs/{id}"),
+                    "html_url": format!("https://github.test/{owner}/{repo}/runs/{id}"),
+                    "details_url": body["details_url"],
+                    "status": body["status"],
+                    "conclusion": body["conclusion"],
+                    "started_at": "2026-01-01T00:00:00Z",
+                    "completed_at": "2026-01-01T00:00:00Z",
+                    "output": {
+                        "title": body["output"]["title"],
+                        "summary": body["output"]["summary"],
+                        "text": body["output"]["text"],
+                        "annotations_count": 0,
+                        "annotations_url": format!("https://api.github.test/repos/{owner}/{repo}/check-runs/{id}/annotations"),
+                    },
+                    "name": body["name"],
+                    "check_suite": { "id": 5 },
+                    "app": { "id": 15368, "slug": "github-actions", "name": "GitHub Actions" },
+                    "pull_requests": [],
+                }),
+            )
         }
-        ("POST", ["repos", _, _, "deployments"]) => {
+        ("POST", ["repos", owner, repo, "deployments"]) => {
             let mut deployment = body.clone();
             deployment["id"] = json!(id);
             deployment["sha"] = body["ref"].clone();
             state.deployments.push(deployment.clone());
-            answer(201, deployment)
+            let environment = body
+                .get("environment")
+                .cloned()
+                .unwrap_or(json!("production"));
+            answer(
+                201,
+                json!({
+                    "url": format!("https://api.github.test/repos/{owner}/{repo}/deployments/{id}"),
+                    "id": id,
+                    "node_id": format!("DE_{id}"),
+                    "sha": body["ref"],
+                    "ref": body["ref"],
+                    "task": body.get("task").cloned().unwrap_or(json!("deploy")),
+                    "payload": body.get("payload").cloned().unwrap_or(json!({})),
+                    "original_environment": environment,
+                    "environment": environment,
+                    "description": body["description"],
+                    "creator": github_bot(),
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "statuses_url": format!("https://api.github.test/repos/{owner}/{repo}/deployments/{id}/statuses"),
+                    "repository_url": format!("https://api.github.test/repos/{owner}/{repo}"),
+                    "transient_environment": body.get("transient_environment").cloned().unwrap_or(json!(false)),
+                    "production_environment": body.get("production_environment").cloned().unwrap_or(json!(false)),
+                }),
+            )
         }
-        ("POST", ["repos", _, _, "deployments", deployment_id, "statuses"]) => {
+        (
+            "POST",
+            [
+                "repos",
+                owner,
+                repo,
+                "deployments",
+                deployment_id,
+                "statuses",
+            ],
+        ) => {
             let mut status = body.clone();
             status["id"] = json!(id);
             status["deployment_id"] = json!(deployment_id.parse::<u64>().unwrap_or(0));
             state.deployment_statuses.push(status.clone());
-            answer(201, status)
+            answer(
+                201,
+                json!({
+                    "url": format!("https://api.github.test/repos/{owner}/{repo}/deployments/{deployment_id}/statuses/{id}"),
+                    "id": id,
+                    "node_id": format!("DES_{id}"),
+                    "state": body["state"],
+                    "creator": github_bot(),
+                    "description": body["description"],
+                    "environment": body.get("environment").cloned().unwrap_or(json!("production")),
+                    "target_url": body.get("target_url").cloned().unwrap_or(json!("")),
+                    "log_url": body.get("log_url").cloned().unwrap_or(json!("")),
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "deployment_url": format!("https://api.github.test/repos/{owner}/{repo}/deployments/{deployment_id}"),
+                    "repository_url": format!("https://api.github.test/repos/{owner}/{repo}"),
+                }),
+            )
         }
         _ => answer(
             404,
             json!({ "message": "Not Found", "documentation_url": "https://docs.github.com/rest" }),
         ),
     }
+}
+
+/// The user GitHub Actions' token acts as, in the full shape GitHub documents.
+fn github_bot() -> Value {
+    json!({
+        "login": "github-actions[bot]",
+        "id": 41898282,
+        "node_id": "MDM6Qm90NDE4OTgyODI=",
+        "avatar_url": "https://avatars.githubusercontent.test/in/15368?v=4",
+        "gravatar_id": "",
+        "url": "https://api.github.test/users/github-actions%5Bbot%5D",
+        "html_url": "https://github.test/apps/github-actions",
+        "followers_url": "https://api.github.test/users/github-actions%5Bbot%5D/followers",
+        "following_url": "https://api.github.test/users/github-actions%5Bbot%5D/following{/other_user}",
+        "gists_url": "https://api.github.test/users/github-actions%5Bbot%5D/gists{/gist_id}",
+        "starred_url": "https://api.github.test/users/github-actions%5Bbot%5D/starred{/owner}{/repo}",
+        "subscriptions_url": "https://api.github.test/users/github-actions%5Bbot%5D/subscriptions",
+        "organizations_url": "https://api.github.test/users/github-actions%5Bbot%5D/orgs",
+        "repos_url": "https://api.github.test/users/github-actions%5Bbot%5D/repos",
+        "events_url": "https://api.github.test/users/github-actions%5Bbot%5D/events{/privacy}",
+        "received_events_url": "https://api.github.test/users/github-actions%5Bbot%5D/received_events",
+        "type": "Bot",
+        "user_view_type": "public",
+        "site_admin": false,
+    })
 }
 
 fn gitlab(
