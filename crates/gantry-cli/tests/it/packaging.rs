@@ -328,6 +328,13 @@ fn runner_inputs(action: &Path, with: &[(&str, &str)]) -> Vec<(String, String)> 
         serde_norway::from_str(&std::fs::read_to_string(action).expect("read action"))
             .expect("parse action");
     let inputs = metadata["inputs"].as_mapping().expect("inputs");
+    for (given, _) in with {
+        assert!(
+            inputs.contains_key(*given),
+            "{}: `with: {given}` is not one of its inputs",
+            action.display()
+        );
+    }
     inputs
         .iter()
         .map(|(name, input)| {
@@ -458,7 +465,7 @@ fn container_action_runs_in_podman_like_the_github_runner() {
     let tag = "localhost/gantry:conformance";
     let with = [
         ("file", "eval.md"),
-        ("verdict", "fail"),
+        ("given-verdict", "fail"),
         ("publish", "summary"),
     ];
     let Some(run_result) =
@@ -1029,8 +1036,8 @@ fn register_model_action_runs_in_podman_and_its_manifest_matches_the_schema() {
     assert_eq!(run_result.code, 0, "{text}");
     let output = run_result.output();
     for name in [
-        "name<<",
-        "version<<",
+        "model-name<<",
+        "model-version<<",
         "digest<<",
         "uri<<",
         "reference<<",
