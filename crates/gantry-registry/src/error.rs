@@ -34,17 +34,6 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A pickle-based checkpoint imports something that can run code.
-    #[error(
-        "{path}: pickle imports that can run code on load: {}; convert the checkpoint to safetensors, or pass --allow-pickle if you trust its producer",
-        imports.join(", ")
-    )]
-    UnsafePickle {
-        /// The file, relative to the model directory.
-        path: String,
-        /// The imports no allow-list vouches for.
-        imports: Vec<String>,
-    },
     /// A name, version or alias is not valid.
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidName {
@@ -54,14 +43,6 @@ pub enum Error {
         value: String,
         /// What a valid one looks like.
         reason: &'static str,
-    },
-    /// A file changed while it was being hashed.
-    #[error("{} changed while it was being hashed ({what}); wait for the writer to finish and register again", path.display())]
-    Changed {
-        /// The file.
-        path: PathBuf,
-        /// What changed.
-        what: String,
     },
     /// No such model, version, alias or digest.
     #[error("{0}")]
@@ -118,10 +99,15 @@ pub enum Error {
     /// A manifest could not be serialized or digested.
     #[error(transparent)]
     Core(#[from] gantry_core::Error),
+    /// The model directory: an unsafe pickle, a file that changed while it
+    /// was hashed, a file that is not usable.
+    #[error(transparent)]
+    Model(gantry_model::Error),
 }
 
-/// The model directory's errors are the registry's: the CLI names the flag
-/// of a `Given` one, and an unsafe pickle is a verdict either way.
+/// A model directory given on the command line is the registry's `Given`
+/// (the CLI names its flag), an I/O failure its `Io`; the rest stay the
+/// model crate's own.
 impl From<gantry_model::Error> for Error {
     fn from(error: gantry_model::Error) -> Error {
         match error {
@@ -137,12 +123,7 @@ impl From<gantry_model::Error> for Error {
             gantry_model::Error::Given { what, path, reason } => {
                 Error::Given { what, path, reason }
             }
-            gantry_model::Error::UnsafePickle { path, imports } => {
-                Error::UnsafePickle { path, imports }
-            }
-            gantry_model::Error::Changed { path, what } => Error::Changed { path, what },
-            gantry_model::Error::Core(error) => Error::Core(error),
-            other => Error::Input(other.to_string()),
+            other => Error::Model(other),
         }
     }
 }
@@ -177,7 +158,9 @@ impl Error {
     pub fn is_verdict(&self) -> bool {
         matches!(
             self,
-            Error::Tampered { .. } | Error::AliasConflict { .. } | Error::UnsafePickle { .. }
+            Error::Tampered { .. }
+                | Error::AliasConflict { .. }
+                | Error::Model(gantry_model::Error::UnsafePickle { .. })
         )
     }
 }
