@@ -782,19 +782,6 @@ pub(crate) fn read_csv(
     Ok(())
 }
 
-/// The lines of `bytes`, each with its `\n` (the last one may lack it).
-pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', bytes)
-        .map(move |end| end + 1)
-        .chain(std::iter::once(bytes.len()))
-        .filter_map(move |end| {
-            let line = (end > start).then(|| &bytes[start..end]);
-            start = end;
-            line
-        })
-}
-
 /// Target size of one chunk of text handed to a worker.
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 
@@ -849,7 +836,7 @@ impl std::ops::Deref for Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::record::parse_json;
+    use crate::validate::record::{lines, parse_json};
 
     /// Every line a reader hands out: (line number, byte offset, the line or
     /// the error for it), with the file's digest and size.

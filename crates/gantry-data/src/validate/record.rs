@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::read::{Batch, Chunk, Origin, UTF8_BOM, lines};
+use super::read::{Batch, Chunk, Origin, UTF8_BOM};
 use crate::contamination::EvalIndex;
 use crate::formats::{PlainChat, RecordFormat, inspect};
 use crate::neardup::{Signature, signature_of};
@@ -1022,3 +1022,16 @@ impl Shard {
 
 /// Members listed per duplicate cluster.
 pub(crate) const MAX_CLUSTER_MEMBERS: usize = 10;
+
+/// The lines of `bytes`, each with its `\n` (the last one may lack it).
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .map(move |end| end + 1)
+        .chain(std::iter::once(bytes.len()))
+        .filter_map(move |end| {
+            let line = (end > start).then(|| &bytes[start..end]);
+            start = end;
+            line
+        })
+}
