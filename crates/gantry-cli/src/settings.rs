@@ -12,7 +12,7 @@ use gantry_ci::{Environment, Platform, PlatformChoice, args_from_inputs};
 use gantry_core::Secret;
 
 pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
-pub(crate) use self::train::TrainSettings;
+pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
 use crate::cli::{CiChoice, Cli, Command, RegisterArgs, RegistryArgs, ReportArgs};
 
@@ -74,7 +74,7 @@ pub(crate) enum CommandSettings<'a> {
     /// `gantry registry …`.
     Registry(&'a RegistryArgs),
     /// `gantry train`.
-    Train(TrainSettings<'a>),
+    Train(Box<TrainSettings<'a>>),
 }
 
 impl<'a> CommandSettings<'a> {
@@ -92,7 +92,7 @@ impl<'a> CommandSettings<'a> {
             }
             Command::Register(args) => CommandSettings::Register(args),
             Command::Registry(args) => CommandSettings::Registry(args),
-            Command::Train(args) => CommandSettings::Train(TrainSettings::resolve(args)?),
+            Command::Train(args) => CommandSettings::Train(Box::new(TrainSettings::resolve(args)?)),
         })
     }
 }

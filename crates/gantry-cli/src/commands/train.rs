@@ -2,31 +2,25 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use gantry_core::{ExitCode, Verdict};
-use gantry_train::launch::{Cancellation, Event, Policy};
+use gantry_train::launch::{Cancellation, Event};
 use gantry_train::local::LocalBackend;
 use gantry_train::record::GitState;
-use gantry_train::slurm::{SlurmBackend, SlurmOptions};
+use gantry_train::slurm::SlurmBackend;
 use gantry_train::tracking::TrackingConfig;
 use gantry_train::{GpuRequest, Status};
 use serde_json::json;
 
-use crate::cli::{OutputFormat, PublishTarget, TrainArgs, TrainBackend};
+use crate::cli::{OutputFormat, PublishTarget, TrainArgs};
 use crate::commands::Session;
 use crate::commands::publish::{Outcome, publish};
 use crate::packaging::Output;
 use crate::printer::Printer;
-use crate::settings::TrainSettings;
+use crate::settings::{KubernetesSettings, TrainSettings};
 
 /// How often metric progress is printed while training.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
-
-/// torchrun's rendezvous port on the first node of a multi-node Slurm job.
-const MASTER_PORT: u16 = 29500;
-
-/// Warn when a trainer wrote no metric this long after an attempt started.
-const METRICS_SILENCE: Duration = Duration::from_secs(300);
 
 pub(crate) fn run(
     settings: &TrainSettings<'_>,
@@ -102,13 +96,7 @@ pub(crate) fn run(
         output_dir,
         metrics_file,
         seed: args.seed,
-        policy: Policy {
-            max_restarts: args.max_restarts,
-            restart_backoff: args.restart_backoff,
-            timeout: args.timeout,
-            grace_period: args.grace_period,
-            metrics_silence: METRICS_SILENCE,
-        },
+        policy: settings.policy.clone(),
         gpus: Vec::new(),
         cuda_visible_devices: None,
         cuda_version: None,
@@ -119,32 +107,26 @@ pub(crate) fn run(
         env: Vec::new(),
         redactor: session.redactor().clone(),
     };
-    if args.backend == TrainBackend::Kubernetes || args.kubernetes_manifest.is_some() {
-        return kubernetes_manifest(args, &job_without_gpus, session, printer);
+    if let Some(kubernetes) = &settings.kubernetes {
+        return kubernetes_manifest(args, kubernetes, &job_without_gpus, session, printer);
     }
     // Bad directories are bad input: say so before waiting for GPUs.
     job_without_gpus.prepare()?;
-    let slurm = if args.backend == TrainBackend::Slurm {
-        let version = gantry_train::slurm::check_installed()?;
-        printer.info(&format!("submitting to Slurm ({version})"));
-        Some(SlurmBackend {
-            command: command.clone(),
-            shell: args.shell,
-            job_name: format!("gantry-{run_id}"),
-            directory: gantry_train::slurm::directory(&run_dir),
-            working_dir: std::env::current_dir().context("the working directory")?,
-            options: SlurmOptions {
-                nodes: args.nodes,
-                gpus_per_node: args.gpus_per_node.clone(),
-                partition: args.partition.clone(),
-                time: args.time.clone(),
-                extra: args.slurm_arg.clone(),
-                master_port: MASTER_PORT,
-            },
-            output_to_stderr: printer.format() == OutputFormat::Json,
-        })
-    } else {
-        None
+    let slurm = match &settings.slurm {
+        Some(options) => {
+            let version = gantry_train::slurm::check_installed()?;
+            printer.info(&format!("submitting to Slurm ({version})"));
+            Some(SlurmBackend {
+                command: command.clone(),
+                shell: args.shell,
+                job_name: format!("gantry-{run_id}"),
+                directory: gantry_train::slurm::directory(&run_dir),
+                working_dir: std::env::current_dir().context("the working directory")?,
+                options: options.clone(),
+                output_to_stderr: printer.format() == OutputFormat::Json,
+            })
+        }
+        None => None,
     };
     // Slurm allocates the GPUs of its jobs.
     let request = if slurm.is_some() {
@@ -290,45 +272,17 @@ pub(crate) fn run(
 /// run as a Kubernetes manifest and runs nothing.
 fn kubernetes_manifest(
     args: &TrainArgs,
+    kubernetes: &KubernetesSettings,
     job: &gantry_train::job::TrainJob,
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
-    if args.backend == TrainBackend::Kubernetes && !args.dry_run {
-        bail!(
-            "--backend kubernetes: gantry does not submit to a cluster itself; add --dry-run to render the manifest, then kubectl apply -f it"
-        );
-    }
-    let image = args
-        .container_image
-        .clone()
-        .context("a Kubernetes manifest needs --container-image: the image with your trainer")?;
-    let gpus = args
-        .gpus_per_node
-        .as_deref()
-        .map(|text| {
-            let count = text.rsplit(':').next().unwrap_or(text);
-            count.parse::<u32>().with_context(|| {
-                format!(
-                    "--gpus-per-node {text:?}: Kubernetes needs a count (nvidia.com/gpu), e.g. 8"
-                )
-            })
-        })
-        .transpose()?;
-    let template = args
-        .kubernetes_template
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("--kubernetes-template {}", path.display()))
-        })
-        .transpose()?;
     let spec = gantry_train::kubernetes::ManifestSpec {
         run_id: job.run_id.clone(),
-        image,
+        image: kubernetes.image.clone(),
         namespace: args.namespace.clone(),
         nodes: args.nodes,
-        gpus,
+        gpus: kubernetes.gpus,
         command: job.command.clone(),
         shell: job.shell,
         env: job.contract_env(),
@@ -338,11 +292,8 @@ fn kubernetes_manifest(
         deadline_seconds: args.timeout.map(|timeout| timeout.as_secs().max(1)),
         grace_period_seconds: args.grace_period.as_secs(),
     };
-    let manifest = gantry_train::kubernetes::render(&spec, template.as_deref())?;
-    let path = args
-        .kubernetes_manifest
-        .clone()
-        .unwrap_or_else(|| job.run_dir.join("kubernetes.yaml"));
+    let manifest = gantry_train::kubernetes::render(&spec, kubernetes.template.as_deref())?;
+    let path = &kubernetes.path;
     let kind = if args.nodes > 1 { "PyTorchJob" } else { "Job" };
     printer.info(&format!(
         "writing a Kubernetes {kind} for run {} to {}; apply it with kubectl apply -f {}",
@@ -360,11 +311,11 @@ fn kubernetes_manifest(
         Verdict::Pass,
     )
     .published_as(&args.name, vec![PublishTarget::Summary])
-    .text_file(&path, manifest.clone())
+    .text_file(path, manifest.clone())
     .markdown(markdown)
     .output(Output::RunId, &job.run_id)
     .output(Output::Status, "rendered")
-    .path_output(Output::Manifest, &path)
+    .path_output(Output::Manifest, path)
     .body(&json!({"run_id": job.run_id, "manifest_path": path, "manifest": manifest}))?;
     publish(outcome, session, printer)
 }

@@ -1,11 +1,20 @@
 //! train's settings: the command, the GPU request, the run's id and directories.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use gantry_train::GpuRequest;
+use gantry_train::launch::Policy;
+use gantry_train::slurm::SlurmOptions;
 
-use crate::cli::{CheckpointLayoutArg, TrainArgs};
+use crate::cli::{CheckpointLayoutArg, TrainArgs, TrainBackend};
+
+/// torchrun's rendezvous port on the first node of a multi-node Slurm job.
+const MASTER_PORT: u16 = 29500;
+
+/// Warn when a trainer wrote no metric this long after an attempt started.
+const METRICS_SILENCE: Duration = Duration::from_secs(300);
 
 /// `gantry train`, resolved.
 #[derive(Debug)]
@@ -26,6 +35,26 @@ pub(crate) struct TrainSettings<'a> {
     pub(crate) output_dir: PathBuf,
     /// `--metrics-file`, default `RUN_DIR/metrics.jsonl`.
     pub(crate) metrics_file: PathBuf,
+    /// Restarts, backoff, timeout and grace period.
+    pub(crate) policy: Policy,
+    /// How each job is submitted, with `--backend slurm`.
+    pub(crate) slurm: Option<SlurmOptions>,
+    /// With `--backend kubernetes --dry-run` or `--kubernetes-manifest`: the
+    /// run is rendered as a manifest, not run.
+    pub(crate) kubernetes: Option<KubernetesSettings>,
+}
+
+/// What a Kubernetes manifest needs beyond the run.
+#[derive(Debug)]
+pub(crate) struct KubernetesSettings {
+    /// `--container-image`: the image with the trainer.
+    pub(crate) image: String,
+    /// `--gpus-per-node` as the count `nvidia.com/gpu` takes.
+    pub(crate) gpus: Option<u32>,
+    /// `--kubernetes-template`'s text.
+    pub(crate) template: Option<String>,
+    /// `--kubernetes-manifest`, default `RUN_DIR/kubernetes.yaml`.
+    pub(crate) path: PathBuf,
 }
 
 impl<'a> TrainSettings<'a> {
@@ -46,7 +75,29 @@ impl<'a> TrainSettings<'a> {
             );
         }
         let run_dir = args.run_dir.clone();
+        let kubernetes =
+            if args.backend == TrainBackend::Kubernetes || args.kubernetes_manifest.is_some() {
+                Some(kubernetes_settings(args)?)
+            } else {
+                None
+            };
         Ok(TrainSettings {
+            policy: Policy {
+                max_restarts: args.max_restarts,
+                restart_backoff: args.restart_backoff,
+                timeout: args.timeout,
+                grace_period: args.grace_period,
+                metrics_silence: METRICS_SILENCE,
+            },
+            slurm: (args.backend == TrainBackend::Slurm).then(|| SlurmOptions {
+                nodes: args.nodes,
+                gpus_per_node: args.gpus_per_node.clone(),
+                partition: args.partition.clone(),
+                time: args.time.clone(),
+                extra: args.slurm_arg.clone(),
+                master_port: MASTER_PORT,
+            }),
+            kubernetes,
             args,
             command,
             request,
@@ -69,6 +120,49 @@ impl<'a> TrainSettings<'a> {
             run_dir,
         })
     }
+}
+
+/// `--backend kubernetes` (with `--dry-run`) or `--kubernetes-manifest`:
+/// the image, GPU count and template a manifest needs.
+fn kubernetes_settings(args: &TrainArgs) -> Result<KubernetesSettings> {
+    if args.backend == TrainBackend::Kubernetes && !args.dry_run {
+        bail!(
+            "--backend kubernetes: gantry does not submit to a cluster itself; add --dry-run to render the manifest, then kubectl apply -f it"
+        );
+    }
+    let image = args
+        .container_image
+        .clone()
+        .context("a Kubernetes manifest needs --container-image: the image with your trainer")?;
+    let gpus = args
+        .gpus_per_node
+        .as_deref()
+        .map(|text| {
+            let count = text.rsplit(':').next().unwrap_or(text);
+            count.parse::<u32>().with_context(|| {
+                format!(
+                    "--gpus-per-node {text:?}: Kubernetes needs a count (nvidia.com/gpu), e.g. 8"
+                )
+            })
+        })
+        .transpose()?;
+    let template = args
+        .kubernetes_template
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--kubernetes-template {}", path.display()))
+        })
+        .transpose()?;
+    Ok(KubernetesSettings {
+        image,
+        gpus,
+        template,
+        path: args
+            .kubernetes_manifest
+            .clone()
+            .unwrap_or_else(|| args.run_dir.join("kubernetes.yaml")),
+    })
 }
 
 /// The training command's words: `--command` split like a shell would (or
