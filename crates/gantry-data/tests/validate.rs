@@ -990,7 +990,7 @@ fn conversations_without_a_system_or_user_message_are_counted() {
 }
 
 #[test]
-fn a_finding_names_every_secret_its_record_holds() {
+fn every_secret_a_record_holds_is_an_example_of_its_own() {
     let directory = tempfile::tempdir().expect("tempdir");
     let path = directory.path().join("chat.jsonl");
     // The shape of the shared fixture's third record: a token in the
@@ -1002,16 +1002,27 @@ fn a_finding_names_every_secret_its_record_holds() {
     write(&path, &[record.to_string()]);
     let report = validate(&options(&[&path])).expect("validate").report;
     let secrets = check(&report, "secrets");
+    // One record holds them: it counts once, and each is located.
     assert_eq!(secrets.count, 1);
+    let found: Vec<(&str, &str)> = secrets
+        .findings
+        .iter()
+        .map(|example| {
+            (
+                example.message.as_str(),
+                example.excerpt.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(
-        secrets.findings[0].message,
-        "huggingface-token in `messages[0].content`; stripe-key in `name`"
+        found,
+        [
+            (
+                "huggingface-token in `messages[0].content`",
+                "export HF_TOKEN=[REDACTED huggingface-token]"
+            ),
+            ("stripe-key in `name`", "[REDACTED stripe-key]"),
+        ]
     );
-    assert!(
-        !secrets.findings[0]
-            .excerpt
-            .as_deref()
-            .unwrap_or_default()
-            .contains("hf_7w")
-    );
+    assert!(secrets.findings.iter().all(|example| example.line == Some(1)));
 }

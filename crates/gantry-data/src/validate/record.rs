@@ -559,9 +559,9 @@ pub(crate) fn scan_sensitive(
     other: Option<&Value>,
     partial: &mut Partial,
 ) {
-    // Every kind and place the record holds, so a finding names them all
-    // (a token in a message and a key in an extra field are two problems);
-    // the excerpt shows the first.
+    // Every kind and place the record holds is an example of its own, with
+    // its own excerpt (a token in a message and a key in an extra field are
+    // two problems, each annotated where it is); the record counts once.
     let mut secret = Hits::default();
     let mut personal = Hits::default();
     let mut look = |text: &str, place: &dyn Fn() -> String, partial: &mut Partial| {
@@ -590,29 +590,28 @@ pub(crate) fn scan_sensitive(
         addresses.sort_unstable();
         other_strings(value, &addresses, |text, place| look(text, place, partial));
     }
-    if let Some((message, snippet)) = secret.finding() {
-        partial.secrets.add(position_of(context, origin), || {
-            context.example(origin, message, Some(snippet))
-        });
-    }
-    if let Some((message, snippet)) = personal.finding() {
-        partial.pii.add(position_of(context, origin), || {
-            context.example(origin, message, Some(snippet))
-        });
+    for (hits, tally) in [(secret, &mut partial.secrets), (personal, &mut partial.pii)] {
+        if let Some(findings) = hits.findings() {
+            tally.add_each(position_of(context, origin), || {
+                findings
+                    .into_iter()
+                    .map(|(message, snippet)| context.example(origin, message, Some(snippet)))
+                    .collect()
+            });
+        }
     }
 }
 
-/// The sensitive matches of one record, for its finding: each distinct
-/// kind and place (the first few), and the first match's excerpt.
+/// The sensitive matches of one record: each distinct kind and place (the
+/// first few) with the excerpt of its first match, and how many more.
 #[derive(Default)]
 pub(crate) struct Hits {
-    pub(crate) places: Vec<String>,
+    pub(crate) found: Vec<(String, String)>,
     pub(crate) more: usize,
-    pub(crate) excerpt: Option<String>,
 }
 
 impl Hits {
-    /// Places named in one finding; the rest are counted.
+    /// Kinds and places given an example each; the rest are counted.
     const NAMED: usize = 4;
 
     pub(crate) fn add(
@@ -621,28 +620,26 @@ impl Hits {
         place: &dyn Fn() -> String,
         excerpt: impl FnOnce() -> String,
     ) {
-        if self.excerpt.is_none() {
-            self.excerpt = Some(excerpt());
-        }
         let named = format!("{} in {}", kind.as_str(), place());
-        if self.places.contains(&named) {
+        if self.found.iter().any(|(known, _)| *known == named) {
             return;
         }
-        if self.places.len() < Self::NAMED {
-            self.places.push(named);
+        if self.found.len() < Self::NAMED {
+            self.found.push((named, excerpt()));
         } else {
             self.more += 1;
         }
     }
 
-    /// The finding's message and excerpt, when anything was found.
-    pub(crate) fn finding(self) -> Option<(String, String)> {
-        let excerpt = self.excerpt?;
-        let mut message = self.places.join("; ");
-        if self.more > 0 {
-            message.push_str(&format!(" (and {} more)", self.more));
+    /// One (message, excerpt) per kind and place, when anything was found;
+    /// the last says how many more the record holds.
+    pub(crate) fn findings(mut self) -> Option<Vec<(String, String)>> {
+        if self.more > 0
+            && let Some((message, _)) = self.found.last_mut()
+        {
+            message.push_str(&format!(" (and {} more in this record)", self.more));
         }
-        Some((message, excerpt))
+        (!self.found.is_empty()).then_some(self.found)
     }
 }
 
@@ -775,6 +772,20 @@ impl Tally {
         self.count += 1;
         if self.examples.len() < MAX_EXAMPLES {
             self.examples.push((position, example()));
+        }
+    }
+
+    /// Counts one record with several examples (kept in order, as far as
+    /// room allows).
+    pub(crate) fn add_each(&mut self, position: Position, examples: impl FnOnce() -> Vec<Example>) {
+        self.count += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            for example in examples() {
+                if self.examples.len() == MAX_EXAMPLES {
+                    break;
+                }
+                self.examples.push((position, example));
+            }
         }
     }
 
