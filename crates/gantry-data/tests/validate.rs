@@ -1024,5 +1024,10 @@ fn every_secret_a_record_holds_is_an_example_of_its_own() {
             ("stripe-key in `name`", "[REDACTED stripe-key]"),
         ]
     );
-    assert!(secrets.findings.iter().all(|example| example.line == Some(1)));
+    assert!(
+        secrets
+            .findings
+            .iter()
+            .all(|example| example.line == Some(1))
+    );
 }

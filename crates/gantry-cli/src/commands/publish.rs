@@ -201,12 +201,14 @@ impl Outcome {
         self
     }
 
-    /// Writes the command's files, then the GitLab reports its packaging declares.
+    /// Writes the command's files, then the GitLab reports its packaging
+    /// declares. Called on the redacted outcome: everything written here is
+    /// made of what [`Outcome::redacted`] went through.
     fn write_files(&self, session: &Session<'_>, packaged: Option<&PackagedCommand>) -> Result<()> {
         for (path, content) in &self.files {
             match content {
-                Content::Json(value) => write_json(session, path, value)?,
-                Content::Text(body) => write_text(session, path, body)?,
+                Content::Json(value) => write_json(path, value)?,
+                Content::Text(body) => write_file(path, body.as_bytes())?,
             }
         }
         if session.platform != Platform::GitLab {
@@ -216,24 +218,21 @@ impl Outcome {
         let declares = |report: fn(&PackagedCommand) -> bool| packaged.is_some_and(report);
         if declares(|packaged| packaged.code_quality) {
             write_json(
-                session,
                 &directory.join("codequality.json"),
                 &code_quality_report(&self.findings),
             )?;
         }
         if declares(|packaged| packaged.junit) {
             let suite = format!("gantry {}", self.command);
-            write_text(
-                session,
+            write_file(
                 &directory.join("junit.xml"),
-                &junit_report(&suite, &self.junit),
+                junit_report(&suite, &self.junit).as_bytes(),
             )?;
         }
         if declares(|packaged| packaged.metrics) {
-            write_text(
-                session,
+            write_file(
                 &directory.join("metrics.txt"),
-                &metrics_report(&self.metrics),
+                metrics_report(&self.metrics).as_bytes(),
             )?;
         }
         Ok(())
@@ -478,21 +477,12 @@ pub(crate) fn report_directory(session: &Session<'_>) -> std::path::PathBuf {
         .into()
 }
 
-/// Writes `value` as pretty JSON to `path`, redacted value by value (so it
-/// stays valid JSON), creating the directory.
-fn write_json<T: serde::Serialize + ?Sized>(
-    session: &Session<'_>,
-    path: &std::path::Path,
-    value: &T,
-) -> Result<()> {
-    let mut text = session.redactor().to_json_pretty(value)?;
+/// Writes `value` as pretty JSON to `path`, creating the directory.
+fn write_json<T: serde::Serialize + ?Sized>(path: &std::path::Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("cannot serialize {}", path.display()))?;
     text.push('\n');
     write_file(path, text.as_bytes())
-}
-
-/// Writes `text` to `path` redacted, creating the directory.
-fn write_text(session: &Session<'_>, path: &std::path::Path, text: &str) -> Result<()> {
-    write_file(path, session.redactor().redact(text).as_bytes())
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
