@@ -19,7 +19,7 @@ use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
     DeploymentState, StickyKey,
 };
-use crate::http::{forge_message, transport_reason};
+use crate::http::{transport_reason, with_details};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
 const MAX_COMMENT_PAGES: u32 = 30;
@@ -125,15 +125,13 @@ impl GitHubClient {
                         ))),
                         Ok(Ok(model)) => Attempt::Answer(Reply::Done(model)),
                         Ok(Err(octocrab::Error::GitHub { source, .. })) => {
-                            let body = serde_json::json!({
-                                "message": source.message,
-                                "errors": source.errors,
-                            });
                             Attempt::Answer(Reply::Refused {
                                 status: source.status_code.as_u16(),
                                 headers: source.headers.clone().unwrap_or_default(),
-                                message: forge_message(&body.to_string())
-                                    .unwrap_or_else(|| source.message.clone()),
+                                message: with_details(
+                                    source.message.clone(),
+                                    source.errors.as_ref(),
+                                ),
                             })
                         }
                         Ok(Err(

@@ -116,13 +116,22 @@ fn http_error(method: &str, url: &str, response: &RawResponse, note: Option<Stri
 
 /// The error message a forge put in its JSON body: GitHub's `message` plus
 /// each `errors[].message`, GitLab's `message` or `error`.
-pub(crate) fn forge_message(body: &str) -> Option<String> {
+fn forge_message(body: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let mut message = match value.get("message").or_else(|| value.get("error"))? {
+    let message = match value.get("message").or_else(|| value.get("error"))? {
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    if let Some(errors) = value.get("errors").and_then(serde_json::Value::as_array) {
+    Some(with_details(
+        message,
+        value.get("errors").and_then(serde_json::Value::as_array),
+    ))
+}
+
+/// `message` followed by each of GitHub's `errors[]` (its `message`, or
+/// `field: code`).
+pub(crate) fn with_details(mut message: String, errors: Option<&Vec<serde_json::Value>>) -> String {
+    if let Some(errors) = errors {
         let details: Vec<String> = errors
             .iter()
             .filter_map(|error| {
@@ -141,7 +150,7 @@ pub(crate) fn forge_message(body: &str) -> Option<String> {
             message = format!("{message} ({})", details.join("; "));
         }
     }
-    Some(message)
+    message
 }
 
 #[cfg(test)]
