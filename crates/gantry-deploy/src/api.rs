@@ -112,7 +112,9 @@ pub struct RouterView {
 impl RouterView {
     /// The backend serving `version`.
     pub fn backend(&self, version: &str) -> Option<&BackendView> {
-        self.backends.iter().find(|backend| backend.version == version)
+        self.backends
+            .iter()
+            .find(|backend| backend.version == version)
     }
 
     /// The weights, by version.

@@ -5,6 +5,7 @@
 //! [`target::Target`] brings versions up, sets weights and reads metrics;
 //! `local` drives the embedded router's admin API, Kubernetes comes next.
 
+pub mod analysis;
 pub mod api;
 mod error;
 pub mod router;

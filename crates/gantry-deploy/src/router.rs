@@ -77,9 +77,9 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn by_version(&self, version: &[u8]) -> Option<&Arc<Backend>> {
-        self.all
-            .iter()
-            .find(|backend| backend.version().as_bytes() == version && backend.health() == Health::Healthy)
+        self.all.iter().find(|backend| {
+            backend.version().as_bytes() == version && backend.health() == Health::Healthy
+        })
     }
 
     /// The backend for a point in `0..total`.
@@ -178,7 +178,10 @@ impl Shared {
             stable,
             all: inner.backends.values().cloned().collect(),
         };
-        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+        *self
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
     }
 
     /// Writes `inner` to `router.json`.
@@ -199,8 +202,9 @@ impl Shared {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&persisted)
-            .map_err(|error| Error::Service(format!("cannot serialize the router state: {error}")))?;
+        let bytes = serde_json::to_vec_pretty(&persisted).map_err(|error| {
+            Error::Service(format!("cannot serialize the router state: {error}"))
+        })?;
         write_atomic(&self.state_path(), &bytes)
     }
 
@@ -218,7 +222,9 @@ impl Shared {
             backends: inner
                 .backends
                 .values()
-                .map(|backend| backend.view(inner.weights.get(backend.version()).copied().unwrap_or(0)))
+                .map(|backend| {
+                    backend.view(inner.weights.get(backend.version()).copied().unwrap_or(0))
+                })
                 .collect(),
             lease: inner.lease.clone(),
             reverted: inner.reverted.clone(),
@@ -235,7 +241,10 @@ impl Shared {
         let lease = match (canary_traffic, request.lease_seconds) {
             (false, _) => None,
             (true, Some(seconds)) if seconds > 0 => Some(Lease {
-                holder: request.holder.clone().unwrap_or_else(|| "unnamed".to_owned()),
+                holder: request
+                    .holder
+                    .clone()
+                    .unwrap_or_else(|| "unnamed".to_owned()),
                 expires_at_ms: now_ms().saturating_add(seconds.saturating_mul(1000)),
             }),
             (true, _) => {
@@ -333,7 +342,12 @@ fn names(inner: &Inner) -> String {
     if inner.backends.is_empty() {
         "none".to_owned()
     } else {
-        inner.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+        inner
+            .backends
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -381,10 +395,14 @@ impl Router {
         let persisted = read_state(&state_dir.join("router.json"))?;
         let data = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|error| Error::Input(format!("--listen {}: cannot bind: {error}", options.listen)))?;
+            .map_err(|error| {
+                Error::Input(format!("--listen {}: cannot bind: {error}", options.listen))
+            })?;
         let admin = tokio::net::TcpListener::bind(options.admin)
             .await
-            .map_err(|error| Error::Input(format!("--admin {}: cannot bind: {error}", options.admin)))?;
+            .map_err(|error| {
+                Error::Input(format!("--admin {}: cannot bind: {error}", options.admin))
+            })?;
         let listen = data
             .local_addr()
             .map_err(|error| Error::Service(format!("cannot read the bound address: {error}")))?;
@@ -476,7 +494,9 @@ impl Router {
                     continue;
                 }
             };
-            lock(&shared.inner).backends.insert(version, backend.clone());
+            lock(&shared.inner)
+                .backends
+                .insert(version, backend.clone());
             let (started, _) = tokio::sync::oneshot::channel();
             tokio::spawn(backend::supervise(
                 backend,
@@ -505,11 +525,13 @@ impl Router {
         admin_task.abort();
         lease_watch.abort();
         if shared.options.stop_backends_on_exit {
-            let backends: Vec<Arc<Backend>> = lock(&shared.inner).backends.values().cloned().collect();
+            let backends: Vec<Arc<Backend>> =
+                lock(&shared.inner).backends.values().cloned().collect();
             for backend in &backends {
                 backend.retire();
             }
-            let deadline = tokio::time::Instant::now() + shared.options.grace + Duration::from_secs(2);
+            let deadline =
+                tokio::time::Instant::now() + shared.options.grace + Duration::from_secs(2);
             while backends.iter().any(|backend| backend.pid().is_some())
                 && tokio::time::Instant::now() < deadline
             {

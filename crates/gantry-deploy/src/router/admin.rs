@@ -25,9 +25,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener
         .route("/v1/backends/{version}", delete(remove))
         .route("/v1/weights", put(weights))
         .route("/v1/metrics/{version}", get(version_metrics))
-        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), authorize));
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authorize,
+        ));
     let app = axum::Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .route("/metrics", get(prometheus))
         .merge(protected)
         .with_state(shared.clone());
@@ -67,7 +73,11 @@ fn error_response(error: Error) -> Response {
         Error::Backend { message, log_tail } => {
             failure(StatusCode::UNPROCESSABLE_ENTITY, message, log_tail)
         }
-        other => failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string(), Vec::new()),
+        other => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            other.to_string(),
+            Vec::new(),
+        ),
     }
 }
 
@@ -99,7 +109,12 @@ async fn add(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Resp
             Vec::new(),
         );
     }
-    let backend = match Backend::new(spec, None, &shared.logs_dir(), shared.exported.handles(&version)) {
+    let backend = match Backend::new(
+        spec,
+        None,
+        &shared.logs_dir(),
+        shared.exported.handles(&version),
+    ) {
         Ok(backend) => Arc::new(backend),
         Err(error) => return error_response(error),
     };
@@ -168,7 +183,8 @@ async fn remove(State(shared): State<Arc<Shared>>, Path(version): Path<String>) 
     };
     backend.retire();
     // Wait for the server to finish its requests and exit.
-    let deadline = tokio::time::Instant::now() + shared.options.grace + std::time::Duration::from_secs(2);
+    let deadline =
+        tokio::time::Instant::now() + shared.options.grace + std::time::Duration::from_secs(2);
     while backend.pid().is_some() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -208,7 +224,11 @@ async fn version_metrics(
     let backend = lock(&shared.inner).backends.get(&version).cloned();
     match backend {
         Some(backend) => Json(backend.metrics_since(since.since_ms, now_ms())).into_response(),
-        None => failure(StatusCode::NOT_FOUND, format!("no backend {version}"), Vec::new()),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            format!("no backend {version}"),
+            Vec::new(),
+        ),
     }
 }
 

@@ -65,9 +65,9 @@ impl Backend {
                 )));
             }
         };
-        let parsed: http::Uri = url
-            .parse()
-            .map_err(|error| Error::Input(format!("backend {}: url {url:?}: {error}", spec.version)))?;
+        let parsed: http::Uri = url.parse().map_err(|error| {
+            Error::Input(format!("backend {}: url {url:?}: {error}", spec.version))
+        })?;
         if parsed.scheme_str() != Some("http") {
             return Err(Error::Input(format!(
                 "backend {}: url {url:?} must be http:// (model servers are reached on the host or its network)",
@@ -109,7 +109,9 @@ impl Backend {
 
     fn set_health(&self, health: Health) {
         self.health.store(health as u8, Ordering::Release);
-        self.handles.healthy.set(i64::from(health == Health::Healthy));
+        self.handles
+            .healthy
+            .set(i64::from(health == Health::Healthy));
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -313,7 +315,11 @@ async fn watch_external(
         let healthy = probe(&supervision.http, &backend.url).await.is_ok();
         let was = backend.health() == Health::Healthy;
         if healthy != was {
-            backend.set_health(if healthy { Health::Healthy } else { Health::Unhealthy });
+            backend.set_health(if healthy {
+                Health::Healthy
+            } else {
+                Health::Unhealthy
+            });
             (supervision.changed)();
         }
     }
@@ -380,11 +386,15 @@ fn alive(pid: Pid) -> bool {
 }
 
 async fn adopt(backend: &Backend, pid: Option<u32>, supervision: &Supervision) -> Option<Process> {
-    let pid = pid.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw)?;
+    let pid = pid
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(Pid::from_raw)?;
     if !alive(pid) || probe(&supervision.http, &backend.url).await.is_err() {
         return None;
     }
-    backend.pid.store(pid.as_raw_nonzero().get().unsigned_abs(), Ordering::Release);
+    backend
+        .pid
+        .store(pid.as_raw_nonzero().get().unsigned_abs(), Ordering::Release);
     Some(Process::Adopted(pid))
 }
 
@@ -392,7 +402,10 @@ async fn adopt(backend: &Backend, pid: Option<u32>, supervision: &Supervision) -
 async fn launch(backend: &Backend, supervision: &Supervision) -> Result<Process> {
     let words = serve_words(&backend.spec, backend.port.unwrap_or(0))?;
     let Some((program, arguments)) = words.split_first() else {
-        return Err(Error::Input(format!("backend {}: the serve command is empty", backend.version())));
+        return Err(Error::Input(format!(
+            "backend {}: the serve command is empty",
+            backend.version()
+        )));
     };
     let log_path = backend
         .log_path
@@ -406,7 +419,9 @@ async fn launch(backend: &Backend, supervision: &Supervision) -> Result<Process>
         .append(true)
         .open(&log_path)
         .map_err(Error::io("cannot open", &log_path))?;
-    let err_log = log.try_clone().map_err(Error::io("cannot open", &log_path))?;
+    let err_log = log
+        .try_clone()
+        .map_err(Error::io("cannot open", &log_path))?;
     let mut command = tokio::process::Command::new(program);
     command
         .args(arguments)
@@ -431,8 +446,15 @@ async fn launch(backend: &Backend, supervision: &Supervision) -> Result<Process>
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .and_then(Pid::from_raw)
-        .ok_or_else(|| backend.error(format!("backend {}: the server exited at once", backend.version())))?;
-    backend.pid.store(pid.as_raw_nonzero().get().unsigned_abs(), Ordering::Release);
+        .ok_or_else(|| {
+            backend.error(format!(
+                "backend {}: the server exited at once",
+                backend.version()
+            ))
+        })?;
+    backend
+        .pid
+        .store(pid.as_raw_nonzero().get().unsigned_abs(), Ordering::Release);
     let process = Process::Child(child, pid);
     match wait_healthy(backend, supervision, Some(&process)).await {
         Ok(()) => Ok(process),
@@ -488,7 +510,12 @@ async fn probe(http: &reqwest::Client, url: &str) -> std::result::Result<(), Str
         .timeout(Duration::from_secs(2))
         .send()
         .await
-        .map_err(|error| format!("GET {url}/health: {}", gantry_core::transport_reason(&error)))?;
+        .map_err(|error| {
+            format!(
+                "GET {url}/health: {}",
+                gantry_core::transport_reason(&error)
+            )
+        })?;
     let status = health.status();
     if !(status.is_success() || status == reqwest::StatusCode::NOT_FOUND) {
         return Err(format!("GET {url}/health answered {status}"));
@@ -498,7 +525,12 @@ async fn probe(http: &reqwest::Client, url: &str) -> std::result::Result<(), Str
         .timeout(Duration::from_secs(2))
         .send()
         .await
-        .map_err(|error| format!("GET {url}/v1/models: {}", gantry_core::transport_reason(&error)))?;
+        .map_err(|error| {
+            format!(
+                "GET {url}/v1/models: {}",
+                gantry_core::transport_reason(&error)
+            )
+        })?;
     if !models.status().is_success() {
         return Err(format!("GET {url}/v1/models answered {}", models.status()));
     }
@@ -557,8 +589,9 @@ fn file_safe(version: &str) -> String {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|error| Error::Service(format!("cannot find a free port on 127.0.0.1: {error}")))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| {
+        Error::Service(format!("cannot find a free port on 127.0.0.1: {error}"))
+    })?;
     listener
         .local_addr()
         .map(|address| address.port())
@@ -576,7 +609,10 @@ fn log_tail(path: &Path) -> Vec<String> {
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..]
         .iter()
         .map(|line| (*line).to_owned())
@@ -584,7 +620,9 @@ fn log_tail(path: &Path) -> Vec<String> {
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -612,8 +650,15 @@ mod tests {
         assert_eq!(
             words,
             [
-                "tiny-lm", "serve", "--model", "/models/my model", "--port=8123",
-                "--served-model-name", "m 1.2.0", "--tag", "sha256:ab"
+                "tiny-lm",
+                "serve",
+                "--model",
+                "/models/my model",
+                "--port=8123",
+                "--served-model-name",
+                "m 1.2.0",
+                "--tag",
+                "sha256:ab"
             ]
         );
     }

@@ -107,7 +107,10 @@ impl Samples {
             version: version.to_owned(),
             since_ms,
             until_ms,
-            requests: status.ok + status.client_error + status.server_error + status.connection_error,
+            requests: status.ok
+                + status.client_error
+                + status.server_error
+                + status.connection_error,
             status,
             latency_ms,
             ttft_ms,
@@ -335,9 +338,18 @@ mod tests {
         handles.record(&sample(2, Class::Ok, 3));
         handles.weight.set(25);
         let text = exported.encode().expect("encodes");
-        assert!(text.contains(r#"gantry_router_requests_total{version="1.2.0",class="5xx"} 1"#), "{text}");
-        assert!(text.contains(r#"gantry_router_backend_weight_percent{version="1.2.0"} 25"#), "{text}");
-        assert!(text.contains("gantry_router_time_to_first_token_seconds_bucket"), "{text}");
+        assert!(
+            text.contains(r#"gantry_router_requests_total{version="1.2.0",class="5xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gantry_router_backend_weight_percent{version="1.2.0"} 25"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("gantry_router_time_to_first_token_seconds_bucket"),
+            "{text}"
+        );
         exported.forget("1.2.0");
         assert!(!exported.encode().expect("encodes").contains("1.2.0"));
     }

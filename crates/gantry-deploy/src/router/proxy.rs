@@ -59,7 +59,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
+            let service =
+                hyper::service::service_fn(move |request| handle(shared.clone(), request));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -85,7 +86,9 @@ fn choose(shared: &Shared, request: &Request<Incoming>) -> Option<Arc<Backend>> 
         .as_ref()
         .and_then(|name| request.headers().get(name))
     {
-        Some(value) => (xxhash_rust::xxh3::xxh3_64(value.as_bytes()) % u64::from(table.total)) as u32,
+        Some(value) => {
+            (xxhash_rust::xxh3::xxh3_64(value.as_bytes()) % u64::from(table.total)) as u32
+        }
         None => rand::random_range(0..table.total),
     };
     table.pick(point).cloned()
@@ -101,7 +104,11 @@ async fn handle(
         } else {
             "no healthy model server behind this router"
         };
-        return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, message, None));
+        return Ok(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            message,
+            None,
+        ));
     };
     let started = Instant::now();
     backend.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -122,17 +129,26 @@ async fn handle(
     {
         Ok(uri) => uri,
         Err(_) => {
-            return Ok(error_response(StatusCode::BAD_REQUEST, "unusable request path", Some(&backend)));
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                "unusable request path",
+                Some(&backend),
+            ));
         }
     };
     strip_hop_by_hop(&mut parts.headers);
-    let upstream = shared.client.request(Request::from_parts(parts, body)).await;
+    let upstream = shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await;
     match upstream {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             if let Ok(value) = HeaderValue::from_str(backend.version()) {
-                parts.headers.insert(HeaderName::from_static(VERSION_HEADER), value);
+                parts
+                    .headers
+                    .insert(HeaderName::from_static(VERSION_HEADER), value);
             }
             let streaming = parts
                 .headers
@@ -172,7 +188,10 @@ async fn handle(
                 .map_or_else(|| error.to_string(), ToString::to_string);
             Ok(error_response(
                 StatusCode::BAD_GATEWAY,
-                &format!("model server {} did not answer: {reason}", backend.version()),
+                &format!(
+                    "model server {} did not answer: {reason}",
+                    backend.version()
+                ),
                 Some(&backend),
             ))
         }
@@ -197,7 +216,11 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-fn error_response(status: StatusCode, message: &str, backend: Option<&Backend>) -> Response<ProxyBody> {
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    backend: Option<&Backend>,
+) -> Response<ProxyBody> {
     let body = serde_json::json!({
         "error": { "message": message, "type": "gantry_router", "code": status.as_u16() }
     });
@@ -389,7 +412,10 @@ impl Body for Metered {
 fn completion_tokens(json: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"completion_tokens\"";
     let at = memchr::memmem::find(json, KEY)? + KEY.len();
-    let rest = json[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let rest = json[at..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
     let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
@@ -401,7 +427,9 @@ mod tests {
     #[test]
     fn usage_is_read_from_json_without_parsing_it_all() {
         assert_eq!(
-            completion_tokens(br#"{"usage": {"prompt_tokens": 3, "completion_tokens" : 17, "total_tokens": 20}}"#),
+            completion_tokens(
+                br#"{"usage": {"prompt_tokens": 3, "completion_tokens" : 17, "total_tokens": 20}}"#
+            ),
             Some(17)
         );
         assert_eq!(completion_tokens(br#"{"choices": []}"#), None);
@@ -411,7 +439,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_do_not_pass() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         headers.insert("x-private", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
