@@ -123,6 +123,9 @@ impl EnvVars {
     /// Set (any value): validate-data reads every file with read(2) instead
     /// of mapping it, for data another process may change meanwhile.
     pub const GANTRY_NO_MMAP: &'static str = "GANTRY_NO_MMAP";
+    /// The token of `gantry router`'s admin API (required when it listens
+    /// beyond loopback; deploy-canary sends it).
+    pub const GANTRY_ROUTER_TOKEN: &'static str = "GANTRY_ROUTER_TOKEN";
     /// Number of attempts for forge API calls (default 4).
     pub const GANTRY_HTTP_ATTEMPTS: &'static str = "GANTRY_HTTP_ATTEMPTS";
     /// Base backoff between forge API attempts in milliseconds (default 500).
@@ -202,6 +205,7 @@ pub fn secrets_in_environment(
         EnvVars::CI_REGISTRY_PASSWORD,
         EnvVars::MLFLOW_TRACKING_TOKEN,
         EnvVars::MLFLOW_TRACKING_PASSWORD,
+        EnvVars::GANTRY_ROUTER_TOKEN,
         EnvVars::OPENAI_API_KEY,
     ]
     .into_iter()

@@ -117,6 +117,9 @@ pub struct Deployment {
     pub description: String,
     /// Whether the environment is the production one.
     pub production: bool,
+    /// What GitHub keeps with it (the model's digest, the rollout id);
+    /// merged beside `git_ref`.
+    pub payload: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A deployment the forge accepted.
@@ -135,6 +138,8 @@ pub enum DeploymentState {
     Success,
     /// Rolled back or failed.
     Failure,
+    /// The tool could not do its job (GitHub `error`, GitLab `failed`).
+    Error,
     /// Superseded or cancelled.
     Inactive,
 }

@@ -349,6 +349,10 @@ impl GitHubClient {
         let description = self.redactor.redact(&deployment.description).into_owned();
         let path = format!("/repos/{}/deployments", self.repository);
         let description = &description;
+        let mut payload = deployment.payload.clone();
+        payload.insert("git_ref".to_owned(), deployment.git_ref.clone().into());
+        let payload = serde_json::Value::Object(payload);
+        let payload = &payload;
         let created = self
             .call("POST", &path, || async move {
                 let repos = self.octocrab.repos(owner, name);
@@ -361,7 +365,7 @@ impl GitHubClient {
                     .auto_merge(false)
                     .required_contexts(Vec::<String>::new())
                     .production_environment(deployment.production)
-                    .payload(serde_json::json!({ "git_ref": deployment.git_ref }))
+                    .payload(payload.clone())
                     .send()
                     .await
             })
@@ -384,6 +388,7 @@ impl GitHubClient {
             DeploymentState::InProgress => State::InProgress,
             DeploymentState::Success => State::Success,
             DeploymentState::Failure => State::Failure,
+            DeploymentState::Error => State::Error,
             DeploymentState::Inactive => State::Inactive,
         };
         let description: String = self

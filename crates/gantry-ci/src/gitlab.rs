@@ -248,7 +248,7 @@ impl GitLabClient {
         let status = match state {
             DeploymentState::InProgress => "running",
             DeploymentState::Success => "success",
-            DeploymentState::Failure => "failed",
+            DeploymentState::Failure | DeploymentState::Error => "failed",
             DeploymentState::Inactive => "canceled",
         };
         let path = format!("/projects/{}/deployments/{}", self.project, record.id);

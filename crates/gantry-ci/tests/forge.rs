@@ -12,6 +12,7 @@ fn deployment() -> Deployment {
         sha: "abc123".into(),
         description: "model sha256:00ff".into(),
         production: true,
+        payload: serde_json::Map::from_iter([("digest".to_owned(), "sha256:00ff".into())]),
     }
 }
 
@@ -49,6 +50,9 @@ async fn github_deployments_are_created_and_move_through_states() {
     assert_eq!(deployments[0]["environment"], "production");
     assert_eq!(deployments[0]["ref"], "abc123");
     assert_eq!(deployments[0]["required_contexts"], serde_json::json!([]));
+    assert_eq!(deployments[0]["auto_merge"], false);
+    assert_eq!(deployments[0]["payload"]["digest"], "sha256:00ff");
+    assert_eq!(deployments[0]["payload"]["git_ref"], "main");
     let states: Vec<_> = forge
         .deployment_statuses()
         .iter()

@@ -81,6 +81,142 @@ pub enum Command {
     Registry(RegistryArgs),
     /// Run a training command on this runner's GPUs (or through Slurm): GPU locks, restarts from checkpoints, metrics, MLflow tracking, run.json.
     Train(Box<TrainArgs>),
+    /// Roll out a registered model version: verify it, bring it up beside stable, shift traffic in steps, judge canary against stable, then promote or roll back.
+    DeployCanary(Box<DeployCanaryArgs>),
+    /// Run the embedded weighted router: a reverse proxy for OpenAI-compatible model servers with an admin API, supervised servers and per-version metrics (a service on the GPU host).
+    Router(RouterArgs),
+}
+
+/// Arguments of `gantry router`.
+#[derive(Debug, Args)]
+pub struct RouterArgs {
+    /// The address clients send requests to.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The admin API's address; any address but loopback needs GANTRY_ROUTER_TOKEN.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub admin: std::net::SocketAddr,
+    /// Where the router keeps its state (backends, weights, lease) and the servers' logs.
+    #[arg(long, default_value = ".gantry/router", value_name = "DIR")]
+    pub state_dir: std::path::PathBuf,
+    /// Route by a hash of this request header (e.g. x-user-id), so one user sees one version.
+    #[arg(long, value_name = "HEADER")]
+    pub sticky_header: Option<String>,
+    /// How long a model server may take to answer /health and /v1/models.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: std::time::Duration,
+    /// How long a retired server has to finish its requests and exit after SIGTERM before SIGKILL.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Stop the model servers when the router exits (by default they keep running and the next router adopts them).
+    #[arg(long)]
+    pub stop_backends_on_exit: bool,
+}
+
+/// Arguments of `gantry deploy-canary`.
+#[derive(Debug, Args)]
+pub struct DeployCanaryArgs {
+    /// The version to roll out: NAME@VERSION, NAME@ALIAS or NAME@sha256:… (not needed for resume, promote, abort, status).
+    #[arg(long, value_name = "REF")]
+    pub model: Option<String>,
+    /// The registry holding it: file:PATH, oci://HOST/REPO or mlflow+http(s)://HOST.
+    #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "URI")]
+    pub registry: String,
+    /// The alias naming the version in production: the baseline, moved (compare-and-swap) on promotion.
+    #[arg(long, default_value = "production", value_name = "ALIAS")]
+    pub stable_alias: String,
+    /// Where versions run: local (the embedded router on this host).
+    #[arg(long, value_enum, default_value_t = DeployTarget::Local)]
+    pub target: DeployTarget,
+    /// The command that serves a version, run by the router without a shell; {model_dir}, {port}, {version} and {digest} are replaced inside each word.
+    #[arg(long, value_name = "CMD")]
+    pub serve_command: Option<String>,
+    /// The router's admin API (its token in GANTRY_ROUTER_TOKEN).
+    #[arg(long, default_value = "http://127.0.0.1:8081", value_name = "URL")]
+    pub router: String,
+    /// canary (weights in steps, judged against stable) or blue-green (a smoke-traffic preview, then all at once).
+    #[arg(long, value_enum, default_value_t = DeployStrategy::Canary)]
+    pub strategy: DeployStrategy,
+    /// Canary percentages, increasing, with `pause` where a person must promote (e.g. 5,25,pause,50,100); 100 is added when missing.
+    #[arg(long, default_value = "5,25,50,100", value_name = "LIST")]
+    pub steps: String,
+    /// Length of one analysis window at each step.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub step_duration: std::time::Duration,
+    /// Requests each version needs per window; fewer make the window inconclusive, never a pass.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub min_requests: u64,
+    /// An analysis file (TOML, schema in schemas/analysis.schema.json) adding or replacing checks.
+    #[arg(long, value_name = "FILE")]
+    pub analysis: Option<std::path::PathBuf>,
+    /// start a rollout, resume it after an interruption, promote past a pause, abort it, or print its status.
+    #[arg(long, value_enum, default_value_t = DeployAction::Start)]
+    pub action: DeployAction,
+    /// The rollout state, kept between invocations: put it on the host, outside the checkout, for resume from a later run.
+    #[arg(
+        long,
+        default_value = ".gantry/deploy/rollout.json",
+        value_name = "FILE"
+    )]
+    pub state_file: std::path::PathBuf,
+    /// Where versions are pulled to before they are served.
+    #[arg(long, default_value = ".gantry/deploy/models", value_name = "DIR")]
+    pub models_dir: std::path::PathBuf,
+    /// An eval set (JSONL with messages or prompt) sent as traffic during each window, for low-traffic services.
+    #[arg(long, value_name = "FILE")]
+    pub smoke_traffic: Option<std::path::PathBuf>,
+    /// Smoke requests per second.
+    #[arg(long, default_value_t = 2.0, value_name = "N")]
+    pub smoke_rps: f64,
+    /// How long a canary weight holds without the controller renewing it; then the router returns all traffic to stable.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub lease: std::time::Duration,
+    /// Deploy a version whose lineage has no passing evaluation gate.
+    #[arg(long)]
+    pub allow_ungated: bool,
+    /// How long a model server may take to become healthy.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: std::time::Duration,
+    /// The forge environment the deployment is recorded in.
+    #[arg(long, default_value = "production", value_name = "NAME")]
+    pub environment: String,
+    /// Where the report, timeline chart and JSON result are written.
+    #[arg(long, default_value = ".gantry/deploy", value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Publishing.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
+}
+
+/// Where deploy-canary runs versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployTarget {
+    /// The embedded router on this host (`gantry router`).
+    Local,
+}
+
+/// How traffic moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployStrategy {
+    /// Weights in steps, canary judged against stable.
+    Canary,
+    /// A smoke-traffic preview, then all traffic at once.
+    BlueGreen,
+}
+
+/// What deploy-canary does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployAction {
+    /// Start a rollout.
+    Start,
+    /// Continue from the saved step.
+    Resume,
+    /// Approve the current step (a pause) and continue.
+    Promote,
+    /// Return all traffic to stable and stop the canary.
+    Abort,
+    /// Print the saved state.
+    Status,
 }
 
 /// Arguments of `gantry train`.

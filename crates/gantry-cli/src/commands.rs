@@ -1,5 +1,6 @@
 //! Command handlers: one module per subcommand, and what they share.
 
+mod deploy_canary;
 mod eval;
 mod eval_gate;
 mod lineage;
@@ -9,6 +10,7 @@ mod register;
 mod registries;
 mod registry;
 mod report;
+mod router;
 mod train;
 mod validate_data;
 
@@ -32,9 +34,10 @@ pub(crate) fn dispatch(
     match settings {
         Err(error) => Err(match &cli.command {
             Command::Train(_) => with_train_flag(error),
-            Command::EvalGate(_) | Command::Register(_) | Command::Registry(_) => {
-                with_registry_flag(error)
-            }
+            Command::EvalGate(_)
+            | Command::Register(_)
+            | Command::Registry(_)
+            | Command::DeployCanary(_) => with_registry_flag(error),
             _ => error,
         }),
         Ok(CommandSettings::Report(args)) => report::run(args, &session, printer),
@@ -56,6 +59,10 @@ pub(crate) fn dispatch(
         Ok(CommandSettings::Train(settings)) => {
             train::run(&settings, &session, printer).map_err(with_train_flag)
         }
+        Ok(CommandSettings::DeployCanary(args)) => {
+            deploy_canary::run(args, &session, printer).map_err(with_registry_flag)
+        }
+        Ok(CommandSettings::Router(args)) => router::run(args, &session, printer),
     }
 }
 
@@ -183,11 +190,13 @@ mod tests {
     #[test]
     fn handlers_do_not_import_each_other() {
         let handlers = [
+            ("deploy_canary", include_str!("commands/deploy_canary.rs")),
             ("eval", include_str!("commands/eval.rs")),
             ("eval_gate", include_str!("commands/eval_gate.rs")),
             ("register", include_str!("commands/register.rs")),
             ("registry", include_str!("commands/registry.rs")),
             ("report", include_str!("commands/report.rs")),
+            ("router", include_str!("commands/router.rs")),
             ("train", include_str!("commands/train.rs")),
             ("validate_data", include_str!("commands/validate_data.rs")),
         ];

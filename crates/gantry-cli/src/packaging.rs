@@ -79,6 +79,16 @@ pub enum Output {
     FinalMetrics,
     /// `manifest`.
     Manifest,
+    /// `outcome`.
+    RolloutOutcome,
+    /// `final-weight`.
+    FinalWeight,
+    /// `stable-version`.
+    StableVersion,
+    /// `canary-version`.
+    CanaryVersion,
+    /// `deployment-id`.
+    DeploymentId,
 }
 
 impl Output {
@@ -116,6 +126,11 @@ impl Output {
             Output::ModelDir => "model-dir",
             Output::FinalMetrics => "final-metrics",
             Output::Manifest => "manifest",
+            Output::RolloutOutcome => "outcome",
+            Output::FinalWeight => "final-weight",
+            Output::StableVersion => "stable-version",
+            Output::CanaryVersion => "canary-version",
+            Output::DeploymentId => "deployment-id",
         }
     }
 }
@@ -375,6 +390,42 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         artifacts_input: Some("run-dir"),
         icon: "cpu",
         color: "red",
+    },
+    PackagedCommand {
+        command: "deploy-canary",
+        action_name: "deploy-canary",
+        title: "gantry deploy-canary",
+        kind: ActionKind::Composite,
+        outputs: &[
+            (
+                Output::RolloutOutcome,
+                "promoted, rolled-back, paused or aborted.",
+            ),
+            (
+                Output::FinalWeight,
+                "The canary's share of traffic when the command ended, in percent.",
+            ),
+            (
+                Output::StableVersion,
+                "The version serving as stable afterwards (the canary when promoted).",
+            ),
+            (Output::CanaryVersion, "The version rolled out."),
+            (
+                Output::Report,
+                "Path of the rollout report (Markdown); rollout.json and timeline.svg lie beside it.",
+            ),
+            (
+                Output::DeploymentId,
+                "The rollout's id: the router lease holder, and the key of its forge deployment.",
+            ),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        stage: "deploy",
+        artifacts_input: Some("out"),
+        icon: "git-branch",
+        color: "green",
     },
 ];
 

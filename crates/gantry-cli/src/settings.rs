@@ -14,7 +14,9 @@ use gantry_core::Secret;
 pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
 pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
-use crate::cli::{CiChoice, Cli, Command, RegisterArgs, RegistryArgs, ReportArgs};
+use crate::cli::{
+    CiChoice, Cli, Command, DeployCanaryArgs, RegisterArgs, RegistryArgs, ReportArgs, RouterArgs,
+};
 
 /// What every command shares, resolved before anything prints.
 #[derive(Debug)]
@@ -75,6 +77,8 @@ pub(crate) enum CommandSettings<'a> {
     Registry(&'a RegistryArgs),
     /// `gantry train`.
     Train(Box<TrainSettings<'a>>),
+    DeployCanary(&'a DeployCanaryArgs),
+    Router(&'a RouterArgs),
 }
 
 impl<'a> CommandSettings<'a> {
@@ -93,6 +97,8 @@ impl<'a> CommandSettings<'a> {
             Command::Register(args) => CommandSettings::Register(args),
             Command::Registry(args) => CommandSettings::Registry(args),
             Command::Train(args) => CommandSettings::Train(Box::new(TrainSettings::resolve(args)?)),
+            Command::DeployCanary(args) => CommandSettings::DeployCanary(args),
+            Command::Router(args) => CommandSettings::Router(args),
         })
     }
 }

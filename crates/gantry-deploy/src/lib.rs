@@ -7,7 +7,11 @@
 
 pub mod analysis;
 pub mod api;
+pub mod controller;
 mod error;
+pub mod report;
+pub mod rollout;
 pub mod router;
+pub mod target;
 
 pub use crate::error::{Error, Result};

@@ -1,0 +1,464 @@
+//! `gantry deploy-canary`: wires the registry, the router and the forge into
+//! the rollout controller, and publishes its outcome.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use gantry_ci::{Deployment, DeploymentRecord, DeploymentState, EnvVars, ForgeClient, Platform};
+use gantry_core::{ExitCode, Secret, Verdict};
+use gantry_deploy::analysis::AnalysisConfig;
+use gantry_deploy::controller::{
+    Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer, Smoke,
+    load_smoke,
+};
+use gantry_deploy::rollout::{Decision, Phase, RolloutState, Strategy, parse_steps};
+use gantry_deploy::target::LocalRouter;
+use gantry_registry::{Expectation, Registry, Resolved};
+
+use crate::cli::{DeployAction, DeployCanaryArgs, DeployStrategy};
+use crate::commands::Session;
+use crate::commands::publish::{Outcome, publish};
+use crate::commands::registries::{open_registry, parse_reference};
+use crate::packaging::Output;
+use crate::printer::Printer;
+
+pub(crate) fn run(
+    args: &DeployCanaryArgs,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let action = match args.action {
+        DeployAction::Start => Action::Start,
+        DeployAction::Resume => Action::Resume,
+        DeployAction::Promote => Action::Promote,
+        DeployAction::Abort => Action::Abort,
+        DeployAction::Status => Action::Status,
+    };
+    let options = controller_options(args, action)?;
+    let registry = open_registry(&args.registry, session)?;
+    let models = RegistryModels {
+        registry: registry.as_ref(),
+        actor: session
+            .context
+            .actor
+            .clone()
+            .unwrap_or_else(|| "gantry".to_owned()),
+    };
+    let token = session
+        .environment
+        .get(EnvVars::GANTRY_ROUTER_TOKEN)
+        .filter(|token| !token.is_empty())
+        .map(Secret::new);
+    let mut target = LocalRouter::new(
+        &args.router,
+        token,
+        gantry_ci::retry_policy(session.environment),
+    )?;
+    target.bring_up_timeout = args.health_timeout + std::time::Duration::from_secs(60);
+    let forge = if session.platform == Platform::Local || action == Action::Status {
+        None
+    } else {
+        match ForgeClient::from_context(&session.context, session.environment, session.redactor()) {
+            Ok(forge) => Some(forge),
+            Err(error) => {
+                printer.warning(&format!(
+                    "the rollout is not recorded as a forge deployment: {error}"
+                ));
+                None
+            }
+        }
+    };
+    let mut observer = CliObserver {
+        printer,
+        session,
+        forge,
+        environment: args.environment.clone(),
+        records: BTreeMap::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
+        controller.run(action).await
+    });
+    let state = match result {
+        Ok(state) => state,
+        Err(error) => {
+            // A tool fault mid-rollout: say so on the forge deployment too.
+            if let Ok(Some(state)) = RolloutState::load(&args.state_file) {
+                runtime.block_on(observer.set_state(
+                    &state,
+                    DeploymentState::Error,
+                    &format!("gantry could not go on: {error}"),
+                ));
+            }
+            return Err(anyhow::Error::new(error));
+        }
+    };
+    drop(observer);
+    outcome(args, &state, action, session, printer)
+}
+
+fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<ControllerOptions> {
+    if action == Action::Start && args.model.is_none() {
+        bail!("--model is needed to start a rollout (NAME@VERSION, NAME@ALIAS or NAME@sha256:…)");
+    }
+    if args.step_duration.is_zero() {
+        bail!("--step-duration must be longer than 0 (e.g. 5m)");
+    }
+    if args.lease < std::time::Duration::from_secs(1) {
+        bail!("--lease must be at least 1s");
+    }
+    if !(args.smoke_rps.is_finite() && args.smoke_rps > 0.0 && args.smoke_rps <= 10_000.0) {
+        bail!(
+            "--smoke-rps {}: give a rate above 0 and at most 10000",
+            args.smoke_rps
+        );
+    }
+    if args.min_requests == 0 {
+        bail!("--min-requests must be at least 1: a window without requests is never a pass");
+    }
+    let analysis = match &args.analysis {
+        Some(path) => {
+            AnalysisConfig::load(path).map_err(|error| anyhow::anyhow!("--analysis {error}"))?
+        }
+        None => AnalysisConfig::default(),
+    };
+    let smoke = args
+        .smoke_traffic
+        .as_deref()
+        .map(|path| -> Result<Smoke> {
+            Ok(Smoke {
+                requests: load_smoke(path)
+                    .map_err(|error| anyhow::anyhow!("--smoke-traffic {error}"))?,
+                rps: args.smoke_rps,
+            })
+        })
+        .transpose()?;
+    Ok(ControllerOptions {
+        model: args.model.clone().unwrap_or_default(),
+        stable_alias: args.stable_alias.clone(),
+        strategy: match args.strategy {
+            DeployStrategy::Canary => Strategy::Canary,
+            DeployStrategy::BlueGreen => Strategy::BlueGreen,
+        },
+        steps: parse_steps(&args.steps)?,
+        step_duration: args.step_duration,
+        min_requests: args.min_requests,
+        analysis,
+        lease: args.lease,
+        smoke,
+        serve_command: args.serve_command.clone(),
+        // The router runs the servers from its own directory.
+        models_dir: std::path::absolute(&args.models_dir)
+            .with_context(|| format!("--models-dir {}", args.models_dir.display()))?,
+        state_file: args.state_file.clone(),
+        allow_ungated: args.allow_ungated,
+        health_timeout: Some(args.health_timeout.as_secs().max(1)),
+    })
+}
+
+/// The registry as the controller sees it.
+struct RegistryModels<'a> {
+    registry: &'a dyn Registry,
+    actor: String,
+}
+
+fn registry_error(error: impl std::fmt::Display) -> gantry_deploy::Error {
+    gantry_deploy::Error::Input(error.to_string())
+}
+
+impl RegistryModels<'_> {
+    fn resolved(&self, version: &ModelVersion) -> gantry_deploy::Result<Resolved> {
+        let reference = parse_reference(&format!("{}@{}", version.name, version.digest))
+            .map_err(registry_error)?;
+        let resolved = self.registry.resolve(&reference).map_err(registry_error)?;
+        Ok(resolved)
+    }
+}
+
+fn model_version(resolved: &Resolved) -> ModelVersion {
+    let manifest = &resolved.manifest;
+    ModelVersion {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        digest: resolved.digest.to_string(),
+        gate: match &manifest.lineage.gate {
+            Some(gate) if gate.verdict == Verdict::Fail => GateStatus::Failed("fail".to_owned()),
+            Some(_) => GateStatus::Passed,
+            None => GateStatus::Missing,
+        },
+    }
+}
+
+impl Models for RegistryModels<'_> {
+    fn resolve(&self, reference: &str) -> gantry_deploy::Result<ModelVersion> {
+        let parsed = parse_reference(reference)
+            .map_err(|error| gantry_deploy::Error::Input(format!("--model {error:#}")))?;
+        let resolved = self.registry.resolve(&parsed).map_err(|error| {
+            gantry_deploy::Error::Input(format!("--model {reference}: {error}"))
+        })?;
+        Ok(model_version(&resolved))
+    }
+
+    fn alias(&self, name: &str, alias: &str) -> gantry_deploy::Result<Option<ModelVersion>> {
+        let aliases = self.registry.aliases(name).map_err(registry_error)?;
+        let Some(target) = aliases.get(alias) else {
+            return Ok(None);
+        };
+        let reference =
+            parse_reference(&format!("{name}@{}", target.digest)).map_err(registry_error)?;
+        let resolved = self.registry.resolve(&reference).map_err(registry_error)?;
+        Ok(Some(model_version(&resolved)))
+    }
+
+    fn fetch(&self, version: &ModelVersion, directory: &Path) -> gantry_deploy::Result<()> {
+        let resolved = self.resolved(version)?;
+        let report = gantry_registry::verify(self.registry, &resolved).map_err(registry_error)?;
+        let problems = report.problems();
+        if !problems.is_empty() {
+            return Err(gantry_deploy::Error::Input(format!(
+                "{}@{} failed verification, so it is not deployed: {}",
+                version.name,
+                version.version,
+                problems.join("; ")
+            )));
+        }
+        gantry_registry::pull(self.registry, &resolved, directory).map_err(|error| {
+            gantry_deploy::Error::Input(format!(
+                "pulling {}@{} into {}: {error}",
+                version.name,
+                version.version,
+                directory.display()
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn promote(
+        &self,
+        version: &ModelVersion,
+        alias: &str,
+        expected: Option<&str>,
+    ) -> gantry_deploy::Result<()> {
+        let resolved = self.resolved(version)?;
+        let expectation = match expected {
+            None => Expectation::Absent,
+            Some(digest) => Expectation::Digest(digest.parse().map_err(registry_error)?),
+        };
+        self.registry
+            .move_alias(alias, &resolved, &expectation, &self.actor)
+            .map_err(|error| {
+                gantry_deploy::Error::Service(format!(
+                    "promotion refused, nothing changed in the registry: {error}"
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// Logs decisions and mirrors them on the forge's deployment.
+struct CliObserver<'a> {
+    printer: &'a Printer,
+    session: &'a Session<'a>,
+    forge: Option<ForgeClient>,
+    environment: String,
+    records: BTreeMap<String, u64>,
+}
+
+impl CliObserver<'_> {
+    fn forge_key(&self) -> &'static str {
+        match self.session.platform {
+            Platform::GitLab => "gitlab",
+            _ => "github",
+        }
+    }
+
+    async fn set_state(
+        &self,
+        state: &RolloutState,
+        deployment_state: DeploymentState,
+        description: &str,
+    ) {
+        let Some(forge) = &self.forge else {
+            return;
+        };
+        let Some(id) = state
+            .deployments
+            .get(self.forge_key())
+            .or_else(|| self.records.get(self.forge_key()))
+        else {
+            return;
+        };
+        let record = DeploymentRecord { id: *id };
+        if let Err(error) = forge
+            .set_deployment_state(
+                &record,
+                deployment_state,
+                description,
+                self.session.context.run_url.as_deref(),
+            )
+            .await
+        {
+            self.printer
+                .warning(&format!("the forge deployment was not updated: {error}"));
+        }
+    }
+
+    async fn create(&mut self, state: &mut RolloutState) {
+        let Some(forge) = &self.forge else {
+            return;
+        };
+        let context = &self.session.context;
+        let Some(sha) = context.sha.clone() else {
+            self.printer.warning(
+                "the rollout is not recorded as a forge deployment: the run has no commit sha",
+            );
+            return;
+        };
+        let mut payload = serde_json::Map::new();
+        payload.insert("model".to_owned(), state.model.clone().into());
+        payload.insert("version".to_owned(), state.canary.version.clone().into());
+        payload.insert("digest".to_owned(), state.canary.digest.clone().into());
+        payload.insert("rollout".to_owned(), state.id.clone().into());
+        let deployment = Deployment {
+            environment: self.environment.clone(),
+            git_ref: context.git_ref.clone().unwrap_or_else(|| sha.clone()),
+            sha,
+            description: format!(
+                "{}@{} {}",
+                state.model, state.canary.version, state.canary.digest
+            ),
+            production: self.environment == "production",
+            payload,
+        };
+        match forge.create_deployment(&deployment).await {
+            Ok(record) => {
+                state
+                    .deployments
+                    .insert(self.forge_key().to_owned(), record.id);
+                self.records.insert(self.forge_key().to_owned(), record.id);
+            }
+            Err(error) => self.printer.warning(&format!(
+                "the rollout is not recorded as a forge deployment: {error}"
+            )),
+        }
+    }
+}
+
+impl Observer for CliObserver<'_> {
+    fn decided(&mut self, state: &mut RolloutState, decision: &Decision) {
+        self.printer.info(&format!(
+            "deploy-canary [step {} at {}%] {}: {}",
+            decision.step + 1,
+            decision.weight,
+            decision.action,
+            decision.reason
+        ));
+        if self.forge.is_none() {
+            return;
+        }
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                if decision.action == "started" && !state.deployments.contains_key(self.forge_key())
+                {
+                    self.create(state).await;
+                }
+                let (ok, all) = state.step_windows();
+                let (deployment_state, description) = match decision.action.as_str() {
+                    "promote" if state.phase == Phase::Promoted => (
+                        DeploymentState::Success,
+                        format!("promoted: {}", decision.reason),
+                    ),
+                    "rollback" => (
+                        DeploymentState::Failure,
+                        format!("rolled back: {}", decision.reason),
+                    ),
+                    "abort" => (
+                        DeploymentState::Inactive,
+                        format!("aborted: {}", decision.reason),
+                    ),
+                    "pause" => (
+                        DeploymentState::InProgress,
+                        format!("paused: {}", decision.reason),
+                    ),
+                    "started" | "set-weight" | "window" | "advance" | "resume" => (
+                        DeploymentState::InProgress,
+                        format!("{}%, {ok} of {all} windows ok", state.weight),
+                    ),
+                    _ => return,
+                };
+                self.set_state(state, deployment_state, &description).await;
+            });
+        });
+    }
+}
+
+fn outcome(
+    args: &DeployCanaryArgs,
+    state: &RolloutState,
+    action: Action,
+    session: &Session<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let verdict = match (state.phase, action) {
+        (Phase::Promoted, _) => Verdict::Pass,
+        (Phase::RolledBack, Action::Status) => Verdict::Warn,
+        (Phase::RolledBack, _) => Verdict::Fail,
+        _ => Verdict::Warn,
+    };
+    let report_path = args.out.join("report.md");
+    let chart_path = args.out.join("timeline.svg");
+    let result_path = args.out.join("rollout.json");
+    let mut markdown = gantry_deploy::report::markdown(state);
+    if !state.windows.is_empty() {
+        markdown.push_str(&format!(
+            "\nChart of weights and p95 latency: `{}` (in the job's artifacts).\n",
+            chart_path.display()
+        ));
+    }
+    let stable_version = match (state.phase, &state.stable) {
+        (Phase::Promoted, _) => state.canary.version.clone(),
+        (_, Some(stable)) => stable.version.clone(),
+        (_, None) => String::new(),
+    };
+    printer.info(&format!(
+        "deploy-canary: {} {}@{} (canary weight {}%){}",
+        state.phase.outcome(),
+        state.model,
+        state.canary.version,
+        state.weight,
+        state
+            .reason
+            .as_deref()
+            .map_or(String::new(), |reason| format!(": {reason}"))
+    ));
+    let outcome = Outcome::new(
+        "deploy-canary",
+        format!(
+            "deploy-canary: {}@{} {}",
+            state.model,
+            state.canary.version,
+            state.phase.outcome()
+        ),
+        verdict,
+    )
+    .publishing(&args.publishing)
+    .markdown(markdown.clone())
+    .text_file(&report_path, markdown)
+    .text_file(&chart_path, gantry_deploy::report::timeline_svg(state))
+    .json_file(&result_path, state)?
+    .full_report(&report_path)
+    .output(Output::RolloutOutcome, state.phase.outcome())
+    .output(Output::FinalWeight, state.weight)
+    .output(Output::StableVersion, stable_version)
+    .output(Output::CanaryVersion, &state.canary.version)
+    .path_output(Output::Report, &report_path)
+    .output(Output::DeploymentId, &state.id)
+    .body(state)?;
+    publish(outcome, session, printer)
+}

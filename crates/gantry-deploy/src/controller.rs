@@ -1,0 +1,1302 @@
+//! `gantry deploy-canary`: the controller. It verifies the model, brings the
+//! canary up beside stable, moves traffic step by step under a lease,
+//! judges each window, and promotes (moving the alias with compare-and-swap)
+//! or rolls back, writing every decision to the state file first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::analysis::{self, AnalysisConfig, CheckResult, Observed, Outcome, Provider, stats};
+use crate::api::{BackendSpec, RouterView, VERSION_HEADER, VersionMetrics, WeightsRequest};
+use crate::error::{Error, Result, now_ms, rfc3339};
+use crate::rollout::{
+    Counters, Decision, Phase, RolloutLock, RolloutState, STATE_FORMAT, Step, Strategy, VersionRef,
+    Window, WindowSide,
+};
+use crate::target::Target;
+
+/// Whether a model version passed its evaluation gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateStatus {
+    /// Its lineage records a passing gate.
+    Passed,
+    /// Its gate said this.
+    Failed(String),
+    /// No gate in its lineage.
+    Missing,
+}
+
+/// A registered model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVersion {
+    /// The model's name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// Its gate.
+    pub gate: GateStatus,
+}
+
+/// The registry, as the controller needs it (the CLI wires a backend in).
+pub trait Models: Send + Sync {
+    /// Resolves `NAME@VERSION`, `NAME@ALIAS` or `NAME@sha256:…`.
+    fn resolve(&self, reference: &str) -> Result<ModelVersion>;
+    /// Where `alias` of `name` points, if it exists.
+    fn alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>>;
+    /// Pulls the version into `directory` and verifies every file digest,
+    /// the manifest's identity and its lineage chain.
+    fn fetch(&self, version: &ModelVersion, directory: &Path) -> Result<()>;
+    /// Points `alias` at `version` if it still points at `expected` (absent: unset).
+    fn promote(&self, version: &ModelVersion, alias: &str, expected: Option<&str>) -> Result<()>;
+}
+
+/// Hears every decision as it is made (the CLI logs it and updates the
+/// forge's deployment).
+pub trait Observer: Send {
+    /// A decision was made; the state is saved after this returns, so an
+    /// observer may record what it created (a forge deployment's id in
+    /// `state.deployments`).
+    fn decided(&mut self, state: &mut RolloutState, decision: &Decision);
+}
+
+/// What `--action` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start a rollout (or continue the same one).
+    Start,
+    /// Continue from the saved step.
+    Resume,
+    /// Approve the current (pause or inconclusive) step and continue.
+    Promote,
+    /// Return all traffic to stable and stop the canary.
+    Abort,
+    /// Report the saved state; change nothing.
+    Status,
+}
+
+/// One smoke request: a path and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmokeRequest {
+    /// `/v1/chat/completions` or `/v1/completions`.
+    pub path: &'static str,
+    /// The body sent.
+    pub body: Value,
+}
+
+/// Reads an eval set (JSONL with `messages` or `prompt`) as smoke requests.
+pub fn load_smoke(path: &Path) -> Result<Vec<SmokeRequest>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("cannot read", path))?;
+    let mut requests = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), index + 1);
+        let item: Value = serde_json::from_str(line)
+            .map_err(|error| Error::Input(format!("{at}: not JSON: {error}")))?;
+        let request = if let Some(messages) = item.get("messages").filter(|m| m.is_array()) {
+            SmokeRequest {
+                path: "/v1/chat/completions",
+                body: json!({ "messages": messages, "max_tokens": 16, "stream": true }),
+            }
+        } else if let Some(prompt) = item.get("prompt").and_then(Value::as_str) {
+            SmokeRequest {
+                path: "/v1/completions",
+                body: json!({ "prompt": prompt, "max_tokens": 16, "stream": true }),
+            }
+        } else {
+            return Err(Error::Input(format!(
+                "{at}: a smoke request needs `messages` (an array) or `prompt` (a string)"
+            )));
+        };
+        requests.push(request);
+    }
+    if requests.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no requests in the file",
+            path.display()
+        )));
+    }
+    Ok(requests)
+}
+
+/// Smoke traffic: requests from an eval set, sent at a steady rate.
+#[derive(Debug, Clone)]
+pub struct Smoke {
+    /// The requests, sent round-robin.
+    pub requests: Vec<SmokeRequest>,
+    /// Requests per second.
+    pub rps: f64,
+}
+
+/// Everything a rollout needs besides the target and the registry.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// `--model`.
+    pub model: String,
+    /// `--stable-alias`.
+    pub stable_alias: String,
+    /// `--strategy`.
+    pub strategy: Strategy,
+    /// `--steps`.
+    pub steps: Vec<Step>,
+    /// `--step-duration`: one analysis window.
+    pub step_duration: Duration,
+    /// `--min-requests` per version per window.
+    pub min_requests: u64,
+    /// `--analysis`.
+    pub analysis: AnalysisConfig,
+    /// `--lease`.
+    pub lease: Duration,
+    /// `--smoke-traffic` and `--smoke-rps`.
+    pub smoke: Option<Smoke>,
+    /// `--serve-command`.
+    pub serve_command: Option<String>,
+    /// Where versions are pulled.
+    pub models_dir: PathBuf,
+    /// `--state-file`.
+    pub state_file: PathBuf,
+    /// `--allow-ungated`.
+    pub allow_ungated: bool,
+    /// How long a model server may take to become healthy.
+    pub health_timeout: Option<u64>,
+}
+
+/// Drives one rollout.
+pub struct Controller<'a, T: Target> {
+    target: &'a T,
+    models: &'a dyn Models,
+    observer: &'a mut dyn Observer,
+    options: &'a ControllerOptions,
+    http: reqwest::Client,
+}
+
+fn block<R>(work: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(work)
+}
+
+impl<'a, T: Target> Controller<'a, T> {
+    /// A controller of `target` with models from `models`.
+    pub fn new(
+        target: &'a T,
+        models: &'a dyn Models,
+        observer: &'a mut dyn Observer,
+        options: &'a ControllerOptions,
+    ) -> Result<Controller<'a, T>> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|error| Error::Service(format!("cannot build an HTTP client: {error}")))?;
+        Ok(Controller {
+            target,
+            models,
+            observer,
+            options,
+            http,
+        })
+    }
+
+    /// Does what `action` asks; returns the final state.
+    pub async fn run(&mut self, action: Action) -> Result<RolloutState> {
+        let state_file = &self.options.state_file;
+        if action == Action::Status {
+            return RolloutState::load(state_file)?.ok_or_else(|| {
+                Error::Input(format!("no rollout state in {}", state_file.display()))
+            });
+        }
+        let _lock = RolloutLock::acquire(state_file)?;
+        let existing = RolloutState::load(state_file)?;
+        match action {
+            Action::Start => self.start(existing).await,
+            Action::Resume | Action::Promote | Action::Abort => {
+                let Some(mut state) = existing.filter(|state| state.phase.open()) else {
+                    return Err(Error::Input(format!(
+                        "no rollout in progress in {} to {}; start one with --action start",
+                        state_file.display(),
+                        match action {
+                            Action::Resume => "resume",
+                            Action::Promote => "promote",
+                            _ => "abort",
+                        }
+                    )));
+                };
+                match action {
+                    Action::Abort => {
+                        self.end(
+                            &mut state,
+                            Phase::Aborted,
+                            "aborted on request (--action abort)".to_owned(),
+                        )
+                        .await?;
+                        Ok(state)
+                    }
+                    Action::Promote => {
+                        let reason = match state.steps.get(state.step_index) {
+                            Some(Step::Pause) => "a person promoted past the pause step",
+                            _ => "a person approved the current step (--action promote)",
+                        };
+                        state.step_index += 1;
+                        state.phase = Phase::Progressing;
+                        state.reason = None;
+                        state.counters = Counters {
+                            failures: state.counters.failures,
+                            ..Counters::default()
+                        };
+                        self.decide(&mut state, "promote", reason.to_owned())?;
+                        self.reconcile(&mut state).await?;
+                        self.steps(&mut state).await?;
+                        Ok(state)
+                    }
+                    _ => {
+                        if state.steps.get(state.step_index) == Some(&Step::Pause)
+                            && state.phase == Phase::Paused
+                        {
+                            self.decide(
+                                &mut state,
+                                "hold",
+                                "resume asked, but this is a pause step: it waits for --action promote".to_owned(),
+                            )?;
+                            return Ok(state);
+                        }
+                        state.phase = Phase::Progressing;
+                        state.reason = None;
+                        state.counters.consecutive_errors = 0;
+                        state.counters.consecutive_inconclusive = 0;
+                        let reason = format!("resumed at step {}", state.step_index + 1);
+                        self.decide(&mut state, "resume", reason)?;
+                        self.reconcile(&mut state).await?;
+                        self.steps(&mut state).await?;
+                        Ok(state)
+                    }
+                }
+            }
+            Action::Status => unreachable_status(),
+        }
+    }
+
+    async fn start(&mut self, existing: Option<RolloutState>) -> Result<RolloutState> {
+        let options = self.options;
+        let canary = block(|| self.models.resolve(&options.model))?;
+        match &canary.gate {
+            GateStatus::Passed => {}
+            GateStatus::Failed(verdict) if !options.allow_ungated => {
+                return Err(Error::Input(format!(
+                    "{}@{} ({}) failed its evaluation gate (verdict {verdict}); deploy a version that passed, or pass --allow-ungated",
+                    canary.name, canary.version, canary.digest
+                )));
+            }
+            GateStatus::Missing if !options.allow_ungated => {
+                return Err(Error::Input(format!(
+                    "{}@{} ({}) has no evaluation gate in its lineage; register it with --gate-report, or pass --allow-ungated",
+                    canary.name, canary.version, canary.digest
+                )));
+            }
+            _ => {}
+        }
+        if let Some(state) = existing.filter(|state| state.phase.open()) {
+            if state.canary.digest == canary.digest {
+                let mut state = state;
+                self.decide(
+                    &mut state,
+                    "resume",
+                    "start asked again for the version being rolled out".to_owned(),
+                )?;
+                state.phase = Phase::Progressing;
+                self.reconcile(&mut state).await?;
+                self.steps(&mut state).await?;
+                return Ok(state);
+            }
+            return Err(Error::Input(format!(
+                "a rollout of {}@{} is {} in {}; finish it first with --action resume, promote or abort",
+                state.model,
+                state.canary.version,
+                state.phase.outcome(),
+                options.state_file.display()
+            )));
+        }
+        let stable = block(|| self.models.alias(&canary.name, &options.stable_alias))?;
+        let canary_dir = self.model_dir(&canary);
+        let mut state = RolloutState {
+            format: STATE_FORMAT,
+            id: format!(
+                "{}-{}-{}",
+                canary.name,
+                canary.version,
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            ),
+            model: canary.name.clone(),
+            target: self.target.describe(),
+            stable_alias: options.stable_alias.clone(),
+            stable: stable.as_ref().map(|stable| VersionRef {
+                version: stable.version.clone(),
+                digest: stable.digest.clone(),
+                model_dir: Some(self.model_dir(stable)),
+            }),
+            canary: VersionRef {
+                version: canary.version.clone(),
+                digest: canary.digest.clone(),
+                model_dir: Some(canary_dir.clone()),
+            },
+            strategy: options.strategy,
+            steps: match options.strategy {
+                Strategy::Canary => options.steps.clone(),
+                Strategy::BlueGreen => vec![Step::Weight(100)],
+            },
+            step_index: 0,
+            weight: 0,
+            phase: Phase::Progressing,
+            reason: None,
+            counters: Counters::default(),
+            windows: Vec::new(),
+            decisions: Vec::new(),
+            deployments: BTreeMap::new(),
+            lease_expires_ms: None,
+            log_tail: Vec::new(),
+        };
+        if stable
+            .as_ref()
+            .is_some_and(|stable| stable.digest == canary.digest)
+        {
+            state.phase = Phase::Promoted;
+            state.weight = 100;
+            self.decide(
+                &mut state,
+                "promote",
+                format!(
+                    "{}@{} is already {} ({}): nothing to roll out",
+                    canary.name, canary.version, options.stable_alias, canary.digest
+                ),
+            )?;
+            return Ok(state);
+        }
+        if options.serve_command.is_none() {
+            return Err(Error::Input(
+                "--serve-command is needed to start a version (e.g. \"vllm serve {model_dir} --port {port}\")".to_owned(),
+            ));
+        }
+        self.decide(
+            &mut state,
+            "started",
+            match &stable {
+                Some(stable) => format!(
+                    "rolling out {}@{} ({}) beside stable {} ({}) with {}",
+                    canary.name,
+                    canary.version,
+                    canary.digest,
+                    stable.version,
+                    stable.digest,
+                    self.target.describe()
+                ),
+                None => format!(
+                    "first deploy of {}@{} ({}): no {} alias yet",
+                    canary.name, canary.version, canary.digest, options.stable_alias
+                ),
+            },
+        )?;
+        block(|| self.models.fetch(&canary, &canary_dir))?;
+        self.decide(
+            &mut state,
+            "verified",
+            format!(
+                "pulled into {} and verified: file digests, manifest identity, lineage",
+                canary_dir.display()
+            ),
+        )?;
+        if let Some(stable) = &stable {
+            self.ensure_stable(&mut state, stable).await?;
+        }
+        if !self.bring_up_canary(&mut state).await? {
+            return Ok(state);
+        }
+        if stable.is_none() {
+            self.first_deploy(&mut state, &canary).await?;
+        } else {
+            self.steps(&mut state).await?;
+        }
+        Ok(state)
+    }
+
+    fn model_dir(&self, version: &ModelVersion) -> PathBuf {
+        self.options
+            .models_dir
+            .join(&version.name)
+            .join(&version.version)
+    }
+
+    fn spec(&self, version: &VersionRef) -> BackendSpec {
+        BackendSpec {
+            version: version.version.clone(),
+            digest: Some(version.digest.clone()),
+            model_dir: version.model_dir.clone(),
+            serve_command: self.options.serve_command.clone(),
+            url: None,
+            health_timeout_seconds: self.options.health_timeout,
+        }
+    }
+
+    /// Makes sure the stable version is up on the target (a fresh router).
+    async fn ensure_stable(
+        &mut self,
+        state: &mut RolloutState,
+        stable: &ModelVersion,
+    ) -> Result<()> {
+        let view = self.target.observe().await?;
+        if view.backend(&stable.version).is_some() {
+            return Ok(());
+        }
+        let dir = self.model_dir(stable);
+        block(|| self.models.fetch(stable, &dir))?;
+        let Some(stable_ref) = state.stable.clone() else {
+            return Ok(());
+        };
+        self.target.bring_up(&self.spec(&stable_ref)).await?;
+        self.decide(
+            state,
+            "reconcile",
+            format!(
+                "stable {} was not running on the target: started it",
+                stable.version
+            ),
+        )?;
+        self.target
+            .set_weights(&WeightsRequest {
+                weights: BTreeMap::from([(stable.version.clone(), 100)]),
+                stable: stable.version.clone(),
+                lease_seconds: None,
+                holder: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Starts the canary; on a server that will not come up, rolls back
+    /// (with its last log lines) and answers false.
+    async fn bring_up_canary(&mut self, state: &mut RolloutState) -> Result<bool> {
+        let spec = self.spec(&state.canary);
+        match self.target.bring_up(&spec).await {
+            Ok(()) => {
+                self.decide(
+                    state,
+                    "bring-up",
+                    format!("canary {} is healthy", state.canary.version),
+                )?;
+                Ok(true)
+            }
+            Err(Error::Backend { message, log_tail }) => {
+                state.log_tail = log_tail;
+                self.end(state, Phase::RolledBack, message).await?;
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reconciles the target with the saved state after a restart: both
+    /// versions running, the router's weights as they really are.
+    async fn reconcile(&mut self, state: &mut RolloutState) -> Result<()> {
+        let view = self.target.observe().await?;
+        if let Some(stable) = state.stable.clone()
+            && view.backend(&stable.version).is_none()
+        {
+            self.target.bring_up(&self.spec(&stable)).await?;
+            self.decide(
+                state,
+                "reconcile",
+                format!("stable {} was not running: started it", stable.version),
+            )?;
+        }
+        if view.backend(&state.canary.version).is_none() && !self.bring_up_canary(state).await? {
+            return Ok(());
+        }
+        let observed = view
+            .weights()
+            .get(&state.canary.version)
+            .copied()
+            .unwrap_or(0);
+        if observed != state.weight {
+            let why = match &view.reverted {
+                Some(reverted) => format!(" ({})", reverted.reason),
+                None => String::new(),
+            };
+            self.decide(
+                state,
+                "reconcile",
+                format!(
+                    "the target sends {observed}% to the canary, the state said {}%{why}",
+                    state.weight
+                ),
+            )?;
+            state.weight = observed;
+        }
+        Ok(())
+    }
+
+    async fn first_deploy(
+        &mut self,
+        state: &mut RolloutState,
+        canary: &ModelVersion,
+    ) -> Result<()> {
+        let version = state.canary.version.clone();
+        self.apply(state, 100, &version).await?;
+        if self.options.smoke.is_some() {
+            let window = self.window(state, true).await?;
+            let outcome = window.outcome;
+            if outcome != Outcome::Success {
+                let reason = format!(
+                    "the first deploy's smoke check came out {outcome:?}: {}",
+                    summary_of(&window.checks)
+                );
+                self.end(state, Phase::RolledBack, reason).await?;
+                return Ok(());
+            }
+        } else {
+            self.decide(
+                state,
+                "window",
+                "no --smoke-traffic: the first deploy is checked by its health checks only"
+                    .to_owned(),
+            )?;
+        }
+        block(|| {
+            self.models
+                .promote(canary, &self.options.stable_alias, None)
+        })?;
+        state.phase = Phase::Promoted;
+        self.decide(
+            state,
+            "promote",
+            format!(
+                "{} is stable at 100% and {} points at it",
+                version, self.options.stable_alias
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Runs the steps from the saved index until promoted, paused or rolled back.
+    async fn steps(&mut self, state: &mut RolloutState) -> Result<()> {
+        let analysis = &self.options.analysis;
+        while state.phase == Phase::Progressing {
+            let Some(step) = state.steps.get(state.step_index).copied() else {
+                return self.promote(state).await;
+            };
+            let weight = match step {
+                Step::Pause => {
+                    self.pause(state, "pause step: waiting for --action promote".to_owned())
+                        .await?;
+                    return Ok(());
+                }
+                Step::Weight(weight) => weight,
+            };
+            if state.strategy == Strategy::BlueGreen
+                && state.weight == 0
+                && self.options.smoke.is_some()
+                && !state.windows.iter().any(|window| window.weight == 0)
+            {
+                // Preview: smoke traffic pinned to the new version, no users.
+                let window = self.window(state, true).await?;
+                if window.outcome != Outcome::Success {
+                    let reason = format!(
+                        "the preview came out {:?}: {}",
+                        window.outcome,
+                        summary_of(&window.checks)
+                    );
+                    self.end(state, Phase::RolledBack, reason).await?;
+                    return Ok(());
+                }
+            }
+            let stable = state
+                .stable
+                .as_ref()
+                .map(|stable| stable.version.clone())
+                .unwrap_or_default();
+            if state.weight != weight || self.lease_expired(state) {
+                self.apply(state, weight, &stable).await?;
+            }
+            let window = self.window(state, false).await?;
+            let counters = &mut state.counters;
+            let decision: (&str, String) = match window.outcome {
+                Outcome::Success => {
+                    counters.consecutive_successes += 1;
+                    counters.consecutive_errors = 0;
+                    counters.consecutive_inconclusive = 0;
+                    if counters.consecutive_successes >= analysis.consecutive_successes {
+                        counters.consecutive_successes = 0;
+                        state.step_index += 1;
+                        (
+                            "advance",
+                            format!("step at {weight}% passed: {}", summary_of(&window.checks)),
+                        )
+                    } else {
+                        (
+                            "hold",
+                            format!(
+                                "window passed ({} of {} in a row needed)",
+                                counters.consecutive_successes, analysis.consecutive_successes
+                            ),
+                        )
+                    }
+                }
+                Outcome::Failure => {
+                    counters.failures += 1;
+                    counters.consecutive_successes = 0;
+                    if counters.failures > analysis.failure_limit {
+                        let reason = format!(
+                            "at {weight}%: {} (failed windows {} > failure-limit {})",
+                            failures_of(&window.checks),
+                            counters.failures,
+                            analysis.failure_limit
+                        );
+                        self.end(state, Phase::RolledBack, reason).await?;
+                        return Ok(());
+                    }
+                    (
+                        "hold",
+                        format!(
+                            "window failed ({} of {} tolerated): {}",
+                            counters.failures,
+                            analysis.failure_limit,
+                            failures_of(&window.checks)
+                        ),
+                    )
+                }
+                Outcome::Error => {
+                    counters.consecutive_errors += 1;
+                    if counters.consecutive_errors > analysis.consecutive_error_limit {
+                        let reason = format!(
+                            "metric source errors in {} windows in a row (limit {}): {}",
+                            counters.consecutive_errors,
+                            analysis.consecutive_error_limit,
+                            errors_of(&window.checks)
+                        );
+                        match analysis.on_error {
+                            analysis::OnError::Rollback => {
+                                self.end(state, Phase::RolledBack, reason).await?
+                            }
+                            analysis::OnError::Pause => self.pause(state, reason).await?,
+                        }
+                        return Ok(());
+                    }
+                    (
+                        "hold",
+                        format!(
+                            "holding {weight}%: metric source error {} of {} tolerated: {}",
+                            counters.consecutive_errors,
+                            analysis.consecutive_error_limit,
+                            errors_of(&window.checks)
+                        ),
+                    )
+                }
+                Outcome::Inconclusive | Outcome::Skipped => {
+                    counters.consecutive_inconclusive += 1;
+                    counters.consecutive_successes = 0;
+                    if counters.consecutive_inconclusive >= analysis.inconclusive_limit {
+                        let reason = format!(
+                            "{} inconclusive windows in a row at {weight}% ({}); never promoted on too little data",
+                            counters.consecutive_inconclusive,
+                            summary_of(&window.checks)
+                        );
+                        self.pause(state, reason).await?;
+                        return Ok(());
+                    }
+                    (
+                        "hold",
+                        format!("window inconclusive: {}", summary_of(&window.checks)),
+                    )
+                }
+            };
+            self.decide(state, decision.0, decision.1)?;
+        }
+        Ok(())
+    }
+
+    fn lease_expired(&self, state: &RolloutState) -> bool {
+        state
+            .lease_expires_ms
+            .is_none_or(|expires| expires <= now_ms())
+    }
+
+    /// Sets the canary's weight (stable gets the rest) under a lease.
+    async fn apply(
+        &mut self,
+        state: &mut RolloutState,
+        weight: u32,
+        stable: &str,
+    ) -> Result<RouterView> {
+        let canary = state.canary.version.clone();
+        let (weights, stable_version, lease) = if stable.is_empty() || stable == canary {
+            (
+                BTreeMap::from([(canary.clone(), 100)]),
+                canary.clone(),
+                None,
+            )
+        } else if weight >= 100 {
+            (
+                BTreeMap::from([(canary.clone(), 100), (stable.to_owned(), 0)]),
+                stable.to_owned(),
+                Some(self.options.lease),
+            )
+        } else {
+            (
+                BTreeMap::from([(canary.clone(), weight), (stable.to_owned(), 100 - weight)]),
+                stable.to_owned(),
+                Some(self.options.lease),
+            )
+        };
+        let view = self
+            .target
+            .set_weights(&WeightsRequest {
+                weights,
+                stable: stable_version,
+                lease_seconds: lease.map(|lease| lease.as_secs().max(1)),
+                holder: Some(state.id.clone()),
+            })
+            .await?;
+        state.lease_expires_ms = view.lease.as_ref().map(|lease| lease.expires_at_ms);
+        if state.weight != weight {
+            state.weight = weight;
+            self.decide(
+                state,
+                "set-weight",
+                format!(
+                    "canary {} at {weight}%{}",
+                    canary,
+                    state
+                        .lease_expires_ms
+                        .map_or(String::new(), |expires| format!(
+                            ", lease until {}",
+                            rfc3339(expires)
+                        ))
+                ),
+            )?;
+        } else {
+            state.save(&self.options.state_file)?;
+        }
+        Ok(view)
+    }
+
+    /// Holds the current weight for one window (renewing the lease and
+    /// sending smoke traffic), then judges it.
+    async fn window(&mut self, state: &mut RolloutState, pinned: bool) -> Result<Window> {
+        let started_ms = now_ms();
+        let view = self.target.observe().await?;
+        let smoke = self.options.smoke.clone().map(|smoke| {
+            let pin = pinned.then(|| state.canary.version.clone());
+            start_smoke(self.http.clone(), view.listen.clone(), smoke, pin)
+        });
+        let deadline = tokio::time::Instant::now() + self.options.step_duration;
+        let renew_every = (self.options.lease / 3).max(Duration::from_millis(500));
+        let mut drift = None;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep((deadline - now).min(renew_every)).await;
+            if state.lease_expires_ms.is_some() && !pinned {
+                let view = self.target.observe().await?;
+                let observed = view
+                    .weights()
+                    .get(&state.canary.version)
+                    .copied()
+                    .unwrap_or(0);
+                if observed != state.weight {
+                    drift = Some(format!(
+                        "the target's canary weight changed to {observed}% during the window{}",
+                        view.reverted
+                            .as_ref()
+                            .map_or(String::new(), |reverted| format!(" ({})", reverted.reason))
+                    ));
+                }
+                let stable = state
+                    .stable
+                    .as_ref()
+                    .map(|stable| stable.version.clone())
+                    .unwrap_or_default();
+                let weight = state.weight;
+                self.apply(state, weight, &stable).await?;
+            }
+        }
+        if let Some((stop, task)) = smoke {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        let ended_ms = now_ms();
+        let mut window = self.judge(state, started_ms, ended_ms, pinned).await;
+        if let Some(drift) = drift {
+            window.outcome = Outcome::Error;
+            window.checks.push(CheckResult {
+                name: "weights".to_owned(),
+                outcome: Outcome::Error,
+                canary: None,
+                stable: None,
+                p_value: None,
+                reason: drift,
+            });
+        }
+        state.windows.push(window.clone());
+        let (ok, all) = state.step_windows();
+        self.decide(
+            state,
+            "window",
+            format!(
+                "{:?} at {}% ({ok} of {all} windows ok at this step): {}",
+                window.outcome,
+                window.weight,
+                summary_of(&window.checks)
+            ),
+        )?;
+        Ok(window)
+    }
+
+    async fn judge(
+        &self,
+        state: &RolloutState,
+        started_ms: u64,
+        ended_ms: u64,
+        pinned: bool,
+    ) -> Window {
+        let canary = self.target.metrics(&state.canary.version, started_ms).await;
+        let stable = match &state.stable {
+            Some(stable) if !pinned && state.weight < 100 => {
+                Some(self.target.metrics(&stable.version, started_ms).await)
+            }
+            _ => None,
+        };
+        let router_error = match (&canary, &stable) {
+            (Err(error), _) | (_, Some(Err(error))) => Some(error.to_string()),
+            _ => None,
+        };
+        let observed = Observed {
+            canary: canary.as_ref().ok().cloned(),
+            stable: stable
+                .as_ref()
+                .and_then(|stable| stable.as_ref().ok().cloned()),
+        };
+        let min_requests = self
+            .options
+            .analysis
+            .min_requests
+            .unwrap_or(self.options.min_requests);
+        let window_seconds = (ended_ms.saturating_sub(started_ms) / 1000).max(1);
+        let mut checks = Vec::new();
+        for check in self.options.analysis.checks() {
+            let result = match check.provider {
+                Provider::Router => match &router_error {
+                    Some(error) => CheckResult {
+                        name: check.name.clone(),
+                        outcome: Outcome::Error,
+                        canary: None,
+                        stable: None,
+                        p_value: None,
+                        reason: format!("cannot read the router's metrics: {error}"),
+                    },
+                    None => analysis::judge_router(&check, &observed, min_requests),
+                },
+                Provider::Prometheus => {
+                    self.prometheus_check(&check, state, window_seconds, pinned)
+                        .await
+                }
+                Provider::Http => self.http_check(&check, state).await,
+            };
+            checks.push(result);
+        }
+        let outcome = analysis::combine(&checks);
+        Window {
+            step: state.step_index,
+            weight: if pinned { 0 } else { state.weight },
+            started_ms,
+            ended_ms,
+            outcome,
+            checks,
+            canary: side(observed.canary.as_ref()),
+            stable: observed.stable.as_ref().map(|stable| side(Some(stable))),
+        }
+    }
+
+    async fn prometheus_check(
+        &self,
+        check: &analysis::Check,
+        state: &RolloutState,
+        window_seconds: u64,
+        pinned: bool,
+    ) -> CheckResult {
+        let error = |reason: String| CheckResult {
+            name: check.name.clone(),
+            outcome: Outcome::Error,
+            canary: None,
+            stable: None,
+            p_value: None,
+            reason,
+        };
+        let (Some(server), Some(query)) = (&self.options.analysis.prometheus, &check.query) else {
+            return error("no Prometheus server or query configured".to_owned());
+        };
+        let canary = match self
+            .promql(&server.url, query, &state.canary.version, window_seconds)
+            .await
+        {
+            Ok(value) => value,
+            Err(reason) => return error(reason),
+        };
+        let stable = match (&state.stable, check.max_increase) {
+            (Some(stable), Some(_)) if !pinned && state.weight < 100 => {
+                match self
+                    .promql(&server.url, query, &stable.version, window_seconds)
+                    .await
+                {
+                    Ok(value) => Some(value),
+                    Err(reason) => return error(reason),
+                }
+            }
+            _ => None,
+        };
+        analysis::judge_value(check, canary, stable)
+    }
+
+    async fn promql(
+        &self,
+        server: &str,
+        template: &str,
+        version: &str,
+        window_seconds: u64,
+    ) -> std::result::Result<f64, String> {
+        let values = BTreeMap::from([
+            ("version", version.to_owned()),
+            ("window", format!("{window_seconds}s")),
+        ]);
+        let query = analysis::render(template, &values).map_err(|error| error.to_string())?;
+        let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
+        let response = self
+            .http
+            .get(&url)
+            .query(&[("query", query.as_str())])
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|error| {
+                format!(
+                    "Prometheus at {server} did not answer: {}",
+                    gantry_core::transport_reason(&error)
+                )
+            })?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|error| {
+            format!(
+                "Prometheus at {server} answered {status} with a body that is not JSON: {error}"
+            )
+        })?;
+        if body.get("status").and_then(Value::as_str) != Some("success") {
+            return Err(format!(
+                "Prometheus at {server} refused the query {query:?}: {}",
+                body.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given")
+            ));
+        }
+        let result = &body["data"]["result"];
+        let value = match body["data"]["resultType"].as_str() {
+            Some("scalar") => result.get(1),
+            _ => result
+                .get(0)
+                .and_then(|first| first.get("value"))
+                .and_then(|value| value.get(1)),
+        };
+        let Some(text) = value.and_then(Value::as_str) else {
+            return Err(format!(
+                "the query {query:?} returned no data (no series matched in the window)"
+            ));
+        };
+        let number: f64 = text
+            .parse()
+            .map_err(|_| format!("the query {query:?} returned {text:?}, not a number"))?;
+        if number.is_nan() {
+            return Err(format!(
+                "the query {query:?} returned NaN (no requests in the window?)"
+            ));
+        }
+        Ok(number)
+    }
+
+    async fn http_check(&self, check: &analysis::Check, state: &RolloutState) -> CheckResult {
+        let result = |outcome, reason: String| CheckResult {
+            name: check.name.clone(),
+            outcome,
+            canary: None,
+            stable: None,
+            p_value: None,
+            reason,
+        };
+        let values = BTreeMap::from([("version", state.canary.version.clone())]);
+        let url = match check
+            .url
+            .as_deref()
+            .map(|url| analysis::render(url, &values))
+        {
+            Some(Ok(url)) => url,
+            Some(Err(error)) => return result(Outcome::Error, error.to_string()),
+            None => return result(Outcome::Error, "no url".to_owned()),
+        };
+        match self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => result(
+                Outcome::Success,
+                format!("GET {url} answered {}", response.status()),
+            ),
+            Ok(response) => result(
+                Outcome::Failure,
+                format!("GET {url} answered {}", response.status()),
+            ),
+            Err(error) => result(
+                Outcome::Error,
+                format!("GET {url}: {}", gantry_core::transport_reason(&error)),
+            ),
+        }
+    }
+
+    async fn pause(&mut self, state: &mut RolloutState, reason: String) -> Result<()> {
+        if let Some(stable) = state.stable.clone() {
+            self.target
+                .set_weights(&WeightsRequest {
+                    weights: BTreeMap::from([(stable.version.clone(), 100)]),
+                    stable: stable.version,
+                    lease_seconds: None,
+                    holder: None,
+                })
+                .await?;
+            state.weight = 0;
+            state.lease_expires_ms = None;
+        }
+        state.phase = Phase::Paused;
+        state.reason = Some(reason.clone());
+        self.decide(
+            state,
+            "pause",
+            format!("{reason}; traffic is on stable, the canary keeps running"),
+        )
+    }
+
+    /// Ends the rollout without promoting: traffic to stable, canary stopped.
+    async fn end(&mut self, state: &mut RolloutState, phase: Phase, reason: String) -> Result<()> {
+        if let Some(stable) = state.stable.clone() {
+            self.target
+                .set_weights(&WeightsRequest {
+                    weights: BTreeMap::from([(stable.version.clone(), 100)]),
+                    stable: stable.version,
+                    lease_seconds: None,
+                    holder: None,
+                })
+                .await?;
+        }
+        state.weight = 0;
+        state.lease_expires_ms = None;
+        let retired = self.target.retire(&state.canary.version).await;
+        state.phase = phase;
+        state.reason = Some(reason.clone());
+        let action = if phase == Phase::Aborted {
+            "abort"
+        } else {
+            "rollback"
+        };
+        let note = match retired {
+            Ok(()) => String::new(),
+            Err(error) => format!(" (stopping the canary failed: {error})"),
+        };
+        self.decide(
+            state,
+            action,
+            format!("{reason}; all traffic on stable{note}"),
+        )
+    }
+
+    async fn promote(&mut self, state: &mut RolloutState) -> Result<()> {
+        let canary = ModelVersion {
+            name: state.model.clone(),
+            version: state.canary.version.clone(),
+            digest: state.canary.digest.clone(),
+            gate: GateStatus::Passed,
+        };
+        let expected = state.stable.as_ref().map(|stable| stable.digest.clone());
+        block(|| {
+            self.models
+                .promote(&canary, &state.stable_alias, expected.as_deref())
+        })?;
+        let version = state.canary.version.clone();
+        self.target
+            .set_weights(&WeightsRequest {
+                weights: BTreeMap::from([(version.clone(), 100)]),
+                stable: version.clone(),
+                lease_seconds: None,
+                holder: None,
+            })
+            .await?;
+        state.weight = 100;
+        state.lease_expires_ms = None;
+        if let Some(old) = state.stable.clone() {
+            if let Err(error) = self.target.retire(&old.version).await {
+                self.decide(
+                    state,
+                    "retire",
+                    format!("stopping the old stable {} failed: {error}", old.version),
+                )?;
+            }
+        }
+        state.phase = Phase::Promoted;
+        self.decide(
+            state,
+            "promote",
+            format!(
+                "{} is stable at 100%; {} moved from {} to {}",
+                version,
+                state.stable_alias,
+                expected.as_deref().unwrap_or("unset"),
+                state.canary.digest
+            ),
+        )
+    }
+
+    /// Records a decision, saves the state, tells the observer.
+    fn decide(&mut self, state: &mut RolloutState, action: &str, reason: String) -> Result<()> {
+        let decision = Decision {
+            at: rfc3339(now_ms()),
+            step: state.step_index,
+            weight: state.weight,
+            action: action.to_owned(),
+            reason,
+        };
+        state.decisions.push(decision.clone());
+        self.observer.decided(state, &decision);
+        state.save(&self.options.state_file)
+    }
+}
+
+fn unreachable_status() -> Result<RolloutState> {
+    Err(Error::Service(
+        "status is answered before the lock".to_owned(),
+    ))
+}
+
+fn side(metrics: Option<&VersionMetrics>) -> WindowSide {
+    let Some(metrics) = metrics else {
+        return WindowSide::default();
+    };
+    WindowSide {
+        requests: metrics.requests,
+        errors: metrics.errors(),
+        latency_p95_ms: stats::quantile(&metrics.latency_ms, 0.95),
+        ttft_p95_ms: stats::quantile(&metrics.ttft_ms, 0.95),
+    }
+}
+
+fn summary_of(checks: &[CheckResult]) -> String {
+    checks
+        .iter()
+        .filter(|check| check.outcome != Outcome::Skipped)
+        .map(|check| format!("{}: {}", check.name, check.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn failures_of(checks: &[CheckResult]) -> String {
+    of_outcome(checks, Outcome::Failure)
+}
+
+fn errors_of(checks: &[CheckResult]) -> String {
+    of_outcome(checks, Outcome::Error)
+}
+
+fn of_outcome(checks: &[CheckResult], outcome: Outcome) -> String {
+    checks
+        .iter()
+        .filter(|check| check.outcome == outcome)
+        .map(|check| format!("{}: {}", check.name, check.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Sends smoke requests to the router until told to stop.
+fn start_smoke(
+    http: reqwest::Client,
+    base: String,
+    smoke: Smoke,
+    pin: Option<String>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<u64>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let sent = Arc::new(AtomicU64::new(0));
+        let limit = Arc::new(tokio::sync::Semaphore::new(64));
+        let period = Duration::from_secs_f64(1.0 / smoke.rps.max(0.01));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut index = 0;
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.wait_for(|stop| *stop) => break,
+            }
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                continue;
+            };
+            let request = smoke.requests[index % smoke.requests.len()].clone();
+            index += 1;
+            let mut builder = http
+                .post(format!("{base}{}", request.path))
+                .json(&request.body)
+                .timeout(Duration::from_secs(60));
+            if let Some(version) = &pin {
+                builder = builder.header(VERSION_HEADER, version);
+            }
+            let sent = sent.clone();
+            running.spawn(async move {
+                if let Ok(response) = builder.send().await {
+                    let _ = response.bytes().await;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        // Let requests under way finish so the window counts them.
+        while running.join_next().await.is_some() {}
+        sent.load(Ordering::Relaxed)
+    });
+    (stop, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_requests_come_from_an_eval_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("eval.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n\n{\"id\": 2, \"prompt\": \"2+2=\"}\n",
+        )
+        .expect("write");
+        let requests = load_smoke(&path).expect("loads");
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].path, "/v1/chat/completions");
+        assert_eq!(requests[1].body["prompt"], "2+2=");
+        std::fs::write(&path, "{\"id\": 3}\n").expect("write");
+        let error = load_smoke(&path).expect_err("no prompt").to_string();
+        assert!(error.contains("eval.jsonl:1"), "{error}");
+    }
+}
