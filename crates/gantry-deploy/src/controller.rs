@@ -20,6 +20,9 @@ use crate::rollout::{
 };
 use crate::target::Target;
 
+/// Smoke requests sent to a new server before it is judged.
+const WARM_UP_REQUESTS: usize = 5;
+
 /// Whether a model version passed its evaluation gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateStatus {
@@ -482,11 +485,14 @@ impl<'a, T: Target> Controller<'a, T> {
         let spec = self.spec(&state.canary);
         match self.target.bring_up(&spec).await {
             Ok(()) => {
-                self.decide(
-                    state,
-                    "bring-up",
-                    format!("canary {} is healthy", state.canary.version),
-                )?;
+                let warmed = self.warm_up(&state.canary.version).await;
+                let note = if warmed > 0 {
+                    format!("; warmed up with {warmed} smoke requests (not judged)")
+                } else {
+                    String::new()
+                };
+                let reason = format!("canary {} is healthy{note}", state.canary.version);
+                self.decide(state, "bring-up", reason)?;
                 Ok(true)
             }
             Err(Error::Backend { message, log_tail }) => {
@@ -496,6 +502,30 @@ impl<'a, T: Target> Controller<'a, T> {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Sends a few smoke requests straight to a new server, so that its
+    /// first (cold) requests are not what the first window judges.
+    async fn warm_up(&self, version: &str) -> usize {
+        let (Some(smoke), Ok(view)) = (&self.options.smoke, self.target.observe().await) else {
+            return 0;
+        };
+        let mut sent = 0;
+        for request in smoke.requests.iter().cycle().take(WARM_UP_REQUESTS) {
+            let answered = self
+                .http
+                .post(format!("{}{}", view.listen, request.path))
+                .header(VERSION_HEADER, version)
+                .json(&request.body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            if let Ok(response) = answered {
+                let _ = response.bytes().await;
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Reconciles the target with the saved state after a restart: both
