@@ -384,6 +384,8 @@ impl<'a, T: Target> Controller<'a, T> {
                 "--serve-command is needed to start a version (e.g. \"vllm serve {model_dir} --port {port}\")".to_owned(),
             ));
         }
+        // Verified before the rollout exists: a model that fails leaves no state behind.
+        block(|| self.models.fetch(&canary, &canary_dir))?;
         self.decide(
             &mut state,
             "started",
@@ -403,7 +405,6 @@ impl<'a, T: Target> Controller<'a, T> {
                 ),
             },
         )?;
-        block(|| self.models.fetch(&canary, &canary_dir))?;
         self.decide(
             &mut state,
             "verified",
@@ -1174,14 +1175,14 @@ impl<'a, T: Target> Controller<'a, T> {
             .await?;
         state.weight = 100;
         state.lease_expires_ms = None;
-        if let Some(old) = state.stable.clone() {
-            if let Err(error) = self.target.retire(&old.version).await {
-                self.decide(
-                    state,
-                    "retire",
-                    format!("stopping the old stable {} failed: {error}", old.version),
-                )?;
-            }
+        if let Some(old) = state.stable.clone()
+            && let Err(error) = self.target.retire(&old.version).await
+        {
+            self.decide(
+                state,
+                "retire",
+                format!("stopping the old stable {} failed: {error}", old.version),
+            )?;
         }
         state.phase = Phase::Promoted;
         self.decide(

@@ -56,6 +56,12 @@ pub(crate) fn run(
         gantry_ci::retry_policy(session.environment),
     )?;
     target.bring_up_timeout = args.health_timeout + std::time::Duration::from_secs(60);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The forge client spawns its connection pool's tasks when built.
+    let _entered = runtime.enter();
     let forge = if session.platform == Platform::Local || action == Action::Status {
         None
     } else {
@@ -76,10 +82,6 @@ pub(crate) fn run(
         environment: args.environment.clone(),
         records: BTreeMap::new(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
         let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
         controller.run(action).await

@@ -2,6 +2,8 @@
 
 /// Help, version, exit codes, inputs and their errors.
 mod cli;
+/// `gantry router` and `gantry deploy-canary` with tiny-lm servers, Prometheus and the fake GitHub API.
+mod deploy;
 /// `gantry eval` against tiny-lm's OpenAI-compatible server.
 mod eval;
 /// `gantry eval-gate` on tiny-lm's real evaluation results.

@@ -40,7 +40,7 @@ pub fn mann_whitney_greater(canary: &[f64], stable: &[f64]) -> f64 {
     let u = rank_sum_canary - n1 * (n1 + 1.0) / 2.0;
     let mean = n1 * n2 / 2.0;
     let variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
-    if !(variance > 0.0) {
+    if variance.is_nan() || variance <= 0.0 {
         return 1.0;
     }
     let z = (u - mean - 0.5) / variance.sqrt();
@@ -66,7 +66,7 @@ pub fn proportion_greater(
     );
     let pooled = (x1 + x2) / (n1 + n2);
     let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
-    if !(se > 0.0) {
+    if se.is_nan() || se <= 0.0 {
         return if x1 / n1 > x2 / n2 { 0.0 } else { 1.0 };
     }
     standard_normal_upper((x1 / n1 - x2 / n2) / se)
