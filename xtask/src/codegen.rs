@@ -75,6 +75,7 @@ struct CommandContext {
     metrics: bool,
     stage: &'static str,
     artifacts_input: Option<&'static str>,
+    manual_environment: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,6 +213,7 @@ pub(crate) fn render_all(
     for (name, schema) in gantry_data::schemas()
         .into_iter()
         .chain(gantry_eval::schemas())
+        .chain(gantry_deploy::schemas())
     {
         let mut text = serde_json::to_string_pretty(&schema)?;
         text.push('\n');
@@ -316,6 +318,7 @@ fn command_context(
         metrics: packaged.metrics,
         stage: packaged.stage,
         artifacts_input: packaged.artifacts_input,
+        manual_environment: packaged.manual_environment,
     })
 }
 

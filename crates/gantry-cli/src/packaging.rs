@@ -171,6 +171,10 @@ pub struct PackagedCommand {
     /// The input naming the directory its files go to (`out`, `run-dir`),
     /// which the GitLab job uploads besides `.gantry/`.
     pub artifacts_input: Option<&'static str>,
+    /// A deployment job: the GitLab template runs it by hand (`when:
+    /// manual` unless `rules` say otherwise) in the `environment` input's
+    /// environment, which GitLab tracks as a deployment.
+    pub manual_environment: bool,
     /// Feather icon for the Marketplace.
     pub icon: &'static str,
     /// Branding colour.
@@ -235,6 +239,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "test",
         artifacts_input: Some("out"),
+        manual_environment: false,
         icon: "database",
         color: "green",
     },
@@ -258,6 +263,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "test",
         artifacts_input: None,
+        manual_environment: false,
         icon: "message-square",
         color: "blue",
     },
@@ -283,6 +289,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "test",
         artifacts_input: Some("out"),
+        manual_environment: false,
         icon: "activity",
         color: "yellow",
     },
@@ -311,6 +318,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: true,
         stage: "test",
         artifacts_input: Some("out"),
+        manual_environment: false,
         icon: "check-square",
         color: "purple",
     },
@@ -348,6 +356,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "deploy",
         artifacts_input: None,
+        manual_environment: false,
         icon: "package",
         color: "orange",
     },
@@ -388,6 +397,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "build",
         artifacts_input: Some("run-dir"),
+        manual_environment: false,
         icon: "cpu",
         color: "red",
     },
@@ -424,6 +434,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         metrics: false,
         stage: "deploy",
         artifacts_input: Some("out"),
+        manual_environment: true,
         icon: "git-branch",
         color: "green",
     },
