@@ -190,6 +190,12 @@ fn cycles_in<'a>(graph: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<Vec<&'a st
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_workspace_has_no_import_cycles() {
+        let cycles = super::cycles(&crate::repository_root()).expect("reads the crates");
+        assert!(cycles.is_empty(), "{}", cycles.join("\n"));
+    }
+
+    #[test]
     fn a_loop_of_imports_is_found_and_a_parent_is_not_one() {
         let root = std::env::temp_dir().join(format!("gantry-layering-{}", std::process::id()));
         let source = root.join("crates/demo/src");

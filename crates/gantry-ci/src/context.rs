@@ -40,6 +40,9 @@ pub struct RunContext {
     pub run_url: Option<String>,
     /// The PR/MR, when the run is for one.
     pub change_request: Option<ChangeRequest>,
+    /// The environment the job deploys to, when the forge tracks the job
+    /// itself as a deployment (GitLab's `environment:` keyword).
+    pub job_environment: Option<String>,
 }
 
 impl RunContext {
@@ -79,6 +82,7 @@ impl RunContext {
                     ),
                     run_url,
                     change_request,
+                    job_environment: None,
                 })
             }
             Platform::GitLab => {
@@ -105,6 +109,7 @@ impl RunContext {
                     api_url: get(EnvVars::CI_API_V4_URL),
                     run_url: get(EnvVars::CI_JOB_URL),
                     change_request,
+                    job_environment: get(EnvVars::CI_ENVIRONMENT_NAME),
                 })
             }
             Platform::Local => Ok(RunContext {

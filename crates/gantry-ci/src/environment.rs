@@ -104,6 +104,8 @@ impl EnvVars {
     pub const CI_PIPELINE_SOURCE: &'static str = "CI_PIPELINE_SOURCE";
     /// Pipeline id on GitLab.
     pub const CI_PIPELINE_ID: &'static str = "CI_PIPELINE_ID";
+    /// The environment of a GitLab job with the `environment:` keyword.
+    pub const CI_ENVIRONMENT_NAME: &'static str = "CI_ENVIRONMENT_NAME";
     /// Web URL of the job on GitLab.
     pub const CI_JOB_URL: &'static str = "CI_JOB_URL";
     /// Job name on GitLab.

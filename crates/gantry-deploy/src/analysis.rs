@@ -731,3 +731,30 @@ mod tests {
         assert_eq!(judge_value(&check, f64::NAN, None).outcome, Outcome::Error);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_analysis_file_is_valid() {
+        let config: AnalysisConfig =
+            toml::from_str(include_str!("../../../examples/deploy/analysis.toml")).expect("parses");
+        config.validate().expect("valid");
+        let names: Vec<String> = config
+            .checks()
+            .into_iter()
+            .map(|check| check.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "error-rate",
+                "latency-p95",
+                "ttft-p95",
+                "latency-p99",
+                "kv-cache"
+            ]
+        );
+    }
+}

@@ -315,6 +315,12 @@ impl CliObserver<'_> {
             return;
         };
         let context = &self.session.context;
+        if let Some(environment) = &context.job_environment {
+            self.printer.info(&format!(
+                "the job itself is GitLab's deployment to {environment}: no second one is created"
+            ));
+            return;
+        }
         let Some(sha) = context.sha.clone() else {
             self.printer.warning(
                 "the rollout is not recorded as a forge deployment: the run has no commit sha",
