@@ -12,7 +12,9 @@
 #   mlflow 3.17.2        - `mlflow.log_artifacts` to the same local MLflow server
 #   datatrove 0.10.1 (PyPI) - its MinHash dedup stages (bench/peers/datatrove_minhash.py), the near-duplicate peer
 #
-# BENCH_SECTIONS picks sections ("startup validate-data near-dup tiny-lm eval-gate register upload train"; default: the first two);
+#   nginx 1.22 (Debian nginx-light) - a weighted upstream with keepalive, the router peer; wrk (Debian) drives both
+#
+# BENCH_SECTIONS picks sections ("startup validate-data near-dup tiny-lm eval-gate register upload train router"; default: the first two);
 # BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -407,4 +409,97 @@ for path, names in [(sys.argv[1], ["tiny-lm train (direct)", "gantry train -- ti
     for name, result in zip(names, results):
         print(f"  {name:32s} median {result['median']:7.2f} s  x{result['median'] / base:5.2f} of the first")
 PY
+fi
+
+if section router; then
+  for tool in nginx wrk; do
+    command -v "$tool" > /dev/null || { echo "bench: $tool is missing (apt-get install nginx-light wrk)" >&2; exit 2; }
+  done
+  duration="${BENCH_ROUTER_SECONDS:-10}"
+  rdir="$scratch/router"
+  rm -rf "$rdir" && mkdir -p "$rdir/nginx"
+  port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  b1=$(port) b2=$(port) nginx_port=$(port) data_port=$(port) admin_port=$(port)
+  # Two fast OpenAI-shaped responders (so the proxy is what is measured) and
+  # nginx's weighted upstream over them, 90/10 like a canary step.
+  reply='{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+  cat > "$rdir/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $rdir/nginx/nginx.pid;
+error_log $rdir/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $rdir/nginx/body; proxy_temp_path $rdir/nginx/proxy;
+  fastcgi_temp_path $rdir/nginx/fastcgi; uwsgi_temp_path $rdir/nginx/uwsgi; scgi_temp_path $rdir/nginx/scgi;
+  server { listen 127.0.0.1:$b1; location / { default_type application/json; return 200 '$reply'; } }
+  server { listen 127.0.0.1:$b2; location / { default_type application/json; return 200 '$reply'; } }
+  upstream models { server 127.0.0.1:$b1 weight=9; server 127.0.0.1:$b2 weight=1; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { proxy_pass http://models; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+  nginx -c "$rdir/nginx/nginx.conf"
+  "$gantry" --quiet router --ci local --listen "127.0.0.1:$data_port" --admin "127.0.0.1:$admin_port" --state-dir "$rdir/state" 2> "$rdir/router.log" &
+  router_pid=$!
+  trap 'nginx -c "$rdir/nginx/nginx.conf" -s stop 2> /dev/null || true; kill $router_pid 2> /dev/null || true' EXIT
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin_port/health" > /dev/null && break; sleep 0.1; done
+  curl -fs -X POST "http://127.0.0.1:$admin_port/v1/backends" -H 'content-type: application/json' -d "{\"version\":\"stable\",\"url\":\"http://127.0.0.1:$b1\"}" > /dev/null
+  curl -fs -X POST "http://127.0.0.1:$admin_port/v1/backends" -H 'content-type: application/json' -d "{\"version\":\"canary\",\"url\":\"http://127.0.0.1:$b2\"}" > /dev/null
+  curl -fs -X PUT "http://127.0.0.1:$admin_port/v1/weights" -H 'content-type: application/json' \
+    -d '{"weights":{"stable":90,"canary":10},"stable":"stable","lease_seconds":3600,"holder":"bench"}' > /dev/null
+  cat > "$rdir/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"m","messages":[{"role":"user","content":"Say hello."}],"max_tokens":8}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+  # Paced: 10 connections, each waiting 10 ms between requests (about 1,000 requests/s).
+  cat "$rdir/post.lua" > "$rdir/paced.lua"
+  echo 'function delay() return 10 end' >> "$rdir/paced.lua"
+  run_wrk() { # name url script connections -> "name rps p50_ms p99_ms"
+    wrk -t1 -c"$4" -d"${duration}s" --latency -s "$3" "$2" > "$rdir/$1.txt"
+    python3 - "$1" "$rdir/$1.txt" <<'PY'
+import re, sys
+text = open(sys.argv[2]).read()
+def ms(label):
+    m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", text, re.M)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(sys.argv[1], rps, ms(50), ms(99), errors.group(1) if errors else 0)
+PY
+  }
+  : > "$rdir/results.txt"
+  for round in 1 2 3; do
+    for target in "direct http://127.0.0.1:$b1/v1/chat/completions" "nginx http://127.0.0.1:$nginx_port/v1/chat/completions" "gantry http://127.0.0.1:$data_port/v1/chat/completions"; do
+      set -- $target
+      run_wrk "$1-max-$round" "$2" "$rdir/post.lua" 8 >> "$rdir/results.txt"
+      run_wrk "$1-paced-$round" "$2" "$rdir/paced.lua" 10 >> "$rdir/results.txt"
+    done
+  done
+  rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$router_pid/status")
+  nginx_rss_kb=$(for pid in $(pgrep -f "nginx: worker process"); do awk '/VmHWM/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
+  python3 - "$rdir/results.txt" "$rss_kb" "$nginx_rss_kb" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+def median(kind, field):
+    return statistics.median(float(row[field]) for row in rows if row[0].rsplit("-", 1)[0] == kind)
+print(f"== router: wrk -t1, {len(rows) // 6} rounds, medians; POST chat completion, 90/10 split over two static responders")
+for target in ["direct", "nginx", "gantry"]:
+    print(f"  {target:7s} max  {median(target + '-max', 1):9.0f} req/s  p50 {median(target + '-max', 2):6.3f} ms  p99 {median(target + '-max', 3):6.3f} ms")
+for target in ["direct", "nginx", "gantry"]:
+    print(f"  {target:7s} ~1k  {median(target + '-paced', 1):9.0f} req/s  p50 {median(target + '-paced', 2):6.3f} ms  p99 {median(target + '-paced', 3):6.3f} ms")
+for target in ["nginx", "gantry"]:
+    print(f"  {target:7s} added at ~1k req/s: p50 {median(target + '-paced', 2) - median('direct-paced', 2):+.3f} ms, p99 {median(target + '-paced', 3) - median('direct-paced', 3):+.3f} ms")
+print(f"  gantry/nginx throughput: x{median('gantry-max', 1) / median('nginx-max', 1):.2f}")
+print(f"  errors (non-2xx): {sum(int(row[4]) for row in rows)}")
+print(f"  peak RSS: gantry router {int(sys.argv[2]) / 1024:.1f} MiB, nginx worker {int(sys.argv[3]) / 1024:.1f} MiB")
+PY
+  curl -fs "http://127.0.0.1:$admin_port/metrics" | grep -E '^gantry_router_requests_total' | head -4
+  nginx -c "$rdir/nginx/nginx.conf" -s stop
+  kill "$router_pid"
+  trap - EXIT
 fi

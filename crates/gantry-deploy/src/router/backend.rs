@@ -26,6 +26,8 @@ pub(crate) struct Backend {
     /// `http://127.0.0.1:PORT` or the given URL, without a trailing slash.
     pub(crate) url: String,
     pub(crate) authority: http::uri::Authority,
+    /// `x-gantry-version`'s value, made once.
+    pub(crate) header: Option<http::HeaderValue>,
     /// The port the router gave the server (`{port}`), if it runs it.
     pub(crate) port: Option<u16>,
     pid: AtomicU32,
@@ -78,10 +80,12 @@ impl Backend {
             Error::Input(format!("backend {}: url {url:?} has no host", spec.version))
         })?;
         let (retire, _) = watch::channel(false);
+        let header = http::HeaderValue::from_str(&spec.version).ok();
         Ok(Backend {
             spec,
             url,
             authority,
+            header,
             port,
             pid: AtomicU32::new(0),
             health: AtomicU8::new(Health::Starting as u8),

@@ -119,8 +119,8 @@ async fn handle(
     let path = parts
         .uri
         .path_and_query()
-        .map_or("/", |path| path.as_str())
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     parts.uri = match Uri::builder()
         .scheme("http")
         .authority(backend.authority.clone())
@@ -145,7 +145,7 @@ async fn handle(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            if let Ok(value) = HeaderValue::from_str(backend.version()) {
+            if let Some(value) = backend.header.clone() {
                 parts
                     .headers
                     .insert(HeaderName::from_static(VERSION_HEADER), value);
