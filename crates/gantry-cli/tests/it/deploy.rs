@@ -39,6 +39,11 @@ fn trained(step: &Step) -> PathBuf {
 
 /// Registers a copy of the base model as `version` (gated unless `gated` is false).
 fn register(step: &Step, base: &Path, version: &str, gated: bool) {
+    register_in(step, base, version, gated, "file:.gantry/registry");
+}
+
+/// [`register`] into `registry`.
+fn register_in(step: &Step, base: &Path, version: &str, gated: bool, registry: &str) {
     let dir = step.path(&format!("model-{version}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     for entry in std::fs::read_dir(base).expect("base") {
@@ -55,6 +60,8 @@ fn register(step: &Step, base: &Path, version: &str, gated: bool) {
         "tiny",
         "--version",
         version,
+        "--registry",
+        registry,
     ];
     if gated {
         args.extend(["--gate-report", "gate.json"]);
@@ -798,4 +805,98 @@ fn prometheus_stopped_mid_rollout_holds_the_weight_then_rolls_back() {
     );
     assert_eq!(router.weights(), [("0.1.0".to_owned(), 100)]);
     assert_eq!(alias_of(&step, "production").as_deref(), Some("0.1.0"));
+}
+
+#[test]
+fn a_rollout_from_an_oci_registry_moves_the_alias_there() {
+    let Some(server) = gantry_test::OciRegistryServer::start() else {
+        return;
+    };
+    let mut step = Step::local();
+    step.set("GANTRY_HTTP_BACKOFF_MS", "1")
+        .set("GANTRY_REGISTRY_USERNAME", gantry_test::OCI_USER)
+        .set("GANTRY_REGISTRY_PASSWORD", gantry_test::OCI_PASSWORD);
+    let uri = format!("oci://{}/models", server.address);
+    let base = trained(&step);
+    register_in(&step, &base, "0.1.0", true, &uri);
+    register_in(&step, &base, "0.1.1", true, &uri);
+    let router = RouterProcess::start(&step);
+    let serve = serve_command("");
+    let first = step.run(&deploy_args(
+        &router,
+        "tiny@0.1.0",
+        &serve,
+        &["--registry", &uri],
+    ));
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    let rollout = step.run(&deploy_args(
+        &router,
+        "tiny@0.1.1",
+        &serve,
+        &["--registry", &uri, "--steps", "50"],
+    ));
+    assert_eq!(rollout.code, 0, "{}", rollout.transcript());
+    assert!(
+        rollout.stdout.contains("outcome=promoted"),
+        "{}",
+        rollout.transcript()
+    );
+    let shown = step.run(&[
+        "--format",
+        "json",
+        "registry",
+        "show",
+        "tiny@production",
+        "--registry",
+        &uri,
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.transcript());
+    let manifest: Value = serde_json::from_str(&shown.stdout).expect("manifest");
+    assert_eq!(manifest["version"], "0.1.1");
+    for text in [
+        &rollout.stdout,
+        &rollout.stderr,
+        &step.read(".gantry/deploy/rollout.json"),
+        &step.read(".gantry/deploy/report.md"),
+    ] {
+        assert!(!text.contains(gantry_test::OCI_PASSWORD));
+    }
+}
+
+#[test]
+fn blue_green_previews_the_new_version_with_smoke_traffic_then_switches_at_once() {
+    let step = Step::local();
+    let base = trained(&step);
+    register(&step, &base, "0.1.0", true);
+    register(&step, &base, "0.1.1", true);
+    let router = RouterProcess::start(&step);
+    let serve = serve_command("");
+    let first = step.run(&deploy_args(&router, "tiny@0.1.0", &serve, &[]));
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    let switched = step.run(&deploy_args(
+        &router,
+        "tiny@0.1.1",
+        &serve,
+        &["--strategy", "blue-green"],
+    ));
+    assert_eq!(switched.code, 0, "{}", switched.transcript());
+    let rollout = state(&step);
+    assert_eq!(rollout["phase"], "promoted");
+    let windows = rollout["windows"].as_array().expect("windows");
+    let weights: Vec<u64> = windows
+        .iter()
+        .map(|window| window["weight"].as_u64().expect("weight"))
+        .collect();
+    assert_eq!(
+        weights,
+        [0, 100],
+        "a preview without users, then everything: {rollout:#}"
+    );
+    assert!(
+        windows[0]["stable"].is_null(),
+        "the preview is judged on its own"
+    );
+    assert!(windows[0]["canary"]["requests"].as_u64().expect("n") >= 5);
+    assert_eq!(router.weights(), [("0.1.1".to_owned(), 100)]);
+    assert_eq!(alias_of(&step, "production").as_deref(), Some("0.1.1"));
 }
