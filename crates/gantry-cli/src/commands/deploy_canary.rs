@@ -12,7 +12,7 @@ use gantry_deploy::controller::{
     Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer, Smoke,
     load_smoke,
 };
-use gantry_deploy::rollout::{Decision, Phase, RolloutState, Strategy, parse_steps};
+use gantry_deploy::rollout::{Decision, Phase, RolloutState, Step, Strategy, parse_steps};
 use gantry_deploy::target::LocalRouter;
 use gantry_registry::{Expectation, Registry, Resolved};
 
@@ -413,10 +413,14 @@ fn outcome(
     session: &Session<'_>,
     printer: &Printer,
 ) -> Result<ExitCode> {
+    // A pause step is a pause as asked; a pause on inconclusive data or
+    // failing metric sources is not a pass.
+    let paused_as_asked = state.steps.get(state.step_index) == Some(&Step::Pause);
     let verdict = match (state.phase, action) {
         (Phase::Promoted, _) => Verdict::Pass,
-        (Phase::RolledBack, Action::Status) => Verdict::Warn,
+        (_, Action::Status) => Verdict::Warn,
         (Phase::RolledBack, _) => Verdict::Fail,
+        (Phase::Paused, _) if !paused_as_asked => Verdict::Fail,
         _ => Verdict::Warn,
     };
     let report_path = args.out.join("report.md");

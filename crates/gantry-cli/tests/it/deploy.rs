@@ -405,7 +405,7 @@ fn bad_canaries_are_rolled_back_and_too_little_traffic_never_promotes() {
         + 1;
     args[at] = "1s";
     let paused = step.run(&args);
-    assert_eq!(paused.code, 0, "{}", paused.transcript());
+    assert_eq!(paused.code, 1, "not a pass: {}", paused.transcript());
     assert!(
         paused.stdout.contains("outcome=paused"),
         "{}",
