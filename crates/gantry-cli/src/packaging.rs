@@ -409,7 +409,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         outputs: &[
             (
                 Output::RolloutOutcome,
-                "promoted, rolled-back, paused or aborted.",
+                "promoted, rolled-back, paused or aborted (progressing, from --action status while a rollout runs).",
             ),
             (
                 Output::FinalWeight,

@@ -1145,11 +1145,12 @@ impl<'a, T: Target> Controller<'a, T> {
             Ok(()) => String::new(),
             Err(error) => format!(" (stopping the canary failed: {error})"),
         };
-        self.decide(
-            state,
-            action,
-            format!("{reason}; all traffic on stable{note}"),
-        )
+        let traffic = if state.stable.is_some() {
+            "all traffic on stable"
+        } else {
+            "a first deploy: no stable version to return to"
+        };
+        self.decide(state, action, format!("{reason}; {traffic}{note}"))
     }
 
     async fn promote(&mut self, state: &mut RolloutState) -> Result<()> {

@@ -39,6 +39,7 @@ const API_KEY: &str = "sk-proj-Lk3vB8nQ2wE7rT5yU1iO9pA4sD6fG0hJ3kL8zX2cV7bN";
 const TRACKING_TOKEN: &str = "mlflow-tok-Qw8eR3tY7uI2oP5a";
 const URL_PASSWORD: &str = "Pw-9xK2mQ7vL3zR8";
 const REGISTRY_PASSWORD: &str = "reg-Hj4kL9zX2cV7bN1m";
+const ROUTER_TOKEN: &str = "rt-Vb6nM1qW8eR4tY9u";
 
 fn every_planted_value() -> Vec<String> {
     let mut values: Vec<String> = DATA_SECRETS
@@ -56,6 +57,7 @@ fn every_planted_value() -> Vec<String> {
             TRACKING_TOKEN,
             URL_PASSWORD,
             REGISTRY_PASSWORD,
+            ROUTER_TOKEN,
         ]
         .iter()
         .map(|value| (*value).to_owned()),
@@ -259,7 +261,8 @@ fn step(mode: Mode, forge: &FakeForge) -> Step {
         .set("MLFLOW_TRACKING_TOKEN", TRACKING_TOKEN)
         .set("GANTRY_REGISTRY_USERNAME", "bot")
         .set("GANTRY_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
-        .set("OPENAI_API_KEY", API_KEY);
+        .set("OPENAI_API_KEY", API_KEY)
+        .set("GANTRY_ROUTER_TOKEN", ROUTER_TOKEN);
     std::fs::create_dir_all(step.path("in")).expect("inputs directory");
     step
 }
@@ -589,6 +592,70 @@ fn echoing_registry() -> EchoServer {
             &json!({"errors": [{"code": "UNKNOWN", "message": format!("cannot verify {authorization}")}]}),
         ),
     })
+}
+
+/// A router admin API that refuses every call, quoting the token it got.
+fn echoing_router() -> EchoServer {
+    EchoServer::start(|request| {
+        let authorization = request
+            .header("authorization")
+            .unwrap_or_default()
+            .to_owned();
+        EchoResponse::json(
+            500,
+            &json!({"error": format!("cannot {} {} for {authorization}", request.method, request.path)}),
+        )
+    })
+}
+
+#[test]
+fn deploy_canary_never_writes_the_router_token_a_router_echoed() {
+    let router = echoing_router();
+    for mode in MODES {
+        let forge = FakeForge::start();
+        let mut step = step(mode, &forge);
+        step.set("GANTRY_HTTP_BACKOFF_MS", "1");
+        let mut written = Written::default();
+        std::fs::create_dir_all(step.path("in/model")).expect("model");
+        step.write("in/model/config.json", "{\"hidden\": 4}");
+        step.write("in/gate.json", "{\"verdict\": \"pass\"}");
+        let registered = step.run(&[
+            "register",
+            "--model-dir",
+            "in/model",
+            "--name",
+            "support-bot",
+            "--gate-report",
+            "in/gate.json",
+        ]);
+        assert_eq!(registered.code, 0, "{mode:?}: {}", registered.transcript());
+        for action in ["start", "status", "abort"] {
+            let outcome = step.run(&[
+                "deploy-canary",
+                "--action",
+                action,
+                "--model",
+                "support-bot@0.1.0",
+                "--router",
+                router.url(),
+                "--serve-command",
+                "server --port {port}",
+            ]);
+            // start fails at the router; status reads the state file only;
+            // abort ends the rollout and reports that stopping the server failed.
+            let expected = if action == "start" { 2 } else { 0 };
+            assert_eq!(
+                outcome.code,
+                expected,
+                "{mode:?} {action}: {}",
+                outcome.transcript()
+            );
+            written.outcome(&format!("{mode:?} deploy-canary {action}"), &outcome, mode);
+        }
+        written.files(step.directory.path(), &step.path("in"));
+        written.forge(&forge);
+        written.assert_clean(&format!("deploy-canary ({mode:?})"));
+    }
 }
 
 #[test]
