@@ -168,6 +168,9 @@ pub struct DeployCanaryArgs {
     /// Smoke requests per second.
     #[arg(long, default_value_t = 2.0, value_name = "N")]
     pub smoke_rps: f64,
+    /// Score the smoke answers against the eval set's expected answers with this scorer: a smoke-quality check (canary not more than 5% below stable) joins the analysis.
+    #[arg(long, value_enum, value_name = "SCORER")]
+    pub smoke_scorer: Option<ScorerArg>,
     /// How long a canary weight holds without the controller renewing it; then the router returns all traffic to stable.
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
     pub lease: std::time::Duration,

@@ -132,6 +132,14 @@ pub struct Check {
     /// than this fraction (0.2 = 20%) and, where samples allow, significantly so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_increase: Option<f64>,
+    /// Relative judge for scores (smoke-quality): the canary fails when it
+    /// is below stable by more than this fraction and significantly so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_decrease: Option<f64>,
+    /// Scored answers each version needs for smoke-quality (default 10);
+    /// fewer make it inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<u64>,
     /// Confidence of the relative judge's test (default 0.99).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
@@ -148,6 +156,9 @@ pub enum Provider {
     Prometheus,
     /// An HTTP probe.
     Http,
+    /// The smoke traffic's answers scored against the eval set's expected
+    /// answers (needs --smoke-traffic and --smoke-scorer).
+    SmokeQuality,
 }
 
 /// What the router measures per version.
@@ -258,6 +269,8 @@ pub fn default_checks() -> Vec<Check> {
         max,
         min: None,
         max_increase: Some(max_increase),
+        max_decrease: None,
+        min_samples: None,
         confidence: None,
     };
     vec![
@@ -558,6 +571,93 @@ pub fn judge_value(check: &Check, canary: f64, stable: Option<f64>) -> CheckResu
     )
 }
 
+/// The smoke-quality check added when a scorer is given and the file has none.
+pub fn default_quality_check() -> Check {
+    Check {
+        name: "smoke-quality".to_owned(),
+        provider: Provider::SmokeQuality,
+        metric: None,
+        quantile: None,
+        query: None,
+        url: None,
+        max: None,
+        min: None,
+        max_increase: None,
+        max_decrease: Some(0.05),
+        min_samples: None,
+        confidence: None,
+    }
+}
+
+/// Judges the smoke answers' scores: their mean against `min`, and
+/// against stable's by `max-decrease` with a one-sided Mann–Whitney U test.
+pub fn judge_quality(check: &Check, canary: &[f64], stable: Option<&[f64]>) -> CheckResult {
+    let mean = |scores: &[f64]| scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+    let result = |outcome, p_value, reason: String| CheckResult {
+        name: check.name.clone(),
+        outcome,
+        canary: (!canary.is_empty()).then(|| mean(canary)),
+        stable: stable.filter(|scores| !scores.is_empty()).map(mean),
+        p_value,
+        reason,
+    };
+    let needed = check.min_samples.unwrap_or(10);
+    if (canary.len() as u64) < needed || stable.is_some_and(|scores| (scores.len() as u64) < needed)
+    {
+        return result(
+            Outcome::Inconclusive,
+            None,
+            format!(
+                "too few scored smoke answers: canary {}{}, at least {needed} each needed",
+                canary.len(),
+                stable.map_or(String::new(), |scores| format!(", stable {}", scores.len()))
+            ),
+        );
+    }
+    let canary_mean = mean(canary);
+    if let Some(min) = check.min
+        && canary_mean < min
+    {
+        return result(
+            Outcome::Failure,
+            None,
+            format!("canary smoke score {canary_mean:.3} is below the limit {min}"),
+        );
+    }
+    if let (Some(decrease), Some(stable)) = (check.max_decrease, stable) {
+        let stable_mean = mean(stable);
+        let alpha = 1.0 - check.confidence.unwrap_or(0.99);
+        let p = stats::mann_whitney_greater(stable, canary);
+        if p < alpha && canary_mean < stable_mean * (1.0 - decrease) {
+            return result(
+                Outcome::Failure,
+                Some(p),
+                format!(
+                    "canary smoke score {canary_mean:.3} is more than {:.0}% below stable's {stable_mean:.3}, significantly by Mann–Whitney U (p = {p:.2e})",
+                    decrease * 100.0
+                ),
+            );
+        }
+        return result(
+            Outcome::Success,
+            Some(p),
+            format!(
+                "canary smoke score {canary_mean:.3}, stable {stable_mean:.3} ({} and {} answers)",
+                canary.len(),
+                stable.len()
+            ),
+        );
+    }
+    result(
+        Outcome::Success,
+        None,
+        format!(
+            "canary smoke score {canary_mean:.3} ({} answers)",
+            canary.len()
+        ),
+    )
+}
+
 /// A window's outcome from its checks: any failure fails it, then any
 /// error, then any inconclusive; success needs at least one check that
 /// passed and none that did not.
@@ -706,6 +806,34 @@ mod tests {
     }
 
     #[test]
+    fn smoke_scores_fail_a_worse_canary_and_need_enough_answers() {
+        let check = default_quality_check();
+        let good = vec![1.0; 40];
+        let mut worse = vec![0.0; 30];
+        worse.extend(vec![1.0; 10]);
+        assert_eq!(
+            judge_quality(&check, &good, Some(&good)).outcome,
+            Outcome::Success
+        );
+        let failed = judge_quality(&check, &worse, Some(&good));
+        assert_eq!(failed.outcome, Outcome::Failure, "{failed:?}");
+        assert!(failed.reason.contains("below stable"), "{}", failed.reason);
+        assert_eq!(
+            judge_quality(&check, &good[..5], Some(&good)).outcome,
+            Outcome::Inconclusive
+        );
+        let absolute = Check {
+            min: Some(0.5),
+            max_decrease: None,
+            ..check
+        };
+        assert_eq!(
+            judge_quality(&absolute, &worse, None).outcome,
+            Outcome::Failure
+        );
+    }
+
+    #[test]
     fn values_are_judged_absolutely_and_relatively() {
         let check = Check {
             name: "q".into(),
@@ -717,6 +845,8 @@ mod tests {
             max: Some(2.0),
             min: None,
             max_increase: Some(0.2),
+            max_decrease: None,
+            min_samples: None,
             confidence: None,
         };
         assert_eq!(

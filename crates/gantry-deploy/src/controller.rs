@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -91,6 +90,17 @@ pub struct SmokeRequest {
     pub path: &'static str,
     /// The body sent.
     pub body: Value,
+    /// The eval item it came from (its `expected` answer scores the reply).
+    pub item: Value,
+}
+
+/// Scores a smoke answer against its eval item: the quality probe (the CLI
+/// wires eval-gate's scorers in).
+pub trait SmokeScorer: Send + Sync {
+    /// The score of `answer` (0 to 1), or `None` when the item has nothing to score against.
+    fn score(&self, item: &Value, answer: &str) -> Option<f64>;
+    /// The scorer's name, for reports.
+    fn name(&self) -> &str;
 }
 
 /// Reads an eval set (JSONL with `messages` or `prompt`) as smoke requests.
@@ -108,11 +118,13 @@ pub fn load_smoke(path: &Path) -> Result<Vec<SmokeRequest>> {
             SmokeRequest {
                 path: "/v1/chat/completions",
                 body: json!({ "messages": messages, "max_tokens": 16, "stream": true }),
+                item: item.clone(),
             }
         } else if let Some(prompt) = item.get("prompt").and_then(Value::as_str) {
             SmokeRequest {
                 path: "/v1/completions",
                 body: json!({ "prompt": prompt, "max_tokens": 16, "stream": true }),
+                item: item.clone(),
             }
         } else {
             return Err(Error::Input(format!(
@@ -131,12 +143,60 @@ pub fn load_smoke(path: &Path) -> Result<Vec<SmokeRequest>> {
 }
 
 /// Smoke traffic: requests from an eval set, sent at a steady rate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Smoke {
     /// The requests, sent round-robin.
     pub requests: Vec<SmokeRequest>,
     /// Requests per second.
     pub rps: f64,
+    /// Scores the answers (the smoke-quality check), if given.
+    pub scorer: Option<Arc<dyn SmokeScorer>>,
+}
+
+impl std::fmt::Debug for Smoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Smoke")
+            .field("requests", &self.requests.len())
+            .field("rps", &self.rps)
+            .field(
+                "scorer",
+                &self.scorer.as_ref().map(|scorer| scorer.name().to_owned()),
+            )
+            .finish()
+    }
+}
+
+/// The answer text of a reply: a stream's deltas (or texts) joined, or a
+/// whole reply's message content (or text).
+pub fn answer_text(body: &str) -> String {
+    let piece = |value: &Value| -> Option<String> {
+        let choice = value.get("choices")?.get(0)?;
+        choice
+            .get("delta")
+            .and_then(|delta| delta.get("content"))
+            .or_else(|| {
+                choice
+                    .get("message")
+                    .and_then(|message| message.get("content"))
+            })
+            .or_else(|| choice.get("text"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if body.trim_start().starts_with('{') {
+        return serde_json::from_str::<Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(piece)
+            .unwrap_or_default();
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|payload| *payload != "[DONE]")
+        .filter_map(|payload| serde_json::from_str::<Value>(payload).ok())
+        .filter_map(|value| piece(&value))
+        .collect()
 }
 
 /// Everything a rollout needs besides the target and the registry.
@@ -170,6 +230,47 @@ pub struct ControllerOptions {
     pub allow_ungated: bool,
     /// How long a model server may take to become healthy.
     pub health_timeout: Option<u64>,
+}
+
+impl ControllerOptions {
+    /// The checks each window is judged by: the analysis file's (or the
+    /// defaults), plus the smoke-quality check when answers are scored and
+    /// the file names none.
+    pub fn checks(&self) -> Vec<analysis::Check> {
+        let mut checks = self.analysis.checks();
+        let scored = self
+            .smoke
+            .as_ref()
+            .is_some_and(|smoke| smoke.scorer.is_some());
+        if scored
+            && !checks
+                .iter()
+                .any(|check| check.provider == Provider::SmokeQuality)
+        {
+            checks.push(analysis::default_quality_check());
+        }
+        checks
+    }
+
+    /// Checks that what the checks need was given.
+    pub fn validate(&self) -> Result<()> {
+        let scored = self
+            .smoke
+            .as_ref()
+            .is_some_and(|smoke| smoke.scorer.is_some());
+        if let Some(check) = self
+            .checks()
+            .iter()
+            .find(|check| check.provider == Provider::SmokeQuality)
+            && !scored
+        {
+            return Err(Error::Input(format!(
+                "the check {} scores smoke answers: give --smoke-traffic and --smoke-scorer",
+                check.name
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Drives one rollout.
@@ -855,12 +956,17 @@ impl<'a, T: Target> Controller<'a, T> {
                 self.apply(state, weight, &stable).await?;
             }
         }
+        let mut scores = BTreeMap::new();
         if let Some((stop, task)) = smoke {
             let _ = stop.send(true);
-            let _ = task.await;
+            if let Ok(scored) = task.await {
+                scores = scored;
+            }
         }
         let ended_ms = now_ms();
-        let mut window = self.judge(state, started_ms, ended_ms, pinned).await;
+        let mut window = self
+            .judge(state, started_ms, ended_ms, pinned, &scores)
+            .await;
         if let Some(drift) = drift {
             window.outcome = Outcome::Error;
             window.checks.push(CheckResult {
@@ -893,6 +999,7 @@ impl<'a, T: Target> Controller<'a, T> {
         started_ms: u64,
         ended_ms: u64,
         pinned: bool,
+        scores: &BTreeMap<String, Vec<f64>>,
     ) -> Window {
         let canary = self.target.metrics(&state.canary.version, started_ms).await;
         let stable = match &state.stable {
@@ -918,7 +1025,7 @@ impl<'a, T: Target> Controller<'a, T> {
             .unwrap_or(self.options.min_requests);
         let window_seconds = (ended_ms.saturating_sub(started_ms) / 1000).max(1);
         let mut checks = Vec::new();
-        for check in self.options.analysis.checks() {
+        for check in self.options.checks() {
             let result = match check.provider {
                 Provider::Router => match &router_error {
                     Some(error) => CheckResult {
@@ -936,6 +1043,18 @@ impl<'a, T: Target> Controller<'a, T> {
                         .await
                 }
                 Provider::Http => self.http_check(&check, state).await,
+                Provider::SmokeQuality => {
+                    let stable = match &state.stable {
+                        Some(stable) if !pinned && state.weight < 100 => {
+                            scores.get(&stable.version).map(Vec::as_slice)
+                        }
+                        _ => None,
+                    };
+                    let canary = scores
+                        .get(&state.canary.version)
+                        .map_or(&[][..], Vec::as_slice);
+                    analysis::judge_quality(&check, canary, stable)
+                }
             };
             checks.push(result);
         }
@@ -1258,7 +1377,11 @@ fn of_outcome(checks: &[CheckResult], outcome: Outcome) -> String {
         .join("; ")
 }
 
-/// Sends smoke requests to the router until told to stop.
+/// Scores of smoke answers, by the version that answered.
+type Scores = BTreeMap<String, Vec<f64>>;
+
+/// Sends smoke requests to the router until told to stop; answers the
+/// scores of the replies by version (empty without a scorer).
 fn start_smoke(
     http: reqwest::Client,
     base: String,
@@ -1266,11 +1389,11 @@ fn start_smoke(
     pin: Option<String>,
 ) -> (
     tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<u64>,
+    tokio::task::JoinHandle<Scores>,
 ) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        let sent = Arc::new(AtomicU64::new(0));
+        let scores: Arc<std::sync::Mutex<Scores>> = Arc::default();
         let limit = Arc::new(tokio::sync::Semaphore::new(64));
         let period = Duration::from_secs_f64(1.0 / smoke.rps.max(0.01));
         let mut ticker = tokio::time::interval(period);
@@ -1294,18 +1417,38 @@ fn start_smoke(
             if let Some(version) = &pin {
                 builder = builder.header(VERSION_HEADER, version);
             }
-            let sent = sent.clone();
+            let scorer = smoke.scorer.clone();
+            let scores = scores.clone();
             running.spawn(async move {
                 if let Ok(response) = builder.send().await {
-                    let _ = response.bytes().await;
+                    let version = response
+                        .headers()
+                        .get(VERSION_HEADER)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    let ok = response.status().is_success();
+                    let body = response.text().await.unwrap_or_default();
+                    if let (Some(scorer), Some(version), true) = (scorer, version, ok)
+                        && let Some(score) = scorer.score(&request.item, &answer_text(&body))
+                    {
+                        scores
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .entry(version)
+                            .or_default()
+                            .push(score);
+                    }
                 }
-                sent.fetch_add(1, Ordering::Relaxed);
                 drop(permit);
             });
         }
         // Let requests under way finish so the window counts them.
         while running.join_next().await.is_some() {}
-        sent.load(Ordering::Relaxed)
+        std::mem::take(
+            &mut *scores
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     });
     (stop, task)
 }
@@ -1313,6 +1456,20 @@ fn start_smoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_read_from_streams_and_whole_replies() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"Par\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"is\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(answer_text(stream), "Paris");
+        assert_eq!(
+            answer_text(r#"{"choices":[{"message":{"content":"Rome"}}]}"#),
+            "Rome"
+        );
+        assert_eq!(
+            answer_text("data: {\"choices\":[{\"text\":\"4\"}]}\n\n"),
+            "4"
+        );
+    }
 
     #[test]
     fn smoke_requests_come_from_an_eval_set() {
@@ -1327,6 +1484,7 @@ mod tests {
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].path, "/v1/chat/completions");
         assert_eq!(requests[1].body["prompt"], "2+2=");
+        assert_eq!(requests[1].item["id"], 2);
         std::fs::write(&path, "{\"id\": 3}\n").expect("write");
         let error = load_smoke(&path).expect_err("no prompt").to_string();
         assert!(error.contains("eval.jsonl:1"), "{error}");

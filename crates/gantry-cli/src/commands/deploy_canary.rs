@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use gantry_ci::{Deployment, DeploymentRecord, DeploymentState, EnvVars, ForgeClient, Platform};
@@ -10,7 +11,7 @@ use gantry_core::{ExitCode, Secret, Verdict};
 use gantry_deploy::analysis::AnalysisConfig;
 use gantry_deploy::controller::{
     Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer, Smoke,
-    load_smoke,
+    SmokeScorer, load_smoke,
 };
 use gantry_deploy::rollout::{Decision, Phase, RolloutState, Step, Strategy, parse_steps};
 use gantry_deploy::target::LocalRouter;
@@ -137,10 +138,16 @@ fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<Control
                 requests: load_smoke(path)
                     .map_err(|error| anyhow::anyhow!("--smoke-traffic {error}"))?,
                 rps: args.smoke_rps,
+                scorer: args
+                    .smoke_scorer
+                    .map(|scorer| Arc::new(EvalScorer(scorer.into())) as Arc<dyn SmokeScorer>),
             })
         })
         .transpose()?;
-    Ok(ControllerOptions {
+    if args.smoke_scorer.is_some() && args.smoke_traffic.is_none() {
+        bail!("--smoke-scorer scores smoke answers: give --smoke-traffic too");
+    }
+    let options = ControllerOptions {
         model: args.model.clone().unwrap_or_default(),
         stable_alias: args.stable_alias.clone(),
         strategy: match args.strategy {
@@ -160,7 +167,27 @@ fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<Control
         state_file: args.state_file.clone(),
         allow_ungated: args.allow_ungated,
         health_timeout: Some(args.health_timeout.as_secs().max(1)),
-    })
+    };
+    options
+        .validate()
+        .map_err(|error| anyhow::anyhow!("--analysis: {error}"))?;
+    Ok(options)
+}
+
+/// eval-gate's scorers on smoke answers.
+struct EvalScorer(gantry_eval::runner::Scorer);
+
+impl SmokeScorer for EvalScorer {
+    fn score(&self, item: &serde_json::Value, answer: &str) -> Option<f64> {
+        let item: gantry_eval::runner::Item = serde_json::from_value(item.clone()).ok()?;
+        gantry_eval::runner::score(self.0, &item, answer, 1e-6)
+            .ok()
+            .flatten()
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
 }
 
 /// The registry as the controller sees it.

@@ -268,7 +268,7 @@ fn a_first_deploy_then_a_good_canary_are_promoted_and_recorded_as_github_deploym
         &router,
         "tiny@0.1.1",
         &serve,
-        &["--steps", "50"],
+        &["--steps", "50", "--smoke-scorer", "contains"],
     ));
     assert_eq!(rollout.code, 0, "{}", rollout.transcript());
     let outputs = github_outputs(&step.read("github_output"));
@@ -292,6 +292,19 @@ fn a_first_deploy_then_a_good_canary_are_promoted_and_recorded_as_github_deploym
     assert!(windows.iter().all(|window| window["outcome"] == "success"));
     assert!(windows[0]["canary"]["requests"].as_u64().expect("n") >= 5);
     assert!(windows[0]["stable"]["requests"].as_u64().expect("n") >= 5);
+    // The smoke answers were scored per version, each against its item's
+    // expected answer (same weights: no significant difference).
+    let quality = windows[0]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["name"] == "smoke-quality")
+        .expect("a smoke-quality check");
+    assert_eq!(quality["outcome"], "success", "{quality:#}");
+    assert!(
+        quality["canary"].is_number() && quality["stable"].is_number(),
+        "{quality:#}"
+    );
 
     // One GitHub deployment per rollout, with the digest, then success.
     let deployments = forge.deployments();
