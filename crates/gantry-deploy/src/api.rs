@@ -143,6 +143,18 @@ pub struct WeightsRequest {
     pub holder: Option<String>,
 }
 
+impl WeightsRequest {
+    /// All traffic to `version`, which becomes stable; no lease needed.
+    pub fn all_to(version: &str) -> WeightsRequest {
+        WeightsRequest {
+            weights: BTreeMap::from([(version.to_owned(), 100)]),
+            stable: version.to_owned(),
+            lease_seconds: None,
+            holder: None,
+        }
+    }
+}
+
 /// Counts of responses by class.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCounts {

@@ -571,12 +571,7 @@ impl<'a, T: Target> Controller<'a, T> {
             ),
         )?;
         self.target
-            .set_weights(&WeightsRequest {
-                weights: BTreeMap::from([(stable.version.clone(), 100)]),
-                stable: stable.version.clone(),
-                lease_seconds: None,
-                holder: None,
-            })
+            .set_weights(&WeightsRequest::all_to(&stable.version))
             .await?;
         Ok(())
     }
@@ -1219,12 +1214,7 @@ impl<'a, T: Target> Controller<'a, T> {
     async fn pause(&mut self, state: &mut RolloutState, reason: String) -> Result<()> {
         if let Some(stable) = state.stable.clone() {
             self.target
-                .set_weights(&WeightsRequest {
-                    weights: BTreeMap::from([(stable.version.clone(), 100)]),
-                    stable: stable.version,
-                    lease_seconds: None,
-                    holder: None,
-                })
+                .set_weights(&WeightsRequest::all_to(&stable.version))
                 .await?;
             state.weight = 0;
             state.lease_expires_ms = None;
@@ -1242,12 +1232,7 @@ impl<'a, T: Target> Controller<'a, T> {
     async fn end(&mut self, state: &mut RolloutState, phase: Phase, reason: String) -> Result<()> {
         if let Some(stable) = state.stable.clone() {
             self.target
-                .set_weights(&WeightsRequest {
-                    weights: BTreeMap::from([(stable.version.clone(), 100)]),
-                    stable: stable.version,
-                    lease_seconds: None,
-                    holder: None,
-                })
+                .set_weights(&WeightsRequest::all_to(&stable.version))
                 .await?;
         }
         state.weight = 0;
@@ -1286,12 +1271,7 @@ impl<'a, T: Target> Controller<'a, T> {
         })?;
         let version = state.canary.version.clone();
         self.target
-            .set_weights(&WeightsRequest {
-                weights: BTreeMap::from([(version.clone(), 100)]),
-                stable: version.clone(),
-                lease_seconds: None,
-                holder: None,
-            })
+            .set_weights(&WeightsRequest::all_to(&version))
             .await?;
         state.weight = 100;
         state.lease_expires_ms = None;

@@ -878,7 +878,13 @@ fn a_rollout_from_an_oci_registry_moves_the_alias_there() {
 
 #[test]
 fn blue_green_previews_the_new_version_with_smoke_traffic_then_switches_at_once() {
-    let step = Step::local();
+    // In a GitLab job without an `environment:` keyword, gantry records the
+    // deployment through the API: running, then success.
+    let forge = gantry_test::FakeForge::start();
+    let mut step = Step::gitlab_merge_request(4);
+    step.set("CI_API_V4_URL", &forge.gitlab_url())
+        .set("GITLAB_TOKEN", "glpat-deploytoken0000000")
+        .set("CI_COMMIT_REF_NAME", "main");
     let base = trained(&step);
     register(&step, &base, "0.1.0", true);
     register(&step, &base, "0.1.1", true);
@@ -912,4 +918,26 @@ fn blue_green_previews_the_new_version_with_smoke_traffic_then_switches_at_once(
     assert!(windows[0]["canary"]["requests"].as_u64().expect("n") >= 5);
     assert_eq!(router.weights(), [("0.1.1".to_owned(), 100)]);
     assert_eq!(alias_of(&step, "production").as_deref(), Some("0.1.1"));
+    let deployments = forge.deployments();
+    assert_eq!(deployments.len(), 2, "{deployments:#?}");
+    assert_eq!(deployments[1]["status"], "running");
+    assert_eq!(deployments[1]["environment"], "production");
+    let last_id = deployments[1]["id"].as_u64().expect("id");
+    let statuses: Vec<String> = forge
+        .deployment_statuses()
+        .iter()
+        .filter(|status| status["deployment_id"].as_u64() == Some(last_id))
+        .map(|status| status["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("success"),
+        "{statuses:?}"
+    );
+    assert!(
+        step.read("gantry.env")
+            .contains("DEPLOY_CANARY_OUTCOME=promoted"),
+        "{}",
+        step.read("gantry.env")
+    );
 }

@@ -98,10 +98,17 @@ async fn add(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Resp
     };
     let _changing = shared.changes.lock().await;
     let version = spec.version.clone();
-    if let Some(existing) = lock(&shared.inner).backends.get(&version) {
-        if existing.spec == spec {
+    let known = {
+        let inner = lock(&shared.inner);
+        inner.backends.get(&version).map(|existing| {
+            let weight = inner.weights.get(&version).copied().unwrap_or(0);
+            (existing.spec == spec, existing.view(weight))
+        })
+    };
+    if let Some((same, view)) = known {
+        if same {
             // The same request again (a controller resuming): already there.
-            return (StatusCode::OK, Json(existing.view(0))).into_response();
+            return (StatusCode::OK, Json(view)).into_response();
         }
         return failure(
             StatusCode::CONFLICT,
