@@ -177,8 +177,17 @@ impl AnalysisConfig {
     /// Reads and checks an analysis file.
     pub fn load(path: &Path) -> Result<AnalysisConfig> {
         let text = std::fs::read_to_string(path).map_err(Error::io("cannot read", path))?;
-        let config: AnalysisConfig = toml::from_str(&text)
-            .map_err(|error| Error::Input(format!("{}: {error}", path.display())))?;
+        let config: AnalysisConfig = toml::from_str(&text).map_err(|error| {
+            // The parser's own rendering quotes the whole line, which can be
+            // any length: name the place instead.
+            let place = error.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+                format!(" at line {line}, column {column}")
+            });
+            Error::Input(format!("{}{place}: {}", path.display(), error.message()))
+        })?;
         config
             .validate()
             .map_err(|message| Error::Input(format!("{}: {message}", path.display())))?;
@@ -831,6 +840,28 @@ mod tests {
             judge_quality(&absolute, &worse, None).outcome,
             Outcome::Failure
         );
+    }
+
+    #[test]
+    fn a_bad_file_is_named_with_its_place_not_quoted_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("analysis.toml");
+        let deep = format!(
+            "failure-limit = 1\nx = {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        std::fs::write(&path, deep).expect("write");
+        let error = AnalysisConfig::load(&path)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("analysis.toml at line 2, column"), "{error}");
+        assert!(error.len() < 300, "{}", error.len());
+        std::fs::write(&path, "failure-limit = \"two\"\n").expect("write");
+        let error = AnalysisConfig::load(&path)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("at line 1, column 17"), "{error}");
     }
 
     #[test]

@@ -30,3 +30,30 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(gantry_test::adversarial::config())]
+
+        /// The analysis file, the rollout state, the router's state, smoke
+        /// traffic and step lists: hostile bytes are a value or an error,
+        /// never a panic or an abort.
+        #[test]
+        fn hostile_files_are_values_or_errors(bytes in gantry_test::adversarial::bytes()) {
+            let directory = tempfile::tempdir().expect("tempdir");
+            let path = directory.path().join("input");
+            std::fs::write(&path, &bytes).expect("write");
+            let _ = crate::analysis::AnalysisConfig::load(&path);
+            let _ = crate::rollout::RolloutState::load(&path);
+            let _ = crate::controller::load_smoke(&path);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = crate::rollout::parse_steps(&text);
+            let _ = crate::controller::answer_text(&text);
+            let _ = serde_json::from_slice::<crate::api::WeightsRequest>(&bytes);
+            let _ = serde_json::from_slice::<crate::api::BackendSpec>(&bytes);
+        }
+    }
+}
