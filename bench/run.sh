@@ -442,7 +442,7 @@ http {
 }
 NGINX
   nginx -c "$rdir/nginx/nginx.conf"
-  "$gantry" --quiet router --ci local --listen "127.0.0.1:$data_port" --admin "127.0.0.1:$admin_port" --state-dir "$rdir/state" 2> "$rdir/router.log" &
+  "$gantry" --quiet router --ci local --listen "127.0.0.1:$data_port" --admin "127.0.0.1:$admin_port" --state-dir "$rdir/state" --workers "${BENCH_ROUTER_WORKERS:-0}" 2> "$rdir/router.log" &
   router_pid=$!
   trap 'nginx -c "$rdir/nginx/nginx.conf" -s stop 2> /dev/null || true; kill $router_pid 2> /dev/null || true' EXIT
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin_port/health" > /dev/null && break; sleep 0.1; done

@@ -111,6 +111,9 @@ pub struct RouterArgs {
     /// Stop the model servers when the router exits (by default they keep running and the next router adopts them).
     #[arg(long)]
     pub stop_backends_on_exit: bool,
+    /// Threads answering the data port, each with its own listener and connection pool (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub workers: usize,
 }
 
 /// Arguments of `gantry deploy-canary`.

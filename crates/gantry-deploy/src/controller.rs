@@ -487,6 +487,7 @@ impl<'a, T: Target> Controller<'a, T> {
         }
         // Verified before the rollout exists: a model that fails leaves no state behind.
         block(|| self.models.fetch(&canary, &canary_dir))?;
+        self.router_is_free(&state.id).await?;
         self.decide(
             &mut state,
             "started",
@@ -627,7 +628,25 @@ impl<'a, T: Target> Controller<'a, T> {
 
     /// Reconciles the target with the saved state after a restart: both
     /// versions running, the router's weights as they really are.
+    /// Refuses when another rollout holds a live lease on the target's
+    /// weights (a controller with another state file on the same router).
+    async fn router_is_free(&self, id: &str) -> Result<()> {
+        let view = self.target.observe().await?;
+        match view.lease {
+            Some(lease) if lease.holder != id && lease.expires_at_ms > now_ms() => {
+                Err(Error::Busy(format!(
+                    "{} already has a canary weight held by rollout {} until {}; wait for it, or abort it with its own --state-file",
+                    self.target.describe(),
+                    lease.holder,
+                    rfc3339(lease.expires_at_ms)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn reconcile(&mut self, state: &mut RolloutState) -> Result<()> {
+        self.router_is_free(&state.id).await?;
         let view = self.target.observe().await?;
         if let Some(stable) = state.stable.clone()
             && view.backend(&stable.version).is_none()

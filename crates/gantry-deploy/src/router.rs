@@ -50,6 +50,9 @@ pub struct RouterOptions {
     /// Stop the model servers when the router exits (by default they keep
     /// running and the next router adopts them).
     pub stop_backends_on_exit: bool,
+    /// Threads answering the data port, each with its own single-threaded
+    /// runtime and listener (`SO_REUSEPORT`); 0 means one per core.
+    pub workers: usize,
     /// The router's messages.
     pub log: Logger,
 }
@@ -130,7 +133,6 @@ pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) table: RwLock<Arc<Table>>,
     pub(crate) exported: metrics::Exported,
-    pub(crate) client: proxy::Client,
     pub(crate) supervision: Arc<Supervision>,
     /// Serializes backend additions and removals (which wait on processes).
     pub(crate) changes: tokio::sync::Mutex<()>,
@@ -354,7 +356,7 @@ fn names(inner: &Inner) -> String {
 /// A router bound to its ports, not yet serving.
 pub struct Router {
     shared: Arc<Shared>,
-    data: tokio::net::TcpListener,
+    data: std::net::TcpListener,
     admin: tokio::net::TcpListener,
     _lock: std::fs::File,
     restored: Vec<PersistedBackend>,
@@ -393,11 +395,9 @@ impl Router {
             }
         }
         let persisted = read_state(&state_dir.join("router.json"))?;
-        let data = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|error| {
-                Error::Input(format!("--listen {}: cannot bind: {error}", options.listen))
-            })?;
+        let data = reuseport_listener(options.listen).map_err(|error| {
+            Error::Input(format!("--listen {}: cannot bind: {error}", options.listen))
+        })?;
         let admin = tokio::net::TcpListener::bind(options.admin)
             .await
             .map_err(|error| {
@@ -435,7 +435,6 @@ impl Router {
                 inner: Mutex::new(Inner::default()),
                 table: RwLock::new(Arc::new(Table::default())),
                 exported: metrics::Exported::new(),
-                client: proxy::client(),
                 changes: tokio::sync::Mutex::new(()),
             }
         });
@@ -518,10 +517,14 @@ impl Router {
                 }
             })
         };
-        let data_task = tokio::spawn(proxy::serve(shared.clone(), data));
+        let (stop_workers, stopped) = tokio::sync::watch::channel(false);
+        let workers = start_workers(&shared, data, &stopped)?;
         let admin_task = tokio::spawn(admin::serve(shared.clone(), admin));
         shutdown.await;
-        data_task.abort();
+        let _ = stop_workers.send(true);
+        for worker in workers {
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
         admin_task.abort();
         lease_watch.abort();
         if shared.options.stop_backends_on_exit {
@@ -544,6 +547,75 @@ impl Router {
         }
         Ok(())
     }
+}
+
+/// A listener on `address` that other sockets may share (`SO_REUSEPORT`):
+/// the kernel spreads connections over the workers' listeners.
+fn reuseport_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)?.into_std()
+}
+
+/// Starts the data workers: each a thread with a single-threaded runtime,
+/// its own listener on the data address and its own connection pool, so a
+/// request is accepted, forwarded and answered on one thread. The first
+/// takes the listener `bind` made (the port is fixed by then).
+fn start_workers(
+    shared: &Arc<Shared>,
+    first: std::net::TcpListener,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let count = match shared.options.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        count => count,
+    };
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(reuseport_listener(shared.listen).map_err(|error| {
+            Error::Service(format!(
+                "cannot add a listener on {}: {error}",
+                shared.listen
+            ))
+        })?);
+    }
+    let mut workers = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        let stopped = stopped.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("gantry-router-{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        shared.log(&format!("data worker {index} cannot start: {error}"));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => proxy::serve(shared, listener, stopped).await,
+                        Err(error) => {
+                            shared.log(&format!("data worker {index} cannot listen: {error}"))
+                        }
+                    }
+                });
+            })
+            .map_err(|error| Error::Service(format!("cannot start a data worker: {error}")))?;
+        workers.push(worker);
+    }
+    Ok(workers)
 }
 
 fn read_state(path: &std::path::Path) -> Result<Option<Persisted>> {

@@ -75,6 +75,7 @@ fn options(state_dir: &std::path::Path, admin: &str, token: Option<&str>) -> Rou
         health_timeout: Duration::from_secs(5),
         grace: Duration::from_secs(2),
         stop_backends_on_exit: true,
+        workers: 2,
         log: Arc::new(|_| {}),
     }
 }

@@ -36,13 +36,17 @@ pub(crate) fn run(args: &RouterArgs, session: &Session<'_>, printer: &Printer) -
         health_timeout: args.health_timeout,
         grace: args.grace,
         stop_backends_on_exit: args.stop_backends_on_exit,
+        workers: args.workers,
         log: Arc::new(move |line: &str| {
             use std::io::Write as _;
             let line = redactor.redact(line);
             let _ = writeln!(std::io::stderr().lock(), "gantry router: {line}");
         }),
     };
+    // The admin API, supervision and the lease watcher are light: one
+    // thread; the data port has threads of its own (--workers).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -596,6 +596,19 @@ fn a_killed_controller_leaves_traffic_to_the_lease_and_resume_continues_after_a_
         "{}",
         second.transcript()
     );
+    // So is one with a state file of its own: the router's lease names the holder.
+    let mut elsewhere = args.clone();
+    elsewhere.extend(["--state-file", "other/rollout.json"]);
+    let third = step.run(&elsewhere);
+    assert_eq!(third.code, 2, "{}", third.transcript());
+    assert!(
+        third
+            .stderr
+            .contains("already has a canary weight held by rollout tiny-0.1.1-"),
+        "{}",
+        third.transcript()
+    );
+    assert!(!step.path("other/rollout.json").exists());
 
     controller.kill().expect("SIGKILL");
     let _ = controller.wait();
@@ -750,8 +763,9 @@ fn prometheus_stopped_mid_rollout_holds_the_weight_then_rolls_back() {
     step.write(
         "analysis.toml",
         &format!(
-            "consecutive-error-limit = 1\n\n[prometheus]\nurl = \"{}\"\n\n[[checks]]\nname = \"canary-healthy\"\nprovider = \"prometheus\"\nquery = 'max(gantry_router_backend_healthy{{version=\"{{{{ version }}}}\"}})'\nmin = 1\n",
-            prometheus.url
+            "consecutive-error-limit = 1\n\n[prometheus]\nurl = \"{}\"\n\n[[checks]]\nname = \"canary-healthy\"\nprovider = \"prometheus\"\nquery = 'max(gantry_router_backend_healthy{{version=\"{{{{ version }}}}\"}})'\nmin = 1\n\n[[checks]]\nname = \"router-probe\"\nprovider = \"http\"\nurl = \"{}/health?for={{{{ version }}}}\"\n",
+            prometheus.url,
+            router.admin
         ),
     );
     let mut controller = step.spawn(&deploy_args(
@@ -778,6 +792,14 @@ fn prometheus_stopped_mid_rollout_holds_the_weight_then_rolls_back() {
                             window["outcome"] == "success"
                                 && window["checks"].as_array().is_some_and(|checks| {
                                     checks.iter().any(|check| check["name"] == "canary-healthy")
+                                        && checks.iter().any(|check| {
+                                            check["name"] == "router-probe"
+                                                && check["outcome"] == "success"
+                                                && check["reason"].as_str().is_some_and(|reason| {
+                                                    reason
+                                                        .contains("/health?for=0.1.1 answered 200")
+                                                })
+                                        })
                                 })
                         })
                     })

@@ -44,10 +44,20 @@ pub(crate) fn client() -> Client {
         .build(connector)
 }
 
-/// Accepts data connections until the task is aborted.
-pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+/// Accepts data connections until `stopped` says so; every connection and
+/// forwarded request runs on this thread's runtime, through its own pool.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = Arc::new(client());
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of file descriptors and the like: wait, don't spin.
@@ -58,9 +68,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let client = client.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request| handle(shared.clone(), request));
+            let service = hyper::service::service_fn(move |request| {
+                handle(shared.clone(), client.clone(), request)
+            });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -96,6 +108,7 @@ fn choose(shared: &Shared, request: &Request<Incoming>) -> Option<Arc<Backend>> 
 
 async fn handle(
     shared: Arc<Shared>,
+    client: Arc<Client>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let Some(backend) = choose(&shared, &request) else {
@@ -137,10 +150,7 @@ async fn handle(
         }
     };
     strip_hop_by_hop(&mut parts.headers);
-    let upstream = shared
-        .client
-        .request(Request::from_parts(parts, body))
-        .await;
+    let upstream = client.request(Request::from_parts(parts, body)).await;
     match upstream {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
