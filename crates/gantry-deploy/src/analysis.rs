@@ -132,6 +132,11 @@ pub struct Check {
     /// than this fraction (0.2 = 20%) and, where samples allow, significantly so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_increase: Option<f64>,
+    /// For latency and ttft: differences smaller than this many
+    /// milliseconds never fail the relative judge (default 5: a model
+    /// server's timing jitter, not a regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_difference_ms: Option<f64>,
     /// Relative judge for scores (smoke-quality): the canary fails when it
     /// is below stable by more than this fraction and significantly so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,18 +208,26 @@ impl AnalysisConfig {
             if check.max.is_none()
                 && check.min.is_none()
                 && check.max_increase.is_none()
+                && check.max_decrease.is_none()
                 && check.provider != Provider::Http
             {
-                return Err(format!("{at}: give a judge: max, min or max-increase"));
+                return Err(format!(
+                    "{at}: give a judge: max, min, max-increase or max-decrease"
+                ));
             }
             for (field, value) in [
                 ("max", check.max),
                 ("min", check.min),
                 ("max-increase", check.max_increase),
+                ("max-decrease", check.max_decrease),
+                ("min-difference-ms", check.min_difference_ms),
             ] {
                 if value.is_some_and(|value| !value.is_finite()) {
                     return Err(format!("{at}: {field} must be a finite number"));
                 }
+            }
+            if check.min_difference_ms.is_some_and(|ms| ms < 0.0) {
+                return Err(format!("{at}: min-difference-ms cannot be negative"));
             }
             if check.quantile.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
                 return Err(format!("{at}: quantile must be between 0 and 1"));
@@ -266,6 +279,9 @@ impl AnalysisConfig {
     }
 }
 
+/// Latency differences (ms) below which the relative judge never fails.
+const DEFAULT_MIN_DIFFERENCE_MS: f64 = 5.0;
+
 /// The built-in checks.
 pub fn default_checks() -> Vec<Check> {
     let router = |name: &str, metric, quantile, max, max_increase| Check {
@@ -278,6 +294,7 @@ pub fn default_checks() -> Vec<Check> {
         max,
         min: None,
         max_increase: Some(max_increase),
+        min_difference_ms: None,
         max_decrease: None,
         min_samples: None,
         confidence: None,
@@ -487,7 +504,8 @@ pub fn judge_router(check: &Check, observed: &Observed, min_requests: u64) -> Ch
             {
                 let p = stats::mann_whitney_greater(canary_samples, stable_samples);
                 let ratio = canary_value / stable_value.max(f64::MIN_POSITIVE);
-                if p < alpha && ratio > 1.0 + increase {
+                let floor = check.min_difference_ms.unwrap_or(DEFAULT_MIN_DIFFERENCE_MS);
+                if p < alpha && ratio > 1.0 + increase && canary_value - stable_value > floor {
                     return result(
                         Outcome::Failure,
                         canary_q,
@@ -592,6 +610,7 @@ pub fn default_quality_check() -> Check {
         max: None,
         min: None,
         max_increase: None,
+        min_difference_ms: None,
         max_decrease: Some(0.05),
         min_samples: None,
         confidence: None,
@@ -768,6 +787,16 @@ mod tests {
     }
 
     #[test]
+    fn a_difference_of_a_millisecond_is_jitter_not_a_regression() {
+        let observed = Observed {
+            canary: Some(metrics(200, 0, |i| 1.1 + (i % 3) as f64 * 0.01)),
+            stable: Some(metrics(400, 0, |i| 0.9 + (i % 3) as f64 * 0.01)),
+        };
+        let results = judge_all(&observed, 50);
+        assert_eq!(combine(&results), Outcome::Success, "{results:#?}");
+    }
+
+    #[test]
     fn too_little_traffic_is_inconclusive_never_a_pass() {
         let observed = Observed {
             canary: Some(metrics(10, 0, |_| 20.0)),
@@ -806,6 +835,11 @@ mod tests {
         assert_eq!(checks.len(), 4);
         assert_eq!(checks[0].max, Some(0.05));
         assert_eq!(checks[3].name, "kv-cache");
+        let quality: AnalysisConfig = toml::from_str(
+            "[[checks]]\nname = \"smoke-quality\"\nprovider = \"smoke-quality\"\nmax-decrease = 0.05\nmin-samples = 20\n",
+        )
+        .expect("parses");
+        quality.validate().expect("a max-decrease is a judge");
         let bad: AnalysisConfig = toml::from_str(
             "[[checks]]\nname = \"x\"\nprovider = \"prometheus\"\nquery = \"up\"\nmax = 1\n",
         )
@@ -876,6 +910,7 @@ mod tests {
             max: Some(2.0),
             min: None,
             max_increase: Some(0.2),
+            min_difference_ms: None,
             max_decrease: None,
             min_samples: None,
             confidence: None,

@@ -82,6 +82,8 @@ struct RouterProcess {
     child: Child,
     state_dir: PathBuf,
     admin: String,
+    /// Leave the model servers running on drop (for the next router to adopt).
+    keep_servers: bool,
 }
 
 impl RouterProcess {
@@ -106,6 +108,7 @@ impl RouterProcess {
             child,
             state_dir: step.path("router"),
             admin: format!("http://127.0.0.1:{admin}"),
+            keep_servers: false,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::blocking::get(format!("{}/health", router.admin)).is_err() {
@@ -135,10 +138,12 @@ impl RouterProcess {
             .collect()
     }
 
-    /// Kills the router with SIGKILL: its servers keep running.
+    /// Kills the router with SIGKILL: its servers keep running, for the
+    /// next router on the state directory to adopt.
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.keep_servers = true;
     }
 
     /// The model servers the router's state names.
@@ -161,9 +166,13 @@ impl RouterProcess {
 
 impl Drop for RouterProcess {
     fn drop(&mut self) {
-        let pids = self.server_pids();
+        let pids = if self.keep_servers {
+            Vec::new()
+        } else {
+            self.server_pids()
+        };
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-s", "TERM", "--", &self.child.id().to_string()])
             .stderr(std::process::Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -175,7 +184,7 @@ impl Drop for RouterProcess {
         // Whatever a killed router left behind.
         for pid in pids {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
                 .stderr(std::process::Stdio::null())
                 .status();
         }
@@ -346,6 +355,84 @@ fn a_first_deploy_then_a_good_canary_are_promoted_and_recorded_as_github_deploym
             && !step
                 .read(".gantry/deploy/rollout.json")
                 .contains("ghs_deploytoken")
+    );
+
+    // A pause step: the rollout stops there, traffic back on stable, until
+    // a person promotes; resume alone does not pass it.
+    register(&step, &base, "0.1.2", true);
+    let paused = step.run(&deploy_args(
+        &router,
+        "tiny@0.1.2",
+        &serve,
+        &["--steps", "20,pause"],
+    ));
+    assert_eq!(paused.code, 0, "{}", paused.transcript());
+    assert_eq!(
+        github_outputs(&step.read("github_output"))["outcome"],
+        "paused"
+    );
+    assert_eq!(
+        router.weights(),
+        [("0.1.1".to_owned(), 100), ("0.1.2".to_owned(), 0)]
+    );
+    let later = |action: &str| {
+        step.run(&[
+            "deploy-canary",
+            "--action",
+            action,
+            "--router",
+            &router.admin,
+            "--serve-command",
+            &serve,
+            "--smoke-traffic",
+            "data/eval.jsonl",
+            "--smoke-rps",
+            "25",
+            "--min-requests",
+            "5",
+            "--step-duration",
+            "3s",
+            "--publish",
+            "summary",
+        ])
+    };
+    let resumed = later("resume");
+    assert_eq!(resumed.code, 0, "{}", resumed.transcript());
+    assert!(
+        resumed.stderr.contains("it waits for --action promote"),
+        "{}",
+        resumed.transcript()
+    );
+    assert_eq!(state(&step)["phase"], "paused");
+    // Meanwhile someone points production elsewhere: the promotion's
+    // compare-and-swap refuses it, and nothing moves.
+    let moved = step.run(&["registry", "alias", "tiny@0.1.0", "production"]);
+    assert_eq!(moved.code, 0, "{}", moved.transcript());
+    let promoted = later("promote");
+    assert_eq!(promoted.code, 2, "{}", promoted.transcript());
+    assert!(
+        promoted
+            .stderr
+            .contains("promotion refused, nothing changed in the registry"),
+        "{}",
+        promoted.transcript()
+    );
+    assert_eq!(alias_of(&step, "production").as_deref(), Some("0.1.0"));
+    let statuses = forge.deployment_statuses();
+    assert_eq!(
+        statuses.last().map(|status| status["state"].clone()),
+        Some("error".into()),
+        "{statuses:#?}"
+    );
+    let aborted = later("abort");
+    assert_eq!(aborted.code, 0, "{}", aborted.transcript());
+    assert_eq!(router.weights(), [("0.1.1".to_owned(), 100)]);
+    assert_eq!(
+        forge
+            .deployment_statuses()
+            .last()
+            .map(|status| status["state"].clone()),
+        Some("inactive".into())
     );
 }
 
@@ -653,6 +740,22 @@ fn a_killed_controller_leaves_traffic_to_the_lease_and_resume_continues_after_a_
     assert_eq!(
         pids_before, pids_after,
         "the running servers were adopted, not restarted"
+    );
+
+    // A server that dies is restarted by the router, with backoff.
+    let stable_pid = router.view()["backends"][0]["pid"].as_u64().expect("pid");
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &stable_pid.to_string()])
+        .status();
+    wait_for(
+        "the crashed server to be restarted",
+        Duration::from_secs(30),
+        || {
+            let backend = &router.view()["backends"][0];
+            backend["restarts"] == 1
+                && backend["health"] == "healthy"
+                && backend["pid"].as_u64() != Some(stable_pid)
+        },
     );
 
     // resume continues from the saved step (25%) and promotes.

@@ -594,9 +594,16 @@ fn echoing_registry() -> EchoServer {
     })
 }
 
-/// A router admin API that refuses every call, quoting the token it got.
+/// A router admin API that lists no backends, and refuses every other
+/// call quoting the token it got.
 fn echoing_router() -> EchoServer {
     EchoServer::start(|request| {
+        if request.method == "GET" && request.path == "/v1/backends" {
+            return EchoResponse::json(
+                200,
+                &json!({"listen": "http://127.0.0.1:9", "stable": null, "backends": [], "lease": null, "reverted": null}),
+            );
+        }
         let authorization = request
             .header("authorization")
             .unwrap_or_default()
@@ -641,8 +648,9 @@ fn deploy_canary_never_writes_the_router_token_a_router_echoed() {
                 "--serve-command",
                 "server --port {port}",
             ]);
-            // start fails at the router; status reads the state file only;
-            // abort ends the rollout and reports that stopping the server failed.
+            // start fails at the router once the rollout exists; status
+            // reads the state file only; abort ends the rollout and reports
+            // that stopping the server failed.
             let expected = if action == "start" { 2 } else { 0 };
             assert_eq!(
                 outcome.code,
