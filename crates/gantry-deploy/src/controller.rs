@@ -79,6 +79,8 @@ pub enum Action {
     Promote,
     /// Return all traffic to stable and stop the canary.
     Abort,
+    /// Abort because the CI job was cancelled (SIGTERM or SIGINT).
+    Cancelled,
     /// Report the saved state; change nothing.
     Status,
 }
@@ -319,7 +321,7 @@ impl<'a, T: Target> Controller<'a, T> {
         let existing = RolloutState::load(state_file)?;
         match action {
             Action::Start => self.start(existing).await,
-            Action::Resume | Action::Promote | Action::Abort => {
+            Action::Resume | Action::Promote | Action::Abort | Action::Cancelled => {
                 let Some(mut state) = existing.filter(|state| state.phase.open()) else {
                     return Err(Error::Input(format!(
                         "no rollout in progress in {} to {}; start one with --action start",
@@ -327,18 +329,20 @@ impl<'a, T: Target> Controller<'a, T> {
                         match action {
                             Action::Resume => "resume",
                             Action::Promote => "promote",
+                            Action::Cancelled => "abort after the cancel",
                             _ => "abort",
                         }
                     )));
                 };
                 match action {
-                    Action::Abort => {
-                        self.end(
-                            &mut state,
-                            Phase::Aborted,
-                            "aborted on request (--action abort)".to_owned(),
-                        )
-                        .await?;
+                    Action::Abort | Action::Cancelled => {
+                        let reason = if action == Action::Cancelled {
+                            "aborted: the job was cancelled (SIGTERM or SIGINT) mid-rollout"
+                        } else {
+                            "aborted on request (--action abort)"
+                        };
+                        self.end(&mut state, Phase::Aborted, reason.to_owned())
+                            .await?;
                         Ok(state)
                     }
                     Action::Promote => {

@@ -83,10 +83,26 @@ pub(crate) fn run(
         environment: args.environment.clone(),
         records: BTreeMap::new(),
     };
-    let result = runtime.block_on(async {
+    // A cancelled job (SIGTERM or SIGINT) stops the rollout where it is and
+    // returns traffic to stable at once, rather than when the lease runs out.
+    let finished = runtime.block_on(async {
         let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
-        controller.run(action).await
+        tokio::select! {
+            result = controller.run(action) => result.map(Some),
+            () = cancelled() => Ok(None),
+        }
     });
+    let result = match finished {
+        Ok(Some(state)) => Ok(state),
+        Ok(None) => {
+            printer.warning("cancelled: returning all traffic to stable");
+            runtime.block_on(async {
+                let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
+                controller.run(Action::Cancelled).await
+            })
+        }
+        Err(error) => Err(error),
+    };
     let state = match result {
         Ok(state) => state,
         Err(error) => {
@@ -103,6 +119,21 @@ pub(crate) fn run(
     };
     drop(observer);
     outcome(args, &state, action, session, printer)
+}
+
+/// The first SIGTERM or SIGINT.
+async fn cancelled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
+    }
 }
 
 fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<ControllerOptions> {

@@ -1066,3 +1066,51 @@ fn blue_green_previews_the_new_version_with_smoke_traffic_then_switches_at_once(
         step.read("gantry.env")
     );
 }
+
+#[test]
+fn a_cancelled_job_returns_traffic_to_stable_at_once() {
+    let step = Step::local();
+    let base = trained(&step);
+    register(&step, &base, "0.1.0", true);
+    register(&step, &base, "0.1.1", true);
+    let router = RouterProcess::start(&step);
+    let serve = serve_command("");
+    let first = step.run(&deploy_args(&router, "tiny@0.1.0", &serve, &[]));
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    let mut args = deploy_args(&router, "tiny@0.1.1", &serve, &["--steps", "25,50"]);
+    // A long lease: only the cancel can return the traffic in time.
+    for (flag, value) in [("--step-duration", "120s"), ("--lease", "10m")] {
+        let at = args.iter().position(|arg| *arg == flag).expect("flag") + 1;
+        args[at] = value;
+    }
+    let mut controller = step.spawn(&args);
+    wait_for("the canary at 25%", Duration::from_secs(60), || {
+        router.weights().contains(&("0.1.1".to_owned(), 25))
+    });
+    // What GitHub Actions sends a step when the run is cancelled.
+    let _ = Command::new("kill")
+        .args(["-s", "INT", "--", &controller.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while controller.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the controller did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        router.weights(),
+        [("0.1.0".to_owned(), 100)],
+        "at once, not after the lease"
+    );
+    let rollout = state(&step);
+    assert_eq!(rollout["phase"], "aborted");
+    assert!(
+        rollout["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("the job was cancelled")),
+        "{rollout:#}"
+    );
+    assert_eq!(alias_of(&step, "production").as_deref(), Some("0.1.0"));
+}
