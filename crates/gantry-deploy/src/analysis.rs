@@ -5,6 +5,7 @@
 //! `min-requests` per version per window, below which a window is
 //! inconclusive, never a pass. An analysis file (TOML) adds or replaces checks.
 
+pub(crate) mod providers;
 pub mod stats;
 
 use std::collections::BTreeMap;

@@ -5,18 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::analysis::{self, AnalysisConfig, CheckResult, Observed, Outcome, Provider, stats};
+use crate::analysis::{
+    self, AnalysisConfig, CheckResult, Observed, Outcome, Provider, providers, stats,
+};
 use crate::api::{BackendSpec, RouterView, VERSION_HEADER, VersionMetrics, WeightsRequest};
 use crate::error::{Error, Result, now_ms, rfc3339};
 use crate::rollout::{
     Counters, Decision, Phase, RolloutLock, RolloutState, STATE_FORMAT, Step, Strategy, VersionRef,
     Window, WindowSide,
 };
+use crate::smoke::{Smoke, start_smoke};
 use crate::target::Target;
 
 /// Smoke requests sent to a new server before it is judged.
@@ -83,122 +84,6 @@ pub enum Action {
     Cancelled,
     /// Report the saved state; change nothing.
     Status,
-}
-
-/// One smoke request: a path and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SmokeRequest {
-    /// `/v1/chat/completions` or `/v1/completions`.
-    pub path: &'static str,
-    /// The body sent.
-    pub body: Value,
-    /// The eval item it came from (its `expected` answer scores the reply).
-    pub item: Value,
-}
-
-/// Scores a smoke answer against its eval item: the quality probe (the CLI
-/// wires eval-gate's scorers in).
-pub trait SmokeScorer: Send + Sync {
-    /// The score of `answer` (0 to 1), or `None` when the item has nothing to score against.
-    fn score(&self, item: &Value, answer: &str) -> Option<f64>;
-    /// The scorer's name, for reports.
-    fn name(&self) -> &str;
-}
-
-/// Reads an eval set (JSONL with `messages` or `prompt`) as smoke requests.
-pub fn load_smoke(path: &Path) -> Result<Vec<SmokeRequest>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io("cannot read", path))?;
-    let mut requests = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), index + 1);
-        let item: Value = serde_json::from_str(line)
-            .map_err(|error| Error::Input(format!("{at}: not JSON: {error}")))?;
-        let request = if let Some(messages) = item.get("messages").filter(|m| m.is_array()) {
-            SmokeRequest {
-                path: "/v1/chat/completions",
-                body: json!({ "messages": messages, "max_tokens": 16, "stream": true }),
-                item: item.clone(),
-            }
-        } else if let Some(prompt) = item.get("prompt").and_then(Value::as_str) {
-            SmokeRequest {
-                path: "/v1/completions",
-                body: json!({ "prompt": prompt, "max_tokens": 16, "stream": true }),
-                item: item.clone(),
-            }
-        } else {
-            return Err(Error::Input(format!(
-                "{at}: a smoke request needs `messages` (an array) or `prompt` (a string)"
-            )));
-        };
-        requests.push(request);
-    }
-    if requests.is_empty() {
-        return Err(Error::Input(format!(
-            "{}: no requests in the file",
-            path.display()
-        )));
-    }
-    Ok(requests)
-}
-
-/// Smoke traffic: requests from an eval set, sent at a steady rate.
-#[derive(Clone)]
-pub struct Smoke {
-    /// The requests, sent round-robin.
-    pub requests: Vec<SmokeRequest>,
-    /// Requests per second.
-    pub rps: f64,
-    /// Scores the answers (the smoke-quality check), if given.
-    pub scorer: Option<Arc<dyn SmokeScorer>>,
-}
-
-impl std::fmt::Debug for Smoke {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Smoke")
-            .field("requests", &self.requests.len())
-            .field("rps", &self.rps)
-            .field(
-                "scorer",
-                &self.scorer.as_ref().map(|scorer| scorer.name().to_owned()),
-            )
-            .finish()
-    }
-}
-
-/// The answer text of a reply: a stream's deltas (or texts) joined, or a
-/// whole reply's message content (or text).
-pub fn answer_text(body: &str) -> String {
-    let piece = |value: &Value| -> Option<String> {
-        let choice = value.get("choices")?.get(0)?;
-        choice
-            .get("delta")
-            .and_then(|delta| delta.get("content"))
-            .or_else(|| {
-                choice
-                    .get("message")
-                    .and_then(|message| message.get("content"))
-            })
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    if body.trim_start().starts_with('{') {
-        return serde_json::from_str::<Value>(body)
-            .ok()
-            .as_ref()
-            .and_then(piece)
-            .unwrap_or_default();
-    }
-    body.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim)
-        .filter(|payload| *payload != "[DONE]")
-        .filter_map(|payload| serde_json::from_str::<Value>(payload).ok())
-        .filter_map(|value| piece(&value))
-        .collect()
 }
 
 /// Everything a rollout needs besides the target and the registry.
@@ -1057,10 +942,25 @@ impl<'a, T: Target> Controller<'a, T> {
                     None => analysis::judge_router(&check, &observed, min_requests),
                 },
                 Provider::Prometheus => {
-                    self.prometheus_check(&check, state, window_seconds, pinned)
-                        .await
+                    // Stable is asked too for a relative judge, while it takes traffic.
+                    let stable = state
+                        .stable
+                        .as_ref()
+                        .filter(|_| check.max_increase.is_some() && !pinned && state.weight < 100)
+                        .map(|stable| stable.version.as_str());
+                    providers::prometheus_check(
+                        &self.http,
+                        self.options.analysis.prometheus.as_ref(),
+                        &check,
+                        &state.canary.version,
+                        stable,
+                        window_seconds,
+                    )
+                    .await
                 }
-                Provider::Http => self.http_check(&check, state).await,
+                Provider::Http => {
+                    providers::http_check(&self.http, &check, &state.canary.version).await
+                }
                 Provider::SmokeQuality => {
                     let stable = match &state.stable {
                         Some(stable) if !pinned && state.weight < 100 => {
@@ -1086,151 +986,6 @@ impl<'a, T: Target> Controller<'a, T> {
             checks,
             canary: side(observed.canary.as_ref()),
             stable: observed.stable.as_ref().map(|stable| side(Some(stable))),
-        }
-    }
-
-    async fn prometheus_check(
-        &self,
-        check: &analysis::Check,
-        state: &RolloutState,
-        window_seconds: u64,
-        pinned: bool,
-    ) -> CheckResult {
-        let error = |reason: String| CheckResult {
-            name: check.name.clone(),
-            outcome: Outcome::Error,
-            canary: None,
-            stable: None,
-            p_value: None,
-            reason,
-        };
-        let (Some(server), Some(query)) = (&self.options.analysis.prometheus, &check.query) else {
-            return error("no Prometheus server or query configured".to_owned());
-        };
-        let canary = match self
-            .promql(&server.url, query, &state.canary.version, window_seconds)
-            .await
-        {
-            Ok(value) => value,
-            Err(reason) => return error(reason),
-        };
-        let stable = match (&state.stable, check.max_increase) {
-            (Some(stable), Some(_)) if !pinned && state.weight < 100 => {
-                match self
-                    .promql(&server.url, query, &stable.version, window_seconds)
-                    .await
-                {
-                    Ok(value) => Some(value),
-                    Err(reason) => return error(reason),
-                }
-            }
-            _ => None,
-        };
-        analysis::judge_value(check, canary, stable)
-    }
-
-    async fn promql(
-        &self,
-        server: &str,
-        template: &str,
-        version: &str,
-        window_seconds: u64,
-    ) -> std::result::Result<f64, String> {
-        let values = BTreeMap::from([
-            ("version", version.to_owned()),
-            ("window", format!("{window_seconds}s")),
-        ]);
-        let query = analysis::render(template, &values).map_err(|error| error.to_string())?;
-        let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
-        let response = self
-            .http
-            .get(&url)
-            .query(&[("query", query.as_str())])
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .map_err(|error| {
-                format!(
-                    "Prometheus at {server} did not answer: {}",
-                    gantry_core::transport_reason(&error)
-                )
-            })?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|error| {
-            format!(
-                "Prometheus at {server} answered {status} with a body that is not JSON: {error}"
-            )
-        })?;
-        if body.get("status").and_then(Value::as_str) != Some("success") {
-            return Err(format!(
-                "Prometheus at {server} refused the query {query:?}: {}",
-                body.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given")
-            ));
-        }
-        let result = &body["data"]["result"];
-        let value = match body["data"]["resultType"].as_str() {
-            Some("scalar") => result.get(1),
-            _ => result
-                .get(0)
-                .and_then(|first| first.get("value"))
-                .and_then(|value| value.get(1)),
-        };
-        let Some(text) = value.and_then(Value::as_str) else {
-            return Err(format!(
-                "the query {query:?} returned no data (no series matched in the window)"
-            ));
-        };
-        let number: f64 = text
-            .parse()
-            .map_err(|_| format!("the query {query:?} returned {text:?}, not a number"))?;
-        if number.is_nan() {
-            return Err(format!(
-                "the query {query:?} returned NaN (no requests in the window?)"
-            ));
-        }
-        Ok(number)
-    }
-
-    async fn http_check(&self, check: &analysis::Check, state: &RolloutState) -> CheckResult {
-        let result = |outcome, reason: String| CheckResult {
-            name: check.name.clone(),
-            outcome,
-            canary: None,
-            stable: None,
-            p_value: None,
-            reason,
-        };
-        let values = BTreeMap::from([("version", state.canary.version.clone())]);
-        let url = match check
-            .url
-            .as_deref()
-            .map(|url| analysis::render(url, &values))
-        {
-            Some(Ok(url)) => url,
-            Some(Err(error)) => return result(Outcome::Error, error.to_string()),
-            None => return result(Outcome::Error, "no url".to_owned()),
-        };
-        match self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-        {
-            Ok(response) if response.status().is_success() => result(
-                Outcome::Success,
-                format!("GET {url} answered {}", response.status()),
-            ),
-            Ok(response) => result(
-                Outcome::Failure,
-                format!("GET {url} answered {}", response.status()),
-            ),
-            Err(error) => result(
-                Outcome::Error,
-                format!("GET {url}: {}", gantry_core::transport_reason(&error)),
-            ),
         }
     }
 
@@ -1378,118 +1133,4 @@ fn of_outcome(checks: &[CheckResult], outcome: Outcome) -> String {
         .map(|check| format!("{}: {}", check.name, check.reason))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Scores of smoke answers, by the version that answered.
-type Scores = BTreeMap<String, Vec<f64>>;
-
-/// Sends smoke requests to the router until told to stop; answers the
-/// scores of the replies by version (empty without a scorer).
-fn start_smoke(
-    http: reqwest::Client,
-    base: String,
-    smoke: Smoke,
-    pin: Option<String>,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<Scores>,
-) {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let scores: Arc<std::sync::Mutex<Scores>> = Arc::default();
-        let limit = Arc::new(tokio::sync::Semaphore::new(64));
-        let period = Duration::from_secs_f64(1.0 / smoke.rps.max(0.01));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut index = 0;
-        let mut running = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stopped.wait_for(|stop| *stop) => break,
-            }
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                continue;
-            };
-            let request = smoke.requests[index % smoke.requests.len()].clone();
-            index += 1;
-            let mut builder = http
-                .post(format!("{base}{}", request.path))
-                .json(&request.body)
-                .timeout(Duration::from_secs(60));
-            if let Some(version) = &pin {
-                builder = builder.header(VERSION_HEADER, version);
-            }
-            let scorer = smoke.scorer.clone();
-            let scores = scores.clone();
-            running.spawn(async move {
-                if let Ok(response) = builder.send().await {
-                    let version = response
-                        .headers()
-                        .get(VERSION_HEADER)
-                        .and_then(|value| value.to_str().ok())
-                        .map(str::to_owned);
-                    let ok = response.status().is_success();
-                    let body = response.text().await.unwrap_or_default();
-                    if let (Some(scorer), Some(version), true) = (scorer, version, ok)
-                        && let Some(score) = scorer.score(&request.item, &answer_text(&body))
-                    {
-                        scores
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .entry(version)
-                            .or_default()
-                            .push(score);
-                    }
-                }
-                drop(permit);
-            });
-        }
-        // Let requests under way finish so the window counts them.
-        while running.join_next().await.is_some() {}
-        std::mem::take(
-            &mut *scores
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-    });
-    (stop, task)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_read_from_streams_and_whole_replies() {
-        let stream = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"Par\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"is\"}}]}\n\ndata: [DONE]\n\n";
-        assert_eq!(answer_text(stream), "Paris");
-        assert_eq!(
-            answer_text(r#"{"choices":[{"message":{"content":"Rome"}}]}"#),
-            "Rome"
-        );
-        assert_eq!(
-            answer_text("data: {\"choices\":[{\"text\":\"4\"}]}\n\n"),
-            "4"
-        );
-    }
-
-    #[test]
-    fn smoke_requests_come_from_an_eval_set() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("eval.jsonl");
-        std::fs::write(
-            &path,
-            "{\"id\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n\n{\"id\": 2, \"prompt\": \"2+2=\"}\n",
-        )
-        .expect("write");
-        let requests = load_smoke(&path).expect("loads");
-        assert_eq!(requests.len(), 2);
-        assert_eq!(requests[0].path, "/v1/chat/completions");
-        assert_eq!(requests[1].body["prompt"], "2+2=");
-        assert_eq!(requests[1].item["id"], 2);
-        std::fs::write(&path, "{\"id\": 3}\n").expect("write");
-        let error = load_smoke(&path).expect_err("no prompt").to_string();
-        assert!(error.contains("eval.jsonl:1"), "{error}");
-    }
 }

@@ -12,6 +12,7 @@ mod error;
 pub mod report;
 pub mod rollout;
 pub mod router;
+pub mod smoke;
 pub mod target;
 
 pub use crate::error::{Error, Result};
@@ -48,10 +49,10 @@ mod hostile_input {
             std::fs::write(&path, &bytes).expect("write");
             let _ = crate::analysis::AnalysisConfig::load(&path);
             let _ = crate::rollout::RolloutState::load(&path);
-            let _ = crate::controller::load_smoke(&path);
+            let _ = crate::smoke::load_smoke(&path);
             let text = String::from_utf8_lossy(&bytes);
             let _ = crate::rollout::parse_steps(&text);
-            let _ = crate::controller::answer_text(&text);
+            let _ = crate::smoke::answer_text(&text);
             let _ = serde_json::from_slice::<crate::api::WeightsRequest>(&bytes);
             let _ = serde_json::from_slice::<crate::api::BackendSpec>(&bytes);
         }

@@ -278,3 +278,114 @@ pub fn timeline_svg(state: &RolloutState) -> String {
     out.push_str("</svg>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::CheckResult;
+    use crate::rollout::{Counters, Decision, Step, Strategy, VersionRef, Window, WindowSide};
+
+    fn state() -> RolloutState {
+        let side = |requests, errors, latency| WindowSide {
+            requests,
+            errors,
+            latency_p95_ms: Some(latency),
+            ttft_p95_ms: None,
+        };
+        RolloutState {
+            format: 1,
+            id: "tiny-0.2.0-20261205T000000Z".into(),
+            model: "tiny".into(),
+            target: "router http://127.0.0.1:8081".into(),
+            stable_alias: "production".into(),
+            stable: Some(VersionRef {
+                version: "0.1.0".into(),
+                digest: "sha256:aa".into(),
+                model_dir: None,
+            }),
+            canary: VersionRef {
+                version: "0.2.0".into(),
+                digest: "sha256:bb".into(),
+                model_dir: None,
+            },
+            strategy: Strategy::Canary,
+            steps: vec![Step::Weight(25), Step::Pause, Step::Weight(100)],
+            step_index: 0,
+            weight: 0,
+            phase: Phase::RolledBack,
+            reason: Some("at 25%: error-rate | canary 10% <b>".into()),
+            counters: Counters::default(),
+            windows: vec![Window {
+                step: 0,
+                weight: 25,
+                started_ms: 1_000,
+                ended_ms: 61_000,
+                outcome: Outcome::Failure,
+                checks: vec![CheckResult {
+                    name: "error-rate".into(),
+                    outcome: Outcome::Failure,
+                    canary: Some(0.1),
+                    stable: Some(0.0),
+                    p_value: Some(1e-9),
+                    reason: "canary error rate 10.00% is above the limit 1.00%".into(),
+                }],
+                canary: side(100, 10, 30.5),
+                stable: Some(side(300, 0, 20.25)),
+            }],
+            decisions: vec![Decision {
+                at: "2026-12-05T00:01:01.000Z".into(),
+                step: 0,
+                weight: 0,
+                action: "rollback".into(),
+                reason: "at 25%: error-rate | canary".into(),
+            }],
+            deployments: Default::default(),
+            lease_expires_ms: None,
+            log_tail: vec!["loading ```weights```".into()],
+        }
+    }
+
+    #[test]
+    fn the_report_tells_the_decision_the_windows_and_the_timeline() {
+        let markdown = markdown(&state());
+        for expected in [
+            "## ❌ deploy-canary: tiny@0.2.0 rolled-back",
+            "| stable (`production`) | `0.1.0` | `sha256:aa` |",
+            "steps 25 → pause → 100",
+            // A reason cannot break the table or inject HTML.
+            "**Why:** at 25%: error-rate \\| canary 10% &lt;b>",
+            "| 1 | 1 | 25% | ❌ failure | 100 / 300 | 10 / 0 | 30.5 / 20.2 | – / – |",
+            "| error-rate | ❌ failure | 0.1000 | 0.0000 | 1.00e-9 | canary error rate 10.00% is above the limit 1.00% |",
+            "| 2026-12-05T00:01:01.000Z | 1 | 0% | rollback | at 25%: error-rate \\| canary |",
+            "loading '''weights'''",
+        ] {
+            assert!(
+                markdown.contains(expected),
+                "missing {expected:?} in\n{markdown}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_chart_draws_the_weight_and_both_latencies() {
+        let svg = timeline_svg(&state());
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(svg.contains("canary weight (0–100%)"), "{svg}");
+        assert!(
+            svg.contains("canary p95 ms") && svg.contains("stable p95 ms"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("fill=\"#d62728\"/>"),
+            "a failed window is red: {svg}"
+        );
+        let empty = RolloutState {
+            windows: Vec::new(),
+            ..state()
+        };
+        assert!(timeline_svg(&empty).contains("no analysis windows yet"));
+    }
+}

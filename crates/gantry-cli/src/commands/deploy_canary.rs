@@ -10,10 +10,10 @@ use gantry_ci::{Deployment, DeploymentRecord, DeploymentState, EnvVars, ForgeCli
 use gantry_core::{ExitCode, Secret, Verdict};
 use gantry_deploy::analysis::AnalysisConfig;
 use gantry_deploy::controller::{
-    Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer, Smoke,
-    SmokeScorer, load_smoke,
+    Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer,
 };
 use gantry_deploy::rollout::{Decision, Phase, RolloutState, Step, Strategy, parse_steps};
+use gantry_deploy::smoke::{Smoke, SmokeScorer, load_smoke};
 use gantry_deploy::target::LocalRouter;
 use gantry_registry::{Expectation, Registry, Resolved};
 
