@@ -11,6 +11,7 @@ mod registries;
 mod registry;
 mod report;
 mod router;
+mod signals;
 mod train;
 mod validate_data;
 

@@ -21,6 +21,7 @@ use crate::cli::{DeployAction, DeployCanaryArgs, DeployStrategy};
 use crate::commands::Session;
 use crate::commands::publish::{Outcome, publish};
 use crate::commands::registries::{open_registry, parse_reference};
+use crate::commands::signals::terminated;
 use crate::packaging::Output;
 use crate::printer::Printer;
 
@@ -89,7 +90,7 @@ pub(crate) fn run(
         let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
         tokio::select! {
             result = controller.run(action) => result.map(Some),
-            () = cancelled() => Ok(None),
+            () = terminated() => Ok(None),
         }
     });
     let result = match finished {
@@ -119,21 +120,6 @@ pub(crate) fn run(
     };
     drop(observer);
     outcome(args, &state, action, session, printer)
-}
-
-/// The first SIGTERM or SIGINT.
-async fn cancelled() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = interrupt.recv() => {}
-    }
 }
 
 fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<ControllerOptions> {

@@ -10,6 +10,7 @@ use gantry_deploy::router::{Router, RouterOptions};
 
 use crate::cli::RouterArgs;
 use crate::commands::Session;
+use crate::commands::signals::terminated;
 use crate::printer::Printer;
 
 pub(crate) fn run(args: &RouterArgs, session: &Session<'_>, printer: &Printer) -> Result<ExitCode> {
@@ -58,23 +59,9 @@ pub(crate) fn run(args: &RouterArgs, session: &Session<'_>, printer: &Printer) -
             router.admin_addr()?,
             args.state_dir.display()
         ));
-        router.run(shutdown()).await?;
+        router.run(terminated()).await?;
         printer.info("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::PASS)
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = interrupt.recv() => {}
-    }
 }
