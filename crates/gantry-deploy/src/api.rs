@@ -117,6 +117,18 @@ impl RouterView {
             .find(|backend| backend.version == version)
     }
 
+    /// The share of traffic `version` gets, in percent (0 when unknown).
+    pub fn weight_of(&self, version: &str) -> u32 {
+        self.backend(version).map_or(0, |backend| backend.weight)
+    }
+
+    /// ` (why the router reverted to stable)`, or nothing.
+    pub fn reverted_note(&self) -> String {
+        self.reverted
+            .as_ref()
+            .map_or(String::new(), |reverted| format!(" ({})", reverted.reason))
+    }
+
     /// The weights, by version.
     pub fn weights(&self) -> BTreeMap<String, u32> {
         self.backends
