@@ -318,11 +318,14 @@ impl<'a, T: Target> Controller<'a, T> {
         let canary_dir = self.model_dir(&canary);
         let mut state = RolloutState {
             format: STATE_FORMAT,
+            // Unique even for two starts in one second: the id is the
+            // lease holder, which tells one controller from another.
             id: format!(
-                "{}-{}-{}",
+                "{}-{}-{}-{:04x}",
                 canary.name,
                 canary.version,
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                rand::random::<u16>()
             ),
             model: canary.name.clone(),
             target: self.target.describe(),
@@ -550,16 +553,9 @@ impl<'a, T: Target> Controller<'a, T> {
         if view.backend(&state.canary.version).is_none() && !self.bring_up_canary(state).await? {
             return Ok(());
         }
-        let observed = view
-            .weights()
-            .get(&state.canary.version)
-            .copied()
-            .unwrap_or(0);
+        let observed = view.weight_of(&state.canary.version);
         if observed != state.weight {
-            let why = match &view.reverted {
-                Some(reverted) => format!(" ({})", reverted.reason),
-                None => String::new(),
-            };
+            let why = view.reverted_note();
             self.decide(
                 state,
                 "reconcile",
@@ -837,17 +833,11 @@ impl<'a, T: Target> Controller<'a, T> {
             tokio::time::sleep((deadline - now).min(renew_every)).await;
             if state.lease_expires_ms.is_some() && !pinned {
                 let view = self.target.observe().await?;
-                let observed = view
-                    .weights()
-                    .get(&state.canary.version)
-                    .copied()
-                    .unwrap_or(0);
+                let observed = view.weight_of(&state.canary.version);
                 if observed != state.weight {
                     drift = Some(format!(
                         "the target's canary weight changed to {observed}% during the window{}",
-                        view.reverted
-                            .as_ref()
-                            .map_or(String::new(), |reverted| format!(" ({})", reverted.reason))
+                        view.reverted_note()
                     ));
                 }
                 let stable = state
