@@ -1,4 +1,4 @@
-//! The forge interface the commands use: sticky comments, statuses, check runs, deployments.
+//! The forge interface the commands use: sticky comments, statuses, check runs, deployments, tracking issues.
 
 use gantry_core::{Redactor, Secret};
 
@@ -7,7 +7,7 @@ use crate::environment::{EnvVars, Environment, Platform};
 use crate::error::{Error, Result};
 use crate::forge_types::{
     CheckRun, CommentOutcome, CommitStatus, Deployment, DeploymentRecord, DeploymentState,
-    StickyKey,
+    IssueKey, IssueOutcome, StickyKey, TrackedIssue,
 };
 use crate::github::GitHubClient;
 use crate::gitlab::{GitLabClient, GitLabToken};
@@ -170,6 +170,94 @@ impl ForgeClient {
                     .await
             }
             ForgeClient::GitLab(client) => client.set_deployment_state(record, state).await,
+        }
+    }
+
+    /// The issues carrying every label in `labels`, open and closed, newest first.
+    pub async fn list_issues(&self, labels: &[String]) -> Result<Vec<TrackedIssue>> {
+        match self {
+            ForgeClient::GitHub(client) => client.list_issues(labels).await,
+            ForgeClient::GitLab(client) => client.list_issues(labels).await,
+        }
+    }
+
+    /// Keeps the one issue `key` names in step with a condition: with a
+    /// `body`, the condition holds — the open issue is edited in place (or
+    /// the newest closed one reopened, or a new one opened) and `comment`,
+    /// when given, is added; without, the condition is over — the open issue
+    /// gets `comment` and is closed. The marker is appended to the body.
+    pub async fn sync_issue(
+        &self,
+        key: &IssueKey,
+        body: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<IssueOutcome> {
+        let issues = self.list_issues(&key.labels).await?;
+        let mine = |issue: &&TrackedIssue| issue.body.contains(&key.marker);
+        let open = issues.iter().filter(mine).find(|issue| issue.open);
+        let newest = issues.iter().find(mine);
+        let with_marker = |body: &str| format!("{body}\n\n{}\n", key.marker);
+        match (body, open, newest) {
+            (Some(body), Some(issue), _) => {
+                let edited = self
+                    .edit_issue(issue.number, Some(&with_marker(body)), None)
+                    .await?;
+                if let Some(comment) = comment {
+                    self.comment_issue(issue.number, comment).await?;
+                }
+                Ok(IssueOutcome::Updated(edited))
+            }
+            (Some(body), None, Some(closed)) => {
+                let edited = self
+                    .edit_issue(closed.number, Some(&with_marker(body)), Some(true))
+                    .await?;
+                if let Some(comment) = comment {
+                    self.comment_issue(closed.number, comment).await?;
+                }
+                Ok(IssueOutcome::Reopened(edited))
+            }
+            (Some(body), None, None) => {
+                let created = match self {
+                    ForgeClient::GitHub(client) => {
+                        client
+                            .create_issue(&key.title, &with_marker(body), &key.labels)
+                            .await?
+                    }
+                    ForgeClient::GitLab(client) => {
+                        client
+                            .create_issue(&key.title, &with_marker(body), &key.labels)
+                            .await?
+                    }
+                };
+                Ok(IssueOutcome::Opened(created))
+            }
+            (None, Some(issue), _) => {
+                if let Some(comment) = comment {
+                    self.comment_issue(issue.number, comment).await?;
+                }
+                let closed = self.edit_issue(issue.number, None, Some(false)).await?;
+                Ok(IssueOutcome::Closed(closed))
+            }
+            (None, None, _) => Ok(IssueOutcome::NoneOpen),
+        }
+    }
+
+    async fn edit_issue(
+        &self,
+        number: u64,
+        body: Option<&str>,
+        open: Option<bool>,
+    ) -> Result<TrackedIssue> {
+        match self {
+            ForgeClient::GitHub(client) => client.edit_issue(number, body, open).await,
+            ForgeClient::GitLab(client) => client.edit_issue(number, body, open).await,
+        }
+    }
+
+    async fn comment_issue(&self, number: u64, body: &str) -> Result<()> {
+        match self {
+            ForgeClient::GitHub(client) => client.comment_issue(number, body).await,
+            ForgeClient::GitLab(client) => client.comment_issue(number, body).await,
         }
     }
 }

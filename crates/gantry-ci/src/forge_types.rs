@@ -1,5 +1,5 @@
 //! What the forge clients send and get back: sticky-comment keys, commit
-//! statuses, check runs, deployments. Both clients and the dispatcher
+//! statuses, check runs, deployments, tracking issues. Both clients and the dispatcher
 //! ([`crate::ForgeClient`]) speak these; none of them owns them.
 
 /// Identifies one sticky comment: one per (workflow, command, name) on a PR/MR.
@@ -189,5 +189,59 @@ mod tests {
         let kept = cut.split("\n\n---\n").next().expect("body");
         assert!(kept.ends_with("| ✓ |"), "{}", &kept[kept.len() - 10..]);
         assert_eq!(truncate_comment_body("short", 10, None), "short");
+    }
+}
+
+/// Identifies one tracking issue: a long-lived condition (a model in an
+/// environment that is not healthy) kept in one issue, found again by the
+/// hidden marker in its body among the issues that carry `labels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueKey {
+    /// The hidden marker, e.g. `<!-- gantry-monitor model=tiny env=production -->`.
+    pub marker: String,
+    /// The title of a new issue.
+    pub title: String,
+    /// Labels a new issue gets and the search filters by.
+    pub labels: Vec<String>,
+}
+
+/// An issue as the forge lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedIssue {
+    /// The issue number (GitHub) or iid (GitLab).
+    pub number: u64,
+    /// Whether it is open.
+    pub open: bool,
+    /// Its body (description).
+    pub body: String,
+    /// Link to it, when the forge gave one.
+    pub url: Option<String>,
+}
+
+/// What [`crate::ForgeClient::sync_issue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// No issue had the marker; a new one was opened.
+    Opened(TrackedIssue),
+    /// The newest issue with the marker was closed; it was reopened and edited.
+    Reopened(TrackedIssue),
+    /// The open issue with the marker was edited in place.
+    Updated(TrackedIssue),
+    /// The open issue with the marker was closed with a comment.
+    Closed(TrackedIssue),
+    /// Healthy, and no issue with the marker was open: nothing to do.
+    NoneOpen,
+}
+
+impl IssueOutcome {
+    /// The issue acted on, if any.
+    pub fn issue(&self) -> Option<&TrackedIssue> {
+        match self {
+            IssueOutcome::Opened(issue)
+            | IssueOutcome::Reopened(issue)
+            | IssueOutcome::Updated(issue)
+            | IssueOutcome::Closed(issue) => Some(issue),
+            IssueOutcome::NoneOpen => None,
+        }
     }
 }

@@ -17,12 +17,24 @@ use gantry_core::{Redactor, RetryPolicy, Secret};
 use crate::error::{Error, Result};
 use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
-    DeploymentState, StickyKey,
+    DeploymentState, StickyKey, TrackedIssue,
 };
 use crate::http::{transport_reason, with_details};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
 const MAX_COMMENT_PAGES: u32 = 30;
+/// Pages of 100 issues gantry reads to find a tracking issue.
+const MAX_ISSUE_PAGES: u32 = 10;
+
+/// An issue as the dispatcher sees it.
+fn tracked(issue: octocrab::models::issues::Issue) -> TrackedIssue {
+    TrackedIssue {
+        number: issue.number,
+        open: issue.state == octocrab::models::IssueState::Open,
+        body: issue.body.unwrap_or_default(),
+        url: Some(issue.html_url.to_string()),
+    }
+}
 
 /// A client for one GitHub repository.
 pub struct GitHubClient {
@@ -266,6 +278,127 @@ impl GitHubClient {
                 })
             }
         }
+    }
+
+    /// The issues (not pull requests) carrying every label in `labels`, open
+    /// and closed, newest first (`GET /repos/{owner}/{repo}/issues`).
+    pub async fn list_issues(&self, labels: &[String]) -> Result<Vec<TrackedIssue>> {
+        let (owner, name) = self.owner_and_name();
+        let mut found = Vec::new();
+        for page in 1..=MAX_ISSUE_PAGES {
+            let path = format!(
+                "/repos/{}/issues?labels={}&state=all&per_page=100&page={page}",
+                self.repository,
+                labels
+                    .iter()
+                    .map(|label| url::form_urlencoded::byte_serialize(label.as_bytes()).collect())
+                    .collect::<Vec<String>>()
+                    .join(",")
+            );
+            let issues = self
+                .call("GET", &path, || async move {
+                    self.octocrab
+                        .issues(owner, name)
+                        .list()
+                        .labels(labels)
+                        .state(octocrab::params::State::All)
+                        .per_page(100)
+                        .page(page)
+                        .send()
+                        .await
+                })
+                .await?
+                .items;
+            let n_issues = issues.len();
+            found.extend(
+                issues
+                    .into_iter()
+                    .filter(|issue| issue.pull_request.is_none())
+                    .map(tracked),
+            );
+            if n_issues < 100 {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Opens an issue (`POST /repos/{owner}/{repo}/issues`).
+    pub async fn create_issue(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<TrackedIssue> {
+        let (owner, name) = self.owner_and_name();
+        let title = self.redactor.redact(title).into_owned();
+        let body = self.redactor.redact(body).into_owned();
+        let path = format!("/repos/{}/issues", self.repository);
+        let (title, body) = (&title, &body);
+        let created = self
+            .call("POST", &path, || async move {
+                self.octocrab
+                    .issues(owner, name)
+                    .create(title.as_str())
+                    .body(body.as_str())
+                    .labels(labels.to_vec())
+                    .send()
+                    .await
+            })
+            .await?;
+        Ok(tracked(created))
+    }
+
+    /// Edits an issue's body and, when `open` is given, opens or closes it
+    /// (closing as `completed`) (`PATCH /repos/{owner}/{repo}/issues/{n}`).
+    pub async fn edit_issue(
+        &self,
+        number: u64,
+        body: Option<&str>,
+        open: Option<bool>,
+    ) -> Result<TrackedIssue> {
+        let mut payload = serde_json::Map::new();
+        if let Some(body) = body {
+            payload.insert(
+                "body".to_owned(),
+                self.redactor.redact(body).into_owned().into(),
+            );
+        }
+        match open {
+            Some(true) => {
+                payload.insert("state".to_owned(), "open".into());
+                payload.insert("state_reason".to_owned(), "reopened".into());
+            }
+            Some(false) => {
+                payload.insert("state".to_owned(), "closed".into());
+                payload.insert("state_reason".to_owned(), "completed".into());
+            }
+            None => {}
+        }
+        let payload = serde_json::Value::Object(payload);
+        let path = format!("/repos/{}/issues/{number}", self.repository);
+        let edited: octocrab::models::issues::Issue = self
+            .call("PATCH", &path, || {
+                self.octocrab.patch(&path, Some(&payload))
+            })
+            .await?;
+        Ok(tracked(edited))
+    }
+
+    /// Comments on issue `number` (`POST /repos/{owner}/{repo}/issues/{n}/comments`).
+    pub async fn comment_issue(&self, number: u64, body: &str) -> Result<()> {
+        let (owner, name) = self.owner_and_name();
+        let body = self.redactor.redact(body).into_owned();
+        let path = format!("/repos/{}/issues/{number}/comments", self.repository);
+        let body = &body;
+        self.call("POST", &path, || async move {
+            self.octocrab
+                .issues(owner, name)
+                .create_comment(number, body)
+                .await
+        })
+        .await
+        .map(drop)
     }
 
     /// Sets a commit status (`POST /repos/{owner}/{repo}/statuses/{sha}`).

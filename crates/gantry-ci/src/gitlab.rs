@@ -8,7 +8,7 @@ use gantry_core::{Redactor, Secret};
 use crate::error::{Error, Result};
 use crate::forge_types::{
     CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord, DeploymentState,
-    StickyKey,
+    StickyKey, TrackedIssue,
 };
 use gantry_core::RetryPolicy;
 
@@ -51,6 +51,31 @@ struct Note {
 struct Created {
     id: u64,
 }
+
+/// An issue as `GET /projects/:id/issues` lists it.
+#[derive(Deserialize)]
+struct Issue {
+    iid: u64,
+    state: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    web_url: Option<String>,
+}
+
+impl From<Issue> for TrackedIssue {
+    fn from(issue: Issue) -> TrackedIssue {
+        TrackedIssue {
+            number: issue.iid,
+            open: issue.state == "opened",
+            body: issue.description.unwrap_or_default(),
+            url: issue.web_url,
+        }
+    }
+}
+
+/// Pages of 100 issues gantry reads to find a tracking issue.
+const MAX_ISSUE_PAGES: u32 = 10;
 
 impl GitLabClient {
     /// A client for `project` (numeric id or `group/project` path) at `api_url` (`…/api/v4`).
@@ -200,6 +225,91 @@ impl GitLabClient {
                 })
             }
         }
+    }
+
+    /// The issues carrying every label in `labels`, open and closed, newest
+    /// first (`GET /projects/:id/issues`).
+    pub async fn list_issues(&self, labels: &[String]) -> Result<Vec<TrackedIssue>> {
+        let mut found = Vec::new();
+        for page in 1..=MAX_ISSUE_PAGES {
+            let path = format!(
+                "/projects/{}/issues?labels={}&scope=all&per_page=100&page={page}",
+                self.project,
+                labels
+                    .iter()
+                    .map(|label| url::form_urlencoded::byte_serialize(label.as_bytes()).collect())
+                    .collect::<Vec<String>>()
+                    .join(",")
+            );
+            let response = self.request(reqwest::Method::GET, &path, None).await?;
+            let issues: Vec<Issue> = response.json("GET", &format!("{}{path}", self.api_url))?;
+            let n_issues = issues.len();
+            found.extend(issues.into_iter().map(TrackedIssue::from));
+            if n_issues < 100 {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Opens an issue (`POST /projects/:id/issues`).
+    pub async fn create_issue(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<TrackedIssue> {
+        self.require_write_token("open issues")?;
+        let path = format!("/projects/{}/issues", self.project);
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &path,
+                Some(&json!({ "title": title, "description": body, "labels": labels.join(",") })),
+            )
+            .await?;
+        let created: Issue = response.json("POST", &format!("{}{path}", self.api_url))?;
+        Ok(created.into())
+    }
+
+    /// Edits an issue's description and, when `open` is given, reopens or
+    /// closes it (`PUT /projects/:id/issues/:iid`).
+    pub async fn edit_issue(
+        &self,
+        iid: u64,
+        body: Option<&str>,
+        open: Option<bool>,
+    ) -> Result<TrackedIssue> {
+        self.require_write_token("edit issues")?;
+        let mut payload = serde_json::Map::new();
+        if let Some(body) = body {
+            payload.insert("description".to_owned(), body.into());
+        }
+        if let Some(open) = open {
+            payload.insert(
+                "state_event".to_owned(),
+                if open { "reopen" } else { "close" }.into(),
+            );
+        }
+        let path = format!("/projects/{}/issues/{iid}", self.project);
+        let response = self
+            .request(
+                reqwest::Method::PUT,
+                &path,
+                Some(&serde_json::Value::Object(payload)),
+            )
+            .await?;
+        let edited: Issue = response.json("PUT", &format!("{}{path}", self.api_url))?;
+        Ok(edited.into())
+    }
+
+    /// Adds a note to issue `iid` (`POST /projects/:id/issues/:iid/notes`).
+    pub async fn comment_issue(&self, iid: u64, body: &str) -> Result<()> {
+        self.require_write_token("comment on issues")?;
+        let path = format!("/projects/{}/issues/{iid}/notes", self.project);
+        self.request(reqwest::Method::POST, &path, Some(&json!({ "body": body })))
+            .await
+            .map(drop)
     }
 
     /// Sets a commit status (`POST /projects/:id/statuses/:sha`).

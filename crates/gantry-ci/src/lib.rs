@@ -46,7 +46,7 @@ pub use crate::error::{Error, Result};
 pub use crate::forge::ForgeClient;
 pub use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
-    DeploymentState, StickyKey, truncate_comment_body,
+    DeploymentState, IssueKey, IssueOutcome, StickyKey, TrackedIssue, truncate_comment_body,
 };
 pub use crate::github::GitHubClient;
 pub use crate::gitlab::{GitLabClient, GitLabToken};

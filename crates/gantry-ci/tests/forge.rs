@@ -1,4 +1,4 @@
-//! The forge clients against the fake GitHub and GitLab APIs: deployments, the part no command drives yet.
+//! The forge clients against the fake GitHub and GitLab APIs: deployments and tracking issues.
 
 use gantry_ci::{
     Deployment, DeploymentRecord, DeploymentState, Environment, ForgeClient, Platform, RunContext,
@@ -138,4 +138,157 @@ async fn an_unreachable_forge_names_the_url_and_attempts() {
         .expect_err("unreachable");
     let message = error.to_string();
     assert!(message.starts_with("POST http://127.0.0.1:9/repos/org/models/deployments/1/statuses failed after 2 attempt(s):"), "{message}");
+}
+
+fn issue_key() -> gantry_ci::IssueKey {
+    gantry_ci::IssueKey {
+        marker: "<!-- gantry-monitor model=tiny env=production -->".into(),
+        title: "tiny in production is failing".into(),
+        labels: vec!["gantry-monitor".into(), "model:tiny".into()],
+    }
+}
+
+/// Open, update, close, reopen: one issue all along, on either forge.
+async fn one_issue_lifecycle(forge: &FakeForge, client: &ForgeClient) {
+    let key = issue_key();
+    // An unrelated issue with the same labels but another marker is left alone.
+    let other = gantry_ci::IssueKey {
+        marker: "<!-- gantry-monitor model=tiny env=staging -->".into(),
+        ..issue_key()
+    };
+    client
+        .sync_issue(&other, Some("staging is degraded"), None)
+        .await
+        .expect("other");
+    let opened = client
+        .sync_issue(&key, Some("failing: latency"), Some("ignored on open"))
+        .await
+        .expect("open");
+    let gantry_ci::IssueOutcome::Opened(issue) = &opened else {
+        panic!("{opened:?}")
+    };
+    let number = issue.number;
+    let updated = client
+        .sync_issue(
+            &key,
+            Some("failing: latency and quality"),
+            Some("quality regressed too"),
+        )
+        .await
+        .expect("update");
+    assert!(
+        matches!(&updated, gantry_ci::IssueOutcome::Updated(issue) if issue.number == number),
+        "{updated:?}"
+    );
+    let closed = client
+        .sync_issue(&key, None, Some("healthy again"))
+        .await
+        .expect("close");
+    assert!(
+        matches!(&closed, gantry_ci::IssueOutcome::Closed(issue) if issue.number == number && !issue.open),
+        "{closed:?}"
+    );
+    let nothing = client
+        .sync_issue(&key, None, Some("still healthy"))
+        .await
+        .expect("none");
+    assert_eq!(nothing, gantry_ci::IssueOutcome::NoneOpen);
+    let reopened = client
+        .sync_issue(&key, Some("failing again"), Some("regressed again"))
+        .await
+        .expect("reopen");
+    assert!(
+        matches!(&reopened, gantry_ci::IssueOutcome::Reopened(issue) if issue.number == number && issue.open),
+        "{reopened:?}"
+    );
+
+    let issues = forge.issues();
+    assert_eq!(issues.len(), 2, "{issues:?}");
+    let mine = issues
+        .iter()
+        .find(|issue| issue.number == number)
+        .expect("mine");
+    assert!(mine.open);
+    assert!(mine.body.starts_with("failing again"), "{}", mine.body);
+    assert!(mine.body.contains(&key.marker));
+    assert_eq!(mine.labels, key.labels);
+    let comments: Vec<String> = forge
+        .comments(number)
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(
+        comments,
+        ["quality regressed too", "healthy again", "regressed again"]
+    );
+    let theirs = issues
+        .iter()
+        .find(|issue| issue.number != number)
+        .expect("theirs");
+    assert!(theirs.open && theirs.body.starts_with("staging is degraded"));
+}
+
+#[tokio::test]
+async fn github_tracking_issue_is_opened_updated_closed_and_reopened() {
+    let forge = FakeForge::start();
+    let environment = Environment::from_pairs([
+        ("GITHUB_REPOSITORY", "org/models"),
+        ("GITHUB_API_URL", forge.url()),
+        ("GITHUB_TOKEN", "ghs_x"),
+    ]);
+    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
+    one_issue_lifecycle(&forge, &client).await;
+    let closing = forge
+        .requests()
+        .into_iter()
+        .find(|request| request.method == "PATCH" && request.body["state"] == "closed")
+        .expect("a closing PATCH");
+    assert_eq!(closing.body["state_reason"], "completed");
+    // The list is filtered by both labels, closed issues included.
+    assert!(forge.requests().iter().any(|request| {
+        request.method == "GET"
+            && request
+                .path
+                .contains("labels=gantry-monitor%2Cmodel%3Atiny")
+            && request.path.contains("state=all")
+    }));
+}
+
+#[tokio::test]
+async fn gitlab_tracking_issue_is_opened_updated_closed_and_reopened() {
+    let forge = FakeForge::start();
+    let environment = Environment::from_pairs([
+        ("CI_PROJECT_ID", "5"),
+        ("CI_API_V4_URL", forge.gitlab_url().as_str()),
+        ("GITLAB_TOKEN", "glpat-x"),
+    ]);
+    let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
+    one_issue_lifecycle(&forge, &client).await;
+}
+
+#[tokio::test]
+async fn a_read_only_token_cannot_open_an_issue_and_says_so() {
+    let forge = FakeForge::start();
+    let environment = Environment::from_pairs([
+        ("GITHUB_REPOSITORY", "org/models"),
+        ("GITHUB_API_URL", forge.url()),
+        ("GITHUB_TOKEN", gantry_test::READ_ONLY_TOKEN),
+    ]);
+    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
+    let error = client
+        .sync_issue(&issue_key(), Some("failing"), None)
+        .await
+        .expect_err("403");
+    let message = error.to_string();
+    assert!(
+        message.contains("403") && message.contains("/repos/org/models/issues"),
+        "{message}"
+    );
+    assert!(forge.issues().is_empty());
 }

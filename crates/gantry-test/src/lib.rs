@@ -67,9 +67,28 @@ struct Failure {
     remaining: usize,
 }
 
+/// An issue the fake holds (GitHub issue or GitLab issue, numbered alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeIssue {
+    /// Number (GitHub) or iid (GitLab).
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Body (GitHub) or description (GitLab).
+    pub body: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Whether it is open.
+    pub open: bool,
+    /// GitHub's `state_reason` of the last state change, when one was sent.
+    pub state_reason: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
+    /// Issues, in creation order.
+    issues: Vec<FakeIssue>,
     /// Comments (GitHub) and notes (GitLab) by PR/MR number: (id, body).
     comments: BTreeMap<u64, Vec<(u64, String)>>,
     statuses: Vec<Value>,
@@ -176,6 +195,12 @@ impl FakeForge {
             .get(&number)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The issues, in creation order; their comments (or notes) are
+    /// [`FakeForge::comments`] of their number.
+    pub fn issues(&self) -> Vec<FakeIssue> {
+        self.lock().issues.clone()
     }
 
     /// Commit statuses received, as sent plus `sha`.
@@ -297,9 +322,53 @@ fn route(
     let page = query_number(query, "page").unwrap_or(1);
     let per_page = query_number(query, "per_page").unwrap_or(30);
     if segments.first() == Some(&"api") {
-        return gitlab(state, method, &segments, page, per_page, headers, body);
+        return gitlab(
+            state, method, &segments, query, page, per_page, headers, body,
+        );
     }
-    github(state, method, &segments, page, per_page, headers, body)
+    github(
+        state, method, &segments, query, page, per_page, headers, body,
+    )
+}
+
+fn query_text(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The issues that carry every label of the `labels` query parameter and
+/// are in `state` (`open`, `closed`/`opened`, `all`), newest first.
+fn listed_issues(
+    issues: &[FakeIssue],
+    query: &str,
+    default_state: &str,
+    page: usize,
+    per_page: usize,
+) -> Vec<FakeIssue> {
+    let labels: Vec<String> = query_text(query, "labels")
+        .map(|labels| {
+            labels
+                .split(',')
+                .filter(|label| !label.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = query_text(query, "state").unwrap_or_else(|| default_state.to_owned());
+    issues
+        .iter()
+        .rev()
+        .filter(|issue| labels.iter().all(|label| issue.labels.contains(label)))
+        .filter(|issue| match state.as_str() {
+            "open" | "opened" => issue.open,
+            "closed" => !issue.open,
+            _ => true,
+        })
+        .skip(page.saturating_sub(1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect()
 }
 
 fn query_number(query: &str, name: &str) -> Option<usize> {
@@ -317,10 +386,12 @@ fn paginate(comments: &[(u64, String)], page: usize, per_page: usize) -> Vec<(u6
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn github(
     state: &mut State,
     method: &Method,
     segments: &[&str],
+    query: &str,
     page: usize,
     per_page: usize,
     headers: &HeaderMap,
@@ -412,6 +483,70 @@ fn github(
                 }
             }
             answer(404, json!({ "message": "Not Found" }))
+        }
+        ("GET", ["repos", owner, repo, "issues"]) => {
+            let issues = listed_issues(&state.issues, query, "open", page, per_page);
+            answer(
+                200,
+                Value::Array(
+                    issues
+                        .iter()
+                        .map(|issue| github_issue(issue, owner, repo))
+                        .collect(),
+                ),
+            )
+        }
+        ("POST", ["repos", owner, repo, "issues"]) => {
+            let Some(title) = body["title"].as_str().filter(|title| !title.is_empty()) else {
+                return answer(
+                    422,
+                    json!({ "message": "Validation Failed", "errors": [{ "resource": "Issue", "code": "missing_field", "field": "title" }] }),
+                );
+            };
+            let issue = FakeIssue {
+                number: state.issues.len() as u64 + 1,
+                title: title.to_owned(),
+                body: body["body"].as_str().unwrap_or_default().to_owned(),
+                labels: body["labels"]
+                    .as_array()
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                open: true,
+                state_reason: None,
+            };
+            state.issues.push(issue.clone());
+            answer(201, github_issue(&issue, owner, repo))
+        }
+        ("PATCH", ["repos", owner, repo, "issues", number]) => {
+            let number: u64 = number.parse().unwrap_or(0);
+            let Some(issue) = state.issues.iter_mut().find(|issue| issue.number == number) else {
+                return answer(404, json!({ "message": "Not Found" }));
+            };
+            if let Some(text) = body["body"].as_str() {
+                text.clone_into(&mut issue.body);
+            }
+            match body["state"].as_str() {
+                Some("open") => issue.open = true,
+                Some("closed") => issue.open = false,
+                Some(_) => {
+                    return answer(
+                        422,
+                        json!({ "message": "Validation Failed", "errors": [{ "resource": "Issue", "code": "invalid", "field": "state" }] }),
+                    );
+                }
+                None => {}
+            }
+            if body.get("state").is_some() {
+                issue.state_reason = body["state_reason"].as_str().map(str::to_owned);
+            }
+            let issue = issue.clone();
+            answer(200, github_issue(&issue, owner, repo))
         }
         ("POST", ["repos", owner, repo, "statuses", sha]) => {
             let state_name = body["state"].as_str().unwrap_or_default();
@@ -546,6 +681,64 @@ fn github(
     }
 }
 
+/// An issue in the shape `GET /repos/{owner}/{repo}/issues` documents.
+fn github_issue(issue: &FakeIssue, owner: &str, repo: &str) -> Value {
+    let number = issue.number;
+    let base = format!("https://api.github.test/repos/{owner}/{repo}");
+    json!({
+        "id": 7_000_000 + number,
+        "node_id": format!("I_{number}"),
+        "url": format!("{base}/issues/{number}"),
+        "repository_url": base,
+        "labels_url": format!("{base}/issues/{number}/labels{{/name}}"),
+        "comments_url": format!("{base}/issues/{number}/comments"),
+        "events_url": format!("{base}/issues/{number}/events"),
+        "html_url": format!("https://github.test/{owner}/{repo}/issues/{number}"),
+        "number": number,
+        "state": if issue.open { "open" } else { "closed" },
+        "state_reason": issue.state_reason,
+        "title": issue.title,
+        "body": issue.body,
+        "user": github_bot(),
+        "labels": issue.labels.iter().enumerate().map(|(index, name)| json!({
+            "id": 9_000 + index,
+            "node_id": format!("LA_{index}"),
+            "url": format!("{base}/labels/{name}"),
+            "name": name,
+            "description": null,
+            "color": "ededed",
+            "default": false,
+        })).collect::<Vec<_>>(),
+        "assignee": null,
+        "assignees": [],
+        "milestone": null,
+        "locked": false,
+        "active_lock_reason": null,
+        "comments": 0,
+        "closed_at": if issue.open { Value::Null } else { json!("2026-01-02T00:00:00Z") },
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "author_association": "NONE",
+    })
+}
+
+/// An issue in the shape GitLab's `GET /projects/:id/issues` documents.
+fn gitlab_issue(issue: &FakeIssue) -> Value {
+    json!({
+        "id": 7_000_000 + issue.number,
+        "iid": issue.number,
+        "project_id": 5,
+        "title": issue.title,
+        "description": issue.body,
+        "state": if issue.open { "opened" } else { "closed" },
+        "labels": issue.labels,
+        "author": { "username": "project_5_bot" },
+        "web_url": format!("https://gitlab.test/group/project/-/issues/{}", issue.number),
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "updated_at": "2026-01-01T00:00:00.000Z",
+    })
+}
+
 /// The user GitHub Actions' token acts as, in the full shape GitHub documents.
 fn github_bot() -> Value {
     json!({
@@ -571,10 +764,12 @@ fn github_bot() -> Value {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn gitlab(
     state: &mut State,
     method: &Method,
     segments: &[&str],
+    query: &str,
     page: usize,
     per_page: usize,
     headers: &HeaderMap,
@@ -650,6 +845,66 @@ fn gitlab(
                 }
                 None => answer(404, json!({ "message": "404 Not found" })),
             }
+        }
+        ("GET", ["api", "v4", "projects", _, "issues"]) => {
+            let issues = listed_issues(&state.issues, query, "all", page, per_page);
+            answer(200, Value::Array(issues.iter().map(gitlab_issue).collect()))
+        }
+        ("POST", ["api", "v4", "projects", _, "issues"]) => {
+            let Some(title) = body["title"].as_str().filter(|title| !title.is_empty()) else {
+                return answer(400, json!({ "error": "title is missing" }));
+            };
+            let issue = FakeIssue {
+                number: state.issues.len() as u64 + 1,
+                title: title.to_owned(),
+                body: body["description"].as_str().unwrap_or_default().to_owned(),
+                labels: body["labels"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|label| !label.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                open: true,
+                state_reason: None,
+            };
+            state.issues.push(issue.clone());
+            answer(201, gitlab_issue(&issue))
+        }
+        ("PUT", ["api", "v4", "projects", _, "issues", iid]) => {
+            let iid: u64 = iid.parse().unwrap_or(0);
+            let Some(issue) = state.issues.iter_mut().find(|issue| issue.number == iid) else {
+                return answer(404, json!({ "message": "404 Issue Not Found" }));
+            };
+            if let Some(text) = body["description"].as_str() {
+                text.clone_into(&mut issue.body);
+            }
+            match body["state_event"].as_str() {
+                Some("reopen") => issue.open = true,
+                Some("close") => issue.open = false,
+                Some(_) => {
+                    return answer(
+                        400,
+                        json!({ "error": "state_event does not have a valid value" }),
+                    );
+                }
+                None => {}
+            }
+            let issue = issue.clone();
+            answer(200, gitlab_issue(&issue))
+        }
+        ("POST", ["api", "v4", "projects", _, "issues", iid, "notes"]) => {
+            let iid = iid.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            state
+                .comments
+                .entry(iid)
+                .or_default()
+                .push((id, text.clone()));
+            answer(
+                201,
+                json!({ "id": id, "body": text, "noteable_type": "Issue" }),
+            )
         }
         ("POST", ["api", "v4", "projects", _, "statuses", sha]) => {
             let state_name = body["state"].as_str().unwrap_or_default();
