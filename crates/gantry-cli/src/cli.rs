@@ -420,6 +420,12 @@ pub struct RegisterArgs {
     /// The model's own evaluation results, stored as the baseline later gates compare with (registry:NAME@ALIAS).
     #[arg(long, value_name = "PATH")]
     pub eval_results: Option<std::path::PathBuf>,
+    /// The eval set (JSONL items) --eval-results came from, stored so monitor asks production the same questions.
+    #[arg(long, value_name = "PATH", requires = "eval_results")]
+    pub eval_set: Option<std::path::PathBuf>,
+    /// The training data's summary.json from gantry validate-data (lineage): monitor measures production traffic's drift against it.
+    #[arg(long, value_name = "PATH")]
+    pub data_summary: Option<std::path::PathBuf>,
     /// Free metadata, KEY=VALUE, repeatable.
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "KEY=VALUE", value_parser = parse_metadata)]
     pub metadata: Vec<(String, String)>,

@@ -144,6 +144,14 @@ pub struct Lineage {
     /// The model's own evaluation results, the baseline later gates compare with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<DocumentLink>,
+    /// The eval set (items) those results were produced from, so a later
+    /// run (monitor) asks the same questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_set: Option<DocumentLink>,
+    /// The training data's `summary.json` (validate-data), the reference
+    /// that production traffic's drift is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_summary: Option<DocumentLink>,
 }
 
 /// The commit a model was built from.
@@ -220,6 +228,12 @@ impl Lineage {
         }
         if let Some(evaluation) = &self.evaluation {
             documents.push(("evaluation results", evaluation));
+        }
+        if let Some(eval_set) = &self.eval_set {
+            documents.push(("eval set", eval_set));
+        }
+        if let Some(summary) = &self.data_summary {
+            documents.push(("data summary", summary));
         }
         documents
     }

@@ -32,6 +32,10 @@ pub struct LineageSources {
     pub gate_report: Option<PathBuf>,
     /// `--eval-results`.
     pub eval_results: Option<PathBuf>,
+    /// `--eval-set`.
+    pub eval_set: Option<PathBuf>,
+    /// `--data-summary`.
+    pub data_summary: Option<PathBuf>,
     /// The commit, from the CI context or the local checkout.
     pub git: Option<GitLineage>,
 }
@@ -47,6 +51,12 @@ pub struct LineageInput {
 
 #[derive(Deserialize)]
 struct LockFields {
+    dataset_digest: Digest,
+}
+
+#[derive(Deserialize)]
+struct SummaryFields {
+    kind: String,
     dataset_digest: Digest,
 }
 
@@ -169,6 +179,42 @@ impl LineageSources {
         if let Some(path) = &self.eval_results {
             let (link, bytes) = read_document(path, "evaluation results")?;
             input.lineage.evaluation = Some(link.clone());
+            input.documents.push((link.digest, bytes));
+        }
+        if let Some(path) = &self.eval_set {
+            let (link, bytes) = read_document(path, "eval set")?;
+            input.lineage.eval_set = Some(link.clone());
+            input.documents.push((link.digest, bytes));
+        }
+        if let Some(path) = &self.data_summary {
+            let (link, bytes) = read_document(path, "data summary")?;
+            let fields: SummaryFields = parse(
+                &bytes,
+                path,
+                "data summary",
+                "data summary (summary.json from gantry validate-data)",
+            )?;
+            if fields.kind != "gantry-data-summary" {
+                return Err(given(
+                    "data summary",
+                    path,
+                    format!(
+                        "kind is {:?}, not \"gantry-data-summary\": pass the summary.json validate-data wrote",
+                        fields.kind
+                    ),
+                ));
+            }
+            if let Some(data) = &input.lineage.data
+                && data.dataset_digest != fields.dataset_digest
+            {
+                return Err(Error::Input(format!(
+                    "lineage does not link up: the data summary {} describes dataset {}, but the data lock locks {}; pass the summary.json from the same validate-data run",
+                    path.display(),
+                    fields.dataset_digest,
+                    data.dataset_digest
+                )));
+            }
+            input.lineage.data_summary = Some(link.clone());
             input.documents.push((link.digest, bytes));
         }
         if let Some(problem) = checks_with(&input.lineage, &run_fields, &[])

@@ -510,8 +510,36 @@ fn the_lineage_chain_links_data_run_model_and_gate() {
         data_lock: Some(lock.clone()),
         gate_report: Some(gate.clone()),
         eval_results: None,
+        eval_set: None,
+        data_summary: None,
         git: None,
     };
+
+    // A data summary of other data does not link to this lock; one that is
+    // not validate-data's summary is refused by name.
+    let summary = work.path().join("summary.json");
+    std::fs::write(
+        &summary,
+        serde_json::json!({"kind": "gantry-data-summary", "dataset_digest": Digest::of_bytes(b"other data")}).to_string(),
+    )
+    .unwrap();
+    let with_summary = LineageSources {
+        data_summary: Some(summary.clone()),
+        ..sources.clone()
+    };
+    write_run(dataset, weights_digest);
+    let error = with_summary.read().unwrap_err().to_string();
+    assert!(
+        error.contains("the data summary") && error.contains("same validate-data run"),
+        "{error}"
+    );
+    std::fs::write(
+        &summary,
+        r#"{"kind": "gate", "dataset_digest": "sha256:00"}"#,
+    )
+    .unwrap();
+    let error = with_summary.read().unwrap_err().to_string();
+    assert!(error.contains("summary.json"), "{error}");
 
     // A run that trained on other data does not link to this lock.
     write_run(Digest::of_bytes(b"other data"), weights_digest);

@@ -62,6 +62,8 @@ pub(crate) fn run(
         data_lock: args.data_lock.clone(),
         gate_report: args.gate_report.clone(),
         eval_results: args.eval_results.clone(),
+        eval_set: args.eval_set.clone(),
+        data_summary: args.data_summary.clone(),
         git: git_lineage(session),
     }
     .read()?;

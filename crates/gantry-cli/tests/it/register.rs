@@ -96,6 +96,8 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         "run.json",
         "--data-lock",
         ".gantry/validate-data/data.lock",
+        "--data-summary",
+        ".gantry/validate-data/summary.json",
         "--gate-report",
         ".gantry/eval-gate/gate.json",
         "--eval-results",
@@ -167,6 +169,10 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         lock_json["dataset_digest"]
     );
     assert_eq!(manifest["lineage"]["gate"]["verdict"], "pass");
+    assert_eq!(
+        manifest["lineage"]["data_summary"]["file_name"],
+        "summary.json"
+    );
     assert_eq!(manifest["lineage"]["run"]["run_id"], "run-42");
     assert_eq!(manifest["metadata"]["owner"], "ml-platform");
 
@@ -176,7 +182,7 @@ fn lineage_runs_from_the_data_lock_to_the_gate_and_the_registered_evaluation_is_
         "lineage data.lock → run.json: ok",
         "lineage run.json → model files: ok",
         "lineage gate.json: ok (verdict pass)",
-        "3 files and 4 lineage documents verified",
+        "3 files and 5 lineage documents verified",
     ] {
         assert!(
             verified.stderr.contains(line),
