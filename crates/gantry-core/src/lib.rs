@@ -25,6 +25,7 @@ assert_eq!(Verdict::Fail.exit_code().as_i32(), 1);
 ```
 */
 
+pub mod chart;
 mod digest;
 mod error;
 mod finding;

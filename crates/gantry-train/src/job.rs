@@ -340,7 +340,13 @@ impl TrainJob {
             None
         } else {
             let path = self.run_dir.join("metrics.svg");
-            crate::record::write_atomic(&path, crate::summary::svg(&series).as_bytes())?;
+            crate::record::write_atomic(
+                &path,
+                gantry_core::chart::line_chart(&crate::summary::shown(&series), |step| {
+                    format!("step {step}")
+                })
+                .as_bytes(),
+            )?;
             Some(path)
         };
         if let Some(tracker) = tracker {

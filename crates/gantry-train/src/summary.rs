@@ -14,38 +14,8 @@ const SHOWN_METRICS: usize = 8;
 /// Characters of a sparkline.
 const SPARK_WIDTH: usize = 40;
 
-/// A metric's history for charts: its name and `(step, value)` points.
-pub type Series = (String, Vec<(u64, f64)>);
-
-/// `▇▆▅▃▂▁`: `values` squeezed into at most `width` characters, each the
-/// mean of its bucket, scaled between the smallest and largest.
-pub fn sparkline(values: &[f64], width: usize) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    if values.is_empty() || width == 0 {
-        return String::new();
-    }
-    let buckets = values.len().min(width);
-    let means: Vec<f64> = (0..buckets)
-        .map(|bucket| {
-            let start = bucket * values.len() / buckets;
-            let end = ((bucket + 1) * values.len() / buckets).max(start + 1);
-            values[start..end].iter().sum::<f64>() / (end - start) as f64
-        })
-        .collect();
-    let low = means.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    means
-        .iter()
-        .map(|value| {
-            if high - low <= f64::EPSILON {
-                BARS[3]
-            } else {
-                let level = ((value - low) / (high - low) * 7.0).round() as usize;
-                BARS[level.min(7)]
-            }
-        })
-        .collect()
-}
+use gantry_core::chart::number;
+pub use gantry_core::chart::{Series, sparkline};
 
 /// Orders metrics for display: ones with a direction (losses, accuracies)
 /// first, then by name.
@@ -218,98 +188,6 @@ pub fn markdown(record: &RunRecord, series: &[Series]) -> String {
     out
 }
 
-/// A line chart of `series` (one line each, its own scale) as an SVG document.
-pub fn svg(series: &[Series]) -> String {
-    const WIDTH: f64 = 640.0;
-    const HEIGHT: f64 = 260.0;
-    const LEFT: f64 = 56.0;
-    const RIGHT: f64 = 16.0;
-    const TOP: f64 = 24.0;
-    const BOTTOM: f64 = 36.0;
-    const COLOURS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
-    let shown: Vec<&Series> = shown(series).into_iter().take(COLOURS.len()).collect();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let max_step = shown
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(step, _)| *step))
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let min_step = shown
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(step, _)| *step))
-        .min()
-        .unwrap_or(0);
-    let span = (max_step - min_step).max(1) as f64;
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let _ = writeln!(
-        out,
-        "<line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
-        TOP + plot_h,
-        LEFT + plot_w,
-        TOP + plot_h
-    );
-    let _ = writeln!(
-        out,
-        "<text x=\"{LEFT}\" y=\"{}\">step {min_step}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">step {max_step}</text>",
-        HEIGHT - 12.0,
-        LEFT + plot_w,
-        HEIGHT - 12.0
-    );
-    for (index, (key, points)) in shown.iter().enumerate() {
-        let colour = COLOURS[index];
-        let low = points.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
-        let high = points
-            .iter()
-            .map(|(_, v)| *v)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let range = if high - low <= f64::EPSILON {
-            1.0
-        } else {
-            high - low
-        };
-        let path: Vec<String> = points
-            .iter()
-            .map(|(step, value)| {
-                let x = LEFT + (*step - min_step) as f64 / span * plot_w;
-                let y = TOP + plot_h - (value - low) / range * plot_h;
-                format!("{x:.1},{y:.1}")
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            path.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"14\" fill=\"{colour}\">{} ({} → {})</text>",
-            LEFT + index as f64 * 150.0,
-            xml_escape(key),
-            number(points.first().map_or(0.0, |(_, v)| *v)),
-            number(points.last().map_or(0.0, |(_, v)| *v))
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn number(value: f64) -> String {
-    if value == 0.0 || (1e-3..1e6).contains(&value.abs()) {
-        let text = format!("{value:.4}");
-        let text = text.trim_end_matches('0').trim_end_matches('.');
-        text.to_owned()
-    } else {
-        format!("{value:.3e}")
-    }
-}
-
 fn truncate_command(command: &str) -> String {
     let escaped = command.replace('`', "'");
     if escaped.chars().count() <= 120 {
@@ -327,27 +205,9 @@ fn escape(text: &str) -> String {
         .replace('\n', " ")
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sparklines_scale_and_squeeze() {
-        assert_eq!(sparkline(&[3.0, 2.0, 1.0, 0.0], 10), "█▆▃▁");
-        assert_eq!(sparkline(&[1.0; 5], 10), "▄▄▄▄▄");
-        let long: Vec<f64> = (0..1000).map(f64::from).collect();
-        let line = sparkline(&long, 40);
-        assert_eq!(line.chars().count(), 40);
-        assert!(line.starts_with('▁') && line.ends_with('█'));
-        assert_eq!(sparkline(&[], 10), "");
-    }
 
     #[test]
     fn losses_come_first() {
@@ -357,12 +217,5 @@ mod tests {
             .collect();
         let order: Vec<&str> = shown(&series).iter().map(|(key, _)| key.as_str()).collect();
         assert_eq!(order, ["loss", "val_loss", "acc", "lr"]);
-    }
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(number(1.5), "1.5");
-        assert_eq!(number(0.0001234), "1.234e-4");
-        assert_eq!(number(2.0), "2");
     }
 }
