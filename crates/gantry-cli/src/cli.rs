@@ -85,6 +85,201 @@ pub enum Command {
     DeployCanary(Box<DeployCanaryArgs>),
     /// Run the embedded weighted router: a reverse proxy for OpenAI-compatible model servers with an admin API, supervised servers and per-version metrics (a service on the GPU host).
     Router(RouterArgs),
+    /// Check the model in production (weekly): quality against its registered evaluation, service SLOs from Prometheus, input drift, GPUs; report, track an issue, alert. `monitor rules` renders alerting rules and a dashboard.
+    Monitor(Box<MonitorArgs>),
+}
+
+/// Arguments of `gantry monitor`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct MonitorArgs {
+    /// `rules`: render the Prometheus alerting rules and Grafana dashboard instead of checking.
+    #[command(subcommand)]
+    pub action: Option<MonitorAction>,
+    /// The version in production: NAME@ALIAS (e.g. tiny@production); its registered evaluation is the quality baseline.
+    #[arg(long, value_name = "REF", required = true)]
+    pub model: Option<String>,
+    /// The registry holding it: file:PATH, oci://HOST/REPO or mlflow+http(s)://HOST.
+    #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "URI")]
+    pub registry: String,
+    /// The environment the issue and alerts name (default: the alias of --model).
+    #[arg(long, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// The production endpoint, OpenAI-compatible (e.g. http://router:8080/v1): the eval set is asked there. Without it the quality check is skipped.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The model name sent to --endpoint and vLLM's model_name label (default: the model's name).
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
+    /// The eval set (JSONL items); default: the one registered with the version (register --eval-set).
+    #[arg(long, value_name = "PATH")]
+    pub eval_set: Option<std::path::PathBuf>,
+    /// Which API --endpoint is asked with.
+    #[arg(long, value_enum, default_value_t = ApiArg::Chat)]
+    pub api: ApiArg,
+    /// Eval requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// max_tokens of each eval request.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: u32,
+    /// Environment variable holding --endpoint's API key, sent as a bearer token and masked in every log.
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
+    pub api_key_env: String,
+    /// The eval-gate policy (TOML) the quality check applies; default: block on a significant regression.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+    /// Prometheus' URL (e.g. http://prometheus:9090): service SLOs and DCGM resources. Without it those checks are skipped.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Whose metric names to query: the router's, vLLM's, TGI's, or auto (the first with series).
+    #[arg(long, value_enum, default_value_t = MetricsFlavorArg::Auto)]
+    pub metrics: MetricsFlavorArg,
+    /// Label matchers for the server's series, without braces (default: version="<version>" for the router, model_name="<served model>" for vLLM).
+    #[arg(long, value_name = "MATCHERS")]
+    pub selector: Option<String>,
+    /// The window each run judges, ending now.
+    #[arg(long, default_value = "7d", value_name = "DURATION", value_parser = parse_duration)]
+    pub window: std::time::Duration,
+    /// Earlier windows each service signal is compared with (trend).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=12))]
+    pub trend_windows: u32,
+    /// A latency or error rate this much above the earlier windows' median warns (0.25 = 25%).
+    #[arg(long, default_value_t = 0.25, value_name = "SHARE", value_parser = parse_share)]
+    pub trend_tolerance: f64,
+    /// Requests the window needs; fewer make the service checks inconclusive, never a pass.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub min_requests: u64,
+    /// An SLO, NAME=VALUE, repeatable: latency-p95=2s, ttft-p95=500ms, error-rate=1%, tokens-per-second=50, requests-per-second=1 (defaults: error-rate=1%, latency-p95=10s, ttft-p95=2s).
+    #[arg(long, value_name = "NAME=VALUE", action = clap::ArgAction::Append, value_parser = parse_slo)]
+    pub slo: Vec<gantry_monitor::slo::Threshold>,
+    /// A sample of logged production prompts (any format validate-data reads): its drift against the training data's summary.json. Without it the drift check is skipped.
+    #[arg(long, value_name = "PATH")]
+    pub traffic: Option<String>,
+    /// The training data's summary.json (default: the one registered with the version, register --data-summary).
+    #[arg(long, value_name = "PATH")]
+    pub data_summary: Option<std::path::PathBuf>,
+    /// Records --traffic needs; fewer make the drift checks inconclusive.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub min_traffic_records: u64,
+    /// Label matchers for DCGM exporter's series, without braces (e.g. Hostname="gpu-1").
+    #[arg(long, value_name = "MATCHERS")]
+    pub dcgm_selector: Option<String>,
+    /// GPUs serving the model, when no DCGM exporter says (for the cost).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// Cost of one GPU hour: adds the cost per million output tokens.
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_cost)]
+    pub gpu_hour_cost: Option<f64>,
+    /// Alertmanager's URL (e.g. http://alertmanager:9093): each unhealthy check is posted as an alert until the next run, healthy ones resolve.
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
+    /// How long a posted alert stays active unless the next run renews or resolves it (default: the window plus a day).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub alert_duration: Option<std::time::Duration>,
+    /// Labels of the tracking issue, comma-separated (the issue is found by these and a hidden marker).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gantry-monitor",
+        value_name = "LIST"
+    )]
+    pub issue_labels: Vec<String>,
+    /// Do not open, update or close the tracking issue.
+    #[arg(long)]
+    pub no_issue: bool,
+    /// The history file each run appends to (keep it as a CI cache or artifact): trends compare the weeks.
+    #[arg(
+        long,
+        default_value = ".gantry/monitor/history.jsonl",
+        value_name = "FILE"
+    )]
+    pub history: std::path::PathBuf,
+    /// Where monitor.json, monitor.md, the trend charts and the quality run's results are written.
+    #[arg(long, default_value = ".gantry/monitor", value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Publishing.
+    #[command(flatten)]
+    pub publishing: PublishArgs,
+}
+
+/// What `gantry monitor` does besides checking.
+#[derive(Debug, Subcommand)]
+pub enum MonitorAction {
+    /// Render Prometheus alerting rules (check them with promtool check rules) and a Grafana dashboard for the same SLOs.
+    Rules(MonitorRulesArgs),
+}
+
+/// Arguments of `gantry monitor rules`.
+#[derive(Debug, Args)]
+pub struct MonitorRulesArgs {
+    /// The model's name (a label on every alert).
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+    /// The environment (a label on every alert).
+    #[arg(long, default_value = "production", value_name = "NAME")]
+    pub environment: String,
+    /// Whose metric names the rules query.
+    #[arg(long, value_enum, default_value_t = MetricsFlavorArg::Router)]
+    pub metrics: MetricsFlavorArg,
+    /// Label matchers, without braces (e.g. model_name="tiny").
+    #[arg(long, default_value = "", value_name = "MATCHERS")]
+    pub selector: String,
+    /// An SLO, NAME=VALUE, repeatable, as for gantry monitor.
+    #[arg(long, value_name = "NAME=VALUE", action = clap::ArgAction::Append, value_parser = parse_slo)]
+    pub slo: Vec<gantry_monitor::slo::Threshold>,
+    /// The rate window of each rule.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub rate_window: std::time::Duration,
+    /// How long a breach lasts before the alert fires.
+    #[arg(long = "for", default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    pub for_duration: std::time::Duration,
+    /// Where gantry-monitor.rules.yml and grafana-dashboard.json are written.
+    #[arg(long, default_value = ".gantry/monitor/rules", value_name = "DIR")]
+    pub out: std::path::PathBuf,
+}
+
+/// Whose metric names monitor queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsFlavorArg {
+    /// The first of router, vllm, tgi with series in Prometheus.
+    Auto,
+    /// gantry's router (gantry_router_*).
+    Router,
+    /// vLLM (vllm:*).
+    Vllm,
+    /// Text Generation Inference (tgi_*).
+    Tgi,
+}
+
+impl MetricsFlavorArg {
+    /// The flavor, `None` for auto.
+    pub fn flavor(self) -> Option<gantry_monitor::slo::Flavor> {
+        match self {
+            MetricsFlavorArg::Auto => None,
+            MetricsFlavorArg::Router => Some(gantry_monitor::slo::Flavor::Router),
+            MetricsFlavorArg::Vllm => Some(gantry_monitor::slo::Flavor::Vllm),
+            MetricsFlavorArg::Tgi => Some(gantry_monitor::slo::Flavor::Tgi),
+        }
+    }
+}
+
+fn parse_slo(text: &str) -> Result<gantry_monitor::slo::Threshold, String> {
+    gantry_monitor::slo::Threshold::parse(text)
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|share| share.is_finite() && *share >= 0.0)
+        .ok_or_else(|| format!("{text:?}: expected a non-negative share such as 0.25"))
+}
+
+fn parse_cost(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|cost| cost.is_finite() && *cost > 0.0)
+        .ok_or_else(|| format!("{text:?}: expected a positive amount such as 2.50"))
 }
 
 /// Arguments of `gantry router`.

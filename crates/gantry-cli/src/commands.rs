@@ -5,6 +5,7 @@ mod eval;
 mod eval_gate;
 mod lineage;
 mod markdown;
+mod monitor;
 mod publish;
 mod register;
 mod registries;
@@ -38,7 +39,8 @@ pub(crate) fn dispatch(
             Command::EvalGate(_)
             | Command::Register(_)
             | Command::Registry(_)
-            | Command::DeployCanary(_) => with_registry_flag(error),
+            | Command::DeployCanary(_)
+            | Command::Monitor(_) => with_registry_flag(error),
             _ => error,
         }),
         Ok(CommandSettings::Report(args)) => report::run(args, &session, printer),
@@ -64,6 +66,9 @@ pub(crate) fn dispatch(
             deploy_canary::run(args, &session, printer).map_err(with_registry_flag)
         }
         Ok(CommandSettings::Router(args)) => router::run(args, &session, printer),
+        Ok(CommandSettings::Monitor(args)) => {
+            monitor::run(args, &session, printer).map_err(with_registry_flag)
+        }
     }
 }
 
@@ -194,6 +199,7 @@ mod tests {
             ("deploy_canary", include_str!("commands/deploy_canary.rs")),
             ("eval", include_str!("commands/eval.rs")),
             ("eval_gate", include_str!("commands/eval_gate.rs")),
+            ("monitor", include_str!("commands/monitor.rs")),
             ("register", include_str!("commands/register.rs")),
             ("registry", include_str!("commands/registry.rs")),
             ("report", include_str!("commands/report.rs")),

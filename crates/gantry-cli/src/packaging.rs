@@ -89,6 +89,10 @@ pub enum Output {
     CanaryVersion,
     /// `deployment-id`.
     DeploymentId,
+    /// `health`.
+    Health,
+    /// `issue-url`.
+    IssueUrl,
 }
 
 impl Output {
@@ -131,6 +135,8 @@ impl Output {
             Output::StableVersion => "stable-version",
             Output::CanaryVersion => "canary-version",
             Output::DeploymentId => "deployment-id",
+            Output::Health => "health",
+            Output::IssueUrl => "issue-url",
         }
     }
 }
@@ -437,6 +443,34 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         manual_environment: true,
         icon: "git-branch",
         color: "green",
+    },
+    PackagedCommand {
+        command: "monitor",
+        action_name: "monitor",
+        title: "gantry monitor",
+        kind: ActionKind::Container,
+        outputs: &[
+            (
+                Output::Health,
+                "healthy, degraded or failing (failing exits 1; a check whose source failed exits 2).",
+            ),
+            (
+                Output::Report,
+                "Path of monitor.json; monitor.md and the trend charts lie beside it.",
+            ),
+            (
+                Output::IssueUrl,
+                "The tracking issue opened or updated, when the forge gave a link.",
+            ),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        stage: "test",
+        artifacts_input: Some("out"),
+        manual_environment: false,
+        icon: "eye",
+        color: "blue",
     },
 ];
 

@@ -15,7 +15,8 @@ pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
 pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
 use crate::cli::{
-    CiChoice, Cli, Command, DeployCanaryArgs, RegisterArgs, RegistryArgs, ReportArgs, RouterArgs,
+    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, RegisterArgs, RegistryArgs, ReportArgs,
+    RouterArgs,
 };
 
 /// What every command shares, resolved before anything prints.
@@ -45,6 +46,10 @@ impl GlobalSettings {
             Command::Eval(args) => {
                 eval::api_key(args, environment).map(|key| (args.api_key_env.clone(), key))
             }
+            Command::Monitor(args) => environment
+                .get(&args.api_key_env)
+                .filter(|key| !key.is_empty())
+                .map(|key| (args.api_key_env.clone(), Secret::new(key))),
             _ => None,
         };
         if let Some((name, key)) = named
@@ -79,6 +84,7 @@ pub(crate) enum CommandSettings<'a> {
     Train(Box<TrainSettings<'a>>),
     DeployCanary(&'a DeployCanaryArgs),
     Router(&'a RouterArgs),
+    Monitor(&'a MonitorArgs),
 }
 
 impl<'a> CommandSettings<'a> {
@@ -99,6 +105,7 @@ impl<'a> CommandSettings<'a> {
             Command::Train(args) => CommandSettings::Train(Box::new(TrainSettings::resolve(args)?)),
             Command::DeployCanary(args) => CommandSettings::DeployCanary(args),
             Command::Router(args) => CommandSettings::Router(args),
+            Command::Monitor(args) => CommandSettings::Monitor(args),
         })
     }
 }

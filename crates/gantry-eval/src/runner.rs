@@ -42,6 +42,22 @@ pub enum Scorer {
 }
 
 impl Scorer {
+    /// Every scorer.
+    pub const ALL: [Scorer; 7] = [
+        Scorer::Exact,
+        Scorer::NormalizedExact,
+        Scorer::Contains,
+        Scorer::Regex,
+        Scorer::Choice,
+        Scorer::JsonValid,
+        Scorer::Numeric,
+    ];
+
+    /// The scorer whose results carry the metric `name`.
+    pub fn from_name(name: &str) -> Option<Scorer> {
+        Scorer::ALL.into_iter().find(|scorer| scorer.name() == name)
+    }
+
     /// The metric name in results.
     pub fn name(self) -> &'static str {
         match self {
@@ -318,7 +334,9 @@ pub fn score(
     })
 }
 
-fn prompt_hash(item: &Item) -> String {
+/// `sha256:` of the canonical JSON of an item's messages or prompt: what
+/// results record as `prompt_hash`, so two runs can tell they asked the same.
+pub fn prompt_hash(item: &Item) -> String {
     let value = match (&item.messages, &item.prompt) {
         (Some(m), _) => json!({ "messages": m }),
         (None, Some(p)) => json!({ "prompt": p }),

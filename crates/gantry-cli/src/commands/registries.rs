@@ -120,29 +120,48 @@ pub(crate) fn fetch_evaluation(
             resolved.digest
         );
     };
-    let mut bytes = Vec::new();
-    registry
-        .open_blob(&resolved.manifest.name, &link.digest)?
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read the evaluation of {reference} from {uri}"))?;
-    let actual = Digest::of_bytes(&bytes);
-    if actual != link.digest {
-        return Err(gantry_registry::Error::Tampered {
-            what: format!("the evaluation results of {reference}"),
-            expected: link.digest,
-            actual,
-        }
-        .into());
-    }
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-    let file_name = std::path::Path::new(&link.file_name)
-        .file_name()
-        .map_or_else(|| "results.jsonl".into(), std::ffi::OsStr::to_os_string);
-    let path = scratch.path().join(file_name);
-    std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    let path = fetch_document(
+        &*registry,
+        &resolved,
+        &link,
+        &format!("the evaluation results of {reference}"),
+        scratch.path(),
+    )?;
     Ok(FetchedEvaluation {
         resolved,
         path,
         scratch,
     })
+}
+
+/// Fetches a lineage document of `resolved` into `directory`, checked
+/// against its digest; returns its path (named as it was registered).
+pub(crate) fn fetch_document(
+    registry: &dyn Registry,
+    resolved: &Resolved,
+    link: &gantry_core::DocumentLink,
+    what: &str,
+    directory: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let mut bytes = Vec::new();
+    registry
+        .open_blob(&resolved.manifest.name, &link.digest)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what} from the registry"))?;
+    let actual = Digest::of_bytes(&bytes);
+    if actual != link.digest {
+        return Err(gantry_registry::Error::Tampered {
+            what: what.to_owned(),
+            expected: link.digest,
+            actual,
+        }
+        .into());
+    }
+    let file_name = std::path::Path::new(&link.file_name)
+        .file_name()
+        .map_or_else(|| "document".into(), std::ffi::OsStr::to_os_string);
+    let path = directory.join(file_name);
+    std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
