@@ -137,8 +137,9 @@ pub fn query(flavor: Flavor, signal: Signal, selector: &str, window: &str) -> Op
     Some(match (flavor, signal) {
         (Flavor::Router, Signal::LatencyP95) => quantile("gantry_router_request_duration_seconds"),
         (Flavor::Router, Signal::TtftP95) => quantile("gantry_router_time_to_first_token_seconds"),
+        // A service with no failure at all has no failure series: `or vector(0)`.
         (Flavor::Router, Signal::ErrorRate) => format!(
-            "{} / {}",
+            "({} or vector(0)) / {}",
             rate(
                 "gantry_router_requests_total",
                 r#"class=~"5xx|connection-error""#
@@ -152,7 +153,7 @@ pub fn query(flavor: Flavor, signal: Signal, selector: &str, window: &str) -> Op
         // vLLM counts HTTP outcomes in prometheus-fastapi-instrumentator's
         // `http_requests_total`, which has no model label.
         (Flavor::Vllm, Signal::ErrorRate) => format!(
-            r#"sum(rate(http_requests_total{{handler=~"/v1/.*",status="5xx"}}[{window}])) / sum(rate(http_requests_total{{handler=~"/v1/.*"}}[{window}]))"#
+            r#"(sum(rate(http_requests_total{{handler=~"/v1/.*",status="5xx"}}[{window}])) or vector(0)) / sum(rate(http_requests_total{{handler=~"/v1/.*"}}[{window}]))"#
         ),
         (Flavor::Vllm, Signal::TokensPerSecond) => rate("vllm:generation_tokens_total", ""),
         (Flavor::Vllm, Signal::RequestsPerSecond) => {
@@ -161,7 +162,7 @@ pub fn query(flavor: Flavor, signal: Signal, selector: &str, window: &str) -> Op
         (Flavor::Tgi, Signal::LatencyP95) => quantile("tgi_request_duration"),
         (Flavor::Tgi, Signal::TtftP95) => return None,
         (Flavor::Tgi, Signal::ErrorRate) => format!(
-            "{} / {}",
+            "({} or vector(0)) / {}",
             rate("tgi_request_failure", ""),
             rate("tgi_request_count", "")
         ),

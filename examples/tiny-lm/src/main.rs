@@ -163,6 +163,9 @@ struct ServeArgs {
     /// Extra latency before the first token, in milliseconds (for canary tests).
     #[arg(long, default_value_t = 0)]
     inject_latency_ms: u64,
+    /// Fraction of requests answered with an empty completion: a degraded model, for monitor tests.
+    #[arg(long, default_value_t = 0.0)]
+    inject_empty_rate: f64,
     /// Seed for sampling and fault injection.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -231,11 +234,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Serve(a) => {
-            if !(0.0..=1.0).contains(&a.inject_error_rate) {
-                anyhow::bail!(
-                    "--inject-error-rate {} must be between 0 and 1",
-                    a.inject_error_rate
-                );
+            for (flag, rate) in [
+                ("--inject-error-rate", a.inject_error_rate),
+                ("--inject-empty-rate", a.inject_empty_rate),
+            ] {
+                if !(0.0..=1.0).contains(&rate) {
+                    anyhow::bail!("{flag} {rate} must be between 0 and 1");
+                }
             }
             serve::serve(serve::ServeOptions {
                 model: a.model,
@@ -244,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 served_model_name: a.served_model_name,
                 inject_error_rate: a.inject_error_rate,
                 inject_latency_ms: a.inject_latency_ms,
+                inject_empty_rate: a.inject_empty_rate,
                 seed: a.seed,
             })?;
             Ok(0)

@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub inject_error_rate: f64,
     /// Extra latency before the first token.
     pub inject_latency_ms: u64,
+    /// Fraction of requests answered with an empty completion.
+    pub inject_empty_rate: f64,
     /// Seed for sampling and fault injection.
     pub seed: u64,
 }
@@ -74,6 +76,9 @@ struct Metrics {
     prompt_tokens: Family<Labels, Counter>,
     generation_tokens: Family<Labels, Counter>,
     running: Family<Labels, Gauge>,
+    /// vLLM's HTTP outcome counter (prometheus-fastapi-instrumentator's
+    /// `http_requests_total{handler, method, status}`, status as `2xx`, `5xx`).
+    http_requests: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -93,6 +98,12 @@ impl Metrics {
         let prompt_tokens = Family::<Labels, Counter>::default();
         let generation_tokens = Family::<Labels, Counter>::default();
         let running = Family::<Labels, Gauge>::default();
+        let http_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Total number of requests by method, status and handler",
+            http_requests.clone(),
+        );
         registry.register(
             "vllm:e2e_request_latency_seconds",
             "End-to-end request latency in seconds",
@@ -143,6 +154,7 @@ impl Metrics {
             prompt_tokens,
             generation_tokens,
             running,
+            http_requests,
         }
     }
 }
@@ -151,6 +163,7 @@ struct AppState {
     model: Arc<Model>,
     name: String,
     error_rate: f64,
+    empty_rate: f64,
     latency: Duration,
     rng: Mutex<ChaCha8Rng>,
     metrics: Metrics,
@@ -248,6 +261,7 @@ pub fn serve(options: ServeOptions) -> Result<()> {
         model: Arc::new(model),
         name: options.served_model_name.clone(),
         error_rate: options.inject_error_rate,
+        empty_rate: options.inject_empty_rate,
         latency: Duration::from_millis(options.inject_latency_ms),
         rng: Mutex::new(ChaCha8Rng::seed_from_u64(options.seed)),
         metrics: Metrics::new(),
@@ -265,6 +279,10 @@ pub fn serve(options: ServeOptions) -> Result<()> {
             post(|s, b| completions(s, b, Kind::Text)),
         )
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_http,
+        ))
         .with_state(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -286,6 +304,29 @@ pub fn serve(options: ServeOptions) -> Result<()> {
             .await?;
         Ok(())
     })
+}
+
+/// Counts every answered request by handler, method and status class, as
+/// vLLM's HTTP instrumentation does.
+async fn count_http(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let handler = request.uri().path().to_owned();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&vec![
+            ("handler".to_owned(), handler),
+            ("method".to_owned(), method),
+            ("status".to_owned(), status),
+        ])
+        .inc();
+    response
 }
 
 async fn shutdown() {
@@ -406,10 +447,15 @@ async fn completions(
     .into_iter()
     .filter(|s| !s.is_empty())
     .collect();
-    let injected_failure = {
+    let (injected_failure, injected_empty) = {
         let mut rng = state.rng.lock().unwrap_or_else(|e| e.into_inner());
-        state.error_rate > 0.0 && rng.random_bool(state.error_rate)
+        (
+            state.error_rate > 0.0 && rng.random_bool(state.error_rate),
+            state.empty_rate > 0.0 && rng.random_bool(state.empty_rate),
+        )
     };
+    // A degraded model: nothing generated at all.
+    let max_tokens = if injected_empty { 0 } else { max_tokens };
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }

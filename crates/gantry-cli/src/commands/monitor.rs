@@ -572,11 +572,18 @@ fn gate_checks(gate: &GateReport, errors: usize) -> Vec<CheckReport> {
             let mut check = CheckReport::new(&name, Kind::Quality, status, "", "");
             check.value = Some(c.candidate);
             check.previous = vec![Some(c.baseline)];
-            check.threshold = Some(format!(
-                "no regression past {} vs the registered {}",
-                report::show_value(Some(row.margin), ""),
-                report::show_value(Some(c.baseline), "")
-            ));
+            check.threshold = Some(if row.margin > 0.0 {
+                format!(
+                    "no significant drop of more than {} below the registered {}",
+                    report::show_value(Some(row.margin), ""),
+                    report::show_value(Some(c.baseline), "")
+                )
+            } else {
+                format!(
+                    "no significant drop below the registered {}",
+                    report::show_value(Some(c.baseline), "")
+                )
+            });
             check.reason = format!(
                 "Δ {:+.4} [{:+.4}, {:+.4}] over {} items, p {:.3}{}",
                 c.delta,
@@ -777,8 +784,9 @@ fn drift_checks(
         if let Some(note) = &result.note {
             check.reason = note.clone();
         }
-        check.details.clone_from(&measures);
-        check.details.extend(parse_findings.iter().cloned());
+        if checks.is_empty() {
+            check.details.clone_from(&measures);
+        }
         checks.push(check);
     }
     if unreadable > 0 {
