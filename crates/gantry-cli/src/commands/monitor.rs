@@ -375,7 +375,7 @@ fn quality_checks(
     };
     if let Err(reason) = comparable(&items, &baseline) {
         return error(format!(
-            "{} is not the eval set {} {} was evaluated on, so the results would not be comparable: {reason}",
+            "{} is not the eval set {} {} was evaluated on, so the results are not comparable: {reason}",
             eval_set.display(),
             manifest.name,
             manifest.version
@@ -819,17 +819,6 @@ fn sync_issue(
     if session.platform == gantry_ci::Platform::Local {
         return None;
     }
-    let client = match gantry_ci::ForgeClient::from_context(
-        &session.context,
-        session.environment,
-        session.redactor(),
-    ) {
-        Ok(client) => client,
-        Err(error) => {
-            printer.warning(&format!("no tracking issue: {error}"));
-            return None;
-        }
-    };
     let key = gantry_ci::IssueKey {
         marker: format!(
             "<!-- gantry-monitor model={} env={} -->",
@@ -866,7 +855,18 @@ fn sync_issue(
             changed.then(|| format!("Now {}: {}{run}", report.health.as_str(), report.headline())),
         ),
     };
-    match session.block_on(client.sync_issue(&key, body.as_deref(), comment.as_deref())) {
+    // octocrab's client needs the runtime it runs in: made inside it.
+    let synced = session.block_on(async {
+        let client = gantry_ci::ForgeClient::from_context(
+            &session.context,
+            session.environment,
+            session.redactor(),
+        )?;
+        client
+            .sync_issue(&key, body.as_deref(), comment.as_deref())
+            .await
+    });
+    match synced {
         Ok(Ok(outcome)) => {
             let url = outcome.issue().and_then(|issue| issue.url.clone());
             let what = match &outcome {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Step, github_outputs, tiny_lm};
+use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, wait_for};
 
 /// Trains one tiny model; versions are copies of it with a different model
 /// card, so every version behaves the same unless its serve command says otherwise.
@@ -68,13 +68,6 @@ fn register_in(step: &Step, base: &Path, version: &str, gated: bool, registry: &
     }
     let registered = step.run(&args);
     assert_eq!(registered.code, 0, "{}", registered.transcript());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 /// `gantry router` in the step's directory; stopped (with its servers) on drop.
@@ -643,14 +636,6 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// Polls `check` until it holds.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_killed_controller_leaves_traffic_to_the_lease_and_resume_continues_after_a_router_restart() {
     let step = Step::local();
@@ -789,59 +774,14 @@ fn a_killed_controller_leaves_traffic_to_the_lease_and_resume_continues_after_a_
 }
 
 /// A Prometheus scraping the router's `/metrics` every second.
-struct Prometheus {
-    child: Child,
-    url: String,
-}
-
-impl Prometheus {
-    fn start(step: &Step, target: &str) -> Option<Prometheus> {
-        let binary = gantry_test::require_tool("prometheus")?;
-        let config = step.write(
-            "prom.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gantry-router\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        );
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                step.path("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus");
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for("prometheus to be ready", Duration::from_secs(30), || {
-            reqwest::blocking::get(format!("{url}/-/ready"))
-                .is_ok_and(|response| response.status().is_success())
-        });
-        Some(Prometheus { child, url })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[test]
 fn prometheus_stopped_mid_rollout_holds_the_weight_then_rolls_back() {
     let step = Step::local();
     let base = trained(&step);
     register(&step, &base, "0.1.0", true);
     let router = RouterProcess::start(&step);
-    let Some(mut prometheus) = Prometheus::start(&step, router.admin.trim_start_matches("http://"))
+    let Some(mut prometheus) =
+        Prometheus::start(&step, &[router.admin.trim_start_matches("http://")])
     else {
         return;
     };

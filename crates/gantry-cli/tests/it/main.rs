@@ -10,6 +10,8 @@ mod eval;
 mod eval_gate;
 /// Planted credentials never reach anything gantry writes.
 mod leaks;
+/// `gantry monitor` with tiny-lm servers, Prometheus, Alertmanager and the fake GitHub API.
+mod monitor;
 /// What gantry ships (actions, templates, image, installer), checked with the real tools.
 mod packaging;
 /// `gantry register` and `gantry registry` on a trained tiny-lm.

@@ -191,3 +191,96 @@ pub(crate) fn github_outputs(text: &str) -> std::collections::BTreeMap<String, S
     }
     outputs
 }
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `timeout`.
+pub(crate) fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A real Prometheus scraping `targets` every second, in the step's
+/// directory; stopped on drop. `None` when it is not installed (and
+/// GANTRY_REQUIRE_SERVICES is not set).
+pub(crate) struct Prometheus {
+    child: std::process::Child,
+    pub(crate) url: String,
+}
+
+impl Prometheus {
+    pub(crate) fn start(step: &Step, targets: &[&str]) -> Option<Prometheus> {
+        let binary = gantry_test::require_tool("prometheus")?;
+        let targets: Vec<String> = targets.iter().map(|target| format!("'{target}'")).collect();
+        let config = step.write(
+            "prom.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gantry\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        );
+        let port = free_port();
+        let child = std::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                step.path("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus");
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for(
+            "prometheus to be ready",
+            std::time::Duration::from_secs(30),
+            || {
+                reqwest::blocking::get(format!("{url}/-/ready"))
+                    .is_ok_and(|response| response.status().is_success())
+            },
+        );
+        // Every target scraped once: what happens after is in the series.
+        let query = format!("count(up == 1) >= {}", targets.len());
+        wait_for(
+            "prometheus to scrape every target",
+            std::time::Duration::from_secs(30),
+            || {
+                reqwest::blocking::Client::new()
+                    .post(format!("{url}/api/v1/query"))
+                    .form(&[("query", query.as_str())])
+                    .send()
+                    .and_then(reqwest::blocking::Response::json::<serde_json::Value>)
+                    .is_ok_and(|body| {
+                        body["data"]["result"]
+                            .as_array()
+                            .is_some_and(|result| !result.is_empty())
+                    })
+            },
+        );
+        Some(Prometheus { child, url })
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

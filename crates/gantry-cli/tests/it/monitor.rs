@@ -1,0 +1,724 @@
+//! `gantry monitor` with tiny-lm servers as production (a degraded one made
+//! with its fault flags), a real Prometheus scraping them, a real
+//! Alertmanager (Debian's prometheus-alertmanager) delivering to a webhook,
+//! and the fake GitHub API for the tracking issue.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, wait_for};
+
+/// A `tiny-lm serve` process, stopped on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(model: &Path, name: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(tiny_lm())
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--served-model-name",
+                name,
+                "--model",
+            ])
+            .arg(model)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tiny-lm serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("address line");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        // One request before Prometheus scrapes: the series exist from its
+        // first scrape, so the traffic after counts as an increase.
+        let answered = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .is_ok_and(|response| response.status().is_success() || response.status().is_server_error());
+        assert!(answered, "tiny-lm serve at {url} did not answer");
+        Server { child, url }
+    }
+
+    fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Alertmanager delivering to a webhook that records what it gets.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    webhook: gantry_test::EchoServer,
+}
+
+impl Alertmanager {
+    fn start(step: &Step) -> Option<Alertmanager> {
+        let binary = gantry_test::require_tool("prometheus-alertmanager")?;
+        let webhook = gantry_test::EchoServer::start(|_| {
+            gantry_test::EchoResponse::json(200, &serde_json::json!({}))
+        });
+        let config = step.write(
+            "am.yml",
+            &format!(
+                "route:\n  receiver: hook\n  group_by: [alertname, model, environment]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}/hook\n        send_resolved: true\n",
+                webhook.url()
+            ),
+        );
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", step.path("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager");
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("alertmanager to be ready", Duration::from_secs(30), || {
+            reqwest::blocking::get(format!("{url}/-/ready"))
+                .is_ok_and(|response| response.status().is_success())
+        });
+        Some(Alertmanager {
+            child,
+            url,
+            webhook,
+        })
+    }
+
+    /// The alerts Alertmanager holds for model `tiny` that are active: (check, severity, version).
+    fn active(&self) -> Vec<(String, String, String)> {
+        let alerts: Value = reqwest::blocking::get(format!(
+            "{}/api/v2/alerts?filter=model%3D%22tiny%22&active=true&silenced=false&inhibited=false",
+            self.url
+        ))
+        .and_then(reqwest::blocking::Response::json)
+        .expect("alerts");
+        let mut active: Vec<(String, String, String)> = alerts
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|alert| alert["status"]["state"] == "active")
+            .map(|alert| {
+                let label = |name: &str| alert["labels"][name].as_str().unwrap_or("").to_owned();
+                (label("check"), label("severity"), label("version"))
+            })
+            .collect();
+        active.sort();
+        active
+    }
+
+    /// Statuses of the webhook deliveries so far (`firing`, `resolved`).
+    fn deliveries(&self) -> Vec<Value> {
+        self.webhook
+            .requests()
+            .iter()
+            .filter_map(|request| serde_json::from_slice(&request.body).ok())
+            .collect()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A trained tiny model, validated training data, its evaluation against a
+/// healthy server, and `tiny 0.1.0` registered with all of it as
+/// `tiny@production`. Returns the model directory.
+fn production(step: &Step) -> std::path::PathBuf {
+    let tiny = tiny_lm();
+    let dir = step.directory.path();
+    let ok = |command: &mut Command| {
+        let output = command.output().expect("tiny-lm");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    ok(Command::new(&tiny)
+        .args(["gen-data", "--out"])
+        .arg(dir.join("data")));
+    ok(Command::new(&tiny)
+        .args(["train", "--steps", "40", "--batch-size", "8", "--data"])
+        .arg(dir.join("data/train.jsonl"))
+        .arg("--output-dir")
+        .arg(dir.join("model"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints")));
+    let validated = step.run(&[
+        "validate-data",
+        "--ci",
+        "local",
+        "--data",
+        "data/train.jsonl",
+        "--tokenizer",
+        "chars",
+        "--publish",
+        "summary",
+    ]);
+    assert!(validated.code <= 1, "{}", validated.transcript());
+    let server = Server::start(&dir.join("model"), "tiny", &[]);
+    evaluate(step, &server.endpoint(), "tiny", "baseline");
+    let registered = step.run(&[
+        "register",
+        "--ci",
+        "local",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--eval-results",
+        "baseline/results.jsonl",
+        "--eval-set",
+        "data/eval.jsonl",
+        "--data-lock",
+        ".gantry/validate-data/data.lock",
+        "--data-summary",
+        ".gantry/validate-data/summary.json",
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    // Production's logged prompts: a sample like the training data, and one
+    // that is not (the first records only, a shifted mix).
+    let train = step.read("data/train.jsonl");
+    let like: Vec<&str> = train.lines().step_by(5).collect();
+    step.write("traffic.jsonl", &(like.join("\n") + "\n"));
+    let shifted: Vec<&str> = train.lines().take(300).collect();
+    step.write("shifted.jsonl", &(shifted.join("\n") + "\n"));
+    dir.join("model")
+}
+
+/// `gantry eval` of the eval set at `endpoint`: the traffic Prometheus sees.
+fn evaluate(step: &Step, endpoint: &str, model: &str, out: &str) {
+    let evaluated = step.run(&[
+        "eval",
+        "--ci",
+        "local",
+        "--endpoint",
+        endpoint,
+        "--model",
+        model,
+        "--dataset",
+        "data/eval.jsonl",
+        "--scorer",
+        "normalized-exact",
+        "--max-tokens",
+        "16",
+        "--out",
+        out,
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(evaluated.code, 0, "{}", evaluated.transcript());
+}
+
+/// Waits until Prometheus has scraped `requests` or more of `model`'s requests in the last minute.
+fn scraped(prometheus: &Prometheus, model: &str, requests: f64) {
+    let query = format!(
+        "sum(increase(vllm:e2e_request_latency_seconds_count{{model_name=\"{model}\"}}[1m]))"
+    );
+    wait_for(
+        "Prometheus to scrape the traffic",
+        Duration::from_secs(30),
+        || {
+            reqwest::blocking::Client::new()
+                .post(format!("{}/api/v1/query", prometheus.url))
+                .form(&[("query", query.as_str())])
+                .send()
+                .and_then(reqwest::blocking::Response::json::<Value>)
+                .ok()
+                .and_then(|body| {
+                    body["data"]["result"][0]["value"][1]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .and_then(|value| value.parse::<f64>().ok())
+                .is_some_and(|value| value >= requests)
+        },
+    );
+}
+
+fn monitor_args<'a>(endpoint: &'a str, prometheus: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "monitor",
+        "--model",
+        "tiny@production",
+        "--endpoint",
+        endpoint,
+        "--prometheus",
+        prometheus,
+        "--window",
+        "1m",
+        "--trend-windows",
+        "1",
+        "--min-requests",
+        "50",
+        "--max-tokens",
+        "16",
+        "--publish",
+        "summary",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn report(step: &Step) -> Value {
+    serde_json::from_str(&step.read(".gantry/monitor/monitor.json")).expect("monitor.json")
+}
+
+fn status(report: &Value, check: &str) -> String {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == check)
+        .map_or_else(
+            || format!("no check {check}"),
+            |c| c["status"].as_str().unwrap_or("").to_owned(),
+        )
+}
+
+#[test]
+fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes_one_issue() {
+    let mut step = Step::github();
+    let model = production(&step);
+    let good = Server::start(&model, "tiny", &[]);
+    // The planted worse server: empty answers, and 300 ms before each.
+    let bad = Server::start(
+        &model,
+        "tiny-bad",
+        &["--inject-empty-rate", "1", "--inject-latency-ms", "300"],
+    );
+    let Some(prometheus) = Prometheus::start(&step, &[good.address(), bad.address()]) else {
+        return;
+    };
+    let Some(alertmanager) = Alertmanager::start(&step) else {
+        return;
+    };
+    let forge = gantry_test::FakeForge::start();
+    step.set("GITHUB_API_URL", forge.url())
+        .set("GITHUB_TOKEN", "ghs_monitortoken");
+    let good_endpoint = good.endpoint();
+    let bad_endpoint = bad.endpoint();
+    let am = alertmanager.url.clone();
+    // Trends are queried and shown, but weeks a minute apart are too noisy to warn on.
+    let common = [
+        "--trend-tolerance",
+        "100",
+        "--traffic",
+        "traffic.jsonl",
+        "--alertmanager",
+        am.as_str(),
+        "--slo",
+        "latency-p95=250ms",
+        "--issue-labels",
+        "gantry-monitor,model-quality",
+    ];
+
+    // Week 1: healthy.
+    evaluate(&step, &good_endpoint, "tiny", "traffic-1");
+    scraped(&prometheus, "tiny", 250.0);
+    let healthy = step.run(&monitor_args(&good_endpoint, &prometheus.url, &common));
+    assert_eq!(healthy.code, 0, "{}", healthy.transcript());
+    let week = report(&step);
+    assert_eq!(week["health"], "healthy", "{}", healthy.transcript());
+    for check in ["latency-p95", "ttft-p95", "error-rate", "drift-psi"] {
+        assert_eq!(
+            status(&week, check),
+            "pass",
+            "{check}: {}",
+            healthy.transcript()
+        );
+    }
+    assert!(
+        status(&week, "quality-add-normalized_exact") == "pass",
+        "{week}"
+    );
+    assert_eq!(status(&week, "gpu-utilization"), "skipped");
+    assert!(forge.issues().is_empty(), "a healthy week opens no issue");
+    assert!(
+        alertmanager.active().is_empty(),
+        "{:?}",
+        alertmanager.active()
+    );
+    let outputs = github_outputs(&step.read("github_output"));
+    assert_eq!(outputs["health"], "healthy");
+    assert_eq!(outputs["verdict"], "pass");
+
+    // Week 2: production is the degraded server — answers empty and slow.
+    evaluate(&step, &bad_endpoint, "tiny-bad", "traffic-2");
+    scraped(&prometheus, "tiny-bad", 250.0);
+    let served = ["--served-model", "tiny-bad"];
+    let args: Vec<&str> = monitor_args(&bad_endpoint, &prometheus.url, &common)
+        .into_iter()
+        .chain(served)
+        .collect();
+    let failing = step.run(&args);
+    assert_eq!(failing.code, 1, "{}", failing.transcript());
+    let week = report(&step);
+    assert_eq!(week["health"], "failing");
+    assert_eq!(
+        status(&week, "quality-add-normalized_exact"),
+        "fail",
+        "{week}"
+    );
+    assert_eq!(status(&week, "latency-p95"), "fail", "{week}");
+    let issues = forge.issues();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let issue = &issues[0];
+    assert!(issue.open);
+    assert_eq!(issue.labels, ["gantry-monitor", "model-quality"]);
+    assert!(
+        issue
+            .body
+            .contains("<!-- gantry-monitor model=tiny env=production -->")
+    );
+    assert!(issue.body.contains("latency-p95") && issue.body.contains("is failing"));
+    wait_for(
+        "Alertmanager to hold the alerts",
+        Duration::from_secs(10),
+        || {
+            alertmanager.active().contains(&(
+                "latency-p95".to_owned(),
+                "critical".to_owned(),
+                "0.1.0".to_owned(),
+            ))
+        },
+    );
+    let active = alertmanager.active();
+    assert!(
+        active.contains(&(
+            "quality-add-normalized_exact".to_owned(),
+            "critical".to_owned(),
+            "0.1.0".to_owned()
+        )),
+        "{active:?}"
+    );
+    // One severity per check: the other one is posted resolved.
+    assert!(
+        !active.contains(&(
+            "latency-p95".to_owned(),
+            "warning".to_owned(),
+            "0.1.0".to_owned()
+        )),
+        "{active:?}"
+    );
+    wait_for(
+        "the webhook to be notified",
+        Duration::from_secs(15),
+        || {
+            alertmanager
+                .deliveries()
+                .iter()
+                .any(|body| body["status"] == "firing")
+        },
+    );
+    assert_eq!(
+        github_outputs(&step.read("github_output"))["issue-url"],
+        "https://github.test/org/models/issues/1"
+    );
+
+    // Week 3: still failing: the same issue, edited; no new comment for the same verdict.
+    evaluate(&step, &bad_endpoint, "tiny-bad", "traffic-3");
+    let again = step.run(&args);
+    assert_eq!(again.code, 1, "{}", again.transcript());
+    assert_eq!(forge.issues().len(), 1);
+    assert!(forge.comments(1).is_empty(), "{:?}", forge.comments(1));
+
+    // Week 4: healthy again: the issue is closed with a comment, the alerts resolve.
+    evaluate(&step, &good_endpoint, "tiny", "traffic-4");
+    scraped(&prometheus, "tiny", 250.0);
+    let recovered = step.run(&monitor_args(&good_endpoint, &prometheus.url, &common));
+    assert_eq!(recovered.code, 0, "{}", recovered.transcript());
+    let issues = forge.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(!issues[0].open, "closed when healthy");
+    assert_eq!(issues[0].state_reason.as_deref(), Some("completed"));
+    let comments = forge.comments(1);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].1.contains("Healthy again"), "{comments:?}");
+    wait_for("the alerts to resolve", Duration::from_secs(10), || {
+        alertmanager.active().is_empty()
+    });
+    wait_for(
+        "the webhook to hear they resolved",
+        Duration::from_secs(15),
+        || {
+            alertmanager
+                .deliveries()
+                .iter()
+                .any(|body| body["status"] == "resolved")
+        },
+    );
+
+    // Four weeks of history, and trend charts drawn from it.
+    let history = step.read(".gantry/monitor/history.jsonl");
+    assert_eq!(history.lines().count(), 4, "{history}");
+    let chart = step.read(".gantry/monitor/trend-quality.svg");
+    assert!(
+        chart.starts_with("<svg") && chart.contains("polyline"),
+        "{chart}"
+    );
+    let summary = step.read("step_summary");
+    assert!(
+        summary.contains("gantry monitor: tiny 0.1.0 in production is healthy"),
+        "{summary}"
+    );
+    // The token reached the forge only as a credential, never in a body.
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .all(|request| !request.body.to_string().contains("ghs_monitortoken"))
+    );
+}
+
+#[test]
+fn sources_that_fail_say_so_and_bad_input_is_refused_by_name() {
+    let mut step = Step::local();
+    step.set("GANTRY_HTTP_BACKOFF_MS", "1");
+    let model = production(&step);
+    let good = Server::start(&model, "tiny", &[]);
+    let endpoint = good.endpoint();
+
+    // Prometheus down: the service checks error and say where; quality and
+    // drift still report; exit 2 (a blind monitor is not a healthy one).
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let blind = step.run(&monitor_args(
+        &endpoint,
+        &closed,
+        &["--traffic", "traffic.jsonl"],
+    ));
+    assert_eq!(blind.code, 2, "{}", blind.transcript());
+    let week = report(&step);
+    assert_eq!(status(&week, "latency-p95"), "error");
+    let reason = week["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["name"] == "latency-p95"))
+        .and_then(|check| check["reason"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains(&closed) && reason.contains("did not answer"),
+        "{reason}"
+    );
+    assert_eq!(
+        status(&week, "quality-add-normalized_exact"),
+        "pass",
+        "{week}"
+    );
+    assert_eq!(status(&week, "drift-psi"), "pass", "{week}");
+    assert_eq!(week["health"], "degraded");
+
+    // A PromQL that returns nothing is inconclusive, never a pass; a
+    // shifted sample of prompts drifts.
+    if let Some(prometheus) = Prometheus::start(&step, &[good.address()]) {
+        let quiet = step.run(&monitor_args(
+            &endpoint,
+            &prometheus.url,
+            &[
+                "--selector",
+                "model_name=\"nobody\"",
+                "--traffic",
+                "shifted.jsonl",
+            ],
+        ));
+        assert_eq!(quiet.code, 1, "{}", quiet.transcript());
+        let week = report(&step);
+        assert_eq!(status(&week, "latency-p95"), "inconclusive", "{week}");
+        assert_eq!(status(&week, "drift-psi"), "fail", "{week}");
+        assert_eq!(week["health"], "failing");
+    }
+
+    // An unreachable endpoint: retried, then named.
+    let gone = format!("http://127.0.0.1:{}/v1", free_port());
+    let unreachable = step.run(&[
+        "monitor",
+        "--model",
+        "tiny@production",
+        "--endpoint",
+        &gone,
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(unreachable.code, 2, "{}", unreachable.transcript());
+    assert!(
+        unreachable.stderr.contains(&gone)
+            && unreachable.stderr.contains("Connection refused")
+            && unreachable.stderr.contains("after 4 attempts"),
+        "{}",
+        unreachable.transcript()
+    );
+
+    // An eval set other than the registered one is refused: not comparable.
+    let eval = step.read("data/eval.jsonl");
+    let other: Vec<&str> = eval.lines().skip(1).collect();
+    step.write("other-eval.jsonl", &(other.join("\n") + "\n"));
+    let refused = step.run(&[
+        "monitor",
+        "--model",
+        "tiny@production",
+        "--endpoint",
+        &endpoint,
+        "--eval-set",
+        "other-eval.jsonl",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("not the eval set") && refused.stderr.contains("not comparable"),
+        "{}",
+        refused.transcript()
+    );
+
+    // A malformed traffic file: parse findings by file and line.
+    let mut traffic = step.read("traffic.jsonl");
+    traffic.push_str("{\"messages\": [\n");
+    step.write("broken.jsonl", &traffic);
+    let broken = step.run(&[
+        "monitor",
+        "--model",
+        "tiny@production",
+        "--traffic",
+        "broken.jsonl",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(broken.code, 0, "{}", broken.transcript());
+    let week = report(&step);
+    let parse = week["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["name"] == "traffic-parse"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(parse["status"], "warn", "{week}");
+    assert!(
+        parse["details"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("broken.jsonl:301"),
+        "{parse}"
+    );
+
+    // A version registered without an evaluation: say how to register one.
+    let registered = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "bare",
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    let bare = step.run(&[
+        "monitor",
+        "--model",
+        "bare@production",
+        "--endpoint",
+        &endpoint,
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(bare.code, 2, "{}", bare.transcript());
+    assert!(
+        bare.stderr.contains("--eval-results"),
+        "{}",
+        bare.transcript()
+    );
+
+    // An alias that does not exist is an error before anything runs.
+    let missing = step.run(&["monitor", "--model", "tiny@staging"]);
+    assert_eq!(missing.code, 2, "{}", missing.transcript());
+    assert!(
+        missing.stderr.contains("staging"),
+        "{}",
+        missing.transcript()
+    );
+}
+
+#[test]
+fn rules_pass_promtool_and_the_dashboard_is_grafana_json() {
+    let step = Step::local();
+    let rendered = step.run(&[
+        "monitor",
+        "rules",
+        "--model",
+        "tiny",
+        "--metrics",
+        "vllm",
+        "--selector",
+        "model_name=\"tiny\"",
+        "--slo",
+        "latency-p95=2s",
+        "--slo",
+        "tokens-per-second=5",
+        "--out",
+        "rules",
+    ]);
+    assert_eq!(rendered.code, 0, "{}", rendered.transcript());
+    let dashboard: Value =
+        serde_json::from_str(&step.read("rules/grafana-dashboard.json")).expect("JSON");
+    assert_eq!(dashboard["schemaVersion"], 39);
+    assert!(
+        dashboard["panels"]
+            .as_array()
+            .is_some_and(|panels| panels.len() >= 7)
+    );
+    let rules = step.read("rules/gantry-monitor.rules.yml");
+    assert!(
+        rules.contains("GantryTokensPerSecond") && rules.contains("< 5"),
+        "{rules}"
+    );
+    let Some(promtool) = gantry_test::require_tool("promtool") else {
+        return;
+    };
+    let checked = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(step.path("rules/gantry-monitor.rules.yml"))
+        .output()
+        .expect("promtool");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let output = String::from_utf8_lossy(&checked.stdout);
+    assert!(output.contains("SUCCESS: 4 rules found"), "{output}");
+}
