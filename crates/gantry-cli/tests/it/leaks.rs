@@ -667,6 +667,90 @@ fn deploy_canary_never_writes_the_router_token_a_router_echoed() {
 }
 
 #[test]
+fn monitor_never_writes_a_key_an_endpoint_or_alertmanager_echoed() {
+    let server = echoing_model_server();
+    // An Alertmanager that refuses with the body it got and the credential.
+    let alertmanager = EchoServer::start(|request| {
+        EchoResponse::json(
+            400,
+            &json!({"error": format!("bad alerts {} from {}", String::from_utf8_lossy(&request.body), request.header("authorization").unwrap_or_default())}),
+        )
+    });
+    for mode in MODES {
+        let forge = FakeForge::start();
+        let mut step = step(mode, &forge);
+        step.set("GANTRY_HTTP_BACKOFF_MS", "1");
+        let items: String = (0..6)
+            .map(|index| {
+                let task = if index % 2 == 0 { "even" } else { "odd" };
+                format!(
+                    "{}\n",
+                    json!({"id": format!("item-{index}"), "task": task, "messages": [{"role": "user", "content": format!("an {task} item")}], "expected": "hi"})
+                )
+            })
+            .collect();
+        step.write("in/set.jsonl", &items);
+        let endpoint = format!("{}/v1", server.url());
+        let evaluated = step.run(&[
+            "eval",
+            "--endpoint",
+            &endpoint,
+            "--model",
+            "m",
+            "--dataset",
+            "in/set.jsonl",
+            "--attempts",
+            "1",
+            "--scorer",
+            "exact",
+            "--publish",
+            "summary",
+        ]);
+        assert_eq!(evaluated.code, 0, "{mode:?}: {}", evaluated.transcript());
+        std::fs::create_dir_all(step.path("in/model")).expect("model");
+        step.write("in/model/config.json", "{\"hidden\": 4}");
+        let registered = step.run(&[
+            "register",
+            "--model-dir",
+            "in/model",
+            "--name",
+            "m",
+            "--eval-results",
+            ".gantry/eval/results.jsonl",
+            "--eval-set",
+            "in/set.jsonl",
+            "--alias",
+            "production",
+        ]);
+        assert_eq!(registered.code, 0, "{mode:?}: {}", registered.transcript());
+        let mut written = Written::default();
+        let outcome = step.run(&[
+            "monitor",
+            "--model",
+            "m@production",
+            "--endpoint",
+            &endpoint,
+            "--served-model",
+            "m",
+            "--alertmanager",
+            alertmanager.url(),
+            "--publish",
+            "summary,comment",
+        ]);
+        assert!(outcome.code <= 2, "{mode:?}: {}", outcome.transcript());
+        assert!(
+            outcome.transcript().contains("alerts were not delivered"),
+            "{mode:?}: {}",
+            outcome.transcript()
+        );
+        written.outcome(&format!("{mode:?} monitor"), &outcome, mode);
+        written.files(step.directory.path(), &step.path("in"));
+        written.forge(&forge);
+        written.assert_clean(&format!("monitor ({mode:?})"));
+    }
+}
+
+#[test]
 fn train_and_registry_never_write_a_credential_a_server_echoed() {
     let tracking = echoing_tracking_server();
     let registry = echoing_registry();

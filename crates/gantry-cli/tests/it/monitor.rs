@@ -485,9 +485,21 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
         },
     );
 
-    // Four weeks of history, and trend charts drawn from it.
+    // A read-only token cannot open the issue: the verdict stands, the
+    // report is in the job summary, and the log says what permission is missing.
+    step.set("GITHUB_TOKEN", gantry_test::READ_ONLY_TOKEN);
+    let read_only = step.run(&args);
+    assert_eq!(read_only.code, 1, "{}", read_only.transcript());
+    assert!(
+        read_only.transcript().contains("403") && read_only.transcript().contains("issues: write"),
+        "{}",
+        read_only.transcript()
+    );
+    assert!(!forge.issues()[0].open, "the closed issue stays closed");
+
+    // Five weeks of history, and trend charts drawn from it.
     let history = step.read(".gantry/monitor/history.jsonl");
-    assert_eq!(history.lines().count(), 4, "{history}");
+    assert_eq!(history.lines().count(), 5, "{history}");
     let chart = step.read(".gantry/monitor/trend-quality.svg");
     assert!(
         chart.starts_with("<svg") && chart.contains("polyline"),
