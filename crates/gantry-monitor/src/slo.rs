@@ -329,42 +329,14 @@ pub async fn service_checks(
                         .join(", "),
                     prometheus.url()
                 );
-                let checks = Signal::ALL
-                    .iter()
-                    .map(|signal| {
-                        CheckReport::new(
-                            signal.name(),
-                            Kind::Service,
-                            Status::Inconclusive,
-                            signal.unit(),
-                            reason.clone(),
-                        )
-                    })
-                    .collect();
-                return (checks, None);
+                return (every_signal(Status::Inconclusive, &reason), None);
             }
             Err(error) => {
-                let checks = Signal::ALL
-                    .iter()
-                    .map(|signal| {
-                        CheckReport::new(
-                            signal.name(),
-                            Kind::Service,
-                            Status::Error,
-                            signal.unit(),
-                            error.to_string(),
-                        )
-                    })
-                    .collect();
-                return (checks, None);
+                return (every_signal(Status::Error, &error.to_string()), None);
             }
         },
     };
-    let selector = options.selector.clone().unwrap_or_else(|| match flavor {
-        Flavor::Router => format!("version=\"{}\"", escape_label(&options.version)),
-        Flavor::Vllm => format!("model_name=\"{}\"", escape_label(&options.served_model)),
-        Flavor::Tgi => String::new(),
-    });
+    let selector = selector(flavor, options);
     let volume = match prometheus
         .instant(&volume_query(flavor, &selector, &window), options.end)
         .await
@@ -372,19 +344,10 @@ pub async fn service_checks(
         Ok(Sample::Value(volume)) => Some(volume),
         Ok(_) => Some(0.0),
         Err(error) => {
-            let checks = Signal::ALL
-                .iter()
-                .map(|signal| {
-                    CheckReport::new(
-                        signal.name(),
-                        Kind::Service,
-                        Status::Error,
-                        signal.unit(),
-                        error.to_string(),
-                    )
-                })
-                .collect();
-            return (checks, Some(flavor));
+            return (
+                every_signal(Status::Error, &error.to_string()),
+                Some(flavor),
+            );
         }
     };
     let mut checks = Vec::new();
@@ -397,6 +360,58 @@ pub async fn service_checks(
         );
     }
     (checks, Some(flavor))
+}
+
+/// One check per signal, each with `status` and `reason`: what a source
+/// that could not be asked at all comes to.
+fn every_signal(status: Status, reason: &str) -> Vec<CheckReport> {
+    Signal::ALL
+        .iter()
+        .map(|signal| CheckReport::new(signal.name(), Kind::Service, status, signal.unit(), reason))
+        .collect()
+}
+
+/// The label matchers for `flavor`'s series: `--selector`, or the
+/// production version (router) or served name (vLLM).
+pub fn selector(flavor: Flavor, options: &ServiceOptions) -> String {
+    options.selector.clone().unwrap_or_else(|| match flavor {
+        Flavor::Router => format!("version=\"{}\"", escape_label(&options.version)),
+        Flavor::Vllm => format!("model_name=\"{}\"", escape_label(&options.served_model)),
+        Flavor::Tgi => String::new(),
+    })
+}
+
+/// The window's shape: p95 latency, p95 time to first token (ms) and the
+/// error rate over the window, from range queries whose rate window is a
+/// 24th of the window (at least a minute), about a hundred points each.
+/// A signal the source cannot give is left out: the checks say why.
+pub async fn window_series(
+    prometheus: &Prometheus,
+    options: &ServiceOptions,
+    flavor: Flavor,
+) -> Vec<(Signal, Vec<(f64, f64)>)> {
+    let window = options.window.as_secs_f64();
+    let rate_window = promql_duration(Duration::from_secs_f64((window / 24.0).max(60.0)));
+    let step = Duration::from_secs_f64((window / 96.0).max(1.0));
+    let selector = selector(flavor, options);
+    let mut series = Vec::new();
+    for signal in [Signal::LatencyP95, Signal::TtftP95, Signal::ErrorRate] {
+        let Some(query) = query(flavor, signal, &selector, &rate_window) else {
+            continue;
+        };
+        if let Ok(points) = prometheus
+            .range(&query, options.end - window, options.end, step)
+            .await
+            && points.len() >= 2
+        {
+            let scaled = points
+                .into_iter()
+                .map(|(time, value)| (time, value * signal.scale()))
+                .collect();
+            series.push((signal, scaled));
+        }
+    }
+    series
 }
 
 async fn detect(prometheus: &Prometheus, end: f64, window: &str) -> crate::Result<Option<Flavor>> {
@@ -459,68 +474,98 @@ async fn signal_check(
         };
         check.previous.push(value);
     }
-    let quiet = volume.is_some_and(|volume| volume < options.min_requests);
+    let (status, reason) = judge(
+        signal,
+        now.clone(),
+        volume,
+        threshold,
+        &check.previous,
+        options,
+    );
+    check.status = status;
+    check.reason = reason;
+    if let Sample::Value(value) = now {
+        check.value = Some(value * signal.scale());
+    }
+    check
+}
+
+/// A signal's week: its value now, the requests in the window, its
+/// threshold and the earlier windows' values. Too little traffic or no
+/// data is inconclusive; past the threshold fails; more than the trend
+/// tolerance above the earlier windows' median warns.
+fn judge(
+    signal: Signal,
+    now: Sample,
+    volume: Option<f64>,
+    threshold: Option<&Threshold>,
+    previous: &[Option<f64>],
+    options: &ServiceOptions,
+) -> (Status, String) {
     let value = match now {
         Sample::Value(value) => value * signal.scale(),
         Sample::NoData => {
-            check.status = Status::Inconclusive;
-            check.reason = "no data: the query matched no series in the window".to_owned();
-            return check;
+            return (
+                Status::Inconclusive,
+                "no data: the query matched no series in the window".to_owned(),
+            );
         }
         Sample::NaN => {
-            check.status = Status::Inconclusive;
-            check.reason = "no data: the query returned NaN (no requests, or no histogram buckets, in the window)".to_owned();
-            return check;
+            return (
+                Status::Inconclusive,
+                "no data: the query returned NaN (no requests, or no histogram buckets, in the window)".to_owned(),
+            );
         }
     };
-    check.value = Some(value);
-    if quiet {
-        check.status = Status::Inconclusive;
-        check.reason = format!(
-            "only {:.0} requests in the window, fewer than --min-requests {:.0}: too few to judge",
-            volume.unwrap_or(0.0),
-            options.min_requests
+    if let Some(volume) = volume.filter(|volume| *volume < options.min_requests) {
+        return (
+            Status::Inconclusive,
+            format!(
+                "only {volume:.0} requests in the window, fewer than --min-requests {:.0}: too few to judge",
+                options.min_requests
+            ),
         );
-        return check;
     }
     if !value.is_finite() {
-        check.status = Status::Inconclusive;
-        check.reason =
-            "the value is infinite: the quantile lies in the histogram's +Inf bucket".to_owned();
-        return check;
+        return (
+            Status::Inconclusive,
+            "the value is infinite: the quantile lies in the histogram's +Inf bucket".to_owned(),
+        );
     }
     if let Some(threshold) = threshold
         && threshold.breached_by(value)
     {
-        check.status = Status::Fail;
-        check.reason = format!(
-            "{} breaches the SLO {}",
-            show_value(Some(value), signal.unit()),
-            threshold.text()
+        return (
+            Status::Fail,
+            format!(
+                "{} breaches the SLO {}",
+                show_value(Some(value), signal.unit()),
+                threshold.text()
+            ),
         );
-        return check;
     }
-    let earlier: Vec<f64> = check.previous.iter().flatten().copied().collect();
+    let earlier: Vec<f64> = previous.iter().flatten().copied().collect();
     if let Some(median) = median(&earlier)
         && signal.higher_is_worse()
         && median > 0.0
         && value > median * (1.0 + options.trend_tolerance)
     {
-        check.status = Status::Warn;
-        check.reason = format!(
-            "{:+.0}% against the median of the previous {} windows ({})",
-            (value / median - 1.0) * 100.0,
-            earlier.len(),
-            show_value(Some(median), signal.unit())
+        return (
+            Status::Warn,
+            format!(
+                "{:+.0}% against the median of the previous {} windows ({})",
+                (value / median - 1.0) * 100.0,
+                earlier.len(),
+                show_value(Some(median), signal.unit())
+            ),
         );
-        return check;
     }
-    check.reason = match (threshold, earlier.is_empty()) {
+    let reason = match (threshold, earlier.is_empty()) {
         (Some(threshold), _) => format!("within {}", threshold.text()),
         (None, true) => "measured; no threshold and no earlier window to compare with".to_owned(),
         (None, false) => "measured; within the trend of the previous windows".to_owned(),
     };
-    check
+    (Status::Pass, reason)
 }
 
 fn median(values: &[f64]) -> Option<f64> {
@@ -605,75 +650,107 @@ pub async fn resource_checks(
             reason,
         ));
     } else {
-        let mut utilization =
-            CheckReport::new("gpu-utilization", Kind::Resources, Status::Pass, "%", "");
-        utilization.threshold = Some(format!("≥ {}%", options.min_gpu_utilization));
-        utilization
-            .details
-            .push(format!("PromQL: {utilization_query}"));
-        match prometheus.instant(&utilization_query, options.end).await {
-            Ok(Sample::Value(value)) => {
-                utilization.value = Some(value);
-                if value < options.min_gpu_utilization {
-                    utilization.status = Status::Warn;
-                    utilization.reason = format!(
-                        "the GPUs were busy {value:.1}% of the window on average: capacity is idle (fewer replicas or a smaller GPU would do)"
-                    );
-                } else {
-                    utilization.reason =
-                        format!("{value:.1}% on average over {} GPUs", gpus.unwrap_or(0.0));
-                }
-            }
-            Ok(_) => {
-                utilization.status = Status::Inconclusive;
-                utilization.reason = "no data".to_owned();
-            }
-            Err(error) => {
-                utilization.status = Status::Error;
-                utilization.reason = error.to_string();
-            }
-        }
-        checks.push(utilization);
-        let mut memory = CheckReport::new(
-            "gpu-memory-headroom",
-            Kind::Resources,
-            Status::Pass,
-            "ratio",
-            "",
+        let gpus = gpus.unwrap_or(0.0);
+        checks.push(
+            gauge_check(
+                prometheus,
+                options.end,
+                Gauge {
+                    name: "gpu-utilization",
+                    unit: "%",
+                    query: &utilization_query,
+                    minimum: options.min_gpu_utilization,
+                    threshold: format!("≥ {}%", options.min_gpu_utilization),
+                    value_of: |utilization| utilization,
+                    no_data: "no data",
+                },
+                |value, low| {
+                    if low {
+                        format!("the GPUs were busy {value:.1}% of the window on average: capacity is idle (fewer replicas or a smaller GPU would do)")
+                    } else {
+                        format!("{value:.1}% on average over {gpus} GPUs")
+                    }
+                },
+            )
+            .await,
         );
-        memory.threshold = Some(format!("≥ {:.0}%", options.min_memory_headroom * 100.0));
-        memory.details.push(format!("PromQL: 1 - {memory_query}"));
-        match prometheus.instant(&memory_query, options.end).await {
-            Ok(Sample::Value(used)) => {
-                let headroom = 1.0 - used;
-                memory.value = Some(headroom);
-                if headroom < options.min_memory_headroom {
-                    memory.status = Status::Warn;
-                    memory.reason = format!(
-                        "at its fullest a GPU had {:.1}% of its memory free",
-                        headroom * 100.0
-                    );
-                } else {
-                    memory.reason = format!(
-                        "at least {:.1}% of every GPU's memory stayed free",
-                        headroom * 100.0
-                    );
-                }
-            }
-            Ok(_) => {
-                memory.status = Status::Inconclusive;
-                memory.reason =
-                    "no data: needs DCGM_FI_DEV_FB_USED, _FB_FREE and _FB_RESERVED".to_owned();
-            }
-            Err(error) => {
-                memory.status = Status::Error;
-                memory.reason = error.to_string();
-            }
-        }
-        checks.push(memory);
+        checks.push(
+            gauge_check(
+                prometheus,
+                options.end,
+                Gauge {
+                    name: "gpu-memory-headroom",
+                    unit: "ratio",
+                    query: &memory_query,
+                    minimum: options.min_memory_headroom,
+                    threshold: format!("≥ {:.0}%", options.min_memory_headroom * 100.0),
+                    value_of: |used| 1.0 - used,
+                    no_data: "no data: needs DCGM_FI_DEV_FB_USED, _FB_FREE and _FB_RESERVED",
+                },
+                |headroom, low| {
+                    if low {
+                        format!(
+                            "at its fullest a GPU had {:.1}% of its memory free",
+                            headroom * 100.0
+                        )
+                    } else {
+                        format!(
+                            "at least {:.1}% of every GPU's memory stayed free",
+                            headroom * 100.0
+                        )
+                    }
+                },
+            )
+            .await,
+        );
     }
     checks.push(cost_check(options, gpus));
     checks
+}
+
+/// A resource gauge to judge: its query, how its value is read, and the
+/// minimum below which it warns.
+struct Gauge<'a> {
+    name: &'static str,
+    unit: &'static str,
+    query: &'a str,
+    minimum: f64,
+    threshold: String,
+    value_of: fn(f64) -> f64,
+    no_data: &'static str,
+}
+
+/// A gauge's check: warned below its minimum; no data is inconclusive, a
+/// failed query an error. `reason` words the value (and whether it is low).
+async fn gauge_check(
+    prometheus: &Prometheus,
+    end: f64,
+    gauge: Gauge<'_>,
+    reason: impl Fn(f64, bool) -> String,
+) -> CheckReport {
+    let mut check = CheckReport::new(gauge.name, Kind::Resources, Status::Pass, gauge.unit, "");
+    check.threshold = Some(gauge.threshold);
+    check.details.push(format!("PromQL: {}", gauge.query));
+    match prometheus.instant(gauge.query, end).await {
+        Ok(Sample::Value(raw)) => {
+            let value = (gauge.value_of)(raw);
+            let low = value < gauge.minimum;
+            check.value = Some(value);
+            check.reason = reason(value, low);
+            if low {
+                check.status = Status::Warn;
+            }
+        }
+        Ok(_) => {
+            check.status = Status::Inconclusive;
+            gauge.no_data.clone_into(&mut check.reason);
+        }
+        Err(error) => {
+            check.status = Status::Error;
+            check.reason = error.to_string();
+        }
+    }
+    check
 }
 
 fn cost_check(options: &ResourceOptions, dcgm_gpus: Option<f64>) -> CheckReport {
@@ -788,6 +865,88 @@ mod tests {
             "{check:?}"
         );
         assert_eq!(check.status, Status::Info);
+    }
+
+    fn options() -> ServiceOptions {
+        ServiceOptions {
+            flavor: Some(Flavor::Router),
+            selector: None,
+            version: "0.1.0".into(),
+            served_model: "tiny".into(),
+            window: Duration::from_secs(604_800),
+            trend_windows: 3,
+            trend_tolerance: 0.25,
+            min_requests: 100.0,
+            thresholds: Threshold::defaults(),
+            end: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_week_fails_past_its_slo_warns_past_its_trend_and_is_inconclusive_when_quiet() {
+        let options = options();
+        let slo = Threshold {
+            signal: Signal::LatencyP95,
+            limit: 2000.0,
+        };
+        let judged = |seconds: f64, volume: f64, previous: &[Option<f64>]| {
+            judge(
+                Signal::LatencyP95,
+                Sample::Value(seconds),
+                Some(volume),
+                Some(&slo),
+                previous,
+                &options,
+            )
+        };
+        // 2.5 s against a 2 s SLO.
+        assert_eq!(judged(2.5, 1000.0, &[]).0, Status::Fail);
+        // 1.5 s, the earlier weeks 1 s: +50% is past the 25% tolerance.
+        let (status, reason) = judged(1.5, 1000.0, &[Some(1000.0), None, Some(1000.0)]);
+        assert_eq!(status, Status::Warn, "{reason}");
+        assert!(
+            reason.contains("+50%") && reason.contains("previous 2 windows"),
+            "{reason}"
+        );
+        // +10% is within it.
+        assert_eq!(judged(1.1, 1000.0, &[Some(1000.0)]).0, Status::Pass);
+        // 99 requests are too few, whatever the value.
+        assert_eq!(judged(9.0, 99.0, &[]).0, Status::Inconclusive);
+        // No series, NaN, and a quantile in the +Inf bucket are not passes.
+        for sample in [Sample::NoData, Sample::NaN, Sample::Value(f64::INFINITY)] {
+            let (status, _) = judge(
+                Signal::LatencyP95,
+                sample,
+                Some(1000.0),
+                Some(&slo),
+                &[],
+                &options,
+            );
+            assert_eq!(status, Status::Inconclusive);
+        }
+        // Throughput falling is traffic, not a warning; below a minimum it fails.
+        let minimum = Threshold {
+            signal: Signal::TokensPerSecond,
+            limit: 50.0,
+        };
+        let (status, _) = judge(
+            Signal::TokensPerSecond,
+            Sample::Value(10.0),
+            Some(1000.0),
+            None,
+            &[Some(100.0)],
+            &options,
+        );
+        assert_eq!(status, Status::Pass);
+        let (status, _) = judge(
+            Signal::TokensPerSecond,
+            Sample::Value(10.0),
+            Some(1000.0),
+            Some(&minimum),
+            &[],
+            &options,
+        );
+        assert_eq!(status, Status::Fail);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub(crate) fn run(
     let now = chrono::Utc::now();
     let end = now.timestamp_millis() as f64 / 1000.0;
 
+    let mut window_series = Vec::new();
     let mut checks = quality_checks(
         args,
         session,
@@ -106,13 +107,15 @@ pub(crate) fn run(
                 thresholds,
                 end,
             };
-            let (service_checks, resource_checks) = session.block_on(async {
+            let (service_checks, resource_checks, series) = session.block_on(async {
                 let (service_checks, flavor) = slo::service_checks(&prometheus, &service).await;
+                let mut series = Vec::new();
                 if let Some(flavor) = flavor {
                     printer.info(&format!(
                         "service metrics: {} names in {url}",
                         flavor.as_str()
                     ));
+                    series = slo::window_series(&prometheus, &service, flavor).await;
                 }
                 let tokens_per_second = service_checks
                     .iter()
@@ -129,10 +132,11 @@ pub(crate) fn run(
                     min_memory_headroom: 0.1,
                 };
                 let resource_checks = slo::resource_checks(&prometheus, &resources).await;
-                (service_checks, resource_checks)
+                (service_checks, resource_checks, series)
             })?;
             checks.extend(service_checks);
             checks.extend(resource_checks);
+            window_series = series;
         }
     }
     if args.prometheus.is_none() {
@@ -185,7 +189,10 @@ pub(crate) fn run(
     // History and trends: the weeks before, this one, charts of both.
     let earlier = history::read(&args.history, &report.model, &report.environment)?;
     let entry = HistoryEntry::of(&report);
-    let charts = history::trend_charts(&earlier, &entry);
+    let mut charts = history::trend_charts(&earlier, &entry);
+    if let Some(chart) = window_chart(&window_series) {
+        charts.push(("window-service.svg".to_owned(), chart));
+    }
     let chart_names: Vec<String> = charts.iter().map(|(name, _)| name.clone()).collect();
     let markdown = report::markdown(&report, &history::earlier_values(&earlier), &chart_names);
 
@@ -258,6 +265,36 @@ pub(crate) fn run(
     Ok(code)
 }
 
+/// The window's p95 latency, p95 TTFT and error rate over time (Prometheus
+/// range queries), as an SVG chart.
+fn window_chart(series: &[(slo::Signal, Vec<(f64, f64)>)]) -> Option<String> {
+    let series: Vec<gantry_core::chart::Series> = series
+        .iter()
+        .map(|(signal, points)| {
+            let name = format!("{} ({})", signal.name(), signal.unit());
+            let points = points
+                .iter()
+                .filter(|(time, value)| *time >= 0.0 && value.is_finite())
+                .map(|(time, value)| (*time as u64, *value))
+                .collect();
+            (name, points)
+        })
+        .collect();
+    let shown: Vec<&gantry_core::chart::Series> = series
+        .iter()
+        .filter(|(_, points)| points.len() >= 2)
+        .collect();
+    if shown.is_empty() {
+        return None;
+    }
+    Some(gantry_core::chart::line_chart(&shown, |time| {
+        chrono::DateTime::from_timestamp(i64::try_from(time).unwrap_or(0), 0)
+            .map_or_else(String::new, |time| {
+                time.format("%Y-%m-%d %H:%M").to_string()
+            })
+    }))
+}
+
 fn verdict(health: Health) -> Verdict {
     match health {
         Health::Healthy => Verdict::Pass,
@@ -276,17 +313,27 @@ fn thresholds(given: &[Threshold]) -> Vec<Threshold> {
     thresholds
 }
 
-/// A lineage document of the version, or why there is none.
-fn lineage_document(
+/// A lineage document a check needs: the file a flag `given`, else the one
+/// registered with the version (fetched into `scratch`, digest checked);
+/// `missing` says how to provide it when neither is there.
+fn needed_document(
+    given: Option<&std::path::Path>,
     registry: &dyn Registry,
     resolved: &Resolved,
     link: Option<&gantry_core::DocumentLink>,
     what: &str,
-    directory: &std::path::Path,
-) -> Result<Option<std::path::PathBuf>> {
-    let Some(link) = link else { return Ok(None) };
-    let directory = directory.join(what.replace(' ', "-"));
-    std::fs::create_dir_all(&directory)?;
+    scratch: &std::path::Path,
+    missing: impl FnOnce() -> String,
+) -> std::result::Result<std::path::PathBuf, String> {
+    if let Some(path) = given {
+        return Ok(path.to_owned());
+    }
+    let Some(link) = link else {
+        return Err(missing());
+    };
+    let directory = scratch.join(what.replace(' ', "-"));
+    std::fs::create_dir_all(&directory)
+        .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
     fetch_document(
         registry,
         resolved,
@@ -297,7 +344,7 @@ fn lineage_document(
         ),
         &directory,
     )
-    .map(Some)
+    .map_err(|error| format!("{error:#}"))
 }
 
 /// The quality checks: the eval set asked at the production endpoint, gated
@@ -330,40 +377,39 @@ fn quality_checks(
     };
     let manifest = &resolved.manifest;
     let lineage = &manifest.lineage;
-    let baseline_path = match lineage_document(
+    let baseline_path = match needed_document(
+        None,
         registry,
         resolved,
         lineage.evaluation.as_ref(),
         "evaluation results",
         scratch,
-    ) {
-        Ok(Some(path)) => path,
-        Ok(None) => {
-            return error(format!(
+        || {
+            format!(
                 "{} {} was registered without evaluation results, so there is no baseline: register it with `gantry register --eval-results results.jsonl --eval-set eval.jsonl` (the eval run it was gated on)",
                 manifest.name, manifest.version
-            ));
-        }
-        Err(fetch) => return error(format!("{fetch:#}")),
-    };
-    let eval_set = match &args.eval_set {
-        Some(path) => path.clone(),
-        None => match lineage_document(
-            registry,
-            resolved,
-            lineage.eval_set.as_ref(),
-            "eval set",
-            scratch,
-        ) {
-            Ok(Some(path)) => path,
-            Ok(None) => {
-                return error(format!(
-                    "no --eval-set, and {} {} was registered without one: pass --eval-set, or register with --eval-set",
-                    manifest.name, manifest.version
-                ));
-            }
-            Err(fetch) => return error(format!("{fetch:#}")),
+            )
         },
+    ) {
+        Ok(path) => path,
+        Err(reason) => return error(reason),
+    };
+    let eval_set = match needed_document(
+        args.eval_set.as_deref(),
+        registry,
+        resolved,
+        lineage.eval_set.as_ref(),
+        "eval set",
+        scratch,
+        || {
+            format!(
+                "no --eval-set, and {} {} was registered without one: pass --eval-set, or register with --eval-set",
+                manifest.name, manifest.version
+            )
+        },
+    ) {
+        Ok(path) => path,
+        Err(reason) => return error(reason),
     };
     let baseline = match gantry_eval::read(&baseline_path) {
         Ok(baseline) => baseline,
@@ -641,27 +687,22 @@ fn drift_checks(
             .collect();
     };
     let manifest = &resolved.manifest;
-    let summary = match &args.data_summary {
-        Some(path) => path.clone(),
-        None => match lineage_document(
-            registry,
-            resolved,
-            manifest.lineage.data_summary.as_ref(),
-            "data summary",
-            scratch,
-        ) {
-            Ok(Some(path)) => path,
-            Ok(None) => {
-                return all(
-                    Status::Error,
-                    format!(
-                        "no --data-summary, and {} {} was registered without the training data's summary.json: pass --data-summary, or register with --data-summary",
-                        manifest.name, manifest.version
-                    ),
-                );
-            }
-            Err(fetch) => return all(Status::Error, format!("{fetch:#}")),
+    let summary = match needed_document(
+        args.data_summary.as_deref(),
+        registry,
+        resolved,
+        manifest.lineage.data_summary.as_ref(),
+        "data summary",
+        scratch,
+        || {
+            format!(
+                "no --data-summary, and {} {} was registered without the training data's summary.json: pass --data-summary, or register with --data-summary",
+                manifest.name, manifest.version
+            )
         },
+    ) {
+        Ok(path) => path,
+        Err(reason) => return all(Status::Error, reason),
     };
     let tokenizer = std::fs::read_to_string(&summary)
         .ok()

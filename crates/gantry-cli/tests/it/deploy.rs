@@ -8,33 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, wait_for};
+use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, train_tiny, wait_for};
 
 /// Trains one tiny model; versions are copies of it with a different model
 /// card, so every version behaves the same unless its serve command says otherwise.
 fn trained(step: &Step) -> PathBuf {
-    let tiny = tiny_lm();
-    let dir = step.directory.path();
-    let run = |command: &mut Command| {
-        let output = command.output().expect("tiny-lm");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(Command::new(&tiny)
-        .args(["gen-data", "--out"])
-        .arg(dir.join("data")));
-    run(Command::new(&tiny)
-        .args(["train", "--steps", "2", "--batch-size", "4", "--data"])
-        .arg(dir.join("data/train.jsonl"))
-        .arg("--output-dir")
-        .arg(dir.join("base"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints")));
+    let model = train_tiny(step.directory.path(), 2, 4);
     step.write("gate.json", r#"{"verdict": "pass"}"#);
-    dir.join("base")
+    model
 }
 
 /// Registers a copy of the base model as `version` (gated unless `gated` is false).

@@ -4,7 +4,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{Step, tiny_lm};
+use crate::support::{Step, tiny_lm, train_tiny};
 
 /// A running `tiny-lm serve` on a briefly trained model, stopped on drop.
 struct Server {
@@ -23,24 +23,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
     let tiny = tiny_lm();
     let model = dir.join("model");
     if !model.join("model.safetensors").is_file() {
-        let ok = |command: &mut Command| {
-            let output = command.output().expect("tiny-lm");
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        ok(Command::new(&tiny)
-            .args(["gen-data", "--out"])
-            .arg(dir.join("data")));
-        ok(Command::new(&tiny)
-            .args(["train", "--steps", "5", "--batch-size", "4", "--data"])
-            .arg(dir.join("data/train.jsonl"))
-            .arg("--output-dir")
-            .arg(&model)
-            .arg("--checkpoint-dir")
-            .arg(dir.join("checkpoints")));
+        train_tiny(dir, 5, 4);
         // The first 40 eval items.
         let eval = std::fs::read_to_string(dir.join("data/eval.jsonl")).expect("eval");
         let first: Vec<&str> = eval.lines().take(40).collect();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, wait_for};
+use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, train_tiny, wait_for};
 
 /// A `tiny-lm serve` process, stopped on drop.
 struct Server {
@@ -158,26 +158,8 @@ impl Drop for Alertmanager {
 /// healthy server, and `tiny 0.1.0` registered with all of it as
 /// `tiny@production`. Returns the model directory.
 fn production(step: &Step) -> std::path::PathBuf {
-    let tiny = tiny_lm();
     let dir = step.directory.path();
-    let ok = |command: &mut Command| {
-        let output = command.output().expect("tiny-lm");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    ok(Command::new(&tiny)
-        .args(["gen-data", "--out"])
-        .arg(dir.join("data")));
-    ok(Command::new(&tiny)
-        .args(["train", "--steps", "40", "--batch-size", "8", "--data"])
-        .arg(dir.join("data/train.jsonl"))
-        .arg("--output-dir")
-        .arg(dir.join("model"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints")));
+    train_tiny(dir, 40, 8);
     let validated = step.run(&[
         "validate-data",
         "--ci",
@@ -323,7 +305,23 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
         "tiny-bad",
         &["--inject-empty-rate", "1", "--inject-latency-ms", "300"],
     );
-    let Some(prometheus) = Prometheus::start(&step, &[good.address(), bad.address()]) else {
+    // DCGM exporter's metrics for one GPU (no GPU here: its text format, served).
+    let dcgm = gantry_test::EchoServer::start(|_| {
+        let labels = r#"gpu="0",UUID="GPU-5fa3",pci_bus_id="00000000:00:04.0",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",Hostname="gpu-1""#;
+        gantry_test::EchoResponse {
+            status: 200,
+            headers: vec![(
+                "content-type".to_owned(),
+                "text/plain; version=0.0.4".to_owned(),
+            )],
+            body: format!(
+                "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{{{labels}}} 55\n# TYPE DCGM_FI_DEV_FB_USED gauge\nDCGM_FI_DEV_FB_USED{{{labels}}} 60000\n# TYPE DCGM_FI_DEV_FB_FREE gauge\nDCGM_FI_DEV_FB_FREE{{{labels}}} 20000\n# TYPE DCGM_FI_DEV_FB_RESERVED gauge\nDCGM_FI_DEV_FB_RESERVED{{{labels}}} 500\n"
+            ),
+        }
+    });
+    let Some(prometheus) =
+        Prometheus::start(&step, &[good.address(), bad.address(), dcgm.address()])
+    else {
         return;
     };
     let Some(alertmanager) = Alertmanager::start(&step) else {
@@ -347,6 +345,8 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
         "latency-p95=250ms",
         "--issue-labels",
         "gantry-monitor,model-quality",
+        "--gpu-hour-cost",
+        "2.50",
     ];
 
     // Week 1: healthy.
@@ -368,7 +368,24 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
         status(&week, "quality-add-normalized_exact") == "pass",
         "{week}"
     );
-    assert_eq!(status(&week, "gpu-utilization"), "skipped");
+    // One GPU, busy 55% of the time, at most 75% of its memory used.
+    let value = |name: &str| {
+        week["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|check| check["name"] == name))
+            .and_then(|check| check["value"].as_f64())
+    };
+    assert_eq!(status(&week, "gpu-utilization"), "pass", "{week}");
+    assert_eq!(value("gpu-utilization"), Some(55.0));
+    assert_eq!(status(&week, "gpu-memory-headroom"), "pass", "{week}");
+    assert!((value("gpu-memory-headroom").unwrap_or(0.0) - 20500.0 / 80500.0).abs() < 1e-6);
+    assert_eq!(status(&week, "cost-per-million-tokens"), "info", "{week}");
+    assert!(
+        value("cost-per-million-tokens").is_some_and(|cost| cost > 0.0),
+        "{week}"
+    );
+    let window = step.read(".gantry/monitor/window-service.svg");
+    assert!(window.contains("latency-p95 (ms)"), "{window}");
     assert!(forge.issues().is_empty(), "a healthy week opens no issue");
     assert!(
         alertmanager.active().is_empty(),

@@ -5,30 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Step, github_outputs, tiny_lm};
+use crate::support::{Step, github_outputs, train_tiny};
 
 /// Generates tiny-lm's data and trains a model for a few steps in `dir`.
 fn trained_model(dir: &Path) -> PathBuf {
-    let tiny = tiny_lm();
-    let run = |command: &mut Command| {
-        let output = command.output().expect("tiny-lm");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    run(Command::new(&tiny)
-        .args(["gen-data", "--out"])
-        .arg(dir.join("data")));
-    run(Command::new(&tiny)
-        .args(["train", "--steps", "3", "--batch-size", "4", "--data"])
-        .arg(dir.join("data/train.jsonl"))
-        .arg("--output-dir")
-        .arg(dir.join("model"))
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints")));
-    dir.join("model")
+    train_tiny(dir, 3, 4)
 }
 
 fn fixture(relative: &str) -> String {

@@ -284,3 +284,29 @@ impl Drop for Prometheus {
         self.stop();
     }
 }
+
+/// Generates tiny-lm's data in `dir/data` and trains a model for `steps`
+/// steps of `batch_size` sequences into `dir/model`; returns the model.
+pub(crate) fn train_tiny(dir: &Path, steps: u32, batch_size: u32) -> PathBuf {
+    let tiny = tiny_lm();
+    let run = |command: &mut std::process::Command| {
+        let output = command.output().expect("tiny-lm");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(std::process::Command::new(&tiny)
+        .args(["gen-data", "--out"])
+        .arg(dir.join("data")));
+    run(std::process::Command::new(&tiny)
+        .args(["train", "--steps", &steps.to_string()])
+        .args(["--batch-size", &batch_size.to_string(), "--data"])
+        .arg(dir.join("data/train.jsonl"))
+        .arg("--output-dir")
+        .arg(dir.join("model"))
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints")));
+    dir.join("model")
+}
