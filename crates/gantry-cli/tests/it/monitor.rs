@@ -527,6 +527,30 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
         summary.contains("gantry monitor: tiny 0.1.0 in production is healthy"),
         "{summary}"
     );
+    // monitor.json follows its published schema.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let check = std::env::var_os("GANTRY_TOOLS_VENV")
+        .map_or_else(|| root.join(".venv-tools"), std::path::PathBuf::from)
+        .join("bin/check-jsonschema");
+    if check.is_file() {
+        let checked = Command::new(check)
+            .arg("--schemafile")
+            .arg(root.join("schemas/monitor.schema.json"))
+            .arg(step.path(".gantry/monitor/monitor.json"))
+            .output()
+            .expect("check-jsonschema");
+        assert!(
+            checked.status.success(),
+            "monitor.json against its schema: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var_os("GANTRY_REQUIRE_SERVICES").is_none(),
+            "check-jsonschema is required (GANTRY_REQUIRE_SERVICES is set): run `cargo xtask test`"
+        );
+    }
     // The token reached the forge only as a credential, never in a body.
     assert!(
         forge
