@@ -55,10 +55,9 @@ pub fn alerts(
         alert
     };
     let mut alerts = Vec::new();
+    // Every check, skipped and informational ones too: an alert a check
+    // raised last week resolves whatever the check is now.
     for check in &report.checks {
-        if matches!(check.status, Status::Skipped | Status::Info) {
-            continue;
-        }
         let severity = match check.status {
             Status::Fail => Some("critical"),
             Status::Warn | Status::Inconclusive | Status::Error => Some("warning"),
@@ -83,10 +82,15 @@ pub fn alerts(
             ));
         }
     }
-    if let Some(previous) =
-        previous.filter(|previous| previous.model_version != report.model_version)
-    {
-        for check in previous.statuses.keys() {
+    // Checks of the week before that this run does not post under the same
+    // labels: another version was in production, or the check is gone.
+    if let Some(previous) = previous {
+        let moved = previous.model_version != report.model_version;
+        for check in previous
+            .statuses
+            .keys()
+            .filter(|name| moved || !report.checks.iter().any(|check| &check.name == *name))
+        {
             for candidate in ["warning", "critical"] {
                 alerts.push(alert(
                     &previous.model_version,
@@ -94,10 +98,13 @@ pub fn alerts(
                     candidate,
                     false,
                     format!(
-                        "{check} of {} {}: no longer in {}",
+                        "{check} of {} {} in {}: no longer checked",
                         report.model, previous.model_version, report.environment
                     ),
-                    format!("{} is now {}", report.environment, report.model_version),
+                    format!(
+                        "{} is now {} {}",
+                        report.environment, report.model, report.model_version
+                    ),
                 ));
             }
         }
@@ -179,12 +186,24 @@ mod tests {
             })
             .collect();
         assert_eq!(active, [("latency-p95", "critical", "0.2.0")]);
-        // 2 checks × 2 severities now, and 3 of the previous version × 2 resolved.
-        assert_eq!(alerts.len(), 4 + 6);
+        // 3 checks × 2 severities now (the skipped one resolved), and 3 of
+        // the previous version × 2 resolved.
+        assert_eq!(alerts.len(), 6 + 6);
         assert!(
             alerts
                 .iter()
                 .all(|alert| alert["labels"]["model"] == "tiny")
+        );
+        // A skipped (or informational) check still resolves what it raised before.
+        let drift: Vec<&Value> = alerts
+            .iter()
+            .filter(|alert| alert["labels"]["check"] == "drift")
+            .collect();
+        assert_eq!(drift.len(), 2 + 2);
+        assert!(
+            drift
+                .iter()
+                .all(|alert| alert["endsAt"] == alert["startsAt"])
         );
     }
 }

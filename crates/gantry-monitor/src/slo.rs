@@ -612,8 +612,10 @@ pub async fn resource_checks(
     let window = promql_duration(options.window);
     let s = braces(&options.selector, "");
     let utilization_query = format!("avg(avg_over_time(DCGM_FI_DEV_GPU_UTIL{s}[{window}]))");
+    // Each GPU's fullest moment over its memory (used + free + reserved, which
+    // does not change), the fullest GPU.
     let memory_query = format!(
-        "max(max_over_time((DCGM_FI_DEV_FB_USED{s} / (DCGM_FI_DEV_FB_USED{s} + DCGM_FI_DEV_FB_FREE{s} + DCGM_FI_DEV_FB_RESERVED{s}))[{window}:]))"
+        "max(max_over_time(DCGM_FI_DEV_FB_USED{s}[{window}]) / (DCGM_FI_DEV_FB_USED{s} + DCGM_FI_DEV_FB_FREE{s} + DCGM_FI_DEV_FB_RESERVED{s}))"
     );
     let gpus_query = format!("count(max_over_time(DCGM_FI_DEV_GPU_UTIL{s}[{window}]))");
     let mut checks = Vec::new();

@@ -352,6 +352,8 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
     // Week 1: healthy.
     evaluate(&step, &good_endpoint, "tiny", "traffic-1");
     scraped(&prometheus, "tiny", 250.0);
+    // A few seconds of scrapes after the traffic: the window's chart has points to draw.
+    std::thread::sleep(Duration::from_secs(3));
     let healthy = step.run(&monitor_args(&good_endpoint, &prometheus.url, &common));
     assert_eq!(healthy.code, 0, "{}", healthy.transcript());
     let week = report(&step);
@@ -488,9 +490,16 @@ fn a_week_healthy_then_failing_twice_then_healthy_again_opens_updates_and_closes
     let comments = forge.comments(1);
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(comments[0].1.contains("Healthy again"), "{comments:?}");
-    wait_for("the alerts to resolve", Duration::from_secs(10), || {
-        alertmanager.active().is_empty()
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !alertmanager.active().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still active: {:?}\n{}",
+            alertmanager.active(),
+            recovered.transcript()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wait_for(
         "the webhook to hear they resolved",
         Duration::from_secs(15),
