@@ -767,12 +767,13 @@ fn drift_checks(
         checks[0].details = parse_findings;
         return checks;
     }
-    if report.records < args.min_traffic_records {
+    let readable = report.records.saturating_sub(unreadable);
+    if readable < args.min_traffic_records {
         return all(
             Status::Inconclusive,
             format!(
-                "{} records in --traffic, fewer than --min-traffic-records {}: too few to measure drift",
-                report.records, args.min_traffic_records
+                "{readable} readable records in --traffic, fewer than --min-traffic-records {}: too few to measure drift",
+                args.min_traffic_records
             ),
         );
     }
