@@ -21,6 +21,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A file is not a valid GGUF file.
+    #[error("{file}: not a valid GGUF file: {reason}")]
+    Gguf {
+        /// The file, as the caller names it.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Opening or reading a file failed.
     #[error("{action} {}: {error}", path.display())]
     Io {

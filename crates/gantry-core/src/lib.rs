@@ -29,6 +29,7 @@ pub mod chart;
 mod digest;
 mod error;
 mod finding;
+mod gguf;
 mod manifest;
 pub mod redact;
 pub mod retry;
@@ -39,9 +40,10 @@ mod verdict;
 pub use crate::digest::{Digest, canonical_json, canonical_json_digest};
 pub use crate::error::{Error, Result};
 pub use crate::finding::{Finding, Location, Severity, findings_schema};
+pub use crate::gguf::read_header as read_gguf_header;
 pub use crate::manifest::{
-    DataLink, DocumentLink, GateLink, GitLineage, Lineage, MANIFEST_SCHEMA_VERSION, ManifestFile,
-    ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
+    DataLink, DocumentLink, GateLink, GgufSummary, GitLineage, Lineage, MANIFEST_SCHEMA_VERSION,
+    ManifestFile, ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
 };
 pub use crate::redact::{Admission, Redactor, credentials_in_urls};
 pub use crate::retry::{RetryPolicy, transport_reason};

@@ -96,6 +96,9 @@ pub struct ManifestFile {
     /// The imports a pickle-based checkpoint makes, for `.bin`/`.pt`/`.pkl`/`.ckpt` files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pickle: Option<PickleSummary>,
+    /// Its GGUF header, for `.gguf` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<GgufSummary>,
 }
 
 /// A safetensors header, summarized.
@@ -109,6 +112,26 @@ pub struct SafetensorsSummary {
     /// Parameters per dtype (`F32`, `BF16`, …).
     pub dtypes: BTreeMap<String, u64>,
     /// The header's `__metadata__` (string to string).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A GGUF header, summarized: the footprint without the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GgufSummary {
+    /// The format version (1 to 3).
+    pub version: u32,
+    /// Number of tensors.
+    pub tensors: u64,
+    /// Number of parameters (elements) over all tensors.
+    pub parameters: u64,
+    /// Bytes of tensor data (from each tensor's type and element count).
+    pub tensor_bytes: u64,
+    /// Parameters per tensor type (`F16`, `Q8_0`, `Q4_K`, …), from the tensors themselves.
+    pub types: BTreeMap<String, u64>,
+    /// The metadata: scalars and strings as text (strings cut at 256
+    /// characters), arrays as `[N items]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
@@ -262,6 +285,7 @@ mod tests {
                 media_type: "application/vnd.cncf.model.weight.v1.raw".to_owned(),
                 safetensors: None,
                 pickle: None,
+                gguf: None,
             }],
             lineage: Lineage::default(),
             metadata: BTreeMap::new(),

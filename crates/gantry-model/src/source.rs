@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use gantry_core::{Digest, PickleSummary, SafetensorsSummary};
+use gantry_core::{Digest, GgufSummary, PickleSummary, SafetensorsSummary};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
@@ -32,6 +32,8 @@ pub struct SourceFile {
     pub safetensors: Option<SafetensorsSummary>,
     /// Its pickle imports, for pickle-based checkpoints.
     pub pickle: Option<PickleSummary>,
+    /// Its GGUF header, for `.gguf` files.
+    pub gguf: Option<GgufSummary>,
     stamp: Stamp,
 }
 
@@ -153,6 +155,7 @@ impl ModelSource {
                 size: stamp.size,
                 safetensors: None,
                 pickle: None,
+                gguf: None,
                 stamp,
             });
         }
@@ -190,13 +193,19 @@ impl ModelSource {
     }
 }
 
-/// Reads safetensors headers and scans pickles, in parallel.
+/// Reads safetensors and GGUF headers and scans pickles, in parallel.
 fn inspect(files: &mut [SourceFile], allow_pickle: bool) -> Result<()> {
     use rayon::prelude::*;
     files.par_iter_mut().try_for_each(|file| -> Result<()> {
         let extension = extension(&file.path);
         if extension == "safetensors" {
             file.safetensors = Some(gantry_core::read_safetensors_header(
+                &file.absolute,
+                file.size,
+                &file.path,
+            )?);
+        } else if extension == "gguf" {
+            file.gguf = Some(gantry_core::read_gguf_header(
                 &file.absolute,
                 file.size,
                 &file.path,

@@ -36,6 +36,7 @@ pub fn build_manifest(
             media_type: file.media_type.to_owned(),
             safetensors: file.safetensors.clone(),
             pickle: file.pickle.clone(),
+            gguf: file.gguf.clone(),
         })
         .collect();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -412,8 +413,12 @@ fn parameters(manifest: &ModelManifest) -> u64 {
     manifest
         .files
         .iter()
-        .filter_map(|file| file.safetensors.as_ref())
-        .map(|summary| summary.parameters)
+        .map(|file| {
+            file.safetensors
+                .as_ref()
+                .map_or(0, |summary| summary.parameters)
+                + file.gguf.as_ref().map_or(0, |summary| summary.parameters)
+        })
         .sum()
 }
 

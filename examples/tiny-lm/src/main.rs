@@ -32,6 +32,21 @@ enum Command {
     Eval(EvalArgs),
     /// Serve a model over an OpenAI-compatible HTTP API with Prometheus metrics.
     Serve(ServeArgs),
+    /// Convert a model: half-precision safetensors (f16, bf16) or a Q8_0 GGUF (q8_0).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Model directory (config.json + model.safetensors).
+    #[arg(long, env = "GANTRY_INPUT_MODEL_DIR")]
+    model: PathBuf,
+    /// Where the variant is written (config.json + model.safetensors or model.gguf).
+    #[arg(long, env = "GANTRY_OUTPUT_DIR")]
+    out: PathBuf,
+    /// f16, bf16 or q8_0.
+    #[arg(long, default_value = "q8_0")]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +246,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 limit: a.limit,
             })?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(0)
+        }
+        Command::Export(a) => {
+            let format = tiny_lm::export::Format::parse(&a.format)?;
+            let path = tiny_lm::export::export(&a.model, &a.out, format)?;
+            println!(
+                "{}",
+                serde_json::json!({ "format": a.format, "weights": path })
+            );
             Ok(0)
         }
         Command::Serve(a) => {

@@ -150,10 +150,20 @@ impl Model {
         config
             .validate()
             .with_context(|| config_path.display().to_string())?;
-        let weights = dir.join("model.safetensors");
         let device = Device::Cpu;
-        let mut tensors = candle_core::safetensors::load(&weights, &device)
-            .with_context(|| format!("reading {}", weights.display()))?;
+        // The weights: safetensors, or a GGUF variant (`tiny-lm export`),
+        // whose quantized tensors are dequantized to F32 as they load.
+        let (weights, mut tensors) =
+            if dir.join("model.safetensors").is_file() || !dir.join("model.gguf").is_file() {
+                let weights = dir.join("model.safetensors");
+                let tensors = candle_core::safetensors::load(&weights, &device)
+                    .with_context(|| format!("reading {}", weights.display()))?;
+                (weights, tensors)
+            } else {
+                let weights = dir.join("model.gguf");
+                let tensors = load_gguf(&weights, &device)?;
+                (weights, tensors)
+            };
         let mut params = BTreeMap::new();
         for (name, shape) in config.parameter_shapes() {
             let tensor = tensors
@@ -399,4 +409,23 @@ fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
         .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Tensor::from_vec(mask, (t, t), device)
+}
+
+/// Every tensor of a GGUF file, dequantized.
+fn load_gguf(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    use candle_core::quantized::gguf_file;
+    let mut file = std::io::BufReader::new(
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let content = gguf_file::Content::read(&mut file)
+        .with_context(|| format!("{}: not a GGUF file", path.display()))?;
+    let mut tensors = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let tensor = content
+            .tensor(&mut file, name, device)
+            .and_then(|quantized| quantized.dequantize(device))
+            .with_context(|| format!("{}: tensor {name}", path.display()))?;
+        tensors.insert(name.clone(), tensor);
+    }
+    Ok(tensors)
 }

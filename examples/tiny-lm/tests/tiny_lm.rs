@@ -859,3 +859,62 @@ fn a_client_that_hangs_up_mid_stream_is_counted_as_aborted() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn exported_variants_load_and_answer_like_their_parent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = small_model(dir.path());
+    let parent = tiny_lm::model::Model::load(&model).expect("parent");
+    let input = candle_core::Tensor::new(&[[104_u32, 105, 33, 10]], &candle_core::Device::Cpu)
+        .expect("input");
+    let logits = |model: &tiny_lm::model::Model| -> Vec<f32> {
+        model
+            .forward(&input)
+            .and_then(|logits| Ok(logits.flatten_all()?.to_vec1::<f32>()?))
+            .expect("forward")
+    };
+    let expected = logits(&parent);
+    for (format, weights, tolerance) in [
+        ("f16", "model.safetensors", 0.01),
+        ("bf16", "model.safetensors", 0.05),
+        ("q8_0", "model.gguf", 0.05),
+    ] {
+        let out = dir.path().join(format);
+        let printed = json_of(&run_ok(
+            tiny_lm()
+                .args(["export", "--format", format, "--model"])
+                .arg(&model)
+                .arg("--out")
+                .arg(&out),
+        ));
+        assert_eq!(printed["weights"], out.join(weights).display().to_string());
+        let variant = tiny_lm::model::Model::load(&out).expect(format);
+        let got = logits(&variant);
+        let worst = expected
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0_f32, f32::max);
+        assert!(
+            worst < tolerance,
+            "{format}: logits differ by up to {worst}"
+        );
+        let size = std::fs::metadata(out.join(weights)).expect("weights").len();
+        let parent_size = std::fs::metadata(model.join("model.safetensors"))
+            .expect("parent")
+            .len();
+        assert!(
+            size * 3 / 2 < parent_size,
+            "{format}: {size} bytes vs {parent_size}"
+        );
+    }
+    let refused = tiny_lm()
+        .args(["export", "--format", "q4_k", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("expected f16, bf16 or q8_0"));
+}

@@ -23,6 +23,18 @@ pub(crate) fn files_table(manifest: &ModelManifest) -> String {
     let mut out = String::from("| file | size | sha256 | details |\n|---|---:|---|---|\n");
     for file in &manifest.files {
         let details = match (&file.safetensors, &file.pickle) {
+            (None, None) if file.gguf.is_some() => {
+                file.gguf.as_ref().map_or_else(String::new, |gguf| {
+                    format!(
+                        "GGUF v{}, {} tensors, {} parameters ({}), {:.2} bits per weight",
+                        gguf.version,
+                        gguf.tensors,
+                        gguf.parameters,
+                        gguf.types.keys().cloned().collect::<Vec<_>>().join(", "),
+                        gguf.tensor_bytes as f64 * 8.0 / gguf.parameters.max(1) as f64
+                    )
+                })
+            }
             (Some(summary), _) => format!(
                 "{} tensors, {} parameters ({})",
                 summary.tensors,

@@ -897,3 +897,51 @@ fn fsck_names_damage_exits_1_and_repairs_it_with_exit_0() {
     let resolved = step.run(&["registry", "show", "tiny@0.1.0"]);
     assert_eq!(resolved.code, 2, "{}", resolved.transcript());
 }
+
+#[test]
+fn a_quantized_variant_registers_with_its_gguf_footprint_and_a_broken_one_is_refused() {
+    let step = Step::local();
+    let model = trained_model(step.directory.path());
+    let exported = std::process::Command::new(crate::support::tiny_lm())
+        .args(["export", "--format", "q8_0", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(step.path("q8"))
+        .output()
+        .expect("tiny-lm export");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let registered = step.run(&["register", "--model-dir", "q8", "--name", "tiny-q8"]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    let shown = step.run(&["registry", "show", "tiny-q8"]);
+    let manifest: serde_json::Value = serde_json::from_str(&shown.stdout).expect("manifest");
+    let gguf = manifest["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|file| file["path"] == "model.gguf"))
+        .map(|file| file["gguf"].clone())
+        .expect("model.gguf");
+    // The parent's 137,536 parameters, the matrices in 8-bit blocks.
+    assert_eq!(gguf["parameters"], 137_536, "{gguf}");
+    assert_eq!(gguf["types"]["Q8_0"], 137_216, "{gguf}");
+    assert_eq!(gguf["metadata"]["general.architecture"], "tinylm");
+    let summary = step.read(".gantry/reports/register-tiny-q8.md");
+    assert!(
+        summary.contains("GGUF v2, 16 tensors, 137536 parameters (F32, Q8_0)"),
+        "{summary}"
+    );
+
+    // A GGUF cut short is refused by name, before anything is stored.
+    let bytes = std::fs::read(step.path("q8/model.gguf")).expect("gguf");
+    std::fs::write(step.path("q8/model.gguf"), &bytes[..bytes.len() - 100]).expect("cut");
+    let refused = step.run(&["register", "--model-dir", "q8", "--name", "tiny-q8"]);
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("model.gguf: not a valid GGUF file")
+            && refused.stderr.contains("truncated"),
+        "{}",
+        refused.transcript()
+    );
+}
