@@ -215,6 +215,7 @@ pub(crate) fn render_all(
         .chain(gantry_eval::schemas())
         .chain(gantry_deploy::schemas())
         .chain(gantry_monitor::schemas())
+        .chain(gantry_prepare::schemas())
     {
         let mut text = serde_json::to_string_pretty(&schema)?;
         text.push('\n');

@@ -85,8 +85,125 @@ pub enum Command {
     DeployCanary(Box<DeployCanaryArgs>),
     /// Run the embedded weighted router: a reverse proxy for OpenAI-compatible model servers with an admin API, supervised servers and per-version metrics (a service on the GPU host).
     Router(RouterArgs),
+    /// Make a variant of a registered model (quantize, convert, distil) with your command, gate it against its parent, measure its footprint and register it with lineage.
+    Prepare(Box<PrepareArgs>),
     /// Check the model in production (weekly): quality against its registered evaluation, service SLOs from Prometheus, input drift, GPUs; report, track an issue, alert. `monitor rules` renders alerting rules and a dashboard.
     Monitor(Box<MonitorArgs>),
+}
+
+/// Arguments of `gantry prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The parent: NAME@VERSION, NAME@ALIAS or NAME@sha256:…; pulled and verified into the run directory.
+    #[arg(long, value_name = "REF")]
+    pub from: String,
+    /// The variant's model name (e.g. support-bot-int8).
+    #[arg(long)]
+    pub name: String,
+    /// The registry holding the parent, where the variant is registered: file:PATH, oci://HOST/REPO or mlflow+http(s)://HOST.
+    #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "URI")]
+    pub registry: String,
+    /// auto (the next patch version) or X.Y.Z.
+    #[arg(long, default_value = "auto")]
+    pub version: String,
+    /// Aliases to point at the variant once it is registered.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "ALIAS")]
+    pub alias: Vec<String>,
+    /// How the variant relates to its parent.
+    #[arg(long, value_enum, default_value_t = RelationArg::Quantized)]
+    pub relation: RelationArg,
+    /// The conversion command, split into words like a shell would (quotes work) but run without one; or give it after --. It reads GANTRY_INPUT_MODEL_DIR and writes GANTRY_OUTPUT_DIR.
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// The conversion command's words, after --.
+    #[arg(last = true, value_name = "ARGS", hide = true)]
+    pub trailing: Vec<String>,
+    /// Wall time for the conversion; then SIGTERM, and SIGKILL after --grace.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Between SIGTERM and SIGKILL when the conversion is stopped.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Serves a model directory ({model_dir} and {port} are replaced), to ask parent and variant the eval set and measure load time, latency and tokens/s.
+    #[arg(long, value_name = "CMD")]
+    pub serve_command: Option<String>,
+    /// The eval set (JSONL items); default: the one registered with the parent (register --eval-set).
+    #[arg(long, value_name = "PATH")]
+    pub eval_set: Option<std::path::PathBuf>,
+    /// The variant's evaluation results on the parent's eval items, gated against the parent's registered evaluation (instead of --serve-command).
+    #[arg(long, value_name = "PATH", conflicts_with = "serve_command")]
+    pub eval_results: Option<std::path::PathBuf>,
+    /// The most the variant may lose on any metric against its parent (a non-inferiority margin).
+    #[arg(long, default_value_t = 0.01, value_name = "SHARE", value_parser = parse_share)]
+    pub max_drop: f64,
+    /// Scorers when the parent has no registered evaluation to take them from.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "normalized-exact"
+    )]
+    pub scorer: Vec<ScorerArg>,
+    /// The model name sent to the served models.
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
+    /// max_tokens of each eval request.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: u32,
+    /// Eval requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// How long a served model may take to answer /v1/models.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: std::time::Duration,
+    /// Register the variant even when it fails the gate (its lineage records the failed gate, so deploys refuse it).
+    #[arg(long)]
+    pub register_failed: bool,
+    /// Free metadata for the variant and its transformation record, KEY=VALUE, repeatable.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+    /// Where the parent is pulled (input/), the variant written (output/) and the command's files kept (run/).
+    #[arg(long, default_value = ".gantry/prepare/run", value_name = "DIR")]
+    pub run_dir: std::path::PathBuf,
+    /// Where prepare.json, prepare.md and the gate's report are written.
+    #[arg(long, default_value = ".gantry/prepare", value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Where to publish, comma-separated: summary, comment, status, check (published under the variant's --name).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "summary,comment,status"
+    )]
+    pub publish: Vec<PublishTarget>,
+}
+
+/// How a variant relates to its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RelationArg {
+    /// Fewer bits per weight (int8, int4, GGUF quants).
+    Quantized,
+    /// Another format or dtype, the same weights.
+    Converted,
+    /// A smaller model trained on the parent's outputs.
+    Distilled,
+    /// Further trained from the parent.
+    Finetuned,
+    /// Merged from the parent and others.
+    Merged,
+}
+
+impl RelationArg {
+    /// The relation's name in lineage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationArg::Quantized => "quantized",
+            RelationArg::Converted => "converted",
+            RelationArg::Distilled => "distilled",
+            RelationArg::Finetuned => "finetuned",
+            RelationArg::Merged => "merged",
+        }
+    }
 }
 
 /// Arguments of `gantry monitor`.
@@ -1040,4 +1157,13 @@ fn parse_report_name(value: &str) -> Result<String, String> {
 /// The clap command tree, for code generation and help rendering.
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the definitions (conflicts, ids, positional rules).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -6,6 +6,7 @@ mod eval_gate;
 mod lineage;
 mod markdown;
 mod monitor;
+mod prepare;
 mod publish;
 mod register;
 mod registries;
@@ -40,7 +41,8 @@ pub(crate) fn dispatch(
             | Command::Register(_)
             | Command::Registry(_)
             | Command::DeployCanary(_)
-            | Command::Monitor(_) => with_registry_flag(error),
+            | Command::Monitor(_)
+            | Command::Prepare(_) => with_registry_flag(error),
             _ => error,
         }),
         Ok(CommandSettings::Report(args)) => report::run(args, &session, printer),
@@ -69,6 +71,10 @@ pub(crate) fn dispatch(
         Ok(CommandSettings::Monitor(args)) => {
             monitor::run(args, &session, printer).map_err(with_registry_flag)
         }
+        Ok(CommandSettings::Prepare(args)) => verdicts_of_registry(
+            prepare::run(args, &session, printer).map_err(with_registry_flag),
+            printer,
+        ),
     }
 }
 
@@ -200,6 +206,7 @@ mod tests {
             ("eval", include_str!("commands/eval.rs")),
             ("eval_gate", include_str!("commands/eval_gate.rs")),
             ("monitor", include_str!("commands/monitor.rs")),
+            ("prepare", include_str!("commands/prepare.rs")),
             ("register", include_str!("commands/register.rs")),
             ("registry", include_str!("commands/registry.rs")),
             ("report", include_str!("commands/report.rs")),

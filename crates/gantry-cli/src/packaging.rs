@@ -93,6 +93,10 @@ pub enum Output {
     Health,
     /// `issue-url`.
     IssueUrl,
+    /// `size-ratio`.
+    SizeRatio,
+    /// `quality-delta`.
+    QualityDelta,
 }
 
 impl Output {
@@ -137,6 +141,8 @@ impl Output {
             Output::DeploymentId => "deployment-id",
             Output::Health => "health",
             Output::IssueUrl => "issue-url",
+            Output::SizeRatio => "size-ratio",
+            Output::QualityDelta => "quality-delta",
         }
     }
 }
@@ -443,6 +449,43 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
         manual_environment: true,
         icon: "git-branch",
         color: "green",
+    },
+    PackagedCommand {
+        command: "prepare",
+        action_name: "prepare",
+        title: "gantry prepare",
+        kind: ActionKind::Composite,
+        outputs: &[
+            (
+                Output::Reference,
+                "NAME@sha256:DIGEST of the variant, when it was registered.",
+            ),
+            (
+                Output::Digest,
+                "The variant's manifest digest, when registered.",
+            ),
+            (Output::Version, "The variant's version, when registered."),
+            (
+                Output::SizeRatio,
+                "The variant's weight bytes over its parent's.",
+            ),
+            (
+                Output::QualityDelta,
+                "The largest change of a gated metric, variant minus parent (negative: worse), when the gate ran.",
+            ),
+            (
+                Output::Report,
+                "Path of prepare.json; prepare.md and gate.json lie beside it.",
+            ),
+        ],
+        code_quality: false,
+        junit: false,
+        metrics: false,
+        stage: "build",
+        artifacts_input: Some("out"),
+        manual_environment: false,
+        icon: "layers",
+        color: "purple",
     },
     PackagedCommand {
         command: "monitor",

@@ -15,8 +15,8 @@ pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
 pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
 use crate::cli::{
-    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, RegisterArgs, RegistryArgs, ReportArgs,
-    RouterArgs,
+    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, PrepareArgs, RegisterArgs, RegistryArgs,
+    ReportArgs, RouterArgs,
 };
 
 /// What every command shares, resolved before anything prints.
@@ -85,6 +85,7 @@ pub(crate) enum CommandSettings<'a> {
     DeployCanary(&'a DeployCanaryArgs),
     Router(&'a RouterArgs),
     Monitor(&'a MonitorArgs),
+    Prepare(&'a PrepareArgs),
 }
 
 impl<'a> CommandSettings<'a> {
@@ -106,6 +107,7 @@ impl<'a> CommandSettings<'a> {
             Command::DeployCanary(args) => CommandSettings::DeployCanary(args),
             Command::Router(args) => CommandSettings::Router(args),
             Command::Monitor(args) => CommandSettings::Monitor(args),
+            Command::Prepare(args) => CommandSettings::Prepare(args),
         })
     }
 }

@@ -42,8 +42,9 @@ pub use crate::error::{Error, Result};
 pub use crate::finding::{Finding, Location, Severity, findings_schema};
 pub use crate::gguf::read_header as read_gguf_header;
 pub use crate::manifest::{
-    DataLink, DocumentLink, GateLink, GgufSummary, GitLineage, Lineage, MANIFEST_SCHEMA_VERSION,
-    ManifestFile, ModelManifest, PickleSummary, RunLink, SafetensorsSummary, manifest_schema,
+    DataLink, DerivedFrom, DocumentLink, GateLink, GgufSummary, GitLineage, Lineage,
+    MANIFEST_SCHEMA_VERSION, ManifestFile, ModelManifest, PickleSummary, RunLink,
+    SafetensorsSummary, manifest_schema,
 };
 pub use crate::redact::{Admission, Redactor, credentials_in_urls};
 pub use crate::retry::{RetryPolicy, transport_reason};

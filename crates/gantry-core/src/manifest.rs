@@ -175,6 +175,29 @@ pub struct Lineage {
     /// that production traffic's drift is measured against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_summary: Option<DocumentLink>,
+    /// The registered model this one was made from (quantized, converted,
+    /// distilled) by `gantry prepare`, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<DerivedFrom>,
+}
+
+/// The parent of a derived model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedFrom {
+    /// The parent's manifest digest: its identity.
+    #[schemars(with = "String")]
+    pub parent: Digest,
+    /// The parent's name.
+    pub name: String,
+    /// The parent's version.
+    pub version: String,
+    /// How this model relates to it: `quantized`, `converted`, `distilled`,
+    /// `finetuned`, `merged` (the Hugging Face model card's `base_model_relation`).
+    pub relation: String,
+    /// The stored transformation record (`transformation.json`): the command,
+    /// its timings and what it reported.
+    pub transformation: DocumentLink,
 }
 
 /// The commit a model was built from.
@@ -257,6 +280,9 @@ impl Lineage {
         }
         if let Some(summary) = &self.data_summary {
             documents.push(("data summary", summary));
+        }
+        if let Some(derived) = &self.derived_from {
+            documents.push(("transformation record", &derived.transformation));
         }
         documents
     }

@@ -672,6 +672,43 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
+/// Whether two result sets asked the same items (by task and id, over every
+/// metric): a variant gated against its parent must be, not merely overlap.
+/// `Err` says how many items each lacks, with the first few.
+pub fn same_items(baseline: &ResultSet, candidate: &ResultSet) -> std::result::Result<(), String> {
+    let items = |set: &ResultSet| -> std::collections::BTreeSet<(String, String)> {
+        set.metrics
+            .iter()
+            .flat_map(|(key, data)| {
+                data.items
+                    .keys()
+                    .map(|id| (key.task.clone(), id.to_string()))
+            })
+            .collect()
+    };
+    let (ours, theirs) = (items(baseline), items(candidate));
+    let missing: Vec<&(String, String)> = ours.difference(&theirs).collect();
+    let extra: Vec<&(String, String)> = theirs.difference(&ours).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let first = |items: &[&(String, String)]| {
+        items
+            .iter()
+            .take(3)
+            .map(|(task, id)| format!("{task}/{id}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(format!(
+        "{} of the baseline's items are not in the candidate ({}) and {} of the candidate's are not in the baseline ({})",
+        missing.len(),
+        first(&missing),
+        extra.len(),
+        first(&extra)
+    ))
+}
+
 /// Per-task means of a result set, for summaries.
 pub fn means(set: &ResultSet) -> BTreeMap<MetricKey, f64> {
     set.metrics

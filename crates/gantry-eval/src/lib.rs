@@ -22,6 +22,7 @@ pub mod stats;
 pub use error::{Error, Result};
 pub use gate::{
     GATE_SCHEMA_VERSION, GateReport, RegisteredVersion, RowVerdict, RuleRow, evaluate_gate,
+    same_items,
 };
 pub use policy::{BaselineFacts, BaselineRequirements, Direction, Policy, Rule, Severity};
 pub use results::{MetricKey, ResultSet, Source, read};

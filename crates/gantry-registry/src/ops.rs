@@ -161,6 +161,41 @@ fn check_of(
     }
 }
 
+/// The parent a derived model names is registered here, with that digest.
+fn parent_check(registry: &dyn Registry, derived: &gantry_core::DerivedFrom) -> ChainCheck {
+    let check = "derived from".to_owned();
+    let reference = crate::Reference {
+        name: derived.name.clone(),
+        selector: crate::Selector::Digest(derived.parent),
+    };
+    match registry.resolve(&reference) {
+        Ok(parent) if parent.digest == derived.parent => ChainCheck {
+            check,
+            outcome: "ok",
+            detail: format!(
+                "{} from {}@{} ({})",
+                derived.relation, derived.name, derived.version, derived.parent
+            ),
+        },
+        Ok(parent) => ChainCheck {
+            check,
+            outcome: "mismatch",
+            detail: format!(
+                "the parent {}@{} is {} here, not {}",
+                derived.name, derived.version, parent.digest, derived.parent
+            ),
+        },
+        Err(error) => ChainCheck {
+            check,
+            outcome: "mismatch",
+            detail: format!(
+                "the parent {}@{} ({}) is not in this registry: {error}",
+                derived.name, derived.version, derived.parent
+            ),
+        },
+    }
+}
+
 /// Re-hashes every stored file and lineage document of `resolved` and
 /// checks the lineage chain.
 pub fn verify(registry: &dyn Registry, resolved: &Resolved) -> Result<VerifyReport> {
@@ -202,7 +237,10 @@ pub fn verify(registry: &dyn Registry, resolved: &Resolved) -> Result<VerifyRepo
         }
         documents.push(check);
     }
-    let chain = chain_checks(&manifest.lineage, run_json.as_deref(), &manifest.files);
+    let mut chain = chain_checks(&manifest.lineage, run_json.as_deref(), &manifest.files);
+    if let Some(derived) = &manifest.lineage.derived_from {
+        chain.push(parent_check(registry, derived));
+    }
     Ok(VerifyReport {
         model: format!("{}@{}", manifest.name, manifest.version),
         digest: resolved.digest,
@@ -484,6 +522,21 @@ pub fn diff(a: &Resolved, b: &Resolved) -> Diff {
             run.run_id
                 .clone()
                 .unwrap_or_else(|| run.document.digest.to_string())
+        }),
+    );
+    compare(
+        "derived from",
+        la.derived_from.as_ref().map(|derived| {
+            format!(
+                "{}@{} ({}, {})",
+                derived.name, derived.version, derived.parent, derived.relation
+            )
+        }),
+        lb.derived_from.as_ref().map(|derived| {
+            format!(
+                "{}@{} ({}, {})",
+                derived.name, derived.version, derived.parent, derived.relation
+            )
         }),
     );
     compare(

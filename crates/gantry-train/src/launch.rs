@@ -90,8 +90,9 @@ pub struct Policy {
     pub timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL.
     pub grace_period: Duration,
-    /// Warn when no metric arrived this long after an attempt started.
-    pub metrics_silence: Duration,
+    /// Warn when no metric arrived this long after an attempt started;
+    /// `None` for a command that writes no metrics (prepare's conversions).
+    pub metrics_silence: Option<Duration>,
 }
 
 /// What the loop tells its caller as it goes.
@@ -272,16 +273,17 @@ pub fn run(
                 for notice in metrics.take_notices() {
                     warn(notice, on_event);
                 }
-                if !metrics_seen_before
+                if let Some(silence) = policy.metrics_silence
+                    && !metrics_seen_before
                     && !silence_warned
-                    && attempt_started.elapsed() >= policy.metrics_silence
+                    && attempt_started.elapsed() >= silence
                 {
                     silence_warned = true;
                     warn(
                         format!(
                             "no metrics in {} after {}: is the trainer writing GANTRY_METRICS_FILE (one JSON object per line with an integer \"step\")?",
                             metrics_file.display(),
-                            humanize(policy.metrics_silence)
+                            humanize(silence)
                         ),
                         on_event,
                     );
@@ -381,7 +383,7 @@ pub fn run(
             break status;
         }
     };
-    if !metrics.seen_any() {
+    if policy.metrics_silence.is_some() && !metrics.seen_any() {
         warn(
             format!(
                 "the trainer wrote no metrics to {}: the run record has none and there is no loss curve",

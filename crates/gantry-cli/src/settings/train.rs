@@ -87,7 +87,7 @@ impl<'a> TrainSettings<'a> {
                 restart_backoff: args.restart_backoff,
                 timeout: args.timeout,
                 grace_period: args.grace_period,
-                metrics_silence: METRICS_SILENCE,
+                metrics_silence: Some(METRICS_SILENCE),
             },
             slurm: (args.backend == TrainBackend::Slurm).then(|| SlurmOptions {
                 nodes: args.nodes,

@@ -14,6 +14,8 @@ mod leaks;
 mod monitor;
 /// What gantry ships (actions, templates, image, installer), checked with the real tools.
 mod packaging;
+/// `gantry prepare` with tiny-lm's conversions and a worse model as variants.
+mod prepare;
 /// `gantry register` and `gantry registry` on a trained tiny-lm.
 mod register;
 /// `gantry report` against the fake GitHub and GitLab APIs.

@@ -3,75 +3,14 @@
 //! Alertmanager (Debian's prometheus-alertmanager) delivering to a webhook,
 //! and the fake GitHub API for the tracking issue.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, train_tiny, wait_for};
-
-/// A `tiny-lm serve` process, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(model: &Path, name: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(tiny_lm())
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--served-model-name",
-                name,
-                "--model",
-            ])
-            .arg(model)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tiny-lm serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("address line");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-        // One request before Prometheus scrapes: the series exist from its
-        // first scrape, so the traffic after counts as an increase.
-        let answered = reqwest::blocking::Client::new()
-            .post(format!("{url}/v1/chat/completions"))
-            .json(&serde_json::json!({"model": name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .is_ok_and(|response| response.status().is_success() || response.status().is_server_error());
-        assert!(answered, "tiny-lm serve at {url} did not answer");
-        Server { child, url }
-    }
-
-    fn address(&self) -> &str {
-        self.url.trim_start_matches("http://")
-    }
-
-    fn endpoint(&self) -> String {
-        format!("{}/v1", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{
+    Prometheus, Server, Step, evaluate, free_port, github_outputs, production, wait_for,
+};
 
 /// A real Alertmanager delivering to a webhook that records what it gets.
 struct Alertmanager {
@@ -152,80 +91,6 @@ impl Drop for Alertmanager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A trained tiny model, validated training data, its evaluation against a
-/// healthy server, and `tiny 0.1.0` registered with all of it as
-/// `tiny@production`. Returns the model directory.
-fn production(step: &Step) -> std::path::PathBuf {
-    let dir = step.directory.path();
-    train_tiny(dir, 40, 8);
-    let validated = step.run(&[
-        "validate-data",
-        "--ci",
-        "local",
-        "--data",
-        "data/train.jsonl",
-        "--tokenizer",
-        "chars",
-        "--publish",
-        "summary",
-    ]);
-    assert!(validated.code <= 1, "{}", validated.transcript());
-    let server = Server::start(&dir.join("model"), "tiny", &[]);
-    evaluate(step, &server.endpoint(), "tiny", "baseline");
-    let registered = step.run(&[
-        "register",
-        "--ci",
-        "local",
-        "--model-dir",
-        "model",
-        "--name",
-        "tiny",
-        "--eval-results",
-        "baseline/results.jsonl",
-        "--eval-set",
-        "data/eval.jsonl",
-        "--data-lock",
-        ".gantry/validate-data/data.lock",
-        "--data-summary",
-        ".gantry/validate-data/summary.json",
-        "--alias",
-        "production",
-    ]);
-    assert_eq!(registered.code, 0, "{}", registered.transcript());
-    // Production's logged prompts: a sample like the training data, and one
-    // that is not (the first records only, a shifted mix).
-    let train = step.read("data/train.jsonl");
-    let like: Vec<&str> = train.lines().step_by(5).collect();
-    step.write("traffic.jsonl", &(like.join("\n") + "\n"));
-    let shifted: Vec<&str> = train.lines().take(300).collect();
-    step.write("shifted.jsonl", &(shifted.join("\n") + "\n"));
-    dir.join("model")
-}
-
-/// `gantry eval` of the eval set at `endpoint`: the traffic Prometheus sees.
-fn evaluate(step: &Step, endpoint: &str, model: &str, out: &str) {
-    let evaluated = step.run(&[
-        "eval",
-        "--ci",
-        "local",
-        "--endpoint",
-        endpoint,
-        "--model",
-        model,
-        "--dataset",
-        "data/eval.jsonl",
-        "--scorer",
-        "normalized-exact",
-        "--max-tokens",
-        "16",
-        "--out",
-        out,
-        "--publish",
-        "summary",
-    ]);
-    assert_eq!(evaluated.code, 0, "{}", evaluated.transcript());
 }
 
 /// Waits until Prometheus has scraped `requests` or more of `model`'s requests in the last minute.

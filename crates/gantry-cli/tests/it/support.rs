@@ -1,5 +1,6 @@
 //! A `gantry` command with a clean environment and a scratch directory, like a CI step.
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
 /// A scratch workspace plus the environment a step would see.
@@ -309,4 +310,139 @@ pub(crate) fn train_tiny(dir: &Path, steps: u32, batch_size: u32) -> PathBuf {
         .arg("--checkpoint-dir")
         .arg(dir.join("checkpoints")));
     dir.join("model")
+}
+
+/// A `tiny-lm serve` process, stopped on drop.
+pub(crate) struct Server {
+    child: std::process::Child,
+    pub(crate) url: String,
+}
+
+impl Server {
+    pub(crate) fn start(model: &Path, name: &str, extra: &[&str]) -> Server {
+        let mut child = std::process::Command::new(tiny_lm())
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--served-model-name",
+                name,
+                "--model",
+            ])
+            .arg(model)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tiny-lm serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("address line");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        // One request before Prometheus scrapes: the series exist from its
+        // first scrape, so the traffic after counts as an increase.
+        let answered = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .is_ok_and(|response| response.status().is_success() || response.status().is_server_error());
+        assert!(answered, "tiny-lm serve at {url} did not answer");
+        Server { child, url }
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A trained tiny model, validated training data, its evaluation against a
+/// healthy server, and `tiny 0.1.0` registered with all of it as
+/// `tiny@production`. Returns the model directory.
+pub(crate) fn production(step: &Step) -> std::path::PathBuf {
+    let dir = step.directory.path();
+    train_tiny(dir, 40, 8);
+    let validated = step.run(&[
+        "validate-data",
+        "--ci",
+        "local",
+        "--data",
+        "data/train.jsonl",
+        "--tokenizer",
+        "chars",
+        "--publish",
+        "summary",
+    ]);
+    assert!(validated.code <= 1, "{}", validated.transcript());
+    let server = Server::start(&dir.join("model"), "tiny", &[]);
+    evaluate(step, &server.endpoint(), "tiny", "baseline");
+    let registered = step.run(&[
+        "register",
+        "--ci",
+        "local",
+        "--model-dir",
+        "model",
+        "--name",
+        "tiny",
+        "--eval-results",
+        "baseline/results.jsonl",
+        "--eval-set",
+        "data/eval.jsonl",
+        "--data-lock",
+        ".gantry/validate-data/data.lock",
+        "--data-summary",
+        ".gantry/validate-data/summary.json",
+        "--alias",
+        "production",
+    ]);
+    assert_eq!(registered.code, 0, "{}", registered.transcript());
+    // Production's logged prompts: a sample like the training data, and one
+    // that is not (the first records only, a shifted mix).
+    let train = step.read("data/train.jsonl");
+    let like: Vec<&str> = train.lines().step_by(5).collect();
+    step.write("traffic.jsonl", &(like.join("\n") + "\n"));
+    let shifted: Vec<&str> = train.lines().take(300).collect();
+    step.write("shifted.jsonl", &(shifted.join("\n") + "\n"));
+    dir.join("model")
+}
+
+/// `gantry eval` of the eval set at `endpoint`: the traffic Prometheus sees.
+pub(crate) fn evaluate(step: &Step, endpoint: &str, model: &str, out: &str) {
+    let evaluated = step.run(&[
+        "eval",
+        "--ci",
+        "local",
+        "--endpoint",
+        endpoint,
+        "--model",
+        model,
+        "--dataset",
+        "data/eval.jsonl",
+        "--scorer",
+        "normalized-exact",
+        "--max-tokens",
+        "16",
+        "--out",
+        out,
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(evaluated.code, 0, "{}", evaluated.transcript());
 }
