@@ -217,7 +217,65 @@ fn registry_error(error: impl std::fmt::Display) -> gantry_deploy::Error {
     gantry_deploy::Error::Input(error.to_string())
 }
 
+/// Ancestors followed through `derived_from` at most (as KitOps follows model references).
+const MAX_DERIVATION_CHAIN: usize = 10;
+
 impl RegistryModels<'_> {
+    /// The version with its gate, following `derived_from` up the chain: a
+    /// variant is deployable when it passed its gate against its parent and
+    /// every ancestor passed its own.
+    fn model_version(&self, resolved: &Resolved) -> ModelVersion {
+        let mut version = model_version(resolved);
+        if version.gate == GateStatus::Passed {
+            version.gate = self.ancestry(resolved);
+        }
+        version
+    }
+
+    fn ancestry(&self, resolved: &Resolved) -> GateStatus {
+        let mut seen = vec![resolved.digest];
+        let mut next = resolved.manifest.lineage.derived_from.clone();
+        for _ in 0..MAX_DERIVATION_CHAIN {
+            let Some(derived) = next else {
+                return GateStatus::Passed;
+            };
+            let named = format!("{}@{} ({})", derived.name, derived.version, derived.parent);
+            if seen.contains(&derived.parent) {
+                return GateStatus::Failed(format!(
+                    "a cycle of derived models at its ancestor {named}"
+                ));
+            }
+            let reference = gantry_registry::Reference {
+                name: derived.name.clone(),
+                selector: gantry_registry::Selector::Digest(derived.parent),
+            };
+            let parent = match self.registry.resolve(&reference) {
+                Ok(parent) => parent,
+                Err(error) => {
+                    return GateStatus::Failed(format!(
+                        "none checkable: its ancestor {named} is not in the registry ({error})"
+                    ));
+                }
+            };
+            match &parent.manifest.lineage.gate {
+                Some(gate) if gate.verdict == Verdict::Fail => {
+                    return GateStatus::Failed(format!("fail, of its ancestor {named}"));
+                }
+                Some(_) => {}
+                None => {
+                    return GateStatus::Failed(format!(
+                        "none, of its ancestor {named}, which has no evaluation gate"
+                    ));
+                }
+            }
+            seen.push(parent.digest);
+            next = parent.manifest.lineage.derived_from.clone();
+        }
+        GateStatus::Failed(format!(
+            "unknown: more than {MAX_DERIVATION_CHAIN} derived models in its chain"
+        ))
+    }
+
     fn resolved(&self, version: &ModelVersion) -> gantry_deploy::Result<Resolved> {
         let reference = parse_reference(&format!("{}@{}", version.name, version.digest))
             .map_err(registry_error)?;
@@ -247,7 +305,7 @@ impl Models for RegistryModels<'_> {
         let resolved = self.registry.resolve(&parsed).map_err(|error| {
             gantry_deploy::Error::Input(format!("--model {reference}: {error}"))
         })?;
-        Ok(model_version(&resolved))
+        Ok(self.model_version(&resolved))
     }
 
     fn alias(&self, name: &str, alias: &str) -> gantry_deploy::Result<Option<ModelVersion>> {
@@ -258,7 +316,7 @@ impl Models for RegistryModels<'_> {
         let reference =
             parse_reference(&format!("{name}@{}", target.digest)).map_err(registry_error)?;
         let resolved = self.registry.resolve(&reference).map_err(registry_error)?;
-        Ok(Some(model_version(&resolved)))
+        Ok(Some(self.model_version(&resolved)))
     }
 
     fn fetch(&self, version: &ModelVersion, directory: &Path) -> gantry_deploy::Result<()> {

@@ -514,8 +514,14 @@ fn gate(
             anyhow::anyhow!("the variant was not asked what its parent was: {error}")
         })?;
     let gate_path = args.out.join("gate.json");
-    std::fs::write(&gate_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", gate_path.display()))?;
+    std::fs::write(
+        &gate_path,
+        session
+            .redactor()
+            .redact(&serde_json::to_string_pretty(&report)?)
+            .as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", gate_path.display()))?;
     let rows = report
         .rows
         .iter()

@@ -104,6 +104,30 @@ fn a_q8_variant_is_gated_against_its_parent_measured_and_registered_with_lineage
         "results.jsonl"
     );
     assert_eq!(variant["metadata"]["gantry.relation"], "quantized");
+    // Deployable: it passed its gate against a parent that passed its own
+    // (the rollout gets as far as the router, which is not there).
+    let deploy = step.run(&[
+        "deploy-canary",
+        "--model",
+        "tiny-q8@candidate",
+        "--serve-command",
+        "serve {port}",
+        "--router",
+        "http://127.0.0.1:9",
+        "--publish",
+        "summary",
+    ]);
+    assert_eq!(deploy.code, 2, "{}", deploy.transcript());
+    assert!(
+        !deploy.stderr.contains("evaluation gate"),
+        "{}",
+        deploy.transcript()
+    );
+    assert!(
+        deploy.stderr.contains("127.0.0.1:9"),
+        "{}",
+        deploy.transcript()
+    );
     let verified = step.run(&["registry", "verify", "tiny-q8@candidate"]);
     assert_eq!(verified.code, 0, "{}", verified.transcript());
     assert!(
@@ -177,6 +201,72 @@ fn a_worse_variant_fails_and_bad_conversions_are_refused_by_name() {
     let variant = manifest(&step, "tiny-small");
     assert_eq!(variant["lineage"]["gate"]["verdict"], "fail");
     assert_eq!(variant["lineage"]["derived_from"]["relation"], "converted");
+
+    // Neither a failed variant nor the variant of an ungated parent deploys.
+    let refused = step.run(&[
+        "deploy-canary",
+        "--model",
+        "tiny-small@0.1.0",
+        "--serve-command",
+        "serve {port}",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused
+            .stderr
+            .contains("failed its evaluation gate (verdict fail)"),
+        "{}",
+        refused.transcript()
+    );
+    let bare = step.run(&[
+        "register",
+        "--model-dir",
+        "model",
+        "--name",
+        "bare",
+        "--eval-results",
+        "baseline/results.jsonl",
+        "--eval-set",
+        "data/eval.jsonl",
+    ]);
+    assert_eq!(bare.code, 0, "{}", bare.transcript());
+    let from_bare = step.run(&[
+        "prepare",
+        "--from",
+        "bare@0.1.0",
+        "--name",
+        "bare-q8",
+        "--served-model",
+        "tiny",
+        "--serve-command",
+        &serve,
+        "--max-tokens",
+        "16",
+        "--max-drop",
+        "0.2",
+        "--publish",
+        "summary",
+        "--",
+        &tiny,
+        "export",
+        "--format",
+        "q8_0",
+    ]);
+    assert_eq!(from_bare.code, 0, "{}", from_bare.transcript());
+    let orphan = step.run(&[
+        "deploy-canary",
+        "--model",
+        "bare-q8@0.1.0",
+        "--serve-command",
+        "serve {port}",
+    ]);
+    assert_eq!(orphan.code, 2, "{}", orphan.transcript());
+    assert!(
+        orphan.stderr.contains("of its ancestor bare@0.1.0")
+            && orphan.stderr.contains("which has no evaluation gate"),
+        "{}",
+        orphan.transcript()
+    );
 
     // A command that writes nothing.
     let nothing = step.run(&[

@@ -374,8 +374,8 @@ impl Drop for Server {
 }
 
 /// A trained tiny model, validated training data, its evaluation against a
-/// healthy server, and `tiny 0.1.0` registered with all of it as
-/// `tiny@production`. Returns the model directory.
+/// healthy server, and `tiny 0.1.0` registered with all of it (and a
+/// passing gate) as `tiny@production`. Returns the model directory.
 pub(crate) fn production(step: &Step) -> std::path::PathBuf {
     let dir = step.directory.path();
     train_tiny(dir, 40, 8);
@@ -393,8 +393,12 @@ pub(crate) fn production(step: &Step) -> std::path::PathBuf {
     assert!(validated.code <= 1, "{}", validated.transcript());
     let server = Server::start(&dir.join("model"), "tiny", &[]);
     evaluate(step, &server.endpoint(), "tiny", "baseline");
+    // The gate it passed on its way to production.
+    step.write("gate.json", r#"{"verdict": "pass"}"#);
     let registered = step.run(&[
         "register",
+        "--gate-report",
+        "gate.json",
         "--ci",
         "local",
         "--model-dir",
