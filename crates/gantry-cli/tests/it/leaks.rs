@@ -751,6 +751,49 @@ fn monitor_never_writes_a_key_an_endpoint_or_alertmanager_echoed() {
 }
 
 #[test]
+fn prepare_never_writes_a_credential_its_command_was_given_or_reported() {
+    for mode in MODES {
+        let forge = FakeForge::start();
+        let step = step(mode, &forge);
+        std::fs::create_dir_all(step.path("in/model")).expect("model");
+        step.write("in/model/config.json", "{\"hidden\": 4}");
+        let registered = step.run(&["register", "--model-dir", "in/model", "--name", "parent"]);
+        assert_eq!(registered.code, 0, "{mode:?}: {}", registered.transcript());
+        // The command is given a token on its command line and reports
+        // credentials of its own in $GANTRY_RUN_DIR/transformation.json.
+        let script = format!(
+            "import json, os, shutil, sys\nshutil.copy(os.path.join(os.environ['GANTRY_INPUT_MODEL_DIR'], 'config.json'), os.environ['GANTRY_OUTPUT_DIR'])\njson.dump({{'tool': 'quantize', 'token': sys.argv[2], 'key': os.environ['OPENAI_API_KEY'], 'store': 'https://bot:{REGISTRY_PASSWORD}@models.example/'}}, open(os.path.join(os.environ['GANTRY_RUN_DIR'], 'transformation.json'), 'w'))\n"
+        );
+        let outcome = step.run(&[
+            "prepare",
+            "--from",
+            "parent@0.1.0",
+            "--name",
+            "parent-q8",
+            "--run-dir",
+            "in/run",
+            "--publish",
+            "summary,comment",
+            "--",
+            "python3",
+            "-c",
+            &script,
+            "--token",
+            GITHUB_TOKEN,
+        ]);
+        assert_eq!(outcome.code, 0, "{mode:?}: {}", outcome.transcript());
+        let mut written = Written::default();
+        written.outcome(&format!("{mode:?} prepare"), &outcome, mode);
+        written.files(step.directory.path(), &step.path("in"));
+        written.forge(&forge);
+        written.assert_clean(&format!("prepare ({mode:?})"));
+        // What it reported is kept, redacted.
+        let report = step.read(".gantry/prepare/prepare.json");
+        assert!(report.contains("\"tool\": \"quantize\""), "{report}");
+    }
+}
+
+#[test]
 fn train_and_registry_never_write_a_credential_a_server_echoed() {
     let tracking = echoing_tracking_server();
     let registry = echoing_registry();
