@@ -103,7 +103,7 @@ pub struct PrepareArgs {
     /// The registry holding the parent, where the variant is registered: file:PATH, oci://HOST/REPO or mlflow+http(s)://HOST.
     #[arg(long, default_value = DEFAULT_REGISTRY, value_name = "URI")]
     pub registry: String,
-    /// auto (the next patch version) or X.Y.Z.
+    /// The variant's version: auto (the next patch version) or X.Y.Z (the action's input is variant-version: its version input picks gantry's release).
     #[arg(long, default_value = "auto")]
     pub version: String,
     /// Aliases to point at the variant once it is registered.

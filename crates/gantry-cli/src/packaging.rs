@@ -518,9 +518,13 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
 ];
 
 /// Inputs named otherwise than their flag, as (command, flag, input): an
-/// input never shares a name with an output of the same action, and
-/// `verdict` is every command's output.
-pub const RENAMED_INPUTS: &[(&str, &str, &str)] = &[("report", "verdict", "given-verdict")];
+/// input never shares a name with an output of the same action (`verdict`
+/// is every command's output) or with an input the action adds itself.
+pub const RENAMED_INPUTS: &[(&str, &str, &str)] = &[
+    ("report", "verdict", "given-verdict"),
+    // The composite action's own `version` input picks gantry's release.
+    ("prepare", "version", "variant-version"),
+];
 
 /// One input of a command, with what the metadata generators need.
 #[derive(Debug, Clone, PartialEq, Eq)]
