@@ -325,6 +325,34 @@ fn a_worse_variant_fails_and_bad_conversions_are_refused_by_name() {
         "{}",
         pickled.transcript()
     );
+    // The variant's results from elsewhere, gated against the parent's
+    // registered evaluation (here the same answers: non-inferior).
+    let given = step.run(&[
+        "prepare",
+        "--from",
+        "tiny@production",
+        "--name",
+        "tiny-f16",
+        "--relation",
+        "converted",
+        "--eval-results",
+        "baseline/results.jsonl",
+        "--max-drop",
+        "0.2",
+        "--",
+        &tiny,
+        "export",
+        "--format",
+        "f16",
+    ]);
+    assert_eq!(given.code, 0, "{}", given.transcript());
+    let report: Value =
+        serde_json::from_str(&step.read(".gantry/prepare/prepare.json")).expect("prepare.json");
+    assert_eq!(report["quality"]["baseline"], "registered", "{report}");
+    assert_eq!(
+        report["variant_footprint"]["types"]["F16"], 137_536,
+        "{report}"
+    );
     // Results on other items than the parent's registered evaluation: not comparable.
     let eval = step.read("baseline/results.jsonl");
     let fewer: Vec<&str> = eval.lines().skip(10).collect();
