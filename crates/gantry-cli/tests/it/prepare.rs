@@ -387,16 +387,7 @@ fn a_worse_variant_fails_and_bad_conversions_are_refused_by_name() {
         })
         .and_then(|file| file["digest"].as_str().map(str::to_owned))
         .expect("weights");
-    let blob = step
-        .path(".gantry/registry/blobs/sha256")
-        .join(weights.trim_start_matches("sha256:"));
-    let mut permissions = std::fs::metadata(&blob).expect("blob").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(&blob, permissions).expect("chmod");
-    let mut bytes = std::fs::read(&blob).expect("read");
-    bytes[100] ^= 1;
-    std::fs::write(&blob, &bytes).expect("write");
+    crate::support::tamper_blob(&step, &weights);
     std::fs::remove_dir_all(step.path(".gantry/prepare/run/input")).expect("clear");
     let tampered = step.run(&[
         "prepare",

@@ -603,16 +603,7 @@ fn verdicts_exit_1_and_errors_exit_2_naming_the_problem() {
 
     // A tampered blob: verify exits 1 naming the file and both digests.
     let weights = sha256(&model.join("model.safetensors"));
-    let blob = step
-        .path(".gantry/registry/blobs/sha256")
-        .join(weights.trim_start_matches("sha256:"));
-    let mut permissions = std::fs::metadata(&blob).expect("blob").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(&blob, permissions).expect("chmod");
-    let mut bytes = std::fs::read(&blob).expect("read");
-    bytes[100] ^= 1;
-    std::fs::write(&blob, &bytes).expect("write");
+    crate::support::tamper_blob(&step, &weights);
     let tampered = step.run(&["registry", "verify", "tiny@0.1.0"]);
     assert_eq!(tampered.code, 1, "{}", tampered.transcript());
     assert!(

@@ -450,3 +450,18 @@ pub(crate) fn evaluate(step: &Step, endpoint: &str, model: &str, out: &str) {
     ]);
     assert_eq!(evaluated.code, 0, "{}", evaluated.transcript());
 }
+
+/// Flips one byte of the blob `digest` in the step's file registry (stored
+/// read-only, as the registry leaves it).
+pub(crate) fn tamper_blob(step: &Step, digest: &str) {
+    let blob = step
+        .path(".gantry/registry/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut permissions = std::fs::metadata(&blob).expect("blob").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&blob, permissions).expect("chmod");
+    let mut bytes = std::fs::read(&blob).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(&blob, &bytes).expect("write");
+}
