@@ -217,7 +217,14 @@ pub(crate) fn run(
     };
     let register = verdict != Verdict::Fail || args.register_failed;
     if register {
-        let lineage = variant_lineage(session, &parent, &transformation, gate.as_ref(), args)?;
+        let lineage = variant_lineage(
+            session,
+            registry.as_ref(),
+            &parent,
+            &transformation,
+            gate.as_ref(),
+            args,
+        )?;
         let request = RegisterRequest {
             name: &args.name,
             version,
@@ -697,9 +704,12 @@ fn serve_and_ask(
 
 /// The variant's lineage: derived from the parent (with the transformation
 /// record), the gate against it, its own answers as the evaluation later
-/// gates and monitor compare with, the eval set, the commit.
+/// gates and monitor compare with, the eval set, the commit, and the
+/// parent's training data (lock and summary, copied and re-checked), which
+/// is the variant's too.
 fn variant_lineage(
     session: &Session<'_>,
+    registry: &dyn Registry,
     parent: &Resolved,
     transformation: &Transformation,
     gate: Option<&Gated>,
@@ -753,6 +763,33 @@ fn variant_lineage(
         relation: args.relation.as_str().to_owned(),
         transformation: transformation_link,
     });
+    let scratch = args.out.join("lineage");
+    std::fs::create_dir_all(&scratch)?;
+    let parent_lineage = &parent.manifest.lineage;
+    if let Some(data) = &parent_lineage.data {
+        let path = fetch_document(
+            registry,
+            parent,
+            &data.document,
+            "the parent's data lock",
+            &scratch,
+        )?;
+        let link = document(&data.document.file_name, std::fs::read(&path)?);
+        input.lineage.data = Some(gantry_core::DataLink {
+            document: link,
+            dataset_digest: data.dataset_digest,
+        });
+    }
+    if let Some(summary) = &parent_lineage.data_summary {
+        let path = fetch_document(
+            registry,
+            parent,
+            summary,
+            "the parent's data summary",
+            &scratch,
+        )?;
+        input.lineage.data_summary = Some(document(&summary.file_name, std::fs::read(&path)?));
+    }
     input.lineage.gate = gate_link;
     input.lineage.evaluation = evaluation;
     input.lineage.eval_set = eval_set;

@@ -104,6 +104,25 @@ fn a_q8_variant_is_gated_against_its_parent_measured_and_registered_with_lineage
         "results.jsonl"
     );
     assert_eq!(variant["metadata"]["gantry.relation"], "quantized");
+    // Its training data is its parent's, re-stored and checkable.
+    assert_eq!(
+        variant["lineage"]["data"]["dataset_digest"],
+        parent["lineage"]["data"]["dataset_digest"]
+    );
+    assert_eq!(
+        variant["lineage"]["data_summary"]["file_name"],
+        "summary.json"
+    );
+    let diff = step.run(&["registry", "diff", "tiny@production", "tiny-q8@candidate"]);
+    assert_eq!(diff.code, 0, "{}", diff.transcript());
+    assert!(
+        diff.stdout
+            .contains("lineage derived from: none → tiny@0.1.0 (sha256:")
+            && diff.stdout.contains(", quantized)")
+            && !diff.stdout.contains("lineage dataset"),
+        "{}",
+        diff.transcript()
+    );
     // Deployable: it passed its gate against a parent that passed its own
     // (the rollout gets as far as the router, which is not there).
     let deploy = step.run(&[
