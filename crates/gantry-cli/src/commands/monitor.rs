@@ -244,10 +244,10 @@ pub(crate) fn run(
         .output(Output::Health, report.health.as_str())
         .output(Output::IssueUrl, issue_url.unwrap_or_default())
         .body(&report)?;
-    // The history is appended last, once everything else is written, so a
-    // run that failed halfway is not counted as a week.
-    history::append(&args.history, &entry)?;
     let code = publish(outcome, session, printer)?;
+    // The history is appended last, once the report is written, so a run
+    // that failed halfway is not counted as a week.
+    history::append(&args.history, &entry)?;
     let errored: Vec<&str> = report
         .checks
         .iter()

@@ -57,7 +57,9 @@ pub(crate) fn run(
     let input = args.run_dir.join("input");
     let output = args.run_dir.join("output");
     let run_files = args.run_dir.join("run");
-    for dir in [&output, &run_files] {
+    // Cleared, so nothing of an earlier run (another parent's files, a
+    // half-written variant) is served, converted or registered.
+    for dir in [&input, &output, &run_files] {
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
