@@ -155,6 +155,7 @@ pub(crate) fn run(
     }
     checks.extend(drift_checks(
         args,
+        session,
         printer,
         &*registry,
         &resolved,
@@ -668,6 +669,7 @@ fn gate_checks(gate: &GateReport, errors: usize) -> Vec<CheckReport> {
 /// against the training data's summary.json.
 fn drift_checks(
     args: &MonitorArgs,
+    session: &Session<'_>,
     printer: &Printer,
     registry: &dyn Registry,
     resolved: &Resolved,
@@ -719,7 +721,11 @@ fn drift_checks(
         reference: Some(summary.display().to_string()),
         schema: None,
         policy: gantry_data::Policy::default(),
-        map_files: true,
+        // GANTRY_NO_MMAP, as validate-data honours it.
+        map_files: session
+            .environment
+            .get(gantry_ci::EnvVars::GANTRY_NO_MMAP)
+            .is_none(),
     };
     printer.info(&format!(
         "measuring the drift of {traffic} against {}",
