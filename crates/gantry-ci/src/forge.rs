@@ -196,7 +196,18 @@ impl ForgeClient {
         let mine = |issue: &&TrackedIssue| issue.body.contains(&key.marker);
         let open = issues.iter().filter(mine).find(|issue| issue.open);
         let newest = issues.iter().find(mine);
-        let with_marker = |body: &str| format!("{body}\n\n{}\n", key.marker);
+        // The body is cut to the forge's limit (GitHub: 65,536 characters)
+        // before the marker is added, so the marker always survives.
+        let room = self
+            .comment_limit()
+            .saturating_sub(key.marker.chars().count() + 3);
+        let with_marker = |body: &str| {
+            format!(
+                "{}\n\n{}\n",
+                crate::forge_types::truncate_comment_body(body, room, None),
+                key.marker
+            )
+        };
         match (body, open, newest) {
             (Some(body), Some(issue), _) => {
                 let edited = self

@@ -292,3 +292,32 @@ async fn a_read_only_token_cannot_open_an_issue_and_says_so() {
     );
     assert!(forge.issues().is_empty());
 }
+
+#[tokio::test]
+async fn a_long_issue_body_is_cut_to_the_forges_limit_and_keeps_its_marker() {
+    let forge = FakeForge::start();
+    let environment = Environment::from_pairs([
+        ("GITHUB_REPOSITORY", "org/models"),
+        ("GITHUB_API_URL", forge.url()),
+        ("GITHUB_TOKEN", "ghs_x"),
+    ]);
+    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
+    let key = issue_key();
+    let long = "| check | fail |\n".repeat(10_000);
+    client
+        .sync_issue(&key, Some(&long), None)
+        .await
+        .expect("open");
+    let issue = &forge.issues()[0];
+    assert!(issue.body.chars().count() <= 65_536, "{}", issue.body.len());
+    assert!(issue.body.contains(&key.marker));
+    assert!(issue.body.contains("cut to fit the forge's limit"));
+    // Found again by its marker: edited, not opened twice.
+    client
+        .sync_issue(&key, Some(&long), None)
+        .await
+        .expect("update");
+    assert_eq!(forge.issues().len(), 1);
+}
