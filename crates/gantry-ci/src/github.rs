@@ -289,11 +289,7 @@ impl GitHubClient {
             let path = format!(
                 "/repos/{}/issues?labels={}&state=all&per_page=100&page={page}",
                 self.repository,
-                labels
-                    .iter()
-                    .map(|label| url::form_urlencoded::byte_serialize(label.as_bytes()).collect())
-                    .collect::<Vec<String>>()
-                    .join(",")
+                crate::http::labels_parameter(labels)
             );
             let issues = self
                 .call("GET", &path, || async move {

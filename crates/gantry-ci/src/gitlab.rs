@@ -235,11 +235,7 @@ impl GitLabClient {
             let path = format!(
                 "/projects/{}/issues?labels={}&scope=all&per_page=100&page={page}",
                 self.project,
-                labels
-                    .iter()
-                    .map(|label| url::form_urlencoded::byte_serialize(label.as_bytes()).collect())
-                    .collect::<Vec<String>>()
-                    .join(",")
+                crate::http::labels_parameter(labels)
             );
             let response = self.request(reqwest::Method::GET, &path, None).await?;
             let issues: Vec<Issue> = response.json("GET", &format!("{}{path}", self.api_url))?;

@@ -153,6 +153,16 @@ pub(crate) fn with_details(mut message: String, errors: Option<&Vec<serde_json::
     message
 }
 
+/// A `labels=` query value: each label URL-encoded, joined by commas (the
+/// form both forges' issue lists take).
+pub(crate) fn labels_parameter(labels: &[String]) -> String {
+    labels
+        .iter()
+        .map(|label| url::form_urlencoded::byte_serialize(label.as_bytes()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

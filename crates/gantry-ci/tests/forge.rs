@@ -140,6 +140,18 @@ async fn an_unreachable_forge_names_the_url_and_attempts() {
     assert!(message.starts_with("POST http://127.0.0.1:9/repos/org/models/deployments/1/statuses failed after 2 attempt(s):"), "{message}");
 }
 
+/// A GitHub client of `forge` for org/models with `token`.
+fn github_client(forge: &FakeForge, token: &str) -> ForgeClient {
+    let environment = Environment::from_pairs([
+        ("GITHUB_REPOSITORY", "org/models"),
+        ("GITHUB_API_URL", forge.url()),
+        ("GITHUB_TOKEN", token),
+    ]);
+    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
+    ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client")
+}
+
 fn issue_key() -> gantry_ci::IssueKey {
     gantry_ci::IssueKey {
         marker: "<!-- gantry-monitor model=tiny env=production -->".into(),
@@ -231,14 +243,7 @@ async fn one_issue_lifecycle(forge: &FakeForge, client: &ForgeClient) {
 #[tokio::test]
 async fn github_tracking_issue_is_opened_updated_closed_and_reopened() {
     let forge = FakeForge::start();
-    let environment = Environment::from_pairs([
-        ("GITHUB_REPOSITORY", "org/models"),
-        ("GITHUB_API_URL", forge.url()),
-        ("GITHUB_TOKEN", "ghs_x"),
-    ]);
-    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
-        .expect("client");
+    let client = github_client(&forge, "ghs_x");
     one_issue_lifecycle(&forge, &client).await;
     let closing = forge
         .requests()
@@ -273,14 +278,7 @@ async fn gitlab_tracking_issue_is_opened_updated_closed_and_reopened() {
 #[tokio::test]
 async fn a_read_only_token_cannot_open_an_issue_and_says_so() {
     let forge = FakeForge::start();
-    let environment = Environment::from_pairs([
-        ("GITHUB_REPOSITORY", "org/models"),
-        ("GITHUB_API_URL", forge.url()),
-        ("GITHUB_TOKEN", gantry_test::READ_ONLY_TOKEN),
-    ]);
-    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
-        .expect("client");
+    let client = github_client(&forge, gantry_test::READ_ONLY_TOKEN);
     let error = client
         .sync_issue(&issue_key(), Some("failing"), None)
         .await
@@ -296,14 +294,7 @@ async fn a_read_only_token_cannot_open_an_issue_and_says_so() {
 #[tokio::test]
 async fn a_long_issue_body_is_cut_to_the_forges_limit_and_keeps_its_marker() {
     let forge = FakeForge::start();
-    let environment = Environment::from_pairs([
-        ("GITHUB_REPOSITORY", "org/models"),
-        ("GITHUB_API_URL", forge.url()),
-        ("GITHUB_TOKEN", "ghs_x"),
-    ]);
-    let context = RunContext::from_environment(Platform::GitHub, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
-        .expect("client");
+    let client = github_client(&forge, "ghs_x");
     let key = issue_key();
     let long = "| check | fail |\n".repeat(10_000);
     client

@@ -24,7 +24,9 @@ use crate::cli::PrepareArgs;
 use crate::commands::Session;
 use crate::commands::lineage::git_lineage;
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::registries::{fetch_document, open_registry, parse_reference};
+use crate::commands::registries::{
+    fetch_document, open_registry, parse_reference, redacted_metadata,
+};
 use crate::packaging::Output;
 use crate::printer::Printer;
 
@@ -232,16 +234,7 @@ pub(crate) fn run(
             version,
             source: &source,
             lineage: &lineage,
-            metadata: args
-                .metadata
-                .iter()
-                .map(|(key, value)| {
-                    let redactor = session.redactor();
-                    (
-                        redactor.redact(key).into_owned(),
-                        redactor.redact(value).into_owned(),
-                    )
-                })
+            metadata: redacted_metadata(session, &args.metadata)
                 .chain([
                     (
                         "gantry.derived_from".to_owned(),

@@ -1,6 +1,5 @@
 //! `gantry register`: hash, inspect and store a model directory as a version with lineage.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
@@ -13,7 +12,7 @@ use crate::commands::Session;
 use crate::commands::lineage::git_lineage;
 use crate::commands::markdown::files_table;
 use crate::commands::publish::{Outcome, publish};
-use crate::commands::registries::open_registry;
+use crate::commands::registries::{open_registry, redacted_metadata};
 use crate::packaging::Output;
 use crate::printer::Printer;
 
@@ -85,19 +84,7 @@ pub(crate) fn run(
         version,
         source: &source,
         lineage: &lineage,
-        // The manifest is a record like any other: what it keeps is redacted
-        // before its identity is computed.
-        metadata: args
-            .metadata
-            .iter()
-            .map(|(key, value)| {
-                let redactor = session.redactor();
-                (
-                    redactor.redact(key).into_owned(),
-                    redactor.redact(value).into_owned(),
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
+        metadata: redacted_metadata(session, &args.metadata).collect(),
         aliases: args.alias.clone(),
         actor,
     };

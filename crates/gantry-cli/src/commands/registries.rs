@@ -165,3 +165,18 @@ pub(crate) fn fetch_document(
     std::fs::write(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
+
+/// `--metadata` pairs as a manifest keeps them: the manifest is a record
+/// like any other, so what it keeps is redacted before its identity is computed.
+pub(crate) fn redacted_metadata<'a>(
+    session: &'a Session<'_>,
+    pairs: &'a [(String, String)],
+) -> impl Iterator<Item = (String, String)> + 'a {
+    let redactor = session.redactor();
+    pairs.iter().map(move |(key, value)| {
+        (
+            redactor.redact(key).into_owned(),
+            redactor.redact(value).into_owned(),
+        )
+    })
+}

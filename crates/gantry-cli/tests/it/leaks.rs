@@ -476,22 +476,26 @@ fn echoing_model_server() -> EchoServer {
     })
 }
 
+/// Six eval items; the echoing model server refuses the odd ones.
+fn odd_and_even_items() -> String {
+    (0..6)
+        .map(|index| {
+            let task = if index % 2 == 0 { "even" } else { "odd" };
+            format!(
+                "{}\n",
+                json!({"id": format!("item-{index}"), "task": task, "messages": [{"role": "user", "content": format!("an {task} item")}], "expected": "hi"})
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn eval_and_eval_gate_never_write_an_echoed_key() {
     let server = echoing_model_server();
     for mode in MODES {
         let forge = FakeForge::start();
         let step = step(mode, &forge);
-        let items: String = (0..6)
-            .map(|index| {
-                let task = if index % 2 == 0 { "even" } else { "odd" };
-                format!(
-                    "{}\n",
-                    json!({"id": format!("item-{index}"), "task": task, "messages": [{"role": "user", "content": format!("an {task} item")}], "expected": "hi"})
-                )
-            })
-            .collect();
-        step.write("in/set.jsonl", &items);
+        step.write("in/set.jsonl", &odd_and_even_items());
         let mut written = Written::default();
         let outcome = step.run(&[
             "eval",
@@ -680,16 +684,7 @@ fn monitor_never_writes_a_key_an_endpoint_or_alertmanager_echoed() {
         let forge = FakeForge::start();
         let mut step = step(mode, &forge);
         step.set("GANTRY_HTTP_BACKOFF_MS", "1");
-        let items: String = (0..6)
-            .map(|index| {
-                let task = if index % 2 == 0 { "even" } else { "odd" };
-                format!(
-                    "{}\n",
-                    json!({"id": format!("item-{index}"), "task": task, "messages": [{"role": "user", "content": format!("an {task} item")}], "expected": "hi"})
-                )
-            })
-            .collect();
-        step.write("in/set.jsonl", &items);
+        step.write("in/set.jsonl", &odd_and_even_items());
         let endpoint = format!("{}/v1", server.url());
         let evaluated = step.run(&[
             "eval",
