@@ -89,6 +89,40 @@ pub enum Command {
     Prepare(Box<PrepareArgs>),
     /// Check the model in production (weekly): quality against its registered evaluation, service SLOs from Prometheus, input drift, GPUs; report, track an issue, alert. `monitor rules` renders alerting rules and a dashboard.
     Monitor(Box<MonitorArgs>),
+    /// Run the documented workflow end to end on the bundled example, with no services: data, validation with drift, training with a crash and its resume, evaluation, two gates, registration, a canary and its promotion.
+    Quickstart(QuickstartArgs),
+    /// The bundled example workload that quickstart runs (tiny-lm: gen-data, train, eval, serve, export); not part of the pipeline.
+    #[command(name = "tiny-lm", disable_help_flag = true)]
+    TinyLm(TinyLmArgs),
+}
+
+/// The name of the subcommand that runs the bundled example workload.
+pub const TINY_LM: &str = "tiny-lm";
+
+/// Arguments of `gantry quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Where the data, models, registry, reports and logs go: a new or empty directory (default: a new one in the system's temporary directory, kept afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Optimizer steps per model (at least 12); the deliberately worse candidate trains a fifth as many on corrupted answers.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    pub steps: u64,
+    /// One canary analysis window (deploy-canary's --step-duration).
+    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_duration)]
+    pub step_duration: std::time::Duration,
+}
+
+/// Arguments of `gantry tiny-lm`: handed whole to the example's own command line.
+#[derive(Debug, Args)]
+pub struct TinyLmArgs {
+    /// tiny-lm's command and its flags (`gantry tiny-lm --help` lists them).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
 }
 
 /// Arguments of `gantry prepare`.

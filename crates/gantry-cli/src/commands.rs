@@ -8,6 +8,7 @@ mod markdown;
 mod monitor;
 mod prepare;
 mod publish;
+mod quickstart;
 mod register;
 mod registries;
 mod registry;
@@ -75,6 +76,17 @@ pub(crate) fn dispatch(
             prepare::run(args, &session, printer).map_err(with_registry_flag),
             printer,
         ),
+        Ok(CommandSettings::Quickstart(args)) => quickstart::run(args, &session, printer),
+        // Reached only with a global flag before `tiny-lm` (otherwise
+        // `run` hands the arguments over before parsing them).
+        Ok(CommandSettings::TinyLm(args)) => {
+            let argv = std::iter::once(crate::cli::TINY_LM.into())
+                .chain(args.args.iter().map(std::ffi::OsString::from));
+            Ok(match tiny_lm::cli::main_from(argv) {
+                0 => ExitCode::PASS,
+                _ => ExitCode::ERROR,
+            })
+        }
     }
 }
 

@@ -15,8 +15,8 @@ pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
 pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
 use crate::cli::{
-    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, PrepareArgs, RegisterArgs, RegistryArgs,
-    ReportArgs, RouterArgs,
+    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, PrepareArgs, QuickstartArgs,
+    RegisterArgs, RegistryArgs, ReportArgs, RouterArgs, TinyLmArgs,
 };
 
 /// What every command shares, resolved before anything prints.
@@ -86,6 +86,8 @@ pub(crate) enum CommandSettings<'a> {
     Router(&'a RouterArgs),
     Monitor(&'a MonitorArgs),
     Prepare(&'a PrepareArgs),
+    Quickstart(&'a QuickstartArgs),
+    TinyLm(&'a TinyLmArgs),
 }
 
 impl<'a> CommandSettings<'a> {
@@ -108,6 +110,8 @@ impl<'a> CommandSettings<'a> {
             Command::Router(args) => CommandSettings::Router(args),
             Command::Monitor(args) => CommandSettings::Monitor(args),
             Command::Prepare(args) => CommandSettings::Prepare(args),
+            Command::Quickstart(args) => CommandSettings::Quickstart(args),
+            Command::TinyLm(args) => CommandSettings::TinyLm(args),
         })
     }
 }

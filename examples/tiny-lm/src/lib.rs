@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod chat;
+pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod export;

@@ -31,6 +31,8 @@ use crate::model::{Config, Model};
 
 /// Exit status after a SIGTERM/SIGINT checkpoint (128 + SIGTERM), as shells report it.
 pub const EXIT_TERMINATED: i32 = 143;
+/// Exit code of the crash `--crash-at-step` asks for.
+pub const EXIT_CRASHED: i32 = 1;
 
 /// Everything `train` needs, after flags and `GANTRY_*` variables are resolved.
 #[derive(Debug, Clone)]
@@ -63,6 +65,10 @@ pub struct TrainOptions {
     pub eval_every: u64,
     /// Fraction of records whose answer is replaced by another record's (a worse model on purpose).
     pub corrupt_fraction: f64,
+    /// Crash (exit 1, no checkpoint) after this step in a run that did not
+    /// resume: a failure for `gantry train` to restart from a checkpoint.
+    /// A resumed run passes the step.
+    pub crash_at_step: Option<u64>,
     /// Model shape.
     pub config: Config,
 }
@@ -708,6 +714,13 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
             line["val_loss"] = json!(value);
         }
         metrics.write(line)?;
+        if options.crash_at_step == Some(state.step) && resumed_from_step == 0 {
+            log(&format!(
+                "crashing at step {} on purpose (--crash-at-step): no checkpoint written",
+                state.step
+            ));
+            std::process::exit(EXIT_CRASHED);
+        }
         if options.checkpoint_every > 0
             && state.step.is_multiple_of(options.checkpoint_every)
             && state.step < options.steps

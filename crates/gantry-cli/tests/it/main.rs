@@ -16,6 +16,8 @@ mod monitor;
 mod packaging;
 /// `gantry prepare` with tiny-lm's conversions and a worse model as variants.
 mod prepare;
+/// `gantry quickstart` end to end, and the bundled tiny-lm.
+mod quickstart;
 /// `gantry register` and `gantry registry` on a trained tiny-lm.
 mod register;
 /// `gantry report` against the fake GitHub and GitLab APIs.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Step, github_outputs, train_tiny};
+use crate::support::{Step, github_outputs, sha256, train_tiny};
 
 /// Generates tiny-lm's data and trains a model for a few steps in `dir`.
 fn trained_model(dir: &Path) -> PathBuf {
@@ -18,10 +18,6 @@ fn fixture(relative: &str) -> String {
         .join(relative)
         .display()
         .to_string()
-}
-
-fn sha256(path: &Path) -> String {
-    gantry_core::Digest::of_bytes(&std::fs::read(path).expect("read")).to_string()
 }
 
 #[test]

@@ -465,3 +465,9 @@ pub(crate) fn tamper_blob(step: &Step, digest: &str) {
     bytes[100] ^= 1;
     std::fs::write(&blob, &bytes).expect("write");
 }
+
+/// The file's `sha256:…` digest, as manifests and lineage write it.
+pub(crate) fn sha256(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    gantry_core::Digest::of_bytes(&bytes).to_string()
+}

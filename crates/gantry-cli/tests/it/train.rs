@@ -1,14 +1,14 @@
 //! `gantry train` running tiny-lm: kills, cancels, corrupt checkpoints,
 //! GPU contention on a fake two-GPU host, MLflow tracking, bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Step, github_outputs, tiny_lm};
+use crate::support::{Step, github_outputs, sha256, tiny_lm};
 
 const STEPS: &str = "60";
 const CHECKPOINT_EVERY: &str = "10";
@@ -59,11 +59,6 @@ fn reference() -> &'static Reference {
             weights_sha256,
         }
     })
-}
-
-fn sha256(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    gantry_core::Digest::of_bytes(&bytes).to_string()
 }
 
 /// `gantry train` arguments that train tiny-lm like the reference run.
