@@ -200,6 +200,10 @@ pub(crate) fn render_all(
         PathBuf::from("action.yml"),
         render(&environment, "root-action.yml.j2", &root_context)?,
     ));
+    // The example pipelines: what `gantry init` writes for the example project.
+    files.extend(gantry_cli::example_pipelines(
+        &crate::repository_root().join("examples/llm-project"),
+    )?);
     // JSON Schemas of the data formats gantry reads and writes.
     let mut schema = serde_json::to_string_pretty(&gantry_core::findings_schema())?;
     schema.push('\n');

@@ -91,6 +91,8 @@ pub enum Command {
     Monitor(Box<MonitorArgs>),
     /// Run the documented workflow end to end on the bundled example, with no services: data, validation with drift, training with a crash and its resume, evaluation, two gates, registration, a canary and its promotion.
     Quickstart(QuickstartArgs),
+    /// Write the pipeline into a repository: GitHub caller workflows or a GitLab pipeline for pull requests, data updates, the weekly evaluation and deploys, pinned to this gantry's release.
+    Init(InitArgs),
     /// The bundled example workload that quickstart runs (tiny-lm: gen-data, train, eval, serve, export); not part of the pipeline.
     #[command(name = "tiny-lm", disable_help_flag = true)]
     TinyLm(TinyLmArgs),
@@ -111,6 +113,48 @@ pub struct QuickstartArgs {
     /// One canary analysis window (deploy-canary's --step-duration).
     #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_duration)]
     pub step_duration: std::time::Duration,
+}
+
+/// Arguments of `gantry init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Which forge's pipeline to write: github (caller workflows in .github/workflows/) or gitlab (.gitlab-ci.yml).
+    #[arg(long, value_enum)]
+    pub forge: InitForge,
+    /// The repository to look at and write into.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+    /// Print what would be written, as a unified diff, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace files that exist (without it, a file that would change is an error and nothing is written).
+    #[arg(long)]
+    pub force: bool,
+    /// The gantry commit to pin to, 40 hex digits (default: the commit of this gantry's release tag, read with git ls-remote from --release-repository).
+    #[arg(long, value_name = "SHA")]
+    pub pin: Option<String>,
+    /// Where gantry's release tags are read from when --pin is not given.
+    #[arg(
+        long,
+        default_value = "https://github.com/gantry-dev/gantry",
+        value_name = "URL"
+    )]
+    pub release_repository: String,
+    /// The model's name in the registry (default: the repository directory's name).
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// GitLab: the project that publishes gantry's CI/CD components (the Catalog project or your mirror of it).
+    #[arg(long, default_value = "gantry-dev/gantry", value_name = "PATH")]
+    pub component_project: String,
+}
+
+/// The forge `gantry init` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitForge {
+    /// GitHub Actions: caller workflows of gantry's reusable workflows.
+    Github,
+    /// GitLab CI: a pipeline of gantry's CI/CD components.
+    Gitlab,
 }
 
 /// Arguments of `gantry tiny-lm`: handed whole to the example's own command line.

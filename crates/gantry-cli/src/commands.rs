@@ -3,6 +3,7 @@
 mod deploy_canary;
 mod eval;
 mod eval_gate;
+pub(crate) mod init;
 mod lineage;
 mod markdown;
 mod monitor;
@@ -77,6 +78,7 @@ pub(crate) fn dispatch(
             printer,
         ),
         Ok(CommandSettings::Quickstart(args)) => quickstart::run(args, &session, printer),
+        Ok(CommandSettings::Init(args)) => init::run(args, &session, printer),
         // Reached only with a global flag before `tiny-lm` (otherwise
         // `run` hands the arguments over before parsing them).
         Ok(CommandSettings::TinyLm(args)) => {

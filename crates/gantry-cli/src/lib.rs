@@ -16,6 +16,15 @@ mod settings;
 use gantry_ci::Environment;
 use gantry_core::ExitCode;
 
+/// The example pipelines (`examples/github/`, `examples/gitlab/`): what
+/// `gantry init` writes for the example project at `project`, as (path
+/// relative to the repository root, contents). `cargo xtask codegen` writes them.
+pub fn example_pipelines(
+    project: &std::path::Path,
+) -> anyhow::Result<Vec<(std::path::PathBuf, String)>> {
+    commands::init::example_pipelines(project)
+}
+
 /// Runs gantry with `argv` (program name first) in `environment`, printing
 /// to the process's stdout and stderr. Returns the exit code to end with.
 pub fn run(argv: Vec<std::ffi::OsString>, environment: &Environment) -> ExitCode {

