@@ -122,6 +122,20 @@ impl ForgeClient {
         }
     }
 
+    /// Creates or edits the one comment on commit `sha` that carries `key`'s
+    /// marker: where a push's result goes, having no PR/MR.
+    pub async fn upsert_commit_comment(
+        &self,
+        sha: &str,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
+        match self {
+            ForgeClient::GitHub(client) => client.upsert_commit_comment(sha, key, body).await,
+            ForgeClient::GitLab(client) => client.upsert_commit_note(sha, key, body).await,
+        }
+    }
+
     /// Sets a commit status.
     pub async fn set_commit_status(&self, status: &CommitStatus) -> Result<()> {
         match self {

@@ -280,6 +280,76 @@ impl GitHubClient {
         }
     }
 
+    /// Creates or edits the comment on commit `sha` that carries `key`'s
+    /// marker (`/repos/{owner}/{repo}/commits/{sha}/comments`, edited at
+    /// `/repos/{owner}/{repo}/comments/{id}`): a push has no pull request.
+    pub async fn upsert_commit_comment(
+        &self,
+        sha: &str,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
+        #[derive(serde::Deserialize)]
+        struct CommitComment {
+            id: u64,
+            body: Option<String>,
+            html_url: Option<String>,
+        }
+        let marker = key.marker();
+        let body = self
+            .redactor
+            .redact(&format!("{body}\n\n{marker}\n"))
+            .into_owned();
+        let mut existing: Option<CommitComment> = None;
+        for page in 1..=MAX_COMMENT_PAGES {
+            let path = format!(
+                "/repos/{}/commits/{sha}/comments?per_page=100&page={page}",
+                self.repository
+            );
+            let comments: Vec<CommitComment> = self
+                .call("GET", &path, || self.octocrab.get(&path, None::<&()>))
+                .await?;
+            let n_comments = comments.len();
+            if let Some(comment) = comments.into_iter().find(|comment| {
+                comment
+                    .body
+                    .as_deref()
+                    .is_some_and(|text| text.contains(&marker))
+            }) {
+                existing = Some(comment);
+                break;
+            }
+            if n_comments < 100 {
+                break;
+            }
+        }
+        let payload = serde_json::json!({ "body": body });
+        match existing {
+            Some(comment) => {
+                let path = format!("/repos/{}/comments/{}", self.repository, comment.id);
+                let updated: CommitComment = self
+                    .call("PATCH", &path, || {
+                        self.octocrab.patch(&path, Some(&payload))
+                    })
+                    .await?;
+                Ok(CommentOutcome::Updated {
+                    id: updated.id,
+                    url: updated.html_url,
+                })
+            }
+            None => {
+                let path = format!("/repos/{}/commits/{sha}/comments", self.repository);
+                let created: CommitComment = self
+                    .call("POST", &path, || self.octocrab.post(&path, Some(&payload)))
+                    .await?;
+                Ok(CommentOutcome::Created {
+                    id: created.id,
+                    url: created.html_url,
+                })
+            }
+        }
+    }
+
     /// The issues (not pull requests) carrying every label in `labels`, open
     /// and closed, newest first (`GET /repos/{owner}/{repo}/issues`).
     pub async fn list_issues(&self, labels: &[String]) -> Result<Vec<TrackedIssue>> {

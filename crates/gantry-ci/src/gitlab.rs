@@ -227,6 +227,82 @@ impl GitLabClient {
         }
     }
 
+    /// Creates or edits the note on commit `sha` that carries `key`'s marker:
+    /// a commit discussion (`/projects/:id/repository/commits/:sha/discussions`),
+    /// whose first note is edited in place.
+    pub async fn upsert_commit_note(
+        &self,
+        sha: &str,
+        key: &StickyKey,
+        body: &str,
+    ) -> Result<CommentOutcome> {
+        #[derive(serde::Deserialize)]
+        struct Discussion {
+            id: String,
+            notes: Vec<Note>,
+        }
+        let marker = key.marker();
+        let body = format!("{body}\n\n{marker}\n");
+        let mut existing = None;
+        for page in 1..=MAX_NOTE_PAGES {
+            let path = format!(
+                "/projects/{}/repository/commits/{sha}/discussions?per_page=100&page={page}",
+                self.project
+            );
+            let response = self.request(reqwest::Method::GET, &path, None).await?;
+            let discussions: Vec<Discussion> =
+                response.json("GET", &format!("{}{path}", self.api_url))?;
+            let n_discussions = discussions.len();
+            if let Some((discussion, note)) = discussions.into_iter().find_map(|discussion| {
+                let note = discussion.notes.into_iter().find(|note| {
+                    note.body
+                        .as_deref()
+                        .is_some_and(|text| text.contains(&marker))
+                })?;
+                Some((discussion.id, note))
+            }) {
+                existing = Some((discussion, note));
+                break;
+            }
+            if n_discussions < 100 {
+                break;
+            }
+        }
+        self.require_write_token("comment on commits")?;
+        match existing {
+            Some((discussion, note)) => {
+                let path = format!(
+                    "/projects/{}/repository/commits/{sha}/discussions/{discussion}/notes/{}",
+                    self.project, note.id
+                );
+                let response = self
+                    .request(reqwest::Method::PUT, &path, Some(&json!({ "body": body })))
+                    .await?;
+                let updated: Created = response.json("PUT", &format!("{}{path}", self.api_url))?;
+                Ok(CommentOutcome::Updated {
+                    id: updated.id,
+                    url: None,
+                })
+            }
+            None => {
+                #[derive(serde::Deserialize)]
+                struct Started {
+                    notes: Vec<Created>,
+                }
+                let path = format!(
+                    "/projects/{}/repository/commits/{sha}/discussions",
+                    self.project
+                );
+                let response = self
+                    .request(reqwest::Method::POST, &path, Some(&json!({ "body": body })))
+                    .await?;
+                let started: Started = response.json("POST", &format!("{}{path}", self.api_url))?;
+                let id = started.notes.first().map_or(0, |note| note.id);
+                Ok(CommentOutcome::Created { id, url: None })
+            }
+        }
+    }
+
     /// The issues carrying every label in `labels`, open and closed, newest
     /// first (`GET /projects/:id/issues`).
     pub async fn list_issues(&self, labels: &[String]) -> Result<Vec<TrackedIssue>> {

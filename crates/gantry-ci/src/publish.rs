@@ -170,9 +170,25 @@ pub async fn publish_to_forge(
                 let outcome = outcome.map(|comment| report.comment = Some(comment));
                 record(&mut report, "comment", outcome);
             }
-            None => report
-                .notes
-                .push("no pull or merge request for this run, so no comment was posted".to_owned()),
+            // A push: the comment goes on the commit.
+            None => match context.status_sha() {
+                Some(sha) => {
+                    let body = truncate_comment_body(
+                        &publication.markdown,
+                        client.comment_limit() - 200,
+                        context.run_url.as_deref(),
+                    );
+                    let outcome = client
+                        .upsert_commit_comment(sha, &publication.key, &body)
+                        .await;
+                    let outcome = outcome.map(|comment| report.comment = Some(comment));
+                    record(&mut report, "comment", outcome);
+                }
+                None => report.notes.push(
+                    "no pull or merge request and no commit for this run, so no comment was posted"
+                        .to_owned(),
+                ),
+            },
         }
     }
     let Some(sha) = context.status_sha().map(str::to_owned) else {

@@ -312,3 +312,70 @@ async fn a_long_issue_body_is_cut_to_the_forges_limit_and_keeps_its_marker() {
         .expect("update");
     assert_eq!(forge.issues().len(), 1);
 }
+
+/// One comment per key on a commit: created, then edited in place; another
+/// key gets its own.
+async fn one_commit_comment(forge: &FakeForge, client: &ForgeClient) {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let key = gantry_ci::StickyKey {
+        workflow: "llm-data-update".into(),
+        command: "report".into(),
+        name: "data-update".into(),
+    };
+    let first = client
+        .upsert_commit_comment(sha, &key, "data: warn")
+        .await
+        .expect("created");
+    assert!(
+        matches!(first, gantry_ci::CommentOutcome::Created { .. }),
+        "{first:?}"
+    );
+    let second = client
+        .upsert_commit_comment(sha, &key, "data: pass")
+        .await
+        .expect("updated");
+    assert!(
+        matches!(second, gantry_ci::CommentOutcome::Updated { .. }),
+        "{second:?}"
+    );
+    let comments = forge.commit_comments(sha);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].1.starts_with("data: pass"), "{comments:?}");
+    assert!(comments[0].1.contains(&key.marker()), "{comments:?}");
+    let other = gantry_ci::StickyKey {
+        name: "other".into(),
+        ..key
+    };
+    client
+        .upsert_commit_comment(sha, &other, "another")
+        .await
+        .expect("created");
+    assert_eq!(forge.commit_comments(sha).len(), 2);
+}
+
+#[tokio::test]
+async fn github_commit_comments_are_sticky() {
+    let forge = FakeForge::start();
+    let client = github_client(&forge, "ghs_token");
+    one_commit_comment(&forge, &client).await;
+    let requests = forge.requests();
+    assert!(
+        requests.iter().any(|request| request.method == "PATCH"
+            && request.path.contains("/repos/org/models/comments/")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn gitlab_commit_notes_are_sticky() {
+    let forge = FakeForge::start();
+    let environment = Environment::from_pairs([
+        ("CI_PROJECT_ID", "5"),
+        ("CI_API_V4_URL", forge.gitlab_url().as_str()),
+        ("GITLAB_TOKEN", "glpat-x"),
+    ]);
+    let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
+    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client");
+    one_commit_comment(&forge, &client).await;
+}

@@ -91,6 +91,9 @@ struct State {
     issues: Vec<FakeIssue>,
     /// Comments (GitHub) and notes (GitLab) by PR/MR number: (id, body).
     comments: BTreeMap<u64, Vec<(u64, String)>>,
+    /// Comments on commits (GitHub) and commit discussions' notes (GitLab,
+    /// one note per discussion `d<id>`) by commit SHA: (id, body).
+    commit_comments: BTreeMap<String, Vec<(u64, String)>>,
     statuses: Vec<Value>,
     check_runs: Vec<Value>,
     deployments: Vec<Value>,
@@ -193,6 +196,15 @@ impl FakeForge {
         self.lock()
             .comments
             .get(&number)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Comments (GitHub) or commit-discussion notes (GitLab) on commit `sha`: (id, body).
+    pub fn commit_comments(&self, sha: &str) -> Vec<(u64, String)> {
+        self.lock()
+            .commit_comments
+            .get(sha)
             .cloned()
             .unwrap_or_default()
     }
@@ -484,6 +496,49 @@ fn github(
             }
             answer(404, json!({ "message": "Not Found" }))
         }
+        ("GET", ["repos", owner, repo, "commits", sha, "comments"]) => {
+            let comments = paginate(
+                state
+                    .commit_comments
+                    .get(*sha)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+                page,
+                per_page,
+            );
+            answer(
+                200,
+                Value::Array(
+                    comments
+                        .iter()
+                        .map(|(id, text)| commit_comment_json(*id, text, owner, repo, sha))
+                        .collect(),
+                ),
+            )
+        }
+        ("POST", ["repos", owner, repo, "commits", sha, "comments"]) => {
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            state
+                .commit_comments
+                .entry((*sha).to_owned())
+                .or_default()
+                .push((id, text.clone()));
+            answer(201, commit_comment_json(id, &text, owner, repo, sha))
+        }
+        ("PATCH", ["repos", owner, repo, "comments", comment_id]) => {
+            let comment_id: u64 = comment_id.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            for (sha, comments) in &mut state.commit_comments {
+                if let Some(comment) = comments.iter_mut().find(|(id, _)| *id == comment_id) {
+                    comment.1 = text.clone();
+                    return answer(
+                        200,
+                        commit_comment_json(comment_id, &text, owner, repo, sha),
+                    );
+                }
+            }
+            answer(404, json!({ "message": "Not Found" }))
+        }
         ("GET", ["repos", owner, repo, "issues"]) => {
             let issues = listed_issues(&state.issues, query, "open", page, per_page);
             answer(
@@ -682,6 +737,25 @@ fn github(
 }
 
 /// An issue in the shape `GET /repos/{owner}/{repo}/issues` documents.
+/// A commit comment as `GET /repos/{owner}/{repo}/commits/{sha}/comments` lists it.
+fn commit_comment_json(id: u64, text: &str, owner: &str, repo: &str, sha: &str) -> Value {
+    json!({
+        "id": id,
+        "node_id": format!("CC_{id}"),
+        "url": format!("https://api.github.test/repos/{owner}/{repo}/comments/{id}"),
+        "html_url": format!("https://github.test/{owner}/{repo}/commit/{sha}#commitcomment-{id}"),
+        "body": text,
+        "path": null,
+        "position": null,
+        "line": null,
+        "commit_id": sha,
+        "user": github_bot(),
+        "author_association": "NONE",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    })
+}
+
 fn github_issue(issue: &FakeIssue, owner: &str, repo: &str) -> Value {
     let number = issue.number;
     let base = format!("https://api.github.test/repos/{owner}/{repo}");
@@ -838,6 +912,93 @@ fn gitlab(
                 .comments
                 .get_mut(&iid)
                 .and_then(|notes| notes.iter_mut().find(|(id, _)| *id == note_id))
+            {
+                Some(note) => {
+                    note.1 = text.clone();
+                    answer(200, note_json(note_id, &text))
+                }
+                None => answer(404, json!({ "message": "404 Not found" })),
+            }
+        }
+        (
+            "GET",
+            [
+                "api",
+                "v4",
+                "projects",
+                _,
+                "repository",
+                "commits",
+                sha,
+                "discussions",
+            ],
+        ) => {
+            let notes = paginate(
+                state
+                    .commit_comments
+                    .get(*sha)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]),
+                page,
+                per_page,
+            );
+            answer(
+                200,
+                Value::Array(
+                    notes
+                        .iter()
+                        .map(|(id, text)| json!({ "id": format!("d{id}"), "individual_note": false, "notes": [note_json(*id, text)] }))
+                        .collect(),
+                ),
+            )
+        }
+        (
+            "POST",
+            [
+                "api",
+                "v4",
+                "projects",
+                _,
+                "repository",
+                "commits",
+                sha,
+                "discussions",
+            ],
+        ) => {
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            state
+                .commit_comments
+                .entry((*sha).to_owned())
+                .or_default()
+                .push((id, text.clone()));
+            answer(
+                201,
+                json!({ "id": format!("d{id}"), "individual_note": false, "notes": [note_json(id, &text)] }),
+            )
+        }
+        (
+            "PUT",
+            [
+                "api",
+                "v4",
+                "projects",
+                _,
+                "repository",
+                "commits",
+                sha,
+                "discussions",
+                discussion,
+                "notes",
+                note_id,
+            ],
+        ) => {
+            let note_id: u64 = note_id.parse().unwrap_or(0);
+            let text = body["body"].as_str().unwrap_or_default().to_owned();
+            match state
+                .commit_comments
+                .get_mut(*sha)
+                .and_then(|notes| notes.iter_mut().find(|(id, _)| *id == note_id))
+                .filter(|_| *discussion == format!("d{note_id}"))
             {
                 Some(note) => {
                     note.1 = text.clone();

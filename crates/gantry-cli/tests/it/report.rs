@@ -274,3 +274,50 @@ fn gitlab_job_token_cannot_write_and_says_what_to_set() {
     assert!(forge.comments(5).is_empty());
     assert!(!outcome.stderr.contains("job-token-value"));
 }
+
+#[test]
+fn a_push_has_no_pull_request_so_the_comment_goes_on_the_commit() {
+    let forge = FakeForge::start();
+    let mut step = Step::github();
+    step.set("GITHUB_API_URL", forge.url())
+        .set("GITHUB_TOKEN", "ghs_token")
+        .set("GITHUB_EVENT_NAME", "push");
+    step.write("data-update.md", "# New training data\n\nwarn\n");
+    let first = step.run(&[
+        "report",
+        "--file",
+        "data-update.md",
+        "--verdict",
+        "warn",
+        "--publish",
+        "comment",
+        "--name",
+        "data-update",
+    ]);
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    let again = step.run(&[
+        "report",
+        "--file",
+        "data-update.md",
+        "--verdict",
+        "pass",
+        "--publish",
+        "comment",
+        "--name",
+        "data-update",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let comments = forge.commit_comments("0000000000000000000000000000000000000merge");
+    assert_eq!(comments.len(), 1, "one comment, edited: {comments:?}");
+    assert!(
+        comments[0].1.starts_with("# New training data"),
+        "{comments:?}"
+    );
+    assert!(forge.comments(0).is_empty());
+    let outputs = crate::support::github_outputs(&step.read("github_output"));
+    assert_eq!(
+        outputs.get("published").map(String::as_str),
+        Some("comment"),
+        "{outputs:?}"
+    );
+}
