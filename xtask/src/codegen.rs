@@ -180,6 +180,12 @@ pub(crate) fn render_all(
             Path::new("templates").join(format!("{}.yml", packaged.action_name)),
             render(&environment, "gitlab-template.yml.j2", &context)?,
         ));
+        files.push((
+            // Kubeflow Pipelines components, for examples/kubeflow/pipeline.py.
+            Path::new("examples/kubeflow/components")
+                .join(format!("{}.yaml", packaged.action_name)),
+            render(&environment, "kubeflow-component.yaml.j2", &context)?,
+        ));
     }
     // Every subcommand, packaged as an action of its own or not (`registry`).
     let commands: Vec<&str> = cli
@@ -364,6 +370,10 @@ fn template_environment() -> Result<minijinja::Environment<'static>> {
         (
             "gitlab-template.yml.j2",
             include_str!("../templates/gitlab-template.yml.j2"),
+        ),
+        (
+            "kubeflow-component.yaml.j2",
+            include_str!("../templates/kubeflow-component.yaml.j2"),
         ),
     ] {
         environment.add_template(name, source)?;

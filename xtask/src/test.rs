@@ -24,6 +24,12 @@ const PYTHON_TOOLS: &[(&str, &str)] = &[
 /// The MLflow server register-model's MLflow backend is tested against, in
 /// its own virtual environment (`.venv-mlflow`, ~850 MB).
 const MLFLOW: &[(&str, &str)] = &[("mlflow", "3.17.2")];
+/// The Kubeflow Pipelines SDK that compiles examples/kubeflow/pipeline.py
+/// from the generated components (`.venv-kfp`, ~120 MB).
+const KFP: &[(&str, &str)] = &[("kfp", "2.17.3"), ("kfp-kubernetes", "2.17.3")];
+/// Airflow, whose own DAG loader parses examples/airflow/ (`.venv-airflow`,
+/// ~300 MB; its pins would fight the other tools').
+const AIRFLOW: &[(&str, &str)] = &[("apache-airflow", "3.3.2")];
 /// Debian packages the tests need, with a command each provides.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
@@ -64,6 +70,8 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
         install_musl_target()?;
         install_python_packages(&root.join(".venv-tools"), PYTHON_TOOLS)?;
         install_python_packages(&root.join(".venv-mlflow"), MLFLOW)?;
+        install_python_packages(&root.join(".venv-kfp"), KFP)?;
+        install_python_packages(&root.join(".venv-airflow"), AIRFLOW)?;
         install_node_tools(&root)?;
     }
     step("checking generated files (cargo xtask codegen --check)");
@@ -130,6 +138,8 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
         .args(&args.cargo_test_args)
         .env("GANTRY_TOOLS_VENV", root.join(".venv-tools"))
         .env("GANTRY_MLFLOW_VENV", root.join(".venv-mlflow"))
+        .env("GANTRY_KFP_VENV", root.join(".venv-kfp"))
+        .env("GANTRY_AIRFLOW_VENV", root.join(".venv-airflow"))
         .env("GANTRY_NODE_MODULES", root.join("node_modules"))
         .env("GANTRY_MUSL_BINARY", &musl_binary)
         .current_dir(&root);

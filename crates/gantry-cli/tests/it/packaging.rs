@@ -1845,3 +1845,225 @@ fn gantry_init_never_overwrites_without_force_and_pins_to_the_release_tag() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--pin \"v0.1.0\""), "{stderr}");
 }
+
+/// A Python in the virtual environment `variable` names (or `default` under
+/// the repository), or a skip.
+fn venv_python(variable: &str, default: &str, what: &str) -> Option<PathBuf> {
+    let venv =
+        std::env::var_os(variable).map_or_else(|| repository_root().join(default), PathBuf::from);
+    require(venv.join("bin/python"), what)
+}
+
+#[test]
+fn the_kubeflow_pipeline_compiles_with_the_kfp_sdk_and_branches_on_the_gate() {
+    let Some(python) = venv_python("GANTRY_KFP_VENV", ".venv-kfp", "the kfp SDK") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let compiled = scratch.path().join("gantry-llm.yaml");
+    let (code, text) = run(Command::new(python)
+        .arg(repository_root().join("examples/kubeflow/pipeline.py"))
+        .arg(&compiled)
+        .current_dir(scratch.path()));
+    assert_eq!(code, 0, "{text}");
+    let spec = std::fs::read_to_string(&compiled).expect("compiled");
+    // Every stage, in the gantry image, on the shared volume.
+    for task in [
+        "gantry-validate-data",
+        "gantry-train",
+        "gantry-eval:",
+        "gantry-eval-gate",
+        "gantry-register",
+        "gantry-deploy-canary",
+    ] {
+        assert!(spec.contains(task), "{task} missing:\n{spec}");
+    }
+    assert!(spec.contains("image: ghcr.io/gantry-dev/gantry:"), "{spec}");
+    assert!(spec.contains("mountPath: /workspace"), "{spec}");
+    // Register and deploy run only under the gate's verdict.
+    assert!(
+        spec.contains(
+            "condition: inputs.parameter_values['pipelinechannel--gantry-eval-gate-verdict']"
+        ),
+        "{spec}"
+    );
+}
+
+/// The argv Kubeflow gives a v1 component's container: placeholders
+/// resolved from `inputs` (absent ones leave out their `if` blocks) and
+/// output paths under `outputs`.
+fn kfp_argv(items: &[serde_json::Value], inputs: &[(&str, &str)], outputs: &Path) -> Vec<String> {
+    let mut argv = Vec::new();
+    for item in items {
+        match item {
+            serde_json::Value::String(text) => argv.push(text.clone()),
+            serde_json::Value::Object(object) => {
+                if let Some(name) = object.get("inputValue").and_then(|name| name.as_str()) {
+                    let value = inputs
+                        .iter()
+                        .find(|(input, _)| *input == name)
+                        .map_or_else(|| panic!("input {name} not given"), |(_, value)| *value);
+                    argv.push(value.to_owned());
+                } else if let Some(name) = object.get("outputPath").and_then(|name| name.as_str()) {
+                    argv.push(outputs.join(name).join("data").display().to_string());
+                } else if let Some(branch) = object.get("if") {
+                    let name = branch["cond"]["isPresent"].as_str().expect("isPresent");
+                    if inputs.iter().any(|(input, _)| *input == name) {
+                        let then = branch["then"].as_array().expect("then");
+                        argv.extend(kfp_argv(then, inputs, outputs));
+                    }
+                } else {
+                    panic!("unknown placeholder {object:?}");
+                }
+            }
+            other => panic!("unexpected argument {other:?}"),
+        }
+    }
+    argv
+}
+
+#[test]
+fn a_kubeflow_component_runs_gantry_and_hands_its_verdict_on_as_an_output() {
+    let Some(sh) = system_tool("sh") else {
+        return;
+    };
+    let component: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(
+            repository_root().join("examples/kubeflow/components/eval-gate.yaml"),
+        )
+        .expect("component"),
+    )
+    .expect("YAML");
+    let container = &component["implementation"]["container"];
+    let command: Vec<String> = container["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .map(|word| word.as_str().expect("a string").to_owned())
+        .collect();
+    assert_eq!(command[..2], ["sh", "-ec"]);
+    let args = container["args"].as_array().expect("args");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    tiny_lm_results(scratch.path());
+    let outputs = scratch.path().join("outputs");
+    let run_component = |inputs: &[(&str, &str)]| {
+        let argv = kfp_argv(args, inputs, &outputs);
+        let output = Command::new(&sh)
+            .args(&command[1..])
+            .args(&argv)
+            .env("GANTRY_WORKDIR", scratch.path())
+            .env("PATH", path_with_gantry())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    };
+    let read =
+        |name: &str| std::fs::read_to_string(outputs.join(name).join("data")).unwrap_or_default();
+
+    // A regression: the task succeeds, and its verdict output says fail.
+    let (code, text) = run_component(&[
+        ("baseline", "evals/good/lm-eval"),
+        ("candidate", "evals/fewer-steps/lm-eval"),
+        ("publish", "summary"),
+    ]);
+    assert_eq!(
+        code, 0,
+        "a verdict is an output, not a failed task:\n{text}"
+    );
+    assert_eq!(read("verdict"), "fail", "{text}");
+    assert_eq!(read("report"), ".gantry/eval-gate/gate.json");
+    assert!(
+        read("regressions").parse::<u32>().is_ok_and(|n| n > 0),
+        "{text}"
+    );
+    assert!(scratch.path().join(".gantry/eval-gate/gate.json").is_file());
+
+    // The same model against itself passes.
+    let (code, text) = run_component(&[
+        ("baseline", "evals/good/lm-eval"),
+        ("candidate", "evals/good/lm-eval"),
+        ("publish", "summary"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(read("verdict"), "pass", "{text}");
+
+    // An error fails the task with gantry's exit code.
+    let (code, text) = run_component(&[
+        ("baseline", "evals/missing"),
+        ("candidate", "evals/good/lm-eval"),
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("evals/missing"), "{text}");
+}
+
+#[test]
+fn the_airflow_dag_is_parsed_by_airflows_own_loader() {
+    let Some(python) = venv_python("GANTRY_AIRFLOW_VENV", ".venv-airflow", "Apache Airflow") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let script = r#"
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dags[dag_id] = {task.task_id: {"downstream": sorted(task.downstream_task_ids), "command": getattr(task, "bash_command", "")} for task in dag.tasks}
+print("RESULT " + json.dumps({"errors": {key: str(value) for key, value in bag.import_errors.items()}, "dags": dags}))
+"#;
+    let (code, text) = run(Command::new(python)
+        .args(["-c", script])
+        .arg(repository_root().join("examples/airflow"))
+        .env("AIRFLOW_HOME", scratch.path())
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        .current_dir(scratch.path()));
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("Traceback"), "{text}");
+    let result: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find_map(|line| line.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("no result:\n{text}")),
+    )
+    .expect("JSON");
+    assert_eq!(result["errors"], serde_json::json!({}), "{result:#}");
+    let tasks = &result["dags"]["gantry_llm"];
+    let chain = [
+        "validate_data",
+        "train",
+        "eval",
+        "eval_gate",
+        "register",
+        "deploy_canary",
+    ];
+    for pair in chain.windows(2) {
+        assert_eq!(
+            tasks[pair[0]]["downstream"],
+            serde_json::json!([pair[1]]),
+            "{result:#}"
+        );
+    }
+    // Each gantry task runs a gantry command that exists.
+    for task in [
+        "validate_data",
+        "train",
+        "eval_gate",
+        "register",
+        "deploy_canary",
+    ] {
+        let command = tasks[task]["command"].as_str().expect("command");
+        let subcommand = command
+            .split_whitespace()
+            .skip_while(|word| *word != "local")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{task}: {command}"));
+        let (code, text) =
+            run(Command::new(env!("CARGO_BIN_EXE_gantry")).args([subcommand, "--help"]));
+        assert_eq!(code, 0, "{task} runs `gantry {subcommand}`:\n{text}");
+    }
+}
