@@ -206,6 +206,11 @@ pub(crate) fn render_all(
         PathBuf::from("action.yml"),
         render(&environment, "root-action.yml.j2", &root_context)?,
     ));
+    // The README's table of actions, between its markers.
+    files.push((
+        PathBuf::from("README.md"),
+        readme_with_actions(&cli, image, shell_image, version)?,
+    ));
     // The example pipelines: what `gantry init` writes for the example project.
     files.extend(gantry_cli::example_pipelines(
         &crate::repository_root().join("examples/llm-project"),
@@ -332,6 +337,69 @@ fn command_context(
         artifacts_input: packaged.artifacts_input,
         manual_environment: packaged.manual_environment,
     })
+}
+
+const ACTIONS_START: &str = "<!-- generated: actions (cargo xtask codegen) -->";
+const ACTIONS_END: &str = "<!-- /generated: actions -->";
+
+/// README.md with the table of actions (inputs and outputs) between its markers.
+fn readme_with_actions(
+    cli: &clap::Command,
+    image: Option<&str>,
+    shell_image: Option<&str>,
+    version: &'static str,
+) -> Result<String> {
+    let path = crate::repository_root().join("README.md");
+    let readme =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (Some(start), Some(end)) = (readme.find(ACTIONS_START), readme.find(ACTIONS_END)) else {
+        bail!("README.md lacks the markers {ACTIONS_START} … {ACTIONS_END}");
+    };
+    let mut table = String::from("| action | runs | inputs | outputs |\n|---|---|---|---|\n");
+    for packaged in PACKAGED_COMMANDS {
+        let context = command_context(cli, packaged, image, shell_image, version)?;
+        let list = |names: Vec<String>| {
+            names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let inputs = list(
+            context
+                .inputs
+                .iter()
+                .map(|input| {
+                    if input.required {
+                        format!("{}*", input.name)
+                    } else {
+                        input.name.clone()
+                    }
+                })
+                .collect(),
+        );
+        let outputs = list(
+            context
+                .outputs
+                .iter()
+                .map(|output| output.name.to_owned())
+                .collect(),
+        );
+        let runs = match packaged.kind {
+            ActionKind::Container => "container",
+            ActionKind::Composite => "composite (on the runner)",
+        };
+        table.push_str(&format!(
+            "| [`{}`](actions/{}/action.yml): {} | {runs} | {inputs} | {outputs} |\n",
+            packaged.action_name, packaged.action_name, packaged.title,
+        ));
+    }
+    table.push_str("\n`*` required. Every action also takes `github-token`; every GitLab template `job-name`, `stage`, `tags`, `rules`, `image` and `output-prefix`.\n");
+    Ok(format!(
+        "{}{ACTIONS_START}\n{table}{}",
+        &readme[..start],
+        &readme[end..]
+    ))
 }
 
 fn template_environment() -> Result<minijinja::Environment<'static>> {
