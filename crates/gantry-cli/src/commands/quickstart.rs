@@ -6,6 +6,7 @@
 //! `logs/` — so what people watch is what their CI will do: the commands are
 //! printed, and the files each stage writes are the ones the next one reads.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,6 +92,7 @@ pub(crate) fn run(
         stage: 0,
         commands: Vec::new(),
         record: serde_json::Map::new(),
+        progress: None,
     };
     printer.info(&format!(
         "gantry quickstart: the documented workflow on the bundled example (tiny-lm), in {}\n\
@@ -168,6 +170,8 @@ struct Quickstart<'a> {
     commands: Vec<String>,
     /// quickstart.json: what each stage produced.
     record: serde_json::Map<String, Value>,
+    /// For the next command: a metrics file to follow and the steps it will reach.
+    progress: Option<(String, String)>,
 }
 
 /// Stages, for the `[n/N]` counter.
@@ -540,6 +544,7 @@ impl Quickstart<'_> {
             checkpoint_every,
         ];
         words.extend(extra);
+        self.progress = Some((format!("{run_dir}/metrics.jsonl"), steps.to_owned()));
         self.gantry(&format!("train-{name}"), &words, &[0])?;
         let run = self.json(&format!("{run_dir}/run.json"))?;
         let attempts = run["attempts"].as_array().cloned().unwrap_or_default();
@@ -771,20 +776,48 @@ impl Quickstart<'_> {
         let stderr = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let started = Instant::now();
-        let child = Command::new(&self.exe)
+        let stdout_path = self
+            .dir
+            .join("logs")
+            .join(format!("{:02}-{log}.stdout", self.stage));
+        let stdout_file = std::fs::File::create(&stdout_path)
+            .with_context(|| format!("creating {}", stdout_path.display()))?;
+        let mut child = Command::new(&self.exe)
             .args(words)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout_file)
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", self.exe.display()))?;
-        let output = child
-            .wait_with_output()
-            .with_context(|| format!("waiting for `{shown}`"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        // Someone watching a terminal sees training move.
+        let progress = self
+            .progress
+            .take()
+            .filter(|_| self.printer.shows_progress(false));
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .with_context(|| format!("waiting for `{shown}`"))?
+            {
+                break status;
+            }
+            if let Some((metrics, total)) = &progress {
+                let step = last_step(&self.dir.join(metrics));
+                let _ = write!(
+                    std::io::stderr().lock(),
+                    "\r      … step {step}/{total} ({:.0}s)\x1b[K",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        if progress.is_some() {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+        let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&stdout_path);
         {
-            use std::io::Write as _;
             let mut file = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&log_path)
@@ -792,7 +825,7 @@ impl Quickstart<'_> {
             writeln!(file, "\n--- stdout ---\n{stdout}")
                 .with_context(|| format!("appending to {}", log_path.display()))?;
         }
-        let code = output.status.code().unwrap_or(-1);
+        let code = status.code().unwrap_or(-1);
         self.printer.info(&format!(
             "      $ {shown}   ({:.1}s)",
             started.elapsed().as_secs_f64()
@@ -906,6 +939,18 @@ impl RouterProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last `step` in a metrics JSONL file (0 before the first).
+fn last_step(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find_map(|line| serde_json::from_str::<Value>(line).ok()?["step"].as_u64())
+        })
+        .unwrap_or(0)
 }
 
 /// A port nothing listens on now (the router binds it a moment later).
