@@ -25,7 +25,7 @@ fn the_quickstart_runs_every_stage_and_its_artifacts_chain() {
         "--steps",
         "150",
         "--step-duration",
-        "4s",
+        "6s",
     ]);
     assert_eq!(outcome.code, 0, "{}", outcome.transcript());
     let dir = step.path("qs");
