@@ -179,13 +179,13 @@ fn comparability(baseline: &ResultSet, candidate: &ResultSet) -> Vec<String> {
             continue;
         };
         let mut mismatched = Vec::new();
-        for (id, item) in &b.items {
-            let Some(other) = c.items.get(id) else {
+        for (id, item) in b.iter() {
+            let Some(other) = c.get(id) else {
                 continue;
             };
-            let differs = |l: &Option<std::sync::Arc<str>>, r: &Option<std::sync::Arc<str>>| matches!((l, r), (Some(l), Some(r)) if l != r);
-            if differs(&item.prompt_hash, &other.prompt_hash)
-                || differs(&item.doc_hash, &other.doc_hash)
+            let differs = |l: Option<&std::sync::Arc<str>>, r: Option<&std::sync::Arc<str>>| matches!((l, r), (Some(l), Some(r)) if l != r);
+            if differs(item.prompt_hash(), other.prompt_hash())
+                || differs(item.doc_hash(), other.doc_hash())
             {
                 mismatched.push(&**id);
             }
@@ -209,12 +209,7 @@ struct Paired {
 }
 
 fn pair(b: &MetricData, c: &MetricData, higher: bool) -> Paired {
-    let observed = || {
-        b.items
-            .values()
-            .chain(c.items.values())
-            .flat_map(|i| i.values.iter().copied())
-    };
+    let observed = || b.iter().chain(c.iter()).flat_map(|(_, item)| item.values());
     // A missing item scores the worst: 0 (or 1) for pass/fail metrics, else the worst value seen.
     let binary = observed().all(|v| v == 0.0 || v == 1.0);
     let (lowest, highest) = if binary {
@@ -231,9 +226,9 @@ fn pair(b: &MetricData, c: &MetricData, higher: bool) -> Paired {
         missing: 0,
         flips: Vec::new(),
     };
-    for (id, item) in &b.items {
+    for (id, item) in b.iter() {
         let Some(base) = item.mean() else { continue };
-        let cand = match c.items.get(id).and_then(|i| i.mean()) {
+        let cand = match c.get(id).and_then(|i| i.mean()) {
             Some(v) => v,
             None => {
                 out.missing += 1;
@@ -269,14 +264,13 @@ fn pair_corpus(
         Some(total.into_iter().map(|v| v / rows.len() as f64).collect())
     };
     let (mut base, mut cand, mut missing) = (Vec::new(), Vec::new(), 0);
-    for (id, item) in &b.items {
-        let Some(base_stats) = average(&item.stats) else {
+    for (id, item) in b.iter() {
+        let Some(base_stats) = average(item.stats()) else {
             continue;
         };
         let cand_stats = c
-            .items
             .get(id)
-            .and_then(|i| average(&i.stats))
+            .and_then(|i| average(i.stats()))
             .unwrap_or_else(|| {
                 missing += 1;
                 kind.worst(&base_stats)
@@ -350,7 +344,7 @@ pub fn evaluate_gate(
                 missing,
                 Vec::new(),
             )
-        } else if !b.items.is_empty() && c.items.is_empty() {
+        } else if !b.is_empty() && c.is_empty() {
             // Comparing per-item scores with none would compare with zeros.
             unpairable.push(format!(
                 "{key}: the baseline has per-item scores but the candidate has none ({}); \
@@ -361,13 +355,13 @@ pub fn evaluate_gate(
                 }
             ));
             continue;
-        } else if !b.items.is_empty() {
+        } else if !b.is_empty() {
             let paired = pair(b, c, higher);
             if paired.missing == paired.baseline.len() {
                 unpairable.push(format!(
                     "{key}: no baseline item is in the candidate (the runs share no item ids; baseline ids such as `{}`, candidate ids such as `{}`)",
-                    b.items.keys().next().map_or("", |id| &**id),
-                    c.items.keys().next().map_or("", |id| &**id),
+                    b.ids().next().map_or("", |id| &**id),
+                    c.ids().next().map_or("", |id| &**id),
                 ));
                 continue;
             }
@@ -627,17 +621,17 @@ fn check_scores(set: &ResultSet, policy: &Policy) -> Result<()> {
         if policy.rule_for(set.source, key).is_none() {
             continue;
         }
-        let n = data.items.len().max(1) as f64;
+        let n = data.len().max(1) as f64;
         // n items and their differences: every partial sum stays finite.
         let limit = f64::MAX / (4.0 * n);
-        for (id, item) in &data.items {
-            for value in item.values.iter().chain(item.stats.iter().flatten()) {
+        for (id, item) in data.iter() {
+            for value in item.values().chain(item.stats().iter().flatten().copied()) {
                 let problem = if !value.is_finite() {
                     format!("scores {value}, not a number")
                 } else if value.abs() > limit {
                     format!(
                         "scores {value:e}, too large to sum with the other {} items (a sum overflows; scores must stay within ±{limit:.3e})",
-                        data.items.len().saturating_sub(1)
+                        data.len().saturating_sub(1)
                     )
                 } else {
                     continue;
@@ -679,11 +673,7 @@ pub fn same_items(baseline: &ResultSet, candidate: &ResultSet) -> std::result::R
     let items = |set: &ResultSet| -> std::collections::BTreeSet<(String, String)> {
         set.metrics
             .iter()
-            .flat_map(|(key, data)| {
-                data.items
-                    .keys()
-                    .map(|id| (key.task.clone(), id.to_string()))
-            })
+            .flat_map(|(key, data)| data.ids().map(|id| (key.task.clone(), id.to_string())))
             .collect()
     };
     let (ours, theirs) = (items(baseline), items(candidate));
@@ -714,7 +704,7 @@ pub fn means(set: &ResultSet) -> BTreeMap<MetricKey, f64> {
     set.metrics
         .iter()
         .filter_map(|(k, m)| {
-            let values: Vec<f64> = m.items.values().filter_map(|i| i.mean()).collect();
+            let values: Vec<f64> = m.iter().filter_map(|(_, i)| i.mean()).collect();
             let mean = if values.is_empty() {
                 m.aggregate.map(|a| a.value)?
             } else {

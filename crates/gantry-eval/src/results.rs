@@ -59,26 +59,78 @@ impl std::fmt::Display for MetricKey {
     }
 }
 
-/// One item's scores for one metric (several with repeats) and its hashes.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ItemScores {
-    /// Scores, one per repeat.
-    pub values: Vec<f64>,
-    /// Hash of the prompt the model saw.
-    pub prompt_hash: Option<Arc<str>>,
-    /// Hash of the eval document.
-    pub doc_hash: Option<Arc<str>>,
-    /// Corpus metrics: the item's sufficient statistics, one vector per repeat.
-    pub stats: Vec<Vec<f64>>,
+/// The items of one task, shared by all its metrics: ids in the order the
+/// file first lists them, and the hashes each was asked with.
+#[derive(Debug, Default)]
+pub struct TaskItems {
+    ids: indexmap::IndexSet<Arc<str>>,
+    /// Per row: the prompt's hash and the eval document's.
+    hashes: Vec<Hashes>,
 }
 
-impl ItemScores {
-    /// The mean over repeats.
-    pub fn mean(&self) -> Option<f64> {
-        (!self.values.is_empty())
-            .then(|| self.values.iter().sum::<f64>() / self.values.len() as f64)
+/// An item's prompt hash and eval-document hash.
+type Hashes = (Option<Arc<str>>, Option<Arc<str>>);
+
+impl TaskItems {
+    /// The row of `id`, added when new.
+    fn row(&mut self, id: &str) -> u32 {
+        let row = match self.ids.get_index_of(id) {
+            Some(row) => row,
+            None => {
+                self.ids.insert(Arc::from(id));
+                self.hashes.push((None, None));
+                self.ids.len() - 1
+            }
+        };
+        u32::try_from(row).unwrap_or(u32::MAX)
     }
 }
+
+/// One item's scores for one metric, as [`MetricData`] hands them out.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemScores<'a> {
+    data: &'a MetricData,
+    row: u32,
+}
+
+impl<'a> ItemScores<'a> {
+    /// Scores, one per repeat (none for an attempt that errored).
+    pub fn values(&self) -> impl Iterator<Item = f64> + use<'a> {
+        let (data, row) = (self.data, self.row);
+        let count = data.counts[row as usize];
+        let first = (count > 0).then(|| data.first[row as usize]);
+        let more = data.more.get(&row).map(Vec::as_slice).unwrap_or(&[]);
+        first.into_iter().chain(more.iter().copied())
+    }
+
+    /// The mean over repeats.
+    pub fn mean(&self) -> Option<f64> {
+        let count = self.data.counts[self.row as usize];
+        (count > 0).then(|| self.values().sum::<f64>() / f64::from(count))
+    }
+
+    /// Hash of the prompt the model saw.
+    pub fn prompt_hash(&self) -> Option<&'a Arc<str>> {
+        self.data.items.hashes[self.row as usize].0.as_ref()
+    }
+
+    /// Hash of the eval document.
+    pub fn doc_hash(&self) -> Option<&'a Arc<str>> {
+        self.data.items.hashes[self.row as usize].1.as_ref()
+    }
+
+    /// Corpus metrics: the item's sufficient statistics, one vector per repeat.
+    pub fn stats(&self) -> &'a [Vec<f64>] {
+        self.data
+            .stats
+            .get(&self.row)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// `counts` of an item the metric does not list.
+const ABSENT: u32 = u32::MAX;
 
 /// A reported aggregate (for sources without per-item data, and for checks).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,13 +144,24 @@ pub struct Aggregate {
 }
 
 /// Everything known about one metric.
+///
+/// Scores are a column over the task's items ([`TaskItems`], shared by the
+/// task's metrics): the first score of each item and how many it has, the
+/// rare repeats and corpus statistics aside. 200,000 items × 50 metrics
+/// take 12 bytes a score, not a map entry and an allocation each.
 #[derive(Debug, Clone, Default)]
 pub struct MetricData {
-    /// Per-item scores by item id.
-    /// In the order the file lists them (pairing follows the baseline's
-    /// order, so resampling is reproducible); ids and hashes are shared, not
-    /// copied, across an item's metrics.
-    pub items: indexmap::IndexMap<Arc<str>, ItemScores>,
+    items: Arc<TaskItems>,
+    /// Per row: the first score (0 when it has none).
+    first: Vec<f64>,
+    /// Per row: how many scores; [`ABSENT`] when the metric does not list it.
+    counts: Vec<u32>,
+    /// Scores after the first, by row.
+    more: std::collections::HashMap<u32, Vec<f64>>,
+    /// Corpus statistics by row.
+    stats: std::collections::HashMap<u32, Vec<Vec<f64>>>,
+    /// Rows listed.
+    listed: usize,
     /// The producer's own aggregate, when it reports one.
     pub aggregate: Option<Aggregate>,
     /// Direction, when the producer says.
@@ -106,6 +169,174 @@ pub struct MetricData {
     /// A corpus metric (BLEU, F1, MCC): the score of the set is recomputed
     /// from the items' statistics, not averaged.
     pub corpus: Option<crate::corpus::Corpus>,
+}
+
+impl MetricData {
+    /// Items listed for this metric.
+    pub fn len(&self) -> usize {
+        self.listed
+    }
+
+    /// Whether the metric lists no item (only an aggregate, if anything).
+    pub fn is_empty(&self) -> bool {
+        self.listed == 0
+    }
+
+    /// The items, in the order the file lists them (pairing follows the
+    /// baseline's order, so resampling is reproducible).
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, ItemScores<'_>)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count != ABSENT)
+            .filter_map(move |(row, _)| {
+                let row = u32::try_from(row).ok()?;
+                Some((
+                    self.items.ids.get_index(row as usize)?,
+                    ItemScores { data: self, row },
+                ))
+            })
+    }
+
+    /// The item `id`, when the metric lists it.
+    pub fn get(&self, id: &str) -> Option<ItemScores<'_>> {
+        let row = self.items.ids.get_index_of(id)?;
+        (self.counts.get(row).is_some_and(|count| *count != ABSENT)).then(|| ItemScores {
+            data: self,
+            row: u32::try_from(row).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The ids of the items listed.
+    pub fn ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.iter().map(|(id, _)| id)
+    }
+
+    /// Applies `f` to every score (for tests and rescaling).
+    pub fn map_values(&mut self, mut f: impl FnMut(f64) -> f64) {
+        for (first, count) in self.first.iter_mut().zip(&self.counts) {
+            if *count != ABSENT && *count > 0 {
+                *first = f(*first);
+            }
+        }
+        for values in self.more.values_mut() {
+            for value in values {
+                *value = f(*value);
+            }
+        }
+    }
+
+    /// Lists `row` (with no score yet) when it is not listed.
+    fn list(&mut self, row: u32) {
+        let index = row as usize;
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, ABSENT);
+            self.first.resize(index + 1, 0.0);
+        }
+        if self.counts[index] == ABSENT {
+            self.counts[index] = 0;
+            self.listed += 1;
+        }
+    }
+
+    /// Adds a score (a repeat when the item has one).
+    fn push(&mut self, row: u32, value: f64) {
+        self.list(row);
+        let index = row as usize;
+        if self.counts[index] == 0 {
+            self.first[index] = value;
+        } else {
+            self.more.entry(row).or_default().push(value);
+        }
+        self.counts[index] = self.counts[index].saturating_add(1);
+    }
+
+    /// Adds corpus statistics.
+    fn push_stats(&mut self, row: u32, stats: Vec<f64>) {
+        self.list(row);
+        self.stats.entry(row).or_default().push(stats);
+    }
+}
+
+/// Builds a result set's metrics: ids interned once per task.
+#[derive(Default)]
+struct Builder {
+    tasks: BTreeMap<String, TaskItems>,
+    metrics: BTreeMap<MetricKey, MetricData>,
+}
+
+/// One item of one metric while a file is read.
+struct Slot<'a> {
+    data: &'a mut MetricData,
+    hashes: &'a mut Hashes,
+    row: u32,
+}
+
+impl Slot<'_> {
+    fn push(&mut self, value: f64) {
+        self.data.push(self.row, value);
+    }
+
+    fn push_stats(&mut self, stats: Vec<f64>) {
+        self.data.push_stats(self.row, stats);
+    }
+}
+
+impl Builder {
+    /// The metric `key`, made with `make` when new.
+    fn metric(&mut self, key: MetricKey, make: impl FnOnce() -> MetricData) -> &mut MetricData {
+        self.metrics.entry(key).or_insert_with(make)
+    }
+
+    /// Item `id` of metric `key` (listed from now on, scored or not).
+    fn slot(&mut self, key: &MetricKey, id: &str) -> Slot<'_> {
+        // Looked up before inserting: a key is cloned once per metric, not per score.
+        if !self.tasks.contains_key(&key.task) {
+            self.tasks.insert(key.task.clone(), TaskItems::default());
+        }
+        if !self.metrics.contains_key(key) {
+            self.metrics.insert(key.clone(), MetricData::default());
+        }
+        let (Some(task), Some(data)) = (self.tasks.get_mut(&key.task), self.metrics.get_mut(key))
+        else {
+            unreachable!("both were inserted above");
+        };
+        let row = task.row(id);
+        data.list(row);
+        Slot {
+            data,
+            hashes: &mut task.hashes[row as usize],
+            row,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    /// The metrics, each with its task's items.
+    fn finish(self) -> BTreeMap<MetricKey, MetricData> {
+        let tasks: BTreeMap<String, Arc<TaskItems>> = self
+            .tasks
+            .into_iter()
+            .map(|(task, mut items)| {
+                items.ids.shrink_to_fit();
+                items.hashes.shrink_to_fit();
+                (task, Arc::new(items))
+            })
+            .collect();
+        self.metrics
+            .into_iter()
+            .map(|(key, mut data)| {
+                if let Some(items) = tasks.get(&key.task) {
+                    data.items = Arc::clone(items);
+                }
+                data.first.shrink_to_fit();
+                data.counts.shrink_to_fit();
+                (key, data)
+            })
+            .collect()
+    }
 }
 
 /// What must match for two runs to be comparable, per task.
@@ -226,7 +457,7 @@ pub fn read(path: &Path) -> Result<ResultSet> {
 }
 
 fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
-    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut metrics = Builder::default();
     let mut model = None;
     let mut judge = None;
     // (task, id, repeat) → line: the same item twice is a mistake (two
@@ -287,18 +518,13 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
                 task: task.clone(),
                 metric: metric.clone(),
             };
-            let item = metrics
-                .entry(key)
-                .or_default()
-                .items
-                .entry(id.clone())
-                .or_default();
-            if item.prompt_hash.is_none() {
-                item.prompt_hash = prompt_hash.clone();
+            let mut item = metrics.slot(&key, &id);
+            if item.hashes.0.is_none() {
+                item.hashes.0.clone_from(&prompt_hash);
             }
             match score {
                 Value::Null => {} // an errored attempt: no score, counted as missing
-                other => item.values.push(score_value(other).ok_or_else(|| {
+                other => item.push(score_value(other).ok_or_else(|| {
                     err(format!(
                         "`scores.{metric}` is {other}; scores are numbers or booleans"
                     ))
@@ -316,7 +542,7 @@ fn read_native(path: &Path, text: &str) -> Result<ResultSet> {
     Ok(ResultSet {
         source: Source::Gantry,
         path: path.to_owned(),
-        metrics,
+        metrics: metrics.finish(),
         tasks: BTreeMap::new(),
         model,
         chat_template: None,
@@ -367,7 +593,7 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
             line: None,
             message: "`results` must be an object of task → metrics".into(),
         })?;
-    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut metrics = Builder::default();
     let mut tasks = BTreeMap::new();
     for (task, values) in results {
         let Some(values) = values.as_object() else {
@@ -390,12 +616,13 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
                 format!("{metric}_stderr,{filter}")
             };
             let stderr = values.get(&stderr_key).and_then(score_value);
-            let data = metrics
-                .entry(MetricKey {
+            let data = metrics.metric(
+                MetricKey {
                     task: task.clone(),
                     metric: name.clone(),
-                })
-                .or_default();
+                },
+                MetricData::default,
+            );
             data.aggregate = Some(Aggregate {
                 value: number,
                 stderr,
@@ -429,7 +656,7 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
     Ok(ResultSet {
         source: Source::LmEval,
         path: path.to_owned(),
-        metrics,
+        metrics: metrics.finish(),
         tasks,
         model: doc
             .get("model_name")
@@ -443,11 +670,7 @@ fn read_lm_eval(path: &Path) -> Result<ResultSet> {
     })
 }
 
-fn read_lm_eval_samples(
-    path: &Path,
-    task: &str,
-    metrics: &mut BTreeMap<MetricKey, MetricData>,
-) -> Result<()> {
+fn read_lm_eval_samples(path: &Path, task: &str, metrics: &mut Builder) -> Result<()> {
     let text = read_text(path)?;
     let mut seen: std::collections::HashMap<(String, String), usize> =
         std::collections::HashMap::new();
@@ -487,26 +710,24 @@ fn read_lm_eval_samples(
                 let stats = corpus
                     .item_stats(&sample[&metric])
                     .map_err(|message| err(format!("`{metric}`: {message}")))?;
-                let data = metrics.entry(key).or_default();
-                data.corpus = Some(corpus);
-                let item = data.items.entry(Arc::from(doc_id.as_str())).or_default();
-                item.stats.push(stats);
-                item.prompt_hash = sample["prompt_hash"].as_str().map(Arc::from);
-                item.doc_hash = sample["doc_hash"].as_str().map(Arc::from);
+                let mut item = metrics.slot(&key, &doc_id);
+                item.data.corpus = Some(corpus);
+                item.push_stats(stats);
+                *item.hashes = (
+                    sample["prompt_hash"].as_str().map(Arc::from),
+                    sample["doc_hash"].as_str().map(Arc::from),
+                );
                 continue;
             }
             let Some(score) = score_value(&sample[&metric]) else {
                 continue;
             };
-            let item = metrics
-                .entry(key)
-                .or_default()
-                .items
-                .entry(Arc::from(doc_id.as_str()))
-                .or_default();
-            item.values.push(score);
-            item.prompt_hash = sample["prompt_hash"].as_str().map(Arc::from);
-            item.doc_hash = sample["doc_hash"].as_str().map(Arc::from);
+            let mut item = metrics.slot(&key, &doc_id);
+            item.push(score);
+            *item.hashes = (
+                sample["prompt_hash"].as_str().map(Arc::from),
+                sample["doc_hash"].as_str().map(Arc::from),
+            );
         }
     }
     Ok(())
@@ -548,7 +769,7 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut metrics = Builder::default();
     for (index, row) in rows.iter().enumerate() {
         let prompt = row["promptIdx"].as_u64().unwrap_or(0) as usize;
         let test = &row["testCase"];
@@ -589,20 +810,17 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
             )));
         }
         for (metric, value) in scores {
-            let item = metrics
-                .entry(MetricKey {
-                    task: task.clone(),
-                    metric,
-                })
-                .or_insert_with(|| MetricData {
-                    higher_is_better: Some(true),
-                    ..MetricData::default()
-                })
-                .items
-                .entry(Arc::from(id.as_str()))
-                .or_default();
+            let key = MetricKey {
+                task: task.clone(),
+                metric,
+            };
+            metrics.metric(key.clone(), || MetricData {
+                higher_is_better: Some(true),
+                ..MetricData::default()
+            });
+            let mut item = metrics.slot(&key, &id);
             if let (false, Some(v)) = (errored, value) {
-                item.values.push(v);
+                item.push(v);
             }
         }
     }
@@ -612,7 +830,7 @@ fn read_promptfoo(path: &Path, doc: &Value) -> Result<ResultSet> {
     Ok(ResultSet {
         source: Source::Promptfoo,
         path: path.to_owned(),
-        metrics,
+        metrics: metrics.finish(),
         tasks: BTreeMap::new(),
         model: None,
         chat_template: None,
@@ -720,22 +938,16 @@ fn read_inspect(
     }
     let eval = &header["eval"];
     let task = eval["task"].as_str().unwrap_or("inspect").to_owned();
-    let mut metrics: BTreeMap<MetricKey, MetricData> = BTreeMap::new();
+    let mut metrics = Builder::default();
     let mut push = |scorer: &str, id: &Value, value: &Value| {
         let (Some(id), Some(v)) = (as_text(id), inspect_value(value)) else {
             return;
         };
-        metrics
-            .entry(MetricKey {
-                task: task.clone(),
-                metric: scorer.to_owned(),
-            })
-            .or_default()
-            .items
-            .entry(Arc::from(id))
-            .or_default()
-            .values
-            .push(v);
+        let key = MetricKey {
+            task: task.clone(),
+            metric: scorer.to_owned(),
+        };
+        metrics.slot(&key, &id).push(v);
     };
     if let Some(reductions) = reductions.and_then(Value::as_array) {
         for reduction in reductions {
@@ -765,11 +977,13 @@ fn read_inspect(
                     continue;
                 };
                 metrics
-                    .entry(MetricKey {
-                        task: task.clone(),
-                        metric: format!("{scorer}/{name}"),
-                    })
-                    .or_default()
+                    .metric(
+                        MetricKey {
+                            task: task.clone(),
+                            metric: format!("{scorer}/{name}"),
+                        },
+                        MetricData::default,
+                    )
                     .aggregate = Some(Aggregate {
                     value,
                     stderr: score_value(&metrics_of["stderr"]["value"]),
@@ -796,7 +1010,7 @@ fn read_inspect(
     Ok(ResultSet {
         source: Source::Inspect,
         path: path.to_owned(),
-        metrics,
+        metrics: metrics.finish(),
         tasks,
         model: eval["model"].as_str().map(str::to_owned),
         chat_template: None,
@@ -861,5 +1075,49 @@ mod hostile_input {
             error.contains(":2: not valid JSON: trailing comma at line 2"),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod columns {
+    use super::*;
+
+    #[test]
+    fn a_tasks_metrics_share_its_items_and_keep_repeats_and_unscored_items() {
+        let text = concat!(
+            "{\"id\": \"a\", \"repeat\": 0, \"prompt_hash\": \"h1\", \"scores\": {\"x\": 1, \"y\": 0.5}}\n",
+            "{\"id\": \"b\", \"scores\": {\"x\": 0, \"y\": null}}\n",
+            "{\"id\": \"a\", \"repeat\": 1, \"scores\": {\"x\": 0}}\n",
+            "{\"id\": \"c\", \"task\": \"other\", \"scores\": {\"x\": 1}}\n",
+        );
+        let set = read_native(Path::new("r.jsonl"), text).expect("read");
+        let key = |task: &str, metric: &str| MetricKey {
+            task: task.into(),
+            metric: metric.into(),
+        };
+        let x = &set.metrics[&key("default", "x")];
+        let y = &set.metrics[&key("default", "y")];
+        // Both metrics list both items, in file order; y's `b` has no score.
+        assert_eq!(x.ids().map(|id| &**id).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(y.len(), 2);
+        assert_eq!(y.get("b").and_then(|item| item.mean()), None);
+        assert_eq!(y.get("b").map(|item| item.values().count()), Some(0));
+        // Repeats are kept and averaged; hashes are the item's.
+        let a = x.get("a").expect("a");
+        assert_eq!(a.values().collect::<Vec<_>>(), [1.0, 0.0]);
+        assert_eq!(a.mean(), Some(0.5));
+        assert_eq!(a.prompt_hash().map(|hash| &**hash), Some("h1"));
+        assert_eq!(
+            y.get("a").and_then(|item| item.prompt_hash()).map(|h| &**h),
+            Some("h1")
+        );
+        // One id, one allocation, across the task's metrics.
+        let (x_a, _) = x.iter().next().expect("a");
+        let (y_a, _) = y.iter().next().expect("a");
+        assert!(Arc::ptr_eq(x_a, y_a));
+        // Another task's items are its own.
+        let other = &set.metrics[&key("other", "x")];
+        assert_eq!(other.len(), 1);
+        assert!(x.get("c").is_none() && other.get("a").is_none());
     }
 }

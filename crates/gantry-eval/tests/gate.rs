@@ -279,7 +279,7 @@ fn tiny_lm_results_gate_a_worse_model() {
     ] {
         let baseline = read(&good).unwrap();
         assert!(
-            baseline.metrics.values().all(|m| !m.items.is_empty()),
+            baseline.metrics.values().all(|m| !m.is_empty()),
             "{layout}: per-item scores were read"
         );
         let same = evaluate_gate(
@@ -312,7 +312,7 @@ fn tiny_lm_results_gate_a_worse_model() {
             assert!(worse.rows.iter().all(|r| r.metric.ends_with(",none")));
             assert_eq!(
                 worse.rows[0].comparison.n,
-                baseline.metrics.values().next().unwrap().items.len()
+                baseline.metrics.values().next().unwrap().len()
             );
         }
     }
@@ -594,11 +594,10 @@ fn promptfoo_outputs_pair_by_test_case_and_keep_errors_apart() {
             task: "qa-prompt".into(),
             metric: "pass".into(),
         };
-        assert_eq!(b.metrics[&key].items.len(), 400);
+        assert_eq!(b.metrics[&key].len(), 400);
         let errored = c.metrics[&key]
-            .items
-            .values()
-            .filter(|i| i.values.is_empty())
+            .iter()
+            .filter(|(_, i)| i.values().next().is_none())
             .count();
         assert_eq!(errored, 3, "errors are missing scores, not failures");
         let report = evaluate_gate(&b, &c, &Policy::default(), "default").unwrap();
@@ -1126,9 +1125,7 @@ fn scores_no_sum_can_hold_are_refused_naming_the_item() {
     std::fs::write(&path, "{\"id\": \"a\", \"scores\": {\"x\": 1}}\n").unwrap();
     let mut set = read(&path).unwrap();
     for data in set.metrics.values_mut() {
-        for item in data.items.values_mut() {
-            item.values[0] = f64::NAN;
-        }
+        data.map_values(|_| f64::NAN);
     }
     let error = evaluate_gate(&set, &set, &Policy::default(), "default")
         .expect_err("refused")
@@ -1207,8 +1204,8 @@ fn an_item_twice_is_a_mistake_not_a_repeat() {
     )
     .unwrap();
     let set = read(&path).unwrap();
-    let item = &set.metrics.values().next().unwrap().items["a"];
-    assert_eq!(item.values, vec![1.0, 0.0]);
+    let item = set.metrics.values().next().unwrap().get("a").unwrap();
+    assert_eq!(item.values().collect::<Vec<_>>(), vec![1.0, 0.0]);
     // Eval items too: two items with one id would be averaged as repeats.
     let items = dir.path().join("items.jsonl");
     std::fs::write(

@@ -540,10 +540,10 @@ fn comparable(
 ) -> Result<(), String> {
     let mut asked = std::collections::BTreeMap::new();
     for data in baseline.metrics.values() {
-        for (id, scores) in &data.items {
+        for (id, scores) in data.iter() {
             asked.insert(
                 id.to_string(),
-                scores.prompt_hash.as_ref().map(ToString::to_string),
+                scores.prompt_hash().map(ToString::to_string),
             );
         }
     }
