@@ -19,7 +19,7 @@ use crate::forge_types::{
     CheckRun, CommentOutcome, CommitState, CommitStatus, Deployment, DeploymentRecord,
     DeploymentState, StickyKey, TrackedIssue,
 };
-use crate::http::{transport_reason, with_details};
+use crate::http::{find_in_pages, transport_reason, with_details};
 
 /// Pages of 100 comments gantry reads to find its sticky comment.
 const MAX_COMMENT_PAGES: u32 = 30;
@@ -214,38 +214,34 @@ impl GitHubClient {
             .redact(&format!("{body}\n\n{marker}\n"))
             .into_owned();
         let (owner, name) = self.owner_and_name();
-        let mut existing: Option<Comment> = None;
-        for page in 1..=MAX_COMMENT_PAGES {
-            let path = format!(
-                "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
-                self.repository
-            );
-            let comments = self
-                .call("GET", &path, || async move {
-                    self.octocrab
-                        .issues(owner, name)
-                        .list_comments(number)
-                        .per_page(100)
-                        .page(page)
-                        .send()
-                        .await
-                })
-                .await?
-                .items;
-            let n_comments = comments.len();
-            if let Some(comment) = comments.into_iter().find(|comment| {
+        let existing: Option<Comment> = find_in_pages(
+            MAX_COMMENT_PAGES,
+            |page| async move {
+                let path = format!(
+                    "/repos/{}/issues/{number}/comments?per_page=100&page={page}",
+                    self.repository
+                );
+                let listed = self
+                    .call("GET", &path, || async move {
+                        self.octocrab
+                            .issues(owner, name)
+                            .list_comments(number)
+                            .per_page(100)
+                            .page(page)
+                            .send()
+                            .await
+                    })
+                    .await?;
+                Ok(listed.items)
+            },
+            |comment: &Comment| {
                 comment
                     .body
                     .as_deref()
                     .is_some_and(|text| text.contains(&marker))
-            }) {
-                existing = Some(comment);
-                break;
-            }
-            if n_comments < 100 {
-                break;
-            }
-        }
+            },
+        )
+        .await?;
         let payload = serde_json::json!({ "body": body });
         match existing {
             Some(comment) => {
@@ -300,29 +296,24 @@ impl GitHubClient {
             .redactor
             .redact(&format!("{body}\n\n{marker}\n"))
             .into_owned();
-        let mut existing: Option<CommitComment> = None;
-        for page in 1..=MAX_COMMENT_PAGES {
-            let path = format!(
-                "/repos/{}/commits/{sha}/comments?per_page=100&page={page}",
-                self.repository
-            );
-            let comments: Vec<CommitComment> = self
-                .call("GET", &path, || self.octocrab.get(&path, None::<&()>))
-                .await?;
-            let n_comments = comments.len();
-            if let Some(comment) = comments.into_iter().find(|comment| {
+        let existing: Option<CommitComment> = find_in_pages(
+            MAX_COMMENT_PAGES,
+            |page| async move {
+                let path = format!(
+                    "/repos/{}/commits/{sha}/comments?per_page=100&page={page}",
+                    self.repository
+                );
+                self.call("GET", &path, || self.octocrab.get(&path, None::<&()>))
+                    .await
+            },
+            |comment: &CommitComment| {
                 comment
                     .body
                     .as_deref()
                     .is_some_and(|text| text.contains(&marker))
-            }) {
-                existing = Some(comment);
-                break;
-            }
-            if n_comments < 100 {
-                break;
-            }
-        }
+            },
+        )
+        .await?;
         let payload = serde_json::json!({ "body": body });
         match existing {
             Some(comment) => {

@@ -12,7 +12,7 @@ use crate::forge_types::{
 };
 use gantry_core::RetryPolicy;
 
-use crate::http::{RawResponse, send_with_retry, transport_reason};
+use crate::http::{RawResponse, find_in_pages, send_with_retry, transport_reason};
 
 /// Pages of 100 notes gantry reads to find its sticky note.
 const MAX_NOTE_PAGES: u32 = 30;
@@ -45,6 +45,15 @@ struct Note {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+}
+
+impl Note {
+    /// Whether the note carries a sticky `marker`.
+    fn carries(&self, marker: &str) -> bool {
+        self.body
+            .as_deref()
+            .is_some_and(|text| text.contains(marker))
+    }
 }
 
 #[derive(Deserialize)]
@@ -176,27 +185,19 @@ impl GitLabClient {
     ) -> Result<CommentOutcome> {
         let marker = key.marker();
         let body = format!("{body}\n\n{marker}\n");
-        let mut existing = None;
-        for page in 1..=MAX_NOTE_PAGES {
-            let path = format!(
-                "/projects/{}/merge_requests/{iid}/notes?per_page=100&page={page}&sort=asc",
-                self.project
-            );
-            let response = self.request(reqwest::Method::GET, &path, None).await?;
-            let notes: Vec<Note> = response.json("GET", &format!("{}{path}", self.api_url))?;
-            let n_notes = notes.len();
-            if let Some(note) = notes.into_iter().find(|note| {
-                note.body
-                    .as_deref()
-                    .is_some_and(|text| text.contains(&marker))
-            }) {
-                existing = Some(note);
-                break;
-            }
-            if n_notes < 100 {
-                break;
-            }
-        }
+        let existing = find_in_pages(
+            MAX_NOTE_PAGES,
+            |page| async move {
+                let path = format!(
+                    "/projects/{}/merge_requests/{iid}/notes?per_page=100&page={page}&sort=asc",
+                    self.project
+                );
+                let response = self.request(reqwest::Method::GET, &path, None).await?;
+                response.json::<Vec<Note>>("GET", &format!("{}{path}", self.api_url))
+            },
+            |note: &Note| note.carries(&marker),
+        )
+        .await?;
         self.require_write_token("post merge request notes")?;
         match existing {
             Some(note) => {
@@ -243,31 +244,26 @@ impl GitLabClient {
         }
         let marker = key.marker();
         let body = format!("{body}\n\n{marker}\n");
-        let mut existing = None;
-        for page in 1..=MAX_NOTE_PAGES {
-            let path = format!(
-                "/projects/{}/repository/commits/{sha}/discussions?per_page=100&page={page}",
-                self.project
-            );
-            let response = self.request(reqwest::Method::GET, &path, None).await?;
-            let discussions: Vec<Discussion> =
-                response.json("GET", &format!("{}{path}", self.api_url))?;
-            let n_discussions = discussions.len();
-            if let Some((discussion, note)) = discussions.into_iter().find_map(|discussion| {
-                let note = discussion.notes.into_iter().find(|note| {
-                    note.body
-                        .as_deref()
-                        .is_some_and(|text| text.contains(&marker))
-                })?;
-                Some((discussion.id, note))
-            }) {
-                existing = Some((discussion, note));
-                break;
-            }
-            if n_discussions < 100 {
-                break;
-            }
-        }
+        let existing = find_in_pages(
+            MAX_NOTE_PAGES,
+            |page| async move {
+                let path = format!(
+                    "/projects/{}/repository/commits/{sha}/discussions?per_page=100&page={page}",
+                    self.project
+                );
+                let response = self.request(reqwest::Method::GET, &path, None).await?;
+                response.json::<Vec<Discussion>>("GET", &format!("{}{path}", self.api_url))
+            },
+            |discussion: &Discussion| discussion.notes.iter().any(|note| note.carries(&marker)),
+        )
+        .await?
+        .and_then(|discussion| {
+            let note = discussion
+                .notes
+                .into_iter()
+                .find(|note| note.carries(&marker))?;
+            Some((discussion.id, note))
+        });
         self.require_write_token("comment on commits")?;
         match existing {
             Some((discussion, note)) => {

@@ -153,6 +153,30 @@ pub(crate) fn with_details(mut message: String, errors: Option<&Vec<serde_json::
     message
 }
 
+/// The first item of a listing read 100 a page (at most `max_pages`) for
+/// which `matches` holds; a short page is the last.
+pub(crate) async fn find_in_pages<T, F, Fut>(
+    max_pages: u32,
+    mut page: F,
+    matches: impl Fn(&T) -> bool,
+) -> Result<Option<T>>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Vec<T>>>,
+{
+    for number in 1..=max_pages {
+        let items = page(number).await?;
+        let last = items.len() < 100;
+        if let Some(found) = items.into_iter().find(|item| matches(item)) {
+            return Ok(Some(found));
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 /// A `labels=` query value: each label URL-encoded, joined by commas (the
 /// form both forges' issue lists take).
 pub(crate) fn labels_parameter(labels: &[String]) -> String {

@@ -152,6 +152,18 @@ fn github_client(forge: &FakeForge, token: &str) -> ForgeClient {
         .expect("client")
 }
 
+/// A GitLab client of `forge` for project 5 with a project access token.
+fn gitlab_client(forge: &FakeForge) -> ForgeClient {
+    let environment = Environment::from_pairs([
+        ("CI_PROJECT_ID", "5"),
+        ("CI_API_V4_URL", forge.gitlab_url().as_str()),
+        ("GITLAB_TOKEN", "glpat-x"),
+    ]);
+    let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
+    ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
+        .expect("client")
+}
+
 fn issue_key() -> gantry_ci::IssueKey {
     gantry_ci::IssueKey {
         marker: "<!-- gantry-monitor model=tiny env=production -->".into(),
@@ -264,14 +276,7 @@ async fn github_tracking_issue_is_opened_updated_closed_and_reopened() {
 #[tokio::test]
 async fn gitlab_tracking_issue_is_opened_updated_closed_and_reopened() {
     let forge = FakeForge::start();
-    let environment = Environment::from_pairs([
-        ("CI_PROJECT_ID", "5"),
-        ("CI_API_V4_URL", forge.gitlab_url().as_str()),
-        ("GITLAB_TOKEN", "glpat-x"),
-    ]);
-    let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
-        .expect("client");
+    let client = gitlab_client(&forge);
     one_issue_lifecycle(&forge, &client).await;
 }
 
@@ -369,13 +374,6 @@ async fn github_commit_comments_are_sticky() {
 #[tokio::test]
 async fn gitlab_commit_notes_are_sticky() {
     let forge = FakeForge::start();
-    let environment = Environment::from_pairs([
-        ("CI_PROJECT_ID", "5"),
-        ("CI_API_V4_URL", forge.gitlab_url().as_str()),
-        ("GITLAB_TOKEN", "glpat-x"),
-    ]);
-    let context = RunContext::from_environment(Platform::GitLab, &environment).expect("context");
-    let client = ForgeClient::from_context(&context, &environment, &gantry_core::Redactor::new())
-        .expect("client");
+    let client = gitlab_client(&forge);
     one_commit_comment(&forge, &client).await;
 }
