@@ -552,20 +552,7 @@ fn resolve_pin(repository: &str) -> Result<String> {
 
 /// The branch data lands on: origin's HEAD, else the current branch, else main.
 fn default_branch(root: &Path) -> String {
-    let git = |args: &[&str]| -> Option<String> {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(root)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .filter(|text| !text.is_empty())
-    };
+    let git = |args: &[&str]| crate::commands::lineage::git_output(Some(root), args);
     git(&["symbolic-ref", "--short", "refs/remotes/origin/HEAD"])
         .and_then(|head| head.strip_prefix("origin/").map(str::to_owned))
         .or_else(|| git(&["symbolic-ref", "--short", "HEAD"]))

@@ -14,18 +14,7 @@ pub(crate) fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
             git_ref: session.context.git_ref.clone(),
         });
     }
-    let git = |args: &[&str]| -> Option<String> {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .filter(|text| !text.is_empty())
-    };
+    let git = |args: &[&str]| git_output(None, args);
     let commit = git(&["rev-parse", "HEAD"])?;
     let repository =
         git(&["config", "--get", "remote.origin.url"]).map(|url| without_credentials(&url));
@@ -35,6 +24,25 @@ pub(crate) fn git_lineage(session: &Session<'_>) -> Option<GitLineage> {
         commit,
         git_ref,
     })
+}
+
+/// What `git ARGS` prints (trimmed) in `dir` (or here), when it succeeds
+/// and prints something.
+pub(crate) fn git_output(dir: Option<&std::path::Path>, args: &[&str]) -> Option<String> {
+    let mut command = std::process::Command::new("git");
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .filter(|text| !text.is_empty())
 }
 
 /// `https://user:token@host/path` → `https://host/path`.
