@@ -2067,3 +2067,128 @@ print("RESULT " + json.dumps({"errors": {key: str(value) for key, value in bag.i
         assert_eq!(code, 0, "{task} runs `gantry {subcommand}`:\n{text}");
     }
 }
+
+/// The report fields one sharded run must share with one unsharded run.
+fn report_essentials(path: &Path) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON");
+    let checks: Vec<serde_json::Value> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| serde_json::json!([check["id"], check["status"], check["count"]]))
+        .collect();
+    serde_json::json!({
+        "records": report["records"],
+        "verdict": report["verdict"],
+        "dataset_digest": report["dataset_digest"],
+        "checks": checks,
+    })
+}
+
+#[test]
+fn a_slurm_array_job_validates_shards_and_its_merge_is_the_unsharded_run() {
+    let _one_cluster = crate::support::SLURM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(cluster) = gantry_test::SlurmCluster::start() else {
+        return;
+    };
+    let Some(bash) = system_tool("bash") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("data")).expect("mkdir");
+    copy_tree(
+        &repository_root().join("examples/llm-project/data"),
+        &root.join("data"),
+    );
+    let (code, text) = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "--ci",
+            "local",
+            "validate-data",
+            "--data",
+            "data/",
+            "--out",
+            "single",
+        ])
+        .current_dir(root));
+    assert!(code <= 1, "{text}");
+
+    let (code, text) = run(Command::new(bash)
+        .arg(repository_root().join("examples/slurm/validate-data.sh"))
+        .args(["data/", "3", "sharded"])
+        .current_dir(root)
+        .env("WAIT", "1")
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", path_with_gantry()));
+    assert_eq!(code, 0, "the array job and its merge:\n{text}");
+    assert!(text.contains("(array 1-3)"), "{text}");
+    for index in 1..=3 {
+        assert!(
+            root.join(format!("sharded/shard-{index}-of-3.json"))
+                .is_file(),
+            "shard {index} missing:\n{text}"
+        );
+    }
+    assert_eq!(
+        report_essentials(&root.join("sharded/report.json")),
+        report_essentials(&root.join("single/report.json")),
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("sharded/data.lock")).expect("lock"),
+        std::fs::read_to_string(root.join("single/data.lock")).expect("lock"),
+    );
+
+    // Bad input is refused before anything is submitted.
+    let (code, text) = run(Command::new("bash")
+        .arg(repository_root().join("examples/slurm/validate-data.sh"))
+        .args(["data/", "three"])
+        .current_dir(root)
+        .env("SLURM_CONF", &cluster.conf));
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("SHARDS must be a positive whole number"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_kubernetes_indexed_job_examples_are_jobs_kubernetes_accepts() {
+    use k8s_openapi::api::batch::v1::Job;
+    for name in ["validate-data-shards.yaml", "validate-data-merge.yaml"] {
+        let path = repository_root().join("examples/kubernetes").join(name);
+        let text = std::fs::read_to_string(&path).expect("example");
+        let value: serde_json::Value = serde_norway::from_str(&text).expect("YAML");
+        // Typed and back: a misspelt or misplaced field would not survive.
+        let job: Job = serde_json::from_value(value.clone())
+            .unwrap_or_else(|error| panic!("{name} is not a batch/v1 Job: {error}"));
+        let mut again = serde_json::to_value(&job).expect("JSON");
+        again["apiVersion"] = value["apiVersion"].clone();
+        again["kind"] = value["kind"].clone();
+        assert_eq!(again, value, "{name}: fields the Job type does not know");
+        let spec = job.spec.expect("spec");
+        let pod = spec.template.spec.expect("pod spec");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"), "{name}");
+        if name.contains("shards") {
+            assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+            assert_eq!(spec.completions, spec.parallelism);
+            let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+            assert!(
+                args.contains(&format!(
+                    "--shard \"$((JOB_COMPLETION_INDEX + 1))/{}\"",
+                    spec.completions.expect("completions")
+                )),
+                "{args}"
+            );
+        } else {
+            let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+            assert!(
+                args.contains("--merge /work/.gantry/validate-data/shard-*-of-16.json"),
+                "{args}"
+            );
+        }
+    }
+}

@@ -471,3 +471,7 @@ pub(crate) fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     gantry_core::Digest::of_bytes(&bytes).to_string()
 }
+
+/// Held by a test while it runs a one-node Slurm cluster: one at a time,
+/// as the machine has one node name for them all.
+pub(crate) static SLURM: std::sync::Mutex<()> = std::sync::Mutex::new(());

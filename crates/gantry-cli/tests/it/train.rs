@@ -776,6 +776,9 @@ fn slurm_job(step: &Step, run_dir: &str, number: u32) -> Option<String> {
 
 #[test]
 fn slurm_runs_resubmits_a_requeued_job_and_cancels() {
+    let _one_cluster = crate::support::SLURM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(cluster) = gantry_test::SlurmCluster::start() else {
         return;
     };
