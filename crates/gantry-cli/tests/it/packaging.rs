@@ -1841,6 +1841,22 @@ fn gantry_init_never_overwrites_without_force_and_pins_to_the_release_tag() {
     );
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("--pin SHA"), "{stderr}");
+    // A token in the repository URL is never printed, git's own message included.
+    let (code, stdout, stderr) = init(
+        &project,
+        &[
+            "--forge",
+            "gitlab",
+            "--release-repository",
+            "https://x-access-token:ghp_quickstartSecret0123456789abcdef@127.0.0.1:9/gantry.git",
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("ghp_quickstartSecret0123456789abcdef"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--pin SHA"), "{stderr}");
     let (code, _, stderr) = init(&project, &["--forge", "gitlab", "--pin", "v0.1.0"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--pin \"v0.1.0\""), "{stderr}");
