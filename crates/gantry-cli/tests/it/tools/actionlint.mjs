@@ -27,9 +27,11 @@ const selfHosted = new Set(
 // is still reported.
 const CURRENT_JOB_PROPERTIES = new Set(['workflow_repository', 'workflow_sha', 'workflow_ref', 'workflow_file_path']);
 
-const lint = await createLinter();
 let problems = 0;
 for (const path of process.argv.slice(2)) {
+  // A linter per file: one WebAssembly instance reused over a dozen or so
+  // workflows traps ("RuntimeError: unreachable") though each lints alone.
+  const lint = await createLinter();
   for (const error of lint(readFileSync(path, 'utf8'), path)) {
     const label = /^label "([^"]+)" is unknown/.exec(error.message);
     if (error.kind === 'runner-label' && label && (CURRENT_HOSTED_LABELS.has(label[1]) || selfHosted.has(label[1]))) {
