@@ -85,7 +85,15 @@ pub(crate) fn run(
     let started = Instant::now();
     let dir = prepare_dir(args.dir.as_deref())?;
     let exe = std::env::current_exe().context("cannot find the gantry binary that is running")?;
+    // SIGTERM (a cancelled job) or SIGINT (Ctrl-C): the running stage is
+    // stopped, then the router and its model servers, before exiting.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("cannot watch for SIGTERM and SIGINT")?;
+    }
     let mut quickstart = Quickstart {
+        stop,
         dir: dir.clone(),
         exe,
         printer,
@@ -162,6 +170,8 @@ fn prepare_dir(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 struct Quickstart<'a> {
+    /// Set by SIGTERM or SIGINT.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dir: PathBuf,
     exe: PathBuf,
     printer: &'a Printer,
@@ -802,6 +812,18 @@ impl Quickstart<'_> {
             {
                 break status;
             }
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // The stage stops as a cancelled CI step would: SIGTERM, 30 s, SIGKILL.
+                terminate(&child);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = child.kill();
+                break child
+                    .wait()
+                    .with_context(|| format!("waiting for `{shown}`"))?;
+            }
             if let Some((metrics, total)) = &progress {
                 let step = last_step(&self.dir.join(metrics));
                 let _ = write!(
@@ -814,6 +836,14 @@ impl Quickstart<'_> {
         };
         if progress.is_some() {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+        // Stopped (Ctrl-C reaches the stage too: one process group).
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!(
+                "stopped by a signal during stage {} (`{shown}`); what it had done is in {}",
+                self.stage,
+                self.dir.display()
+            );
         }
         let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
         let _ = std::fs::remove_file(&stdout_path);
@@ -924,11 +954,7 @@ impl RouterProcess {
 
     /// SIGTERM, then SIGKILL after 20 s: the router stops its model servers.
     fn stop(mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id())
-            && let Some(pid) = rustix::process::Pid::from_raw(pid)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
+        terminate(&self.child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -938,6 +964,15 @@ impl RouterProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 

@@ -205,3 +205,64 @@ fn the_bundled_example_is_tiny_lm() {
     let outcome = step.run(&["tiny-lm", "train", "--steps", "0"]);
     assert_eq!(outcome.code, 2, "{}", outcome.transcript());
 }
+
+#[test]
+fn a_cancelled_quickstart_stops_its_stage_its_router_and_its_model_servers() {
+    let step = Step::local();
+    let mut child = step.spawn(&["quickstart", "--dir", "qs", "--steps", "12"]);
+    // Once the baseline serves behind the router, cancel during the next stage.
+    let router = step.path("qs/.gantry/router/router.json");
+    let serving = || -> Vec<u64> {
+        std::fs::read_to_string(&router)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|state| {
+                state["backends"].as_array().map(|backends| {
+                    backends
+                        .iter()
+                        .filter_map(|backend| backend["pid"].as_u64())
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    };
+    crate::support::wait_for(
+        "the baseline behind the router",
+        std::time::Duration::from_secs(300),
+        || !serving().is_empty() && step.path("qs/.gantry/train/candidate").exists(),
+    );
+    let servers = serving();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let output = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "the quickstart did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(output.code(), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(
+        stderr.contains("stopped by a signal during stage"),
+        "{stderr}"
+    );
+    let running = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    crate::support::wait_for(
+        "the model servers to stop",
+        std::time::Duration::from_secs(30),
+        || servers.iter().all(|pid| !running(*pid)),
+    );
+}
