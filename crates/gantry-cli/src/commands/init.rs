@@ -86,11 +86,16 @@ pub(crate) fn run(args: &InitArgs, _session: &Session<'_>, printer: &Printer) ->
     }
 
     let mut written = Vec::new();
+    let mut diffs = Vec::new();
     for file in &files {
         let target = root.join(&file.path);
         let existing = std::fs::read_to_string(&target).ok();
         if args.dry_run {
-            printer.data(&diff(&file.path, existing.as_deref(), &file.text));
+            let change = diff(&file.path, existing.as_deref(), &file.text);
+            if printer.format() == OutputFormat::Text {
+                printer.data(&change);
+            }
+            diffs.push(change);
             continue;
         }
         if existing.as_deref() == Some(file.text.as_str()) {
@@ -136,6 +141,7 @@ pub(crate) fn run(args: &InitArgs, _session: &Session<'_>, printer: &Printer) ->
             "files": files.iter().map(|file| file.path.display().to_string()).collect::<Vec<_>>(),
             "written": written,
             "dry_run": args.dry_run,
+            "diff": diffs.concat(),
             "todo": todos,
         }));
     } else if !args.dry_run {
