@@ -99,14 +99,22 @@ impl<'a> ItemScores<'a> {
         let (data, row) = (self.data, self.row);
         let count = data.counts[row as usize];
         let first = (count > 0).then(|| data.first[row as usize]);
-        let more = data.more.get(&row).map(Vec::as_slice).unwrap_or(&[]);
+        // Repeats are rare: the map is consulted only for an item that has some.
+        let more = if count > 1 {
+            data.more.get(&row).map(Vec::as_slice).unwrap_or(&[])
+        } else {
+            &[]
+        };
         first.into_iter().chain(more.iter().copied())
     }
 
     /// The mean over repeats.
     pub fn mean(&self) -> Option<f64> {
-        let count = self.data.counts[self.row as usize];
-        (count > 0).then(|| self.values().sum::<f64>() / f64::from(count))
+        match self.data.counts[self.row as usize] {
+            0 => None,
+            1 => Some(self.data.first[self.row as usize]),
+            count => Some(self.values().sum::<f64>() / f64::from(count)),
+        }
     }
 
     /// Hash of the prompt the model saw.
@@ -121,6 +129,9 @@ impl<'a> ItemScores<'a> {
 
     /// Corpus metrics: the item's sufficient statistics, one vector per repeat.
     pub fn stats(&self) -> &'a [Vec<f64>] {
+        if self.data.stats.is_empty() {
+            return &[];
+        }
         self.data
             .stats
             .get(&self.row)

@@ -467,15 +467,8 @@ fn github(
         ("POST", ["repos", owner, repo, "issues", number, "comments"]) => {
             let number = number.parse().unwrap_or(0);
             let text = body["body"].as_str().unwrap_or_default().to_owned();
-            if text.chars().count() > 65_536 {
-                return answer(
-                    422,
-                    json!({
-                        "message": "Validation Failed",
-                        "errors": [{ "resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)" }],
-                        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
-                    }),
-                );
+            if let Some(refusal) = too_long(&text, "IssueComment") {
+                return refusal;
             }
             state
                 .comments
@@ -518,6 +511,9 @@ fn github(
         }
         ("POST", ["repos", owner, repo, "commits", sha, "comments"]) => {
             let text = body["body"].as_str().unwrap_or_default().to_owned();
+            if let Some(refusal) = too_long(&text, "CommitComment") {
+                return refusal;
+            }
             state
                 .commit_comments
                 .entry((*sha).to_owned())
@@ -737,6 +733,20 @@ fn github(
 }
 
 /// An issue in the shape `GET /repos/{owner}/{repo}/issues` documents.
+/// GitHub's 422 for a comment body over 65,536 characters, when `text` is one.
+fn too_long(text: &str, resource: &str) -> Option<Answer> {
+    (text.chars().count() > 65_536).then(|| {
+        answer(
+            422,
+            json!({
+                "message": "Validation Failed",
+                "errors": [{ "resource": resource, "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)" }],
+                "documentation_url": "https://docs.github.com/rest",
+            }),
+        )
+    })
+}
+
 /// A commit comment as `GET /repos/{owner}/{repo}/commits/{sha}/comments` lists it.
 fn commit_comment_json(id: u64, text: &str, owner: &str, repo: &str, sha: &str) -> Value {
     json!({

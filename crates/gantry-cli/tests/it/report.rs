@@ -320,4 +320,27 @@ fn a_push_has_no_pull_request_so_the_comment_goes_on_the_commit() {
         Some("comment"),
         "{outputs:?}"
     );
+
+    // A report longer than a commit comment may be is cut, marker kept, not refused.
+    step.write(
+        "data-update.md",
+        &format!("# New training data\n\n{}\n", "x".repeat(70_000)),
+    );
+    let long = step.run(&[
+        "report",
+        "--file",
+        "data-update.md",
+        "--publish",
+        "comment",
+        "--name",
+        "data-update",
+    ]);
+    assert_eq!(long.code, 0, "{}", long.transcript());
+    let comments = forge.commit_comments("0000000000000000000000000000000000000merge");
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].1.chars().count() <= 65_536);
+    assert!(
+        comments[0].1.contains("gantry:sticky"),
+        "the marker survives the cut"
+    );
 }
