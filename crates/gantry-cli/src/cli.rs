@@ -518,7 +518,7 @@ pub struct DeployCanaryArgs {
     /// The alias naming the version in production: the baseline, moved (compare-and-swap) on promotion.
     #[arg(long, default_value = "production", value_name = "ALIAS")]
     pub stable_alias: String,
-    /// Where versions run: local (the embedded router on this host).
+    /// Where versions run: local (the embedded router on this host) or kubernetes (the engine named by --k8s-engine splits the traffic; gantry judges it from Prometheus).
     #[arg(long, value_enum, default_value_t = DeployTarget::Local)]
     pub target: DeployTarget,
     /// The command that serves a version, run by the router without a shell; {model_dir}, {port}, {version} and {digest} are replaced inside each word.
@@ -579,6 +579,9 @@ pub struct DeployCanaryArgs {
     /// Where the report, timeline chart and JSON result are written.
     #[arg(long, default_value = ".gantry/deploy", value_name = "DIR")]
     pub out: std::path::PathBuf,
+    /// --target kubernetes.
+    #[command(flatten)]
+    pub kubernetes: KubeArgs,
     /// Publishing.
     #[command(flatten)]
     pub publishing: PublishArgs,
@@ -589,6 +592,85 @@ pub struct DeployCanaryArgs {
 pub enum DeployTarget {
     /// The embedded router on this host (`gantry router`).
     Local,
+    /// A Kubernetes cluster, through the engine named by --k8s-engine.
+    Kubernetes,
+}
+
+/// deploy-canary's flags for `--target kubernetes`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Kubernetes (--target kubernetes)")]
+pub struct KubeArgs {
+    /// Which engine splits the traffic: gateway-api (gantry runs each version as a Deployment and Service and writes the weights of your HTTPRoute), kserve (canaryTrafficPercent of an InferenceService) or argo-rollouts (your Rollout steps the traffic; gantry sets the model and follows it).
+    #[arg(long, value_enum, default_value_t = K8sEngine::GatewayApi)]
+    pub k8s_engine: K8sEngine,
+    /// The kubeconfig (default: KUBECONFIG, then ~/.kube/config; in a pod without one, its service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (default: its current-context).
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+    /// The namespace (default: the context's, or the pod's).
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// gateway-api: the HTTPRoute whose backendRefs weights gantry sets (server-side apply, field manager gantry).
+    #[arg(long, value_name = "NAME")]
+    pub http_route: Option<String>,
+    /// kserve: the InferenceService (default: the model's name).
+    #[arg(long, value_name = "NAME")]
+    pub inference_service: Option<String>,
+    /// argo-rollouts: the Rollout whose pod template gets the model (annotation gantry.dev/model).
+    #[arg(long, value_name = "NAME")]
+    pub argo_rollout: Option<String>,
+    /// gateway-api: the model server's image; --serve-command gives its arguments.
+    #[arg(long, value_name = "IMAGE")]
+    pub server_image: Option<String>,
+    /// The port the model server listens on (and the Service's port).
+    #[arg(long, default_value_t = 8000, value_name = "PORT")]
+    pub server_port: u16,
+    /// gateway-api: replicas per version.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: u16,
+    /// gateway-api: GPUs per replica (nvidia.com/gpu).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub gpus_per_replica: u32,
+    /// gateway-api: where a version's files come from: registry (an init container runs gantry registry pull by digest, verifying every file), pvc:CLAIM (already at /models/NAME/VERSION) or image:REF (an OCI image volume; {name}, {version}, {digest} replaced).
+    #[arg(long, default_value = "registry", value_name = "SOURCE")]
+    pub model_source: String,
+    /// gateway-api: the gantry image the init container runs (default: this release's).
+    #[arg(long, value_name = "IMAGE")]
+    pub gantry_image: Option<String>,
+    /// gateway-api: a Secret whose keys become the init container's environment (registry credentials).
+    #[arg(long, value_name = "NAME")]
+    pub registry_secret: Option<String>,
+    /// kserve: the model's storageUri, {name}, {version} and {digest} replaced (e.g. oci://registry.example/models/{name}:{version} for KServe's modelcar, s3://bucket/{name}/{version}).
+    #[arg(long, value_name = "URI")]
+    pub storage_uri: Option<String>,
+    /// kserve: spec.predictor.model.modelFormat.name.
+    #[arg(long, default_value = "huggingface", value_name = "NAME")]
+    pub model_format: String,
+    /// kserve: the ServingRuntime (default: KServe picks one by format).
+    #[arg(long, value_name = "NAME")]
+    pub serving_runtime: Option<String>,
+    /// Take the fields gantry writes from another field manager (once, e.g. after kubectl apply created the HTTPRoute); without it such a conflict stops the rollout and nothing is changed.
+    #[arg(long)]
+    pub k8s_force_conflicts: bool,
+    /// Where clients reach the model through the Gateway or KServe (smoke traffic is sent there).
+    #[arg(long, value_name = "URL")]
+    pub gateway_url: Option<String>,
+    /// Print the manifests and the sequence of patches a rollout would send, and touch no cluster.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// deploy-canary's Kubernetes engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum K8sEngine {
+    /// Gateway API HTTPRoute weights.
+    GatewayApi,
+    /// KServe InferenceService canaryTrafficPercent.
+    Kserve,
+    /// Argo Rollouts steps the traffic; gantry follows it.
+    ArgoRollouts,
 }
 
 /// How traffic moves.

@@ -99,6 +99,31 @@ pub enum OnError {
 pub struct PrometheusConfig {
     /// The server's base URL, e.g. http://127.0.0.1:9090.
     pub url: String,
+    /// The model server whose metric names the built-in checks use on a
+    /// cluster (`--target kubernetes`): vllm, tgi or kserve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<MetricsPreset>,
+    /// The label that carries the model version on those series (default
+    /// `version`; e.g. `app_kubernetes_io_version` from a PodMonitor's
+    /// `podTargetLabels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_label: Option<String>,
+}
+
+/// Metric names of a model server, for the built-in checks on a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsPreset {
+    /// vLLM: `http_requests_total{status}`, `vllm:e2e_request_latency_seconds`,
+    /// `vllm:time_to_first_token_seconds`.
+    #[default]
+    Vllm,
+    /// TGI: `tgi_request_count`, `tgi_request_failure`, `tgi_request_duration`
+    /// (TGI has no time-to-first-token histogram).
+    Tgi,
+    /// KServe (Knative's queue-proxy): `revision_app_request_count{response_code_class}`,
+    /// `revision_app_request_latencies` (milliseconds).
+    Kserve,
 }
 
 /// One check.
@@ -277,6 +302,138 @@ impl AnalysisConfig {
             }
         }
         checks
+    }
+}
+
+impl AnalysisConfig {
+    /// The analysis for a cluster target, where the router's per-request
+    /// metrics are not there: the built-in checks become PromQL checks of
+    /// the `[prometheus]` preset's metric names; router checks are refused.
+    pub fn for_cluster(mut self, target: &str) -> Result<AnalysisConfig> {
+        let Some(prometheus) = &self.prometheus else {
+            return Err(Error::Input(format!(
+                "{target} judges the canary with Prometheus: give --analysis with [prometheus] url = \"http://…\" (and preset = \"vllm\", \"tgi\" or \"kserve\")"
+            )));
+        };
+        if let Some(check) = self
+            .checks
+            .iter()
+            .find(|check| check.provider == Provider::Router)
+        {
+            return Err(Error::Input(format!(
+                "the check {} reads the router's metrics, which {target} does not have: use provider = \"prometheus\"",
+                check.name
+            )));
+        }
+        if self.defaults {
+            let mut checks = preset_checks(
+                prometheus.preset.unwrap_or_default(),
+                prometheus.version_label.as_deref().unwrap_or("version"),
+            );
+            for check in std::mem::take(&mut self.checks) {
+                match checks
+                    .iter_mut()
+                    .find(|existing| existing.name == check.name)
+                {
+                    Some(existing) => *existing = check,
+                    None => checks.push(check),
+                }
+            }
+            self.checks = checks;
+            self.defaults = false;
+        }
+        Ok(self)
+    }
+}
+
+/// The built-in checks as PromQL of a model server's metric names; `label`
+/// carries the version.
+pub fn preset_checks(preset: MetricsPreset, label: &str) -> Vec<Check> {
+    let check = |name: &str, query: String, max: Option<f64>, max_increase: Option<f64>| Check {
+        name: name.to_owned(),
+        provider: Provider::Prometheus,
+        metric: None,
+        quantile: None,
+        query: Some(query),
+        url: None,
+        max,
+        min: None,
+        max_increase,
+        min_difference_ms: None,
+        max_decrease: None,
+        min_samples: None,
+        confidence: None,
+    };
+    let on = format!("{label}=\"{{{{ version }}}}\"");
+    let rate =
+        |series: &str, extra: &str| format!("sum(rate({series}{{{on}{extra}}}[{{{{ window }}}}]))");
+    let quantile = |series: &str| {
+        format!("histogram_quantile(0.95, sum by (le) (rate({series}{{{on}}}[{{{{ window }}}}])))")
+    };
+    let error_rate = |total: &str, failed: &str, extra: &str| {
+        format!(
+            "({} or vector(0)) / {}",
+            rate(failed, extra),
+            rate(total, "")
+        )
+    };
+    match preset {
+        MetricsPreset::Vllm => vec![
+            check(
+                "error-rate",
+                error_rate(
+                    "http_requests_total",
+                    "http_requests_total",
+                    ",status=\"5xx\"",
+                ),
+                Some(0.01),
+                None,
+            ),
+            check(
+                "latency-p95",
+                quantile("vllm:e2e_request_latency_seconds_bucket"),
+                None,
+                Some(0.2),
+            ),
+            check(
+                "ttft-p95",
+                quantile("vllm:time_to_first_token_seconds_bucket"),
+                None,
+                Some(0.2),
+            ),
+        ],
+        MetricsPreset::Tgi => vec![
+            check(
+                "error-rate",
+                error_rate("tgi_request_count", "tgi_request_failure", ""),
+                Some(0.01),
+                None,
+            ),
+            check(
+                "latency-p95",
+                quantile("tgi_request_duration_bucket"),
+                None,
+                Some(0.2),
+            ),
+        ],
+        MetricsPreset::Kserve => vec![
+            check(
+                "error-rate",
+                error_rate(
+                    "revision_app_request_count",
+                    "revision_app_request_count",
+                    ",response_code_class=\"5xx\"",
+                ),
+                Some(0.01),
+                None,
+            ),
+            check(
+                "latency-p95",
+                quantile("revision_app_request_latencies_bucket"),
+                None,
+                Some(0.2),
+            ),
+        ],
     }
 }
 

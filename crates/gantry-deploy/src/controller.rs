@@ -117,6 +117,9 @@ pub struct ControllerOptions {
     pub allow_ungated: bool,
     /// How long a model server may take to become healthy.
     pub health_timeout: Option<u64>,
+    /// Versions run on this host (the router): pulled and verified here
+    /// first. On a cluster they are pulled and verified where they run.
+    pub pull_locally: bool,
 }
 
 impl ControllerOptions {
@@ -277,22 +280,7 @@ impl<'a, T: Target> Controller<'a, T> {
     async fn start(&mut self, existing: Option<RolloutState>) -> Result<RolloutState> {
         let options = self.options;
         let canary = block(|| self.models.resolve(&options.model))?;
-        match &canary.gate {
-            GateStatus::Passed => {}
-            GateStatus::Failed(verdict) if !options.allow_ungated => {
-                return Err(Error::Input(format!(
-                    "{}@{} ({}) failed its evaluation gate (verdict {verdict}); deploy a version that passed, or pass --allow-ungated",
-                    canary.name, canary.version, canary.digest
-                )));
-            }
-            GateStatus::Missing if !options.allow_ungated => {
-                return Err(Error::Input(format!(
-                    "{}@{} ({}) has no evaluation gate in its lineage; register it with --gate-report, or pass --allow-ungated",
-                    canary.name, canary.version, canary.digest
-                )));
-            }
-            _ => {}
-        }
+        gate_allows(&canary, options.allow_ungated)?;
         if let Some(state) = existing.filter(|state| state.phase.open()) {
             if state.canary.digest == canary.digest {
                 let mut state = state;
@@ -372,13 +360,15 @@ impl<'a, T: Target> Controller<'a, T> {
             )?;
             return Ok(state);
         }
-        if options.serve_command.is_none() {
+        if options.serve_command.is_none() && options.pull_locally {
             return Err(Error::Input(
                 "--serve-command is needed to start a version (e.g. \"vllm serve {model_dir} --port {port}\")".to_owned(),
             ));
         }
         // Verified before the rollout exists: a model that fails leaves no state behind.
-        block(|| self.models.fetch(&canary, &canary_dir))?;
+        if options.pull_locally {
+            block(|| self.models.fetch(&canary, &canary_dir))?;
+        }
         self.router_is_free(&state.id).await?;
         self.decide(
             &mut state,
@@ -402,10 +392,17 @@ impl<'a, T: Target> Controller<'a, T> {
         self.decide(
             &mut state,
             "verified",
-            format!(
-                "pulled into {} and verified: file digests, manifest identity, lineage",
-                canary_dir.display()
-            ),
+            if options.pull_locally {
+                format!(
+                    "pulled into {} and verified: file digests, manifest identity, lineage",
+                    canary_dir.display()
+                )
+            } else {
+                format!(
+                    "resolved {} in the registry; pulled by digest and verified where it runs",
+                    canary.digest
+                )
+            },
         )?;
         if let Some(stable) = &stable {
             self.ensure_stable(&mut state, stable).await?;
@@ -450,7 +447,9 @@ impl<'a, T: Target> Controller<'a, T> {
             return Ok(());
         }
         let dir = self.model_dir(stable);
-        block(|| self.models.fetch(stable, &dir))?;
+        if self.options.pull_locally {
+            block(|| self.models.fetch(stable, &dir))?;
+        }
         let Some(stable_ref) = state.stable.clone() else {
             return Ok(());
         };
@@ -1078,6 +1077,21 @@ impl<'a, T: Target> Controller<'a, T> {
         state.decisions.push(decision.clone());
         self.observer.decided(state, &decision);
         state.save(&self.options.state_file)
+    }
+}
+
+/// Refuses a version whose lineage has no passing gate, unless allowed.
+pub fn gate_allows(canary: &ModelVersion, allow_ungated: bool) -> Result<()> {
+    match &canary.gate {
+        GateStatus::Failed(verdict) if !allow_ungated => Err(Error::Input(format!(
+            "{}@{} ({}) failed its evaluation gate (verdict {verdict}); deploy a version that passed, or pass --allow-ungated",
+            canary.name, canary.version, canary.digest
+        ))),
+        GateStatus::Missing if !allow_ungated => Err(Error::Input(format!(
+            "{}@{} ({}) has no evaluation gate in its lineage; register it with --gate-report, or pass --allow-ungated",
+            canary.name, canary.version, canary.digest
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -32,6 +32,10 @@ pub enum Error {
     /// Another controller holds the rollout.
     #[error("{0}")]
     Busy(String),
+    /// Another field manager owns a field gantry must write (server-side
+    /// apply's 409), or the object changed under gantry's write.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// This crate's result.

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod api;
 pub mod controller;
 mod error;
+pub mod kubernetes;
 pub mod report;
 pub mod rollout;
 pub mod router;

@@ -12,12 +12,16 @@ use gantry_deploy::analysis::AnalysisConfig;
 use gantry_deploy::controller::{
     Action, Controller, ControllerOptions, GateStatus, ModelVersion, Models, Observer,
 };
+use gantry_deploy::kubernetes::argo::{self, ArgoOptions};
+use gantry_deploy::kubernetes::{
+    Cluster, ClusterSource, Engine, KubeOptions, KubeTarget, ModelSource,
+};
 use gantry_deploy::rollout::{Decision, Phase, RolloutState, Step, Strategy, parse_steps};
 use gantry_deploy::smoke::{Smoke, SmokeScorer, load_smoke};
-use gantry_deploy::target::LocalRouter;
+use gantry_deploy::target::{LocalRouter, Target};
 use gantry_registry::{Expectation, Registry, Resolved};
 
-use crate::cli::{DeployAction, DeployCanaryArgs, DeployStrategy};
+use crate::cli::{DeployAction, DeployCanaryArgs, DeployStrategy, DeployTarget, K8sEngine};
 use crate::commands::Session;
 use crate::commands::publish::{Outcome, publish};
 use crate::commands::registries::{open_registry, parse_reference};
@@ -37,7 +41,35 @@ pub(crate) fn run(
         DeployAction::Abort => Action::Abort,
         DeployAction::Status => Action::Status,
     };
-    let options = controller_options(args, action)?;
+    let kube = &args.kubernetes;
+    let cluster_target = args.target == DeployTarget::Kubernetes;
+    if !cluster_target && kube.dry_run {
+        bail!("--dry-run prints what --target kubernetes would send: give --target kubernetes");
+    }
+    let mut options = controller_options(args, action)?;
+    let engine = match kube.k8s_engine {
+        K8sEngine::GatewayApi => Engine::GatewayApi,
+        K8sEngine::Kserve => Engine::Kserve,
+        K8sEngine::ArgoRollouts => Engine::ArgoRollouts,
+    };
+    if cluster_target {
+        options.pull_locally = false;
+        if args.strategy == DeployStrategy::BlueGreen && engine != Engine::ArgoRollouts {
+            bail!(
+                "--strategy blue-green previews with smoke traffic pinned by the router's header, which a Gateway does not route: on Kubernetes use --steps 100 (one judged step), or Argo Rollouts' blueGreen strategy"
+            );
+        }
+        if options.smoke.is_some() && kube.gateway_url.is_none() {
+            bail!("--smoke-traffic on Kubernetes is sent through the Gateway: give --gateway-url");
+        }
+        if engine != Engine::ArgoRollouts && action != Action::Status && !kube.dry_run {
+            options.analysis = options
+                .analysis
+                .clone()
+                .for_cluster("--target kubernetes")
+                .map_err(|error| anyhow::anyhow!("--analysis: {error}"))?;
+        }
+    }
     let registry = open_registry(&args.registry, session)?;
     let models = RegistryModels {
         registry: registry.as_ref(),
@@ -47,23 +79,23 @@ pub(crate) fn run(
             .clone()
             .unwrap_or_else(|| "gantry".to_owned()),
     };
-    let token = session
-        .environment
-        .get(EnvVars::GANTRY_ROUTER_TOKEN)
-        .filter(|token| !token.is_empty())
-        .map(Secret::new);
-    let mut target = LocalRouter::new(
-        &args.router,
-        token,
-        gantry_ci::retry_policy(session.environment),
-    )?;
-    target.bring_up_timeout = args.health_timeout + std::time::Duration::from_secs(60);
+    let policy = gantry_ci::retry_policy(session.environment);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     // The forge client spawns its connection pool's tasks when built.
     let _entered = runtime.enter();
+    let kube_options = if cluster_target {
+        Some(kube_options(args, engine, &options)?)
+    } else {
+        None
+    };
+    if let Some(kube_options) = &kube_options
+        && kube.dry_run
+    {
+        return dry_run(args, kube_options, &models, printer);
+    }
     let forge = if session.platform == Platform::Local || action == Action::Status {
         None
     } else {
@@ -84,25 +116,68 @@ pub(crate) fn run(
         environment: args.environment.clone(),
         records: BTreeMap::new(),
     };
-    // A cancelled job (SIGTERM or SIGINT) stops the rollout where it is and
-    // returns traffic to stable at once, rather than when the lease runs out.
-    let finished = runtime.block_on(async {
-        let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
-        tokio::select! {
-            result = controller.run(action) => result.map(Some),
-            () = terminated() => Ok(None),
+    let result = match kube_options {
+        None => {
+            let token = session
+                .environment
+                .get(EnvVars::GANTRY_ROUTER_TOKEN)
+                .filter(|token| !token.is_empty())
+                .map(Secret::new);
+            let mut target = LocalRouter::new(&args.router, token, policy)?;
+            target.bring_up_timeout = args.health_timeout + std::time::Duration::from_secs(60);
+            drive(
+                &runtime,
+                &target,
+                &models,
+                &mut observer,
+                &options,
+                action,
+                printer,
+            )
         }
-    });
-    let result = match finished {
-        Ok(Some(state)) => Ok(state),
-        Ok(None) => {
-            printer.warning("cancelled: returning all traffic to stable");
-            runtime.block_on(async {
-                let mut controller = Controller::new(&target, &models, &mut observer, &options)?;
-                controller.run(Action::Cancelled).await
-            })
+        Some(kube_options) => {
+            let source = cluster_source(args, session);
+            let cluster =
+                runtime.block_on(Cluster::connect(&source, kube.namespace.as_deref(), policy));
+            match cluster {
+                Err(error) => Err(error),
+                Ok(cluster) if engine == Engine::ArgoRollouts => {
+                    let argo = ArgoOptions {
+                        model: options.model.clone(),
+                        stable_alias: options.stable_alias.clone(),
+                        rollout: kube_options.route.clone(),
+                        state_file: options.state_file.clone(),
+                        allow_ungated: options.allow_ungated,
+                        force_conflicts: kube.k8s_force_conflicts,
+                        poll: std::time::Duration::from_secs(60),
+                    };
+                    follow_argo(
+                        &runtime,
+                        &cluster,
+                        &models,
+                        &mut observer,
+                        &argo,
+                        action,
+                        printer,
+                    )
+                }
+                Ok(cluster) => match KubeTarget::new(cluster, kube_options) {
+                    Err(error) => Err(error),
+                    Ok(target) => match runtime.block_on(target.preflight()) {
+                        Err(error) => Err(error),
+                        Ok(()) => drive(
+                            &runtime,
+                            &target,
+                            &models,
+                            &mut observer,
+                            &options,
+                            action,
+                            printer,
+                        ),
+                    },
+                },
+            }
         }
-        Err(error) => Err(error),
     };
     let state = match result {
         Ok(state) => state,
@@ -120,6 +195,236 @@ pub(crate) fn run(
     };
     drop(observer);
     outcome(args, &state, action, session, printer)
+}
+
+/// Runs the controller on `target`. A cancelled job (SIGTERM or SIGINT)
+/// stops the rollout where it is and returns traffic to stable at once,
+/// rather than when the lease runs out.
+fn drive<T: Target>(
+    runtime: &tokio::runtime::Runtime,
+    target: &T,
+    models: &dyn Models,
+    observer: &mut CliObserver<'_>,
+    options: &ControllerOptions,
+    action: Action,
+    printer: &Printer,
+) -> gantry_deploy::Result<RolloutState> {
+    let finished = runtime.block_on(async {
+        let mut controller = Controller::new(target, models, observer, options)?;
+        tokio::select! {
+            result = controller.run(action) => result.map(Some),
+            () = terminated() => Ok(None),
+        }
+    });
+    match finished {
+        Ok(Some(state)) => Ok(state),
+        Ok(None) => {
+            printer.warning("cancelled: returning all traffic to stable");
+            runtime.block_on(async {
+                let mut controller = Controller::new(target, models, observer, options)?;
+                controller.run(Action::Cancelled).await
+            })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Follows an Argo Rollout; a cancelled job aborts it.
+fn follow_argo(
+    runtime: &tokio::runtime::Runtime,
+    cluster: &Cluster,
+    models: &dyn Models,
+    observer: &mut CliObserver<'_>,
+    options: &ArgoOptions,
+    action: Action,
+    printer: &Printer,
+) -> gantry_deploy::Result<RolloutState> {
+    let finished = runtime.block_on(async {
+        tokio::select! {
+            result = argo::follow(cluster, models, observer, options, action) => result.map(Some),
+            () = terminated() => Ok(None),
+        }
+    });
+    match finished {
+        Ok(Some(state)) => Ok(state),
+        Ok(None) => {
+            printer.warning("cancelled: aborting the Rollout (Argo returns all traffic to stable)");
+            runtime.block_on(argo::follow(
+                cluster,
+                models,
+                observer,
+                options,
+                Action::Cancelled,
+            ))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Where the cluster's credentials come from: --kubeconfig, KUBECONFIG
+/// (its first file), ~/.kube/config, or the pod's service account.
+fn cluster_source(args: &DeployCanaryArgs, session: &Session<'_>) -> ClusterSource {
+    let environment = session.environment;
+    let kubeconfig = args.kubernetes.kubeconfig.clone().or_else(|| {
+        environment
+            .get("KUBECONFIG")
+            .and_then(|list| list.split(':').find(|path| !path.is_empty()))
+            .map(std::path::PathBuf::from)
+    });
+    ClusterSource {
+        kubeconfig,
+        context: args.kubernetes.kube_context.clone(),
+        home_kubeconfig: environment
+            .get("HOME")
+            .map(|home| Path::new(home).join(".kube").join("config")),
+        in_cluster: environment
+            .get("KUBERNETES_SERVICE_HOST")
+            .is_some_and(|host| !host.is_empty()),
+    }
+}
+
+/// The model's name: from --model, or from the rollout in the state file.
+fn model_name(args: &DeployCanaryArgs) -> Result<String> {
+    if let Some(model) = &args.model {
+        return Ok(parse_reference(model)
+            .map(|reference| reference.name)
+            .unwrap_or_else(|_| model.split('@').next().unwrap_or_default().to_owned()));
+    }
+    match RolloutState::load(&args.state_file) {
+        Ok(Some(state)) => Ok(state.model),
+        _ => bail!(
+            "--model is needed: no rollout in {} names the model",
+            args.state_file.display()
+        ),
+    }
+}
+
+fn kube_options(
+    args: &DeployCanaryArgs,
+    engine: Engine,
+    options: &ControllerOptions,
+) -> Result<KubeOptions> {
+    let kube = &args.kubernetes;
+    let model = model_name(args)?;
+    let route = match engine {
+        Engine::GatewayApi => kube.http_route.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--k8s-engine gateway-api sets the weights of your HTTPRoute: give --http-route NAME"
+            )
+        })?,
+        Engine::ArgoRollouts => kube.argo_rollout.clone().ok_or_else(|| {
+            anyhow::anyhow!("--k8s-engine argo-rollouts follows your Rollout: give --argo-rollout NAME")
+        })?,
+        Engine::Kserve => String::new(),
+    };
+    let source = match kube.model_source.split_once(':') {
+        None if kube.model_source == "registry" => ModelSource::Registry {
+            registry: args.registry.clone(),
+            image: kube.gantry_image.clone().unwrap_or_else(|| {
+                format!(
+                    "{}:{}",
+                    crate::packaging::IMAGE_REPOSITORY,
+                    env!("CARGO_PKG_VERSION")
+                )
+            }),
+            secret: kube.registry_secret.clone(),
+        },
+        Some(("pvc", claim)) if !claim.is_empty() => ModelSource::Pvc {
+            claim: claim.to_owned(),
+        },
+        Some(("image", reference)) if !reference.is_empty() => ModelSource::Image {
+            reference: reference.to_owned(),
+        },
+        _ => bail!(
+            "--model-source {:?}: give registry, pvc:CLAIM or image:REFERENCE",
+            kube.model_source
+        ),
+    };
+    if engine == Engine::GatewayApi
+        && matches!(source, ModelSource::Registry { .. })
+        && args.registry.starts_with("file:")
+    {
+        bail!(
+            "--registry {}: a file registry is on this host, out of the cluster's reach; use an oci:// or mlflow registry, or --model-source pvc:CLAIM",
+            args.registry
+        );
+    }
+    let storage_uri = match engine {
+        Engine::Kserve => kube.storage_uri.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--k8s-engine kserve needs --storage-uri: where KServe loads a version from, e.g. oci://registry.example/models/{{name}}:{{version}} (a modelcar image) or s3://bucket/{{name}}/{{version}}"
+            )
+        })?,
+        _ => String::new(),
+    };
+    let server_args = match &options.serve_command {
+        Some(command) => shlex::split(command)
+            .ok_or_else(|| anyhow::anyhow!("--serve-command {command:?}: unbalanced quotes"))?,
+        None => Vec::new(),
+    };
+    if kube.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    Ok(KubeOptions {
+        engine,
+        inference_service: kube.inference_service.clone().unwrap_or_else(|| {
+            gantry_deploy::kubernetes::object_name(&model, "isvc")
+                .trim_end_matches("-isvc")
+                .to_owned()
+        }),
+        model,
+        route,
+        server_image: kube.server_image.clone(),
+        server_args,
+        port: kube.server_port,
+        replicas: i32::from(kube.replicas),
+        gpus: kube.gpus_per_replica,
+        source,
+        storage_uri,
+        model_format: kube.model_format.clone(),
+        runtime: kube.serving_runtime.clone(),
+        force_conflicts: kube.k8s_force_conflicts,
+        gateway_url: kube.gateway_url.clone(),
+        ready_timeout: args.health_timeout,
+        status_timeout: std::time::Duration::from_secs(120),
+    })
+}
+
+/// `--dry-run`: the manifests and patches of a whole rollout, printed.
+fn dry_run(
+    args: &DeployCanaryArgs,
+    kube: &KubeOptions,
+    models: &RegistryModels<'_>,
+    printer: &Printer,
+) -> Result<ExitCode> {
+    let Some(reference) = &args.model else {
+        bail!("--dry-run plans a rollout: give --model");
+    };
+    let canary = models.resolve(reference)?;
+    gantry_deploy::controller::gate_allows(&canary, args.allow_ungated)?;
+    let stable = models.alias(&canary.name, &args.stable_alias)?;
+    let namespace = args
+        .kubernetes
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let steps = parse_steps(&args.steps)?;
+    let plan = gantry_deploy::kubernetes::dry_run::plan(
+        kube,
+        &namespace,
+        (&canary.version, &canary.digest),
+        stable
+            .as_ref()
+            .map(|stable| (stable.version.as_str(), stable.digest.as_str())),
+        &steps,
+    )?;
+    match printer.format() {
+        crate::cli::OutputFormat::Json => printer.json(&serde_json::to_value(&plan)?),
+        crate::cli::OutputFormat::Text => {
+            printer.data(&gantry_deploy::kubernetes::dry_run::render_text(&plan)?);
+        }
+    }
+    Ok(ExitCode::PASS)
 }
 
 fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<ControllerOptions> {
@@ -184,6 +489,7 @@ fn controller_options(args: &DeployCanaryArgs, action: Action) -> Result<Control
         state_file: args.state_file.clone(),
         allow_ungated: args.allow_ungated,
         health_timeout: Some(args.health_timeout.as_secs().max(1)),
+        pull_locally: true,
     };
     options
         .validate()
