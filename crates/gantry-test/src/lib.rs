@@ -19,11 +19,13 @@ assert_eq!(forge.requests().len(), 0);
 
 pub mod adversarial;
 mod echo;
+mod kube;
 mod oci;
 mod serve;
 mod slurm;
 
 pub use crate::echo::{EchoRequest, EchoResponse, EchoServer};
+pub use crate::kube::{Behavior, FakeKube, KUBE_TOKEN, KubeRequest};
 pub use crate::oci::{
     DroppingProxy, MlflowServer, OCI_PASSWORD, OCI_USER, OciRegistryServer, require_tool,
 };
