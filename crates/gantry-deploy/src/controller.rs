@@ -404,18 +404,48 @@ impl<'a, T: Target> Controller<'a, T> {
                 )
             },
         )?;
-        if let Some(stable) = &stable {
-            self.ensure_stable(&mut state, stable).await?;
+        let moved = self.roll_out(&mut state, stable.as_ref(), &canary).await;
+        match moved {
+            // Refused before any traffic reached the canary (a route that
+            // does not carry stable, a field another manager owns): stop
+            // the canary, so nothing is left running half-applied.
+            Err(error)
+                if state.weight == 0
+                    && state.phase == Phase::Progressing
+                    && !matches!(error, Error::Busy(_)) =>
+            {
+                let stopped = self.target.retire(&state.canary.version).await;
+                state.phase = Phase::RolledBack;
+                state.reason = Some(error.to_string());
+                let note = match stopped {
+                    Ok(()) => "the canary was stopped; stable was not touched".to_owned(),
+                    Err(stop) => format!("stopping the canary failed too: {stop}"),
+                };
+                self.decide(&mut state, "rollback", format!("{error}; {note}"))?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+            Ok(()) => Ok(state),
         }
-        if !self.bring_up_canary(&mut state).await? {
-            return Ok(state);
+    }
+
+    async fn roll_out(
+        &mut self,
+        state: &mut RolloutState,
+        stable: Option<&ModelVersion>,
+        canary: &ModelVersion,
+    ) -> Result<()> {
+        if let Some(stable) = stable {
+            self.ensure_stable(state, stable).await?;
+        }
+        if !self.bring_up_canary(state).await? {
+            return Ok(());
         }
         if stable.is_none() {
-            self.first_deploy(&mut state, &canary).await?;
+            self.first_deploy(state, canary).await
         } else {
-            self.steps(&mut state).await?;
+            self.steps(state).await
         }
-        Ok(state)
     }
 
     fn model_dir(&self, version: &ModelVersion) -> PathBuf {

@@ -12,14 +12,14 @@ use crate::support::{Prometheus, Step, free_port, github_outputs, tiny_lm, train
 
 /// Trains one tiny model; versions are copies of it with a different model
 /// card, so every version behaves the same unless its serve command says otherwise.
-fn trained(step: &Step) -> PathBuf {
+pub(crate) fn trained(step: &Step) -> PathBuf {
     let model = train_tiny(step.directory.path(), 2, 4);
     step.write("gate.json", r#"{"verdict": "pass"}"#);
     model
 }
 
 /// Registers a copy of the base model as `version` (gated unless `gated` is false).
-fn register(step: &Step, base: &Path, version: &str, gated: bool) {
+pub(crate) fn register(step: &Step, base: &Path, version: &str, gated: bool) {
     register_in(step, base, version, gated, "file:.gantry/registry");
 }
 
@@ -204,7 +204,7 @@ fn deploy_args<'a>(
     args
 }
 
-fn alias_of(step: &Step, alias: &str) -> Option<String> {
+pub(crate) fn alias_of(step: &Step, alias: &str) -> Option<String> {
     let shown = step.run(&[
         "--format",
         "json",

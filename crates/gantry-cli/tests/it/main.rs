@@ -4,6 +4,8 @@
 mod cli;
 /// `gantry router` and `gantry deploy-canary` with tiny-lm servers, Prometheus and the fake GitHub API.
 mod deploy;
+/// `gantry deploy-canary --target kubernetes` against the fake API server and a real Prometheus.
+mod deploy_kubernetes;
 /// `gantry eval` against tiny-lm's OpenAI-compatible server.
 mod eval;
 /// `gantry eval-gate` on tiny-lm's real evaluation results.

@@ -120,10 +120,66 @@ impl KubeTarget {
         match self.options.engine {
             Engine::GatewayApi => {
                 self.cluster.ensure_served(Kind::HTTP_ROUTE).await?;
-                self.route().await.map(|_| ())
+                let route = self.route().await?;
+                self.refuse_owned(
+                    Kind::HTTP_ROUTE,
+                    &self.options.route,
+                    &route,
+                    &["spec", "rules"],
+                )
             }
-            _ => self.cluster.ensure_served(Kind::INFERENCE_SERVICE).await,
+            _ => {
+                self.cluster.ensure_served(Kind::INFERENCE_SERVICE).await?;
+                match self.inference_service().await? {
+                    Some(isvc) => self.refuse_owned(
+                        Kind::INFERENCE_SERVICE,
+                        &self.options.inference_service,
+                        &isvc,
+                        &["spec", "predictor"],
+                    ),
+                    None => Ok(()),
+                }
+            }
         }
+    }
+
+    /// Before anything is created: a field gantry must write that another
+    /// field manager owns would make server-side apply refuse it (409)
+    /// halfway; say so now, unless `--k8s-force-conflicts`.
+    fn refuse_owned(&self, kind: Kind, name: &str, object: &Value, field: &[&str]) -> Result<()> {
+        if self.options.force_conflicts {
+            return Ok(());
+        }
+        let owners: Vec<String> = object["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["manager"] != crate::kubernetes::FIELD_MANAGER)
+            .filter(|entry| {
+                let mut fields = &entry["fieldsV1"];
+                for part in field {
+                    fields = &fields[format!("f:{part}")];
+                }
+                !fields.is_null()
+            })
+            .map(|entry| {
+                format!(
+                    "{:?} ({})",
+                    entry["manager"].as_str().unwrap_or("?"),
+                    entry["operation"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        if owners.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Conflict(format!(
+            "{} {name} in namespace {}: .{} is owned by field manager {}, and gantry must write it (server-side apply would answer 409); nothing was changed. Run once with --k8s-force-conflicts to let gantry own it, and tell your GitOps tool to ignore it (docs/deploy-kubernetes.md)",
+            kind.kind,
+            self.cluster.namespace,
+            field.join("."),
+            owners.join(", ")
+        )))
     }
 
     async fn route(&self) -> Result<Value> {
@@ -353,7 +409,13 @@ impl KubeTarget {
         let carrier_exists = rules.iter().any(|rule| carries(rule, known.iter()));
         let rules = if carrier_exists {
             render::route_rules(&rules, &known, &weights, &[], self.options.port)?
-        } else if rules.len() == 1 && route["metadata"]["annotations"][keys::STABLE].is_null() {
+        } else if rules.len() == 1
+            && route["metadata"]["annotations"][keys::STABLE].is_null()
+            && request
+                .weights
+                .keys()
+                .all(|version| *version == request.stable)
+        {
             // A first deploy on a route with one rule: the model's backends join it.
             let mut rule = rules[0].clone();
             let mut refs = rule["backendRefs"].as_array().cloned().unwrap_or_default();
