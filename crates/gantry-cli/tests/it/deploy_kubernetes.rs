@@ -527,7 +527,7 @@ fn argo_rollouts_is_followed_promoted_past_its_pause_and_its_abort_keeps_the_ali
     assert!(
         kube.requests()
             .iter()
-            .any(|request| request.path.ends_with("/rollouts/chat/status")
+            .any(|request| request.path.contains("/rollouts/chat/status?")
                 && request.content_type == "application/merge-patch+json")
     );
 
