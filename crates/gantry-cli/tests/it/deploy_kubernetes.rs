@@ -5,6 +5,8 @@
 //! `GANTRY_TEST_KUBECONFIG` to run the dry-run plans' objects against a
 //! real cluster too (server-side dry run); never required.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gantry_test::{Behavior, FakeKube};
@@ -856,5 +858,194 @@ fn dry_run_prints_every_engine_s_manifests_and_patches_without_a_cluster() {
         unreachable.stderr.contains("out of the cluster's reach"),
         "{}",
         unreachable.transcript()
+    );
+}
+
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tool the schema checks need: skipped when absent, unless
+/// GANTRY_REQUIRE_SERVICES says every test must run.
+fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("GANTRY_REQUIRE_SERVICES").is_none(),
+        "{what} is not installed at {} (cargo xtask test installs it)",
+        path.display()
+    );
+    None
+}
+
+/// JSON merge patch (RFC 7386): what the object looks like once a partial
+/// apply lands on the user's own.
+fn merged(mut base: Value, patch: &Value) -> Value {
+    match (base.as_object_mut(), patch.as_object()) {
+        (Some(map), Some(patch)) => {
+            for (key, value) in patch {
+                let slot = map.entry(key.clone()).or_insert(Value::Null);
+                *slot = merged(slot.take(), value);
+            }
+            base
+        }
+        _ => patch.clone(),
+    }
+}
+
+#[test]
+fn rendered_objects_validate_against_the_upstream_schemas() {
+    let root = repository_root();
+    let modules = std::env::var_os("GANTRY_NODE_MODULES")
+        .map_or_else(|| root.join("node_modules"), PathBuf::from);
+    let Some(_) = required(
+        modules.join("@kubernetes-models/argo-rollouts/package.json"),
+        "the kubernetes-models npm packages",
+    ) else {
+        return;
+    };
+    let kserve = std::env::var_os("GANTRY_KSERVE_VENV")
+        .map_or_else(|| root.join(".venv-kserve"), PathBuf::from);
+    let Some(python) = required(kserve.join("bin/python"), "the KServe SDK (.venv-kserve)") else {
+        return;
+    };
+    let step = Step::local();
+    let base = trained(&step);
+    register(&step, &base, "1.0.0", true);
+    register(&step, &base, "1.1.0", true);
+    let set = step.run(&["registry", "alias", "tiny@1.0.0", "production"]);
+    assert_eq!(set.code, 0, "{}", set.transcript());
+    let plan = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec![
+            "deploy-canary",
+            "--target",
+            "kubernetes",
+            "--dry-run",
+            "--format",
+            "json",
+            "--namespace",
+            NS,
+            "--model",
+            "tiny@1.1.0",
+            "--steps",
+            "10,pause,50,100",
+        ];
+        args.extend(extra);
+        let planned = step.run(&args);
+        assert_eq!(planned.code, 0, "{}", planned.transcript());
+        let parsed: Value = serde_json::from_str(&planned.stdout).expect("plan");
+        parsed["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|request| request.get("body").cloned())
+            .collect()
+    };
+    let mut kubernetes = Vec::new();
+    for source in [
+        "pvc:models",
+        "image:registry.example/models/{name}@{digest}",
+    ] {
+        let source = format!("--model-source={source}");
+        let bodies = plan(&[
+            "--k8s-engine",
+            "gateway-api",
+            "--http-route",
+            "chat",
+            "--server-image",
+            "vllm/vllm-openai:v0.11.0",
+            "--serve-command=--model {model_dir} --port {port}",
+            "--gpus-per-replica",
+            "1",
+            &source,
+        ]);
+        for body in bodies {
+            // A route apply lands on the user's route (its parentRefs).
+            if body["kind"] == "HTTPRoute" {
+                kubernetes.push(merged(route(json!([])), &body));
+            } else {
+                kubernetes.push(body);
+            }
+        }
+    }
+    for body in plan(&["--k8s-engine", "argo-rollouts", "--argo-rollout", "chat"]) {
+        if body.get("kind").is_some() {
+            kubernetes.push(merged(rollout(), &body));
+        }
+    }
+    let kinds: BTreeSet<String> = kubernetes
+        .iter()
+        .map(|object| object["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "Deployment".into(),
+            "Service".into(),
+            "HTTPRoute".into(),
+            "Rollout".into()
+        ])
+    );
+    let validate = |objects: &[Value]| {
+        let file = step.path("objects.json");
+        std::fs::write(&file, serde_json::to_vec(objects).expect("json")).expect("write");
+        let output = std::process::Command::new("node")
+            .arg(root.join("crates/gantry-cli/tests/it/tools/k8s_models.mjs"))
+            .arg(&file)
+            .env("GANTRY_NODE_MODULES", &modules)
+            .output()
+            .expect("node");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (code, text) = validate(&kubernetes);
+    assert_eq!(code, Some(0), "{} objects: {text}", kubernetes.len());
+    // The check can fail: a weight out of the Gateway API's range.
+    let mut broken = kubernetes
+        .iter()
+        .find(|object| object["kind"] == "HTTPRoute")
+        .cloned()
+        .expect("a route");
+    broken["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(2_000_000);
+    let (code, text) = validate(&[broken]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("weight must be <= 1000000"), "{text}");
+
+    let isvcs = plan(&[
+        "--k8s-engine",
+        "kserve",
+        "--storage-uri",
+        "oci://registry.example/models/{name}:{version}",
+        "--serving-runtime",
+        "kserve-huggingfaceserver",
+    ]);
+    assert!(isvcs.len() >= 4, "{isvcs:#?}");
+    let check = |objects: &[Value]| {
+        let file = step.path("isvcs.json");
+        std::fs::write(&file, serde_json::to_vec(objects).expect("json")).expect("write");
+        let output = std::process::Command::new(&python)
+            .arg(root.join("crates/gantry-cli/tests/it/tools/kserve_models.py"))
+            .arg(&file)
+            .output()
+            .expect("python");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (code, text) = check(&isvcs);
+    assert_eq!(code, Some(0), "{text}");
+    let mut misspelt = isvcs[1].clone();
+    misspelt["spec"]["predictor"]["canaryTraficPercent"] = json!(10);
+    let (code, text) = check(&[misspelt]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("canaryTraficPercent: not a field of V1beta1PredictorSpec"),
+        "{text}"
     );
 }
