@@ -1049,3 +1049,128 @@ fn rendered_objects_validate_against_the_upstream_schemas() {
         "{text}"
     );
 }
+
+/// With `GANTRY_TEST_KUBECONFIG`, the rendered objects go to a real API
+/// server in a server-side dry run (nothing is created there): its own
+/// schemas and admission say whether they would be accepted. Skipped
+/// without it; `GANTRY_REQUIRE_SERVICES` does not require a cluster.
+#[test]
+fn a_real_cluster_accepts_the_rendered_objects_in_a_server_side_dry_run() {
+    let Some(kubeconfig) = std::env::var_os("GANTRY_TEST_KUBECONFIG") else {
+        return;
+    };
+    let namespace = std::env::var("GANTRY_TEST_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+    let step = Step::local();
+    let base = trained(&step);
+    register(&step, &base, "1.0.0", true);
+    register(&step, &base, "1.1.0", true);
+    let set = step.run(&["registry", "alias", "tiny@1.0.0", "production"]);
+    assert_eq!(set.code, 0, "{}", set.transcript());
+    let engines: [&[&str]; 3] = [
+        &[
+            "--k8s-engine",
+            "gateway-api",
+            "--http-route",
+            "chat",
+            "--server-image",
+            "vllm/vllm-openai:v0.11.0",
+            "--model-source",
+            "pvc:models",
+        ],
+        &[
+            "--k8s-engine",
+            "kserve",
+            "--storage-uri",
+            "s3://models/{name}/{version}",
+        ],
+        &["--k8s-engine", "argo-rollouts", "--argo-rollout", "chat"],
+    ];
+    let kubectl = |args: &[&str], input: Option<&str>| {
+        let mut command = std::process::Command::new("kubectl");
+        command.env("KUBECONFIG", &kubeconfig).args(args);
+        if input.is_some() {
+            command.stdin(std::process::Stdio::piped());
+        }
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command
+            .spawn()
+            .expect("kubectl (install it to test against a real cluster)");
+        if let Some(input) = input {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write");
+        }
+        let output = child.wait_with_output().expect("kubectl");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    for engine in engines {
+        let mut args = vec![
+            "deploy-canary",
+            "--target",
+            "kubernetes",
+            "--dry-run",
+            "--format",
+            "json",
+            "--namespace",
+            namespace.as_str(),
+            "--model",
+            "tiny@1.1.0",
+        ];
+        args.extend(engine);
+        let planned = step.run(&args);
+        assert_eq!(planned.code, 0, "{}", planned.transcript());
+        let plan: Value = serde_json::from_str(&planned.stdout).expect("plan");
+        for body in plan["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|request| request.get("body"))
+        {
+            let Some(kind) = body["kind"].as_str() else {
+                continue; // a merge patch, not an object
+            };
+            let object = match kind {
+                "HTTPRoute" => merged(route(json!([])), body),
+                "Rollout" => merged(rollout(), body),
+                _ => body.clone(),
+            };
+            let mut object = object;
+            object["metadata"]["namespace"] = json!(namespace);
+            let api_version = body["apiVersion"].as_str().unwrap_or_default();
+            let group = api_version.split_once('/').map_or("", |(group, _)| group);
+            let (listed, names) =
+                kubectl(&["api-resources", "--api-group", group, "-o", "name"], None);
+            let served = listed
+                && names.lines().any(|name| {
+                    name.split('.').next() == Some(&format!("{}s", kind.to_lowercase()))
+                });
+            if !served {
+                eprintln!("skipped {kind}: the cluster does not serve it");
+                continue;
+            }
+            let (ok, text) = kubectl(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--dry-run=server",
+                    "--field-manager=gantry",
+                    "--force-conflicts",
+                    "-f",
+                    "-",
+                ],
+                Some(&object.to_string()),
+            );
+            assert!(ok, "{kind}: {text}");
+        }
+    }
+}
