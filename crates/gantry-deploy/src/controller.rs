@@ -14,8 +14,8 @@ use crate::analysis::{
 use crate::api::{BackendSpec, RouterView, VERSION_HEADER, VersionMetrics, WeightsRequest};
 use crate::error::{Error, Result, now_ms, rfc3339};
 use crate::rollout::{
-    Counters, Decision, Phase, RolloutLock, RolloutState, STATE_FORMAT, Step, Strategy, VersionRef,
-    Window, WindowSide,
+    Counters, Decision, Phase, RolloutLock, RolloutState, Step, Strategy, VersionRef, Window,
+    WindowSide,
 };
 use crate::smoke::{Smoke, start_smoke};
 use crate::target::Target;
@@ -304,46 +304,26 @@ impl<'a, T: Target> Controller<'a, T> {
         }
         let stable = block(|| self.models.alias(&canary.name, &options.stable_alias))?;
         let canary_dir = self.model_dir(&canary);
-        let mut state = RolloutState {
-            format: STATE_FORMAT,
-            // Unique even for two starts in one second: the id is the
-            // lease holder, which tells one controller from another.
-            id: format!(
-                "{}-{}-{}-{:04x}",
-                canary.name,
-                canary.version,
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                rand::random::<u16>()
-            ),
-            model: canary.name.clone(),
-            target: self.target.describe(),
-            stable_alias: options.stable_alias.clone(),
-            stable: stable.as_ref().map(|stable| VersionRef {
-                version: stable.version.clone(),
-                digest: stable.digest.clone(),
-                model_dir: Some(self.model_dir(stable)),
-            }),
-            canary: VersionRef {
+        let mut state = RolloutState::begin(
+            &canary.name,
+            VersionRef {
                 version: canary.version.clone(),
                 digest: canary.digest.clone(),
                 model_dir: Some(canary_dir.clone()),
             },
-            strategy: options.strategy,
-            steps: match options.strategy {
+            stable.as_ref().map(|stable| VersionRef {
+                version: stable.version.clone(),
+                digest: stable.digest.clone(),
+                model_dir: Some(self.model_dir(stable)),
+            }),
+            self.target.describe(),
+            &options.stable_alias,
+            options.strategy,
+            match options.strategy {
                 Strategy::Canary => options.steps.clone(),
                 Strategy::BlueGreen => vec![Step::Weight(100)],
             },
-            step_index: 0,
-            weight: 0,
-            phase: Phase::Progressing,
-            reason: None,
-            counters: Counters::default(),
-            windows: Vec::new(),
-            decisions: Vec::new(),
-            deployments: BTreeMap::new(),
-            lease_expires_ms: None,
-            log_tail: Vec::new(),
-        };
+        );
         if stable
             .as_ref()
             .is_some_and(|stable| stable.digest == canary.digest)

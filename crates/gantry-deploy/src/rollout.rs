@@ -258,6 +258,46 @@ pub struct RolloutState {
 }
 
 impl RolloutState {
+    /// A rollout of `canary` (on `model`) that has moved no traffic yet.
+    /// Its id is unique even for two starts in one second: it is the lease
+    /// holder, which tells one controller from another.
+    pub fn begin(
+        model: &str,
+        canary: VersionRef,
+        stable: Option<VersionRef>,
+        target: String,
+        stable_alias: &str,
+        strategy: Strategy,
+        steps: Vec<Step>,
+    ) -> RolloutState {
+        RolloutState {
+            format: STATE_FORMAT,
+            id: format!(
+                "{model}-{}-{}-{:04x}",
+                canary.version,
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                rand::random::<u16>()
+            ),
+            model: model.to_owned(),
+            target,
+            stable_alias: stable_alias.to_owned(),
+            stable,
+            canary,
+            strategy,
+            steps,
+            step_index: 0,
+            weight: 0,
+            phase: Phase::Progressing,
+            reason: None,
+            counters: Counters::default(),
+            windows: Vec::new(),
+            decisions: Vec::new(),
+            deployments: BTreeMap::new(),
+            lease_expires_ms: None,
+            log_tail: Vec::new(),
+        }
+    }
+
     /// Reads a state file; `None` when there is none yet.
     pub fn load(path: &Path) -> Result<Option<RolloutState>> {
         let bytes = match std::fs::read(path) {

@@ -4,7 +4,6 @@
 //! deployment and the summary, and moves the registry alias only when the
 //! Rollout is healthy on the new model.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,8 +14,7 @@ use crate::error::{Error, Result, now_ms, rfc3339};
 use crate::kubernetes::cluster::{Cluster, Kind, check_name};
 use crate::kubernetes::{keys, render};
 use crate::rollout::{
-    Counters, Decision, Phase, RolloutLock, RolloutState, STATE_FORMAT, Step, Strategy, VersionRef,
-    Window, WindowSide,
+    Decision, Phase, RolloutLock, RolloutState, Step, Strategy, VersionRef, Window, WindowSide,
 };
 
 /// What following a Rollout needs.
@@ -192,45 +190,27 @@ impl Follower<'_> {
         let steps = steps_of(&rollout);
         let stable =
             tokio::task::block_in_place(|| self.models.alias(&canary.name, &options.stable_alias))?;
-        let mut state = RolloutState {
-            format: STATE_FORMAT,
-            id: format!(
-                "{}-{}-{}-{:04x}",
-                canary.name,
-                canary.version,
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                rand::random::<u16>()
-            ),
-            model: canary.name.clone(),
-            target: self.describe(),
-            stable_alias: options.stable_alias.clone(),
-            stable: stable.as_ref().map(|stable| VersionRef {
-                version: stable.version.clone(),
-                digest: stable.digest.clone(),
-                model_dir: None,
-            }),
-            canary: VersionRef {
+        let mut state = RolloutState::begin(
+            &canary.name,
+            VersionRef {
                 version: canary.version.clone(),
                 digest: canary.digest.clone(),
                 model_dir: None,
             },
-            strategy: if rollout["spec"]["strategy"]["blueGreen"].is_object() {
+            stable.as_ref().map(|stable| VersionRef {
+                version: stable.version.clone(),
+                digest: stable.digest.clone(),
+                model_dir: None,
+            }),
+            self.describe(),
+            &options.stable_alias,
+            if rollout["spec"]["strategy"]["blueGreen"].is_object() {
                 Strategy::BlueGreen
             } else {
                 Strategy::Canary
             },
             steps,
-            step_index: 0,
-            weight: 0,
-            phase: Phase::Progressing,
-            reason: None,
-            counters: Counters::default(),
-            windows: Vec::new(),
-            decisions: Vec::new(),
-            deployments: BTreeMap::new(),
-            lease_expires_ms: None,
-            log_tail: Vec::new(),
-        };
+        );
         if stable
             .as_ref()
             .is_some_and(|stable| stable.digest == canary.digest)
