@@ -43,6 +43,12 @@ pub(crate) fn run(
     };
     let kube = &args.kubernetes;
     let cluster_target = args.target == DeployTarget::Kubernetes;
+    if action == Action::Status && cluster_target && !kube.dry_run {
+        // The state file answers; no cluster is asked.
+        let state = RolloutState::load(&args.state_file)?
+            .ok_or_else(|| anyhow::anyhow!("no rollout state in {}", args.state_file.display()))?;
+        return outcome(args, &state, action, session, printer);
+    }
     if !cluster_target && kube.dry_run {
         bail!("--dry-run prints what --target kubernetes would send: give --target kubernetes");
     }

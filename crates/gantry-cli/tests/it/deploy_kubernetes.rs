@@ -600,6 +600,22 @@ fn argo_rollouts_follower_killed_and_resumed_promotes() {
     assert_eq!(resumed.code, 0, "{}", resumed.transcript());
     assert_eq!(cluster.state()["phase"], "promoted");
     assert_eq!(cluster.alias(), "1.1.0");
+    // Status reads the state file alone: no engine flags, no cluster.
+    let status = cluster.step.run(&[
+        "deploy-canary",
+        "--target",
+        "kubernetes",
+        "--action",
+        "status",
+        "--state-file",
+        "rollout.json",
+    ]);
+    assert_eq!(status.code, 0, "{}", status.transcript());
+    assert!(
+        status.stderr.contains("promoted tiny@1.1.0"),
+        "{}",
+        status.transcript()
+    );
 }
 
 #[test]

@@ -226,8 +226,6 @@ impl Cluster {
             "context {context} ({}), namespace {namespace}",
             config.cluster_url
         );
-        let mut config = config;
-        config.read_timeout = Some(policy.timeout.max(Duration::from_secs(30)));
         let client = kube::Client::try_from(config).map_err(|error| {
             Error::Service(format!("cannot build a Kubernetes client: {error}"))
         })?;
