@@ -348,7 +348,7 @@ fn gateway_api_rollouts_promote_roll_back_resume_and_respect_other_managers() {
 
 #[test]
 fn kserve_steps_canary_traffic_percent_promotes_by_removing_it_and_rolls_back_with_zero() {
-    let cluster = Cluster::new(&["1.0.0", "1.1.0", "1.2.0"], true);
+    let cluster = Cluster::new(&["1.0.0", "1.1.0", "1.2.0", "1.3.0"], true);
     let Some(prometheus) = &cluster.prometheus else {
         return;
     };
@@ -430,6 +430,47 @@ fn kserve_steps_canary_traffic_percent_promotes_by_removing_it_and_rolls_back_wi
         "the previous revision has it all: {traffic:#}"
     );
     assert_eq!(cluster.alias(), "1.1.0");
+
+    // Killed at 20%, resumed: it goes on from the saved step.
+    let mut spawned = vec![
+        "deploy-canary",
+        "--target",
+        "kubernetes",
+        "--kubeconfig",
+        "kubeconfig",
+        "--step-duration",
+        "3s",
+        "--state-file",
+        "rollout.json",
+        "--analysis",
+        "analysis.toml",
+    ];
+    spawned.extend(args("tiny@1.3.0", "20,60,100"));
+    let mut child = cluster.step.spawn(&spawned);
+    wait_for("the canary at 20%", Duration::from_secs(60), || {
+        kube.get(ISVCS, NS, "chat")
+            .is_some_and(|isvc| isvc["spec"]["predictor"]["canaryTrafficPercent"] == 20)
+    });
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let resumed = cluster.deploy(&[
+        "--k8s-engine",
+        "kserve",
+        "--inference-service",
+        "chat",
+        "--storage-uri",
+        "oci://registry.example/models/{name}:{version}",
+        "--action",
+        "resume",
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.transcript());
+    assert_eq!(cluster.state()["phase"], "promoted");
+    let isvc = kube.get(ISVCS, NS, "chat").expect("isvc");
+    assert!(
+        isvc["spec"]["predictor"]["canaryTrafficPercent"].is_null(),
+        "{isvc:#}"
+    );
+    assert_eq!(cluster.alias(), "1.3.0");
 
     // Someone else owns the predictor now: reported, not overwritten.
     kube.edit(ISVCS, NS, "chat", "argocd-controller", |isvc| {
@@ -553,6 +594,33 @@ fn argo_rollouts_is_followed_promoted_past_its_pause_and_its_abort_keeps_the_ali
         "{state:#}"
     );
     assert_eq!(cluster.alias(), "1.1.0");
+
+    // Another manager set gantry's annotation: a conflict, reported before
+    // any rollout is recorded, and the Rollout is left as it was.
+    kube.edit(ROLLOUTS, NS, "chat", "argocd-controller", |rollout| {
+        rollout["spec"]["template"]["metadata"]["annotations"]["gantry.dev/model"] =
+            json!("tiny@sha256:pinned-in-git");
+    });
+    let before = kube.get(ROLLOUTS, NS, "chat").expect("rollout")["spec"].clone();
+    let refused = cluster.deploy(&args("start", "tiny@1.2.0"));
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused
+            .stderr
+            .contains("another field manager owns what gantry must write")
+            && refused.stderr.contains("argocd-controller"),
+        "{}",
+        refused.transcript()
+    );
+    assert_eq!(
+        kube.get(ROLLOUTS, NS, "chat").expect("rollout")["spec"],
+        before
+    );
+    assert_eq!(
+        cluster.state()["phase"],
+        "rolled-back",
+        "the last rollout's state is untouched"
+    );
 }
 
 #[test]

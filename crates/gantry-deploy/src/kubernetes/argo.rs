@@ -227,19 +227,8 @@ impl Follower<'_> {
             )?;
             return Ok(state);
         }
-        let count = state.steps.len();
-        self.decide(
-            &mut state,
-            "started",
-            format!(
-                "setting {}@{} ({}) on {}; Argo Rollouts steps the traffic ({} steps)",
-                canary.name,
-                canary.version,
-                canary.digest,
-                self.describe(),
-                count
-            ),
-        )?;
+        // Written before the rollout is recorded: a refusal (a field another
+        // manager owns, RBAC) leaves no rollout behind.
         let patch = render::rollout_model(
             &options.rollout,
             &self.cluster.namespace,
@@ -256,6 +245,19 @@ impl Follower<'_> {
                 None,
             )
             .await?;
+        let count = state.steps.len();
+        self.decide(
+            &mut state,
+            "started",
+            format!(
+                "setting {}@{} ({}) on {}; Argo Rollouts steps the traffic ({} steps)",
+                canary.name,
+                canary.version,
+                canary.digest,
+                self.describe(),
+                count
+            ),
+        )?;
         self.decide(
             &mut state,
             "bring-up",
