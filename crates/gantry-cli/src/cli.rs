@@ -642,7 +642,7 @@ pub struct KubeArgs {
     /// gateway-api: a Secret whose keys become the init container's environment (registry credentials).
     #[arg(long, value_name = "NAME")]
     pub registry_secret: Option<String>,
-    /// kserve: the model's storageUri, {name}, {version} and {digest} replaced (e.g. oci://registry.example/models/{name}:{version} for KServe's modelcar, s3://bucket/{name}/{version}).
+    /// kserve: the model's storageUri, {name}, {version}, {digest} and {digest_hex} replaced (default with an oci:// --registry: the version in it, oci://HOST/REPO/{name}:digest-{digest_hex}; else e.g. oci://registry.example/models/{name}:{version} for a modelcar image, s3://bucket/{name}/{version}).
     #[arg(long, value_name = "URI")]
     pub storage_uri: Option<String>,
     /// kserve: spec.predictor.model.modelFormat.name.

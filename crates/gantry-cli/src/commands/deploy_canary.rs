@@ -356,11 +356,18 @@ fn kube_options(
         );
     }
     let storage_uri = match engine {
-        Engine::Kserve => kube.storage_uri.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--k8s-engine kserve needs --storage-uri: where KServe loads a version from, e.g. oci://registry.example/models/{{name}}:{{version}} (a modelcar image) or s3://bucket/{{name}}/{{version}}"
-            )
-        })?,
+        // The version's reference in an OCI registry (its gantry digest
+        // tag), unless the model lives elsewhere for KServe.
+        Engine::Kserve => match (&kube.storage_uri, args.registry.strip_prefix("oci://")) {
+            (Some(uri), _) => uri.clone(),
+            (None, Some(repository)) => format!(
+                "oci://{}/{{name}}:digest-{{digest_hex}}",
+                repository.trim_end_matches('/')
+            ),
+            (None, None) => bail!(
+                "--k8s-engine kserve needs --storage-uri with a --registry that is not oci://: where KServe loads a version from, e.g. oci://registry.example/models/{{name}}:{{version}} (a modelcar image) or s3://bucket/{{name}}/{{version}}"
+            ),
+        },
         _ => String::new(),
     };
     let server_args = match &options.serve_command {

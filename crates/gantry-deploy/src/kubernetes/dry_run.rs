@@ -233,11 +233,7 @@ pub fn plan(
                 model: &kube.model,
                 version: canary.0,
                 digest: canary.1,
-                storage_uri: kube
-                    .storage_uri
-                    .replace("{name}", &kube.model)
-                    .replace("{version}", canary.0)
-                    .replace("{digest}", canary.1),
+                storage_uri: kube.storage_uri(canary.0, canary.1),
                 format: &kube.model_format,
                 runtime: kube.runtime.as_deref(),
                 stable: stable_version,

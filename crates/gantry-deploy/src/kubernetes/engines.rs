@@ -80,6 +80,18 @@ pub struct KubeOptions {
     pub status_timeout: Duration,
 }
 
+impl KubeOptions {
+    /// kserve: a version's storage URI — `{name}`, `{version}`, `{digest}`
+    /// (`sha256:…`) and `{digest_hex}` replaced.
+    pub fn storage_uri(&self, version: &str, digest: &str) -> String {
+        self.storage_uri
+            .replace("{name}", &self.model)
+            .replace("{version}", version)
+            .replace("{digest_hex}", digest.trim_start_matches("sha256:"))
+            .replace("{digest}", digest)
+    }
+}
+
 /// A Kubernetes cluster as a [`Target`] (gateway-api or kserve).
 #[derive(Debug, Clone)]
 pub struct KubeTarget {
@@ -514,11 +526,7 @@ impl KubeTarget {
     }
 
     fn storage_uri(&self, version: &str, digest: &str) -> String {
-        self.options
-            .storage_uri
-            .replace("{name}", &self.options.model)
-            .replace("{version}", version)
-            .replace("{digest}", digest)
+        self.options.storage_uri(version, digest)
     }
 
     async fn observe_kserve(&self) -> Result<RouterView> {
@@ -934,4 +942,49 @@ fn kserve_latest_percent(isvc: &Value) -> u32 {
         .map(|target| target["percent"].as_u64().unwrap_or(0))
         .sum::<u64>()
         .min(100) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Engine, KubeOptions, ModelSource};
+
+    fn options(storage_uri: &str) -> KubeOptions {
+        KubeOptions {
+            engine: Engine::Kserve,
+            model: "chat".to_owned(),
+            route: String::new(),
+            inference_service: "chat".to_owned(),
+            server_image: None,
+            server_args: Vec::new(),
+            port: 8000,
+            replicas: 1,
+            gpus: 0,
+            source: ModelSource::Pvc {
+                claim: "models".to_owned(),
+            },
+            storage_uri: storage_uri.to_owned(),
+            model_format: "huggingface".to_owned(),
+            runtime: None,
+            force_conflicts: false,
+            gateway_url: None,
+            ready_timeout: Duration::from_secs(1),
+            status_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn storage_uris_name_the_version_by_content() {
+        let digest = "sha256:ab12";
+        assert_eq!(
+            options("oci://ghcr.io/acme/models/{name}:digest-{digest_hex}")
+                .storage_uri("1.2.0", digest),
+            "oci://ghcr.io/acme/models/chat:digest-ab12"
+        );
+        assert_eq!(
+            options("s3://bucket/{name}/{version}/{digest}").storage_uri("1.2.0", digest),
+            "s3://bucket/chat/1.2.0/sha256:ab12"
+        );
+    }
 }
