@@ -162,6 +162,15 @@ proptest! {
         with_schema.schema = Some(side.clone());
         let _ = validate(&with_schema);
         let _ = gantry_data::merge_shards(&options(&data), &[side.display().to_string()]);
+        // The same bytes behind a binary shard's magic and version, raw and
+        // as a zstd stream: a refusal, never a panic or a huge allocation.
+        for body in [bytes.clone(), zstd::encode_all(bytes.as_slice(), 1).expect("zstd")] {
+            let mut shard = b"GANTRYSH".to_vec();
+            shard.extend_from_slice(&gantry_data::SHARD_VERSION.to_le_bytes());
+            shard.extend_from_slice(&body);
+            std::fs::write(&side, &shard).expect("write");
+            let _ = gantry_data::merge_shards(&options(&data), &[side.display().to_string()]);
+        }
     }
 }
 

@@ -678,12 +678,11 @@ fn shards_merge_to_exactly_the_unsharded_result() {
     for count in [1_u32, 2, 3, 5] {
         let mut paths = Vec::new();
         for index in 1..=count {
-            let shard = validate_shard(&all, Shard { index, count }).expect("shard");
+            let mut shard = validate_shard(&all, Shard { index, count }).expect("shard");
             let path = directory
                 .path()
-                .join(format!("shard-{index}-of-{count}.json"));
-            std::fs::write(&path, serde_json::to_string(&shard).expect("shard json"))
-                .expect("write shard");
+                .join(format!("shard-{index}-of-{count}.shard"));
+            std::fs::write(&path, shard.encode(|_| {}).expect("encode")).expect("write shard");
             paths.push(path.display().to_string());
         }
         let merged = merge_shards(&all, &paths).expect("merge");
@@ -697,18 +696,18 @@ fn shards_merge_to_exactly_the_unsharded_result() {
     }
 
     // A missing shard, or shards of different data, cannot merge.
-    let one = validate_shard(&all, Shard { index: 1, count: 2 }).expect("shard");
-    let lonely = directory.path().join("lonely.json");
-    std::fs::write(&lonely, serde_json::to_string(&one).expect("json")).expect("write");
+    let mut one = validate_shard(&all, Shard { index: 1, count: 2 }).expect("shard");
+    let lonely = directory.path().join("lonely.shard");
+    std::fs::write(&lonely, one.encode(|_| {}).expect("encode")).expect("write");
     let error = merge_shards(&all, &[lonely.display().to_string()]).expect_err("missing shard");
     assert_eq!(
         error.to_string(),
         "expected shards 1..=2 of 2 once each, got [1]"
     );
     write(&train, &planted.lines[..100]);
-    let other = validate_shard(&all, Shard { index: 2, count: 2 }).expect("shard");
-    let stranger = directory.path().join("stranger.json");
-    std::fs::write(&stranger, serde_json::to_string(&other).expect("json")).expect("write");
+    let mut other = validate_shard(&all, Shard { index: 2, count: 2 }).expect("shard");
+    let stranger = directory.path().join("stranger.shard");
+    std::fs::write(&stranger, other.encode(|_| {}).expect("encode")).expect("write");
     let error = merge_shards(
         &all,
         &[lonely.display().to_string(), stranger.display().to_string()],
@@ -716,6 +715,31 @@ fn shards_merge_to_exactly_the_unsharded_result() {
     .expect_err("different data");
     assert!(
         error.to_string().contains("disagree on the data files"),
+        "{error}"
+    );
+
+    // A JSON shard of an earlier gantry is refused saying so; a damaged
+    // binary one says it is damaged.
+    let old_json = directory.path().join("shard-1-of-2.json");
+    std::fs::write(
+        &old_json,
+        r#"{"kind":"gantry-data-shard","version":2,"shard":{"index":1,"count":2}}"#,
+    )
+    .expect("write");
+    let error = merge_shards(&all, &[old_json.display().to_string()]).expect_err("json shard");
+    assert!(
+        error
+            .to_string()
+            .contains("a JSON shard file (shard format 2), written by an earlier gantry"),
+        "{error}"
+    );
+    let bytes = std::fs::read(&lonely).expect("read");
+    let cut = directory.path().join("cut.shard");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let error = merge_shards(&all, &[cut.display().to_string()]).expect_err("cut shard");
+    assert!(
+        error.to_string().contains("damaged shard file")
+            || error.to_string().contains("cannot decompress"),
         "{error}"
     );
 

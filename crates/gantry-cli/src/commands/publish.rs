@@ -26,6 +26,8 @@ enum Content {
     Json(serde_json::Value),
     /// Text, redacted.
     Text(String),
+    /// Bytes the caller made from redacted values (a binary shard file).
+    Bytes(Vec<u8>),
 }
 
 /// A command's result: everything it wants written, shown and published.
@@ -133,6 +135,12 @@ impl Outcome {
         self.files.push((path.to_owned(), Content::Json(value)));
         Ok(self)
     }
+    /// Writes `bytes` to `path` as they are: the caller redacted what went
+    /// into them (a binary shard's header is redacted before it is encoded).
+    pub(crate) fn bytes_file(mut self, path: &Path, bytes: Vec<u8>) -> Outcome {
+        self.files.push((path.to_owned(), Content::Bytes(bytes)));
+        self
+    }
     /// Writes `text` to `path`.
     pub(crate) fn text_file(mut self, path: &Path, text: String) -> Outcome {
         self.files.push((path.to_owned(), Content::Text(text)));
@@ -189,6 +197,7 @@ impl Outcome {
             match content {
                 Content::Json(value) => redactor.redact_json(value),
                 Content::Text(body) => text(body),
+                Content::Bytes(_) => {}
             }
         }
         for (_, value) in &mut self.outputs {
@@ -209,6 +218,7 @@ impl Outcome {
             match content {
                 Content::Json(value) => write_json(path, value)?,
                 Content::Text(body) => write_file(path, body.as_bytes())?,
+                Content::Bytes(bytes) => write_file(path, bytes)?,
             }
         }
         if session.platform != Platform::GitLab {

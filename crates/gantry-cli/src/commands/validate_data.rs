@@ -35,10 +35,14 @@ pub(crate) fn run(
             shard.count,
             args.data.join(" ")
         ));
-        let shard_file = validate_shard(options, shard).map_err(with_data_flag)?;
+        let mut shard_file = validate_shard(options, shard).map_err(with_data_flag)?;
         let path = args
             .out
-            .join(format!("shard-{}-of-{}.json", shard.index, shard.count));
+            .join(format!("shard-{}-of-{}.shard", shard.index, shard.count));
+        // As in a whole run: what the data's secrets are is redacted from
+        // everything written, the shard's header included.
+        session.redactor().add_all(shard_file.found_secrets());
+        let bytes = shard_file.encode(|header| session.redactor().redact_json(header))?;
         printer.info(&format!(
             "checked shard {}/{} in {:.2} s; writing {}: merge the shards with --merge",
             shard.index,
@@ -54,7 +58,7 @@ pub(crate) fn run(
             Verdict::Pass,
         )
         .published_as(&args.publishing.name, Vec::new())
-        .json_file(&path, &shard_file)?
+        .bytes_file(&path, bytes)
         .path_output(Output::Shard, &path)
         .body(&json!({ "shard": path }))?;
         return publish(outcome, session, printer);

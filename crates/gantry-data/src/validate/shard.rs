@@ -1,9 +1,10 @@
 //! Shards: one job checks every N-th record and writes a shard file; a merge folds them into one run's report.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use super::engine::{Scan, finish, scan_data, settings_of};
-use super::record::{Partial, Shard};
+use super::record::{Partial, Position, Shard};
 use super::{ValidateOptions, Validation};
 use crate::error::{Error, Result};
 use crate::formats::RecordFormat;
@@ -12,7 +13,12 @@ use crate::source::DataFile;
 
 /// Version of shard files. 2: word, shingle and n-gram hashes are
 /// polynomial window hashes (signatures and duplicate keys differ from 1's).
-pub const SHARD_VERSION: u32 = 2;
+/// 3: binary (`GANTRYSH`, then zstd: a JSON header and the per-record
+/// columns); 1 and 2 were JSON.
+pub const SHARD_VERSION: u32 = 3;
+
+/// The first bytes of a shard file.
+const MAGIC: &[u8; 8] = b"GANTRYSH";
 
 /// What one shard of a CI matrix found: merged by [`merge_shards`] into the
 /// same report, lock and summary as one unsharded run.
@@ -36,6 +42,9 @@ pub struct ShardFile {
     pub(crate) locked: Vec<LockedFile>,
     pub(crate) eval_items: Option<Vec<crate::contamination::EvalItem>>,
     pub(crate) partial: Partial,
+    /// The gantry-data version that wrote it.
+    #[serde(default)]
+    pub written_by: String,
 }
 
 /// Checks only `shard`'s records, for a CI matrix job; [`merge_shards`] combines the shards.
@@ -53,6 +62,7 @@ pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFi
         locked: scan.locked,
         eval_items: scan.eval_items,
         partial: scan.total,
+        written_by: env!("CARGO_PKG_VERSION").to_owned(),
     })
 }
 
@@ -82,20 +92,7 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
         let error = |reason: String| Error::Merge {
             reason: format!("{}: {reason}", path.display()),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| error(source.to_string()))?;
-        let shard: ShardFile = serde_json::from_str(&text)
-            .map_err(|source| error(format!("not a gantry shard file: {source}")))?;
-        if shard.kind != "gantry-data-shard" {
-            return Err(error(
-                "not a gantry shard file (kind is not gantry-data-shard)".to_owned(),
-            ));
-        }
-        if shard.version != SHARD_VERSION {
-            return Err(error(format!(
-                "shard format {} is not this gantry's ({SHARD_VERSION}); run every shard and the merge with the same gantry version",
-                shard.version
-            )));
-        }
+        let shard = ShardFile::read(&path).map_err(|reason| error(reason))?;
         shards.push((path, shard));
     }
     shards.sort_by_key(|(_, shard)| shard.shard.index);
@@ -154,4 +151,271 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
     merged_options.max_tokens = first.max_tokens;
     merged_options.tokenizer = first.tokenizer;
     finish(&merged_options, scan)
+}
+
+impl ShardFile {
+    /// The secrets this shard's records hold (never written): for the
+    /// redactor of everything written about the shard.
+    pub fn found_secrets(&self) -> impl Iterator<Item = &str> {
+        self.partial.found_secrets.iter().map(String::as_str)
+    }
+
+    /// The shard as bytes: `GANTRYSH`, the format version (u32, little
+    /// endian), then one zstd stream of the JSON header (everything but the
+    /// per-record columns; `edit` sees it first, to redact it) and the
+    /// columns — exact and normalized content hashes with their positions,
+    /// and the near-duplicate signatures — sorted by position, positions
+    /// delta-encoded as varints, hashes and signatures as raw bytes.
+    pub fn encode(&mut self, edit: impl FnOnce(&mut serde_json::Value)) -> Result<Vec<u8>> {
+        let mut exact = std::mem::take(&mut self.partial.exact);
+        let mut normalized = std::mem::take(&mut self.partial.normalized);
+        let mut near = std::mem::take(&mut self.partial.near);
+        let header = serde_json::to_value(&*self);
+        exact.sort_unstable_by_key(|(_, position)| *position);
+        normalized.sort_unstable_by_key(|(_, position)| *position);
+        near.sort_unstable_by_key(|(position, _)| *position);
+        let encoded = header
+            .map_err(|error| codec_error(&error.to_string()))
+            .and_then(|mut header| {
+                edit(&mut header);
+                let header =
+                    serde_json::to_vec(&header).map_err(|error| codec_error(&error.to_string()))?;
+                let mut body = Vec::with_capacity(
+                    header.len() + (exact.len() + normalized.len()) * 20 + near.len() * 230,
+                );
+                put_varint(&mut body, header.len() as u64);
+                body.extend_from_slice(&header);
+                for column in [&exact, &normalized] {
+                    put_varint(&mut body, column.len() as u64);
+                    put_positions(&mut body, column.iter().map(|(_, position)| *position));
+                    for (hash, _) in column {
+                        body.extend_from_slice(&u128::from(*hash).to_le_bytes());
+                    }
+                }
+                put_varint(&mut body, near.len() as u64);
+                put_positions(&mut body, near.iter().map(|(position, _)| *position));
+                for (_, signature) in &near {
+                    body.extend_from_slice(&signature.bits);
+                }
+                for (_, signature) in &near {
+                    for band in signature.bands {
+                        body.extend_from_slice(&band.to_le_bytes());
+                    }
+                }
+                let mut out = Vec::with_capacity(body.len() / 2 + 16);
+                out.extend_from_slice(MAGIC);
+                out.extend_from_slice(&SHARD_VERSION.to_le_bytes());
+                let compressed = zstd::encode_all(body.as_slice(), 3)
+                    .map_err(|error| codec_error(&error.to_string()))?;
+                out.extend_from_slice(&compressed);
+                Ok(out)
+            });
+        self.partial.exact = exact;
+        self.partial.normalized = normalized;
+        self.partial.near = near;
+        encoded
+    }
+
+    /// Reads a shard file; an old JSON shard, or another gantry's format, is
+    /// refused naming what wrote it.
+    pub fn read(path: &Path) -> std::result::Result<ShardFile, String> {
+        let mut file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+        let mut start = [0_u8; 12];
+        let read = read_up_to(&mut file, &mut start).map_err(|error| error.to_string())?;
+        if read > 0
+            && start[..read]
+                .iter()
+                .find(|byte| !byte.is_ascii_whitespace())
+                == Some(&b'{')
+        {
+            let mut head = start[..read].to_vec();
+            let _ = (&mut file).take(4096).read_to_end(&mut head);
+            let text = String::from_utf8_lossy(&head);
+            let version = text
+                .split("\"version\":")
+                .nth(1)
+                .and_then(|rest| {
+                    rest.trim_start()
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                })
+                .unwrap_or("?")
+                .to_owned();
+            return Err(format!(
+                "a JSON shard file (shard format {version}), written by an earlier gantry; this gantry reads binary shard format {SHARD_VERSION}: run every shard and the merge with the same gantry version"
+            ));
+        }
+        if read < 12 || &start[..8] != MAGIC {
+            return Err("not a gantry shard file (it does not start with GANTRYSH)".to_owned());
+        }
+        let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
+        if version != SHARD_VERSION {
+            return Err(format!(
+                "shard format {version} is not this gantry's ({SHARD_VERSION}); run every shard and the merge with the same gantry version"
+            ));
+        }
+        let mut body = zstd::Decoder::new(std::io::BufReader::new(file))
+            .map_err(|error| format!("cannot decompress: {error}"))?;
+        let broken = |what: &str| format!("damaged shard file: {what}");
+        let header_len = get_varint(&mut body).map_err(|_| broken("no header"))?;
+        let header_len = usize::try_from(header_len)
+            .ok()
+            .filter(|len| *len <= 1 << 30)
+            .ok_or_else(|| broken("a header over 1 GiB"))?;
+        let mut header = Vec::new();
+        (&mut body)
+            .take(header_len as u64)
+            .read_to_end(&mut header)
+            .map_err(|_| broken("the header is cut short"))?;
+        if header.len() != header_len {
+            return Err(broken("the header is cut short"));
+        }
+        let mut shard: ShardFile = serde_json::from_slice(&header)
+            .map_err(|error| format!("not a gantry shard file: {error}"))?;
+        if shard.kind != "gantry-data-shard" {
+            return Err("not a gantry shard file (kind is not gantry-data-shard)".to_owned());
+        }
+        for column in 0..2 {
+            let count = get_count(&mut body).map_err(|_| broken("a column is cut short"))?;
+            let positions =
+                get_positions(&mut body, count).map_err(|_| broken("positions are cut short"))?;
+            // Capacity from what was read, not from what the file claims.
+            let mut entries = Vec::with_capacity(positions.len());
+            let mut bytes = [0_u8; 16];
+            for position in positions {
+                body.read_exact(&mut bytes)
+                    .map_err(|_| broken("hashes are cut short"))?;
+                entries.push((
+                    super::record::ContentHash::from(u128::from_le_bytes(bytes)),
+                    position,
+                ));
+            }
+            if column == 0 {
+                shard.partial.exact = entries;
+            } else {
+                shard.partial.normalized = entries;
+            }
+        }
+        let count = get_count(&mut body).map_err(|_| broken("the signatures are cut short"))?;
+        let positions =
+            get_positions(&mut body, count).map_err(|_| broken("positions are cut short"))?;
+        let mut bits = Vec::with_capacity(positions.len());
+        for _ in 0..positions.len() {
+            let mut value = [0_u8; crate::neardup::HASHES];
+            body.read_exact(&mut value)
+                .map_err(|_| broken("signatures are cut short"))?;
+            bits.push(value);
+        }
+        let mut near = Vec::with_capacity(positions.len());
+        for (position, bits) in positions.into_iter().zip(bits) {
+            let mut bands = [0_u64; crate::neardup::BANDS];
+            let mut bytes = [0_u8; 8];
+            for band in &mut bands {
+                body.read_exact(&mut bytes)
+                    .map_err(|_| broken("band keys are cut short"))?;
+                *band = u64::from_le_bytes(bytes);
+            }
+            near.push((position, crate::neardup::Signature { bits, bands }));
+        }
+        shard.partial.near = near;
+        let mut rest = [0_u8; 1];
+        if body.read(&mut rest).map_err(|_| broken("trailing bytes"))? != 0 {
+            return Err(broken("bytes after the last column"));
+        }
+        Ok(shard)
+    }
+}
+
+fn codec_error(reason: &str) -> Error {
+    Error::Merge {
+        reason: format!("cannot encode the shard: {reason}"),
+    }
+}
+
+fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..])? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    Ok(filled)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn get_varint(input: &mut impl Read) -> std::io::Result<u64> {
+    let mut value = 0_u64;
+    let mut byte = [0_u8; 1];
+    for shift in (0..64).step_by(7) {
+        input.read_exact(&mut byte)?;
+        value |= u64::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "varint over 64 bits",
+    ))
+}
+
+/// A column's length, bounded so a damaged file cannot ask for all memory.
+fn get_count(input: &mut impl Read) -> std::io::Result<usize> {
+    let count = get_varint(input)?;
+    usize::try_from(count)
+        .ok()
+        .filter(|count| *count <= 1 << 34)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "column too long"))
+}
+
+/// Positions in order: the file index as a difference from the previous
+/// one, then the ordinal — absolute in a new file, else the difference.
+fn put_positions(out: &mut Vec<u8>, positions: impl Iterator<Item = Position>) {
+    let mut previous: Position = (0, 0);
+    for (file, ordinal) in positions {
+        let file_step = file - previous.0;
+        put_varint(out, u64::from(file_step));
+        put_varint(
+            out,
+            if file_step == 0 {
+                ordinal - previous.1
+            } else {
+                ordinal
+            },
+        );
+        previous = (file, ordinal);
+    }
+}
+
+fn get_positions(input: &mut impl Read, count: usize) -> std::io::Result<Vec<Position>> {
+    let mut positions = Vec::with_capacity(count.min(1 << 24));
+    let mut previous: Position = (0, 0);
+    for _ in 0..count {
+        let file_step = u32::try_from(get_varint(input)?)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "file index"))?;
+        let value = get_varint(input)?;
+        let file = previous
+            .0
+            .checked_add(file_step)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "file index"))?;
+        let ordinal = if file_step == 0 {
+            previous
+                .1
+                .checked_add(value)
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "ordinal"))?
+        } else {
+            value
+        };
+        previous = (file, ordinal);
+        positions.push(previous);
+    }
+    Ok(positions)
 }
