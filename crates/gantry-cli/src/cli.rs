@@ -1165,7 +1165,7 @@ pub struct ValidateDataArgs {
     /// Data files, directories or glob patterns: .jsonl, .json, .csv, .txt (optionally .gz or .zst) and .parquet.
     #[arg(long, required_unless_present = "merge", num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH")]
     pub data: Vec<String>,
-    /// Check only shard I of N (every N-th record) and write shard-I-of-N.json for a later --merge.
+    /// Check only shard I of N (every N-th record) and write shard-I-of-N.shard for a later --merge.
     #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "merge")]
     pub shard: Option<gantry_data::Shard>,
     /// Merge shard files (paths or globs) written by --shard jobs into one report, lock and summary.

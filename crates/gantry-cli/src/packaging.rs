@@ -243,7 +243,7 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             (Output::Warnings, "Checks that warned."),
             (
                 Output::Shard,
-                "Path of shard-I-of-N.json, when shard was given: give every shard's file to merge.",
+                "Path of shard-I-of-N.shard, when shard was given: give every shard's file to merge.",
             ),
         ],
         code_quality: true,

@@ -53,8 +53,8 @@ pub use crate::formats::{Field, Inspection, Message, RecordFormat, inspect};
 pub use crate::histogram::LogHistogram;
 pub use crate::lock::{DataLock, LOCK_VERSION, LockDiff, LockedFile};
 pub use crate::neardup::{
-    BANDS, HASHES, JACCARD_THRESHOLD, ROWS, SHINGLE_WORDS, Signature, clusters, estimated_jaccard,
-    signature,
+    BANDS, HASHES, JACCARD_THRESHOLD, MAX_LEADERS, ROWS, SHINGLE_WORDS, SIGNATURE_BYTES, Signature,
+    bucket_links, clusters, estimated_jaccard, signature,
 };
 pub use crate::policy::{CheckId, CheckPolicy, Direction, Policy, Unit};
 pub use crate::report::{

@@ -929,12 +929,12 @@ fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
     assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
     for index in 1..=3 {
         assert!(
-            text.contains(&format!("shard-{index}-of-3.json")),
+            text.contains(&format!("shard-{index}-of-3.shard")),
             "shard {index} missing:\n{text}"
         );
     }
     assert!(
-        text.contains("merging .gantry/validate-data/shard-*.json"),
+        text.contains("merging .gantry/validate-data/shard-*.shard"),
         "{text}"
     );
     assert!(
@@ -2144,7 +2144,7 @@ fn a_slurm_array_job_validates_shards_and_its_merge_is_the_unsharded_run() {
     assert!(text.contains("(array 1-3)"), "{text}");
     for index in 1..=3 {
         assert!(
-            root.join(format!("sharded/shard-{index}-of-3.json"))
+            root.join(format!("sharded/shard-{index}-of-3.shard"))
                 .is_file(),
             "shard {index} missing:\n{text}"
         );
@@ -2202,7 +2202,7 @@ fn the_kubernetes_indexed_job_examples_are_jobs_kubernetes_accepts() {
         } else {
             let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
             assert!(
-                args.contains("--merge /work/.gantry/validate-data/shard-*-of-16.json"),
+                args.contains("--merge /work/.gantry/validate-data/shard-*-of-16.shard"),
                 "{args}"
             );
         }

@@ -303,7 +303,7 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         assert!(
             outcome
                 .stdout
-                .contains(&format!("shard-file=shards/shard-{index}-of-3.json")),
+                .contains(&format!("shard-file=shards/shard-{index}-of-3.shard")),
             "{}",
             outcome.stdout
         );
@@ -313,7 +313,7 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
             &[
                 "validate-data",
                 "--merge",
-                "shards/*.json",
+                "shards/*.shard",
                 "--out",
                 "merged",
             ][..],
@@ -333,7 +333,7 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         "--data",
         "data",
         "--merge",
-        "shards/*.json",
+        "shards/*.shard",
     ]);
     assert_eq!(both.code, 2);
     assert!(
@@ -341,19 +341,33 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         "{}",
         both.stderr
     );
-    // A shard written by a gantry whose hashes differ is refused, not merged.
-    let mut old: serde_json::Value =
-        serde_json::from_str(&step.read("shards/shard-1-of-3.json")).expect("shard json");
-    old["version"] = serde_json::json!(1);
-    step.write("old-shard.json", &old.to_string());
-    let stale = step.run(&["validate-data", "--merge", "old-shard.json"]);
+    // A shard written by a gantry whose format differs is refused, not
+    // merged: a binary one of another format version, and the JSON shards
+    // gantry wrote before format 3.
+    let mut other = std::fs::read(step.path("shards/shard-1-of-3.shard")).expect("shard");
+    other[8..12].copy_from_slice(&4_u32.to_le_bytes());
+    std::fs::write(step.path("other.shard"), &other).expect("write");
+    let stale = step.run(&["validate-data", "--merge", "other.shard"]);
     assert_eq!(stale.code, 2, "{}", stale.transcript());
     assert!(
         stale
             .stderr
-            .contains("old-shard.json: shard format 1 is not this gantry's (2); run every shard and the merge with the same gantry version"),
+            .contains("other.shard: shard format 4 is not this gantry's (3); run every shard and the merge with the same gantry version"),
         "{}",
         stale.stderr
+    );
+    step.write(
+        "old-shard.json",
+        r#"{"kind": "gantry-data-shard", "version": 2, "shard": {"index": 1, "count": 3}}"#,
+    );
+    let json = step.run(&["validate-data", "--merge", "old-shard.json"]);
+    assert_eq!(json.code, 2, "{}", json.transcript());
+    assert!(
+        json.stderr.contains(
+            "old-shard.json: a JSON shard file (shard format 2), written by an earlier gantry"
+        ),
+        "{}",
+        json.stderr
     );
     let bad = step.run(&["validate-data", "--data", "data", "--shard", "4/3"]);
     assert_eq!(bad.code, 2);
@@ -413,7 +427,7 @@ fn a_gitlab_shard_job_writes_the_reports_its_template_declares() {
         .set("GANTRY_INPUT_OUT", "shards");
     let outcome = step.run(&["validate-data"]);
     assert_eq!(outcome.code, 0, "{}", outcome.transcript());
-    assert!(step.path("shards/shard-1-of-2.json").is_file());
+    assert!(step.path("shards/shard-1-of-2.shard").is_file());
     // The template declares a JUnit and a Code Quality report: a shard job
     // writes both, empty, since it decides nothing.
     let junit = step.read(".gantry/reports/junit.xml");
@@ -421,7 +435,7 @@ fn a_gitlab_shard_job_writes_the_reports_its_template_declares() {
     assert_eq!(step.read(".gantry/reports/codequality.json").trim(), "[]");
     let dotenv = step.read("gantry.env");
     assert!(
-        dotenv.contains("VALIDATE_DATA_SHARD_FILE=shards/shard-1-of-2.json\n"),
+        dotenv.contains("VALIDATE_DATA_SHARD_FILE=shards/shard-1-of-2.shard\n"),
         "{dotenv}"
     );
 }

@@ -181,7 +181,7 @@ impl ShardFile {
                 let header =
                     serde_json::to_vec(&header).map_err(|error| codec_error(&error.to_string()))?;
                 let mut body = Vec::with_capacity(
-                    header.len() + (exact.len() + normalized.len()) * 20 + near.len() * 230,
+                    header.len() + (exact.len() + normalized.len()) * 20 + near.len() * 116,
                 );
                 put_varint(&mut body, header.len() as u64);
                 body.extend_from_slice(&header);
@@ -301,19 +301,19 @@ impl ShardFile {
             get_positions(&mut body, count).map_err(|_| broken("positions are cut short"))?;
         let mut bits = Vec::with_capacity(positions.len());
         for _ in 0..positions.len() {
-            let mut value = [0_u8; crate::neardup::HASHES];
+            let mut value = [0_u8; crate::neardup::SIGNATURE_BYTES];
             body.read_exact(&mut value)
                 .map_err(|_| broken("signatures are cut short"))?;
             bits.push(value);
         }
         let mut near = Vec::with_capacity(positions.len());
         for (position, bits) in positions.into_iter().zip(bits) {
-            let mut bands = [0_u64; crate::neardup::BANDS];
-            let mut bytes = [0_u8; 8];
+            let mut bands = [0_u32; crate::neardup::BANDS];
+            let mut bytes = [0_u8; 4];
             for band in &mut bands {
                 body.read_exact(&mut bytes)
                     .map_err(|_| broken("band keys are cut short"))?;
-                *band = u64::from_le_bytes(bytes);
+                *band = u32::from_le_bytes(bytes);
             }
             near.push((position, crate::neardup::Signature { bits, bands }));
         }
