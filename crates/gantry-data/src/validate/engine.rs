@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::read::{Batch, FileHasher, read_file};
 use super::record::{FileContext, Partial, Shard, detect_in_batch, process_batch};
-use super::report::{Gathered, add_drift, build_report};
+use super::report::{Duplicates, Gathered, add_drift, build_report};
 use super::{Progress, ValidateOptions, Validation};
 use crate::contamination::load_eval_set;
 use crate::drift::{SUMMARY_VERSION, Summary, load_reference};
@@ -221,6 +221,15 @@ pub(crate) fn scan_data(
 
 /// Scores a scan: the lock, the report, the summary and drift.
 pub(crate) fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation> {
+    finish_with(options, scan, None)
+}
+
+/// [`finish`] with the duplicates a partitioned merge found.
+pub(crate) fn finish_with(
+    options: &ValidateOptions,
+    scan: Scan,
+    duplicates: Option<Duplicates>,
+) -> Result<Validation> {
     let Scan {
         files,
         format,
@@ -250,11 +259,6 @@ pub(crate) fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation
             })
         })
         .transpose()?;
-    // Near-duplicate clustering needs signatures in data order.
-    rayon::slice::ParallelSliceMut::par_sort_unstable_by_key(
-        total.near.as_mut_slice(),
-        |(position, _)| *position,
-    );
     let file_reports: Vec<FileReport> = locked
         .iter()
         .map(|file| FileReport {
@@ -288,6 +292,7 @@ pub(crate) fn finish(options: &ValidateOptions, scan: Scan) -> Result<Validation
             lock: &lock,
             lock_changes,
             eval_items: eval_items.as_deref(),
+            duplicates,
         },
     );
     let summary = Summary {

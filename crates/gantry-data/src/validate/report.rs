@@ -120,6 +120,76 @@ pub(crate) fn add_drift(
     report.verdict = Report::verdict_of(&report.checks);
 }
 
+/// The duplicates a report lists: content-hash groups and near-duplicate
+/// clusters, found from every record's hashes and signatures in one place
+/// ([`Duplicates::of`]) or by the partitions of a partitioned merge.
+#[derive(Debug, Default)]
+pub(crate) struct Duplicates {
+    pub(crate) exact: Occurrences,
+    pub(crate) normalized: Occurrences,
+    /// Near-duplicate clusters: members in data order, clusters ordered by
+    /// their first member.
+    pub(crate) near: Vec<Vec<Position>>,
+    /// The estimated Jaccard of each (first member, member) pair that
+    /// [`near_example_pairs`] names.
+    pub(crate) near_jaccard: BTreeMap<(Position, Position), f64>,
+}
+
+impl Duplicates {
+    /// From every record's hashes and signatures (taken out of `total`).
+    pub(crate) fn of(total: &mut Partial) -> Duplicates {
+        let (exact, normalized) = rayon::join(
+            || occurrences(std::mem::take(&mut total.exact)),
+            || occurrences(std::mem::take(&mut total.normalized)),
+        );
+        // Clustering needs signatures in data order.
+        rayon::slice::ParallelSliceMut::par_sort_unstable_by_key(
+            total.near.as_mut_slice(),
+            |(position, _)| *position,
+        );
+        let (positions, signatures): (Vec<Position>, Vec<&Signature>) = total
+            .near
+            .iter()
+            .map(|(position, signature)| (*position, signature))
+            .unzip();
+        let near: Vec<Vec<Position>> = near_clusters(&signatures)
+            .into_iter()
+            .map(|group| group.into_iter().map(|member| positions[member]).collect())
+            .collect();
+        let index: BTreeMap<Position, usize> = positions
+            .iter()
+            .enumerate()
+            .map(|(at, position)| (*position, at))
+            .collect();
+        let near_jaccard = near_example_pairs(&near)
+            .into_iter()
+            .filter_map(|(first, member)| {
+                let (a, b) = (index.get(&first)?, index.get(&member)?);
+                Some((
+                    (first, member),
+                    estimated_jaccard(signatures[*a], signatures[*b]),
+                ))
+            })
+            .collect();
+        Duplicates {
+            exact,
+            normalized,
+            near,
+            near_jaccard,
+        }
+    }
+}
+
+/// The near-duplicate pairs the report shows as examples: each cluster's
+/// first member with each other member, in cluster order, at most
+/// [`MAX_EXAMPLES`].
+pub(crate) fn near_example_pairs(near: &[Vec<Position>]) -> Vec<(Position, Position)> {
+    near.iter()
+        .flat_map(|group| group[1..].iter().map(move |&member| (group[0], member)))
+        .take(MAX_EXAMPLES)
+        .collect()
+}
+
 /// What the engine gathered from the data, for the report.
 pub(crate) struct Gathered<'a> {
     /// The files read, in order.
@@ -136,6 +206,8 @@ pub(crate) struct Gathered<'a> {
     pub(crate) lock_changes: Option<crate::lock::LockDiff>,
     /// The eval items looked for, when `--eval-set` was given.
     pub(crate) eval_items: Option<&'a [crate::contamination::EvalItem]>,
+    /// Duplicates found by a partitioned merge; `None`: found from `total`.
+    pub(crate) duplicates: Option<Duplicates>,
 }
 
 /// Every check's value against its thresholds, with examples, clusters and
@@ -149,6 +221,7 @@ pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) ->
         lock,
         lock_changes,
         eval_items,
+        duplicates: found,
     } = gathered;
     let tokenizer = options.tokenizer.as_str();
     let records = total.records;
@@ -192,10 +265,12 @@ pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) ->
             })
             .collect()
     };
-    let (exact, normalized) = rayon::join(
-        || occurrences(std::mem::take(&mut total.exact)),
-        || occurrences(std::mem::take(&mut total.normalized)),
-    );
+    let Duplicates {
+        exact,
+        normalized,
+        near: near_groups,
+        near_jaccard,
+    } = found.unwrap_or_else(|| Duplicates::of(&mut total));
     let n_exact = duplicates(&exact);
     let n_normalized = duplicates(&normalized);
     let mut checks = vec![
@@ -243,25 +318,19 @@ pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) ->
         cluster_examples(&normalized, "normalized"),
     ));
     // Near duplicates: records in a MinHash cluster after its first member.
-    let (positions, signatures): (Vec<Position>, Vec<&Signature>) = total
-        .near
-        .iter()
-        .map(|(position, signature)| (*position, signature))
-        .unzip();
-    let near_groups = near_clusters(&signatures);
     let n_near: u64 = near_groups.iter().map(|group| group.len() as u64 - 1).sum();
-    let near_examples: Vec<Example> = near_groups
-        .iter()
-        .flat_map(|group| group[1..].iter().map(move |&member| (group[0], member)))
-        .take(MAX_EXAMPLES)
+    let near_examples: Vec<Example> = near_example_pairs(&near_groups)
+        .into_iter()
         .map(|(first, member)| {
+            let jaccard = near_jaccard
+                .get(&(first, member))
+                .map_or_else(|| "?".to_owned(), |jaccard| format!("{jaccard:.2}"));
             example_at(
                 files,
-                positions[member],
+                member,
                 format!(
-                    "near duplicate of {} (estimated Jaccard {:.2})",
-                    place(files, positions[first]),
-                    estimated_jaccard(signatures[first], signatures[member])
+                    "near duplicate of {} (estimated Jaccard {jaccard})",
+                    place(files, first),
                 ),
             )
         })
@@ -329,7 +398,7 @@ pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) ->
             }
         }));
     }
-    let mut near_sorted: Vec<&Vec<usize>> = near_groups.iter().collect();
+    let mut near_sorted: Vec<&Vec<Position>> = near_groups.iter().collect();
     near_sorted.sort_by_key(|group| (std::cmp::Reverse(group.len()), group[0]));
     duplicate_clusters.extend(near_sorted.into_iter().take(MAX_CLUSTERS).map(|group| {
         DuplicateCluster {
@@ -338,7 +407,7 @@ pub(crate) fn build_report(options: &ValidateOptions, gathered: Gathered<'_>) ->
             members: group
                 .iter()
                 .take(MAX_CLUSTER_MEMBERS)
-                .map(|&member| place(files, positions[member]))
+                .map(|&member| place(files, member))
                 .collect(),
         }
     }));

@@ -92,7 +92,7 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
         let error = |reason: String| Error::Merge {
             reason: format!("{}: {reason}", path.display()),
         };
-        let shard = ShardFile::read(&path).map_err(|reason| error(reason))?;
+        let shard = ShardFile::read(&path).map_err(error)?;
         shards.push((path, shard));
     }
     shards.sort_by_key(|(_, shard)| shard.shard.index);
