@@ -54,7 +54,7 @@ pub use crate::histogram::LogHistogram;
 pub use crate::lock::{DataLock, LOCK_VERSION, LockDiff, LockedFile};
 pub use crate::neardup::{
     BANDS, HASHES, JACCARD_THRESHOLD, MAX_LEADERS, ROWS, SHINGLE_WORDS, SIGNATURE_BYTES, Signature,
-    bucket_links, clusters, estimated_jaccard, signature,
+    bucket_links, clusters, estimated_jaccard, jaccard_of_bits, signature,
 };
 pub use crate::policy::{CheckId, CheckPolicy, Direction, Policy, Unit};
 pub use crate::report::{
@@ -67,8 +67,9 @@ pub use crate::scan::{
 pub use crate::source::{Compression, DataFile, FileKind, discover};
 pub use crate::tokens::Tokenizer;
 pub use crate::validate::{
-    Progress, SHARD_VERSION, Shard, ShardFile, ValidateOptions, Validation, merge_shards, validate,
-    validate_shard, validate_with_progress,
+    PARTITION_VERSION, PartitionFile, Progress, SHARD_VERSION, Shard, ShardFile, ValidateOptions,
+    Validation, merge_partition, merge_partitions, merge_shards, validate, validate_shard,
+    validate_with_progress,
 };
 
 /// JSON Schemas of `report.json` and `data.lock`.

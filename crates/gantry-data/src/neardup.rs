@@ -179,10 +179,14 @@ fn minimize(
 /// Jaccard similarity estimated from two signatures, corrected for the
 /// chance that two different 4-bit values agree.
 pub fn estimated_jaccard(left: &Signature, right: &Signature) -> f64 {
+    jaccard_of_bits(&left.bits, &right.bits)
+}
+
+/// [`estimated_jaccard`] of two signatures' 4-bit values.
+pub fn jaccard_of_bits(left: &[u8; SIGNATURE_BYTES], right: &[u8; SIGNATURE_BYTES]) -> f64 {
     let agreeing = left
-        .bits
         .iter()
-        .zip(right.bits.iter())
+        .zip(right.iter())
         .map(|(a, b)| {
             let differing = a ^ b;
             u32::from(differing & 0x0f == 0) + u32::from(differing & 0xf0 == 0)

@@ -14,6 +14,7 @@
 //! record per map.
 
 pub(crate) mod engine;
+mod partition;
 pub(crate) mod read;
 pub(crate) mod record;
 mod report;
@@ -29,6 +30,7 @@ use crate::lock::DataLock;
 use crate::policy::Policy;
 use crate::report::Report;
 
+pub use self::partition::{PARTITION_VERSION, PartitionFile, merge_partition, merge_partitions};
 pub use self::record::Shard;
 pub use self::shard::{SHARD_VERSION, ShardFile, merge_shards, validate_shard};
 

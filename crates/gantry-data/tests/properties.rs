@@ -265,3 +265,63 @@ proptest! {
         let _ = validate(&options(&path));
     }
 }
+
+/// Chat records from a small vocabulary: many share text, some exactly, some
+/// but for a word, so duplicates and near duplicates land in every shard and partition.
+fn chat_records() -> impl Strategy<Value = Vec<String>> {
+    let base = prop::collection::vec(
+        prop::sample::select(vec![
+            "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+        ]),
+        12..40,
+    );
+    prop::collection::vec((base, 0_usize..4, any::<bool>()), 1..60).prop_map(|records| {
+        let mut lines = Vec::new();
+        for (words, copies, upper) in records {
+            let text = words.join(" ");
+            let line = |content: &str| serde_json::json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]}).to_string();
+            lines.push(line(&text));
+            for copy in 0..copies {
+                match copy {
+                    0 => lines.push(line(&text)),
+                    1 if upper => lines.push(line(&text.to_uppercase())),
+                    _ => lines.push(line(&format!("{text} omega"))),
+                }
+            }
+        }
+        lines
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any split into N shards and P merge partitions reports exactly what one run does.
+    #[test]
+    fn any_split_into_shards_and_partitions_is_the_unsharded_run(lines in chat_records(), shards in 1_u32..5, partitions in 1_u32..5) {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let path = directory.path().join("data.jsonl");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let options = options(&path);
+        let whole = validate(&options).expect("whole");
+        let mut shard_paths = Vec::new();
+        for index in 1..=shards {
+            let mut shard = gantry_data::validate_shard(&options, gantry_data::Shard { index, count: shards }).expect("shard");
+            let shard_path = directory.path().join(format!("shard-{index}.shard"));
+            std::fs::write(&shard_path, shard.encode(|_| {}).expect("encode")).expect("write");
+            shard_paths.push(shard_path.display().to_string());
+        }
+        let mut parts = Vec::new();
+        for index in 1..=partitions {
+            let part = gantry_data::merge_partition(&shard_paths, gantry_data::Shard { index, count: partitions }).expect("partition");
+            let part_path = directory.path().join(format!("part-{index}.json"));
+            std::fs::write(&part_path, serde_json::to_vec(&part).expect("json")).expect("write");
+            parts.push(part_path.display().to_string());
+        }
+        let combined = gantry_data::merge_partitions(&options, &shard_paths, &parts).expect("combine");
+        prop_assert_eq!(serde_json::to_value(&combined.report).expect("json"), serde_json::to_value(&whole.report).expect("json"));
+        prop_assert_eq!(combined.lock, whole.lock);
+        let merged = gantry_data::merge_shards(&options, &shard_paths).expect("merge");
+        prop_assert_eq!(serde_json::to_value(&merged.report).expect("json"), serde_json::to_value(&whole.report).expect("json"));
+    }
+}

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use gantry_core::{Digest, Verdict};
 use gantry_data::{
-    CheckStatus, Error, Policy, RecordFormat, Report, Shard, ValidateOptions, merge_shards,
-    validate, validate_shard,
+    CheckStatus, Error, Policy, RecordFormat, Report, Shard, ValidateOptions, merge_partition,
+    merge_partitions, merge_shards, validate, validate_shard,
 };
 
 /// A small deterministic generator (64-bit LCG), so the dataset is the same everywhere.
@@ -693,6 +693,41 @@ fn shards_merge_to_exactly_the_unsharded_result() {
         );
         assert_eq!(merged.lock, whole.lock, "{count} shards");
         assert_eq!(merged.summary, whole.summary, "{count} shards");
+        // The partitioned merge: P partitions, then the final step.
+        for partitions in [1_u32, 2, 4] {
+            let mut parts = Vec::new();
+            for index in 1..=partitions {
+                let part = merge_partition(
+                    &paths,
+                    Shard {
+                        index,
+                        count: partitions,
+                    },
+                )
+                .expect("partition");
+                let path = directory
+                    .path()
+                    .join(format!("partition-{index}-of-{partitions}-{count}.json"));
+                std::fs::write(&path, serde_json::to_vec(&part).expect("json")).expect("write");
+                parts.push(path.display().to_string());
+            }
+            let combined = merge_partitions(&all, &paths, &parts).expect("combine");
+            assert_eq!(
+                serde_json::to_value(&combined.report).expect("json"),
+                serde_json::to_value(&whole.report).expect("json"),
+                "{count} shards, {partitions} partitions"
+            );
+            assert_eq!(combined.lock, whole.lock);
+            assert_eq!(combined.summary, whole.summary);
+            if partitions == 4 && count == 3 {
+                // A partition missing is refused.
+                let error = merge_partitions(&all, &paths, &parts[..3]).expect_err("missing");
+                assert_eq!(
+                    error.to_string(),
+                    "expected partitions 1..=4 of 4 once each, got [1, 2, 3]"
+                );
+            }
+        }
     }
 
     // A missing shard, or shards of different data, cannot merge.

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::engine::{Scan, finish, scan_data, settings_of};
-use super::record::{Partial, Position, Shard};
+use super::record::{ContentHash, Partial, Position, Shard};
 use super::{ValidateOptions, Validation};
 use crate::error::{Error, Result};
 use crate::formats::RecordFormat;
@@ -69,30 +69,47 @@ pub fn validate_shard(options: &ValidateOptions, shard: Shard) -> Result<ShardFi
 /// Merges shard files into one validation. `options` give the policy,
 /// reference and previous lock; the data options come from the shards.
 pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Validation> {
-    let mut shard_paths: Vec<PathBuf> = Vec::new();
-    for pattern in paths {
+    let shards = read_shards(paths, true)?;
+    let (scan, merged_options) = combine(options, shards)?;
+    finish(&merged_options, scan)
+}
+
+/// The files `patterns` name (paths or globs), sorted; none is an error.
+pub(crate) fn expand(patterns: &[String], what: &str) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for pattern in patterns {
         if pattern.contains(['*', '?', '[']) {
             let matches = glob::glob(pattern).map_err(|error| Error::BadPattern {
                 pattern: pattern.clone(),
                 reason: error.to_string(),
             })?;
-            shard_paths.extend(matches.filter_map(std::result::Result::ok));
+            found.extend(matches.filter_map(std::result::Result::ok));
         } else {
-            shard_paths.push(PathBuf::from(pattern));
+            found.push(PathBuf::from(pattern));
         }
     }
-    shard_paths.sort();
-    if shard_paths.is_empty() {
+    found.sort();
+    if found.is_empty() {
         return Err(Error::Merge {
-            reason: format!("{} matched no shard files", paths.join(" ")),
+            reason: format!("{} matched no {what} files", patterns.join(" ")),
         });
     }
+    Ok(found)
+}
+
+/// Reads the shard files `patterns` name — whole, or only their headers —
+/// and checks they are shards 1..=N of one run over the same data and options.
+pub(crate) fn read_shards(patterns: &[String], columns: bool) -> Result<Vec<(PathBuf, ShardFile)>> {
     let mut shards: Vec<(PathBuf, ShardFile)> = Vec::new();
-    for path in shard_paths {
+    for path in expand(patterns, "shard")? {
         let error = |reason: String| Error::Merge {
             reason: format!("{}: {reason}", path.display()),
         };
-        let shard = ShardFile::read(&path).map_err(error)?;
+        let shard = if columns {
+            ShardFile::read(&path).map_err(error)?
+        } else {
+            open(&path).map_err(error)?.0
+        };
         shards.push((path, shard));
     }
     shards.sort_by_key(|(_, shard)| shard.shard.index);
@@ -116,16 +133,18 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
         if shard.settings != first.settings {
             return Err(differs("options"));
         }
-        let hashes = |files: &[LockedFile]| {
-            files
-                .iter()
-                .map(|file| (file.path.clone(), file.sha256, file.size))
-                .collect::<Vec<_>>()
-        };
-        if hashes(&shard.locked) != hashes(&first.locked) {
+        if shard.data_identity() != first.data_identity() {
             return Err(differs("the data files (paths, sizes or SHA-256)"));
         }
     }
+    Ok(shards)
+}
+
+/// Folds the shards into one scan, with the options the shards ran with.
+pub(crate) fn combine(
+    options: &ValidateOptions,
+    shards: Vec<(PathBuf, ShardFile)>,
+) -> Result<(Scan, ValidateOptions)> {
     let mut shards = shards.into_iter().map(|(_, shard)| shard);
     let Some(first) = shards.next() else {
         return Err(Error::Merge {
@@ -150,7 +169,7 @@ pub fn merge_shards(options: &ValidateOptions, paths: &[String]) -> Result<Valid
     let mut merged_options = options.clone();
     merged_options.max_tokens = first.max_tokens;
     merged_options.tokenizer = first.tokenizer;
-    finish(&merged_options, scan)
+    Ok((scan, merged_options))
 }
 
 impl ShardFile {
@@ -216,113 +235,172 @@ impl ShardFile {
         encoded
     }
 
-    /// Reads a shard file; an old JSON shard, or another gantry's format, is
-    /// refused naming what wrote it.
+    /// Reads a shard file whole; an old JSON shard, or another gantry's
+    /// format, is refused naming what wrote it.
     pub fn read(path: &Path) -> std::result::Result<ShardFile, String> {
-        let mut file = std::fs::File::open(path).map_err(|error| error.to_string())?;
-        let mut start = [0_u8; 12];
-        let read = read_up_to(&mut file, &mut start).map_err(|error| error.to_string())?;
-        if read > 0
-            && start[..read]
-                .iter()
-                .find(|byte| !byte.is_ascii_whitespace())
-                == Some(&b'{')
-        {
-            let mut head = start[..read].to_vec();
-            let _ = (&mut file).take(4096).read_to_end(&mut head);
-            let text = String::from_utf8_lossy(&head);
-            let version = text
-                .split("\"version\":")
-                .nth(1)
-                .and_then(|rest| {
-                    rest.trim_start()
-                        .split(|c: char| !c.is_ascii_digit())
-                        .next()
-                })
-                .unwrap_or("?")
-                .to_owned();
-            return Err(format!(
-                "a JSON shard file (shard format {version}), written by an earlier gantry; this gantry reads binary shard format {SHARD_VERSION}: run every shard and the merge with the same gantry version"
-            ));
-        }
-        if read < 12 || &start[..8] != MAGIC {
-            return Err("not a gantry shard file (it does not start with GANTRYSH)".to_owned());
-        }
-        let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
-        if version != SHARD_VERSION {
-            return Err(format!(
-                "shard format {version} is not this gantry's ({SHARD_VERSION}); run every shard and the merge with the same gantry version"
-            ));
-        }
-        let mut body = zstd::Decoder::new(std::io::BufReader::new(file))
-            .map_err(|error| format!("cannot decompress: {error}"))?;
-        let broken = |what: &str| format!("damaged shard file: {what}");
-        let header_len = get_varint(&mut body).map_err(|_| broken("no header"))?;
-        let header_len = usize::try_from(header_len)
-            .ok()
-            .filter(|len| *len <= 1 << 30)
-            .ok_or_else(|| broken("a header over 1 GiB"))?;
-        let mut header = Vec::new();
-        (&mut body)
-            .take(header_len as u64)
-            .read_to_end(&mut header)
-            .map_err(|_| broken("the header is cut short"))?;
-        if header.len() != header_len {
-            return Err(broken("the header is cut short"));
-        }
-        let mut shard: ShardFile = serde_json::from_slice(&header)
-            .map_err(|error| format!("not a gantry shard file: {error}"))?;
-        if shard.kind != "gantry-data-shard" {
-            return Err("not a gantry shard file (kind is not gantry-data-shard)".to_owned());
-        }
-        for column in 0..2 {
-            let count = get_count(&mut body).map_err(|_| broken("a column is cut short"))?;
-            let positions =
-                get_positions(&mut body, count).map_err(|_| broken("positions are cut short"))?;
-            // Capacity from what was read, not from what the file claims.
-            let mut entries = Vec::with_capacity(positions.len());
-            let mut bytes = [0_u8; 16];
-            for position in positions {
-                body.read_exact(&mut bytes)
-                    .map_err(|_| broken("hashes are cut short"))?;
-                entries.push((
-                    super::record::ContentHash::from(u128::from_le_bytes(bytes)),
-                    position,
-                ));
-            }
-            if column == 0 {
-                shard.partial.exact = entries;
-            } else {
-                shard.partial.normalized = entries;
-            }
-        }
-        let count = get_count(&mut body).map_err(|_| broken("the signatures are cut short"))?;
+        let (mut shard, mut reader) = open(path)?;
+        shard.partial.exact = reader.hashes(|_| true)?;
+        shard.partial.normalized = reader.hashes(|_| true)?;
+        let mut bands = Vec::new();
+        let bits = reader.signatures(|_| true, |_, keys| bands.push(*keys))?;
+        reader.end()?;
+        shard.partial.near = bits
+            .into_iter()
+            .zip(bands)
+            .map(|((position, bits), bands)| (position, crate::neardup::Signature { bits, bands }))
+            .collect();
+        Ok(shard)
+    }
+
+    /// What identifies the data a shard ran on: every file's path, SHA-256 and size.
+    pub(crate) fn data_identity(&self) -> Vec<(String, gantry_core::Digest, u64)> {
+        self.locked
+            .iter()
+            .map(|file| (file.path.clone(), file.sha256, file.size))
+            .collect()
+    }
+}
+
+/// A shard file being read: its columns in order, each kept or skipped
+/// entry by entry, so a merge partition holds only its share.
+pub(crate) struct ShardReader {
+    body: zstd::Decoder<'static, std::io::BufReader<std::fs::File>>,
+}
+
+/// Opens a shard file: its header (everything but the columns), and a
+/// reader positioned at the columns.
+pub(crate) fn open(path: &Path) -> std::result::Result<(ShardFile, ShardReader), String> {
+    let mut file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+    let mut start = [0_u8; 12];
+    let read = read_up_to(&mut file, &mut start).map_err(|error| error.to_string())?;
+    if read > 0
+        && start[..read]
+            .iter()
+            .find(|byte| !byte.is_ascii_whitespace())
+            == Some(&b'{')
+    {
+        let mut head = start[..read].to_vec();
+        let _ = (&mut file).take(4096).read_to_end(&mut head);
+        let text = String::from_utf8_lossy(&head);
+        let version = text
+            .split("\"version\":")
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .unwrap_or("?")
+            .to_owned();
+        return Err(format!(
+            "a JSON shard file (shard format {version}), written by an earlier gantry; this gantry reads binary shard format {SHARD_VERSION}: run every shard and the merge with the same gantry version"
+        ));
+    }
+    if read < 12 || &start[..8] != MAGIC {
+        return Err("not a gantry shard file (it does not start with GANTRYSH)".to_owned());
+    }
+    let version = u32::from_le_bytes([start[8], start[9], start[10], start[11]]);
+    if version != SHARD_VERSION {
+        return Err(format!(
+            "shard format {version} is not this gantry's ({SHARD_VERSION}); run every shard and the merge with the same gantry version"
+        ));
+    }
+    let mut body =
+        zstd::Decoder::new(file).map_err(|error| format!("cannot decompress: {error}"))?;
+    let header_len = get_varint(&mut body).map_err(|_| broken("no header"))?;
+    let header_len = usize::try_from(header_len)
+        .ok()
+        .filter(|len| *len <= 1 << 30)
+        .ok_or_else(|| broken("a header over 1 GiB"))?;
+    let mut header = Vec::new();
+    (&mut body)
+        .take(header_len as u64)
+        .read_to_end(&mut header)
+        .map_err(|_| broken("the header is cut short"))?;
+    if header.len() != header_len {
+        return Err(broken("the header is cut short"));
+    }
+    let shard: ShardFile = serde_json::from_slice(&header)
+        .map_err(|error| format!("not a gantry shard file: {error}"))?;
+    if shard.kind != "gantry-data-shard" {
+        return Err("not a gantry shard file (kind is not gantry-data-shard)".to_owned());
+    }
+    Ok((shard, ShardReader { body }))
+}
+
+fn broken(what: &str) -> String {
+    format!("damaged shard file: {what}")
+}
+
+impl ShardReader {
+    /// The next content-hash column (exact, then normalized): the entries
+    /// whose hash `keep` says to keep.
+    pub(crate) fn hashes(
+        &mut self,
+        mut keep: impl FnMut(u128) -> bool,
+    ) -> std::result::Result<Vec<(ContentHash, Position)>, String> {
+        let body = &mut self.body;
+        let count = get_count(body).map_err(|_| broken("a column is cut short"))?;
         let positions =
-            get_positions(&mut body, count).map_err(|_| broken("positions are cut short"))?;
-        let mut bits = Vec::with_capacity(positions.len());
-        for _ in 0..positions.len() {
+            get_positions(body, count).map_err(|_| broken("positions are cut short"))?;
+        let mut entries = Vec::new();
+        let mut bytes = [0_u8; 16];
+        for position in positions {
+            body.read_exact(&mut bytes)
+                .map_err(|_| broken("hashes are cut short"))?;
+            let hash = u128::from_le_bytes(bytes);
+            if keep(hash) {
+                entries.push((ContentHash::from(hash), position));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The signature column: the 4-bit values of the records `keep` names,
+    /// and every record's band keys, handed to `bands` in order.
+    pub(crate) fn signatures(
+        &mut self,
+        mut keep: impl FnMut(Position) -> bool,
+        mut bands: impl FnMut(Position, &[u32; crate::neardup::BANDS]),
+    ) -> std::result::Result<Vec<(Position, [u8; crate::neardup::SIGNATURE_BYTES])>, String> {
+        let body = &mut self.body;
+        let count = get_count(body).map_err(|_| broken("the signatures are cut short"))?;
+        let positions =
+            get_positions(body, count).map_err(|_| broken("positions are cut short"))?;
+        let mut kept = Vec::new();
+        for position in &positions {
             let mut value = [0_u8; crate::neardup::SIGNATURE_BYTES];
             body.read_exact(&mut value)
                 .map_err(|_| broken("signatures are cut short"))?;
-            bits.push(value);
+            if keep(*position) {
+                kept.push((*position, value));
+            }
         }
-        let mut near = Vec::with_capacity(positions.len());
-        for (position, bits) in positions.into_iter().zip(bits) {
-            let mut bands = [0_u32; crate::neardup::BANDS];
-            let mut bytes = [0_u8; 4];
-            for band in &mut bands {
+        let mut bytes = [0_u8; 4];
+        for position in positions {
+            let mut keys = [0_u32; crate::neardup::BANDS];
+            for key in &mut keys {
                 body.read_exact(&mut bytes)
                     .map_err(|_| broken("band keys are cut short"))?;
-                *band = u32::from_le_bytes(bytes);
+                *key = u32::from_le_bytes(bytes);
             }
-            near.push((position, crate::neardup::Signature { bits, bands }));
+            bands(position, &keys);
         }
-        shard.partial.near = near;
+        Ok(kept)
+    }
+
+    /// Checks that nothing follows the last column.
+    pub(crate) fn end(mut self) -> std::result::Result<(), String> {
         let mut rest = [0_u8; 1];
-        if body.read(&mut rest).map_err(|_| broken("trailing bytes"))? != 0 {
+        if self
+            .body
+            .read(&mut rest)
+            .map_err(|_| broken("trailing bytes"))?
+            != 0
+        {
             return Err(broken("bytes after the last column"));
         }
-        Ok(shard)
+        Ok(())
     }
 }
 
