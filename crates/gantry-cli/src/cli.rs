@@ -1171,6 +1171,12 @@ pub struct ValidateDataArgs {
     /// Merge shard files (paths or globs) written by --shard jobs into one report, lock and summary.
     #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH", conflicts_with = "data")]
     pub merge: Vec<String>,
+    /// With --merge: be merge partition K of P — take hash bucket K of every shard file and write partition-K-of-P.json (duplicate groups and near-duplicate links) for a final --merge … --partition-results.
+    #[arg(long, value_name = "K/P", value_parser = parse_shard, requires = "merge", conflicts_with = "partition_results")]
+    pub partition: Option<gantry_data::Shard>,
+    /// With --merge: combine the partition files (paths or globs) written by --partition jobs with the shards into one report, lock and summary.
+    #[arg(long, num_args = 1.., action = clap::ArgAction::Append, value_name = "PATH", requires = "merge")]
+    pub partition_results: Vec<String>,
     /// Record format; auto detects it from the first record.
     #[arg(long = "data-format", value_enum, default_value_t = DataFormatArg::Auto)]
     pub data_format: DataFormatArg,

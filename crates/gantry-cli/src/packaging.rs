@@ -41,6 +41,8 @@ pub enum Output {
     Warnings,
     /// `shard-file`.
     Shard,
+    /// `partition-file`.
+    Partition,
     /// `results`.
     Results,
     /// `requests`.
@@ -115,6 +117,7 @@ impl Output {
             Output::Errors => "errors",
             Output::Warnings => "warnings",
             Output::Shard => "shard-file",
+            Output::Partition => "partition-file",
             Output::Results => "results",
             Output::Requests => "requests",
             Output::Regressions => "regressions",
@@ -244,6 +247,10 @@ pub const PACKAGED_COMMANDS: &[PackagedCommand] = &[
             (
                 Output::Shard,
                 "Path of shard-I-of-N.shard, when shard was given: give every shard's file to merge.",
+            ),
+            (
+                Output::Partition,
+                "Path of partition-K-of-P.json, when partition was given: give every partition's file to the final merge's partition-results.",
             ),
         ],
         code_quality: true,

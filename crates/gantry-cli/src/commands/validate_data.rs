@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use gantry_core::{ExitCode, Finding, Location, Severity, Verdict};
 use gantry_data::{
-    CheckResult, CheckStatus, RecordFormat, Report, merge_shards, validate_shard,
-    validate_with_progress,
+    CheckResult, CheckStatus, RecordFormat, Report, merge_partition, merge_partitions,
+    merge_shards, validate_shard, validate_with_progress,
 };
 use serde_json::json;
 
@@ -63,7 +63,51 @@ pub(crate) fn run(
         .body(&json!({ "shard": path }))?;
         return publish(outcome, session, printer);
     }
-    let validation = if args.merge.is_empty() {
+    if let Some(partition) = args.partition {
+        printer.info(&format!(
+            "merge partition {}/{} of {}",
+            partition.index,
+            partition.count,
+            args.merge.join(" ")
+        ));
+        let part = merge_partition(&args.merge, partition).map_err(with_data_flag)?;
+        let path = args.out.join(format!(
+            "partition-{}-of-{}.json",
+            partition.index, partition.count
+        ));
+        printer.info(&format!(
+            "merge partition {}/{}: {} entries of its buckets, {} duplicate groups, {} near-duplicate links in {:.2} s; writing {}: combine the partitions with --merge … --partition-results",
+            partition.index,
+            partition.count,
+            part.entries,
+            part.groups(),
+            part.links(),
+            started.elapsed().as_secs_f64(),
+            path.display()
+        ));
+        // Like a shard, a partition decides nothing.
+        let outcome = Outcome::new(
+            "validate-data",
+            format!(
+                "validate-data merge partition {}/{}",
+                partition.index, partition.count
+            ),
+            Verdict::Pass,
+        )
+        .published_as(&args.publishing.name, Vec::new())
+        .json_file(&path, &part)?
+        .path_output(Output::Partition, &path)
+        .body(&json!({ "partition": path }))?;
+        return publish(outcome, session, printer);
+    }
+    let validation = if !args.partition_results.is_empty() {
+        printer.info(&format!(
+            "combining {} with {}",
+            args.partition_results.join(" "),
+            args.merge.join(" ")
+        ));
+        merge_partitions(options, &args.merge, &args.partition_results).map_err(with_data_flag)?
+    } else if args.merge.is_empty() {
         printer.info(&format!("validating {}", args.data.join(" ")));
         let mut last_line = std::time::Instant::now();
         let show = printer.shows_progress(session.platform != gantry_ci::Platform::Local);

@@ -327,6 +327,65 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
         step.read("single/report.json")
     );
     assert_eq!(step.read("merged/data.lock"), step.read("single/data.lock"));
+    // The partitioned merge: two partition jobs, then the final step.
+    for index in 1..=2 {
+        let partition = format!("{index}/2");
+        let outcome = step.run(
+            &[
+                &[
+                    "validate-data",
+                    "--merge",
+                    "shards/*.shard",
+                    "--partition",
+                    &partition,
+                    "--out",
+                    "parts",
+                ][..],
+                &common[2..],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            outcome.code,
+            0,
+            "a partition never gates: {}",
+            outcome.transcript()
+        );
+        assert!(
+            outcome
+                .stdout
+                .contains(&format!("partition-file=parts/partition-{index}-of-2.json")),
+            "{}",
+            outcome.stdout
+        );
+    }
+    let combined = step.run(
+        &[
+            &[
+                "validate-data",
+                "--merge",
+                "shards/*.shard",
+                "--partition-results",
+                "parts/*.json",
+                "--out",
+                "combined",
+            ][..],
+            &common[2..],
+        ]
+        .concat(),
+    );
+    assert_eq!(combined.code, 1, "{}", combined.transcript());
+    assert_eq!(
+        step.read("combined/report.json"),
+        step.read("single/report.json")
+    );
+    assert_eq!(
+        step.read("combined/data.lock"),
+        step.read("single/data.lock")
+    );
+    let orphan = step.run(&["validate-data", "--data", "data", "--partition", "1/2"]);
+    assert_eq!(orphan.code, 2, "{}", orphan.transcript());
+    assert!(orphan.stderr.contains("--merge"), "{}", orphan.transcript());
 
     let both = step.run(&[
         "validate-data",

@@ -48,6 +48,18 @@ pub struct PartitionFile {
     pub written_by: String,
 }
 
+impl PartitionFile {
+    /// Exact and normalized duplicate groups found.
+    pub fn groups(&self) -> usize {
+        self.exact.len() + self.normalized.len()
+    }
+
+    /// Near-duplicate links found.
+    pub fn links(&self) -> usize {
+        self.links.len()
+    }
+}
+
 /// A content-hash group of more than one record.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Group {
