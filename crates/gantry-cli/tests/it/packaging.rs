@@ -2135,13 +2135,21 @@ fn a_slurm_array_job_validates_shards_and_its_merge_is_the_unsharded_run() {
 
     let (code, text) = run(Command::new(bash)
         .arg(repository_root().join("examples/slurm/validate-data.sh"))
-        .args(["data/", "3", "sharded"])
+        .args(["data/", "3", "sharded", "2"])
         .current_dir(root)
         .env("WAIT", "1")
         .env("SLURM_CONF", &cluster.conf)
         .env("PATH", path_with_gantry()));
-    assert_eq!(code, 0, "the array job and its merge:\n{text}");
+    assert_eq!(code, 0, "the array jobs and the final merge:\n{text}");
     assert!(text.contains("(array 1-3)"), "{text}");
+    assert!(text.contains("merge partitions: job"), "{text}");
+    for index in 1..=2 {
+        assert!(
+            root.join(format!("sharded/partition-{index}-of-2.json"))
+                .is_file(),
+            "partition {index} missing:\n{text}"
+        );
+    }
     for index in 1..=3 {
         assert!(
             root.join(format!("sharded/shard-{index}-of-3.shard"))
@@ -2166,7 +2174,7 @@ fn a_slurm_array_job_validates_shards_and_its_merge_is_the_unsharded_run() {
         .env("SLURM_CONF", &cluster.conf));
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("SHARDS must be a positive whole number"),
+        text.contains("SHARDS and PARTITIONS must be positive whole numbers"),
         "{text}"
     );
 }
@@ -2174,7 +2182,11 @@ fn a_slurm_array_job_validates_shards_and_its_merge_is_the_unsharded_run() {
 #[test]
 fn the_kubernetes_indexed_job_examples_are_jobs_kubernetes_accepts() {
     use k8s_openapi::api::batch::v1::Job;
-    for name in ["validate-data-shards.yaml", "validate-data-merge.yaml"] {
+    for name in [
+        "validate-data-shards.yaml",
+        "validate-data-partitions.yaml",
+        "validate-data-merge.yaml",
+    ] {
         let path = repository_root().join("examples/kubernetes").join(name);
         let text = std::fs::read_to_string(&path).expect("example");
         let value: serde_json::Value = serde_norway::from_str(&text).expect("YAML");
@@ -2188,21 +2200,32 @@ fn the_kubernetes_indexed_job_examples_are_jobs_kubernetes_accepts() {
         let spec = job.spec.expect("spec");
         let pod = spec.template.spec.expect("pod spec");
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"), "{name}");
-        if name.contains("shards") {
+        let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+        if name.contains("shards") || name.contains("partitions") {
             assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
             assert_eq!(spec.completions, spec.parallelism);
-            let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+            let flag = if name.contains("shards") {
+                "--shard"
+            } else {
+                "--partition"
+            };
             assert!(
                 args.contains(&format!(
-                    "--shard \"$((JOB_COMPLETION_INDEX + 1))/{}\"",
+                    "{flag} \"$((JOB_COMPLETION_INDEX + 1))/{}\"",
                     spec.completions.expect("completions")
                 )),
                 "{args}"
             );
-        } else {
-            let args = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+        }
+        if name.contains("partitions") {
             assert!(
-                args.contains("--merge /work/.gantry/validate-data/shard-*-of-16.shard"),
+                args.contains("--merge '/work/.gantry/validate-data/shard-*-of-16.shard'"),
+                "{args}"
+            );
+        }
+        if name.contains("merge") {
+            assert!(
+                args.contains("--merge /work/.gantry/validate-data/shard-*-of-16.shard --partition-results /work/.gantry/validate-data/partition-*-of-4.json"),
                 "{args}"
             );
         }
