@@ -933,8 +933,14 @@ fn gitlab_ci_local_runs_the_sharded_example_with_parallel_jobs_and_a_merge() {
             "shard {index} missing:\n{text}"
         );
     }
+    for index in 1..=2 {
+        assert!(
+            text.contains(&format!("partition-{index}-of-2.json")),
+            "partition {index} missing:\n{text}"
+        );
+    }
     assert!(
-        text.contains("merging .gantry/validate-data/shard-*.shard"),
+        text.contains("combining .gantry/validate-data/partition-*.json with .gantry/validate-data/shard-*.shard"),
         "{text}"
     );
     assert!(
