@@ -14,7 +14,8 @@
 #
 #   nginx 1.22 (Debian nginx-light) - a weighted upstream with keepalive, the router peer; wrk (Debian) drives both
 #
-# BENCH_SECTIONS picks sections ("startup validate-data near-dup tiny-lm eval-gate register upload train router"; default: the first two);
+# BENCH_SECTIONS picks sections ("startup validate-data near-dup sharded tiny-lm eval-gate register upload train router"; default: the first two);
+# BENCH_SHARDED_GB, BENCH_SHARDS and BENCH_PARTITIONS size the sharded section (20, 16, 4);
 # BENCH_DATA_MB sizes the generated dataset (default 1024); BENCH_MODEL_MB the model directory (default 4096).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -181,6 +182,53 @@ size = int(sys.argv[2])
 base = results[0]["median"]
 for name, result in zip(["gantry (near-dup on)", "datatrove MinHash"], results):
     print(f"  {name:22s} median {result['median']:8.2f} s  {size / result['median'] / 1e6:8.1f} MB/s  x{result['median'] / base:7.1f} of gantry")
+PY
+fi
+
+if section sharded; then
+  # validate-data at scale: BENCH_SHARDED_GB (default 20) GB of chat JSONL, in
+  # one file per GB (seeds 101…), validated as BENCH_SHARDS (16) shards one
+  # after another, merged by BENCH_PARTITIONS (4) merge partitions one after
+  # another, then the final step. Per shard: time, peak RSS, shard bytes per
+  # record; per partition: time, peak RSS; the final step's time and RSS.
+  sharded_gb="${BENCH_SHARDED_GB:-20}"
+  shards="${BENCH_SHARDS:-16}"
+  partitions="${BENCH_PARTITIONS:-4}"
+  corpus="$peers/sharded-${sharded_gb}gb"
+  mkdir -p "$corpus"
+  for i in $(seq "$sharded_gb"); do
+    [ -f "$corpus/part-$i.jsonl" ] || echo "python3 bench/generate_chat.py $corpus/part-$i.jsonl 1000 $((100 + i))"
+  done | xargs -r -P 2 -I{} sh -c '{}'
+  work="$scratch/sharded"
+  rm -rf "$work" && mkdir -p "$work"
+  echo "== validate-data on $(du -sh "$corpus" | cut -f1) in $shards shards, merged in $partitions partitions"
+  for i in $(seq "$shards"); do
+    /usr/bin/time -f "%e %M" -o "$work/shard-$i.time" "$gantry" --quiet validate-data --data "$corpus" \
+      --shard "$i/$shards" --out "$work/shards" --publish summary > /dev/null
+  done
+  for k in $(seq "$partitions"); do
+    /usr/bin/time -f "%e %M" -o "$work/partition-$k.time" "$gantry" --quiet validate-data --merge "$work/shards/*.shard" \
+      --partition "$k/$partitions" --out "$work/parts" --publish summary > /dev/null
+  done
+  /usr/bin/time -f "%e %M" -o "$work/final.time" "$gantry" --quiet validate-data --merge "$work/shards/*.shard" \
+    --partition-results "$work/parts/*.json" --out "$work/final" --publish summary > /dev/null || true
+  python3 - "$work" "$shards" "$partitions" "$(du -sb "$corpus" | cut -f1)" <<'PY'
+import json, os, statistics, sys
+work, shards, partitions, data_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def timed(name):
+    seconds, kb = open(os.path.join(work, name)).read().split()
+    return float(seconds), int(kb) / 1024
+report = json.load(open(os.path.join(work, "final", "report.json")))
+records = report["records"]
+shard_times = [timed(f"shard-{i}.time") for i in range(1, shards + 1)]
+shard_bytes = sum(os.path.getsize(os.path.join(work, "shards", f)) for f in os.listdir(os.path.join(work, "shards")))
+part_times = [timed(f"partition-{k}.time") for k in range(1, partitions + 1)]
+final = timed("final.time")
+print(f"  {data_bytes / 1e9:.1f} GB, {records:,} records ({data_bytes / records:,.0f} bytes a record), verdict {report['verdict']}")
+print(f"  shard: median {statistics.median(t for t, _ in shard_times):.1f} s, max {max(t for t, _ in shard_times):.1f} s, peak RSS max {max(m for _, m in shard_times):.0f} MB")
+print(f"  shard files: {shard_bytes / 1e6:,.0f} MB in all, {shard_bytes / records:.0f} bytes a record, {100 * shard_bytes / data_bytes:.1f}% of the data")
+print(f"  partition: median {statistics.median(t for t, _ in part_times):.1f} s, peak RSS max {max(m for _, m in part_times):.0f} MB ({max(m for _, m in part_times) * 1024 * 1024 / records:.0f} bytes a record of the dataset)")
+print(f"  final step: {final[0]:.1f} s, peak RSS {final[1]:.0f} MB")
 PY
 fi
 

@@ -387,12 +387,14 @@ impl<'a, T: Target> Controller<'a, T> {
         let moved = self.roll_out(&mut state, stable.as_ref(), &canary).await;
         match moved {
             // Refused before any traffic reached the canary (a route that
-            // does not carry stable, a field another manager owns): stop
-            // the canary, so nothing is left running half-applied.
+            // does not carry stable, a field another manager owns, a verb
+            // RBAC does not allow): stop the canary, so nothing is left
+            // running half-applied. A service that did not answer leaves
+            // the rollout open, for --action resume.
             Err(error)
                 if state.weight == 0
                     && state.phase == Phase::Progressing
-                    && !matches!(error, Error::Busy(_)) =>
+                    && matches!(error, Error::Input(_) | Error::Conflict(_)) =>
             {
                 let stopped = self.target.retire(&state.canary.version).await;
                 state.phase = Phase::RolledBack;
