@@ -1079,17 +1079,35 @@ impl<'a, T: Target> Controller<'a, T> {
 
     /// Records a decision, saves the state, tells the observer.
     fn decide(&mut self, state: &mut RolloutState, action: &str, reason: String) -> Result<()> {
-        let decision = Decision {
-            at: rfc3339(now_ms()),
-            step: state.step_index,
-            weight: state.weight,
-            action: action.to_owned(),
+        record(
+            self.observer,
+            state,
+            action,
             reason,
-        };
-        state.decisions.push(decision.clone());
-        self.observer.decided(state, &decision);
-        state.save(&self.options.state_file)
+            &self.options.state_file,
+        )
     }
+}
+
+/// Records a decision in `state`, tells `observer`, then saves the state
+/// (so what the observer noted, a forge deployment's id, is saved with it).
+pub(crate) fn record(
+    observer: &mut dyn Observer,
+    state: &mut RolloutState,
+    action: &str,
+    reason: String,
+    state_file: &Path,
+) -> Result<()> {
+    let decision = Decision {
+        at: rfc3339(now_ms()),
+        step: state.step_index,
+        weight: state.weight,
+        action: action.to_owned(),
+        reason,
+    };
+    state.decisions.push(decision.clone());
+    observer.decided(state, &decision);
+    state.save(state_file)
 }
 
 /// Refuses a version whose lineage has no passing gate, unless allowed.

@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use crate::analysis::{CheckResult, Outcome};
 use crate::controller::{Action, ModelVersion, Models, Observer, gate_allows};
-use crate::error::{Error, Result, now_ms, rfc3339};
+use crate::error::{Error, Result, now_ms};
 use crate::kubernetes::cluster::{Cluster, Kind, check_name};
 use crate::kubernetes::{keys, render};
 use crate::rollout::{
-    Decision, Phase, RolloutLock, RolloutState, Step, Strategy, VersionRef, Window, WindowSide,
+    Phase, RolloutLock, RolloutState, Step, Strategy, VersionRef, Window, WindowSide,
 };
 
 /// What following a Rollout needs.
@@ -497,16 +497,13 @@ impl Follower<'_> {
     }
 
     fn decide(&mut self, state: &mut RolloutState, action: &str, reason: String) -> Result<()> {
-        let decision = Decision {
-            at: rfc3339(now_ms()),
-            step: state.step_index,
-            weight: state.weight,
-            action: action.to_owned(),
+        crate::controller::record(
+            self.observer,
+            state,
+            action,
             reason,
-        };
-        state.decisions.push(decision.clone());
-        self.observer.decided(state, &decision);
-        state.save(&self.options.state_file)
+            &self.options.state_file,
+        )
     }
 }
 
