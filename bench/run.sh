@@ -197,7 +197,7 @@ if section sharded; then
   corpus="$peers/sharded-${sharded_gb}gb"
   mkdir -p "$corpus"
   for i in $(seq "$sharded_gb"); do
-    [ -f "$corpus/part-$i.jsonl" ] || echo "python3 bench/generate_chat.py $corpus/part-$i.jsonl 1000 $((100 + i))"
+    [ -f "$corpus/part-$i.jsonl" ] || echo "python3 bench/generate_chat.py $corpus/part-$i.jsonl.tmp 1000 $((100 + i)) && mv $corpus/part-$i.jsonl.tmp $corpus/part-$i.jsonl"
   done | xargs -r -P 2 -I{} sh -c '{}'
   work="$scratch/sharded"
   rm -rf "$work" && mkdir -p "$work"
