@@ -301,9 +301,18 @@ proptest! {
     fn any_split_into_shards_and_partitions_is_the_unsharded_run(lines in chat_records(), shards in 1_u32..5, partitions in 1_u32..5) {
         let directory = tempfile::tempdir().expect("tempdir");
         let path = directory.path().join("data.jsonl");
+        // Every case holds a near-duplicate pair (one word apart) with
+        // records between, so there is always a cluster to split.
+        let anchor = "zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau";
+        let pair = |text: &str| serde_json::json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": text}]}).to_string();
+        let mut lines = lines;
+        lines.insert(0, pair(anchor));
+        lines.push(pair(&format!("{anchor} upsilon")));
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
         let options = options(&path);
         let whole = validate(&options).expect("whole");
+        let near = whole.report.checks.iter().find(|check| check.id == "near-duplicates").expect("near check");
+        prop_assert!(near.count >= 1, "no near duplicate to split");
         let mut shard_paths = Vec::new();
         for index in 1..=shards {
             let mut shard = gantry_data::validate_shard(&options, gantry_data::Shard { index, count: shards }).expect("shard");

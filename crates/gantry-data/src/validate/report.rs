@@ -156,18 +156,16 @@ impl Duplicates {
             .into_iter()
             .map(|group| group.into_iter().map(|member| positions[member]).collect())
             .collect();
-        let index: BTreeMap<Position, usize> = positions
-            .iter()
-            .enumerate()
-            .map(|(at, position)| (*position, at))
-            .collect();
+        // Positions are sorted: the few example pairs are found by search,
+        // not through a map of every record.
+        let at = |position: &Position| positions.binary_search(position).ok();
         let near_jaccard = near_example_pairs(&near)
             .into_iter()
             .filter_map(|(first, member)| {
-                let (a, b) = (index.get(&first)?, index.get(&member)?);
+                let (a, b) = (at(&first)?, at(&member)?);
                 Some((
                     (first, member),
-                    estimated_jaccard(signatures[*a], signatures[*b]),
+                    estimated_jaccard(signatures[a], signatures[b]),
                 ))
             })
             .collect();
