@@ -282,6 +282,22 @@ impl KubeTarget {
         self.options.gateway_url.clone().unwrap_or_default()
     }
 
+    /// A version that never became ready: the rollout's backend error.
+    fn ready_or_backend(
+        &self,
+        waited: std::result::Result<Value, String>,
+        version: &str,
+        object: &str,
+    ) -> Result<()> {
+        waited.map(|_| ()).map_err(|why| Error::Backend {
+            message: format!(
+                "{version} did not become ready on {}: {object}: {why}",
+                self.cluster.describe
+            ),
+            log_tail: Vec::new(),
+        })
+    }
+
     // --- gateway-api ---
 
     async fn observe_route(&self) -> Result<RouterView> {
@@ -379,13 +395,7 @@ impl KubeTarget {
                 },
             )
             .await?;
-        waited.map(|_| ()).map_err(|why| Error::Backend {
-            message: format!(
-                "{} did not become ready on {}: Deployment {name}: {why}",
-                spec.version, self.cluster.describe
-            ),
-            log_tail: Vec::new(),
-        })
+        self.ready_or_backend(waited, &spec.version, &format!("Deployment {name}"))
     }
 
     async fn set_route_weights(&self, request: &WeightsRequest) -> Result<RouterView> {
@@ -702,13 +712,7 @@ impl KubeTarget {
                 },
             )
             .await?;
-        waited.map(|_| ()).map_err(|why| Error::Backend {
-            message: format!(
-                "{} did not become ready on {}: InferenceService {name}: {why}",
-                spec.version, self.cluster.describe
-            ),
-            log_tail: Vec::new(),
-        })
+        self.ready_or_backend(waited, &spec.version, &format!("InferenceService {name}"))
     }
 
     async fn set_kserve_weights(&self, request: &WeightsRequest) -> Result<RouterView> {
