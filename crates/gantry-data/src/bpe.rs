@@ -5,11 +5,14 @@
 //! backtracking regex, and running it is most of the cost of counting.
 //! [`Bpe::count`] finds each piece with a scanner that follows the pattern's
 //! alternatives, in their order, while every character it has to look at is
-//! ASCII; a piece that touches any other character is asked of the regex
-//! itself, from the same position. A piece that is not a single token is
-//! merged once per thread and remembered. The counts are tiktoken's: a
-//! property test compares them on random text of ASCII, letters and marks of
-//! other scripts, Unicode spaces and digits.
+//! ASCII. A piece that touches any other character is found by the
+//! pattern's alternatives before the lookahead, as one anchored DFA search
+//! (the regex crate's leftmost-first matches are a backtracker's), and when
+//! none of them matches, by the whitespace alternatives written out. A piece
+//! that is not a single token is merged once per thread and remembered. The
+//! counts are tiktoken's: a property test compares the pieces with tiktoken's
+//! backtracking pattern and the counts with tiktoken on random text of ASCII,
+//! letters and marks of other scripts, Unicode spaces and digits.
 //!
 //! The vocabularies are OpenAI's `.tiktoken` files (`assets/`, with the
 //! SHA-256 tiktoken checks them against), read into two tables when first
@@ -31,6 +34,7 @@ const O200K_VOCABULARY: &str = include_str!("../assets/o200k_base.tiktoken");
 const CL100K_VOCABULARY: &str = include_str!("../assets/cl100k_base.tiktoken");
 
 /// o200k_base's pre-tokenizer, as tiktoken writes it.
+#[cfg(test)]
 pub(crate) const O200K_PATTERN: &str = concat!(
     r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
     "|",
@@ -47,8 +51,30 @@ pub(crate) const O200K_PATTERN: &str = concat!(
     r#"\s+"#
 );
 
+/// [`O200K_PATTERN`] up to its lookahead: what is left, `\s+(?!\S)|\s+`, is
+/// [`unicode_whitespace`].
+const O200K_BEFORE_LOOKAHEAD: &str = concat!(
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+    "|",
+    r#"\p{N}{1,3}"#,
+    "|",
+    r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
+    "|",
+    r#"\s*[\r\n]+"#,
+);
+
 /// cl100k_base's pre-tokenizer, as tiktoken writes it.
+#[cfg(test)]
 pub(crate) const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// [`CL100K_PATTERN`] up to its lookahead, without its possessive
+/// quantifiers, which change nothing here: no prefix character is a letter,
+/// nothing follows `\p{L}++` or `\p{N}{1,3}+`, the symbols exclude `\r\n`,
+/// and `$` is only the end. What is left, `\s+(?!\S)|\s`, is [`unicode_whitespace`].
+const CL100K_BEFORE_LOOKAHEAD: &str =
+    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]";
 
 /// Which of OpenAI's encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +103,8 @@ struct Merged {
     recent: Vec<(u128, u32)>,
     short: FxHashMap<u128, u32>,
     long: FxHashMap<Box<[u8]>, u32>,
+    /// The pre-tokenizer's search state, made on first use.
+    search: Option<regex_automata::meta::Cache>,
 }
 
 impl Default for Merged {
@@ -86,6 +114,7 @@ impl Default for Merged {
             recent: vec![(u128::MAX, 0); RECENT_SLOTS],
             short: FxHashMap::default(),
             long: FxHashMap::default(),
+            search: None,
         }
     }
 }
@@ -169,23 +198,49 @@ impl Ranks {
 pub struct Bpe {
     encoding: Encoding,
     ranks: Ranks,
-    regex: fancy_regex::Regex,
+    /// The pattern's alternatives before its lookahead, searched anchored.
+    before_lookahead: regex_automata::meta::Regex,
 }
 
 impl Bpe {
     /// Reads the vocabulary built into gantry and compiles the pattern.
     pub fn load(encoding: Encoding) -> Result<Bpe, String> {
         let (vocabulary, pattern) = match encoding {
-            Encoding::O200k => (O200K_VOCABULARY, O200K_PATTERN),
-            Encoding::Cl100k => (CL100K_VOCABULARY, CL100K_PATTERN),
+            Encoding::O200k => (O200K_VOCABULARY, O200K_BEFORE_LOOKAHEAD),
+            Encoding::Cl100k => (CL100K_VOCABULARY, CL100K_BEFORE_LOOKAHEAD),
         };
         let ranks = Ranks::parse(vocabulary)?;
-        let regex = fancy_regex::Regex::new(pattern).map_err(|error| error.to_string())?;
+        let before_lookahead =
+            regex_automata::meta::Regex::new(pattern).map_err(|error| error.to_string())?;
         Ok(Bpe {
             encoding,
             ranks,
-            regex,
+            before_lookahead,
         })
+    }
+
+    /// The end of the piece that starts at `at` (a character boundary
+    /// before the end of `text`).
+    #[inline]
+    fn piece_end(&self, text: &str, at: usize, cache: &mut Merged) -> usize {
+        let bytes = text.as_bytes();
+        let ascii = match self.encoding {
+            Encoding::O200k => o200k_piece(bytes, at),
+            Encoding::Cl100k => cl100k_piece(bytes, at),
+        };
+        if let Some(end) = ascii {
+            return end;
+        }
+        let search = cache
+            .search
+            .get_or_insert_with(|| self.before_lookahead.create_cache());
+        let input = regex_automata::Input::new(bytes)
+            .range(at..)
+            .anchored(regex_automata::Anchored::Yes);
+        match self.before_lookahead.search_with(search, &input) {
+            Some(found) if found.end() > at => found.end(),
+            _ => unicode_whitespace(text, at),
+        }
     }
 
     /// The number of tokens tiktoken's `encode_ordinary` gives `text`.
@@ -196,19 +251,7 @@ impl Bpe {
             let mut tokens = 0;
             let mut at = 0;
             while at < bytes.len() {
-                let end = match self.encoding {
-                    Encoding::O200k => o200k_piece(bytes, at),
-                    Encoding::Cl100k => cl100k_piece(bytes, at),
-                };
-                let end = match end {
-                    Some(end) => end,
-                    None => match self.regex.find_from_pos(text, at) {
-                        Ok(Some(found)) if found.start() == at && found.end() > at => found.end(),
-                        // Every character starts a piece, so this is not reached;
-                        // if it were, the remaining text is merged as one piece.
-                        _ => bytes.len(),
-                    },
-                };
+                let end = self.piece_end(text, at, cache);
                 tokens += self.piece_tokens(bytes, at, end, cache);
                 at = end;
             }
@@ -508,6 +551,33 @@ fn whitespace(bytes: &[u8], position: usize, encoding: Encoding) -> Option<usize
     }
 }
 
+/// The patterns' last alternatives, from a character none of the earlier
+/// ones takes (so whitespace, and not a run that ends the text or holds a
+/// line break): o200k_base's `\s+(?!\S)|\s+` and cl100k_base's
+/// `\s+(?!\S)|\s`. The run of whitespace but its last character, which
+/// is left to the next piece, or the one character when the run has one.
+/// `\s` is Unicode's White_Space, as `char::is_whitespace` is.
+fn unicode_whitespace(text: &str, at: usize) -> usize {
+    let mut characters = text[at..].char_indices();
+    let Some((_, first)) = characters.next() else {
+        return text.len();
+    };
+    let mut last_start = at;
+    let mut end = at + first.len_utf8();
+    for (offset, character) in characters {
+        if !character.is_whitespace() {
+            break;
+        }
+        last_start = at + offset;
+        end = at + offset + character.len_utf8();
+    }
+    if end == text.len() || last_start == at {
+        end
+    } else {
+        last_start
+    }
+}
+
 /// The end of cl100k_base's piece at `position`, or `None` when it depends
 /// on a non-ASCII character.
 fn cl100k_piece(bytes: &[u8], position: usize) -> Option<usize> {
@@ -598,31 +668,26 @@ mod tests {
         );
     }
 
-    /// The pieces the scanner finds, with the regex where it bails.
+    /// The pieces [`Bpe::count`] finds.
     fn pieces(bpe: &Bpe, text: &str) -> Vec<String> {
-        let bytes = text.as_bytes();
+        let mut cache = Merged::default();
         let mut pieces = Vec::new();
         let mut at = 0;
-        while at < bytes.len() {
-            let end = match bpe.encoding {
-                Encoding::O200k => o200k_piece(bytes, at),
-                Encoding::Cl100k => cl100k_piece(bytes, at),
-            }
-            .unwrap_or_else(|| {
-                bpe.regex
-                    .find_from_pos(text, at)
-                    .expect("regex")
-                    .expect("match")
-                    .end()
-            });
+        while at < text.len() {
+            let end = bpe.piece_end(text, at, &mut cache);
             pieces.push(text[at..end].to_owned());
             at = end;
         }
         pieces
     }
 
+    static PATTERNS: LazyLock<[fancy_regex::Regex; 2]> = LazyLock::new(|| {
+        [O200K_PATTERN, CL100K_PATTERN].map(|pattern| fancy_regex::Regex::new(pattern).expect("pattern"))
+    });
+
+    /// The pieces of tiktoken's own (backtracking) pattern.
     fn regex_pieces(bpe: &Bpe, text: &str) -> Vec<String> {
-        bpe.regex
+        PATTERNS[bpe.encoding as usize]
             .find_iter(text)
             .map(|found| found.expect("regex").as_str().to_owned())
             .collect()

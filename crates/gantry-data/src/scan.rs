@@ -109,10 +109,8 @@ enum Needs {
     Literal(&'static [&'static str]),
     /// This byte.
     Byte(u8),
-    /// At least this many ASCII digits.
-    Digits(usize),
-    /// At least four ASCII digits and three dots (a dotted IPv4 address).
-    DottedDigits,
+    /// A shape of ASCII digit runs (see [`DigitShapes`]).
+    Digits(fn(&DigitShapes) -> bool),
     /// `=` or `:` after a name holding one of these words in any ASCII case.
     Assignment(&'static [&'static str]),
 }
@@ -309,25 +307,25 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(
             SensitiveKind::Phone,
             r"(?:\+[0-9]{1,3}[ .\-]?)?\(?(?-u:\b)[0-9]{3}\)?[ .\-][0-9]{3}[ .\-][0-9]{4}(?-u:\b)",
-            Needs::Digits(10),
+            Needs::Digits(|shapes| shapes.phone),
             always,
         ),
         rule(
             SensitiveKind::IpAddress,
             r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)",
-            Needs::DottedDigits,
+            Needs::Digits(|shapes| shapes.dotted),
             public_ipv4,
         ),
         rule(
             SensitiveKind::CardNumber,
             r"(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)",
-            Needs::Digits(13),
+            Needs::Digits(|shapes| shapes.card),
             luhn_valid,
         ),
         rule(
             SensitiveKind::Iban,
             r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)",
-            Needs::Digits(4),
+            Needs::Digits(|shapes| shapes.iban),
             iban_valid,
         ),
     ]
@@ -342,7 +340,7 @@ pub fn scan(text: &str) -> Vec<SensitiveMatch> {
 /// [`scan`], with or without the checks that skip a rule's regex.
 fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
     let mut matches: Vec<SensitiveMatch> = Vec::new();
-    let n_digits = text.bytes().filter(u8::is_ascii_digit).count();
+    let shapes = DigitShapes::of(text.as_bytes());
     let (literals, literal_rules) = &*LITERALS;
     let found_literals = literals.find_iter(text).fold(0_u32, |rules, found| {
         rules | literal_rules[found.pattern().as_usize()]
@@ -351,10 +349,7 @@ fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
         let possible = match rule.needs {
             Needs::Literal(_) => found_literals & (1 << index) != 0,
             Needs::Byte(byte) => memchr::memchr(byte, text.as_bytes()).is_some(),
-            Needs::Digits(minimum) => n_digits >= minimum,
-            Needs::DottedDigits => {
-                n_digits >= 4 && memchr::memchr_iter(b'.', text.as_bytes()).nth(2).is_some()
-            }
+            Needs::Digits(shape) => shape(&shapes),
             Needs::Assignment(words) => has_assignment(text, words),
         };
         if prefilter && !possible {
@@ -391,6 +386,107 @@ fn scan_with(text: &str, prefilter: bool) -> Vec<SensitiveMatch> {
     aws_secret_keys(text, &mut matches);
     matches.sort_by_key(|found| found.range.start);
     matches
+}
+
+/// Which of the personal-data rules' digit patterns a text's runs of ASCII
+/// digits could form, found in one pass over the text. Each is a necessary
+/// condition of its rule's regex (looser than the regex, never stricter), so
+/// a rule skipped for it could not have matched; most text with numbers in
+/// it (years, counts, prices) has none of these shapes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DigitShapes {
+    /// Phone: runs of at least 3, 3 and 4 digits, the first two followed by
+    /// one of ` .-` (the first optionally after a `)`).
+    phone: bool,
+    /// Card: at least 13 digits in runs joined by single spaces or hyphens.
+    card: bool,
+    /// IBAN: at least two digits just after two ASCII capitals.
+    iban: bool,
+    /// IPv4: four runs joined by single dots.
+    dotted: bool,
+}
+
+impl DigitShapes {
+    fn of(bytes: &[u8]) -> DigitShapes {
+        let mut shapes = DigitShapes::default();
+        // The two runs before the current one, for phone numbers.
+        let mut before: [Option<std::ops::Range<usize>>; 2] = [None, None];
+        let (mut card_digits, mut dotted_runs) = (0_usize, 0_usize);
+        let mut previous_end: Option<usize> = None;
+        for_each_digit_run(bytes, |run| {
+            let gap = previous_end.map(|end| &bytes[end..run.start]);
+            let joined_by = |separators: &[u8]| {
+                gap.is_some_and(|gap| gap.len() == 1 && separators.contains(&gap[0]))
+            };
+            card_digits = if joined_by(b" -") {
+                card_digits + run.len()
+            } else {
+                run.len()
+            };
+            dotted_runs = if joined_by(b".") { dotted_runs + 1 } else { 1 };
+            shapes.card |= card_digits >= 13;
+            shapes.dotted |= dotted_runs >= 4;
+            shapes.iban |= run.len() >= 2
+                && run.start >= 2
+                && bytes[run.start - 2].is_ascii_uppercase()
+                && bytes[run.start - 1].is_ascii_uppercase();
+            if run.len() >= 4
+                && let [Some(first), Some(second)] = &before
+            {
+                let phone_gap = |gap: &[u8]| match gap {
+                    [separator] | [b')', separator] => b" .-".contains(separator),
+                    _ => false,
+                };
+                shapes.phone |= first.len() >= 3
+                    && second.len() >= 3
+                    && phone_gap(&bytes[first.end..second.start])
+                    && matches!(&bytes[second.end..run.start], [b' ' | b'.' | b'-']);
+            }
+            previous_end = Some(run.end);
+            before = [before[1].take(), Some(run)];
+        });
+        shapes
+    }
+}
+
+/// Calls `f` with every maximal run of ASCII digits in `bytes`, in order.
+/// Digits are found 64 bytes at a time as a bit mask, so text without
+/// digits costs a compare per byte.
+fn for_each_digit_run(bytes: &[u8], mut f: impl FnMut(std::ops::Range<usize>)) {
+    let mut run_start = None;
+    for (index, chunk) in bytes.chunks(64).enumerate() {
+        let base = index * 64;
+        let mask = chunk.iter().enumerate().fold(0_u64, |mask, (bit, byte)| {
+            mask | u64::from(byte.wrapping_sub(b'0') < 10) << bit
+        });
+        let length = chunk.len() as u32;
+        let mut bit = 0_u32;
+        while bit < length {
+            let rest = mask >> bit;
+            match run_start {
+                Some(start) => {
+                    // Bits past the chunk are zero, so the run ends within it
+                    // or exactly at its end.
+                    let digits = (!rest).trailing_zeros();
+                    bit += digits;
+                    if bit < length {
+                        f(start..base + bit as usize);
+                        run_start = None;
+                    }
+                }
+                None => {
+                    if rest == 0 {
+                        break;
+                    }
+                    bit += rest.trailing_zeros();
+                    run_start = Some(base + bit as usize);
+                }
+            }
+        }
+    }
+    if let Some(start) = run_start {
+        f(start..bytes.len());
+    }
 }
 
 /// AWS secret access keys: 40 base64 characters within a few lines of an
@@ -681,12 +777,51 @@ mod tests {
                 "\u{212a}ey", "ſecret", "toKen", "AWS_SECRET_ACCESS_KEY", "db_password", "pwd", "credential", "monkey",
                 "sk_live_", "_test_", "hunter22!", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                 "4111 1111 1111 1111", "+1 415-555-0100", "GB82 WEST 1234 5698 7654 32", "T3BlbkFJ",
+                "(415) 555-0100", "415.555.0100", "4111-1111-1111-1111", "DE89370400440532013000",
+                "-", ")", "(", "+", "--", ". ",
             ]).prop_map(str::to_owned),
             "[A-Za-z0-9_\\-]{8,40}",
-        ], 0..12)) {
+            // Digit runs and what joins them: the shapes of phone, card,
+            // IBAN and IPv4 numbers, and near misses.
+            "[0-9]{1,5}",
+            "[0-9]{1,4}[ .\\-)][0-9]{1,4}",
+            "[A-Z]{0,2}[0-9]{1,3}",
+        ], 0..16)) {
             let text = parts.concat();
             proptest::prop_assert_eq!(scan_with(&text, true), scan_with(&text, false));
         }
+    }
+
+    #[test]
+    fn digit_shapes_are_those_the_rules_need() {
+        let shapes = |text: &str| DigitShapes::of(text.as_bytes());
+        // Numbers in prose are none of them: the rules' regexes are skipped.
+        assert_eq!(
+            shapes("In 1999 we sold 4000 units at 2500.50 each, 8387 been 275 from 3906"),
+            DigitShapes::default()
+        );
+        for phone in ["+1 415-555-0100", "(415) 555-0100", "415.555.0100", "call 415 555 01001"] {
+            assert!(shapes(phone).phone, "{phone}");
+        }
+        for not_phone in ["415-555 - 0100", "415-55-0100", "415--555-0100", "415-555-010"] {
+            assert!(!shapes(not_phone).phone, "{not_phone}");
+        }
+        // Runs are found across the 64-byte chunks the mask is built in.
+        let long = format!("{}4111 1111 1111 1111", "x".repeat(61));
+        assert!(shapes(&long).card);
+        assert!(shapes(&"4".repeat(200)).card);
+        assert!(shapes("4111-1111-1111-1111").card);
+        assert!(!shapes("4111 1111 111").card);
+        assert!(!shapes("4111  1111 1111 1").card);
+        assert!(shapes("GB82 WEST 1234 5698 7654 32").iban);
+        assert!(!shapes("Gb82 WEST").iban);
+        assert!(shapes("8.8.8.8").dotted);
+        assert!(!shapes("8.8.8").dotted);
+        assert!(!shapes("8.8..8.8").dotted);
+        let mut runs = Vec::new();
+        let text = format!("{}12{}345", "a".repeat(62), "b".repeat(64));
+        for_each_digit_run(text.as_bytes(), |run| runs.push(run));
+        assert_eq!(runs, [62..64, 128..131]);
     }
 
     use proptest::strategy::Strategy as _;
