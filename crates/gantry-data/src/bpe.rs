@@ -73,8 +73,7 @@ pub(crate) const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}
 /// quantifiers, which change nothing here: no prefix character is a letter,
 /// nothing follows `\p{L}++` or `\p{N}{1,3}+`, the symbols exclude `\r\n`,
 /// and `$` is only the end. What is left, `\s+(?!\S)|\s`, is [`unicode_whitespace`].
-const CL100K_BEFORE_LOOKAHEAD: &str =
-    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]";
+const CL100K_BEFORE_LOOKAHEAD: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]";
 
 /// Which of OpenAI's encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,11 +95,17 @@ const SHORT_PIECE_BYTES: usize = 15;
 /// Slots of the per-thread table of recent short pieces (64 KiB: it stays in cache).
 const RECENT_SLOTS: usize = 1 << 12;
 
+/// Where a [`Merged::recent`] entry keeps its piece's tokens: the top four
+/// bits of a [`short_key`], whose length byte never needs them (a short
+/// piece has at most 15 bytes, so at most 15 tokens).
+const RECENT_TOKENS_SHIFT: u32 = 124;
+
 /// Tokens per piece remembered by one thread, for one encoding.
 struct Merged {
-    /// The last short piece seen in each slot: frequent words are answered
-    /// here without touching the vocabulary's megabytes.
-    recent: Vec<(u128, u32)>,
+    /// The last short piece seen in each slot, its [`short_key`] with its
+    /// tokens in the top four bits: frequent words are answered here without
+    /// touching the vocabulary's megabytes.
+    recent: Vec<u128>,
     short: FxHashMap<u128, u32>,
     long: FxHashMap<Box<[u8]>, u32>,
     /// The pre-tokenizer's search state, made on first use.
@@ -110,8 +115,9 @@ struct Merged {
 impl Default for Merged {
     fn default() -> Merged {
         Merged {
-            // No short key has all bits set: its length byte is at most 15.
-            recent: vec![(u128::MAX, 0); RECENT_SLOTS],
+            // No entry: no short key of UTF-8 text has its fifteen bytes all
+            // 0xff (a byte UTF-8 never holds).
+            recent: vec![u128::MAX; RECENT_SLOTS],
             short: FxHashMap::default(),
             long: FxHashMap::default(),
             search: None,
@@ -266,9 +272,9 @@ impl Bpe {
             let key = short_key_in(text, start, end);
             let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let slot = (mixed >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
-            let (recent, tokens) = cache.recent[slot];
-            if recent == key {
-                return u64::from(tokens);
+            let recent = cache.recent[slot];
+            if recent & !(0xf << RECENT_TOKENS_SHIFT) == key {
+                return (recent >> RECENT_TOKENS_SHIFT) as u64;
             }
             let tokens = if self.ranks.short.contains_key(&key) {
                 1
@@ -282,7 +288,11 @@ impl Bpe {
                 cache.short.insert(key, tokens);
                 tokens
             };
-            cache.recent[slot] = (key, tokens);
+            // Merging never leaves more parts than bytes; a count that would
+            // not fit is simply not remembered here.
+            if tokens <= 0xf {
+                cache.recent[slot] = key | u128::from(tokens) << RECENT_TOKENS_SHIFT;
+            }
             return u64::from(tokens);
         }
         if self.ranks.long.contains_key(piece) {
@@ -682,7 +692,8 @@ mod tests {
     }
 
     static PATTERNS: LazyLock<[fancy_regex::Regex; 2]> = LazyLock::new(|| {
-        [O200K_PATTERN, CL100K_PATTERN].map(|pattern| fancy_regex::Regex::new(pattern).expect("pattern"))
+        [O200K_PATTERN, CL100K_PATTERN]
+            .map(|pattern| fancy_regex::Regex::new(pattern).expect("pattern"))
     });
 
     /// The pieces of tiktoken's own (backtracking) pattern.

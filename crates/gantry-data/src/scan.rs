@@ -800,10 +800,20 @@ mod tests {
             shapes("In 1999 we sold 4000 units at 2500.50 each, 8387 been 275 from 3906"),
             DigitShapes::default()
         );
-        for phone in ["+1 415-555-0100", "(415) 555-0100", "415.555.0100", "call 415 555 01001"] {
+        for phone in [
+            "+1 415-555-0100",
+            "(415) 555-0100",
+            "415.555.0100",
+            "call 415 555 01001",
+        ] {
             assert!(shapes(phone).phone, "{phone}");
         }
-        for not_phone in ["415-555 - 0100", "415-55-0100", "415--555-0100", "415-555-010"] {
+        for not_phone in [
+            "415-555 - 0100",
+            "415-55-0100",
+            "415--555-0100",
+            "415-555-010",
+        ] {
             assert!(!shapes(not_phone).phone, "{not_phone}");
         }
         // Runs are found across the 64-byte chunks the mask is built in.

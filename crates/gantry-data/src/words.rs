@@ -81,6 +81,37 @@ fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
     }
 }
 
+/// The first byte from `from` on that is an ASCII space or not ASCII (or
+/// the end), looked at eight at a time.
+#[inline]
+fn ascii_token_end(bytes: &[u8], from: usize) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const fn splat(byte: u8) -> u64 {
+        (byte as u64) * 0x0101_0101_0101_0101
+    }
+    // For bytes below 0x80: the top bit of each byte of the result is set
+    // where the byte is at least `c`.
+    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
+    let mut at = from;
+    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(eight);
+        let low = word & LOW;
+        let spaces = low ^ splat(b' ');
+        let space = !(((spaces & LOW) + LOW) | spaces | LOW);
+        let control = at_least(low, 0x09) & !at_least(low, 0x0e);
+        let stop = (word & HIGH) | space | control;
+        if stop != 0 {
+            return at + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && bytes[at] < 0x80 && !is_ascii_space(bytes[at]) {
+        at += 1;
+    }
+    at
+}
+
 /// [`word_hash`] of the normalized word of an ASCII token without spaces
 /// (its letters and digits, lowercased), or `None` when it has none.
 /// Tokens of up to 32 bytes are normalized without a branch per byte.
@@ -89,7 +120,12 @@ fn ascii_token_hash(token: &[u8]) -> Option<u64> {
     let keep = |byte: u8| byte.is_ascii_alphanumeric();
     let lower = |byte: u8| byte | (u8::from(byte.is_ascii_uppercase()) << 5);
     if token.len() > 32 {
-        let word: Vec<u8> = token.iter().copied().filter(|&byte| keep(byte)).map(lower).collect();
+        let word: Vec<u8> = token
+            .iter()
+            .copied()
+            .filter(|&byte| keep(byte))
+            .map(lower)
+            .collect();
         return (!word.is_empty()).then(|| word_hash(&word));
     }
     // Every byte is written where the next kept one goes; only kept ones advance.
@@ -219,59 +255,62 @@ impl Words {
         }
         let bytes = text.as_bytes();
         let mut at = 0;
-        while at < bytes.len() {
+        loop {
+            // Between words: ASCII spaces (another space ends the word it follows).
+            while bytes.get(at).is_some_and(|&byte| is_ascii_space(byte)) {
+                at += 1;
+            }
+            if at == bytes.len() {
+                break;
+            }
+            let start = at;
             // Most words are lowercase ASCII letters and digits up to a space:
             // hashed where they lie, without a copy.
-            if self.word.is_empty() {
-                let start = at;
-                at += lowercase_or_digit_run(bytes, at);
-                if at > start && (at == bytes.len() || is_ascii_space(bytes[at])) {
-                    self.add_word(word_hash_in(bytes, start, at));
-                    continue;
+            at += lowercase_or_digit_run(bytes, at);
+            if at > start && bytes.get(at).is_none_or(|&byte| is_ascii_space(byte)) {
+                self.add_word(word_hash_in(bytes, start, at));
+                continue;
+            }
+            // Next commonest: ASCII up to a space, with capitals or
+            // punctuation (`The`, `said,`, `don't`): normalized on the stack.
+            let end = ascii_token_end(bytes, at);
+            if bytes.get(end).is_none_or(|&byte| byte < 0x80) {
+                if let Some(hash) = ascii_token_hash(&bytes[start..end]) {
+                    self.add_word(hash);
                 }
-                // Next commonest: ASCII up to a space, with capitals or
-                // punctuation (`The`, `said,`, `don't`): normalized on the stack.
-                let mut end = at;
-                while end < bytes.len() && bytes[end] < 0x80 && !is_ascii_space(bytes[end]) {
-                    end += 1;
-                }
-                if end > start && bytes.get(end).is_none_or(|&byte| byte < 0x80) {
-                    if let Some(hash) = ascii_token_hash(&bytes[start..end]) {
-                        self.add_word(hash);
+                at = end;
+                continue;
+            }
+            // A word with other characters: one character at a time, to a
+            // space of any kind.
+            at = start;
+            while let Some(&byte) = bytes.get(at) {
+                if byte < 0x80 {
+                    if is_ascii_space(byte) {
+                        break;
                     }
-                    at = end;
+                    at += 1;
+                    if byte.is_ascii_alphanumeric() {
+                        self.word.push(byte.to_ascii_lowercase());
+                    }
                     continue;
                 }
-                self.word.extend_from_slice(&bytes[start..at]);
-                if at == bytes.len() {
+                let Some(c) = text[at..].chars().next() else {
+                    break;
+                };
+                at += c.len_utf8();
+                if c.is_alphanumeric() {
+                    let mut buffer = [0_u8; 4];
+                    for lower in c.to_lowercase() {
+                        self.word
+                            .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+                    }
+                } else if c.is_whitespace() {
                     break;
                 }
             }
-            let byte = bytes[at];
-            if byte < 0x80 {
-                at += 1;
-                if byte.is_ascii_alphanumeric() {
-                    self.word.push(byte.to_ascii_lowercase());
-                } else if is_ascii_space(byte) {
-                    self.end_word();
-                }
-                continue;
-            }
-            let Some(c) = text[at..].chars().next() else {
-                break;
-            };
-            at += c.len_utf8();
-            if c.is_alphanumeric() {
-                let mut buffer = [0_u8; 4];
-                for lower in c.to_lowercase() {
-                    self.word
-                        .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
-                }
-            } else if c.is_whitespace() {
-                self.end_word();
-            }
+            self.end_word();
         }
-        self.end_word();
         self.ends.push(self.hashes.len());
     }
 
@@ -383,6 +422,15 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn token_ends_are_found_eight_bytes_at_a_time(bytes in proptest::collection::vec(proptest::prop_oneof![0x08_u8..=0x0e, 0x1f_u8..=0x21, 0x7f_u8..=0x80, proptest::prelude::any::<u8>()], 0..40), from in 0_usize..40) {
+            let from = from.min(bytes.len());
+            let expected = from + bytes[from..].iter().take_while(|&&byte| byte < 0x80 && !is_ascii_space(byte)).count();
+            proptest::prop_assert_eq!(ascii_token_end(&bytes, from), expected);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
         fn lowercase_runs_are_found_eight_bytes_at_a_time(bytes in proptest::collection::vec(proptest::prop_oneof![0x2f_u8..=0x3a, 0x60_u8..=0x7b, proptest::prelude::any::<u8>()], 0..40), from in 0_usize..40) {
             let from = from.min(bytes.len());
             let expected = bytes[from..].iter().take_while(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()).count();
@@ -409,5 +457,41 @@ mod tests {
         assert_ne!(hash(&["hello world", "bye"]), hash(&["hello", "world bye"]));
         assert_ne!(hash(&["hello world", ""]), hash(&["", "hello world"]));
         assert_eq!(hash(&["...", "  "]), None);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    /// `GANTRY_WORDS_BENCH=chat.jsonl cargo test --release -p gantry-data --lib words_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn words_speed() {
+        let Ok(path) = std::env::var("GANTRY_WORDS_BENCH") else {
+            return;
+        };
+        let data = std::fs::read_to_string(path).expect("data");
+        let texts: Vec<String> = data
+            .lines()
+            .flat_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).expect("json");
+                value["messages"].as_array().cloned().unwrap_or_default()
+            })
+            .filter_map(|message| message["content"].as_str().map(str::to_owned))
+            .collect();
+        let bytes: usize = texts.iter().map(String::len).sum();
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let mut total = 0_u64;
+            for text in &texts {
+                total = total.wrapping_add(super::with_words([text.as_str()], |words| {
+                    words.hashes().iter().fold(0_u64, |a, b| a ^ b)
+                }));
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "words: {:.0} MB/s ({total:x})",
+                bytes as f64 / seconds / 1e6
+            );
+        }
     }
 }
