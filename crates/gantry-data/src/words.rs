@@ -465,6 +465,7 @@ mod speed {
     /// `GANTRY_WORDS_BENCH=chat.jsonl cargo test --release -p gantry-data --lib words_speed -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a check"]
+    #[expect(clippy::print_stderr, reason = "the measurement is its output")]
     fn words_speed() {
         let Ok(path) = std::env::var("GANTRY_WORDS_BENCH") else {
             return;
