@@ -753,6 +753,54 @@ fn shards_merge_to_exactly_the_unsharded_result() {
         "{error}"
     );
 
+    // Each file's SHA-256 is taken by one shard (file i by shard i mod N + 1:
+    // `extra.jsonl` by shard 1, `train.jsonl` by shard 2), every file's xxh3
+    // by every shard: a file changed between two shard jobs, to the same
+    // size, is caught even where the second shard leaves its SHA-256 to the
+    // first.
+    write(&train, &planted.lines);
+    let mut firsts = Vec::new();
+    for index in 1..=2_u32 {
+        let mut shard = validate_shard(&all, Shard { index, count: 2 }).expect("shard");
+        let bytes = shard
+            .encode(|header| {
+                let locked = header["locked"].as_array().expect("locked files");
+                assert_eq!(locked.len(), 2);
+                for (file, locked) in locked.iter().enumerate() {
+                    assert_eq!(
+                        locked["sha256"].is_string(),
+                        file as u32 % 2 == index - 1,
+                        "shard {index}, file {file}: {locked}"
+                    );
+                    assert!(locked["xxh3"].is_string(), "{locked}");
+                }
+            })
+            .expect("encode");
+        let path = directory.path().join(format!("hashed-{index}.shard"));
+        std::fs::write(&path, bytes).expect("write");
+        firsts.push(path.display().to_string());
+    }
+    let merged = merge_shards(&all, &firsts).expect("merge");
+    assert_eq!(merged.lock, whole.lock, "the lock assembled from two shards");
+    let original = std::fs::read_to_string(&extra).expect("read");
+    let content = original.find("content").expect("a content") + "content".len();
+    let at = content
+        + original[content..]
+            .find(|c: char| c.is_ascii_lowercase())
+            .expect("a letter of the content");
+    let mut changed = original.clone().into_bytes();
+    changed[at] = if changed[at] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&extra, &changed).expect("write");
+    assert_eq!(changed.len(), original.len());
+    let mut second = validate_shard(&all, Shard { index: 2, count: 2 }).expect("shard");
+    std::fs::write(&firsts[1], second.encode(|_| {}).expect("encode")).expect("write");
+    let error = merge_shards(&all, &firsts).expect_err("changed between shards");
+    assert!(
+        error.to_string().contains("disagree on the data files"),
+        "{error}"
+    );
+    std::fs::write(&extra, original).expect("write");
+
     // A JSON shard of an earlier gantry is refused saying so; a damaged
     // binary one says it is damaged.
     let old_json = directory.path().join("shard-1-of-2.json");

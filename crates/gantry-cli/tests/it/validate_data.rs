@@ -404,14 +404,14 @@ fn shard_jobs_and_a_merge_job_reproduce_the_single_run() {
     // merged: a binary one of another format version, and the JSON shards
     // gantry wrote before format 3.
     let mut other = std::fs::read(step.path("shards/shard-1-of-3.shard")).expect("shard");
-    other[8..12].copy_from_slice(&4_u32.to_le_bytes());
+    other[8..12].copy_from_slice(&5_u32.to_le_bytes());
     std::fs::write(step.path("other.shard"), &other).expect("write");
     let stale = step.run(&["validate-data", "--merge", "other.shard"]);
     assert_eq!(stale.code, 2, "{}", stale.transcript());
     assert!(
         stale
             .stderr
-            .contains("other.shard: shard format 4 is not this gantry's (3); run every shard and the merge with the same gantry version"),
+            .contains("other.shard: shard format 5 is not this gantry's (4); run every shard and the merge with the same gantry version"),
         "{}",
         stale.stderr
     );

@@ -3,7 +3,7 @@
 use gantry_core::Digest;
 use serde_json::Value;
 
-use super::read::{Batch, FileHasher, read_file};
+use super::read::{Batch, FileHasher, Hashes, read_file};
 use super::record::{FileContext, Partial, Shard, detect_in_batch, process_batch};
 use super::report::{Duplicates, Gathered, add_drift, build_report};
 use super::{Progress, ValidateOptions, Validation};
@@ -22,8 +22,23 @@ pub(crate) struct Scan {
     pub(crate) files: Vec<DataFile>,
     pub(crate) format: Option<RecordFormat>,
     pub(crate) total: Partial,
-    pub(crate) locked: Vec<LockedFile>,
+    pub(crate) locked: Vec<ScannedFile>,
     pub(crate) eval_items: Option<Vec<crate::contamination::EvalItem>>,
+}
+
+/// One file as a pass over the data saw it. A shard job takes the SHA-256
+/// only of the files that fall to it (file `i` to shard `i mod N + 1`), and
+/// the xxh3-128 of every file it reads, so the merge can tell every shard
+/// read the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScannedFile {
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: Option<Digest>,
+    /// Hexadecimal.
+    pub(crate) xxh3: Option<String>,
+    pub(crate) records: u64,
 }
 
 /// The options every shard must share, as text.
@@ -87,8 +102,14 @@ pub(crate) fn scan_data(
         // worker threads take chunks as they come (no chunk waits for a slower
         // one), hash mapped ones in turns, and hand line buffers back for
         // reuse. Partials merge in any order to the same result.
-        let file_hasher = FileHasher::default();
-        let (sha256, size) = std::thread::scope(|scope| -> Result<(Option<Digest>, u64)> {
+        let file_hasher = FileHasher::new(match shard {
+            None => Hashes::default(),
+            Some(shard) => Hashes {
+                sha256: shard.hashes_file(file_index),
+                xxh3: true,
+            },
+        });
+        let (digest, size) = std::thread::scope(|scope| -> Result<(Option<super::read::ContentDigest>, u64)> {
             let (sender, receiver) = std::sync::mpsc::sync_channel::<(Batch, u64)>(workers);
             let (spent_sender, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * workers);
             let file_hasher = &file_hasher;
@@ -194,17 +215,18 @@ pub(crate) fn scan_data(
                 })
             })
         })?;
-        let sha256 = sha256.unwrap_or_else(|| file_hasher.finish());
+        let digest = digest.unwrap_or_else(|| file_hasher.finish());
         bytes_done += size;
         progress(Progress {
             bytes_read: bytes_done,
             bytes_total,
             records: total.records + file_total.records,
         });
-        locked.push(LockedFile {
+        locked.push(ScannedFile {
             path: file.display.clone(),
             size,
-            sha256,
+            sha256: digest.sha256,
+            xxh3: digest.xxh3.map(|xxh3| format!("{xxh3:032x}")),
             records: file_total.records,
         });
         total.merge(file_total);
@@ -259,6 +281,24 @@ pub(crate) fn finish_with(
             })
         })
         .transpose()?;
+    // A merge has every file's SHA-256 from the shard it fell to.
+    let locked = locked
+        .into_iter()
+        .map(|file| match file.sha256 {
+            Some(sha256) => Ok(LockedFile {
+                path: file.path,
+                size: file.size,
+                sha256,
+                records: file.records,
+            }),
+            None => Err(Error::Merge {
+                reason: format!(
+                    "no shard took the SHA-256 of {}: merge every shard of the run",
+                    file.path
+                ),
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let file_reports: Vec<FileReport> = locked
         .iter()
         .map(|file| FileReport {

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::neardup::{BANDS, JACCARD_THRESHOLD, SIGNATURE_BYTES, bucket_links, jaccard_of_bits};
 
 /// Version of partition files.
-pub const PARTITION_VERSION: u32 = 1;
+pub const PARTITION_VERSION: u32 = 2;
 
 /// What one merge partition found: the duplicate groups of its hash bucket
 /// and the near-duplicate links of its band buckets.
@@ -35,7 +35,7 @@ pub struct PartitionFile {
     /// The shards' options.
     pub settings: String,
     /// The data the shards ran on: every file's path, SHA-256 and size.
-    pub(crate) data: Vec<(String, gantry_core::Digest, u64)>,
+    pub(crate) data: Vec<(String, u64, Option<String>)>,
     /// Exact-duplicate groups whose hash falls in this bucket.
     pub(crate) exact: Vec<Group>,
     /// Normalized-duplicate groups whose hash falls in this bucket.

@@ -18,8 +18,70 @@ pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
 /// A `.json` array file larger than this must be converted to JSONL.
 pub(crate) const MAX_JSON_FILE_BYTES: usize = 1 << 30;
 
-/// Streams `file` into batches, returning the SHA-256 and size of the bytes
-/// on disk; a mapped file's SHA-256 comes from `hasher` instead (`None`).
+/// Which digests of a file's bytes a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hashes {
+    /// SHA-256, for the lock.
+    pub(crate) sha256: bool,
+    /// xxh3-128: in a shard job, every file's, so the merge can tell every
+    /// shard read the same bytes while only one shard pays for SHA-256.
+    pub(crate) xxh3: bool,
+}
+
+impl Default for Hashes {
+    fn default() -> Hashes {
+        Hashes {
+            sha256: true,
+            xxh3: false,
+        }
+    }
+}
+
+/// The digests [`Hashes`] asks for, taken as bytes pass.
+#[derive(Clone)]
+pub(crate) struct ContentHasher {
+    sha256: Option<sha2::Sha256>,
+    xxh3: Option<Box<xxhash_rust::xxh3::Xxh3Default>>,
+}
+
+/// A file's digests: those its [`Hashes`] asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentDigest {
+    pub(crate) sha256: Option<Digest>,
+    pub(crate) xxh3: Option<u128>,
+}
+
+impl ContentHasher {
+    pub(crate) fn new(hashes: Hashes) -> ContentHasher {
+        ContentHasher {
+            sha256: hashes.sha256.then(sha2::Sha256::new),
+            xxh3: hashes
+                .xxh3
+                .then(|| Box::new(xxhash_rust::xxh3::Xxh3Default::new())),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        if let Some(sha256) = &mut self.sha256 {
+            sha256.update(bytes);
+        }
+        if let Some(xxh3) = &mut self.xxh3 {
+            xxh3.update(bytes);
+        }
+    }
+
+    pub(crate) fn finish(self) -> ContentDigest {
+        ContentDigest {
+            sha256: self
+                .sha256
+                .map(|sha256| Digest::from_bytes(sha256.finalize().into())),
+            xxh3: self.xxh3.map(|xxh3| xxh3.digest128()),
+        }
+    }
+}
+
+/// Streams `file` into batches, returning the digests and size of the bytes
+/// on disk; a mapped file's digests come from `hasher` instead (`None`).
 /// `spare` may hand back a line buffer a worker is done with.
 pub(crate) fn read_file(
     file: &DataFile,
@@ -27,9 +89,10 @@ pub(crate) fn read_file(
     spare: &mut dyn FnMut() -> Option<Vec<u8>>,
     hasher: &FileHasher,
     map: bool,
-) -> Result<(Option<Digest>, u64)> {
+) -> Result<(Option<ContentDigest>, u64)> {
     if file.kind == FileKind::Parquet {
-        return read_parquet(file, &mut emit_with_bytes).map(|(digest, size)| (Some(digest), size));
+        return read_parquet(file, &mut emit_with_bytes, hasher.hashes)
+            .map(|(digest, size)| (Some(digest), size));
     }
     if map
         && file.compression == crate::source::Compression::None
@@ -38,7 +101,7 @@ pub(crate) fn read_file(
     {
         return Ok((None, size));
     }
-    let hashing = HashingReader::open(file)?;
+    let hashing = HashingReader::open(file, hasher.hashes)?;
     let state = Rc::clone(&hashing.state);
     let progress_state = Rc::clone(&hashing.state);
     // Batches go out between reads, when nothing else borrows the state.
@@ -86,13 +149,13 @@ pub(crate) fn read_file(
         path: file.path.clone(),
         error: source,
     })?;
-    let digest = Digest::from_bytes(state.hasher.clone().finalize().into());
+    let digest = state.hasher.clone().finish();
     Ok((Some(digest), state.bytes))
 }
 
 pub(crate) struct HashState {
     pub(crate) file: Option<std::fs::File>,
-    pub(crate) hasher: sha2::Sha256,
+    pub(crate) hasher: ContentHasher,
     pub(crate) bytes: u64,
 }
 
@@ -119,7 +182,7 @@ pub(crate) struct HashingReader {
 }
 
 impl HashingReader {
-    pub(crate) fn open(file: &DataFile) -> Result<HashingReader> {
+    pub(crate) fn open(file: &DataFile, hashes: Hashes) -> Result<HashingReader> {
         let handle = std::fs::File::open(&file.path).map_err(|source| Error::Read {
             path: file.path.clone(),
             error: source,
@@ -127,7 +190,7 @@ impl HashingReader {
         Ok(HashingReader {
             state: Rc::new(RefCell::new(HashState {
                 file: Some(handle),
-                hasher: sha2::Sha256::new(),
+                hasher: ContentHasher::new(hashes),
                 bytes: 0,
             })),
         })
@@ -388,10 +451,16 @@ pub(crate) fn map_lines(
 /// them here in file order; checking threads hash them in turns (one at a
 /// time, in order), so hashing — one file's is inherently serial — takes a
 /// core only while it has bytes to hash, and no thread waits on another.
-#[derive(Default)]
 pub(crate) struct FileHasher {
+    pub(crate) hashes: Hashes,
     pub(crate) waiting: std::sync::Mutex<std::collections::VecDeque<Chunk>>,
-    pub(crate) hasher: std::sync::Mutex<sha2::Sha256>,
+    pub(crate) hasher: std::sync::Mutex<ContentHasher>,
+}
+
+impl Default for FileHasher {
+    fn default() -> FileHasher {
+        FileHasher::new(Hashes::default())
+    }
 }
 
 /// A lock whose holder panicked is still taken: the panic fails the run on
@@ -403,6 +472,14 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 }
 
 impl FileHasher {
+    pub(crate) fn new(hashes: Hashes) -> FileHasher {
+        FileHasher {
+            hashes,
+            waiting: std::sync::Mutex::default(),
+            hasher: std::sync::Mutex::new(ContentHasher::new(hashes)),
+        }
+    }
+
     pub(crate) fn push(
         &self,
         window: std::sync::Arc<memmap2::Mmap>,
@@ -433,7 +510,7 @@ impl FileHasher {
     }
 
     /// Whoever holds the hasher takes waiting chunks in order, so order is kept.
-    pub(crate) fn drain(&self, hasher: &mut sha2::Sha256) {
+    pub(crate) fn drain(&self, hasher: &mut ContentHasher) {
         loop {
             // A statement of its own, so the queue is unlocked while hashing.
             let next = lock(&self.waiting).pop_front();
@@ -442,11 +519,11 @@ impl FileHasher {
         }
     }
 
-    /// Hashes what is left: the digest of every byte pushed.
-    pub(crate) fn finish(self) -> Digest {
+    /// Hashes what is left: the digests of every byte pushed.
+    pub(crate) fn finish(self) -> ContentDigest {
         let mut hasher = lock(&self.hasher).clone();
         self.drain(&mut hasher);
-        Digest::from_bytes(hasher.finalize().into())
+        hasher.finish()
     }
 }
 
@@ -517,7 +594,8 @@ pub(crate) fn unreachable_parquet(file: &DataFile) -> Result<()> {
 pub(crate) fn read_parquet(
     file: &DataFile,
     emit: &mut dyn FnMut(Batch, u64),
-) -> Result<(Digest, u64)> {
+    hashes: Hashes,
+) -> Result<(ContentDigest, u64)> {
     use parquet::file::reader::SerializedFileReader;
     if file.compression != crate::source::Compression::None {
         unreachable_parquet(file)?;
@@ -527,8 +605,15 @@ pub(crate) fn read_parquet(
         error: source,
     };
     let handle = std::fs::File::open(&file.path).map_err(read_error)?;
-    let (digest, size) = Digest::of_reader(std::io::BufReader::new(&handle), &file.display)
-        .map_err(|error| read_error(std::io::Error::other(error.to_string())))?;
+    let (digest, size) = {
+        let mut state = HashState {
+            file: Some(handle.try_clone().map_err(read_error)?),
+            hasher: ContentHasher::new(hashes),
+            bytes: 0,
+        };
+        state.drain().map_err(read_error)?;
+        (state.hasher.finish(), state.bytes)
+    };
     let whole_file = Origin {
         ordinal: 0,
         byte: None,
@@ -878,7 +963,8 @@ mod tests {
             map,
         )
         .expect("read");
-        (seen, digest.unwrap_or_else(|| hasher.finish()), size)
+        let digest = digest.unwrap_or_else(|| hasher.finish());
+        (seen, digest.sha256.expect("a SHA-256"), size)
     }
 
     #[test]

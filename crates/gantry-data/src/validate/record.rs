@@ -1029,6 +1029,12 @@ impl Shard {
     pub(crate) fn includes(self, ordinal: u64) -> bool {
         ordinal % u64::from(self.count) == u64::from(self.index - 1)
     }
+
+    /// Whether this shard takes the SHA-256 of file `file_index` for the
+    /// lock: each file's falls to one shard, round robin.
+    pub(crate) fn hashes_file(self, file_index: u32) -> bool {
+        file_index % self.count == self.index - 1
+    }
 }
 
 /// Members listed per duplicate cluster.

@@ -8,14 +8,13 @@ use super::record::{ContentHash, Partial, Position, Shard};
 use super::{ValidateOptions, Validation};
 use crate::error::{Error, Result};
 use crate::formats::RecordFormat;
-use crate::lock::LockedFile;
 use crate::source::DataFile;
 
 /// Version of shard files. 2: word, shingle and n-gram hashes are
 /// polynomial window hashes (signatures and duplicate keys differ from 1's).
 /// 3: binary (`GANTRYSH`, then zstd: a JSON header and the per-record
 /// columns); 1 and 2 were JSON.
-pub const SHARD_VERSION: u32 = 3;
+pub const SHARD_VERSION: u32 = 4;
 
 /// The first bytes of a shard file.
 const MAGIC: &[u8; 8] = b"GANTRYSH";
@@ -39,7 +38,8 @@ pub struct ShardFile {
     pub(crate) max_tokens: Option<u64>,
     pub(crate) format: Option<RecordFormat>,
     pub(crate) files: Vec<DataFile>,
-    pub(crate) locked: Vec<LockedFile>,
+    /// Every file; the SHA-256 only of those that fall to this shard.
+    pub(crate) locked: Vec<super::engine::ScannedFile>,
     pub(crate) eval_items: Option<Vec<crate::contamination::EvalItem>>,
     pub(crate) partial: Partial,
     /// The gantry-data version that wrote it.
@@ -134,7 +134,7 @@ pub(crate) fn read_shards(patterns: &[String], columns: bool) -> Result<Vec<(Pat
             return Err(differs("options"));
         }
         if shard.data_identity() != first.data_identity() {
-            return Err(differs("the data files (paths, sizes or SHA-256)"));
+            return Err(differs("the data files (paths, sizes or contents)"));
         }
     }
     Ok(shards)
@@ -162,6 +162,7 @@ pub(crate) fn combine(
         scan.format = scan.format.or(shard.format);
         for (locked, other) in scan.locked.iter_mut().zip(&shard.locked) {
             locked.records += other.records;
+            locked.sha256 = locked.sha256.or(other.sha256);
         }
         scan.total.merge(shard.partial);
     }
@@ -252,11 +253,12 @@ impl ShardFile {
         Ok(shard)
     }
 
-    /// What identifies the data a shard ran on: every file's path, SHA-256 and size.
-    pub(crate) fn data_identity(&self) -> Vec<(String, gantry_core::Digest, u64)> {
+    /// What identifies the data a shard ran on: every file's path, size
+    /// and xxh3-128 (which every shard takes; the SHA-256 is one shard's).
+    pub(crate) fn data_identity(&self) -> Vec<(String, u64, Option<String>)> {
         self.locked
             .iter()
-            .map(|file| (file.path.clone(), file.sha256, file.size))
+            .map(|file| (file.path.clone(), file.size, file.xxh3.clone()))
             .collect()
     }
 }
