@@ -421,6 +421,31 @@ fn run(bytes: &[u8], mut position: usize, class: u8) -> Option<usize> {
     }
 }
 
+/// [`run`] of [`LOWER`] (`fold` 0) or [`LETTER`] (`fold` 0x20, which
+/// makes capitals lowercase and no other byte a letter), eight bytes at a
+/// time.
+#[inline]
+fn letter_run(bytes: &[u8], position: usize, fold: u8) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const fn splat(byte: u8) -> u64 {
+        (byte as u64) * 0x0101_0101_0101_0101
+    }
+    // With every top bit set first, no byte borrows from the next.
+    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
+    let mut at = position;
+    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(eight);
+        let folded = word | splat(fold);
+        let letters = at_least(folded, b'a') & !at_least(folded, b'z' + 1) & !word & HIGH;
+        if letters != HIGH {
+            at += ((!letters & HIGH).trailing_zeros() / 8) as usize;
+            return (bytes[at] < 0x80).then_some(at);
+        }
+        at += 8;
+    }
+    run(bytes, at, if fold == 0 { LOWER } else { LETTER })
+}
+
 /// `\p{N}{1,3}` from a digit at `position`.
 #[inline]
 fn digits(bytes: &[u8], position: usize) -> Option<usize> {
@@ -470,7 +495,7 @@ fn contraction(bytes: &[u8], position: usize) -> Option<usize> {
 fn o200k_letters(bytes: &[u8], position: usize) -> Option<usize> {
     let upper_end = run(bytes, position, UPPER)?;
     let end = match at(bytes, upper_end) {
-        Seen::Ascii(_, LOWER) => run(bytes, upper_end, LOWER)?,
+        Seen::Ascii(_, LOWER) => letter_run(bytes, upper_end, 0)?,
         _ => upper_end,
     };
     contraction(bytes, end)
@@ -603,14 +628,16 @@ fn cl100k_piece(bytes: &[u8], position: usize) -> Option<usize> {
     }
     // `[^\r\n\p{L}\p{N}]?+\p{L}++`: the prefix is possessive.
     if class & LETTER != 0 {
-        return run(bytes, position, LETTER);
+        return letter_run(bytes, position, 0x20);
     }
     if class == DIGIT {
         return digits(bytes, position);
     }
     if first != b'\r' && first != b'\n' {
         match at(bytes, position + 1) {
-            Seen::Ascii(_, next) if next & LETTER != 0 => return run(bytes, position + 1, LETTER),
+            Seen::Ascii(_, next) if next & LETTER != 0 => {
+                return letter_run(bytes, position + 1, 0x20);
+            }
             Seen::Other => return None,
             Seen::Ascii(..) | Seen::End => {}
         }
@@ -737,6 +764,15 @@ mod tests {
             let (core, bpe) = &*CL100K;
             prop_assert_eq!(pieces(bpe, &text), regex_pieces(bpe, &text));
             prop_assert_eq!(bpe.count(&text), core.encode_ordinary(&text).len() as u64);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn letter_runs_are_found_eight_bytes_at_a_time(bytes in proptest::collection::vec(prop_oneof![0x40_u8..=0x5b, 0x60_u8..=0x7b, 0x7f_u8..=0x81, any::<u8>()], 1..40), from in 0_usize..40) {
+            let from = from.min(bytes.len() - 1);
+            prop_assert_eq!(letter_run(&bytes, from, 0), run(&bytes, from, LOWER));
+            prop_assert_eq!(letter_run(&bytes, from, 0x20), run(&bytes, from, LETTER));
         }
     }
 

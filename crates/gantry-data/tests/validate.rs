@@ -781,7 +781,10 @@ fn shards_merge_to_exactly_the_unsharded_result() {
         firsts.push(path.display().to_string());
     }
     let merged = merge_shards(&all, &firsts).expect("merge");
-    assert_eq!(merged.lock, whole.lock, "the lock assembled from two shards");
+    assert_eq!(
+        merged.lock, whole.lock,
+        "the lock assembled from two shards"
+    );
     let original = std::fs::read_to_string(&extra).expect("read");
     let content = original.find("content").expect("a content") + "content".len();
     let at = content

@@ -109,112 +109,117 @@ pub(crate) fn scan_data(
                 xxh3: true,
             },
         });
-        let (digest, size) = std::thread::scope(|scope| -> Result<(Option<super::read::ContentDigest>, u64)> {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<(Batch, u64)>(workers);
-            let (spent_sender, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * workers);
-            let file_hasher = &file_hasher;
-            let reader = scope.spawn(move || {
-                read_file(
-                    file,
-                    |batch, bytes| {
-                        // The receiving end lives until this thread is joined.
-                        let _ = sender.send((batch, bytes));
-                    },
-                    &mut || spent.try_recv().ok(),
-                    file_hasher,
-                    options.map_files,
-                )
-            });
-            // The format comes from the first record of a known shape, looked
-            // for in the first few chunks (memory stays bounded); records
-            // checked without it are detected one by one.
-            let mut early = Vec::new();
-            while format.is_none() && early.len() < 2 * workers {
-                let Ok((batch, bytes)) = receiver.recv() else {
-                    break;
-                };
-                format = detect_in_batch(&batch);
-                early.push((batch, bytes));
-            }
-            let context = FileContext {
-                file_index,
-                display: &file.display,
-                format,
-                tokenizer: &tokenizer,
-                max_tokens: options.max_tokens,
-                scan_sensitive: options.policy.check(CheckId::Secrets).enabled
-                    || options.policy.check(CheckId::Pii).enabled,
-                eval: eval.as_ref(),
-                near_duplicates: options.policy.check(CheckId::NearDuplicates).enabled,
-                normalized_duplicates: options.policy.check(CheckId::NormalizedDuplicates).enabled,
-                plain_chat: schema.is_none()
-                    && matches!(format, None | Some(RecordFormat::OpenaiChat)),
-                shard,
-                schema: schema.as_ref(),
-            };
-            let queue = std::sync::Mutex::new((early.into_iter(), receiver));
-            let (done_sender, done) = std::sync::mpsc::channel::<(u64, u64)>();
-            std::thread::scope(|workers_scope| -> Result<()> {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        let (queue, context, done_sender, spent_sender) =
-                            (&queue, &context, done_sender.clone(), spent_sender.clone());
-                        workers_scope.spawn(move || {
-                            let mut worker_total = Partial::default();
-                            loop {
-                                file_hasher.help();
-                                let next = match queue.lock() {
-                                    Ok(mut queue) => {
-                                        let (early, receiver) = &mut *queue;
-                                        early.next().or_else(|| receiver.recv().ok())
-                                    }
-                                    Err(_) => None,
-                                };
-                                let Some((batch, bytes)) = next else { break };
-                                let (partial, buffer) = process_batch(batch, context);
-                                if let Some(buffer) = buffer {
-                                    let _ = spent_sender.try_send(buffer);
-                                }
-                                let _ = done_sender.send((partial.records, bytes));
-                                worker_total.merge(partial);
-                            }
-                            file_hasher.help();
-                            worker_total
-                        })
-                    })
-                    .collect();
-                drop((done_sender, spent_sender));
-                let mut records = 0;
-                let mut bytes_read = 0;
-                for (chunk_records, bytes) in done {
-                    records += chunk_records;
-                    bytes_read = bytes_read.max(bytes);
-                    progress(Progress {
-                        bytes_read: bytes_done + bytes_read,
-                        bytes_total,
-                        records: total.records + records,
-                    });
+        let (digest, size) = std::thread::scope(
+            |scope| -> Result<(Option<super::read::ContentDigest>, u64)> {
+                let (sender, receiver) = std::sync::mpsc::sync_channel::<(Batch, u64)>(workers);
+                let (spent_sender, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * workers);
+                let file_hasher = &file_hasher;
+                let reader = scope.spawn(move || {
+                    read_file(
+                        file,
+                        |batch, bytes| {
+                            // The receiving end lives until this thread is joined.
+                            let _ = sender.send((batch, bytes));
+                        },
+                        &mut || spent.try_recv().ok(),
+                        file_hasher,
+                        options.map_files,
+                    )
+                });
+                // The format comes from the first record of a known shape, looked
+                // for in the first few chunks (memory stays bounded); records
+                // checked without it are detected one by one.
+                let mut early = Vec::new();
+                while format.is_none() && early.len() < 2 * workers {
+                    let Ok((batch, bytes)) = receiver.recv() else {
+                        break;
+                    };
+                    format = detect_in_batch(&batch);
+                    early.push((batch, bytes));
                 }
-                for handle in handles {
-                    match handle.join() {
-                        Ok(worker_total) => file_total.merge(worker_total),
-                        Err(_) => {
-                            return Err(Error::Read {
-                                path: file.path.clone(),
-                                error: std::io::Error::other("a checking thread failed"),
-                            });
+                let context = FileContext {
+                    file_index,
+                    display: &file.display,
+                    format,
+                    tokenizer: &tokenizer,
+                    max_tokens: options.max_tokens,
+                    scan_sensitive: options.policy.check(CheckId::Secrets).enabled
+                        || options.policy.check(CheckId::Pii).enabled,
+                    eval: eval.as_ref(),
+                    near_duplicates: options.policy.check(CheckId::NearDuplicates).enabled,
+                    normalized_duplicates: options
+                        .policy
+                        .check(CheckId::NormalizedDuplicates)
+                        .enabled,
+                    plain_chat: schema.is_none()
+                        && matches!(format, None | Some(RecordFormat::OpenaiChat)),
+                    shard,
+                    schema: schema.as_ref(),
+                };
+                let queue = std::sync::Mutex::new((early.into_iter(), receiver));
+                let (done_sender, done) = std::sync::mpsc::channel::<(u64, u64)>();
+                std::thread::scope(|workers_scope| -> Result<()> {
+                    let handles: Vec<_> = (0..workers)
+                        .map(|_| {
+                            let (queue, context, done_sender, spent_sender) =
+                                (&queue, &context, done_sender.clone(), spent_sender.clone());
+                            workers_scope.spawn(move || {
+                                let mut worker_total = Partial::default();
+                                loop {
+                                    file_hasher.help();
+                                    let next = match queue.lock() {
+                                        Ok(mut queue) => {
+                                            let (early, receiver) = &mut *queue;
+                                            early.next().or_else(|| receiver.recv().ok())
+                                        }
+                                        Err(_) => None,
+                                    };
+                                    let Some((batch, bytes)) = next else { break };
+                                    let (partial, buffer) = process_batch(batch, context);
+                                    if let Some(buffer) = buffer {
+                                        let _ = spent_sender.try_send(buffer);
+                                    }
+                                    let _ = done_sender.send((partial.records, bytes));
+                                    worker_total.merge(partial);
+                                }
+                                file_hasher.help();
+                                worker_total
+                            })
+                        })
+                        .collect();
+                    drop((done_sender, spent_sender));
+                    let mut records = 0;
+                    let mut bytes_read = 0;
+                    for (chunk_records, bytes) in done {
+                        records += chunk_records;
+                        bytes_read = bytes_read.max(bytes);
+                        progress(Progress {
+                            bytes_read: bytes_done + bytes_read,
+                            bytes_total,
+                            records: total.records + records,
+                        });
+                    }
+                    for handle in handles {
+                        match handle.join() {
+                            Ok(worker_total) => file_total.merge(worker_total),
+                            Err(_) => {
+                                return Err(Error::Read {
+                                    path: file.path.clone(),
+                                    error: std::io::Error::other("a checking thread failed"),
+                                });
+                            }
                         }
                     }
-                }
-                Ok(())
-            })?;
-            reader.join().unwrap_or_else(|_| {
-                Err(Error::Read {
-                    path: file.path.clone(),
-                    error: std::io::Error::other("the reading thread failed"),
+                    Ok(())
+                })?;
+                reader.join().unwrap_or_else(|_| {
+                    Err(Error::Read {
+                        path: file.path.clone(),
+                        error: std::io::Error::other("the reading thread failed"),
+                    })
                 })
-            })
-        })?;
+            },
+        )?;
         let digest = digest.unwrap_or_else(|| file_hasher.finish());
         bytes_done += size;
         progress(Progress {
