@@ -185,7 +185,7 @@ impl Ranks {
                 .map_err(|_| bad("the token is not base64 of at most 512 bytes"))?;
             let token = &bytes[..length];
             if token.len() <= SHORT_PIECE_BYTES {
-                ranks.short.insert(short_key(token), rank);
+                ranks.short.insert(short_key_in(&bytes, 0, length), rank);
             } else {
                 ranks.long.insert(token.into(), rank);
             }
@@ -215,9 +215,12 @@ impl Bpe {
             Encoding::O200k => (O200K_VOCABULARY, O200K_BEFORE_LOOKAHEAD),
             Encoding::Cl100k => (CL100K_VOCABULARY, CL100K_BEFORE_LOOKAHEAD),
         };
-        let ranks = Ranks::parse(vocabulary)?;
-        let before_lookahead =
-            regex_automata::meta::Regex::new(pattern).map_err(|error| error.to_string())?;
+        // Both take tens of milliseconds, before any record can be counted.
+        let (ranks, before_lookahead) = rayon::join(
+            || Ranks::parse(vocabulary),
+            || regex_automata::meta::Regex::new(pattern).map_err(|error| error.to_string()),
+        );
+        let (ranks, before_lookahead) = (ranks?, before_lookahead?);
         Ok(Bpe {
             encoding,
             ranks,

@@ -331,6 +331,14 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     ]
 });
 
+/// Compiles the rules now (a few milliseconds), rather than in the first
+/// [`scan`], where every thread would wait for it.
+pub(crate) fn compile_rules() {
+    LazyLock::force(&RULES);
+    LazyLock::force(&LITERALS);
+    LazyLock::force(&AWS_SECRET);
+}
+
 /// Every sensitive match in `text`, in order, without overlaps (the first
 /// rule to claim a span wins, secrets before personal data).
 pub fn scan(text: &str) -> Vec<SensitiveMatch> {

@@ -214,13 +214,27 @@ impl Outcome {
     /// declares. Called on the redacted outcome: everything written here is
     /// made of what [`Outcome::redacted`] went through.
     fn write_files(&self, session: &Session<'_>, packaged: Option<&PackagedCommand>) -> Result<()> {
-        for (path, content) in &self.files {
-            match content {
-                Content::Json(value) => write_json(path, value)?,
-                Content::Text(body) => write_file(path, body.as_bytes())?,
-                Content::Bytes(bytes) => write_file(path, bytes)?,
-            }
-        }
+        // One thread a file: each is synced before it is renamed into place,
+        // and the syncs, not the bytes, take the time (the file system
+        // commits concurrent ones together).
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = self
+                .files
+                .iter()
+                .map(|(path, content)| {
+                    scope.spawn(move || match content {
+                        Content::Json(value) => write_json(path, value),
+                        Content::Text(body) => write_file(path, body.as_bytes()),
+                        Content::Bytes(bytes) => write_file(path, bytes),
+                    })
+                })
+                .collect();
+            writers.into_iter().try_for_each(|writer| {
+                writer
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread writing the outputs failed")))
+            })
+        })?;
         if session.platform != Platform::GitLab {
             return Ok(());
         }

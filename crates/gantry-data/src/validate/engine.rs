@@ -75,8 +75,20 @@ pub(crate) fn scan_data(
     let files = discover(&options.data)?;
     let schema = options.schema.as_deref().map(load_schema).transpose()?;
     // The BPE tables and the eval index take a few hundred milliseconds each.
+    let scan_sensitive = options.policy.check(CheckId::Secrets).enabled
+        || options.policy.check(CheckId::Pii).enabled;
     let (tokenizer, eval) = rayon::join(
-        || Tokenizer::load(&options.tokenizer),
+        || {
+            let (tokenizer, ()) = rayon::join(
+                || Tokenizer::load(&options.tokenizer),
+                || {
+                    if scan_sensitive {
+                        crate::scan::compile_rules();
+                    }
+                },
+            );
+            tokenizer
+        },
         || {
             (!options.eval_set.is_empty())
                 .then(|| load_eval_set(&options.eval_set, options.map_files))
@@ -143,8 +155,7 @@ pub(crate) fn scan_data(
                     format,
                     tokenizer: &tokenizer,
                     max_tokens: options.max_tokens,
-                    scan_sensitive: options.policy.check(CheckId::Secrets).enabled
-                        || options.policy.check(CheckId::Pii).enabled,
+                    scan_sensitive,
                     eval: eval.as_ref(),
                     near_duplicates: options.policy.check(CheckId::NearDuplicates).enabled,
                     normalized_duplicates: options
