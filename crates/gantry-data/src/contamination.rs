@@ -9,8 +9,7 @@
 //! them. Hashes are exact 64-bit values in a hash map, so there are no
 //! Bloom-filter false positives to explain.
 
-use std::collections::HashSet;
-
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -52,7 +51,8 @@ struct ShortItem {
 pub struct EvalIndex {
     /// The items, by index.
     pub items: Vec<EvalItem>,
-    ngrams: FxHashMap<u64, Vec<u32>>,
+    /// Items by 13-gram; nearly every 13-gram is one item's, kept inline.
+    ngrams: FxHashMap<u64, smallvec::SmallVec<[u32; 2]>>,
     /// Items of 5 to 12 words, by the hash of their first five words.
     short: FxHashMap<u64, Vec<ShortItem>>,
     /// Very short items by hash of their words, matched against whole texts.
@@ -68,8 +68,11 @@ const PREFIX_SALT: u64 = 0x5bd1_e995_2f1c_a3a7;
 impl EvalIndex {
     /// Adds an eval item made of `texts`.
     pub fn add(&mut self, place: String, texts: &[&str]) {
-        let words = Words::of(texts.iter().copied());
-        let words = words.hashes();
+        self.add_words(place, Words::of(texts.iter().copied()).hashes());
+    }
+
+    /// Indexes an item given by its word hashes.
+    fn add_words(&mut self, place: String, words: &[u64]) {
         if words.is_empty() {
             return;
         }
@@ -94,7 +97,9 @@ impl EvalIndex {
                 short: true,
             });
         } else {
-            let distinct: HashSet<u64> = words.windows(NGRAM_WORDS).map(window_hash).collect();
+            let mut distinct: Vec<u64> = words.windows(NGRAM_WORDS).map(window_hash).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
             for ngram in &distinct {
                 self.ngrams.entry(*ngram).or_default().push(index);
             }
@@ -206,51 +211,15 @@ pub(crate) fn load_eval_set(patterns: &[String], map_files: bool) -> Result<Eval
             &hasher,
             map_files,
         )?;
-        for batch in batches {
-            let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
-                Batch::Lines {
-                    bytes,
-                    first_line,
-                    text,
-                    ..
-                } => (first_line..)
-                    .zip(bytes.split(|&byte| byte == b'\n'))
-                    .filter(|(_, line)| !line.trim_ascii().is_empty())
-                    .map(|(line_number, line)| {
-                        let origin = Origin {
-                            ordinal: line_number,
-                            byte: None,
-                            is_line: true,
-                        };
-                        let value = if text {
-                            Ok(serde_json::json!({ "text": String::from_utf8_lossy(line) }))
-                        } else {
-                            serde_json::from_slice::<Value>(line).map_err(|error| error.to_string())
-                        };
-                        (origin, value)
-                    })
-                    .collect(),
-                Batch::Records(records) => records
-                    .into_iter()
-                    .map(|(origin, _, value)| (origin, value))
-                    .collect(),
-            };
-            for (origin, value) in records {
-                let place = if origin.is_line {
-                    format!("{}:{}", file.display, origin.ordinal)
-                } else {
-                    format!("{}#{}", file.display, origin.ordinal)
-                };
-                // An eval item that cannot be read cannot be looked for in
-                // the data: passing over it would pass the check unseen.
-                let value = value.map_err(|reason| Error::EvalSet {
-                    path: file.path.clone(),
-                    reason: format!(
-                        "{place}: {}; an item gantry cannot read cannot be checked for contamination",
-                        crate::scan::sanitize_message(&reason)
-                    ),
-                })?;
-                index.add(place, &eval_texts(&value));
+        // Items are parsed and their words hashed in parallel, then indexed
+        // in file order (an item's index is its place in the report).
+        let items: Vec<Result<Vec<EvalWords>>> = batches
+            .into_par_iter()
+            .map(|batch| eval_items_of(file, batch))
+            .collect();
+        for batch in items {
+            for (place, words) in batch? {
+                index.add_words(place, &words);
             }
         }
     }
@@ -272,6 +241,73 @@ pub(crate) fn load_eval_set(patterns: &[String], map_files: bool) -> Result<Eval
     }
     index.seal();
     Ok(index)
+}
+
+/// An eval item's place and word hashes, before it is indexed.
+type EvalWords = (String, Vec<u64>);
+
+/// The items of one batch of an eval file: each one's place and word hashes.
+fn eval_items_of(file: &crate::source::DataFile, batch: Batch) -> Result<Vec<EvalWords>> {
+    let records: Vec<(Origin, std::result::Result<Value, String>)> = match batch {
+        Batch::Lines {
+            bytes,
+            first_line,
+            text,
+            ..
+        } => (first_line..)
+            .zip(bytes.split(|&byte| byte == b'\n'))
+            .filter(|(_, line)| !line.trim_ascii().is_empty())
+            .map(|(line_number, line)| {
+                let origin = Origin {
+                    ordinal: line_number,
+                    byte: None,
+                    is_line: true,
+                };
+                let value = if text {
+                    Ok(serde_json::json!({ "text": String::from_utf8_lossy(line) }))
+                } else {
+                    // sonic-rs (SIMD) where it may recurse; serde_json for
+                    // anything it refuses, and for its error message.
+                    crate::validate::record::too_deep(line)
+                        .is_none()
+                        .then(|| sonic_rs::from_slice::<Value>(line).ok())
+                        .flatten()
+                        .map_or_else(
+                            || {
+                                serde_json::from_slice::<Value>(line)
+                                    .map_err(|error| error.to_string())
+                            },
+                            Ok,
+                        )
+                };
+                (origin, value)
+            })
+            .collect(),
+        Batch::Records(records) => records
+            .into_iter()
+            .map(|(origin, _, value)| (origin, value))
+            .collect(),
+    };
+    let mut items = Vec::with_capacity(records.len());
+    for (origin, value) in records {
+        let place = if origin.is_line {
+            format!("{}:{}", file.display, origin.ordinal)
+        } else {
+            format!("{}#{}", file.display, origin.ordinal)
+        };
+        // An eval item that cannot be read cannot be looked for in
+        // the data: passing over it would pass the check unseen.
+        let value = value.map_err(|reason| Error::EvalSet {
+            path: file.path.clone(),
+            reason: format!(
+                "{place}: {}; an item gantry cannot read cannot be checked for contamination",
+                crate::scan::sanitize_message(&reason)
+            ),
+        })?;
+        let words = Words::of(eval_texts(&value)).hashes().to_vec();
+        items.push((place, words));
+    }
+    Ok(items)
 }
 
 /// Every string in a JSON value, in document order.
@@ -356,7 +392,7 @@ mod tests {
 
         let mut hits: Vec<(u32, u64)> = Vec::new();
         index.find("Study notes: WHICH of the following, best describes the main function of the mitochondria in eukaryotic cells! Answer: ATP", |item, ngram| hits.push((item, ngram)));
-        let distinct: HashSet<u64> = hits
+        let distinct: std::collections::HashSet<u64> = hits
             .iter()
             .filter(|(item, _)| *item == 0)
             .map(|(_, ngram)| *ngram)
