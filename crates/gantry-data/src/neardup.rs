@@ -197,6 +197,39 @@ pub fn jaccard_of_bits(left: &[u8; SIGNATURE_BYTES], right: &[u8; SIGNATURE_BYTE
     ((agreeing - chance) / (1.0 - chance)).clamp(0.0, 1.0)
 }
 
+/// `(key, index)` for every key in order, sorted by key, then index: a
+/// stable radix sort of the keys, eight bits a pass (indices go in in
+/// order), which takes a third of the time of a comparison sort of the
+/// pairs at hundreds of thousands of records.
+fn sorted_by_key(keys: impl Iterator<Item = u32>) -> Vec<(u32, usize)> {
+    let mut items: Vec<(u32, usize)> = keys.enumerate().map(|(index, key)| (key, index)).collect();
+    let mut scratch = vec![(0_u32, 0_usize); items.len()];
+    for shift in [0, 8, 16, 24] {
+        let digit = |key: u32| ((key >> shift) & 0xff) as usize;
+        let mut counts = [0_usize; 256];
+        for &(key, _) in &items {
+            counts[digit(key)] += 1;
+        }
+        // Every key has the same digit here: the pass would change nothing.
+        if counts.contains(&items.len()) {
+            continue;
+        }
+        let mut next = [0_usize; 256];
+        let mut sum = 0;
+        for (slot, count) in next.iter_mut().zip(counts) {
+            *slot = sum;
+            sum += count;
+        }
+        for &item in &items {
+            let slot = &mut next[digit(item.0)];
+            scratch[*slot] = item;
+            *slot += 1;
+        }
+        std::mem::swap(&mut items, &mut scratch);
+    }
+    items
+}
+
 /// Clusters of near-duplicate records: groups of signature indices, each
 /// sorted, clusters ordered by their first member. `signatures` are in data order.
 ///
@@ -213,12 +246,11 @@ pub fn clusters<S: std::borrow::Borrow<Signature> + Sync>(signatures: &[S]) -> V
     let candidates: Vec<Vec<(usize, usize)>> = (0..BANDS)
         .into_par_iter()
         .map(|band| {
-            let mut keyed: Vec<(u32, usize)> = signatures
-                .iter()
-                .enumerate()
-                .map(|(index, signature)| (signature.borrow().bands[band], index))
-                .collect();
-            keyed.sort_unstable();
+            let keyed = sorted_by_key(
+                signatures
+                    .iter()
+                    .map(|signature| signature.borrow().bands[band]),
+            );
             let mut links = Vec::new();
             for run in keyed.chunk_by(|left, right| left.0 == right.0) {
                 let members: Vec<usize> = run.iter().map(|&(_, index)| index).collect();
@@ -246,16 +278,22 @@ pub fn clusters<S: std::borrow::Borrow<Signature> + Sync>(signatures: &[S]) -> V
             std::cmp::Ordering::Equal => {}
         }
     }
+    // Only records with company get a group (most have none).
+    let roots: Vec<usize> = (0..signatures.len())
+        .map(|index| find(&mut parent, index))
+        .collect();
+    let mut sizes = vec![0_u32; roots.len()];
+    for &root in &roots {
+        sizes[root] += 1;
+    }
     let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
         std::collections::BTreeMap::new();
-    for index in 0..signatures.len() {
-        let root = find(&mut parent, index);
-        groups.entry(root).or_default().push(index);
+    for (index, &root) in roots.iter().enumerate() {
+        if sizes[root] > 1 {
+            groups.entry(root).or_default().push(index);
+        }
     }
-    groups
-        .into_values()
-        .filter(|group| group.len() > 1)
-        .collect()
+    groups.into_values().collect()
 }
 
 /// The links of one band bucket (`members` in data order): each member is
@@ -288,6 +326,15 @@ pub fn bucket_links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn radix_sorted_keys_are_the_sorted_pairs(keys in proptest::collection::vec(proptest::prop_oneof![0_u32..4, 0xffff_fff0_u32..=u32::MAX, proptest::prelude::any::<u32>()], 0..600)) {
+            let mut expected: Vec<(u32, usize)> = keys.iter().copied().zip(0..).collect();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(sorted_by_key(keys.into_iter()), expected);
+        }
+    }
 
     fn text(n_words: usize, seed: u64) -> Vec<String> {
         let mut state = seed;
