@@ -33,18 +33,27 @@ const O200K_VOCABULARY: &str = include_str!("../assets/o200k_base.tiktoken");
 /// cl100k_base's vocabulary.
 const CL100K_VOCABULARY: &str = include_str!("../assets/cl100k_base.tiktoken");
 
+/// o200k_base's pre-tokenizer up to its lookahead, as tiktoken writes it.
+macro_rules! o200k_before_lookahead {
+    () => {
+        concat!(
+            r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+            "|",
+            r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
+            "|",
+            r#"\p{N}{1,3}"#,
+            "|",
+            r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
+            "|",
+            r#"\s*[\r\n]+"#,
+        )
+    };
+}
+
 /// o200k_base's pre-tokenizer, as tiktoken writes it.
 #[cfg(test)]
 pub(crate) const O200K_PATTERN: &str = concat!(
-    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
-    "|",
-    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
-    "|",
-    r#"\p{N}{1,3}"#,
-    "|",
-    r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
-    "|",
-    r#"\s*[\r\n]+"#,
+    o200k_before_lookahead!(),
     "|",
     r#"\s+(?!\S)"#,
     "|",
@@ -53,17 +62,7 @@ pub(crate) const O200K_PATTERN: &str = concat!(
 
 /// [`O200K_PATTERN`] up to its lookahead: what is left, `\s+(?!\S)|\s+`, is
 /// [`unicode_whitespace`].
-const O200K_BEFORE_LOOKAHEAD: &str = concat!(
-    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
-    "|",
-    r#"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#,
-    "|",
-    r#"\p{N}{1,3}"#,
-    "|",
-    r#" ?[^\s\p{L}\p{N}]+[\r\n/]*"#,
-    "|",
-    r#"\s*[\r\n]+"#,
-);
+const O200K_BEFORE_LOOKAHEAD: &str = o200k_before_lookahead!();
 
 /// cl100k_base's pre-tokenizer, as tiktoken writes it.
 #[cfg(test)]
@@ -429,24 +428,15 @@ fn run(bytes: &[u8], mut position: usize, class: u8) -> Option<usize> {
 /// time.
 #[inline]
 fn letter_run(bytes: &[u8], position: usize, fold: u8) -> Option<usize> {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const fn splat(byte: u8) -> u64 {
-        (byte as u64) * 0x0101_0101_0101_0101
-    }
-    // With every top bit set first, no byte borrows from the next.
-    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
-    let mut at = position;
-    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(eight);
-        let folded = word | splat(fold);
-        let letters = at_least(folded, b'a') & !at_least(folded, b'z' + 1) & !word & HIGH;
-        if letters != HIGH {
-            at += ((!letters & HIGH).trailing_zeros() / 8) as usize;
-            return (bytes[at] < 0x80).then_some(at);
-        }
-        at += 8;
-    }
-    run(bytes, at, if fold == 0 { LOWER } else { LETTER })
+    use crate::swar::{in_range, splat};
+    let end = crate::swar::run_end(bytes, position, |word| {
+        // Folding keeps the top bits, so non-ASCII bytes stay out.
+        in_range(word | splat(fold), b'a', b'z')
+    });
+    bytes
+        .get(end)
+        .is_none_or(|&byte| byte < 0x80)
+        .then_some(end)
 }
 
 /// `\p{N}{1,3}` from a digit at `position`.

@@ -41,6 +41,7 @@ mod policy;
 mod report;
 mod scan;
 mod source;
+mod swar;
 mod tokens;
 mod validate;
 mod words;

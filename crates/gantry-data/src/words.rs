@@ -85,31 +85,11 @@ fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
 /// the end), looked at eight at a time.
 #[inline]
 fn ascii_token_end(bytes: &[u8], from: usize) -> usize {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const fn splat(byte: u8) -> u64 {
-        (byte as u64) * 0x0101_0101_0101_0101
-    }
-    // For bytes below 0x80: the top bit of each byte of the result is set
-    // where the byte is at least `c`.
-    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
-    let mut at = from;
-    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(eight);
-        let low = word & LOW;
-        let spaces = low ^ splat(b' ');
-        let space = !(((spaces & LOW) + LOW) | spaces | LOW);
-        let control = at_least(low, 0x09) & !at_least(low, 0x0e);
-        let stop = (word & HIGH) | space | control;
-        if stop != 0 {
-            return at + (stop.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while at < bytes.len() && bytes[at] < 0x80 && !is_ascii_space(bytes[at]) {
-        at += 1;
-    }
-    at
+    use crate::swar::{HIGH, in_range};
+    crate::swar::run_end(bytes, from, |word| {
+        let space = in_range(word, b' ', b' ') | in_range(word, 0x09, 0x0d);
+        !(space | (word & HIGH))
+    })
 }
 
 /// [`word_hash`] of the normalized word of an ASCII token without spaces
@@ -203,31 +183,14 @@ pub(crate) fn with_words<'a, R>(
     })
 }
 
-/// How many bytes from `at` on are ASCII lowercase letters or digits,
-/// looked at eight at a time (SWAR): for a byte `b` below 0x80,
-/// `(b | 0x80) - c` keeps its top bit exactly when `b >= c`.
+/// How many bytes from `from` on are ASCII lowercase letters or digits,
+/// looked at eight at a time.
 #[inline]
 fn lowercase_or_digit_run(bytes: &[u8], from: usize) -> usize {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const fn splat(byte: u8) -> u64 {
-        (byte as u64) * 0x0101_0101_0101_0101
-    }
-    let at_least = |word: u64, byte: u8| ((word | HIGH) - splat(byte)) & HIGH;
-    let mut at = from;
-    while let Some(&eight) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(eight);
-        let lowercase = at_least(word, b'a') & !at_least(word, b'z' + 1);
-        let digit = at_least(word, b'0') & !at_least(word, b'9' + 1);
-        let fits = (lowercase | digit) & !word & HIGH;
-        if fits != HIGH {
-            return at - from + ((!fits & HIGH).trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while at < bytes.len() && (bytes[at].is_ascii_lowercase() || bytes[at].is_ascii_digit()) {
-        at += 1;
-    }
-    at - from
+    use crate::swar::in_range;
+    crate::swar::run_end(bytes, from, |word| {
+        in_range(word, b'a', b'z') | in_range(word, b'0', b'9')
+    }) - from
 }
 
 impl Words {
