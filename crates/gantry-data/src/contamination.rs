@@ -268,7 +268,7 @@ fn eval_items_of(file: &crate::source::DataFile, batch: Batch) -> Result<Vec<Eva
                 } else {
                     // sonic-rs (SIMD) where it may recurse; serde_json for
                     // anything it refuses, and for its error message.
-                    crate::validate::record::too_deep(line)
+                    crate::nesting::too_deep(line)
                         .is_none()
                         .then(|| sonic_rs::from_slice::<Value>(line).ok())
                         .flatten()

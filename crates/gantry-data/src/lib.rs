@@ -37,6 +37,7 @@ mod formats;
 mod histogram;
 mod lock;
 mod neardup;
+mod nesting;
 mod policy;
 mod report;
 mod scan;
