@@ -61,22 +61,24 @@ pub(crate) fn word_hash(word: &[u8]) -> u64 {
     }
 }
 
+/// [`word_hash`] of the first `length` (at most 16) of sixteen bytes; what
+/// lies past `length` is ignored.
+#[inline]
+fn short_word_hash_of(window: &[u8; 16], length: usize) -> u64 {
+    let mask = if length == 16 {
+        u128::MAX
+    } else {
+        (1_u128 << (8 * length)) - 1
+    };
+    short_word_hash(u128::from_le_bytes(*window) & mask, length)
+}
+
 /// [`word_hash`] of `text[start..end]`, reading 16 bytes at once where the text has them.
 #[inline]
 fn word_hash_in(text: &[u8], start: usize, end: usize) -> u64 {
     let length = end - start;
-    match text.get(start..start + 16) {
-        Some(window) if length <= 16 => {
-            let mut bytes = [0_u8; 16];
-            bytes.copy_from_slice(window);
-            let bytes = u128::from_le_bytes(bytes);
-            let mask = if length == 16 {
-                u128::MAX
-            } else {
-                (1_u128 << (8 * length)) - 1
-            };
-            short_word_hash(bytes & mask, length)
-        }
+    match text.get(start..).and_then(|rest| rest.first_chunk::<16>()) {
+        Some(window) if length <= 16 => short_word_hash_of(window, length),
         _ => word_hash(&text[start..end]),
     }
 }
@@ -92,41 +94,26 @@ fn ascii_token_end(bytes: &[u8], from: usize) -> usize {
     })
 }
 
-/// [`word_hash`] of the normalized word of an ASCII token without spaces
-/// (its letters and digits, lowercased), or `None` when it has none.
-/// Tokens of up to 32 bytes are normalized without a branch per byte.
+/// The longest ASCII token [`ascii_token_hash`] takes.
+const ASCII_TOKEN_BYTES: usize = 32;
+
+/// [`word_hash`] of the normalized word of an ASCII token without spaces, of
+/// at most [`ASCII_TOKEN_BYTES`] (its letters and digits, lowercased), or
+/// `None` when it has none: normalized on the stack, without a branch per byte.
 #[inline]
 fn ascii_token_hash(token: &[u8]) -> Option<u64> {
-    let keep = |byte: u8| byte.is_ascii_alphanumeric();
-    let lower = |byte: u8| byte | (u8::from(byte.is_ascii_uppercase()) << 5);
-    if token.len() > 32 {
-        let word: Vec<u8> = token
-            .iter()
-            .copied()
-            .filter(|&byte| keep(byte))
-            .map(lower)
-            .collect();
-        return (!word.is_empty()).then(|| word_hash(&word));
-    }
     // Every byte is written where the next kept one goes; only kept ones advance.
-    let mut buffer = [0_u8; 33];
+    let mut buffer = [0_u8; ASCII_TOKEN_BYTES + 1];
     let mut length = 0;
     for &byte in token {
-        buffer[length] = lower(byte);
-        length += usize::from(keep(byte));
+        buffer[length] = byte | (u8::from(byte.is_ascii_uppercase()) << 5);
+        length += usize::from(byte.is_ascii_alphanumeric());
     }
     match length {
         0 => None,
-        1..=16 => {
-            let mut bytes = [0_u8; 16];
-            bytes.copy_from_slice(&buffer[..16]);
-            let mask = if length == 16 {
-                u128::MAX
-            } else {
-                (1_u128 << (8 * length)) - 1
-            };
-            Some(short_word_hash(u128::from_le_bytes(bytes) & mask, length))
-        }
+        1..=16 => buffer
+            .first_chunk::<16>()
+            .map(|window| short_word_hash_of(window, length)),
         _ => Some(xxh3_64(&buffer[..length])),
     }
 }
@@ -237,15 +224,15 @@ impl Words {
             // Next commonest: ASCII up to a space, with capitals or
             // punctuation (`The`, `said,`, `don't`): normalized on the stack.
             let end = ascii_token_end(bytes, at);
-            if bytes.get(end).is_none_or(|&byte| byte < 0x80) {
+            if end - start <= ASCII_TOKEN_BYTES && bytes.get(end).is_none_or(|&byte| byte < 0x80) {
                 if let Some(hash) = ascii_token_hash(&bytes[start..end]) {
                     self.add_word(hash);
                 }
                 at = end;
                 continue;
             }
-            // A word with other characters: one character at a time, to a
-            // space of any kind.
+            // A word with other characters, or a long one: one character at
+            // a time, to a space of any kind.
             at = start;
             while let Some(&byte) = bytes.get(at) {
                 if byte < 0x80 {
@@ -420,42 +407,5 @@ mod tests {
         assert_ne!(hash(&["hello world", "bye"]), hash(&["hello", "world bye"]));
         assert_ne!(hash(&["hello world", ""]), hash(&["", "hello world"]));
         assert_eq!(hash(&["...", "  "]), None);
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    /// `GANTRY_WORDS_BENCH=chat.jsonl cargo test --release -p gantry-data --lib words_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    #[expect(clippy::print_stderr, reason = "the measurement is its output")]
-    fn words_speed() {
-        let Ok(path) = std::env::var("GANTRY_WORDS_BENCH") else {
-            return;
-        };
-        let data = std::fs::read_to_string(path).expect("data");
-        let texts: Vec<String> = data
-            .lines()
-            .flat_map(|line| {
-                let value: serde_json::Value = serde_json::from_str(line).expect("json");
-                value["messages"].as_array().cloned().unwrap_or_default()
-            })
-            .filter_map(|message| message["content"].as_str().map(str::to_owned))
-            .collect();
-        let bytes: usize = texts.iter().map(String::len).sum();
-        for _ in 0..3 {
-            let started = std::time::Instant::now();
-            let mut total = 0_u64;
-            for text in &texts {
-                total = total.wrapping_add(super::with_words([text.as_str()], |words| {
-                    words.hashes().iter().fold(0_u64, |a, b| a ^ b)
-                }));
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            eprintln!(
-                "words: {:.0} MB/s ({total:x})",
-                bytes as f64 / seconds / 1e6
-            );
-        }
     }
 }

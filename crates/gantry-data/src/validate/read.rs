@@ -924,18 +924,22 @@ mod tests {
     use crate::validate::record::{lines, parse_json};
 
     /// Every line a reader hands out: (line number, byte offset, the line or
-    /// the error for it), with the file's digest and size.
+    /// the error for it), with the file's digests and size.
     #[allow(clippy::type_complexity)]
     pub(crate) fn lines_of(
         file: &DataFile,
         map: bool,
     ) -> (
         Vec<(u64, Option<u64>, std::result::Result<Vec<u8>, String>)>,
-        Digest,
+        ContentDigest,
         u64,
     ) {
         let mut seen = Vec::new();
-        let hasher = FileHasher::default();
+        // Both digests, as a shard job that takes a file's SHA-256 does.
+        let hasher = FileHasher::new(Hashes {
+            sha256: true,
+            xxh3: true,
+        });
         let (digest, size) = read_file(
             file,
             |batch, _| match batch {
@@ -963,8 +967,7 @@ mod tests {
             map,
         )
         .expect("read");
-        let digest = digest.unwrap_or_else(|| hasher.finish());
-        (seen, digest.sha256.expect("a SHA-256"), size)
+        (seen, digest.unwrap_or_else(|| hasher.finish()), size)
     }
 
     #[test]
@@ -1003,7 +1006,8 @@ mod tests {
         assert!(mapped.0 == read.0, "the two readers disagree on the lines");
         assert_eq!((mapped.1, mapped.2), (read.1, read.2));
         let on_disk = std::fs::read(&path).expect("read");
-        assert_eq!(mapped.1, Digest::of_bytes(&on_disk));
+        assert_eq!(mapped.1.sha256, Some(Digest::of_bytes(&on_disk)));
+        assert_eq!(mapped.1.xxh3, Some(xxh3_128(&on_disk)));
         assert_eq!(mapped.2, on_disk.len() as u64);
         let oversized = mapped
             .0
