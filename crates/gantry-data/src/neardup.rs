@@ -252,7 +252,11 @@ pub fn clusters<S: std::borrow::Borrow<Signature> + Sync>(signatures: &[S]) -> V
                     .map(|signature| signature.borrow().bands[band]),
             );
             let mut links = Vec::new();
-            for run in keyed.chunk_by(|left, right| left.0 == right.0) {
+            // Nearly every bucket holds one record, which links to nothing.
+            for run in keyed
+                .chunk_by(|left, right| left.0 == right.0)
+                .filter(|run| run.len() > 1)
+            {
                 let members: Vec<usize> = run.iter().map(|&(_, index)| index).collect();
                 links.extend(bucket_links(&members, |a, b| {
                     estimated_jaccard(signature(a), signature(b)) >= JACCARD_THRESHOLD

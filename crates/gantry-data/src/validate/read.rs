@@ -407,11 +407,14 @@ pub(crate) fn map_lines(
         let window = std::sync::Arc::new(window);
         let mut from = 0;
         while from < end {
-            // Chunks of about CHUNK_BYTES, each ending at a line break.
-            let to = if end - from <= CHUNK_BYTES {
+            // Chunks of about CHUNK_BYTES, each ending at a line break;
+            // smaller near the end of the file, so no worker waits long for
+            // the last one.
+            let target = chunk_target(size - start - from as u64);
+            let to = if end - from <= target {
                 end
             } else {
-                let probe = from + CHUNK_BYTES;
+                let probe = from + target;
                 memchr::memrchr(b'\n', &window[from..probe])
                     .or_else(|| {
                         memchr::memchr(b'\n', &window[probe..end]).map(|index| probe - from + index)
@@ -869,6 +872,20 @@ pub(crate) fn read_csv(
 
 /// Target size of one chunk of text handed to a worker.
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+
+/// The smallest chunk [`chunk_target`] asks for.
+const MIN_CHUNK_BYTES: usize = 256 << 10;
+
+/// How many bytes the next chunk of a mapped file takes when `remaining`
+/// bytes of the file are left: [`CHUNK_BYTES`], and a sixteenth of what is
+/// left over the last few chunks (at least [`MIN_CHUNK_BYTES`]). Workers
+/// take chunks as they come, so one that finishes last finishes at most a
+/// small chunk after the others.
+fn chunk_target(remaining: u64) -> usize {
+    usize::try_from(remaining / 16)
+        .unwrap_or(CHUNK_BYTES)
+        .clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
+}
 
 /// Chunks of a mapped file that may wait to be hashed.
 pub(crate) const MAX_WAITING: usize = 4;

@@ -871,8 +871,8 @@ impl Partial {
         self.over_tokens.merge(other.over_tokens);
         self.secrets.merge(other.secrets);
         self.pii.merge(other.pii);
-        self.exact.extend(other.exact);
-        self.normalized.extend(other.normalized);
+        append(&mut self.exact, other.exact);
+        append(&mut self.normalized, other.normalized);
         self.characters.merge(&other.characters);
         self.tokens.merge(&other.tokens);
         self.turns.merge(&other.turns);
@@ -891,7 +891,7 @@ impl Partial {
             }
             self.found_secrets.insert(secret);
         }
-        self.near.extend(other.near);
+        append(&mut self.near, other.near);
         for (mine, theirs) in self.largest.iter_mut().zip(other.largest) {
             mine.extend(theirs);
             keep_largest(mine);
@@ -905,6 +905,16 @@ impl Partial {
             entry.1 = entry.1.min(first);
         }
     }
+}
+
+/// Moves `theirs` onto the end of `mine`, copying the shorter of the two:
+/// for columns whose order does not matter (each is sorted where it is
+/// read), so the last merges of a run move the large columns, not copy them.
+fn append<T>(mine: &mut Vec<T>, mut theirs: Vec<T>) {
+    if theirs.len() > mine.len() {
+        std::mem::swap(mine, &mut theirs);
+    }
+    mine.append(&mut theirs);
 }
 
 /// Everything a worker needs to check records of one file.
