@@ -323,9 +323,11 @@ impl<'a> Turns<'a> {
 }
 
 /// The commonest chat record, `{"messages": [{"role", "content"}…]}` with
-/// string contents and nothing else, borrowed from the line. Any other
-/// record (another key, a tool call, a `weight`, a repeated key) fails to
-/// deserialize and takes the general path through `serde_json::Value`.
+/// string contents (and `weight` 0 or 1 on assistant messages), borrowed
+/// from the line. A record with another top-level key fails to deserialize;
+/// a message with another key (a tool call, a `name`), a repeated key or
+/// another `weight` is read to its end and marked. Either takes the general
+/// path through `serde_json::Value`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlainChat<'a> {
@@ -333,35 +335,165 @@ pub(crate) struct PlainChat<'a> {
     messages: Vec<PlainMessage<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct PlainMessage<'a> {
-    #[serde(borrow)]
     role: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
     content: std::borrow::Cow<'a, str>,
+    /// Whether the message has a `weight` (0 or 1).
+    weighted: bool,
+    /// Whether the message has what the plain shape leaves to the general
+    /// path: found while parsing, not by failing (a failed parse builds an
+    /// error with a line and column, which costs more than the parse).
+    general: bool,
+}
+
+/// A JSON string, borrowed from the line where it has no escapes.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A `weight` value: whether it is the integer 0 or 1. Any other value is
+/// read to its end and answers `false` (the general path says what is wrong).
+struct Weight(bool);
+
+impl<'de> serde::Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Weight;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<Weight, E> {
+                Ok(Weight(value <= 1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Weight, E> {
+                Ok(Weight(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Weight, E> {
+                Ok(Weight(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Weight, E> {
+                Ok(Weight(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Weight, E> {
+                Ok(Weight(false))
+            }
+            fn visit_unit<E>(self) -> Result<Weight, E> {
+                Ok(Weight(false))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Weight, A::Error> {
+                while items.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Weight(false))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Weight, A::Error> {
+                while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Weight(false))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for PlainMessage<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = PlainMessage<'a>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a chat message")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut entries: A,
+            ) -> Result<PlainMessage<'a>, A::Error> {
+                let (mut role, mut content, mut weight) = (None, None, None);
+                let mut general = false;
+                while let Some(key) = entries.next_key::<Text<'de>>()? {
+                    match &*key.0 {
+                        "role" if role.is_none() => {
+                            role = Some(entries.next_value::<Text<'a>>()?.0)
+                        }
+                        "content" if content.is_none() => {
+                            content = Some(entries.next_value::<Text<'a>>()?.0);
+                        }
+                        "weight" if weight.is_none() => {
+                            weight = Some(entries.next_value::<Weight>()?.0);
+                        }
+                        _ => {
+                            general = true;
+                            entries.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let (Some(role), Some(content)) = (role, content) else {
+                    return Ok(PlainMessage {
+                        role: std::borrow::Cow::Borrowed(""),
+                        content: std::borrow::Cow::Borrowed(""),
+                        weighted: false,
+                        general: true,
+                    });
+                };
+                Ok(PlainMessage {
+                    general: general || weight == Some(false),
+                    weighted: weight.is_some(),
+                    role,
+                    content,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl<'a> PlainChat<'a> {
     /// Parses `line` if it is a plain chat record whose roles are all
-    /// conversation roles (tool messages need the general path). sonic-rs
-    /// recurses without a limit, even to skip: the caller refuses lines
-    /// nested deeper than `validate::MAX_NESTING` first.
+    /// conversation roles (tool messages need the general path) and whose
+    /// weights are on assistant messages. sonic-rs recurses without a
+    /// limit, even to skip: the caller refuses lines nested deeper than
+    /// `validate::MAX_NESTING` first.
     pub(crate) fn parse(line: &'a [u8]) -> Option<PlainChat<'a>> {
         let chat: PlainChat<'a> = sonic_rs::from_slice(line).ok()?;
         (!chat.messages.is_empty()
             && chat.messages.iter().all(|message| {
-                matches!(
-                    &*message.role,
-                    "system" | "developer" | "user" | "assistant"
-                )
+                !message.general
+                    && match &*message.role {
+                        "assistant" => true,
+                        "system" | "developer" | "user" => !message.weighted,
+                        _ => false,
+                    }
             }))
         .then_some(chat)
     }
 
-    /// The field names the validator's `collect_fields` notes for the same record as a `Value`.
-    pub(crate) fn fields(&self) -> [&'static str; 3] {
+    /// The field names the validator's `collect_fields` notes for the same
+    /// record as a `Value` (it looks at the first four messages' keys).
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &'static str> {
+        let weighted = self.messages.iter().take(4).any(|message| message.weighted);
         ["messages", "messages[].role", "messages[].content"]
+            .into_iter()
+            .chain(weighted.then_some("messages[].weight"))
     }
 
     /// What [`inspect`] finds in the same record as a `Value`.
@@ -712,6 +844,9 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        // A case costs microseconds; a message of each kind with each weight
+        // is only likely in a few thousand.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
         /// The borrowed path finds exactly what the general path finds.
         #[test]
         fn plain_chat_records_inspect_as_values_do(
@@ -719,7 +854,7 @@ mod tests {
                 (
                     proptest::sample::select(vec!["system", "developer", "user", "assistant", "tool", "User"]),
                     proptest::sample::select(vec!["hi", "", "  ", "line\\nbreak", "\\\"quoted\\\"", "é \\u00e9"]),
-                    proptest::sample::select(vec!["", ", \"weight\": 1", ", \"name\": \"x\"", ", \"role\": \"user\""]),
+                    proptest::sample::select(vec!["", ", \"weight\": 1", ", \"weight\": 0", ", \"weight\": 2", ", \"weight\": -0", ", \"weight\": 1.0", ", \"weight\": null", ", \"weight\": [1, {\"a\": 2}]", ", \"weight\": \"1\"", ", \"weight\": 1, \"weight\": 1", ", \"name\": \"x\"", ", \"role\": \"user\"", ", \"content\": \"again\"", ", \"tool_calls\": [{\"id\": \"c\"}]"]),
                 ),
                 0..6,
             ),
@@ -737,16 +872,64 @@ mod tests {
                 proptest::prop_assert_eq!(&plain.texts, &general.texts);
                 proptest::prop_assert_eq!(&plain.empty_fields, &general.empty_fields);
                 proptest::prop_assert_eq!(&plain.messages, &general.messages);
+                let mut partial = crate::validate::record::Partial::default();
+                crate::validate::record::collect_fields(&value, &mut partial);
+                let fields: std::collections::BTreeSet<String> = chat.fields().map(str::to_owned).collect();
+                proptest::prop_assert_eq!(fields, partial.fields);
             } else {
-                // Only records outside the plain shape take the general path.
+                // Only records outside the plain shape take the general path:
+                // plain messages have one role and one content, and a weight
+                // of 0 or 1 only on assistant messages.
+                let plain_message = |message: &String| {
+                    let weight = message.split_once(", \"weight\": ").map(|(_, weight)| weight);
+                    message.matches("role").count() == 1
+                        && message.matches("content").count() == 1
+                        && !message.contains("name")
+                        && !message.contains("tool_calls")
+                        && match weight {
+                            None => true,
+                            Some(weight) => message.contains("\"assistant\"") && matches!(weight.trim_end_matches('}'), "0" | "1"),
+                        }
+                };
                 let plain_shape = extra.is_empty()
                     && !messages.is_empty()
-                    && messages.iter().all(|message| !message.contains("weight") && !message.contains("name") && message.matches("role").count() == 1)
+                    && messages.iter().all(plain_message)
                     && value["messages"].as_array().is_some_and(|all| all.iter().all(|message| {
                         matches!(message["role"].as_str(), Some("system" | "developer" | "user" | "assistant"))
                     }));
                 proptest::prop_assert!(!plain_shape, "{line} should have been plain");
             }
+        }
+    }
+
+    #[test]
+    fn plain_weights_are_fields_where_the_general_path_looks() {
+        // `collect_fields` reads the keys of the first four messages only.
+        for (weighted_at, noted) in [(0, true), (3, true), (4, false)] {
+            let messages: Vec<String> = (0..5)
+                .map(|index| {
+                    let weight = if index == weighted_at {
+                        r#", "weight": 0"#
+                    } else {
+                        ""
+                    };
+                    format!(r#"{{"role": "assistant", "content": "a"{weight}}}"#)
+                })
+                .collect();
+            let line = format!(r#"{{"messages": [{}]}}"#, messages.join(", "));
+            let chat = PlainChat::parse(line.as_bytes()).expect("a plain record");
+            let fields: Vec<&str> = chat.fields().collect();
+            assert_eq!(fields.contains(&"messages[].weight"), noted, "{line}");
+            let mut partial = crate::validate::record::Partial::default();
+            crate::validate::record::collect_fields(
+                &serde_json::from_str(&line).expect("json"),
+                &mut partial,
+            );
+            assert_eq!(
+                partial.fields.contains("messages[].weight"),
+                noted,
+                "{line}"
+            );
         }
     }
 
