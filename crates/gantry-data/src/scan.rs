@@ -166,30 +166,38 @@ static LITERALS: LazyLock<(aho_corasick::AhoCorasick, Vec<u32>)> = LazyLock::new
 /// before an optional quote, optional whitespace and a `:` or `=`, as the
 /// generic-secret pattern requires; the `:` and `=` are few, the words are
 /// common. The name is the run of letters, digits, `_`, `-` and `.` before
-/// the quote. Unicode case folding lets `K` (Kelvin) and `ſ` stand for `k`
-/// and `s`, so non-ASCII text just before counts as possible too.
+/// the quote, as the pattern's `(?i)[A-Za-z0-9_.\-]` reads it: Unicode case
+/// folding lets `K` (Kelvin) and `ſ` (long s) stand for `k` and `s`, and no
+/// other character (a test holds the regex crate to that), so the name is
+/// folded the same way before the words are looked for.
 fn has_assignment(text: &str, words: &[&str]) -> bool {
+    /// The longest name looked at; a longer one is taken as possible.
+    const NAME_BYTES: usize = 64;
     memchr::memchr2_iter(b'=', b':', text.as_bytes()).any(|at| {
         let before = text[..at].trim_end_matches(char::is_whitespace);
-        let before = before
-            .strip_suffix(['"', '\''])
-            .unwrap_or(before)
-            .as_bytes();
-        let name_start = before
-            .iter()
-            .rposition(|&byte| {
-                !(byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
-            })
-            .map_or(0, |position| position + 1);
-        let name = &before[name_start..];
-        before[name_start.saturating_sub(3)..name_start]
-            .iter()
-            .chain(name)
-            .any(|byte| !byte.is_ascii())
-            || words.iter().any(|word| {
-                name.windows(word.len())
-                    .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
-            })
+        let before = before.strip_suffix(['"', '\'']).unwrap_or(before);
+        // The name, folded, written from its end backwards.
+        let mut folded = [0_u8; NAME_BYTES];
+        let mut length = 0;
+        for character in before.chars().rev() {
+            let byte = match character {
+                'a'..='z' | '0'..='9' | '_' | '-' | '.' => character as u8,
+                'A'..='Z' => character.to_ascii_lowercase() as u8,
+                '\u{212a}' => b'k',
+                '\u{17f}' => b's',
+                _ => break,
+            };
+            if length == NAME_BYTES {
+                return true;
+            }
+            folded[NAME_BYTES - 1 - length] = byte;
+            length += 1;
+        }
+        let name = &folded[NAME_BYTES - length..];
+        words.iter().any(|word| {
+            name.windows(word.len())
+                .any(|window| window == word.as_bytes())
+        })
     })
 }
 
@@ -785,6 +793,7 @@ mod tests {
                 "4111 1111 1111 1111", "+1 415-555-0100", "GB82 WEST 1234 5698 7654 32", "T3BlbkFJ",
                 "(415) 555-0100", "415.555.0100", "4111-1111-1111-1111", "DE89370400440532013000",
                 "-", ")", "(", "+", "--", ". ",
+                "é", "日本", "\u{212a}", "ſ", "\u{2126}", "İ", "\u{3000}",
             ]).prop_map(str::to_owned),
             "[A-Za-z0-9_\\-]{8,40}",
             // Digit runs and what joins them: the shapes of phone, card,
@@ -796,6 +805,30 @@ mod tests {
             let text = parts.concat();
             proptest::prop_assert_eq!(scan_with(&text, true), scan_with(&text, false));
         }
+    }
+
+    #[test]
+    fn only_kelvin_and_long_s_are_name_characters_outside_ascii() {
+        // What `has_assignment` assumes of the generic-secret pattern: its
+        // case-insensitive name class takes two characters outside ASCII,
+        // standing for `k` and `s`, and its `\s` is `char::is_whitespace`.
+        let name = Regex::new(r"(?i)^[A-Za-z0-9_.\-]$").expect("pattern");
+        let space = Regex::new(r"^\s$").expect("pattern");
+        let mut outside_ascii = Vec::new();
+        for character in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            let text = character.to_string();
+            if !character.is_ascii() && name.is_match(&text) {
+                outside_ascii.push(character);
+            }
+            assert_eq!(
+                space.is_match(&text),
+                character.is_whitespace(),
+                "{character:?}"
+            );
+        }
+        assert_eq!(outside_ascii, ['\u{17f}', '\u{212a}']);
+        let fold = |character: &str| Regex::new(&format!("(?i)^{character}$")).expect("pattern");
+        assert!(fold("k").is_match("\u{212a}") && fold("s").is_match("\u{17f}"));
     }
 
     #[test]
