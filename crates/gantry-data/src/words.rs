@@ -144,6 +144,82 @@ pub(crate) struct Words {
     word: Vec<u8>,
     /// Bytes [`Words::normalized_hash`] hashes.
     normalized: Vec<u8>,
+    /// Classes of the non-ASCII characters seen lately.
+    characters: Characters,
+}
+
+/// What normalization does with a non-ASCII character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CharacterClass {
+    /// A letter or digit whose lowercase is this one character.
+    Letter(char),
+    /// A letter or digit whose lowercase is several characters (`İ`).
+    Letters,
+    /// Whitespace: it ends the word.
+    Space,
+    /// Anything else: dropped.
+    Other,
+}
+
+impl CharacterClass {
+    /// Asks the Unicode tables (two binary searches for a letter).
+    fn of(character: char) -> CharacterClass {
+        if character.is_alphanumeric() {
+            let mut lower = character.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(one), None) => CharacterClass::Letter(one),
+                _ => CharacterClass::Letters,
+            }
+        } else if character.is_whitespace() {
+            CharacterClass::Space
+        } else {
+            CharacterClass::Other
+        }
+    }
+}
+
+/// Slots of the table of recent non-ASCII characters (4 KiB).
+const CHARACTER_SLOTS: usize = 1 << 9;
+
+/// A direct-mapped table of the classes of recent non-ASCII characters:
+/// text in one script repeats a few dozen characters, each of which would
+/// otherwise cost its table searches every time.
+#[derive(Debug, Default)]
+struct Characters {
+    /// Per slot: the character (21 bits), its class (2 bits) and its
+    /// lowercase (21 bits); all ones when empty (no character is 0x1fffff).
+    slots: Vec<u64>,
+}
+
+impl Characters {
+    #[inline]
+    fn class_of(&mut self, character: char) -> CharacterClass {
+        if self.slots.is_empty() {
+            self.slots = vec![u64::MAX; CHARACTER_SLOTS];
+        }
+        let code = u64::from(u32::from(character));
+        let slot = (u32::from(character).wrapping_mul(0x9e37_79b1)
+            >> (32 - CHARACTER_SLOTS.trailing_zeros())) as usize;
+        let entry = self.slots[slot];
+        if entry & 0x1f_ffff == code {
+            let lower = ((entry >> 23) & 0x1f_ffff) as u32;
+            return match (entry >> 21) & 3 {
+                0 => char::from_u32(lower).map_or(CharacterClass::Letters, CharacterClass::Letter),
+                1 => CharacterClass::Letters,
+                2 => CharacterClass::Space,
+                _ => CharacterClass::Other,
+            };
+        }
+        let class = CharacterClass::of(character);
+        let (kind, lower) = match class {
+            CharacterClass::Letter(lower) => (0, u64::from(u32::from(lower))),
+            CharacterClass::Letters => (1, 0),
+            CharacterClass::Space => (2, 0),
+            CharacterClass::Other => (3, 0),
+        };
+        self.slots[slot] = code | kind << 21 | lower << 23;
+        class
+    }
 }
 
 thread_local! {
@@ -249,14 +325,19 @@ impl Words {
                     break;
                 };
                 at += c.len_utf8();
-                if c.is_alphanumeric() {
-                    let mut buffer = [0_u8; 4];
-                    for lower in c.to_lowercase() {
-                        self.word
-                            .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+                let mut buffer = [0_u8; 4];
+                match self.characters.class_of(c) {
+                    CharacterClass::Letter(lower) => self
+                        .word
+                        .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes()),
+                    CharacterClass::Letters => {
+                        for lower in c.to_lowercase() {
+                            self.word
+                                .extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+                        }
                     }
-                } else if c.is_whitespace() {
-                    break;
+                    CharacterClass::Space => break,
+                    CharacterClass::Other => {}
                 }
             }
             self.end_word();
@@ -329,6 +410,25 @@ impl Words {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_character_classes_are_the_unicode_tables() {
+        let mut characters = Characters::default();
+        // Every character twice: the second answer comes from the table,
+        // where the first put it.
+        for character in (0x80..=0x10ffff_u32).filter_map(char::from_u32) {
+            let class = CharacterClass::of(character);
+            assert_eq!(characters.class_of(character), class, "{character:?}");
+            assert_eq!(
+                characters.class_of(character),
+                class,
+                "{character:?}, remembered"
+            );
+        }
+        assert_eq!(CharacterClass::of('İ'), CharacterClass::Letters);
+        assert_eq!(CharacterClass::of('É'), CharacterClass::Letter('é'));
+        assert_eq!(CharacterClass::of('\u{3000}'), CharacterClass::Space);
+    }
 
     #[test]
     fn windows_hash_as_their_words_do() {
