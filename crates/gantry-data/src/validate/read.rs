@@ -305,7 +305,7 @@ pub(crate) fn read_lines(
                     len: cut,
                 };
                 filled = rest;
-                let n_lines = memchr::memchr_iter(b'\n', &bytes).count() as u64
+                let n_lines = bytecount::count(&bytes, b'\n') as u64
                     + u64::from(!bytes.ends_with(b"\n"));
                 let length = bytes.len() as u64;
                 emit(Batch::Lines {
@@ -422,7 +422,7 @@ pub(crate) fn map_lines(
                     .map_or(end, |index| from + index + 1)
             };
             let bytes = &window[from..to];
-            let n_lines = memchr::memchr_iter(b'\n', bytes).count() as u64
+            let n_lines = bytecount::count(bytes, b'\n') as u64
                 + u64::from(!bytes.ends_with(b"\n"));
             emit(
                 Batch::Lines {
