@@ -313,7 +313,7 @@ fn eval_items_of(file: &crate::source::DataFile, batch: Batch) -> Result<Vec<Eva
                 crate::scan::sanitize_message(&reason)
             ),
         })?;
-        let words = Words::of(eval_texts(&value)).hashes().to_vec();
+        let words = crate::words::with_words(eval_texts(&value), |words| words.hashes().to_vec());
         items.push((place, words));
     }
     Ok(items)

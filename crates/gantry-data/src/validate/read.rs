@@ -305,8 +305,8 @@ pub(crate) fn read_lines(
                     len: cut,
                 };
                 filled = rest;
-                let n_lines = bytecount::count(&bytes, b'\n') as u64
-                    + u64::from(!bytes.ends_with(b"\n"));
+                let n_lines =
+                    bytecount::count(&bytes, b'\n') as u64 + u64::from(!bytes.ends_with(b"\n"));
                 let length = bytes.len() as u64;
                 emit(Batch::Lines {
                     bytes,
@@ -422,8 +422,8 @@ pub(crate) fn map_lines(
                     .map_or(end, |index| from + index + 1)
             };
             let bytes = &window[from..to];
-            let n_lines = bytecount::count(bytes, b'\n') as u64
-                + u64::from(!bytes.ends_with(b"\n"));
+            let n_lines =
+                bytecount::count(bytes, b'\n') as u64 + u64::from(!bytes.ends_with(b"\n"));
             emit(
                 Batch::Lines {
                     bytes: Chunk::Mapped {
